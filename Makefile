@@ -1,0 +1,174 @@
+# Caudal: plain non-recursive Makefile. `make deps` installs what the build
+# and the tests need (the list is deps.txt), `make` builds into build/,
+# `make test` runs unit and end-to-end tests, `make up`/`make down` run a
+# local cluster.
+
+B ?= build
+CC ?= gcc
+OPT ?= -O2 -g
+SAN ?=
+WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
+CFLAGS_BASE = -std=gnu11 $(OPT) $(SAN) -D_GNU_SOURCE -pthread -I$(B)/gen -Ifs -MMD -MP
+PKG = pkg-config
+
+GRPC_CF := $(shell $(PKG) --cflags grpc libprotobuf-c 2>/dev/null)
+GRPC_LD := $(shell $(PKG) --libs grpc libprotobuf-c 2>/dev/null)
+FS_LD = $(GRPC_LD) $(shell $(PKG) --libs libxxhash inih openssl 2>/dev/null) -lm
+ROCKS_LD := $(shell $(PKG) --libs rocksdb 2>/dev/null || echo -lrocksdb)
+FUSE_CF := $(shell $(PKG) --cflags fuse3 2>/dev/null)
+FUSE_LD := $(shell $(PKG) --libs fuse3 2>/dev/null)
+HTTP_LD := $(shell $(PKG) --libs libmicrohttpd 2>/dev/null)
+
+CFLAGS = $(CFLAGS_BASE) $(GRPC_CF) $(WARN)
+LDFLAGS += $(SAN) -pthread
+
+PROTOS = $(wildcard fs/*.proto)
+GEN_C = $(patsubst fs/%.proto,$(B)/gen/%.pb-c.c,$(PROTOS))
+GEN_H = $(GEN_C:.c=.h)
+GEN_O = $(patsubst $(B)/gen/%.c,$(B)/obj/gen/%.o,$(GEN_C))
+
+# fs/cdl_cli.c is the `caudal` program; every other fs/cdl_*.c is libcaudal.
+LIB_SRC = $(filter-out fs/cdl_cli.c,$(wildcard fs/cdl_*.c))
+LIB_O = $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRC)) $(GEN_O)
+LIB = $(B)/libcaudal.a
+
+# Each daemon folder: *_main*.c hold main(); the rest link into tests too.
+define folder
+$(1)_ALL = $$(wildcard $(2)/$(3)_*.c)
+$(1)_MAINS = $$(filter $(2)/$(3)_main%.c,$$($(1)_ALL))
+$(1)_O = $$(patsubst %.c,$(B)/obj/%.o,$$(filter-out $$($(1)_MAINS),$$($(1)_ALL)))
+endef
+$(eval $(call folder,NN,namenode,nn))
+$(eval $(call folder,DN,datanode,dn))
+$(eval $(call folder,JOB,jobs,job))
+$(eval $(call folder,MNT,mount,mnt))
+
+BIN = $(B)/bin
+PROGS = $(BIN)/caudal $(BIN)/caudal-namenode $(BIN)/caudal-datanode
+ifneq ($(wildcard jobs/job_main_jt.c),)
+PROGS += $(BIN)/caudal-jobtracker
+endif
+ifneq ($(wildcard jobs/job_main_tt.c),)
+PROGS += $(BIN)/caudal-tasktracker
+endif
+ifneq ($(wildcard mount/mnt_main.c),)
+PROGS += $(BIN)/caudal-mount $(BIN)/mount.caudal
+endif
+
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+UNIT_BIN = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+
+.PHONY: all deps test unit e2e up down bench asan tsan lint clean fuzz install
+all: $(PROGS) $(UNIT_BIN)
+
+deps:
+	@missing=$$(for p in $$(grep -v '^#' deps.txt); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "all dependencies present"; fi
+
+$(B)/gen/%.pb-c.c $(B)/gen/%.pb-c.h: fs/%.proto
+	@mkdir -p $(B)/gen
+	protoc-c --proto_path=fs --c_out=$(B)/gen $<
+
+$(B)/obj/gen/%.o: $(B)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(GRPC_CF) -c -o $@ $<
+
+$(B)/obj/mount/%.o: mount/%.c | $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FUSE_CF) -c -o $@ $<
+
+$(B)/obj/%.o: %.c | $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_O)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN)/caudal: $(B)/obj/fs/cdl_cli.o $(LIB)
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
+
+$(BIN)/caudal-namenode: $(B)/obj/namenode/nn_main.o $(NN_O) $(LIB)
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(ROCKS_LD) $(HTTP_LD) $(FS_LD)
+
+$(BIN)/caudal-datanode: $(B)/obj/datanode/dn_main.o $(DN_O) $(LIB)
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
+
+$(BIN)/caudal-jobtracker: $(B)/obj/jobs/job_main_jt.o $(JOB_O) $(LIB)
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
+
+$(BIN)/caudal-tasktracker: $(B)/obj/jobs/job_main_tt.o $(JOB_O) $(LIB)
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
+
+$(BIN)/caudal-mount: $(B)/obj/mount/mnt_main.o $(MNT_O) $(LIB)
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FUSE_LD) $(FS_LD)
+
+$(BIN)/mount.caudal: $(BIN)/caudal-mount
+	ln -sf caudal-mount $@
+
+# Unit tests: test_nn_* link the namenode's modules, test_dn_* the
+# datanode's, test_job_* the jobs', test_mnt_* the mount's; all link libcaudal.
+$(B)/tests/test_nn_%: $(B)/obj/tests/unit/test_nn_%.o $(NN_O) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(ROCKS_LD) $(HTTP_LD) $(FS_LD)
+$(B)/tests/test_dn_%: $(B)/obj/tests/unit/test_dn_%.o $(DN_O) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
+$(B)/tests/test_job_%: $(B)/obj/tests/unit/test_job_%.o $(JOB_O) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
+$(B)/tests/test_mnt_%: $(B)/obj/tests/unit/test_mnt_%.o $(MNT_O) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FUSE_LD) $(FS_LD)
+$(B)/tests/test_cdl_%: $(B)/obj/tests/unit/test_cdl_%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
+
+# The whole suite: unit binaries, then end-to-end scripts; the runner prints
+# "N passed, N failed" last and fails if anything failed.
+test: all
+	@B=$(B) bash tests/run.sh $(T)
+
+unit: all
+	@B=$(B) bash tests/run.sh unit
+
+up: all
+	@$(BIN)/caudal up
+
+down:
+	@$(BIN)/caudal down
+
+bench: all
+	@B=$(B) bash tests/bench.sh
+
+asan:
+	$(MAKE) B=build-asan OPT="-O1 -g -fno-omit-frame-pointer" SAN="-fsanitize=address,undefined" test
+
+tsan:
+	$(MAKE) B=build-tsan OPT="-O1 -g" SAN="-fsanitize=thread" test
+
+LINT_SRC = $(wildcard fs/*.c fs/*.h namenode/*.c namenode/*.h datanode/*.c datanode/*.h jobs/*.c jobs/*.h mount/*.c mount/*.h)
+lint: $(GEN_H)
+	clang-format --dry-run --Werror $(LINT_SRC)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+		--suppress=missingIncludeSystem -D_GNU_SOURCE -Ifs -I$(B)/gen $(filter %.c,$(LINT_SRC))
+	clang-tidy --quiet $(filter %.c,$(LINT_SRC)) -- $(CFLAGS_BASE) $(GRPC_CF) $(FUSE_CF) 2>/dev/null
+
+install: all
+	install -m 0755 $(PROGS) /usr/local/bin/
+	ln -sf /usr/local/bin/caudal-mount /sbin/mount.caudal
+
+clean:
+	rm -rf build build-asan build-tsan
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,122 @@
+/* cdl_client: the client library every program uses to reach a cluster.
+ *
+ * Namespace calls go to the namenode over ClientProtocol with a deadline
+ * each, retried with backoff on transport failures and on EAGAIN (safe
+ * mode) until the I/O timeout has passed. Files are read and written
+ * through the data-transfer protocol: readers fail over to another replica
+ * on a dead datanode or a checksum mismatch (reporting the bad replica);
+ * writers stream each block through its pipeline.
+ *
+ * A cdl_client is thread-safe. A cdl_reader is thread-safe (reads are
+ * serialised on it); a cdl_writer is used by one thread at a time. A lease
+ * renewer thread runs while any writer is open. */
+#ifndef CDL_CLIENT_H
+#define CDL_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "caudal.pb-c.h"
+
+/* ClientProtocol methods in .proto order; checked against the descriptor
+ * by cdl_client_new. */
+enum cdl_nn_method {
+	CDL_NN_GetAttr,
+	CDL_NN_Mkdir,
+	CDL_NN_Create,
+	CDL_NN_Symlink,
+	CDL_NN_Readlink,
+	CDL_NN_Readdir,
+	CDL_NN_Delete,
+	CDL_NN_Rename,
+	CDL_NN_SetAttr,
+	CDL_NN_GetXattr,
+	CDL_NN_SetXattr,
+	CDL_NN_ListXattr,
+	CDL_NN_RemoveXattr,
+	CDL_NN_SetReplication,
+	CDL_NN_GetBlocks,
+	CDL_NN_Append,
+	CDL_NN_AddBlock,
+	CDL_NN_Complete,
+	CDL_NN_RenewLease,
+	CDL_NN_Statfs,
+	CDL_NN_Report,
+	CDL_NN_Fsck,
+	CDL_NN_ReportBad,
+	CDL_NN_GetEvents,
+	CDL_NN_NMETHODS
+};
+
+typedef struct cdl_client_opts {
+	const char *namenode;   /* "host:port" */
+	int io_timeout_ms;      /* give up on an operation after this long (default 30000) */
+	int rpc_timeout_ms;     /* deadline of one RPC attempt (default 10000) */
+	const char *client_host; /* this host's address, for local replicas (default 127.0.0.1) */
+	const char *name;       /* lease holder name (default derived from host and pid) */
+} cdl_client_opts;
+
+typedef struct cdl_client cdl_client;
+
+/* NULL on bad options (logged). Does not contact the namenode. */
+cdl_client *cdl_client_new(const cdl_client_opts *o);
+void cdl_client_free(cdl_client *c);
+const char *cdl_client_name(const cdl_client *c);
+const char *cdl_client_host(const cdl_client *c);
+int cdl_client_io_timeout(const cdl_client *c);
+
+/* Call a ClientProtocol method with retries. On 0, *reply is the unpacked
+ * reply (free with protobuf_c_message_free_unpacked); its err field is not
+ * looked at. Returns -errno for transport failures after retries. */
+int cdl_client_call(cdl_client *c, enum cdl_nn_method m, const ProtobufCMessage *req,
+		    ProtobufCMessage **reply);
+
+/* Path conveniences; return 0 or -errno (transport or reply err). cred
+ * may be NULL for the process's own uid/gid. */
+int cdl_stat(cdl_client *c, const char *path, Caudal__Attr **attr); /* free with protobuf_c_message_free_unpacked */
+int cdl_mkdir(cdl_client *c, const char *path, uint32_t mode, bool parents);
+int cdl_delete(cdl_client *c, const char *path, bool recursive);
+int cdl_rename(cdl_client *c, const char *src, const char *dst);
+
+/* ---- writing: after Create or Append returned attr for the file */
+typedef struct cdl_writer cdl_writer;
+
+/* Take over writing inode attr->ino (the caller holds its lease). The
+ * writer continues after attr->size bytes (append) and uses the file's
+ * block size and replication. */
+int cdl_writer_open(cdl_client *c, const Caudal__Attr *attr, cdl_writer **out);
+int cdl_writer_write(cdl_writer *w, const void *buf, size_t n);
+/* hsync: every replica of what was written has synced, and the namenode
+ * knows the new length (visible to readers). */
+int cdl_writer_sync(cdl_writer *w);
+/* Finish the last block and complete the file; frees w even on error. */
+int cdl_writer_close(cdl_writer *w);
+/* Stop writing without completing (the lease will expire). Frees w. */
+void cdl_writer_abort(cdl_writer *w);
+uint64_t cdl_writer_size(const cdl_writer *w); /* file size including buffered bytes */
+uint64_t cdl_writer_ino(const cdl_writer *w);
+
+/* Create (or overwrite) path and write all of fd into it. replication and
+ * block_size 0 = namenode defaults. */
+int cdl_put_fd(cdl_client *c, const char *path, int fd, uint32_t mode, uint32_t replication,
+	       uint64_t block_size, bool overwrite);
+
+/* ---- reading */
+typedef struct cdl_reader cdl_reader;
+
+/* Open inode ino (fetches its block locations). */
+int cdl_reader_open(cdl_client *c, uint64_t ino, cdl_reader **out);
+int cdl_reader_open_path(cdl_client *c, const char *path, cdl_reader **out);
+/* Up to n bytes at off; returns bytes read (0 at EOF) or -errno. A short
+ * count happens only at EOF. */
+ssize_t cdl_reader_pread(cdl_reader *r, void *buf, size_t n, uint64_t off);
+uint64_t cdl_reader_size(const cdl_reader *r);
+/* Forget cached locations and size (after the file changed). */
+int cdl_reader_refresh(cdl_reader *r);
+void cdl_reader_close(cdl_reader *r);
+
+/* Copy path into fd. */
+int cdl_get_fd(cdl_client *c, const char *path, int fd);
+
+#endif

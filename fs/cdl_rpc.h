@@ -1,0 +1,80 @@
+/* cdl_rpc: unary RPCs over gRPC core with protobuf-c messages.
+ *
+ * Server: a fixed pool of worker threads, each with its own completion
+ * queue, serves one or more services. Each service is a table of
+ * {method, handler} checked against the protoc-c service descriptor when it
+ * is added: a missing, extra or misnamed handler is an error. Handlers run on
+ * worker threads, may block (long polls), and build their reply in a per-call
+ * arena. Unknown methods get UNIMPLEMENTED; undecodable requests get
+ * INVALID_ARGUMENT.
+ *
+ * Client: one channel per cdl_rpc_client; calls may be made from any thread
+ * (each thread plucks on its own completion queue). Every call has a
+ * deadline. Transport failures come back as negative errnos:
+ * DEADLINE_EXCEEDED -ETIMEDOUT, UNAVAILABLE -EHOSTUNREACH, UNIMPLEMENTED
+ * -ENOSYS, INVALID_ARGUMENT -EINVAL, others -EIO. Filesystem errors are
+ * the reply's own `err` field, never a gRPC status. */
+#ifndef CDL_RPC_H
+#define CDL_RPC_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdint.h>
+
+#include "cdl_util.h"
+
+/* Largest message either side accepts (block data never travels by RPC). */
+#define CDL_RPC_MAX_MSG (64 * 1024 * 1024)
+
+/* A handler fills `reply` (already initialised for the method's output type,
+ * allocated in `arena`) from `req`. Everything it points the reply at must
+ * live in the arena or outlive the call. */
+typedef void (*cdl_rpc_handler)(void *ctx, const ProtobufCMessage *req, ProtobufCMessage *reply,
+				cdl_arena *arena);
+
+typedef struct cdl_rpc_method {
+	const char *name;        /* method name as in the .proto, e.g. "GetAttr" */
+	cdl_rpc_handler handler;
+} cdl_rpc_method;
+
+typedef struct cdl_rpc_server cdl_rpc_server;
+
+/* Create a server listening on addr ("127.0.0.1:9000"; port 0 picks one).
+ * Returns NULL and logs on failure. */
+cdl_rpc_server *cdl_rpc_server_new(const char *addr, int nthreads);
+/* Register a service; table is terminated by {NULL, NULL} and must name each
+ * method of desc exactly once. Must be called before cdl_rpc_server_start.
+ * 0 or -EINVAL (logged, naming the method). */
+int cdl_rpc_server_add(cdl_rpc_server *srv, const ProtobufCServiceDescriptor *desc,
+		       const cdl_rpc_method *table, void *ctx);
+/* Bind and start the workers; 0 or -EADDRINUSE/-EIO. */
+int cdl_rpc_server_start(cdl_rpc_server *srv);
+/* The port actually bound (after start). */
+int cdl_rpc_server_port(const cdl_rpc_server *srv);
+/* Stop accepting, cancel calls still running after grace_ms, join the
+ * workers and free everything. */
+void cdl_rpc_server_free(cdl_rpc_server *srv, int grace_ms);
+
+typedef struct cdl_rpc_client cdl_rpc_client;
+
+/* A channel to target ("host:port") for one service. Connection happens
+ * lazily; never fails except on bad arguments (NULL). */
+cdl_rpc_client *cdl_rpc_client_new(const char *target, const ProtobufCServiceDescriptor *desc);
+void cdl_rpc_client_free(cdl_rpc_client *c);
+const char *cdl_rpc_client_target(const cdl_rpc_client *c);
+
+/* Call method `index` of the client's service with `req`; on success
+ * *reply is a freshly unpacked message the caller frees with
+ * protobuf_c_message_free_unpacked(*reply, NULL). Returns 0 or a negative
+ * errno for transport failures (the reply's own err field is not looked at).
+ * The call fails after timeout_ms. */
+int cdl_rpc_call(cdl_rpc_client *c, unsigned index, const ProtobufCMessage *req,
+		 ProtobufCMessage **reply, int timeout_ms);
+/* Same, looking the method up by name (slower; for tests and tools). */
+int cdl_rpc_call_name(cdl_rpc_client *c, const char *method, const ProtobufCMessage *req,
+		      ProtobufCMessage **reply, int timeout_ms);
+
+/* Must be called once before any other cdl_rpc function / after the last. */
+void cdl_rpc_global_init(void);
+void cdl_rpc_global_shutdown(void);
+
+#endif

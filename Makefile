@@ -81,6 +81,10 @@ $(B)/obj/mount/%.o: mount/%.c | $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(FUSE_CF) -c -o $@ $<
 
+$(B)/obj/tests/%.o: tests/%.c | $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FUSE_CF) -Inamenode -Idatanode -Ijobs -Imount -c -o $@ $<
+
 $(B)/obj/%.o: %.c | $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<

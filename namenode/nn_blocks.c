@@ -1,0 +1,632 @@
+/* nn_blocks: see nn_blocks.h. */
+#include "nn_blocks.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cdl_log.h"
+#include "cdl_util.h"
+
+struct nn_cmd {
+	nn_cmd *next;
+	int type; /* CAUDAL__COMMAND_TYPE__* */
+	uint64_t id, gen, len;
+	int ntargets;
+	int targets[8];
+};
+
+/* Open-addressing map from block id to nn_blk*, linear probing, tombstones
+ * cleared on resize. Block ids are sequential so they are mixed first. */
+struct nn_blkmap {
+	uint64_t cap, used, live;
+	uint64_t *keys; /* 0 = empty, UINT64_MAX = tombstone */
+	nn_blk **vals;
+};
+
+#define TOMB UINT64_MAX
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	return x;
+}
+
+static void map_init(struct nn_blkmap *m, uint64_t cap)
+{
+	m->cap = cap;
+	m->used = m->live = 0;
+	m->keys = xcalloc(cap, sizeof(uint64_t));
+	m->vals = xcalloc(cap, sizeof(nn_blk *));
+}
+
+static void map_put(struct nn_blkmap *m, uint64_t k, nn_blk *v);
+
+static void map_grow(struct nn_blkmap *m)
+{
+	struct nn_blkmap old = *m;
+	map_init(m, old.live * 4 > 1024 ? old.live * 4 : 1024);
+	for (uint64_t i = 0; i < old.cap; i++)
+		if (old.keys[i] && old.keys[i] != TOMB)
+			map_put(m, old.keys[i], old.vals[i]);
+	free(old.keys);
+	free(old.vals);
+}
+
+static void map_put(struct nn_blkmap *m, uint64_t k, nn_blk *v)
+{
+	if ((m->used + 1) * 4 > m->cap * 3)
+		map_grow(m);
+	uint64_t i = mix(k) & (m->cap - 1);
+	while (m->keys[i] && m->keys[i] != TOMB && m->keys[i] != k)
+		i = (i + 1) & (m->cap - 1);
+	if (m->keys[i] != k) {
+		if (!m->keys[i])
+			m->used++;
+		m->live++;
+	}
+	m->keys[i] = k;
+	m->vals[i] = v;
+}
+
+static nn_blk *map_get(const struct nn_blkmap *m, uint64_t k)
+{
+	uint64_t i = mix(k) & (m->cap - 1);
+	while (m->keys[i]) {
+		if (m->keys[i] == k)
+			return m->vals[i];
+		i = (i + 1) & (m->cap - 1);
+	}
+	return NULL;
+}
+
+static void map_del(struct nn_blkmap *m, uint64_t k)
+{
+	uint64_t i = mix(k) & (m->cap - 1);
+	while (m->keys[i]) {
+		if (m->keys[i] == k) {
+			m->keys[i] = TOMB;
+			m->vals[i] = NULL;
+			m->live--;
+			return;
+		}
+		i = (i + 1) & (m->cap - 1);
+	}
+}
+
+nn_blocks *nn_blocks_new(nn_topology *topo, int64_t dead_ms)
+{
+	nn_blocks *b = xcalloc(1, sizeof(*b));
+	b->map = xcalloc(1, sizeof(*b->map));
+	map_init(b->map, 1024);
+	b->topo = topo;
+	b->dead_ms = dead_ms;
+	b->seed = (uint64_t)cdl_wall_ns();
+	return b;
+}
+
+static void blk_free(nn_blk *k)
+{
+	free(k->locs);
+	free(k->corrupt);
+	free(k);
+}
+
+static void cmds_free(nn_dn *d)
+{
+	nn_cmd *c = d->cmds, *n;
+	for (; c; c = n) {
+		n = c->next;
+		free(c);
+	}
+	d->cmds = d->cmds_tail = NULL;
+	d->ncmds = 0;
+}
+
+void nn_blocks_free(nn_blocks *b)
+{
+	if (!b)
+		return;
+	for (uint64_t i = 0; i < b->map->cap; i++)
+		if (b->map->keys[i] && b->map->keys[i] != TOMB)
+			blk_free(b->map->vals[i]);
+	free(b->map->keys);
+	free(b->map->vals);
+	free(b->map);
+	for (int i = 0; i < b->ndn; i++) {
+		cmds_free(b->dns[i]);
+		free(b->dns[i]->id);
+		free(b->dns[i]->host);
+		free(b->dns[i]->rack);
+		free(b->dns[i]);
+	}
+	free(b);
+}
+
+/* ---------------------------------------------------------------- datanodes */
+
+nn_dn *nn_dn_find(nn_blocks *b, const char *id)
+{
+	for (int i = 0; i < b->ndn; i++)
+		if (!strcmp(b->dns[i]->id, id))
+			return b->dns[i];
+	return NULL;
+}
+
+int nn_dn_live_count(const nn_blocks *b)
+{
+	int n = 0;
+	for (int i = 0; i < b->ndn; i++)
+		n += b->dns[i]->alive;
+	return n;
+}
+
+static void dn_stats(nn_dn *d, const Caudal__DatanodeInfo *info, int64_t now)
+{
+	d->capacity = info->capacity;
+	d->used = info->used;
+	d->remaining = info->remaining;
+	d->xceivers = info->xceivers;
+	d->last_hb_ms = now;
+}
+
+nn_dn *nn_dn_register(nn_blocks *b, const Caudal__DatanodeInfo *info, int64_t now)
+{
+	nn_dn *d = nn_dn_find(b, info->id);
+	if (!d) {
+		if (b->ndn == NN_MAX_DN)
+			return NULL;
+		d = xcalloc(1, sizeof(*d));
+		d->idx = b->ndn;
+		d->id = xstrdup(info->id);
+		b->dns[b->ndn++] = d;
+	} else {
+		free(d->host);
+		free(d->rack);
+	}
+	d->host = xstrdup(info->host);
+	d->rack = xstrdup(nn_topology_rack(b->topo, info->host));
+	d->port = info->data_port;
+	d->alive = true;
+	/* commands queued for an earlier incarnation may no longer apply */
+	cmds_free(d);
+	dn_stats(d, info, now);
+	cdl_info("datanode '%s' registered at %s:%u rack '%s'", d->id, d->host, d->port, d->rack);
+	return d;
+}
+
+void nn_dn_heartbeat(nn_blocks *b, nn_dn *d, const Caudal__DatanodeInfo *info, int64_t now)
+{
+	(void)b;
+	if (!d->alive)
+		cdl_info("datanode '%s' is back", d->id);
+	d->alive = true;
+	dn_stats(d, info, now);
+}
+
+static void queue(nn_dn *d, nn_cmd *c)
+{
+	c->next = NULL;
+	if (d->cmds_tail)
+		d->cmds_tail->next = c;
+	else
+		d->cmds = c;
+	d->cmds_tail = c;
+	d->ncmds++;
+}
+
+void nn_dn_queue_delete(nn_dn *d, uint64_t id, uint64_t gen)
+{
+	nn_cmd *c = xcalloc(1, sizeof(*c));
+	c->type = CAUDAL__COMMAND_TYPE__CMD_DELETE;
+	c->id = id;
+	c->gen = gen;
+	queue(d, c);
+}
+
+static Caudal__Replica *arena_replica(struct cdl_arena *a, uint64_t id, uint64_t gen,
+				      uint64_t len)
+{
+	Caudal__Replica *r = cdl_arena_alloc(a, sizeof(*r));
+	caudal__replica__init(r);
+	r->id = id;
+	r->gen = gen;
+	r->length = len;
+	return r;
+}
+
+void nn_dn_take_commands(nn_blocks *b, nn_dn *d, Caudal__HeartbeatReply *r, struct cdl_arena *a,
+			 unsigned max)
+{
+	unsigned n = 0, ndel = 0;
+	for (nn_cmd *c = d->cmds; c && n < max; c = c->next, n++)
+		ndel += c->type == CAUDAL__COMMAND_TYPE__CMD_DELETE;
+	if (!n)
+		return;
+	r->commands = cdl_arena_alloc(a, (n + 1) * sizeof(*r->commands));
+	Caudal__Command *del = NULL;
+	for (unsigned i = 0; i < n; i++) {
+		nn_cmd *c = d->cmds;
+		d->cmds = c->next;
+		if (!d->cmds)
+			d->cmds_tail = NULL;
+		d->ncmds--;
+		if (c->type == CAUDAL__COMMAND_TYPE__CMD_DELETE) {
+			/* all deletions travel in one command */
+			if (!del) {
+				del = cdl_arena_alloc(a, sizeof(*del));
+				caudal__command__init(del);
+				del->type = CAUDAL__COMMAND_TYPE__CMD_DELETE;
+				del->blocks = cdl_arena_alloc(a, ndel * sizeof(*del->blocks));
+				r->commands[r->n_commands++] = del;
+			}
+			del->blocks[del->n_blocks++] = arena_replica(a, c->id, c->gen, 0);
+		} else {
+			Caudal__Command *cmd = cdl_arena_alloc(a, sizeof(*cmd));
+			caudal__command__init(cmd);
+			cmd->type = c->type;
+			cmd->block = arena_replica(a, c->id, c->gen, c->len);
+			cmd->targets = cdl_arena_alloc(a, c->ntargets * sizeof(*cmd->targets));
+			for (int t = 0; t < c->ntargets; t++) {
+				Caudal__DatanodeInfo *info = cdl_arena_alloc(a, sizeof(*info));
+				caudal__datanode_info__init(info);
+				nn_dn_info(b->dns[c->targets[t]], info, cdl_now_ms(), a);
+				cmd->targets[cmd->n_targets++] = info;
+			}
+			r->commands[r->n_commands++] = cmd;
+		}
+		free(c);
+	}
+}
+
+void nn_dn_info(const nn_dn *d, Caudal__DatanodeInfo *info, int64_t now, struct cdl_arena *a)
+{
+	info->id = a ? cdl_arena_strdup(a, d->id) : d->id;
+	info->host = a ? cdl_arena_strdup(a, d->host) : d->host;
+	info->data_port = d->port;
+	info->rack = a ? cdl_arena_strdup(a, d->rack) : d->rack;
+	info->capacity = d->capacity;
+	info->used = d->used;
+	info->remaining = d->remaining;
+	info->blocks = d->nblocks;
+	info->last_heartbeat_ms = now - d->last_hb_ms;
+	info->alive = d->alive;
+	info->decommissioning = d->decommissioning;
+	info->xceivers = d->xceivers;
+}
+
+static bool has_loc(const nn_blk *k, int dn)
+{
+	for (int i = 0; i < k->nloc; i++)
+		if (k->locs[i] == dn)
+			return true;
+	return false;
+}
+
+static bool has_corrupt(const nn_blk *k, int dn)
+{
+	for (int i = 0; i < k->ncorrupt; i++)
+		if (k->corrupt[i] == dn)
+			return true;
+	return false;
+}
+
+/* A reported replica is good when it has the block's generation and at
+ * least the recorded length (a truncate shortens only the record). */
+static bool replica_ok(const nn_blk *k, const Caudal__Replica *r)
+{
+	return r->gen == k->gen && (k->uc || r->length >= k->len);
+}
+
+void nn_dn_received(nn_blocks *b, nn_dn *d, const Caudal__Replica *r)
+{
+	nn_blk *k = nn_blk_get(b, r->id);
+	if (!k) {
+		nn_dn_queue_delete(d, r->id, r->gen);
+		return;
+	}
+	if (k->uc && r->length > k->len)
+		k->len = r->length; /* the writer has not reported it yet */
+	if (!replica_ok(k, r) || has_corrupt(k, d->idx)) {
+		if (!has_corrupt(k, d->idx))
+			nn_dn_queue_delete(d, r->id, r->gen);
+		return;
+	}
+	nn_blk_add_loc(b, k, d->idx);
+}
+
+void nn_dn_deleted(nn_blocks *b, nn_dn *d, const Caudal__Replica *r)
+{
+	nn_blk *k = nn_blk_get(b, r->id);
+	if (k)
+		nn_blk_del_loc(b, k, d->idx);
+	if (k && has_corrupt(k, d->idx)) {
+		for (int i = 0; i < k->ncorrupt; i++)
+			if (k->corrupt[i] == d->idx)
+				k->corrupt[i] = k->corrupt[--k->ncorrupt];
+	}
+}
+
+void nn_dn_corrupt(nn_blocks *b, nn_dn *d, uint64_t id)
+{
+	nn_blk *k = nn_blk_get(b, id);
+	if (!k)
+		return;
+	cdl_warn("replica of block %llu on datanode '%s' is corrupt", (unsigned long long)id,
+		 d->id);
+	nn_blk_del_loc(b, k, d->idx);
+	if (!has_corrupt(k, d->idx)) {
+		if (k->ncorrupt == k->corcap) {
+			k->corcap = k->corcap ? k->corcap * 2 : 2;
+			k->corrupt = xrealloc(k->corrupt, k->corcap * sizeof(uint16_t));
+		}
+		k->corrupt[k->ncorrupt++] = (uint16_t)d->idx;
+	}
+	/* the bad copy goes once a good one can replace it: the monitor
+	 * re-replicates first, and the datanode already stopped serving it */
+	k->pending_until_ms = 0;
+}
+
+static int u64_cmp(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, c = *(const uint64_t *)y;
+	return a < c ? -1 : a > c;
+}
+
+void nn_dn_block_report(nn_blocks *b, nn_dn *d, Caudal__Replica **reps, size_t n)
+{
+	/* Add what the report holds, then drop locations it lacks. */
+	uint64_t *seen = xmalloc((n + 1) * sizeof(uint64_t));
+	size_t nseen = 0;
+	for (size_t i = 0; i < n; i++) {
+		nn_blk *k = nn_blk_get(b, reps[i]->id);
+		if (!k || !replica_ok(k, reps[i])) {
+			if (!k || !has_corrupt(k, d->idx))
+				nn_dn_queue_delete(d, reps[i]->id, reps[i]->gen);
+			continue;
+		}
+		if (has_corrupt(k, d->idx))
+			continue;
+		nn_blk_add_loc(b, k, d->idx);
+		seen[nseen++] = k->id;
+	}
+	/* sort seen ids for lookups while sweeping the map */
+	qsort(seen, nseen, sizeof(uint64_t), u64_cmp);
+	for (uint64_t i = 0; i < b->map->cap; i++) {
+		uint64_t key = b->map->keys[i];
+		if (!key || key == TOMB)
+			continue;
+		nn_blk *k = b->map->vals[i];
+		if (!has_loc(k, d->idx) || k->uc)
+			continue;
+		if (!bsearch(&key, seen, nseen, sizeof(uint64_t), u64_cmp))
+			nn_blk_del_loc(b, k, d->idx);
+	}
+	free(seen);
+	d->nblocks = (uint32_t)nseen;
+}
+
+
+/* ---------------------------------------------------------------- blocks */
+
+nn_blk *nn_blk_get(nn_blocks *b, uint64_t id)
+{
+	return map_get(b->map, id);
+}
+
+nn_blk *nn_blk_add(nn_blocks *b, uint64_t id, uint64_t gen, uint64_t len, uint64_t ino,
+		   uint32_t repl)
+{
+	nn_blk *k = map_get(b->map, id);
+	if (!k) {
+		k = xcalloc(1, sizeof(*k));
+		map_put(b->map, id, k);
+		b->nblocks++;
+	}
+	k->id = id;
+	k->gen = gen;
+	k->len = len;
+	k->ino = ino;
+	k->repl = repl;
+	return k;
+}
+
+void nn_blk_remove(nn_blocks *b, uint64_t id)
+{
+	nn_blk *k = map_get(b->map, id);
+	if (!k)
+		return;
+	for (int i = 0; i < k->nloc; i++) {
+		nn_dn *d = b->dns[k->locs[i]];
+		nn_dn_queue_delete(d, k->id, k->gen);
+		if (d->nblocks)
+			d->nblocks--;
+	}
+	for (int i = 0; i < k->ncorrupt; i++)
+		nn_dn_queue_delete(b->dns[k->corrupt[i]], k->id, k->gen);
+	if (k->nloc)
+		b->nreported--;
+	b->nblocks--;
+	map_del(b->map, id);
+	blk_free(k);
+}
+
+void nn_blk_add_loc(nn_blocks *b, nn_blk *k, int dn)
+{
+	if (has_loc(k, dn))
+		return;
+	if (k->nloc == k->locap) {
+		k->locap = k->locap ? k->locap * 2 : 4;
+		k->locs = xrealloc(k->locs, k->locap * sizeof(uint16_t));
+	}
+	if (k->nloc == 0)
+		b->nreported++;
+	k->locs[k->nloc++] = (uint16_t)dn;
+	b->dns[dn]->nblocks++;
+}
+
+void nn_blk_del_loc(nn_blocks *b, nn_blk *k, int dn)
+{
+	for (int i = 0; i < k->nloc; i++)
+		if (k->locs[i] == dn) {
+			k->locs[i] = k->locs[--k->nloc];
+			if (k->nloc == 0)
+				b->nreported--;
+			if (b->dns[dn]->nblocks)
+				b->dns[dn]->nblocks--;
+			return;
+		}
+}
+
+int nn_blk_live(const nn_blocks *b, const nn_blk *k)
+{
+	int n = 0;
+	for (int i = 0; i < k->nloc; i++)
+		n += b->dns[k->locs[i]]->alive;
+	return n;
+}
+
+static void candidates(nn_blocks *b, nn_candidate *c, char **excluded, size_t nexcluded,
+		       uint64_t need)
+{
+	for (int i = 0; i < b->ndn; i++) {
+		nn_dn *d = b->dns[i];
+		c[i].host = d->host;
+		c[i].rack = d->rack;
+		c[i].remaining = d->remaining;
+		c[i].usable = d->alive && !d->decommissioning && d->remaining >= need;
+		for (size_t j = 0; j < nexcluded; j++)
+			if (!strcmp(excluded[j], d->id))
+				c[i].usable = false;
+	}
+}
+
+size_t nn_blocks_choose(nn_blocks *b, const char *writer_host, char **excluded, size_t nexcluded,
+			size_t want, int *out)
+{
+	nn_candidate c[NN_MAX_DN];
+	candidates(b, c, excluded, nexcluded, 0);
+	return nn_place_choose(c, (size_t)b->ndn, writer_host, NULL, 0, want, out, &b->seed);
+}
+
+struct need {
+	nn_blk *k;
+	int live;
+};
+
+static int need_cmp(const void *x, const void *y)
+{
+	const struct need *a = x, *c = y;
+	return a->live - c->live;
+}
+
+void nn_blocks_monitor(nn_blocks *b, int64_t now, bool safemode)
+{
+	for (int i = 0; i < b->ndn; i++) {
+		nn_dn *d = b->dns[i];
+		if (d->alive && now - d->last_hb_ms > b->dead_ms) {
+			d->alive = false;
+			cdl_warn("datanode '%s' at %s:%u is dead (silent for %lld ms)", d->id,
+				 d->host, d->port, (long long)(now - d->last_hb_ms));
+			cmds_free(d);
+		}
+	}
+	if (safemode)
+		return;
+	struct need *need = NULL;
+	size_t nneed = 0, capneed = 0;
+	for (uint64_t i = 0; i < b->map->cap; i++) {
+		uint64_t key = b->map->keys[i];
+		if (!key || key == TOMB)
+			continue;
+		nn_blk *k = b->map->vals[i];
+		if (k->uc)
+			continue;
+		/* replicas on dead nodes no longer count; forget them */
+		for (int j = k->nloc - 1; j >= 0; j--)
+			if (!b->dns[k->locs[j]]->alive)
+				nn_blk_del_loc(b, k, k->locs[j]);
+		int live = k->nloc;
+		if (live > (int)k->repl) {
+			/* drop the excess from the fullest nodes */
+			while (k->nloc > k->repl) {
+				int worst = 0;
+				for (int j = 1; j < k->nloc; j++)
+					if (b->dns[k->locs[j]]->remaining <
+					    b->dns[k->locs[worst]]->remaining)
+						worst = j;
+				nn_dn *d = b->dns[k->locs[worst]];
+				nn_dn_queue_delete(d, k->id, k->gen);
+				nn_blk_del_loc(b, k, d->idx);
+			}
+			continue;
+		}
+		if (live > 0 && k->ncorrupt && live >= (int)k->repl) {
+			/* enough good copies again: remove the corrupt ones */
+			for (int j = 0; j < k->ncorrupt; j++)
+				nn_dn_queue_delete(b->dns[k->corrupt[j]], k->id, k->gen);
+			k->ncorrupt = 0;
+		}
+		if (live == 0 || live >= (int)k->repl || k->pending_until_ms > now)
+			continue;
+		if (nneed == capneed) {
+			capneed = capneed ? capneed * 2 : 64;
+			need = xrealloc(need, capneed * sizeof(*need));
+		}
+		need[nneed].k = k;
+		need[nneed++].live = live;
+	}
+	/* most endangered first; a bounded number per pass */
+	qsort(need, nneed, sizeof(*need), need_cmp);
+	nn_candidate c[NN_MAX_DN];
+	size_t scheduled = 0;
+	for (size_t i = 0; i < nneed && scheduled < 256; i++) {
+		nn_blk *k = need[i].k;
+		candidates(b, c, NULL, 0, k->len);
+		int chosen[64], out[8];
+		size_t nch = 0;
+		for (int j = 0; j < k->nloc && nch < 64; j++)
+			chosen[nch++] = k->locs[j];
+		for (int j = 0; j < k->ncorrupt && nch < 64; j++)
+			c[k->corrupt[j]].usable = false;
+		size_t want = k->repl - (size_t)need[i].live;
+		if (want > 8)
+			want = 8;
+		size_t got = nn_place_choose(c, (size_t)b->ndn, NULL, chosen, nch, want, out,
+					     &b->seed);
+		if (!got)
+			continue;
+		/* the source: the live holder with the fewest queued commands */
+		nn_dn *src = NULL;
+		for (int j = 0; j < k->nloc; j++) {
+			nn_dn *d = b->dns[k->locs[j]];
+			if (d->alive && (!src || d->ncmds < src->ncmds))
+				src = d;
+		}
+		if (!src)
+			continue;
+		nn_cmd *cmd = xcalloc(1, sizeof(*cmd));
+		cmd->type = CAUDAL__COMMAND_TYPE__CMD_REPLICATE;
+		cmd->id = k->id;
+		cmd->gen = k->gen;
+		cmd->len = k->len;
+		cmd->ntargets = (int)got;
+		memcpy(cmd->targets, out, got * sizeof(int));
+		queue(src, cmd);
+		k->pending_until_ms = now + 15000 + (int64_t)(k->len >> 20) * 100;
+		scheduled++;
+		cdl_debug("block %llu: %d of %u replicas, copying from '%s' to %zu node(s)",
+			  (unsigned long long)k->id, need[i].live, k->repl, src->id, got);
+	}
+	free(need);
+}
+
+void nn_blocks_foreach(nn_blocks *b, nn_blk_fn fn, void *arg)
+{
+	for (uint64_t i = 0; i < b->map->cap; i++) {
+		uint64_t key = b->map->keys[i];
+		if (key && key != TOMB)
+			fn(b->map->vals[i], arg);
+	}
+}

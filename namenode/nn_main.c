@@ -1,0 +1,249 @@
+/* caudal-namenode: the namespace and block map [NameNode].
+ * Start-up is an ordered table of steps; each fails loudly. The main
+ * thread then runs the monitor tick until SIGTERM/SIGINT. */
+#include <errno.h>
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cdl_config.h"
+#include "cdl_log.h"
+#include "cdl_rpc.h"
+#include "cdl_util.h"
+#include "nn_ns.h"
+#include "nn_place.h"
+
+static struct {
+	char *host;
+	int64_t port;
+	int64_t http_port;
+	char *dir;
+	int64_t block_size;
+	int64_t replication;
+	int64_t heartbeat_ms;
+	int64_t report_ms;
+	int64_t dead_ms;
+	int64_t lease_ms;
+	int64_t safemode_pct;
+	int64_t events_keep;
+	char *sync;
+	int64_t batch_ms;
+	char *topology;
+	int64_t threads;
+	int64_t tick_ms;
+	char *log_level;
+} cfg;
+
+static const cdl_cfg_key keys[] = {
+	{"host", CDL_CFG_STR, &cfg.host, "127.0.0.1", 0, 0, "address to listen on"},
+	{"port", CDL_CFG_INT, &cfg.port, "9000", 1, 65535, "RPC port"},
+	{"http_port", CDL_CFG_INT, &cfg.http_port, "9870", 0, 65535,
+	 "HTTP status and /metrics port (0 = off)"},
+	{"dir", CDL_CFG_STR, &cfg.dir, "./nn", 0, 0, "metadata directory (RocksDB)"},
+	{"block_size", CDL_CFG_INT, &cfg.block_size, "64m", 65536, 1LL << 36,
+	 "default block size in bytes (a multiple of 64 KiB)"},
+	{"replication", CDL_CFG_INT, &cfg.replication, "3", 1, 32, "default replicas per block"},
+	{"heartbeat_ms", CDL_CFG_INT, &cfg.heartbeat_ms, "3000", 100, 600000,
+	 "datanode heartbeat interval"},
+	{"report_ms", CDL_CFG_INT, &cfg.report_ms, "300000", 1000, 86400000,
+	 "datanode full block report interval"},
+	{"dead_ms", CDL_CFG_INT, &cfg.dead_ms, "30000", 500, 86400000,
+	 "a datanode silent this long is dead"},
+	{"lease_ms", CDL_CFG_INT, &cfg.lease_ms, "60000", 1000, 86400000,
+	 "a writer's lease expires after this long without renewal"},
+	{"safemode_pct", CDL_CFG_INT, &cfg.safemode_pct, "100", 0, 100,
+	 "leave safe mode when this percentage of blocks has a replica"},
+	{"events_keep", CDL_CFG_INT, &cfg.events_keep, "1000000", 1000, 1000000000,
+	 "namespace events kept for GetEvents"},
+	{"sync", CDL_CFG_STR, &cfg.sync, "always", 0, 0,
+	 "always: sync every operation; batch: sync the WAL every batch_ms"},
+	{"batch_ms", CDL_CFG_INT, &cfg.batch_ms, "5", 1, 1000, "WAL sync interval in batch mode"},
+	{"topology", CDL_CFG_STR, &cfg.topology, "", 0, 0, "file of 'host /rack' lines"},
+	{"threads", CDL_CFG_INT, &cfg.threads, "8", 1, 64, "RPC worker threads"},
+	{"tick_ms", CDL_CFG_INT, &cfg.tick_ms, "500", 50, 60000,
+	 "replication monitor and lease check interval"},
+	{"log_level", CDL_CFG_STR, &cfg.log_level, "info", 0, 0, "error, warn, info or debug"},
+	{NULL, 0, NULL, NULL, 0, 0, NULL},
+};
+
+static volatile sig_atomic_t stop;
+static nn_topology *topo;
+static nn_ns *ns;
+static cdl_rpc_server *srv;
+static struct MHD_Daemon *http;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static int step_log(void)
+{
+	int lvl = cdl_log_level_parse(cfg.log_level);
+	if (lvl < 0) {
+		fprintf(stderr, "caudal-namenode: config key 'log_level': '%s' is not a level\n",
+			cfg.log_level);
+		return -EINVAL;
+	}
+	cdl_log_init("namenode", lvl);
+	if (strcmp(cfg.sync, "always") && strcmp(cfg.sync, "batch")) {
+		cdl_err("config key 'sync': '%s' is neither 'always' nor 'batch'", cfg.sync);
+		return -EINVAL;
+	}
+	if (cfg.block_size % 65536) {
+		cdl_err("config key 'block_size': %lld is not a multiple of 64 KiB",
+			(long long)cfg.block_size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int step_topology(void)
+{
+	char err[512];
+	int rc = nn_topology_load(cfg.topology, &topo, err, sizeof(err));
+	if (rc < 0)
+		cdl_err("%s", err);
+	return rc;
+}
+
+static int step_namespace(void)
+{
+	nn_conf c = {
+		.dir = cfg.dir,
+		.block_size = cfg.block_size,
+		.replication = cfg.replication,
+		.lease_ms = cfg.lease_ms,
+		.heartbeat_ms = cfg.heartbeat_ms,
+		.report_ms = cfg.report_ms,
+		.dead_ms = cfg.dead_ms,
+		.safemode_pct = cfg.safemode_pct,
+		.events_keep = cfg.events_keep,
+		.sync_always = !strcmp(cfg.sync, "always"),
+		.batch_ms = cfg.batch_ms,
+		.topology = cfg.topology,
+	};
+	return nn_ns_open(&c, topo, &ns);
+}
+
+static int step_rpc(void)
+{
+	char addr[300];
+	snprintf(addr, sizeof(addr), "%s:%lld", cfg.host, (long long)cfg.port);
+	cdl_rpc_global_init();
+	srv = cdl_rpc_server_new(addr, (int)cfg.threads);
+	if (!srv)
+		return -EINVAL;
+	int rc = nn_ns_register(ns, srv);
+	if (rc == 0)
+		rc = cdl_rpc_server_start(srv);
+	if (rc == 0)
+		cdl_info("serving ClientProtocol and DatanodeProtocol on %s (sync %s)", addr,
+			 cfg.sync);
+	return rc;
+}
+
+static enum MHD_Result http_cb(void *cls, struct MHD_Connection *conn, const char *url,
+			       const char *method, const char *version, const char *upload,
+			       size_t *upload_size, void **con_cls)
+{
+	(void)cls, (void)version, (void)upload, (void)upload_size, (void)con_cls;
+	if (strcmp(method, "GET"))
+		return MHD_NO;
+	char *body;
+	unsigned code = MHD_HTTP_OK;
+	if (!strcmp(url, "/metrics"))
+		body = nn_ns_metrics_text(ns);
+	else if (!strcmp(url, "/"))
+		body = nn_ns_status_text(ns);
+	else {
+		body = xstrdup("not found\n");
+		code = MHD_HTTP_NOT_FOUND;
+	}
+	struct MHD_Response *r =
+		MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
+	enum MHD_Result ret = MHD_queue_response(conn, code, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static int step_http(void)
+{
+	if (!cfg.http_port)
+		return 0;
+	struct sockaddr_in sa = {0};
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)cfg.http_port);
+	if (inet_pton(AF_INET, cfg.host, &sa.sin_addr) != 1) {
+		cdl_err("config key 'host': '%s' is not an IPv4 address", cfg.host);
+		return -EINVAL;
+	}
+	http = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)cfg.http_port, NULL,
+				NULL, http_cb, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+				MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+	if (!http) {
+		cdl_err("cannot serve HTTP on %s:%lld", cfg.host, (long long)cfg.http_port);
+		return -EADDRINUSE;
+	}
+	return 0;
+}
+
+static const struct {
+	int (*init)(void);
+	const char *what;
+} steps[] = {
+	{step_log, "check configuration"},
+	{step_topology, "load topology"},
+	{step_namespace, "open namespace"},
+	{step_rpc, "start RPC server"},
+	{step_http, "start HTTP server"},
+};
+
+int main(int argc, char **argv)
+{
+	char err[512];
+	int npos = 0;
+	cdl_config_defaults(keys);
+	int rc = cdl_config_args(keys, "namenode", argc, argv, &npos, err, sizeof(err));
+	if (rc == 1)
+		return 0;
+	if (rc < 0 || npos > 0) {
+		fprintf(stderr, "caudal-namenode: %s\n", rc < 0 ? err : "unexpected argument");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	struct sigaction sa = {0};
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		rc = steps[i].init();
+		if (rc < 0) {
+			cdl_err("cannot %s: %s", steps[i].what, strerror(-rc));
+			return 1;
+		}
+	}
+	while (!stop) {
+		struct timespec ts = {cfg.tick_ms / 1000, (cfg.tick_ms % 1000) * 1000000};
+		nanosleep(&ts, NULL);
+		nn_ns_tick(ns);
+	}
+	cdl_info("stopping");
+	if (http)
+		MHD_stop_daemon(http);
+	nn_ns_stop(ns);
+	cdl_rpc_server_free(srv, 2000);
+	nn_ns_close(ns);
+	nn_topology_free(topo);
+	cdl_rpc_global_shutdown();
+	cdl_config_release(keys);
+	return 0;
+}

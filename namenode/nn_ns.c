@@ -1,0 +1,2446 @@
+/* nn_ns: see nn_ns.h. */
+#include "nn_ns.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+
+#include "cdl_checksum.h"
+#include "cdl_log.h"
+#include "cdl_util.h"
+
+#define ROOT_INO 1
+#define MAX_READDIR 4096
+#define MAX_XATTR_VALUE 65536
+#define MAX_XATTRS 128
+#define MAX_REPLICATION 32
+#define MAX_EVENTS 4096
+#define MAX_WAIT_MS 30000
+#define MIN_BLOCK_SIZE CDL_CHUNK
+
+/* ---------------------------------------------------------------- inodes */
+
+typedef struct nn_brec {
+	uint64_t id, gen, len;
+} nn_brec;
+
+typedef struct nn_xattr {
+	char *name;
+	uint8_t *val;
+	size_t len;
+} nn_xattr;
+
+/* An inode decoded from its InodeRec; fields are owned (malloc). */
+typedef struct nn_inode {
+	uint64_t ino, parent;
+	char *name;
+	uint32_t mode, uid, gid;
+	int64_t atime, mtime, ctime;
+	uint32_t repl;
+	uint64_t bs;
+	size_t nblocks;
+	nn_brec *blocks;
+	char *link;
+	size_t nx;
+	nn_xattr *x;
+	char *lease;
+	uint32_t subdirs;
+	uint64_t entries;
+} nn_inode;
+
+struct nn_lease {
+	struct nn_lease *next;
+	uint64_t ino;
+	char *client;
+	int64_t renewed_ms;
+};
+
+static void inode_free(nn_inode *n)
+{
+	if (!n)
+		return;
+	free(n->name);
+	free(n->blocks);
+	free(n->link);
+	for (size_t i = 0; i < n->nx; i++) {
+		free(n->x[i].name);
+		free(n->x[i].val);
+	}
+	free(n->x);
+	free(n->lease);
+	free(n);
+}
+
+static uint64_t inode_size(const nn_inode *n)
+{
+	if (S_ISLNK(n->mode))
+		return strlen(n->link ? n->link : "");
+	if (S_ISDIR(n->mode))
+		return 4096;
+	uint64_t s = 0;
+	for (size_t i = 0; i < n->nblocks; i++)
+		s += n->blocks[i].len;
+	return s;
+}
+
+static void key_ino(uint8_t k[9], uint64_t ino)
+{
+	k[0] = 'I';
+	cdl_put_be64(k + 1, ino);
+}
+
+/* 'D' be64(parent) name; returns the key length. */
+static size_t key_dirent(uint8_t *k, uint64_t parent, const char *name)
+{
+	size_t n = strlen(name);
+	k[0] = 'D';
+	cdl_put_be64(k + 1, parent);
+	memcpy(k + 9, name, n);
+	return 9 + n;
+}
+
+static int inode_load(nn_ns *ns, uint64_t ino, nn_inode **out)
+{
+	uint8_t k[9];
+	char *v;
+	size_t vl;
+	key_ino(k, ino);
+	int rc = nn_store_get(ns->st, k, sizeof(k), &v, &vl);
+	if (rc < 0)
+		return rc;
+	Caudal__InodeRec *r = caudal__inode_rec__unpack(NULL, vl, (const uint8_t *)v);
+	nn_store_free(v);
+	if (!r) {
+		cdl_err("inode %" PRIu64 " record is undecodable", ino);
+		return -EIO;
+	}
+	nn_inode *n = xcalloc(1, sizeof(*n));
+	n->ino = r->ino;
+	n->parent = r->parent;
+	n->name = xstrdup(r->name);
+	n->mode = r->mode;
+	n->uid = r->uid;
+	n->gid = r->gid;
+	n->atime = r->atime_ns;
+	n->mtime = r->mtime_ns;
+	n->ctime = r->ctime_ns;
+	n->repl = r->replication;
+	n->bs = r->block_size;
+	n->nblocks = r->n_blocks;
+	n->blocks = xcalloc(r->n_blocks + 1, sizeof(nn_brec));
+	for (size_t i = 0; i < r->n_blocks; i++) {
+		n->blocks[i].id = r->blocks[i]->id;
+		n->blocks[i].gen = r->blocks[i]->gen;
+		n->blocks[i].len = r->blocks[i]->length;
+	}
+	n->link = r->link[0] ? xstrdup(r->link) : NULL;
+	n->nx = r->n_xattrs;
+	n->x = xcalloc(r->n_xattrs + 1, sizeof(nn_xattr));
+	for (size_t i = 0; i < r->n_xattrs; i++) {
+		n->x[i].name = xstrdup(r->xattrs[i]->name);
+		n->x[i].len = r->xattrs[i]->value.len;
+		n->x[i].val = xmalloc(n->x[i].len + 1);
+		memcpy(n->x[i].val, r->xattrs[i]->value.data, n->x[i].len);
+	}
+	n->lease = r->lease[0] ? xstrdup(r->lease) : NULL;
+	n->subdirs = r->subdirs;
+	n->entries = r->entries;
+	caudal__inode_rec__free_unpacked(r, NULL);
+	*out = n;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- transactions */
+
+/* One namespace operation's writes, committed atomically by tx_commit. */
+typedef struct nn_tx {
+	nn_batch *b;
+	Caudal__Event ev;
+	bool has_event;
+	char *ev_path, *ev_dst;
+} nn_tx;
+
+static void tx_begin(nn_tx *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->b = nn_batch_new();
+	caudal__event__init(&t->ev);
+}
+
+static void tx_put_inode(nn_tx *t, const nn_inode *n)
+{
+	Caudal__InodeRec r = CAUDAL__INODE_REC__INIT;
+	r.ino = n->ino;
+	r.parent = n->parent;
+	r.name = n->name ? n->name : "";
+	r.mode = n->mode;
+	r.uid = n->uid;
+	r.gid = n->gid;
+	r.atime_ns = n->atime;
+	r.mtime_ns = n->mtime;
+	r.ctime_ns = n->ctime;
+	r.replication = n->repl;
+	r.block_size = n->bs;
+	Caudal__Replica *reps = xcalloc(n->nblocks + 1, sizeof(*reps));
+	Caudal__Replica **rp = xcalloc(n->nblocks + 1, sizeof(*rp));
+	for (size_t i = 0; i < n->nblocks; i++) {
+		caudal__replica__init(&reps[i]);
+		reps[i].id = n->blocks[i].id;
+		reps[i].gen = n->blocks[i].gen;
+		reps[i].length = n->blocks[i].len;
+		rp[i] = &reps[i];
+	}
+	r.n_blocks = n->nblocks;
+	r.blocks = rp;
+	r.link = n->link ? n->link : "";
+	Caudal__XattrRec *xs = xcalloc(n->nx + 1, sizeof(*xs));
+	Caudal__XattrRec **xp = xcalloc(n->nx + 1, sizeof(*xp));
+	for (size_t i = 0; i < n->nx; i++) {
+		caudal__xattr_rec__init(&xs[i]);
+		xs[i].name = n->x[i].name;
+		xs[i].value.data = n->x[i].val;
+		xs[i].value.len = n->x[i].len;
+		xp[i] = &xs[i];
+	}
+	r.n_xattrs = n->nx;
+	r.xattrs = xp;
+	r.lease = n->lease ? n->lease : "";
+	r.subdirs = n->subdirs;
+	r.entries = n->entries;
+	size_t len = caudal__inode_rec__get_packed_size(&r);
+	uint8_t *buf = xmalloc(len);
+	caudal__inode_rec__pack(&r, buf);
+	uint8_t k[9];
+	key_ino(k, n->ino);
+	nn_batch_put(t->b, k, sizeof(k), buf, len);
+	free(buf);
+	free(reps);
+	free(rp);
+	free(xs);
+	free(xp);
+}
+
+static void tx_del_inode(nn_tx *t, uint64_t ino)
+{
+	uint8_t k[9];
+	key_ino(k, ino);
+	nn_batch_del(t->b, k, sizeof(k));
+}
+
+static void tx_put_dirent(nn_tx *t, uint64_t parent, const char *name, uint64_t ino)
+{
+	uint8_t k[9 + CDL_NAME_MAX + 1], v[8];
+	size_t kl = key_dirent(k, parent, name);
+	cdl_put_be64(v, ino);
+	nn_batch_put(t->b, k, kl, v, sizeof(v));
+}
+
+static void tx_del_dirent(nn_tx *t, uint64_t parent, const char *name)
+{
+	uint8_t k[9 + CDL_NAME_MAX + 1];
+	size_t kl = key_dirent(k, parent, name);
+	nn_batch_del(t->b, k, kl);
+}
+
+static char *inode_path(nn_ns *ns, const nn_inode *n);
+
+static void tx_event(nn_tx *t, nn_ns *ns, Caudal__EventType type, const nn_inode *n,
+		     const char *dst)
+{
+	t->has_event = true;
+	t->ev.type = type;
+	t->ev.ino = n->ino;
+	t->ev_path = inode_path(ns, n);
+	t->ev.path = t->ev_path;
+	if (dst) {
+		t->ev_dst = xstrdup(dst);
+		t->ev.dst = t->ev_dst;
+	}
+	if (type == CAUDAL__EVENT_TYPE__EV_CLOSE)
+		t->ev.size = inode_size(n);
+}
+
+static void meta_put(nn_ns *ns, nn_batch *b)
+{
+	Caudal__MetaRec m = CAUDAL__META_REC__INIT;
+	m.next_ino = ns->next_ino;
+	m.next_block = ns->next_block;
+	m.txid = ns->txid;
+	m.cluster = ns->cluster;
+	m.inodes = ns->inodes;
+	m.first_txid = ns->first_txid;
+	uint8_t buf[256];
+	size_t len = caudal__meta_rec__pack(&m, buf);
+	nn_batch_put(b, "Mmeta", 5, buf, len);
+}
+
+/* Commit: counters, the event and the records in one synced write. On
+ * failure the in-memory counters are rolled back by the caller's reload
+ * being unnecessary: ids are only ever skipped, never reused. */
+static int tx_commit(nn_ns *ns, nn_tx *t)
+{
+	ns->txid++;
+	if (t->has_event) {
+		t->ev.txid = ns->txid;
+		t->ev.time_ns = cdl_wall_ns();
+		size_t len = caudal__event__get_packed_size(&t->ev);
+		uint8_t *buf = xmalloc(len);
+		caudal__event__pack(&t->ev, buf);
+		uint8_t k[9];
+		k[0] = 'E';
+		cdl_put_be64(k + 1, ns->txid);
+		nn_batch_put(t->b, k, sizeof(k), buf, len);
+		free(buf);
+		/* keep the log bounded: each event pushes the oldest one out */
+		if (ns->txid > (uint64_t)ns->conf.events_keep) {
+			uint64_t old = ns->txid - (uint64_t)ns->conf.events_keep;
+			cdl_put_be64(k + 1, old);
+			nn_batch_del(t->b, k, sizeof(k));
+			if (ns->first_txid <= old)
+				ns->first_txid = old + 1;
+		}
+	}
+	meta_put(ns, t->b);
+	int rc = nn_store_write(ns->st, t->b);
+	nn_batch_free(t->b);
+	free(t->ev_path);
+	free(t->ev_dst);
+	t->b = NULL;
+	if (rc == 0)
+		pthread_cond_broadcast(&ns->txcond);
+	return rc;
+}
+
+static void tx_abort(nn_tx *t)
+{
+	if (t->b)
+		nn_batch_free(t->b);
+	free(t->ev_path);
+	free(t->ev_dst);
+	t->b = NULL;
+}
+
+/* ---------------------------------------------------------------- lookup */
+
+static int dirent_get(nn_ns *ns, uint64_t parent, const char *name, uint64_t *ino)
+{
+	uint8_t k[9 + CDL_NAME_MAX + 1];
+	size_t kl = key_dirent(k, parent, name);
+	char *v;
+	size_t vl;
+	int rc = nn_store_get(ns->st, k, kl, &v, &vl);
+	if (rc < 0)
+		return rc;
+	if (vl != 8) {
+		nn_store_free(v);
+		return -EIO;
+	}
+	*ino = cdl_get_be64((const uint8_t *)v);
+	nn_store_free(v);
+	return 0;
+}
+
+static char *inode_path(nn_ns *ns, const nn_inode *n)
+{
+	if (n->ino == ROOT_INO)
+		return xstrdup("/");
+	char *path = xasprintf("/%s", n->name);
+	uint64_t p = n->parent;
+	for (int depth = 0; p != ROOT_INO && depth < 2048; depth++) {
+		nn_inode *d;
+		if (inode_load(ns, p, &d) < 0)
+			break;
+		char *np = xasprintf("/%s%s", d->name, path);
+		free(path);
+		path = np;
+		p = d->parent;
+		inode_free(d);
+	}
+	return path;
+}
+
+static bool in_group(const Caudal__Cred *c, uint32_t gid)
+{
+	if (c->gid == gid)
+		return true;
+	for (size_t i = 0; i < c->n_groups; i++)
+		if (c->groups[i] == gid)
+			return true;
+	return false;
+}
+
+/* POSIX permission check of mask (R_OK=4, W_OK=2, X_OK=1) for cred. */
+static int perm(const nn_inode *n, const Caudal__Cred *c, unsigned mask)
+{
+	if (!c)
+		return 0; /* internal callers */
+	if (c->uid == 0) {
+		/* root may execute only what someone may execute */
+		if ((mask & 1) && !S_ISDIR(n->mode) && !(n->mode & 0111))
+			return -EACCES;
+		return 0;
+	}
+	unsigned bits;
+	if (c->uid == n->uid)
+		bits = (n->mode >> 6) & 7;
+	else if (in_group(c, n->gid))
+		bits = (n->mode >> 3) & 7;
+	else
+		bits = n->mode & 7;
+	return (bits & mask) == mask ? 0 : -EACCES;
+}
+
+static const Caudal__Cred root_cred = CAUDAL__CRED__INIT;
+
+static const Caudal__Cred *cred_of(const Caudal__Cred *c)
+{
+	return c ? c : &root_cred;
+}
+
+/* Walk an absolute path from the root, checking search permission on
+ * every directory passed. With parent_only, stop at the last component's
+ * parent and point *last at that component (inside a copy in *buf). */
+static int walk(nn_ns *ns, const char *path, const Caudal__Cred *cred, bool parent_only,
+		nn_inode **out, char **last, char **buf)
+{
+	const char *why;
+	int rc = cdl_path_check(path, &why);
+	if (rc < 0)
+		return rc;
+	char *p = xstrdup(path);
+	size_t len = strlen(p);
+	if (len > 1 && p[len - 1] == '/')
+		p[--len] = '\0';
+	nn_inode *cur;
+	rc = inode_load(ns, ROOT_INO, &cur);
+	if (rc < 0) {
+		free(p);
+		return rc;
+	}
+	char *save = NULL;
+	char *comp = strtok_r(p + 1, "/", &save);
+	while (comp) {
+		char *next = strtok_r(NULL, "/", &save);
+		if (parent_only && !next)
+			break;
+		if (!S_ISDIR(cur->mode)) {
+			rc = -ENOTDIR;
+			goto fail;
+		}
+		if ((rc = perm(cur, cred, 1)) < 0)
+			goto fail;
+		uint64_t ino;
+		if ((rc = dirent_get(ns, cur->ino, comp, &ino)) < 0)
+			goto fail;
+		inode_free(cur);
+		cur = NULL;
+		if ((rc = inode_load(ns, ino, &cur)) < 0)
+			goto fail;
+		comp = next;
+	}
+	if (parent_only) {
+		if (!comp) { /* the root has no parent */
+			rc = -EINVAL;
+			goto fail;
+		}
+		if (!S_ISDIR(cur->mode)) {
+			rc = -ENOTDIR;
+			goto fail;
+		}
+		*last = comp;
+		*buf = p;
+	} else {
+		free(p);
+	}
+	*out = cur;
+	return 0;
+fail:
+	inode_free(cur);
+	free(p);
+	return rc;
+}
+
+/* Resolve a Target to its inode. */
+static int resolve(nn_ns *ns, const Caudal__Target *t, const Caudal__Cred *cred, nn_inode **out)
+{
+	if (!t)
+		return -EINVAL;
+	if (t->ino)
+		return inode_load(ns, t->ino, out);
+	if (t->parent) {
+		int rc = cdl_name_check(t->name, NULL);
+		if (rc < 0)
+			return rc;
+		nn_inode *p;
+		if ((rc = inode_load(ns, t->parent, &p)) < 0)
+			return rc;
+		if (!S_ISDIR(p->mode))
+			rc = -ENOTDIR;
+		else if ((rc = perm(p, cred, 1)) == 0) {
+			uint64_t ino;
+			rc = dirent_get(ns, p->ino, t->name, &ino);
+			if (rc == 0)
+				rc = inode_load(ns, ino, out);
+		}
+		inode_free(p);
+		return rc;
+	}
+	if (t->path[0])
+		return walk(ns, t->path, cred, false, out, NULL, NULL);
+	return -EINVAL;
+}
+
+/* Resolve a Target naming a directory entry to (parent inode, name). The
+ * name is copied into *name (caller frees). */
+static int resolve_parent(nn_ns *ns, const Caudal__Target *t, const Caudal__Cred *cred,
+			  nn_inode **parent, char **name)
+{
+	if (!t)
+		return -EINVAL;
+	int rc;
+	if (t->parent) {
+		if ((rc = cdl_name_check(t->name, NULL)) < 0)
+			return rc;
+		if ((rc = inode_load(ns, t->parent, parent)) < 0)
+			return rc;
+		if (!S_ISDIR((*parent)->mode)) {
+			inode_free(*parent);
+			return -ENOTDIR;
+		}
+		*name = xstrdup(t->name);
+		return 0;
+	}
+	if (!t->path[0])
+		return -EINVAL;
+	char *last, *buf;
+	if ((rc = walk(ns, t->path, cred, true, parent, &last, &buf)) < 0)
+		return rc;
+	*name = xstrdup(last);
+	free(buf);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- replies */
+
+static void fill_attr(nn_ns *ns, const nn_inode *n, Caudal__Attr *a)
+{
+	(void)ns;
+	a->ino = n->ino;
+	a->mode = n->mode;
+	a->uid = n->uid;
+	a->gid = n->gid;
+	a->size = inode_size(n);
+	a->atime_ns = n->atime;
+	a->mtime_ns = n->mtime;
+	a->ctime_ns = n->ctime;
+	a->nlink = S_ISDIR(n->mode) ? 2 + n->subdirs : 1;
+	a->replication = n->repl;
+	a->block_size = n->bs;
+	a->under_construction = n->lease != NULL;
+	a->blocks = (uint32_t)n->nblocks;
+}
+
+static Caudal__Attr *arena_attr(nn_ns *ns, cdl_arena *a, const nn_inode *n)
+{
+	Caudal__Attr *at = cdl_arena_alloc(a, sizeof(*at));
+	caudal__attr__init(at);
+	fill_attr(ns, n, at);
+	return at;
+}
+
+/* ---------------------------------------------------------------- leases */
+
+static struct nn_lease *lease_find(nn_ns *ns, uint64_t ino)
+{
+	for (struct nn_lease *l = ns->leases; l; l = l->next)
+		if (l->ino == ino)
+			return l;
+	return NULL;
+}
+
+static void lease_add(nn_ns *ns, uint64_t ino, const char *client)
+{
+	struct nn_lease *l = lease_find(ns, ino);
+	if (!l) {
+		l = xcalloc(1, sizeof(*l));
+		l->ino = ino;
+		l->next = ns->leases;
+		ns->leases = l;
+	} else {
+		free(l->client);
+	}
+	l->client = xstrdup(client);
+	l->renewed_ms = cdl_now_ms();
+}
+
+static void lease_del(nn_ns *ns, uint64_t ino)
+{
+	for (struct nn_lease **pl = &ns->leases; *pl; pl = &(*pl)->next)
+		if ((*pl)->ino == ino) {
+			struct nn_lease *l = *pl;
+			*pl = l->next;
+			free(l->client);
+			free(l);
+			return;
+		}
+}
+
+/* The writer must hold the file's lease. */
+static int lease_check(nn_ns *ns, const nn_inode *n, const char *client)
+{
+	if (!n->lease)
+		return -EBADF;
+	if (strcmp(n->lease, client))
+		return -EBUSY;
+	struct nn_lease *l = lease_find(ns, n->ino);
+	if (l)
+		l->renewed_ms = cdl_now_ms();
+	else
+		lease_add(ns, n->ino, client);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static bool mutation_blocked(nn_ns *ns, uint32_t *err)
+{
+	if (ns->safemode) {
+		*err = EAGAIN;
+		return true;
+	}
+	return false;
+}
+
+static void free_blocks(nn_ns *ns, const nn_inode *n, size_t from)
+{
+	for (size_t i = from; i < n->nblocks; i++)
+		nn_blk_remove(ns->bl, n->blocks[i].id);
+}
+
+static int64_t now_ns(void)
+{
+	return cdl_wall_ns();
+}
+
+static nn_inode *inode_new(nn_ns *ns, uint64_t parent, const char *name, uint32_t mode,
+			   const Caudal__Cred *cred, const nn_inode *pdir)
+{
+	nn_inode *n = xcalloc(1, sizeof(*n));
+	n->ino = ns->next_ino++;
+	n->parent = parent;
+	n->name = xstrdup(name);
+	n->mode = mode;
+	n->uid = cred->uid;
+	/* POSIX: the creator's group, unless the directory is setgid */
+	n->gid = pdir && (pdir->mode & S_ISGID) ? pdir->gid : cred->gid;
+	if (pdir && (pdir->mode & S_ISGID) && S_ISDIR(mode))
+		n->mode |= S_ISGID;
+	n->atime = n->mtime = n->ctime = now_ns();
+	return n;
+}
+
+/* Add entry name -> child in dir (records written by the caller's tx). */
+static void link_child(nn_tx *t, nn_inode *dir, nn_inode *child)
+{
+	tx_put_dirent(t, dir->ino, child->name, child->ino);
+	dir->entries++;
+	if (S_ISDIR(child->mode))
+		dir->subdirs++;
+	dir->mtime = dir->ctime = now_ns();
+}
+
+static void unlink_child(nn_tx *t, nn_inode *dir, const nn_inode *child)
+{
+	tx_del_dirent(t, dir->ino, child->name);
+	if (dir->entries)
+		dir->entries--;
+	if (S_ISDIR(child->mode) && dir->subdirs)
+		dir->subdirs--;
+	dir->mtime = dir->ctime = now_ns();
+}
+
+/* ---------------------------------------------------------------- ClientProtocol */
+
+#define H(name)                                                                         \
+	static void h_##name(void *ctx, const ProtobufCMessage *req_, ProtobufCMessage *rep_, \
+			     cdl_arena *a)
+
+static uint32_t err_of(int rc)
+{
+	return rc < 0 ? (uint32_t)-rc : 0;
+}
+
+H(GetAttr)
+{
+	nn_ns *ns = ctx;
+	const Caudal__GetAttrRequest *req = (const void *)req_;
+	Caudal__AttrReply *rep = (void *)rep_;
+	nn_inode *n = NULL;
+	pthread_mutex_lock(&ns->lock);
+	int rc = resolve(ns, req->target, cred_of(req->cred), &n);
+	if (rc == 0)
+		rep->attr = arena_attr(ns, a, n);
+	pthread_mutex_unlock(&ns->lock);
+	inode_free(n);
+	rep->err = err_of(rc);
+}
+
+/* Make one directory name in parent; *out gets it. */
+static int mkdir_one(nn_ns *ns, nn_inode *parent, const char *name, uint32_t mode,
+		     const Caudal__Cred *cred, nn_inode **out)
+{
+	int rc = perm(parent, cred, 3);
+	if (rc < 0)
+		return rc;
+	nn_tx t;
+	tx_begin(&t);
+	nn_inode *n = inode_new(ns, parent->ino, name, S_IFDIR | (mode & 07777), cred, parent);
+	link_child(&t, parent, n);
+	tx_put_inode(&t, n);
+	tx_put_inode(&t, parent);
+	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_MKDIR, n, NULL);
+	ns->inodes++;
+	rc = tx_commit(ns, &t);
+	if (rc < 0) {
+		inode_free(n);
+		return rc;
+	}
+	*out = n;
+	return 0;
+}
+
+H(Mkdir)
+{
+	nn_ns *ns = ctx;
+	const Caudal__MkdirRequest *req = (const void *)req_;
+	Caudal__AttrReply *rep = (void *)rep_;
+	const Caudal__Cred *cred = cred_of(req->cred);
+	nn_inode *parent = NULL, *n = NULL;
+	char *name = NULL;
+	int rc;
+	pthread_mutex_lock(&ns->lock);
+	if (mutation_blocked(ns, &rep->err))
+		goto out;
+	if (req->parents && req->target && req->target->path[0] && !req->target->parent) {
+		/* walk creating what is missing */
+		const char *why;
+		if ((rc = cdl_path_check(req->target->path, &why)) < 0)
+			goto done;
+		char *p = xstrdup(req->target->path), *save = NULL;
+		rc = inode_load(ns, ROOT_INO, &n);
+		for (char *c = strtok_r(p + 1, "/", &save); c && rc == 0;
+		     c = strtok_r(NULL, "/", &save)) {
+			uint64_t ino;
+			if (!S_ISDIR(n->mode)) {
+				rc = -ENOTDIR;
+				break;
+			}
+			if ((rc = perm(n, cred, 1)) < 0)
+				break;
+			nn_inode *next = NULL;
+			rc = dirent_get(ns, n->ino, c, &ino);
+			if (rc == 0)
+				rc = inode_load(ns, ino, &next);
+			else if (rc == -ENOENT)
+				rc = mkdir_one(ns, n, c, req->mode, cred, &next);
+			inode_free(n);
+			n = next;
+		}
+		free(p);
+		if (rc == 0 && !S_ISDIR(n->mode))
+			rc = -ENOTDIR;
+		goto done;
+	}
+	if ((rc = resolve_parent(ns, req->target, cred, &parent, &name)) < 0)
+		goto done;
+	uint64_t ino;
+	if ((rc = dirent_get(ns, parent->ino, name, &ino)) == 0) {
+		rc = -EEXIST;
+		if (req->parents && inode_load(ns, ino, &n) == 0 && S_ISDIR(n->mode))
+			rc = 0;
+		goto done;
+	}
+	if (rc != -ENOENT)
+		goto done;
+	rc = mkdir_one(ns, parent, name, req->mode, cred, &n);
+done:
+	if (rc == 0 && n)
+		rep->attr = arena_attr(ns, a, n);
+	rep->err = err_of(rc);
+out:
+	pthread_mutex_unlock(&ns->lock);
+	inode_free(parent);
+	inode_free(n);
+	free(name);
+}
+
+H(Create)
+{
+	nn_ns *ns = ctx;
+	const Caudal__CreateRequest *req = (const void *)req_;
+	Caudal__AttrReply *rep = (void *)rep_;
+	const Caudal__Cred *cred = cred_of(req->cred);
+	nn_inode *parent = NULL, *n = NULL;
+	char *name = NULL;
+	int rc;
+	uint64_t ino;
+	nn_tx t;
+	pthread_mutex_lock(&ns->lock);
+	if (mutation_blocked(ns, &rep->err))
+		goto out;
+	if (!req->client[0]) {
+		rc = -EINVAL;
+		goto done;
+	}
+	uint32_t repl = req->replication ? req->replication : (uint32_t)ns->conf.replication;
+	uint64_t bs = req->block_size ? req->block_size : (uint64_t)ns->conf.block_size;
+	if (repl > MAX_REPLICATION || bs < MIN_BLOCK_SIZE || bs > (1ULL << 36) ||
+	    bs % CDL_CHUNK) {
+		rc = -EINVAL;
+		goto done;
+	}
+	if (req->parents && req->target && req->target->path[0] && !req->target->parent) {
+		/* make the ancestors first, as mkdir -p would */
+		char *dir = xstrdup(req->target->path);
+		char *slash = strrchr(dir, '/');
+		if (slash && slash != dir) {
+			*slash = '\0';
+			Caudal__MkdirRequest mk = CAUDAL__MKDIR_REQUEST__INIT;
+			Caudal__Target tg = CAUDAL__TARGET__INIT;
+			tg.path = dir;
+			mk.target = &tg;
+			mk.mode = 0755;
+			mk.parents = true;
+			mk.cred = req->cred;
+			Caudal__AttrReply mr = CAUDAL__ATTR_REPLY__INIT;
+			cdl_arena ma;
+			cdl_arena_init(&ma);
+			pthread_mutex_unlock(&ns->lock);
+			h_Mkdir(ns, &mk.base, &mr.base, &ma);
+			pthread_mutex_lock(&ns->lock);
+			cdl_arena_release(&ma);
+			if (mr.err && mr.err != EEXIST) {
+				free(dir);
+				rc = -(int)mr.err;
+				goto done;
+			}
+		}
+		free(dir);
+	}
+	if ((rc = resolve_parent(ns, req->target, cred, &parent, &name)) < 0)
+		goto done;
+	rc = dirent_get(ns, parent->ino, name, &ino);
+	if (rc < 0 && rc != -ENOENT)
+		goto done;
+	tx_begin(&t);
+	if (rc == 0) {
+		/* it exists: overwrite in place (O_TRUNC keeps the inode) */
+		if ((rc = inode_load(ns, ino, &n)) < 0)
+			goto abort;
+		if (S_ISDIR(n->mode)) {
+			rc = -EISDIR;
+			goto abort;
+		}
+		if (req->exclusive || !req->overwrite) {
+			rc = -EEXIST;
+			goto abort;
+		}
+		if (n->lease && strcmp(n->lease, req->client)) {
+			rc = -EBUSY;
+			goto abort;
+		}
+		if (S_ISLNK(n->mode)) {
+			rc = -EEXIST;
+			goto abort;
+		}
+		if ((rc = perm(n, cred, 2)) < 0)
+			goto abort;
+		free_blocks(ns, n, 0);
+		n->nblocks = 0;
+		n->mtime = n->ctime = now_ns();
+		n->repl = repl;
+		n->bs = bs;
+		tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_CREATE, n, NULL);
+	} else {
+		if ((rc = perm(parent, cred, 3)) < 0)
+			goto abort;
+		n = inode_new(ns, parent->ino, name, S_IFREG | (req->mode & 07777), cred, parent);
+		n->repl = repl;
+		n->bs = bs;
+		link_child(&t, parent, n);
+		tx_put_inode(&t, parent);
+		ns->inodes++;
+		tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_CREATE, n, NULL);
+	}
+	free(n->lease);
+	n->lease = xstrdup(req->client);
+	tx_put_inode(&t, n);
+	if ((rc = tx_commit(ns, &t)) == 0)
+		lease_add(ns, n->ino, req->client);
+	goto done;
+abort:
+	tx_abort(&t);
+done:
+	if (rc == 0)
+		rep->attr = arena_attr(ns, a, n);
+	rep->err = err_of(rc);
+out:
+	pthread_mutex_unlock(&ns->lock);
+	inode_free(parent);
+	inode_free(n);
+	free(name);
+}
+
+H(Symlink)
+{
+	nn_ns *ns = ctx;
+	const Caudal__SymlinkRequest *req = (const void *)req_;
+	Caudal__AttrReply *rep = (void *)rep_;
+	const Caudal__Cred *cred = cred_of(req->cred);
+	nn_inode *parent = NULL, *n = NULL;
+	char *name = NULL;
+	uint64_t ino;
+	int rc;
+	pthread_mutex_lock(&ns->lock);
+	if (mutation_blocked(ns, &rep->err))
+		goto out;
+	size_t ll = strlen(req->link);
+	if (ll == 0 || ll > CDL_PATH_MAX) {
+		rc = ll ? -ENAMETOOLONG : -EINVAL;
+		goto done;
+	}
+	if ((rc = resolve_parent(ns, req->target, cred, &parent, &name)) < 0)
+		goto done;
+	if ((rc = perm(parent, cred, 3)) < 0)
+		goto done;
+	if ((rc = dirent_get(ns, parent->ino, name, &ino)) != -ENOENT) {
+		rc = rc == 0 ? -EEXIST : rc;
+		goto done;
+	}
+	nn_tx t;
+	tx_begin(&t);
+	n = inode_new(ns, parent->ino, name, S_IFLNK | 0777, cred, parent);
+	n->link = xstrdup(req->link);
+	link_child(&t, parent, n);
+	tx_put_inode(&t, parent);
+	tx_put_inode(&t, n);
+	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_CREATE, n, NULL);
+	ns->inodes++;
+	rc = tx_commit(ns, &t);
+done:
+	if (rc == 0)
+		rep->attr = arena_attr(ns, a, n);
+	rep->err = err_of(rc);
+out:
+	pthread_mutex_unlock(&ns->lock);
+	inode_free(parent);
+	inode_free(n);
+	free(name);
+}
+
+H(Readlink)
+{
+	nn_ns *ns = ctx;
+	const Caudal__GetAttrRequest *req = (const void *)req_;
+	Caudal__ReadlinkReply *rep = (void *)rep_;
+	nn_inode *n = NULL;
+	pthread_mutex_lock(&ns->lock);
+	int rc = resolve(ns, req->target, cred_of(req->cred), &n);
+	if (rc == 0 && !S_ISLNK(n->mode))
+		rc = -EINVAL;
+	if (rc == 0)
+		rep->link = cdl_arena_strdup(a, n->link ? n->link : "");
+	pthread_mutex_unlock(&ns->lock);
+	inode_free(n);
+	rep->err = err_of(rc);
+}
+
+H(Readdir)
+{
+	nn_ns *ns = ctx;
+	const Caudal__ReaddirRequest *req = (const void *)req_;
+	Caudal__ReaddirReply *rep = (void *)rep_;
+	const Caudal__Cred *cred = cred_of(req->cred);
+	nn_inode *d = NULL;
+	pthread_mutex_lock(&ns->lock);
+	int rc = resolve(ns, req->target, cred, &d);
+	if (rc == 0 && !S_ISDIR(d->mode))
+		rc = -ENOTDIR;
+	if (rc == 0)
+		rc = perm(d, cred, 4);
+	if (rc < 0)
+		goto out;
+	rep->dir = arena_attr(ns, a, d);
+	unsigned limit = req->limit && req->limit < MAX_READDIR ? req->limit : MAX_READDIR;
+	uint8_t prefix[9], start[9 + CDL_NAME_MAX + 2];
+	prefix[0] = 'D';
+	cdl_put_be64(prefix + 1, d->ino);
+	size_t sl = 9;
+	memcpy(start, prefix, 9);
+	if (req->after[0]) {
+		size_t al = strlen(req->after);
+		if (al > CDL_NAME_MAX) {
+			rc = -ENAMETOOLONG;
+			goto out;
+		}
+		memcpy(start + 9, req->after, al);
+		start[9 + al] = '\0'; /* the first key after `after` */
+		sl = 10 + al;
+	}
+	nn_iter *it = nn_iter_new(ns->st, prefix, 9, start, sl);
+	rep->entries = cdl_arena_alloc(a, (limit + 1) * sizeof(*rep->entries));
+	for (; nn_iter_valid(it); nn_iter_next(it)) {
+		if (rep->n_entries == limit) {
+			rep->more = true;
+			break;
+		}
+		size_t kl, vl;
+		const char *k = nn_iter_key(it, &kl);
+		const char *v = nn_iter_value(it, &vl);
+		if (vl != 8 || kl <= 9)
+			continue;
+		nn_inode *c;
+		if (inode_load(ns, cdl_get_be64((const uint8_t *)v), &c) < 0)
+			continue;
+		Caudal__Dirent *e = cdl_arena_alloc(a, sizeof(*e));
+		caudal__dirent__init(e);
+		char *nm = cdl_arena_alloc(a, kl - 9 + 1);
+		memcpy(nm, k + 9, kl - 9);
+		e->name = nm;
+		e->attr = arena_attr(ns, a, c);
+		inode_free(c);
+		rep->entries[rep->n_entries++] = e;
+	}
+	nn_iter_free(it);
+out:
+	pthread_mutex_unlock(&ns->lock);
+	inode_free(d);
+	rep->err = err_of(rc);
+}
+
+/* Remove child (and, for a directory, everything under it) from dir:
+ * records deleted in t, blocks freed, leases dropped. */
+static int remove_tree(nn_ns *ns, nn_tx *t, nn_inode *dir, nn_inode *child, int depth)
+{
+	if (depth > 4096)
+		return -ELOOP;
+	if (S_ISDIR(child->mode)) {
+		uint8_t prefix[9];
+		prefix[0] = 'D';
+		cdl_put_be64(prefix + 1, child->ino);
+		nn_iter *it = nn_iter_new(ns->st, prefix, 9, prefix, 9);
+		int rc = 0;
+		for (; nn_iter_valid(it) && rc == 0; nn_iter_next(it)) {
+			size_t vl;
+			const char *v = nn_iter_value(it, &vl);
+			nn_inode *g;
+			if (vl != 8 || inode_load(ns, cdl_get_be64((const uint8_t *)v), &g) < 0)
+				continue;
+			rc = remove_tree(ns, t, child, g, depth + 1);
+			inode_free(g);
+		}
+		nn_iter_free(it);
+		if (rc < 0)
+			return rc;
+	} else {
+		free_blocks(ns, child, 0);
+		if (child->lease)
+			lease_del(ns, child->ino);
+	}
+	unlink_child(t, dir, child);
+	tx_del_inode(t, child->ino);
+	if (ns->inodes)
+		ns->inodes--;
+	return 0;
+}
+
+/* Sticky directories: only the owner of the entry or the directory (or
+ * root) may remove or rename it. */
+static int sticky_ok(const nn_inode *dir, const nn_inode *n, const Caudal__Cred *c)
+{
+	if (!(dir->mode & S_ISVTX) || c->uid == 0 || c->uid == dir->uid || c->uid == n->uid)
+		return 0;
+	return -EPERM;
+}
+
+H(Delete)
+{
+	nn_ns *ns = ctx;
+	const Caudal__DeleteRequest *req = (const void *)req_;
+	Caudal__Status *rep = (void *)rep_;
+	const Caudal__Cred *cred = cred_of(req->cred);
+	nn_inode *parent = NULL, *n = NULL;
+	char *name = NULL;
+	uint64_t ino;
+	int rc;
+	(void)a;
+	pthread_mutex_lock(&ns->lock);
+	if (mutation_blocked(ns, &rep->err))
+		goto out;
+	if ((rc = resolve_parent(ns, req->target, cred, &parent, &name)) < 0)
+		goto done;
+	if ((rc = dirent_get(ns, parent->ino, name, &ino)) < 0)
+		goto done;
+	if ((rc = inode_load(ns, ino, &n)) < 0)
+		goto done;
+	if ((rc = perm(parent, cred, 3)) < 0 || (rc = sticky_ok(parent, n, cred)) < 0)
+		goto done;
+	if (req->kind == 1 && S_ISDIR(n->mode)) {
+		rc = -EISDIR;
+		goto done;
+	}
+	if (req->kind == 2 && !S_ISDIR(n->mode)) {
+		rc = -ENOTDIR;
+		goto done;
+	}
+	if (S_ISDIR(n->mode) && n->entries && !req->recursive) {
+		rc = -ENOTEMPTY;
+		goto done;
+	}
+	nn_tx t;
+	tx_begin(&t);
+	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_UNLINK, n, NULL);
+	if ((rc = remove_tree(ns, &t, parent, n, 0)) < 0) {
+		tx_abort(&t);
+		goto done;
+	}
+	tx_put_inode(&t, parent);
+	rc = tx_commit(ns, &t);
+done:
+	rep->err = err_of(rc);
+out:
+	pthread_mutex_unlock(&ns->lock);
+	inode_free(parent);
+	inode_free(n);
+	free(name);
+}
+
+/* Is `anc` an ancestor of (or equal to) directory `ino`? */
+static bool is_ancestor(nn_ns *ns, uint64_t anc, uint64_t ino)
+{
+	for (int depth = 0; depth < 4096; depth++) {
+		if (ino == anc)
+			return true;
+		if (ino == ROOT_INO)
+			return false;
+		nn_inode *n;
+		if (inode_load(ns, ino, &n) < 0)
+			return false;
+		ino = n->parent;
+		inode_free(n);
+	}
+	return true;
+}
+
+H(Rename)
+{
+	nn_ns *ns = ctx;
+	const Caudal__RenameRequest *req = (const void *)req_;
+	Caudal__Status *rep = (void *)rep_;
+	const Caudal__Cred *cred = cred_of(req->cred);
+	nn_inode *sp = NULL, *dp = NULL, *n = NULL, *old = NULL;
+	char *sname = NULL, *dname = NULL;
+	uint64_t ino, oino;
+	int rc;
+	nn_tx t;
+	(void)a;
+	pthread_mutex_lock(&ns->lock);
+	if (mutation_blocked(ns, &rep->err))
+		goto out;
+	if ((rc = resolve_parent(ns, req->src, cred, &sp, &sname)) < 0 ||
+	    (rc = resolve_parent(ns, req->dst, cred, &dp, &dname)) < 0)
+		goto done;
+	if ((rc = dirent_get(ns, sp->ino, sname, &ino)) < 0 || (rc = inode_load(ns, ino, &n)) < 0)
+		goto done;
+	if ((rc = perm(sp, cred, 3)) < 0 || (rc = perm(dp, cred, 3)) < 0 ||
+	    (rc = sticky_ok(sp, n, cred)) < 0)
+		goto done;
+	if (sp->ino == dp->ino && !strcmp(sname, dname))
+		goto done; /* same entry: nothing to do */
+	if (S_ISDIR(n->mode) && is_ancestor(ns, n->ino, dp->ino)) {
+		rc = -EINVAL; /* into its own subtree */
+		goto done;
+	}
+	rc = dirent_get(ns, dp->ino, dname, &oino);
+	if (rc < 0 && rc != -ENOENT)
+		goto done;
+	tx_begin(&t);
+	if (rc == 0) {
+		if (req->noreplace) {
+			rc = -EEXIST;
+			goto abort;
+		}
+		if ((rc = inode_load(ns, oino, &old)) < 0)
+			goto abort;
+		if (old->ino == n->ino)
+			goto abort; /* rc == 0 */
+		if ((rc = sticky_ok(dp, old, cred)) < 0)
+			goto abort;
+		if (S_ISDIR(n->mode) && !S_ISDIR(old->mode)) {
+			rc = -ENOTDIR;
+			goto abort;
+		}
+		if (!S_ISDIR(n->mode) && S_ISDIR(old->mode)) {
+			rc = -EISDIR;
+			goto abort;
+		}
+		if (S_ISDIR(old->mode) && old->entries) {
+			rc = -ENOTEMPTY;
+			goto abort;
+		}
+		if ((rc = remove_tree(ns, &t, dp, old, 0)) < 0)
+			goto abort;
+	}
+	char *dst_path = NULL;
+	{
+		char *dpath = inode_path(ns, dp);
+		dst_path = xasprintf("%s%s%s", dpath, strcmp(dpath, "/") ? "/" : "", dname);
+		free(dpath);
+	}
+	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_RENAME, n, dst_path);
+	free(dst_path);
+	/* the same directory may be both parents: update one copy */
+	nn_inode *target_dir = sp->ino == dp->ino ? sp : dp;
+	unlink_child(&t, sp, n);
+	free(n->name);
+	n->name = xstrdup(dname);
+	n->parent = dp->ino;
+	n->ctime = now_ns();
+	link_child(&t, target_dir, n);
+	tx_put_inode(&t, n);
+	tx_put_inode(&t, sp);
+	if (target_dir != sp)
+		tx_put_inode(&t, dp);
+	rc = tx_commit(ns, &t);
+	goto done;
+abort:
+	tx_abort(&t);
+done:
+	rep->err = err_of(rc);
+out:
+	pthread_mutex_unlock(&ns->lock);
+	inode_free(sp);
+	inode_free(dp);
+	inode_free(n);
+	inode_free(old);
+	free(sname);
+	free(dname);
+}
+
+/* Shrink a file to size: whole blocks past it are freed, the block it
+ * falls in is shortened in the record (replicas keep their extra bytes,
+ * which readers never ask for). */
+static void truncate_blocks(nn_ns *ns, nn_inode *n, uint64_t size)
+{
+	uint64_t off = 0;
+	size_t keep = 0;
+	for (; keep < n->nblocks && off < size; keep++) {
+		if (off + n->blocks[keep].len > size) {
+			n->blocks[keep].len = size - off;
+			nn_blk *k = nn_blk_get(ns->bl, n->blocks[keep].id);
+			if (k)
+				k->len = n->blocks[keep].len;
+		}
+		off += n->blocks[keep].len;
+	}
+	free_blocks(ns, n, keep);
+	n->nblocks = keep;
+}
+
+H(SetAttr)
+{
+	nn_ns *ns = ctx;
+	const Caudal__SetAttrRequest *req = (const void *)req_;
+	Caudal__AttrReply *rep = (void *)rep_;
+	const Caudal__Cred *cred = cred_of(req->cred);
+	nn_inode *n = NULL;
+	int rc;
+	uint32_t v = req->valid;
+	pthread_mutex_lock(&ns->lock);
+	if (mutation_blocked(ns, &rep->err))
+		goto out;
+	if ((rc = resolve(ns, req->target, cred, &n)) < 0)
+		goto done;
+	bool owner = cred->uid == 0 || cred->uid == n->uid;
+	int64_t now = now_ns();
+	if (v & CAUDAL__SET_ATTR_FIELD__SA_MODE) {
+		if (!owner) {
+			rc = -EPERM;
+			goto done;
+		}
+		uint32_t mode = req->mode & 07777;
+		/* a non-root owner outside the group loses setgid, as on Linux */
+		if (cred->uid != 0 && !in_group(cred, n->gid))
+			mode &= ~(uint32_t)S_ISGID;
+		n->mode = (n->mode & S_IFMT) | mode;
+	}
+	if (v & (CAUDAL__SET_ATTR_FIELD__SA_UID | CAUDAL__SET_ATTR_FIELD__SA_GID)) {
+		bool uid_change = (v & CAUDAL__SET_ATTR_FIELD__SA_UID) && req->uid != n->uid;
+		bool gid_change = (v & CAUDAL__SET_ATTR_FIELD__SA_GID) && req->gid != n->gid;
+		if (cred->uid != 0 &&
+		    (uid_change || (gid_change && (!owner || !in_group(cred, req->gid))))) {
+			rc = -EPERM;
+			goto done;
+		}
+		if (v & CAUDAL__SET_ATTR_FIELD__SA_UID)
+			n->uid = req->uid;
+		if (v & CAUDAL__SET_ATTR_FIELD__SA_GID)
+			n->gid = req->gid;
+		if ((uid_change || gid_change) && !S_ISDIR(n->mode))
+			n->mode &= ~(uint32_t)(S_ISUID | S_ISGID);
+	}
+	if (v & CAUDAL__SET_ATTR_FIELD__SA_SIZE) {
+		if (S_ISDIR(n->mode)) {
+			rc = -EISDIR;
+			goto done;
+		}
+		if (!S_ISREG(n->mode)) {
+			rc = -EINVAL;
+			goto done;
+		}
+		if ((rc = perm(n, cred, 2)) < 0)
+			goto done;
+		if (n->lease && strcmp(n->lease, req->client)) {
+			rc = -EBUSY;
+			goto done;
+		}
+		uint64_t size = inode_size(n);
+		if (req->size > size) {
+			cdl_info("truncate of inode %" PRIu64 " to %" PRIu64
+				 " bytes would grow it: not supported",
+				 n->ino, req->size);
+			rc = -EOPNOTSUPP;
+			goto done;
+		}
+		if (req->size < size)
+			truncate_blocks(ns, n, req->size);
+		n->mtime = now;
+	}
+	if (v & (CAUDAL__SET_ATTR_FIELD__SA_ATIME | CAUDAL__SET_ATTR_FIELD__SA_MTIME)) {
+		if (!owner) {
+			rc = -EPERM;
+			goto done;
+		}
+	} else if (v & (CAUDAL__SET_ATTR_FIELD__SA_ATIME_NOW |
+			CAUDAL__SET_ATTR_FIELD__SA_MTIME_NOW)) {
+		if (!owner && (rc = perm(n, cred, 2)) < 0)
+			goto done;
+	}
+	if (v & CAUDAL__SET_ATTR_FIELD__SA_ATIME)
+		n->atime = req->atime_ns;
+	if (v & CAUDAL__SET_ATTR_FIELD__SA_ATIME_NOW)
+		n->atime = now;
+	if (v & CAUDAL__SET_ATTR_FIELD__SA_MTIME)
+		n->mtime = req->mtime_ns;
+	if (v & CAUDAL__SET_ATTR_FIELD__SA_MTIME_NOW)
+		n->mtime = now;
+	n->ctime = now;
+	nn_tx t;
+	tx_begin(&t);
+	tx_put_inode(&t, n);
+	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_SETATTR, n, NULL);
+	rc = tx_commit(ns, &t);
+done:
+	if (rc == 0)
+		rep->attr = arena_attr(ns, a, n);
+	rep->err = err_of(rc);
+out:
+	pthread_mutex_unlock(&ns->lock);
+	inode_free(n);
+}
+
+/* ---------------------------------------------------------------- xattrs */
+
+#define XA_REPL "user.caudal.replication"
+#define XA_BS "user.caudal.blocksize"
+#define XA_BLOCKS "user.caudal.blocks"
+
+static bool xa_is_caudal(const char *name)
+{
+	return !strncmp(name, "user.caudal.", 12);
+}
+
+static int set_replication(nn_ns *ns, nn_inode *n, uint32_t repl, const Caudal__Cred *cred)
+{
+	if (!S_ISREG(n->mode))
+		return S_ISDIR(n->mode) ? -EISDIR : -EINVAL;
+	if (repl < 1 || repl > MAX_REPLICATION)
+		return -EINVAL;
+	if (cred->uid != 0 && cred->uid != n->uid) {
+		int rc = perm(n, cred, 2);
+		if (rc < 0)
+			return rc;
+	}
+	n->repl = repl;
+	for (size_t i = 0; i < n->nblocks; i++) {
+		nn_blk *k = nn_blk_get(ns->bl, n->blocks[i].id);
+		if (k) {
+			k->repl = repl;
+			k->pending_until_ms = 0;
+		}
+	}
+	n->ctime = now_ns();
+	nn_tx t;
+	tx_begin(&t);
+	tx_put_inode(&t, n);
+	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_SETATTR, n, NULL);
+	return tx_commit(ns, &t);
+}
+
+/* The user.caudal.blocks text: one line per block, "id length host,host". */
+static char *blocks_text(nn_ns *ns, const nn_inode *n)
+{
+	size_t cap = 256, len = 0;
+	char *s = xmalloc(cap);
+	s[0] = '\0';
+	for (size_t i = 0; i < n->nblocks; i++) {
+		char line[4096];
+		int m = snprintf(line, sizeof(line), "%" PRIu64 " %" PRIu64 " ", n->blocks[i].id,
+				 n->blocks[i].len);
+		nn_blk *k = nn_blk_get(ns->bl, n->blocks[i].id);
+		int first = 1;
+		for (int j = 0; k && j < k->nloc && m < (int)sizeof(line) - 80; j++) {
+			nn_dn *d = ns->bl->dns[k->locs[j]];
+			if (!d->alive)
+				continue;
+			m += snprintf(line + m, sizeof(line) - (size_t)m, "%s%s:%u", first ? "" : ",",
+				      d->host, d->port);
+			first = 0;
+		}
+		if (first)
+			m += snprintf(line + m, sizeof(line) - (size_t)m, "-");
+		m += snprintf(line + m, sizeof(line) - (size_t)m, "\n");
+		while (len + (size_t)m + 1 > cap)
+			s = xrealloc(s, cap *= 2);
+		memcpy(s + len, line, (size_t)m + 1);
+		len += (size_t)m;
+	}
+	return s;
+}
+
+H(GetXattr)
+{
+	nn_ns *ns = ctx;
+	const Caudal__XattrRequest *req = (const void *)req_;
+	Caudal__XattrReply *rep = (void *)rep_;
+	const Caudal__Cred *cred = cred_of(req->cred);
+	nn_inode *n = NULL;
+	char *text = NULL;
+	pthread_mutex_lock(&ns->lock);
+	int rc = resolve(ns, req->target, cred, &n);
+	if (rc < 0)
+		goto out;
+	if ((rc = perm(n, cred, 4)) < 0)
+		goto out;
+	if (S_ISREG(n->mode) && !strcmp(req->name, XA_REPL))
+		text = xasprintf("%u", n->repl);
+	else if (S_ISREG(n->mode) && !strcmp(req->name, XA_BS))
+		text = xasprintf("%" PRIu64, n->bs);
+	else if (S_ISREG(n->mode) && !strcmp(req->name, XA_BLOCKS))
+		text = blocks_text(ns, n);
+	if (text) {
+		rep->value.len = strlen(text);
+		rep->value.data = cdl_arena_memdup(a, text, rep->value.len);
+		goto out;
+	}
+	rc = -ENODATA;
+	for (size_t i = 0; i < n->nx; i++)
+		if (!strcmp(n->x[i].name, req->name)) {
+			rep->value.len = n->x[i].len;
+			rep->value.data = cdl_arena_memdup(a, n->x[i].val, n->x[i].len);
+			rc = 0;
+		}
+out:
+	pthread_mutex_unlock(&ns->lock);
+	free(text);
+	inode_free(n);
+	rep->err = err_of(rc);
+}
+
+H(ListXattr)
+{
+	nn_ns *ns = ctx;
+	const Caudal__XattrRequest *req = (const void *)req_;
+	Caudal__XattrReply *rep = (void *)rep_;
+	const Caudal__Cred *cred = cred_of(req->cred);
+	nn_inode *n = NULL;
+	pthread_mutex_lock(&ns->lock);
+	int rc = resolve(ns, req->target, cred, &n);
+	if (rc == 0) {
+		rep->names = cdl_arena_alloc(a, (n->nx + 3) * sizeof(char *));
+		if (S_ISREG(n->mode)) {
+			rep->names[rep->n_names++] = XA_REPL;
+			rep->names[rep->n_names++] = XA_BS;
+			rep->names[rep->n_names++] = XA_BLOCKS;
+		}
+		for (size_t i = 0; i < n->nx; i++)
+			rep->names[rep->n_names++] = cdl_arena_strdup(a, n->x[i].name);
+	}
+	pthread_mutex_unlock(&ns->lock);
+	inode_free(n);
+	rep->err = err_of(rc);
+}
+
+static int xattr_change(nn_ns *ns, const Caudal__XattrRequest *req, bool remove)
+{
+	const Caudal__Cred *cred = cred_of(req->cred);
+	nn_inode *n = NULL;
+	int rc;
+	size_t nl = strlen(req->name);
+	if (strncmp(req->name, "user.", 5))
+		return -EOPNOTSUPP;
+	if (nl <= 5 || nl > 255)
+		return nl > 255 ? -ERANGE : -EINVAL;
+	if (req->value.len > MAX_XATTR_VALUE)
+		return -E2BIG;
+	if ((rc = resolve(ns, req->target, cred, &n)) < 0)
+		return rc;
+	if (xa_is_caudal(req->name)) {
+		if (!remove && !strcmp(req->name, XA_REPL)) {
+			char buf[16];
+			size_t l = req->value.len < sizeof(buf) - 1 ? req->value.len : sizeof(buf) - 1;
+			memcpy(buf, req->value.data, l);
+			buf[l] = '\0';
+			char *end;
+			long v = strtol(buf, &end, 10);
+			if (end == buf || (*end && *end != '\n'))
+				rc = -EINVAL;
+			else
+				rc = set_replication(ns, n, (uint32_t)(v < 0 ? 0 : v), cred);
+		} else {
+			rc = -EPERM; /* read-only attributes */
+		}
+		inode_free(n);
+		return rc;
+	}
+	if (!S_ISREG(n->mode) && !S_ISDIR(n->mode)) {
+		inode_free(n);
+		return -EPERM; /* as Linux: no user.* on symlinks */
+	}
+	if (cred->uid != 0 && cred->uid != n->uid && (rc = perm(n, cred, 2)) < 0) {
+		inode_free(n);
+		return rc;
+	}
+	size_t i;
+	for (i = 0; i < n->nx; i++)
+		if (!strcmp(n->x[i].name, req->name))
+			break;
+	bool exists = i < n->nx;
+	if (remove || (req->flags & XATTR_REPLACE)) {
+		if (!exists) {
+			inode_free(n);
+			return -ENODATA;
+		}
+	}
+	if (!remove && (req->flags & XATTR_CREATE) && exists) {
+		inode_free(n);
+		return -EEXIST;
+	}
+	if (remove) {
+		free(n->x[i].name);
+		free(n->x[i].val);
+		n->x[i] = n->x[--n->nx];
+	} else {
+		if (!exists) {
+			if (n->nx >= MAX_XATTRS) {
+				inode_free(n);
+				return -ENOSPC;
+			}
+			n->x = xrealloc(n->x, (n->nx + 1) * sizeof(nn_xattr));
+			n->x[i].name = xstrdup(req->name);
+			n->x[i].val = NULL;
+			n->nx++;
+		}
+		free(n->x[i].val);
+		n->x[i].len = req->value.len;
+		n->x[i].val = xmalloc(req->value.len + 1);
+		memcpy(n->x[i].val, req->value.data, req->value.len);
+	}
+	n->ctime = now_ns();
+	nn_tx t;
+	tx_begin(&t);
+	tx_put_inode(&t, n);
+	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_SETATTR, n, NULL);
+	rc = tx_commit(ns, &t);
+	inode_free(n);
+	return rc;
+}
+
+H(SetXattr)
+{
+	nn_ns *ns = ctx;
+	Caudal__Status *rep = (void *)rep_;
+	(void)a;
+	pthread_mutex_lock(&ns->lock);
+	if (!mutation_blocked(ns, &rep->err))
+		rep->err = err_of(xattr_change(ns, (const void *)req_, false));
+	pthread_mutex_unlock(&ns->lock);
+}
+
+H(RemoveXattr)
+{
+	nn_ns *ns = ctx;
+	Caudal__Status *rep = (void *)rep_;
+	(void)a;
+	pthread_mutex_lock(&ns->lock);
+	if (!mutation_blocked(ns, &rep->err))
+		rep->err = err_of(xattr_change(ns, (const void *)req_, true));
+	pthread_mutex_unlock(&ns->lock);
+}
+
+H(SetReplication)
+{
+	nn_ns *ns = ctx;
+	const Caudal__SetReplicationRequest *req = (const void *)req_;
+	Caudal__Status *rep = (void *)rep_;
+	nn_inode *n = NULL;
+	(void)a;
+	pthread_mutex_lock(&ns->lock);
+	if (!mutation_blocked(ns, &rep->err)) {
+		int rc = resolve(ns, req->target, cred_of(req->cred), &n);
+		if (rc == 0)
+			rc = set_replication(ns, n, req->replication, cred_of(req->cred));
+		rep->err = err_of(rc);
+	}
+	pthread_mutex_unlock(&ns->lock);
+	inode_free(n);
+}
+
+/* ---------------------------------------------------------------- blocks */
+
+static Caudal__LocatedBlock *located(nn_ns *ns, cdl_arena *a, const nn_brec *br, uint64_t off,
+				     const char *client_host)
+{
+	Caudal__LocatedBlock *lb = cdl_arena_alloc(a, sizeof(*lb));
+	caudal__located_block__init(lb);
+	lb->id = br->id;
+	lb->gen = br->gen;
+	lb->length = br->len;
+	lb->offset = off;
+	nn_blk *k = nn_blk_get(ns->bl, br->id);
+	if (!k)
+		return lb;
+	lb->locs = cdl_arena_alloc(a, (k->nloc + 1) * sizeof(*lb->locs));
+	const char *crack = client_host ? nn_topology_rack(ns->bl->topo, client_host) : NULL;
+	/* closest first: this host, this rack, the rest; rotated by block id
+	 * within a class so readers spread over replicas */
+	int64_t now = cdl_now_ms();
+	for (int cls = 0; cls < 3; cls++) {
+		for (int j = 0; j < k->nloc; j++) {
+			int idx = k->locs[(j + (int)(br->id % (uint64_t)k->nloc)) % k->nloc];
+			nn_dn *d = ns->bl->dns[idx];
+			if (!d->alive)
+				continue;
+			bool local = client_host && !strcmp(d->host, client_host);
+			bool rack = crack && !strcmp(d->rack, crack);
+			int c = local ? 0 : rack ? 1 : 2;
+			if (c != cls)
+				continue;
+			Caudal__DatanodeInfo *info = cdl_arena_alloc(a, sizeof(*info));
+			caudal__datanode_info__init(info);
+			nn_dn_info(d, info, now, a);
+			lb->locs[lb->n_locs++] = info;
+		}
+	}
+	lb->corrupt = lb->n_locs == 0 && k->ncorrupt > 0;
+	return lb;
+}
+
+H(GetBlocks)
+{
+	nn_ns *ns = ctx;
+	const Caudal__GetBlocksRequest *req = (const void *)req_;
+	Caudal__GetBlocksReply *rep = (void *)rep_;
+	const Caudal__Cred *cred = cred_of(req->cred);
+	nn_inode *n = NULL;
+	pthread_mutex_lock(&ns->lock);
+	int rc = resolve(ns, req->target, cred, &n);
+	if (rc == 0 && !S_ISREG(n->mode))
+		rc = S_ISDIR(n->mode) ? -EISDIR : -EINVAL;
+	if (rc == 0)
+		rc = perm(n, cred, 4);
+	if (rc == 0) {
+		rep->attr = arena_attr(ns, a, n);
+		rep->blocks = cdl_arena_alloc(a, (n->nblocks + 1) * sizeof(*rep->blocks));
+		uint64_t off = 0, end = req->length ? req->offset + req->length : UINT64_MAX;
+		for (size_t i = 0; i < n->nblocks; i++) {
+			uint64_t bend = off + n->blocks[i].len;
+			if (bend > req->offset && off < end)
+				rep->blocks[rep->n_blocks++] =
+					located(ns, a, &n->blocks[i], off,
+						req->client_host[0] ? req->client_host : NULL);
+			off = bend;
+		}
+	}
+	pthread_mutex_unlock(&ns->lock);
+	inode_free(n);
+	rep->err = err_of(rc);
+}
+
+H(Append)
+{
+	nn_ns *ns = ctx;
+	const Caudal__OpenWriteRequest *req = (const void *)req_;
+	Caudal__AttrReply *rep = (void *)rep_;
+	const Caudal__Cred *cred = cred_of(req->cred);
+	nn_inode *n = NULL;
+	int rc;
+	pthread_mutex_lock(&ns->lock);
+	if (mutation_blocked(ns, &rep->err))
+		goto out;
+	if (!req->client[0]) {
+		rc = -EINVAL;
+		goto done;
+	}
+	if ((rc = resolve(ns, req->target, cred, &n)) < 0)
+		goto done;
+	if (!S_ISREG(n->mode)) {
+		rc = S_ISDIR(n->mode) ? -EISDIR : -EINVAL;
+		goto done;
+	}
+	if ((rc = perm(n, cred, 2)) < 0)
+		goto done;
+	if (n->lease && strcmp(n->lease, req->client)) {
+		rc = -EBUSY;
+		goto done;
+	}
+	free(n->lease);
+	n->lease = xstrdup(req->client);
+	nn_tx t;
+	tx_begin(&t);
+	tx_put_inode(&t, n);
+	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_APPEND, n, NULL);
+	if ((rc = tx_commit(ns, &t)) == 0)
+		lease_add(ns, n->ino, req->client);
+done:
+	if (rc == 0)
+		rep->attr = arena_attr(ns, a, n);
+	rep->err = err_of(rc);
+out:
+	pthread_mutex_unlock(&ns->lock);
+	inode_free(n);
+}
+
+/* Record the final length of the file's last block if r names it. */
+static int settle_last(nn_ns *ns, nn_inode *n, const Caudal__Replica *r, bool finished)
+{
+	if (!r || !r->id)
+		return 0;
+	if (!n->nblocks || n->blocks[n->nblocks - 1].id != r->id)
+		return -EINVAL;
+	n->blocks[n->nblocks - 1].len = r->length;
+	nn_blk *k = nn_blk_get(ns->bl, r->id);
+	if (k) {
+		k->len = r->length;
+		if (finished)
+			k->uc = false;
+	}
+	return 0;
+}
+
+H(AddBlock)
+{
+	nn_ns *ns = ctx;
+	const Caudal__AddBlockRequest *req = (const void *)req_;
+	Caudal__AddBlockReply *rep = (void *)rep_;
+	nn_inode *n = NULL;
+	int rc;
+	pthread_mutex_lock(&ns->lock);
+	if (mutation_blocked(ns, &rep->err))
+		goto out;
+	if (req->n_excluded > NN_MAX_DN) {
+		rc = -EINVAL;
+		goto done;
+	}
+	if ((rc = inode_load(ns, req->ino, &n)) < 0)
+		goto done;
+	if ((rc = lease_check(ns, n, req->client)) < 0)
+		goto done;
+	if ((rc = settle_last(ns, n, req->previous, true)) < 0)
+		goto done;
+	int targets[MAX_REPLICATION];
+	size_t got = nn_blocks_choose(ns->bl, req->client_host[0] ? req->client_host : NULL,
+				      req->excluded, req->n_excluded, n->repl, targets);
+	if (got == 0) {
+		cdl_warn("no datanode can take a new block of inode %" PRIu64, n->ino);
+		rc = -ENOSPC;
+		goto done;
+	}
+	nn_brec br = {ns->next_block++, 1, 0};
+	uint64_t off = inode_size(n);
+	n->blocks = xrealloc(n->blocks, (n->nblocks + 1) * sizeof(nn_brec));
+	n->blocks[n->nblocks++] = br;
+	n->mtime = now_ns();
+	nn_tx t;
+	tx_begin(&t);
+	tx_put_inode(&t, n);
+	if ((rc = tx_commit(ns, &t)) < 0)
+		goto done;
+	nn_blk *k = nn_blk_add(ns->bl, br.id, br.gen, 0, n->ino, n->repl);
+	k->uc = true;
+	/* the pipeline's nodes are the expected locations until they report */
+	for (size_t i = 0; i < got; i++)
+		nn_blk_add_loc(ns->bl, k, targets[i]);
+	Caudal__LocatedBlock *lb = cdl_arena_alloc(a, sizeof(*lb));
+	caudal__located_block__init(lb);
+	lb->id = br.id;
+	lb->gen = br.gen;
+	lb->offset = off;
+	lb->locs = cdl_arena_alloc(a, got * sizeof(*lb->locs));
+	for (size_t i = 0; i < got; i++) {
+		Caudal__DatanodeInfo *info = cdl_arena_alloc(a, sizeof(*info));
+		caudal__datanode_info__init(info);
+		nn_dn_info(ns->bl->dns[targets[i]], info, cdl_now_ms(), a);
+		lb->locs[lb->n_locs++] = info;
+	}
+	rep->block = lb;
+done:
+	rep->err = err_of(rc);
+out:
+	pthread_mutex_unlock(&ns->lock);
+	inode_free(n);
+}
+
+/* Close a file: settle the last block, drop the lease, log EV_CLOSE. */
+static int close_file(nn_ns *ns, nn_inode *n)
+{
+	free(n->lease);
+	n->lease = NULL;
+	lease_del(ns, n->ino);
+	if (n->nblocks) {
+		nn_blk *k = nn_blk_get(ns->bl, n->blocks[n->nblocks - 1].id);
+		if (k)
+			k->uc = false;
+	}
+	n->mtime = n->ctime = now_ns();
+	nn_tx t;
+	tx_begin(&t);
+	tx_put_inode(&t, n);
+	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_CLOSE, n, NULL);
+	return tx_commit(ns, &t);
+}
+
+H(Complete)
+{
+	nn_ns *ns = ctx;
+	const Caudal__CompleteRequest *req = (const void *)req_;
+	Caudal__Status *rep = (void *)rep_;
+	nn_inode *n = NULL;
+	int rc;
+	(void)a;
+	pthread_mutex_lock(&ns->lock);
+	if (mutation_blocked(ns, &rep->err))
+		goto out;
+	if ((rc = inode_load(ns, req->ino, &n)) < 0)
+		goto done;
+	if ((rc = lease_check(ns, n, req->client)) < 0)
+		goto done;
+	if ((rc = settle_last(ns, n, req->last, !req->keep_lease)) < 0)
+		goto done;
+	if (req->keep_lease) {
+		n->mtime = now_ns();
+		nn_tx t;
+		tx_begin(&t);
+		tx_put_inode(&t, n);
+		rc = tx_commit(ns, &t);
+	} else {
+		rc = close_file(ns, n);
+	}
+done:
+	rep->err = err_of(rc);
+out:
+	pthread_mutex_unlock(&ns->lock);
+	inode_free(n);
+}
+
+H(RenewLease)
+{
+	nn_ns *ns = ctx;
+	const Caudal__LeaseRequest *req = (const void *)req_;
+	Caudal__Status *rep = (void *)rep_;
+	(void)a;
+	pthread_mutex_lock(&ns->lock);
+	int64_t now = cdl_now_ms();
+	for (struct nn_lease *l = ns->leases; l; l = l->next)
+		if (!strcmp(l->client, req->client))
+			l->renewed_ms = now;
+	pthread_mutex_unlock(&ns->lock);
+	rep->err = 0;
+}
+
+H(Statfs)
+{
+	nn_ns *ns = ctx;
+	Caudal__StatfsReply *rep = (void *)rep_;
+	(void)req_, (void)a;
+	pthread_mutex_lock(&ns->lock);
+	for (int i = 0; i < ns->bl->ndn; i++) {
+		nn_dn *d = ns->bl->dns[i];
+		if (!d->alive) {
+			rep->dead++;
+			continue;
+		}
+		rep->live++;
+		rep->capacity += d->capacity;
+		rep->used += d->used;
+		rep->remaining += d->remaining;
+	}
+	rep->files = ns->inodes;
+	rep->blocks = ns->bl->nblocks;
+	rep->safemode = ns->safemode;
+	pthread_mutex_unlock(&ns->lock);
+}
+
+H(Report)
+{
+	nn_ns *ns = ctx;
+	Caudal__ReportReply *rep = (void *)rep_;
+	(void)req_;
+	pthread_mutex_lock(&ns->lock);
+	int64_t now = cdl_now_ms();
+	rep->datanodes = cdl_arena_alloc(a, (ns->bl->ndn + 1) * sizeof(*rep->datanodes));
+	for (int i = 0; i < ns->bl->ndn; i++) {
+		Caudal__DatanodeInfo *info = cdl_arena_alloc(a, sizeof(*info));
+		caudal__datanode_info__init(info);
+		nn_dn_info(ns->bl->dns[i], info, now, a);
+		rep->datanodes[rep->n_datanodes++] = info;
+	}
+	pthread_mutex_unlock(&ns->lock);
+}
+
+struct fsck {
+	nn_ns *ns;
+	Caudal__FsckReply *rep;
+	cdl_arena *a;
+	uint32_t max_problems;
+	int live_dns;
+};
+
+static void fsck_problem(struct fsck *f, const char *path, uint64_t id, const char *what)
+{
+	if (f->rep->n_problems >= f->max_problems)
+		return;
+	char *s = xasprintf("%s: block %" PRIu64 ": %s", path, id, what);
+	f->rep->problems[f->rep->n_problems++] = cdl_arena_strdup(f->a, s);
+	free(s);
+}
+
+static void fsck_file(struct fsck *f, nn_inode *n, const char *path)
+{
+	Caudal__FsckReply *r = f->rep;
+	r->files++;
+	r->bytes += inode_size(n);
+	if (n->lease)
+		r->open_files++;
+	for (size_t i = 0; i < n->nblocks; i++) {
+		nn_blk *k = nn_blk_get(f->ns->bl, n->blocks[i].id);
+		r->blocks++;
+		r->wanted += n->repl;
+		int live = k ? nn_blk_live(f->ns->bl, k) : 0;
+		r->replicas += (uint64_t)live;
+		bool uc = k && k->uc;
+		if (live == 0 && !uc) {
+			r->missing++;
+			fsck_problem(f, path, n->blocks[i].id, "missing (no live replica)");
+		} else if (live < (int)n->repl && !uc) {
+			r->under_replicated++;
+			char what[64];
+			snprintf(what, sizeof(what), "under-replicated (%d of %u)", live, n->repl);
+			fsck_problem(f, path, n->blocks[i].id, what);
+		} else if (live > (int)n->repl) {
+			r->over_replicated++;
+		}
+		if (k && k->ncorrupt) {
+			r->corrupt++;
+			fsck_problem(f, path, n->blocks[i].id, "has a corrupt replica");
+		}
+		for (int x = 0; k && x < k->nloc; x++)
+			for (int y = x + 1; y < k->nloc; y++)
+				if (!strcmp(f->ns->bl->dns[k->locs[x]]->host,
+					    f->ns->bl->dns[k->locs[y]]->host)) {
+					r->distinct_hosts_violations++;
+					fsck_problem(f, path, k->id, "two replicas on one host");
+				}
+	}
+}
+
+static void fsck_tree(struct fsck *f, nn_inode *n, const char *path, int depth)
+{
+	if (S_ISREG(n->mode)) {
+		fsck_file(f, n, path);
+		return;
+	}
+	if (S_ISLNK(n->mode)) {
+		f->rep->symlinks++;
+		return;
+	}
+	f->rep->dirs++;
+	if (depth > 4096)
+		return;
+	uint8_t prefix[9];
+	prefix[0] = 'D';
+	cdl_put_be64(prefix + 1, n->ino);
+	nn_iter *it = nn_iter_new(f->ns->st, prefix, 9, prefix, 9);
+	for (; nn_iter_valid(it); nn_iter_next(it)) {
+		size_t vl, kl;
+		const char *k = nn_iter_key(it, &kl);
+		const char *v = nn_iter_value(it, &vl);
+		nn_inode *c;
+		if (vl != 8 || inode_load(f->ns, cdl_get_be64((const uint8_t *)v), &c) < 0)
+			continue;
+		char *cp = xasprintf("%s%s%.*s", path, strcmp(path, "/") ? "/" : "", (int)(kl - 9),
+				     k + 9);
+		fsck_tree(f, c, cp, depth + 1);
+		free(cp);
+		inode_free(c);
+	}
+	nn_iter_free(it);
+}
+
+H(Fsck)
+{
+	nn_ns *ns = ctx;
+	const Caudal__FsckRequest *req = (const void *)req_;
+	Caudal__FsckReply *rep = (void *)rep_;
+	nn_inode *n = NULL;
+	pthread_mutex_lock(&ns->lock);
+	int rc = resolve(ns, req->target, cred_of(req->cred), &n);
+	if (rc == 0) {
+		struct fsck f = {ns, rep, a, req->max_problems < 1000 ? req->max_problems : 1000,
+				 nn_dn_live_count(ns->bl)};
+		rep->problems = cdl_arena_alloc(a, (f.max_problems + 1) * sizeof(char *));
+		char *path = inode_path(ns, n);
+		fsck_tree(&f, n, path, 0);
+		free(path);
+	}
+	pthread_mutex_unlock(&ns->lock);
+	inode_free(n);
+	rep->err = err_of(rc);
+}
+
+H(ReportBad)
+{
+	nn_ns *ns = ctx;
+	const Caudal__ReportBadRequest *req = (const void *)req_;
+	Caudal__Status *rep = (void *)rep_;
+	(void)a;
+	pthread_mutex_lock(&ns->lock);
+	nn_dn *d = nn_dn_find(ns->bl, req->datanode);
+	if (d)
+		nn_dn_corrupt(ns->bl, d, req->block);
+	pthread_mutex_unlock(&ns->lock);
+	rep->err = d ? 0 : ENOENT;
+}
+
+H(GetEvents)
+{
+	nn_ns *ns = ctx;
+	const Caudal__EventsRequest *req = (const void *)req_;
+	Caudal__EventsReply *rep = (void *)rep_;
+	uint32_t max = req->max && req->max < MAX_EVENTS ? req->max : MAX_EVENTS;
+	uint32_t wait = req->wait_ms < MAX_WAIT_MS ? req->wait_ms : MAX_WAIT_MS;
+	uint64_t from = req->from_txid ? req->from_txid : 1;
+	pthread_mutex_lock(&ns->lock);
+	if (ns->txid < from && wait) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += wait / 1000;
+		ts.tv_nsec += (long)(wait % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		while (ns->txid < from && !ns->stopping)
+			if (pthread_cond_timedwait(&ns->txcond, &ns->lock, &ts) == ETIMEDOUT)
+				break;
+	}
+	rep->last_txid = ns->txid;
+	rep->first_txid = ns->first_txid;
+	uint8_t start[9];
+	start[0] = 'E';
+	cdl_put_be64(start + 1, from);
+	nn_iter *it = nn_iter_new(ns->st, "E", 1, start, sizeof(start));
+	rep->events = cdl_arena_alloc(a, (max + 1) * sizeof(*rep->events));
+	for (; nn_iter_valid(it) && rep->n_events < max; nn_iter_next(it)) {
+		size_t vl;
+		const char *v = nn_iter_value(it, &vl);
+		Caudal__Event *e = caudal__event__unpack(NULL, vl, (const uint8_t *)v);
+		if (!e)
+			continue;
+		Caudal__Event *c = cdl_arena_alloc(a, sizeof(*c));
+		*c = *e;
+		c->path = cdl_arena_strdup(a, e->path);
+		c->dst = cdl_arena_strdup(a, e->dst);
+		caudal__event__free_unpacked(e, NULL);
+		rep->events[rep->n_events++] = c;
+	}
+	nn_iter_free(it);
+	pthread_mutex_unlock(&ns->lock);
+}
+
+/* ---------------------------------------------------------------- DatanodeProtocol */
+
+H(RegisterDatanode)
+{
+	nn_ns *ns = ctx;
+	const Caudal__RegisterRequest *req = (const void *)req_;
+	Caudal__RegisterReply *rep = (void *)rep_;
+	pthread_mutex_lock(&ns->lock);
+	rep->cluster = cdl_arena_strdup(a, ns->cluster);
+	rep->heartbeat_ms = (uint32_t)ns->conf.heartbeat_ms;
+	rep->report_ms = (uint32_t)ns->conf.report_ms;
+	if (!req->node || !req->node->id[0] || !req->node->host[0] || !req->node->data_port ||
+	    req->node->data_port > 65535) {
+		rep->err = EINVAL;
+	} else if (req->cluster[0] && strcmp(req->cluster, ns->cluster)) {
+		cdl_err("datanode '%s' belongs to cluster '%s', not '%s': refused",
+			req->node->id, req->cluster, ns->cluster);
+		rep->err = EINVAL;
+	} else if (!nn_dn_register(ns->bl, req->node, cdl_now_ms())) {
+		rep->err = ENOSPC;
+	}
+	pthread_mutex_unlock(&ns->lock);
+}
+
+H(Heartbeat)
+{
+	nn_ns *ns = ctx;
+	const Caudal__HeartbeatRequest *req = (const void *)req_;
+	Caudal__HeartbeatReply *rep = (void *)rep_;
+	pthread_mutex_lock(&ns->lock);
+	nn_dn *d = req->node ? nn_dn_find(ns->bl, req->node->id) : NULL;
+	if (!d) {
+		rep->commands = cdl_arena_alloc(a, sizeof(*rep->commands));
+		Caudal__Command *c = cdl_arena_alloc(a, sizeof(*c));
+		caudal__command__init(c);
+		c->type = CAUDAL__COMMAND_TYPE__CMD_REREGISTER;
+		rep->commands[rep->n_commands++] = c;
+	} else {
+		nn_dn_heartbeat(ns->bl, d, req->node, cdl_now_ms());
+		nn_dn_take_commands(ns->bl, d, rep, a, 64);
+	}
+	pthread_mutex_unlock(&ns->lock);
+}
+
+H(BlockReport)
+{
+	nn_ns *ns = ctx;
+	const Caudal__BlockReportRequest *req = (const void *)req_;
+	Caudal__Status *rep = (void *)rep_;
+	(void)a;
+	pthread_mutex_lock(&ns->lock);
+	nn_dn *d = nn_dn_find(ns->bl, req->id);
+	if (d) {
+		nn_dn_block_report(ns->bl, d, req->replicas, req->n_replicas);
+		cdl_info("block report from '%s': %zu replicas", d->id, req->n_replicas);
+	}
+	pthread_mutex_unlock(&ns->lock);
+	rep->err = d ? 0 : ENOENT;
+}
+
+H(BlockReceived)
+{
+	nn_ns *ns = ctx;
+	const Caudal__BlockReceivedRequest *req = (const void *)req_;
+	Caudal__Status *rep = (void *)rep_;
+	(void)a;
+	pthread_mutex_lock(&ns->lock);
+	nn_dn *d = nn_dn_find(ns->bl, req->id);
+	if (d) {
+		for (size_t i = 0; i < req->n_received; i++)
+			nn_dn_received(ns->bl, d, req->received[i]);
+		for (size_t i = 0; i < req->n_deleted; i++)
+			nn_dn_deleted(ns->bl, d, req->deleted[i]);
+		for (size_t i = 0; i < req->n_corrupt; i++)
+			nn_dn_corrupt(ns->bl, d, req->corrupt[i]->id);
+	}
+	pthread_mutex_unlock(&ns->lock);
+	rep->err = d ? 0 : ENOENT;
+}
+
+static const cdl_rpc_method client_methods[] = {
+	{"GetAttr", h_GetAttr},
+	{"Mkdir", h_Mkdir},
+	{"Create", h_Create},
+	{"Symlink", h_Symlink},
+	{"Readlink", h_Readlink},
+	{"Readdir", h_Readdir},
+	{"Delete", h_Delete},
+	{"Rename", h_Rename},
+	{"SetAttr", h_SetAttr},
+	{"GetXattr", h_GetXattr},
+	{"SetXattr", h_SetXattr},
+	{"ListXattr", h_ListXattr},
+	{"RemoveXattr", h_RemoveXattr},
+	{"SetReplication", h_SetReplication},
+	{"GetBlocks", h_GetBlocks},
+	{"Append", h_Append},
+	{"AddBlock", h_AddBlock},
+	{"Complete", h_Complete},
+	{"RenewLease", h_RenewLease},
+	{"Statfs", h_Statfs},
+	{"Report", h_Report},
+	{"Fsck", h_Fsck},
+	{"ReportBad", h_ReportBad},
+	{"GetEvents", h_GetEvents},
+	{NULL, NULL},
+};
+
+static const cdl_rpc_method datanode_methods[] = {
+	{"RegisterDatanode", h_RegisterDatanode},
+	{"Heartbeat", h_Heartbeat},
+	{"BlockReport", h_BlockReport},
+	{"BlockReceived", h_BlockReceived},
+	{NULL, NULL},
+};
+
+int nn_ns_register(nn_ns *ns, cdl_rpc_server *srv)
+{
+	int rc = cdl_rpc_server_add(srv, &caudal__client_protocol__descriptor, client_methods, ns);
+	if (rc == 0)
+		rc = cdl_rpc_server_add(srv, &caudal__datanode_protocol__descriptor,
+					datanode_methods, ns);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- open / tick */
+
+static int format(nn_ns *ns)
+{
+	char buf[64];
+	FILE *f = fopen("/proc/sys/kernel/random/uuid", "r");
+	if (!f || !fgets(buf, sizeof(buf), f)) {
+		if (f)
+			fclose(f);
+		snprintf(buf, sizeof(buf), "cid-%llx", (unsigned long long)cdl_wall_ns());
+	} else {
+		fclose(f);
+	}
+	buf[strcspn(buf, "\n")] = '\0';
+	ns->cluster = xasprintf("CID-%s", buf);
+	ns->next_ino = ROOT_INO + 1;
+	ns->next_block = 1;
+	ns->txid = 0;
+	ns->first_txid = 1;
+	ns->inodes = 1;
+	nn_inode root = {0};
+	root.ino = ROOT_INO;
+	root.parent = ROOT_INO;
+	root.name = (char *)"";
+	root.mode = S_IFDIR | 0777;
+	root.atime = root.mtime = root.ctime = now_ns();
+	nn_tx t;
+	tx_begin(&t);
+	tx_put_inode(&t, &root);
+	int rc = tx_commit(ns, &t);
+	if (rc == 0)
+		cdl_info("formatted a new namespace, cluster '%s'", ns->cluster);
+	return rc;
+}
+
+/* Load counters, then every file's blocks into the block map and every
+ * open file's lease (with a fresh timer, as after an HDFS restart). */
+static int load(nn_ns *ns)
+{
+	char *v;
+	size_t vl;
+	int rc = nn_store_get(ns->st, "Mmeta", 5, &v, &vl);
+	if (rc == -ENOENT)
+		return format(ns);
+	if (rc < 0)
+		return rc;
+	Caudal__MetaRec *m = caudal__meta_rec__unpack(NULL, vl, (const uint8_t *)v);
+	nn_store_free(v);
+	if (!m) {
+		cdl_err("namespace counters are undecodable");
+		return -EIO;
+	}
+	ns->next_ino = m->next_ino;
+	ns->next_block = m->next_block;
+	ns->txid = m->txid;
+	ns->first_txid = m->first_txid ? m->first_txid : 1;
+	ns->inodes = m->inodes;
+	ns->cluster = xstrdup(m->cluster);
+	caudal__meta_rec__free_unpacked(m, NULL);
+	nn_iter *it = nn_iter_new(ns->st, "I", 1, "I", 1);
+	uint64_t files = 0;
+	for (; nn_iter_valid(it); nn_iter_next(it)) {
+		const char *val = nn_iter_value(it, &vl);
+		Caudal__InodeRec *r = caudal__inode_rec__unpack(NULL, vl, (const uint8_t *)val);
+		if (!r) {
+			nn_iter_free(it);
+			cdl_err("an inode record is undecodable");
+			return -EIO;
+		}
+		if (S_ISREG(r->mode)) {
+			files++;
+			for (size_t i = 0; i < r->n_blocks; i++) {
+				nn_blk *k = nn_blk_add(ns->bl, r->blocks[i]->id, r->blocks[i]->gen,
+						       r->blocks[i]->length, r->ino, r->replication);
+				k->uc = r->lease[0] && i + 1 == r->n_blocks;
+			}
+			if (r->lease[0])
+				lease_add(ns, r->ino, r->lease);
+		}
+		caudal__inode_rec__free_unpacked(r, NULL);
+	}
+	nn_iter_free(it);
+	cdl_info("loaded namespace: %" PRIu64 " inodes, %" PRIu64 " files, %" PRIu64
+		 " blocks, txid %" PRIu64,
+		 ns->inodes, files, ns->bl->nblocks, ns->txid);
+	return 0;
+}
+
+int nn_ns_open(const nn_conf *conf, nn_topology *topo, nn_ns **out)
+{
+	nn_ns *ns = xcalloc(1, sizeof(*ns));
+	ns->conf = *conf;
+	pthread_mutex_init(&ns->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_cond_init(&ns->txcond, &ca);
+	pthread_condattr_destroy(&ca);
+	ns->bl = nn_blocks_new(topo, conf->dead_ms);
+	int rc = nn_store_open(conf->dir, conf->sync_always, (int)conf->batch_ms, &ns->st);
+	if (rc == 0)
+		rc = load(ns);
+	if (rc < 0) {
+		nn_ns_close(ns);
+		return rc;
+	}
+	ns->started_ms = cdl_now_ms();
+	ns->safemode = ns->bl->nblocks > 0;
+	if (ns->safemode)
+		cdl_info("safe mode: waiting for block reports of %" PRIu64 " blocks",
+			 ns->bl->nblocks);
+	*out = ns;
+	return 0;
+}
+
+void nn_ns_close(nn_ns *ns)
+{
+	if (!ns)
+		return;
+	nn_store_close(ns->st);
+	nn_blocks_free(ns->bl);
+	while (ns->leases) {
+		struct nn_lease *l = ns->leases;
+		ns->leases = l->next;
+		free(l->client);
+		free(l);
+	}
+	free(ns->cluster);
+	pthread_mutex_destroy(&ns->lock);
+	pthread_cond_destroy(&ns->txcond);
+	free(ns);
+}
+
+void nn_ns_stop(nn_ns *ns)
+{
+	pthread_mutex_lock(&ns->lock);
+	ns->stopping = true;
+	pthread_cond_broadcast(&ns->txcond);
+	pthread_mutex_unlock(&ns->lock);
+}
+
+/* An expired lease: the writer is gone. Settle the last block from what
+ * the datanodes reported and close the file (HDFS lease recovery). */
+static void recover_lease(nn_ns *ns, struct nn_lease *l)
+{
+	nn_inode *n;
+	if (inode_load(ns, l->ino, &n) < 0) {
+		lease_del(ns, l->ino);
+		return;
+	}
+	cdl_warn("lease of '%s' on inode %" PRIu64 " expired: closing the file", l->client,
+		 n->ino);
+	if (n->nblocks) {
+		nn_brec *last = &n->blocks[n->nblocks - 1];
+		nn_blk *k = nn_blk_get(ns->bl, last->id);
+		if (k && k->len > last->len)
+			last->len = k->len;
+		if (last->len == 0 && (!k || k->nloc == 0)) {
+			nn_blk_remove(ns->bl, last->id);
+			n->nblocks--;
+		}
+	}
+	close_file(ns, n); /* drops the lease */
+	inode_free(n);
+}
+
+void nn_ns_tick(nn_ns *ns)
+{
+	pthread_mutex_lock(&ns->lock);
+	int64_t now = cdl_now_ms();
+	if (ns->safemode) {
+		uint64_t need = ns->bl->nblocks * (uint64_t)ns->conf.safemode_pct / 100;
+		if (ns->bl->nreported >= need) {
+			ns->safemode = false;
+			cdl_info("leaving safe mode: %" PRIu64 " of %" PRIu64 " blocks reported",
+				 ns->bl->nreported, ns->bl->nblocks);
+		}
+	}
+	nn_blocks_monitor(ns->bl, now, ns->safemode);
+	if (!ns->safemode) {
+		for (struct nn_lease *l = ns->leases, *next; l; l = next) {
+			next = l->next;
+			if (now - l->renewed_ms > ns->conf.lease_ms)
+				recover_lease(ns, l);
+		}
+	}
+	pthread_mutex_unlock(&ns->lock);
+}
+
+char *nn_ns_status_text(nn_ns *ns)
+{
+	pthread_mutex_lock(&ns->lock);
+	char *s = xasprintf("caudal namenode\ncluster %s\nsafemode %s\ntxid %" PRIu64
+			    "\ninodes %" PRIu64 "\nblocks %" PRIu64 "\nlive datanodes %d of %d\n",
+			    ns->cluster, ns->safemode ? "on" : "off", ns->txid, ns->inodes,
+			    ns->bl->nblocks, nn_dn_live_count(ns->bl), ns->bl->ndn);
+	int64_t now = cdl_now_ms();
+	for (int i = 0; i < ns->bl->ndn; i++) {
+		nn_dn *d = ns->bl->dns[i];
+		char *t = xasprintf("%sdatanode %s %s:%u %s %s blocks %u used %" PRIu64
+				    " remaining %" PRIu64 " last-heartbeat %lldms\n",
+				    s, d->id, d->host, d->port, d->rack, d->alive ? "live" : "dead",
+				    d->nblocks, d->used, d->remaining,
+				    (long long)(now - d->last_hb_ms));
+		free(s);
+		s = t;
+	}
+	pthread_mutex_unlock(&ns->lock);
+	return s;
+}
+
+char *nn_ns_metrics_text(nn_ns *ns)
+{
+	pthread_mutex_lock(&ns->lock);
+	uint64_t cap = 0, used = 0, rem = 0;
+	for (int i = 0; i < ns->bl->ndn; i++)
+		if (ns->bl->dns[i]->alive) {
+			cap += ns->bl->dns[i]->capacity;
+			used += ns->bl->dns[i]->used;
+			rem += ns->bl->dns[i]->remaining;
+		}
+	char *s = xasprintf(
+		"# TYPE caudal_txid counter\ncaudal_txid %" PRIu64 "\n"
+		"# TYPE caudal_inodes gauge\ncaudal_inodes %" PRIu64 "\n"
+		"# TYPE caudal_blocks gauge\ncaudal_blocks %" PRIu64 "\n"
+		"# TYPE caudal_blocks_reported gauge\ncaudal_blocks_reported %" PRIu64 "\n"
+		"# TYPE caudal_datanodes_live gauge\ncaudal_datanodes_live %d\n"
+		"# TYPE caudal_datanodes gauge\ncaudal_datanodes %d\n"
+		"# TYPE caudal_safemode gauge\ncaudal_safemode %d\n"
+		"# TYPE caudal_capacity_bytes gauge\ncaudal_capacity_bytes %" PRIu64 "\n"
+		"# TYPE caudal_used_bytes gauge\ncaudal_used_bytes %" PRIu64 "\n"
+		"# TYPE caudal_remaining_bytes gauge\ncaudal_remaining_bytes %" PRIu64 "\n",
+		ns->txid, ns->inodes, ns->bl->nblocks, ns->bl->nreported, nn_dn_live_count(ns->bl),
+		ns->bl->ndn, ns->safemode ? 1 : 0, cap, used, rem);
+	pthread_mutex_unlock(&ns->lock);
+	return s;
+}

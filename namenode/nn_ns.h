@@ -1,0 +1,71 @@
+/* nn_ns: the namenode's state and every ClientProtocol and
+ * DatanodeProtocol operation. The namespace lives in RocksDB (nn_store);
+ * each operation reads what it needs, builds one write batch (records,
+ * counters and its namespace event) and commits it before answering.
+ * Block locations, datanodes and leases are soft state (nn_blocks).
+ *
+ * Locking: one mutex (ns->lock) serialises every operation, as HDFS's
+ * namesystem lock does; RPC worker threads and the monitor thread take it.
+ * GetEvents waits on ns->txcond without holding it. */
+#ifndef NN_NS_H
+#define NN_NS_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cdl_rpc.h"
+#include "nn_blocks.h"
+#include "nn_store.h"
+
+typedef struct nn_conf {
+	char *dir;              /* metadata directory */
+	int64_t block_size;     /* default bytes per block */
+	int64_t replication;    /* default replicas per block */
+	int64_t lease_ms;       /* a lease not renewed for this long expires */
+	int64_t heartbeat_ms;   /* interval asked of datanodes */
+	int64_t report_ms;      /* full block report interval asked of datanodes */
+	int64_t dead_ms;        /* a datanode silent this long is dead */
+	int64_t safemode_pct;   /* leave safe mode when this % of blocks have a replica */
+	int64_t events_keep;    /* namespace events kept in the log */
+	bool sync_always;       /* sync the WAL on every operation */
+	int64_t batch_ms;       /* batch mode: WAL sync interval */
+	char *topology;         /* host -> rack file */
+} nn_conf;
+
+struct nn_lease;
+
+typedef struct nn_ns {
+	pthread_mutex_t lock;
+	pthread_cond_t txcond;
+	nn_conf conf;
+	nn_store *st;
+	nn_blocks *bl;
+	uint64_t next_ino, next_block, txid, first_txid, inodes;
+	char *cluster;
+	bool safemode;
+	int64_t started_ms;
+	struct nn_lease *leases;
+	volatile bool stopping;
+	uint64_t ops;           /* operations served, for /metrics */
+	uint64_t ops_failed;
+} nn_ns;
+
+/* Open (formatting an empty directory) and load block map and leases. */
+int nn_ns_open(const nn_conf *conf, nn_topology *topo, nn_ns **out);
+void nn_ns_close(nn_ns *ns);
+
+/* Add both services to an RPC server. */
+int nn_ns_register(nn_ns *ns, cdl_rpc_server *srv);
+
+/* Periodic work: dead datanodes, replication, lease expiry, safe mode. */
+void nn_ns_tick(nn_ns *ns);
+
+/* Wake long polls so shutdown does not wait for them. */
+void nn_ns_stop(nn_ns *ns);
+
+/* Text status for the HTTP page and /metrics; caller frees. */
+char *nn_ns_status_text(nn_ns *ns);
+char *nn_ns_metrics_text(nn_ns *ns);
+
+#endif

@@ -1,0 +1,220 @@
+/* nn_store: see nn_store.h. */
+#include "nn_store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <rocksdb/c.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cdl_log.h"
+#include "cdl_util.h"
+
+struct nn_store {
+	rocksdb_t *db;
+	rocksdb_options_t *opts;
+	rocksdb_writeoptions_t *wopts;
+	rocksdb_readoptions_t *ropts;
+	bool sync;
+	int batch_ms;
+	pthread_t flusher;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+};
+
+struct nn_iter {
+	rocksdb_iterator_t *it;
+	rocksdb_readoptions_t *ro;
+	char *prefix;
+	size_t plen;
+};
+
+/* Convert a RocksDB error at the edge: log it, free it, return -EIO. */
+static int rocks_err(const char *what, char *err)
+{
+	cdl_err("rocksdb %s: %s", what, err);
+	rocksdb_free(err);
+	return -EIO;
+}
+
+static void *flusher_main(void *arg)
+{
+	nn_store *s = arg;
+	pthread_mutex_lock(&s->lock);
+	while (!s->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)s->batch_ms * 1000000;
+		ts.tv_sec += ts.tv_nsec / 1000000000;
+		ts.tv_nsec %= 1000000000;
+		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+		pthread_mutex_unlock(&s->lock);
+		char *err = NULL;
+		rocksdb_flush_wal(s->db, 1, &err);
+		if (err)
+			rocks_err("wal sync", err);
+		pthread_mutex_lock(&s->lock);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+int nn_store_open(const char *dir, bool sync, int batch_ms, nn_store **out)
+{
+	int rc = cdl_mkdirs(dir);
+	if (rc < 0) {
+		cdl_err("cannot create metadata directory '%s': %s", dir, strerror(-rc));
+		return rc;
+	}
+	nn_store *s = xcalloc(1, sizeof(*s));
+	s->opts = rocksdb_options_create();
+	rocksdb_options_set_create_if_missing(s->opts, 1);
+	rocksdb_options_increase_parallelism(s->opts, 2);
+	rocksdb_options_set_max_open_files(s->opts, 512);
+	/* in batch mode writes must reach the WAL file at once, not sit in a
+	 * user-space buffer, so that only a power failure can lose them */
+	rocksdb_options_set_manual_wal_flush(s->opts, 0);
+	char *err = NULL;
+	s->db = rocksdb_open(s->opts, dir, &err);
+	if (err) {
+		rc = rocks_err("open", err);
+		rocksdb_options_destroy(s->opts);
+		free(s);
+		return rc;
+	}
+	s->sync = sync;
+	s->batch_ms = batch_ms > 0 ? batch_ms : 5;
+	s->wopts = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_set_sync(s->wopts, sync);
+	s->ropts = rocksdb_readoptions_create();
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	if (!sync)
+		pthread_create(&s->flusher, NULL, flusher_main, s);
+	*out = s;
+	return 0;
+}
+
+void nn_store_close(nn_store *s)
+{
+	if (!s)
+		return;
+	if (!s->sync) {
+		pthread_mutex_lock(&s->lock);
+		s->stop = true;
+		pthread_cond_signal(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+		pthread_join(s->flusher, NULL);
+		char *err = NULL;
+		rocksdb_flush_wal(s->db, 1, &err);
+		if (err)
+			rocks_err("wal sync", err);
+	}
+	rocksdb_close(s->db);
+	rocksdb_writeoptions_destroy(s->wopts);
+	rocksdb_readoptions_destroy(s->ropts);
+	rocksdb_options_destroy(s->opts);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cond);
+	free(s);
+}
+
+int nn_store_get(nn_store *s, const void *key, size_t klen, char **val, size_t *vlen)
+{
+	char *err = NULL;
+	*val = rocksdb_get(s->db, s->ropts, key, klen, vlen, &err);
+	if (err)
+		return rocks_err("get", err);
+	return *val ? 0 : -ENOENT;
+}
+
+void nn_store_free(void *val)
+{
+	rocksdb_free(val);
+}
+
+nn_batch *nn_batch_new(void)
+{
+	return (nn_batch *)rocksdb_writebatch_create();
+}
+
+void nn_batch_put(nn_batch *b, const void *k, size_t kl, const void *v, size_t vl)
+{
+	rocksdb_writebatch_put((rocksdb_writebatch_t *)b, k, kl, v, vl);
+}
+
+void nn_batch_del(nn_batch *b, const void *k, size_t kl)
+{
+	rocksdb_writebatch_delete((rocksdb_writebatch_t *)b, k, kl);
+}
+
+void nn_batch_free(nn_batch *b)
+{
+	rocksdb_writebatch_destroy((rocksdb_writebatch_t *)b);
+}
+
+int nn_store_write(nn_store *s, nn_batch *b)
+{
+	char *err = NULL;
+	rocksdb_write(s->db, s->wopts, (rocksdb_writebatch_t *)b, &err);
+	return err ? rocks_err("write", err) : 0;
+}
+
+nn_iter *nn_iter_new(nn_store *s, const void *prefix, size_t plen, const void *start, size_t slen)
+{
+	nn_iter *it = xcalloc(1, sizeof(*it));
+	it->ro = rocksdb_readoptions_create();
+	it->prefix = xmalloc(plen);
+	memcpy(it->prefix, prefix, plen);
+	it->plen = plen;
+	it->it = rocksdb_create_iterator(s->db, it->ro);
+	rocksdb_iter_seek(it->it, start, slen);
+	return it;
+}
+
+bool nn_iter_valid(nn_iter *it)
+{
+	if (!rocksdb_iter_valid(it->it))
+		return false;
+	size_t kl;
+	const char *k = rocksdb_iter_key(it->it, &kl);
+	return kl >= it->plen && !memcmp(k, it->prefix, it->plen);
+}
+
+const char *nn_iter_key(nn_iter *it, size_t *len)
+{
+	return rocksdb_iter_key(it->it, len);
+}
+
+const char *nn_iter_value(nn_iter *it, size_t *len)
+{
+	return rocksdb_iter_value(it->it, len);
+}
+
+void nn_iter_next(nn_iter *it)
+{
+	rocksdb_iter_next(it->it);
+}
+
+void nn_iter_free(nn_iter *it)
+{
+	if (!it)
+		return;
+	rocksdb_iter_destroy(it->it);
+	rocksdb_readoptions_destroy(it->ro);
+	free(it->prefix);
+	free(it);
+}
+
+int nn_store_checkpoint(nn_store *s, const char *dir)
+{
+	char *err = NULL;
+	rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &err);
+	if (err)
+		return rocks_err("checkpoint", err);
+	rocksdb_checkpoint_create(cp, dir, 0, &err);
+	rocksdb_checkpoint_object_destroy(cp);
+	return err ? rocks_err("checkpoint", err) : 0;
+}

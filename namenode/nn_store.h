@@ -1,0 +1,50 @@
+/* nn_store: the namenode's only contact with RocksDB. A key-value store
+ * with atomic write batches, prefix iteration and checkpoints.
+ *
+ * Keys (big-endian ids so that RocksDB's byte order is id order):
+ *   'I' be64(ino)               -> InodeRec
+ *   'D' be64(parent) name       -> be64(ino)
+ *   'E' be64(txid)              -> Event
+ *   'M' "meta"                  -> MetaRec
+ *
+ * Durability: with sync on, every write is synced to the WAL before it
+ * returns. In batch mode writes reach the WAL without a sync and a flusher
+ * thread syncs it every batch_ms, so a power failure (not a process crash)
+ * can lose the last batch_ms of acknowledged operations.
+ * Thread-safe (RocksDB is); the namenode serialises writers itself. */
+#ifndef NN_STORE_H
+#define NN_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct nn_store nn_store;
+typedef struct nn_batch nn_batch;
+typedef struct nn_iter nn_iter;
+
+int nn_store_open(const char *dir, bool sync, int batch_ms, nn_store **out);
+void nn_store_close(nn_store *s);
+/* 0 with *val (free with nn_store_free), -ENOENT, or -EIO. */
+int nn_store_get(nn_store *s, const void *key, size_t klen, char **val, size_t *vlen);
+void nn_store_free(void *val);
+
+nn_batch *nn_batch_new(void);
+void nn_batch_put(nn_batch *b, const void *k, size_t kl, const void *v, size_t vl);
+void nn_batch_del(nn_batch *b, const void *k, size_t kl);
+void nn_batch_free(nn_batch *b);
+/* Apply the batch atomically; 0 or -EIO (logged). */
+int nn_store_write(nn_store *s, nn_batch *b);
+
+/* Iterate keys starting with prefix, from the first key >= start (start
+ * must itself begin with the prefix). */
+nn_iter *nn_iter_new(nn_store *s, const void *prefix, size_t plen, const void *start, size_t slen);
+bool nn_iter_valid(nn_iter *it);
+const char *nn_iter_key(nn_iter *it, size_t *len);
+const char *nn_iter_value(nn_iter *it, size_t *len);
+void nn_iter_next(nn_iter *it);
+void nn_iter_free(nn_iter *it);
+
+/* A consistent copy of the database in dir (which must not exist). */
+int nn_store_checkpoint(nn_store *s, const char *dir);
+
+#endif

@@ -1,0 +1,387 @@
+/* The namespace on a temporary RocksDB, driven through the real RPC layer:
+ * directories, files, rename, delete, permissions, xattrs, leases, blocks
+ * with registered datanodes, events, and persistence across a reopen. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "caudal.pb-c.h"
+#include "cdl_log.h"
+#include "cdl_rpc.h"
+#include "nn_ns.h"
+#include "test.h"
+
+static cdl_rpc_client *cl, *dl;
+static nn_ns *ns;
+static cdl_rpc_server *srv;
+static nn_topology *topo;
+static char dir[] = "/tmp/caudal-test-nn-XXXXXX";
+
+static void start(void)
+{
+	nn_conf c = {.dir = dir,
+		     .block_size = 1 << 20,
+		     .replication = 3,
+		     .lease_ms = 60000,
+		     .heartbeat_ms = 1000,
+		     .report_ms = 10000,
+		     .dead_ms = 5000,
+		     .safemode_pct = 100,
+		     .events_keep = 1000,
+		     .sync_always = true};
+	char err[128];
+	nn_topology_load(NULL, &topo, err, sizeof(err));
+	CHECK_EQ(nn_ns_open(&c, topo, &ns), 0);
+	srv = cdl_rpc_server_new("127.0.0.1:0", 2);
+	CHECK_EQ(nn_ns_register(ns, srv), 0);
+	CHECK_EQ(cdl_rpc_server_start(srv), 0);
+	char t[64];
+	snprintf(t, sizeof(t), "127.0.0.1:%d", cdl_rpc_server_port(srv));
+	cl = cdl_rpc_client_new(t, &caudal__client_protocol__descriptor);
+	dl = cdl_rpc_client_new(t, &caudal__datanode_protocol__descriptor);
+}
+
+static void stop_nn(void)
+{
+	cdl_rpc_client_free(cl);
+	cdl_rpc_client_free(dl);
+	nn_ns_stop(ns);
+	cdl_rpc_server_free(srv, 1000);
+	nn_ns_close(ns);
+	nn_topology_free(topo);
+}
+
+static Caudal__Cred root = CAUDAL__CRED__INIT;
+static Caudal__Cred user = CAUDAL__CRED__INIT;
+
+static void *call(const char *m, const void *req)
+{
+	ProtobufCMessage *r = NULL;
+	int rc = cdl_rpc_call_name(cl, m, req, &r, 5000);
+	if (rc < 0) {
+		fprintf(stderr, "rpc %s failed: %d\n", m, rc);
+		exit(1);
+	}
+	return r;
+}
+
+static void rfree(void *r)
+{
+	protobuf_c_message_free_unpacked(r, NULL);
+}
+
+static int mkdir_p(const char *path, bool parents, const Caudal__Cred *cred)
+{
+	Caudal__MkdirRequest q = CAUDAL__MKDIR_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	t.path = (char *)path;
+	q.target = &t;
+	q.mode = 0755;
+	q.parents = parents;
+	q.cred = (Caudal__Cred *)cred;
+	Caudal__AttrReply *r = call("Mkdir", &q);
+	int e = (int)r->err;
+	rfree(r);
+	return e;
+}
+
+static int create(const char *path, const char *client, bool overwrite, uint64_t *ino,
+		  const Caudal__Cred *cred)
+{
+	Caudal__CreateRequest q = CAUDAL__CREATE_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	t.path = (char *)path;
+	q.target = &t;
+	q.mode = 0644;
+	q.client = (char *)client;
+	q.overwrite = overwrite;
+	q.cred = (Caudal__Cred *)cred;
+	Caudal__AttrReply *r = call("Create", &q);
+	int e = (int)r->err;
+	if (!e && ino)
+		*ino = r->attr->ino;
+	rfree(r);
+	return e;
+}
+
+static int complete(uint64_t ino, const char *client, uint64_t blk, uint64_t len)
+{
+	Caudal__CompleteRequest q = CAUDAL__COMPLETE_REQUEST__INIT;
+	Caudal__Replica last = CAUDAL__REPLICA__INIT;
+	q.ino = ino;
+	q.client = (char *)client;
+	last.id = blk;
+	last.length = len;
+	q.last = &last;
+	Caudal__Status *r = call("Complete", &q);
+	int e = (int)r->err;
+	rfree(r);
+	return e;
+}
+
+static int stat_path(const char *path, Caudal__Attr *out, const Caudal__Cred *cred)
+{
+	Caudal__GetAttrRequest q = CAUDAL__GET_ATTR_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	t.path = (char *)path;
+	q.target = &t;
+	q.cred = (Caudal__Cred *)cred;
+	Caudal__AttrReply *r = call("GetAttr", &q);
+	int e = (int)r->err;
+	if (!e && out) {
+		*out = *r->attr;
+	}
+	rfree(r);
+	return e;
+}
+
+static int del(const char *path, bool recursive, uint32_t kind)
+{
+	Caudal__DeleteRequest q = CAUDAL__DELETE_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	t.path = (char *)path;
+	q.target = &t;
+	q.recursive = recursive;
+	q.kind = kind;
+	Caudal__Status *r = call("Delete", &q);
+	int e = (int)r->err;
+	rfree(r);
+	return e;
+}
+
+static int ren(const char *a, const char *b)
+{
+	Caudal__RenameRequest q = CAUDAL__RENAME_REQUEST__INIT;
+	Caudal__Target s = CAUDAL__TARGET__INIT, d = CAUDAL__TARGET__INIT;
+	s.path = (char *)a;
+	d.path = (char *)b;
+	q.src = &s;
+	q.dst = &d;
+	Caudal__Status *r = call("Rename", &q);
+	int e = (int)r->err;
+	rfree(r);
+	return e;
+}
+
+static void register_dn(const char *id, const char *host)
+{
+	Caudal__RegisterRequest q = CAUDAL__REGISTER_REQUEST__INIT;
+	Caudal__DatanodeInfo n = CAUDAL__DATANODE_INFO__INIT;
+	n.id = (char *)id;
+	n.host = (char *)host;
+	n.data_port = 9866;
+	n.capacity = 1ULL << 40;
+	n.remaining = 1ULL << 39;
+	q.node = &n;
+	ProtobufCMessage *r;
+	CHECK_EQ(cdl_rpc_call_name(dl, "RegisterDatanode", &q.base, &r, 5000), 0);
+	CHECK_EQ(((Caudal__RegisterReply *)r)->err, 0);
+	rfree(r);
+}
+
+int main(void)
+{
+	cdl_log_init("test", CDL_LOG_WARN);
+	cdl_rpc_global_init();
+	CHECK(mkdtemp(dir) != NULL);
+	user.uid = 1000;
+	user.gid = 1000;
+	start();
+
+	Caudal__Attr at;
+	CHECK_EQ(stat_path("/", &at, &root), 0);
+	CHECK(S_ISDIR(at.mode));
+	CHECK_EQ(mkdir_p("/a/b/c", false, &root), ENOENT);
+	CHECK_EQ(mkdir_p("/a/b/c", true, &root), 0);
+	CHECK_EQ(mkdir_p("/a/b/c", true, &root), 0);
+	CHECK_EQ(mkdir_p("/a/b/c", false, &root), EEXIST);
+	CHECK_EQ(stat_path("/a/b", &at, &root), 0);
+	CHECK_EQ(at.nlink, 3);
+	/* bad paths */
+	CHECK_EQ(stat_path("a/b", NULL, &root), EINVAL);
+	CHECK_EQ(stat_path("/a/../b", NULL, &root), EINVAL);
+	CHECK_EQ(stat_path("/a//b", NULL, &root), EINVAL);
+	char longname[300];
+	memset(longname, 'x', sizeof(longname));
+	longname[0] = '/';
+	longname[299] = '\0';
+	CHECK_EQ(mkdir_p(longname, false, &root), ENAMETOOLONG);
+
+	/* files and leases */
+	uint64_t ino;
+	CHECK_EQ(create("/a/f", "c1", false, &ino, &root), 0);
+	CHECK_EQ(create("/a/f", "c2", true, NULL, &root), EBUSY);
+	CHECK_EQ(create("/a/f", "c1", false, NULL, &root), EEXIST);
+	/* blocks need datanodes */
+	Caudal__AddBlockRequest ab = CAUDAL__ADD_BLOCK_REQUEST__INIT;
+	ab.ino = ino;
+	ab.client = "c1";
+	Caudal__AddBlockReply *abr = call("AddBlock", &ab);
+	CHECK_EQ(abr->err, ENOSPC);
+	rfree(abr);
+	register_dn("dn1", "127.0.0.2");
+	register_dn("dn2", "127.0.0.3");
+	register_dn("dn3", "127.0.0.4");
+	ab.client_host = "127.0.0.3";
+	abr = call("AddBlock", &ab);
+	CHECK_EQ(abr->err, 0);
+	uint64_t blk = 0;
+	if (!abr->err) {
+		CHECK_EQ(abr->block->n_locs, 3);
+		CHECK(!strcmp(abr->block->locs[0]->host, "127.0.0.3")); /* writer-local first */
+		CHECK(strcmp(abr->block->locs[1]->host, abr->block->locs[2]->host));
+		blk = abr->block->id;
+	}
+	rfree(abr);
+	ab.client = "c2";
+	abr = call("AddBlock", &ab);
+	CHECK_EQ(abr->err, EBUSY);
+	rfree(abr);
+	CHECK_EQ(complete(ino, "c1", blk, 12345), 0);
+	CHECK_EQ(stat_path("/a/f", &at, &root), 0);
+	CHECK_EQ(at.size, 12345);
+	CHECK(!at.under_construction);
+
+	Caudal__GetBlocksRequest gb = CAUDAL__GET_BLOCKS_REQUEST__INIT;
+	Caudal__Target ft = CAUDAL__TARGET__INIT;
+	ft.path = "/a/f";
+	gb.target = &ft;
+	gb.client_host = "127.0.0.4";
+	Caudal__GetBlocksReply *gbr = call("GetBlocks", &gb);
+	CHECK_EQ(gbr->err, 0);
+	CHECK_EQ(gbr->n_blocks, 1);
+	if (gbr->n_blocks) {
+		CHECK_EQ(gbr->blocks[0]->length, 12345);
+		CHECK_EQ(gbr->blocks[0]->n_locs, 3);
+		CHECK(!strcmp(gbr->blocks[0]->locs[0]->host, "127.0.0.4")); /* closest first */
+	}
+	rfree(gbr);
+
+	/* xattrs, including the caudal ones */
+	Caudal__XattrRequest xq = CAUDAL__XATTR_REQUEST__INIT;
+	xq.target = &ft;
+	xq.name = "user.color";
+	xq.value.data = (uint8_t *)"blue";
+	xq.value.len = 4;
+	Caudal__Status *st = call("SetXattr", &xq);
+	CHECK_EQ(st->err, 0);
+	rfree(st);
+	Caudal__XattrReply *xr = call("GetXattr", &xq);
+	CHECK_EQ(xr->err, 0);
+	CHECK(xr->value.len == 4 && !memcmp(xr->value.data, "blue", 4));
+	rfree(xr);
+	xq.name = "user.caudal.replication";
+	xq.value.data = (uint8_t *)"2";
+	xq.value.len = 1;
+	st = call("SetXattr", &xq);
+	CHECK_EQ(st->err, 0);
+	rfree(st);
+	xr = call("GetXattr", &xq);
+	CHECK(xr->value.len == 1 && xr->value.data[0] == '2');
+	rfree(xr);
+	xq.name = "user.caudal.blocks";
+	xr = call("GetXattr", &xq);
+	CHECK_EQ(xr->err, 0);
+	CHECK(xr->value.len > 10 && memchr(xr->value.data, '\n', xr->value.len));
+	rfree(xr);
+	xq.name = "user.nope";
+	xr = call("GetXattr", &xq);
+	CHECK_EQ(xr->err, ENODATA);
+	rfree(xr);
+
+	/* permissions */
+	CHECK_EQ(mkdir_p("/private", false, &root), 0);
+	Caudal__SetAttrRequest sa = CAUDAL__SET_ATTR_REQUEST__INIT;
+	Caudal__Target pt = CAUDAL__TARGET__INIT;
+	pt.path = "/private";
+	sa.target = &pt;
+	sa.valid = CAUDAL__SET_ATTR_FIELD__SA_MODE;
+	sa.mode = 0700;
+	Caudal__AttrReply *ar = call("SetAttr", &sa);
+	CHECK_EQ(ar->err, 0);
+	rfree(ar);
+	CHECK_EQ(create("/private/x", "u", false, NULL, &user), EACCES);
+	CHECK_EQ(stat_path("/private/x", NULL, &user), EACCES);
+	sa.cred = &user;
+	ar = call("SetAttr", &sa);
+	CHECK_EQ(ar->err, EPERM);
+	rfree(ar);
+
+	/* rename, delete */
+	CHECK_EQ(create("/a/g", "c1", false, &ino, &root), 0);
+	CHECK_EQ(complete(ino, "c1", 0, 0), 0);
+	CHECK_EQ(ren("/a/g", "/a/f"), 0); /* over an existing file */
+	CHECK_EQ(stat_path("/a/g", NULL, &root), ENOENT);
+	CHECK_EQ(stat_path("/a/f", &at, &root), 0);
+	CHECK_EQ(at.ino, ino);
+	CHECK_EQ(ren("/a", "/a/b/c/d"), EINVAL); /* into itself */
+	CHECK_EQ(ren("/a/f", "/a/b"), EISDIR);
+	CHECK_EQ(ren("/a/b", "/z"), 0);
+	CHECK_EQ(stat_path("/z/c", NULL, &root), 0);
+	CHECK_EQ(del("/z", false, 2), ENOTEMPTY);
+	CHECK_EQ(del("/a/f", false, 2), ENOTDIR);
+	CHECK_EQ(del("/z", true, 0), 0);
+	CHECK_EQ(stat_path("/z/c", NULL, &root), ENOENT);
+
+	/* readdir returns attributes, paged */
+	for (int i = 0; i < 30; i++) {
+		char p[64];
+		snprintf(p, sizeof(p), "/many/d%02d", i);
+		CHECK_EQ(mkdir_p(p, true, &root), 0);
+	}
+	Caudal__ReaddirRequest rq = CAUDAL__READDIR_REQUEST__INIT;
+	Caudal__Target mt = CAUDAL__TARGET__INIT;
+	mt.path = "/many";
+	rq.target = &mt;
+	rq.limit = 20;
+	Caudal__ReaddirReply *rr = call("Readdir", &rq);
+	CHECK_EQ(rr->n_entries, 20);
+	CHECK(rr->more);
+	CHECK(!strcmp(rr->entries[19]->name, "d19"));
+	CHECK(S_ISDIR(rr->entries[0]->attr->mode));
+	rq.after = "d19";
+	rfree(rr);
+	rr = call("Readdir", &rq);
+	CHECK_EQ(rr->n_entries, 10);
+	CHECK(!rr->more);
+	rfree(rr);
+
+	/* events: the log holds what happened, in order */
+	Caudal__EventsRequest eq = CAUDAL__EVENTS_REQUEST__INIT;
+	eq.from_txid = 1;
+	Caudal__EventsReply *er = call("GetEvents", &eq);
+	CHECK(er->n_events > 10);
+	int closes = 0;
+	for (size_t i = 0; i < er->n_events; i++)
+		closes += er->events[i]->type == CAUDAL__EVENT_TYPE__EV_CLOSE &&
+			  !strcmp(er->events[i]->path, "/a/f");
+	CHECK(closes >= 1);
+	uint64_t last = er->last_txid;
+	rfree(er);
+	/* a long poll with nothing new returns after its wait */
+	eq.from_txid = last + 1;
+	eq.wait_ms = 200;
+	int64_t t0 = cdl_now_ms();
+	er = call("GetEvents", &eq);
+	CHECK_EQ(er->n_events, 0);
+	CHECK(cdl_now_ms() - t0 >= 150);
+	rfree(er);
+
+	/* everything survives a restart */
+	stop_nn();
+	start();
+	CHECK_EQ(stat_path("/a/f", &at, &root), 0);
+	CHECK_EQ(at.ino, ino);
+	CHECK_EQ(stat_path("/many/d29", NULL, &root), 0);
+	CHECK_EQ(stat_path("/private", &at, &root), 0);
+	CHECK_EQ(at.mode & 0777, 0700);
+	stop_nn();
+
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK_EQ(system(cmd), 0);
+	cdl_rpc_global_shutdown();
+	return TEST_DONE();
+}

@@ -93,7 +93,7 @@ void cdl_arena_release(cdl_arena *a)
 
 void *cdl_arena_alloc(cdl_arena *a, size_t n)
 {
-	const size_t align = sizeof(max_align_t);
+	const size_t align = _Alignof(max_align_t);
 	size_t need = (n + align - 1) / align * align;
 	cdl_arena_chunk *c = a->head;
 	if (!c || c->cap - c->used < need) {

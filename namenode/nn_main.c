@@ -16,6 +16,7 @@
 #include "cdl_log.h"
 #include "cdl_rpc.h"
 #include "cdl_util.h"
+#include "nn_ckpt.h"
 #include "nn_ns.h"
 #include "nn_place.h"
 
@@ -38,6 +39,13 @@ static struct {
 	int64_t threads;
 	int64_t tick_ms;
 	char *log_level;
+	bool checkpoint;
+	bool once;
+	char *namenode;
+	char *checkpoint_dir;
+	int64_t checkpoint_ms;
+	int64_t checkpoint_keep;
+	char *restore;
 } cfg;
 
 static const cdl_cfg_key keys[] = {
@@ -69,6 +77,19 @@ static const cdl_cfg_key keys[] = {
 	{"tick_ms", CDL_CFG_INT, &cfg.tick_ms, "500", 50, 60000,
 	 "replication monitor and lease check interval"},
 	{"log_level", CDL_CFG_STR, &cfg.log_level, "info", 0, 0, "error, warn, info or debug"},
+	{"checkpoint", CDL_CFG_BOOL, &cfg.checkpoint, "false", 0, 0,
+	 "run as the checkpointer (Secondary NameNode) of --namenode"},
+	{"once", CDL_CFG_BOOL, &cfg.once, "false", 0, 0, "checkpointer: take one checkpoint and exit"},
+	{"namenode", CDL_CFG_STR, &cfg.namenode, "127.0.0.1:9000", 0, 0,
+	 "checkpointer: the namenode's RPC address"},
+	{"checkpoint_dir", CDL_CFG_STR, &cfg.checkpoint_dir, "./checkpoints", 0, 0,
+	 "checkpointer: where checkpoints are kept"},
+	{"checkpoint_ms", CDL_CFG_INT, &cfg.checkpoint_ms, "3600000", 1000, 604800000,
+	 "checkpointer: interval between checkpoints"},
+	{"checkpoint_keep", CDL_CFG_INT, &cfg.checkpoint_keep, "2", 1, 1000,
+	 "checkpointer: checkpoints kept"},
+	{"restore", CDL_CFG_STR, &cfg.restore, "", 0, 0,
+	 "copy this checkpoint folder into an empty --dir and exit"},
 	{NULL, 0, NULL, NULL, 0, 0, NULL},
 };
 
@@ -207,6 +228,44 @@ static const struct {
 	{step_http, "start HTTP server"},
 };
 
+/* --restore and --checkpoint: the Secondary NameNode's jobs. */
+static int checkpointer(void)
+{
+	if (step_log() < 0)
+		return 2;
+	if (cfg.restore[0]) {
+		cdl_log_init("restore", cdl_log_level_cur);
+		int rc = nn_ckpt_restore(cfg.restore, cfg.dir);
+		if (rc < 0) {
+			cdl_err("cannot restore '%s' into '%s': %s", cfg.restore, cfg.dir,
+				strerror(-rc));
+			return 1;
+		}
+		cdl_info("restored '%s' into '%s'", cfg.restore, cfg.dir);
+		return 0;
+	}
+	cdl_log_init("checkpoint", cdl_log_level_cur);
+	cdl_rpc_global_init();
+	int rc = 0;
+	while (!stop) {
+		uint64_t txid = 0;
+		rc = nn_ckpt_fetch(cfg.namenode, cfg.checkpoint_dir, (int)cfg.checkpoint_keep, 60000,
+				   &txid);
+		if (rc < 0)
+			cdl_err("checkpoint from '%s' failed: %s", cfg.namenode, strerror(-rc));
+		else
+			cdl_info("checkpoint of txid %llu kept in '%s'", (unsigned long long)txid,
+				 cfg.checkpoint_dir);
+		if (cfg.once)
+			break;
+		for (int64_t slept = 0; slept < cfg.checkpoint_ms && !stop; slept += 100)
+			usleep(100 * 1000);
+	}
+	cdl_rpc_global_shutdown();
+	cdl_config_release(keys);
+	return rc < 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	char err[512];
@@ -224,6 +283,8 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	if (cfg.restore[0] || cfg.checkpoint)
+		return checkpointer();
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
 		rc = steps[i].init();
 		if (rc < 0) {
@@ -241,6 +302,7 @@ int main(int argc, char **argv)
 		MHD_stop_daemon(http);
 	nn_ns_stop(ns);
 	cdl_rpc_server_free(srv, 2000);
+	nn_ckpt_shutdown();
 	nn_ns_close(ns);
 	nn_topology_free(topo);
 	cdl_rpc_global_shutdown();

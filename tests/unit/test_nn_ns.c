@@ -10,6 +10,7 @@
 #include "caudal.pb-c.h"
 #include "cdl_log.h"
 #include "cdl_rpc.h"
+#include "nn_ckpt.h"
 #include "nn_ns.h"
 #include "test.h"
 
@@ -36,6 +37,7 @@ static void start(void)
 	CHECK_EQ(nn_ns_open(&c, topo, &ns), 0);
 	srv = cdl_rpc_server_new("127.0.0.1:0", 2);
 	CHECK_EQ(nn_ns_register(ns, srv), 0);
+	CHECK_EQ(nn_ckpt_register(ns, srv), 0);
 	CHECK_EQ(cdl_rpc_server_start(srv), 0);
 	char t[64];
 	snprintf(t, sizeof(t), "127.0.0.1:%d", cdl_rpc_server_port(srv));
@@ -369,6 +371,15 @@ int main(void)
 	CHECK(cdl_now_ms() - t0 >= 150);
 	rfree(er);
 
+	/* a checkpoint taken now, fetched the way the checkpointer does */
+	char ckdir[600], target[64];
+	snprintf(ckdir, sizeof(ckdir), "%s-ckpts", dir);
+	snprintf(target, sizeof(target), "127.0.0.1:%d", cdl_rpc_server_port(srv));
+	uint64_t cktxid = 0;
+	CHECK_EQ(nn_ckpt_fetch(target, ckdir, 2, 10000, &cktxid), 0);
+	CHECK_EQ(cktxid, last);
+	CHECK_EQ(mkdir_p("/after-checkpoint", false, &root), 0);
+
 	/* everything survives a restart */
 	stop_nn();
 	start();
@@ -377,7 +388,26 @@ int main(void)
 	CHECK_EQ(stat_path("/many/d29", NULL, &root), 0);
 	CHECK_EQ(stat_path("/private", &at, &root), 0);
 	CHECK_EQ(at.mode & 0777, 0700);
+	CHECK_EQ(stat_path("/after-checkpoint", NULL, &root), 0);
 	stop_nn();
+
+	/* the checkpoint restores into a fresh metadata folder: it holds what
+	 * was there when it was taken, and nothing later */
+	char saved[sizeof(dir)], ckpt[700], cmd0[1500];
+	memcpy(saved, dir, sizeof(dir));
+	snprintf(ckpt, sizeof(ckpt), "%s/ckpt-%020llu", ckdir, (unsigned long long)cktxid);
+	CHECK_EQ(nn_ckpt_restore(ckpt, saved), -ENOTEMPTY); /* never over live metadata */
+	snprintf(cmd0, sizeof(cmd0), "rm -rf %s", dir);
+	CHECK_EQ(system(cmd0), 0);
+	CHECK_EQ(nn_ckpt_restore(ckpt, dir), 0);
+	start();
+	CHECK_EQ(stat_path("/a/f", &at, &root), 0);
+	CHECK_EQ(at.ino, ino);
+	CHECK_EQ(stat_path("/many/d29", NULL, &root), 0);
+	CHECK_EQ(stat_path("/after-checkpoint", NULL, &root), ENOENT);
+	stop_nn();
+	snprintf(cmd0, sizeof(cmd0), "rm -rf %s %s-checkpoint", ckdir, dir);
+	CHECK_EQ(system(cmd0), 0);
 
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

@@ -55,11 +55,13 @@ ifneq ($(wildcard mount/mnt_main.c),)
 PROGS += $(BIN)/caudal-mount $(BIN)/mount.caudal
 endif
 
+BENCH_BIN = $(B)/bench/nn_bench
+
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 
 .PHONY: all deps test unit e2e up down bench asan tsan lint clean fuzz install
-all: $(PROGS) $(UNIT_BIN)
+all: $(PROGS) $(UNIT_BIN) $(BENCH_BIN)
 
 deps:
 	@missing=$$(for p in $$(grep -v '^#' deps.txt); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -119,6 +121,10 @@ $(BIN)/caudal-mount: $(B)/obj/mount/mnt_main.o $(MNT_O) $(LIB)
 
 $(BIN)/mount.caudal: $(BIN)/caudal-mount
 	ln -sf caudal-mount $@
+
+$(B)/bench/nn_bench: $(B)/obj/tests/bench/nn_bench.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
 
 # Unit tests: test_nn_* link the namenode's modules, test_dn_* the
 # datanode's, test_job_* the jobs', test_mnt_* the mount's; all link libcaudal.

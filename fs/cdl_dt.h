@@ -2,7 +2,8 @@
  *
  * A connection carries one operation. The client sends "CDT1", a 4-byte
  * big-endian length (1..CDL_DT_MAX_HEADER) and a packed Caudal__DtHeader; the
- * server answers with a 4-byte big-endian length and a packed Caudal__DtReply.
+ * server answers with a 4-byte big-endian length (0..CDL_DT_MAX_HEADER: an
+ * all-default reply packs to nothing) and a packed Caudal__DtReply.
  * Then packets flow, each a 24-byte frame followed by its payload:
  *
  *   u32 len    payload bytes, 0..CDL_CHUNK
@@ -21,6 +22,15 @@
  *   u32 err    errno, 0 = stored on every node downstream
  *   u32 bad    1-based position in the pipeline of the node that failed, 0 = none
  *
+ * Ack positions count from the receiver of the ack: its own next node is 1,
+ * so each datanode adds one to a position coming from downstream.
+ * DtReply.bad_target is 1-based in the header's targets (the replier's next
+ * node is 1; 0 when the replier itself refuses). The writer ends packets on
+ * chunk boundaries (a short packet only before an hsync or at the end). A
+ * replica being written can be read up to what its datanode has written so
+ * far; a write cut off by a failure keeps only its last hsynced length
+ * (finalized and reported) or nothing.
+ *
  * All integers big-endian. Every length read off the wire is bounded before
  * use. Functions here are blocking with timeouts (SO_RCVTIMEO/SO_SNDTIMEO);
  * an object is used by one thread at a time. */
@@ -31,16 +41,17 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "caudal.pb-c.h"
 #include "cdl_checksum.h"
 
-#define CDL_DT_MAGIC "CDT1"
-#define CDL_DT_MAX_HEADER 65536
-#define CDL_DT_FRAME 24
-#define CDL_DT_ACK 16
-#define CDL_DT_LAST 1u
-#define CDL_DT_SYNC 2u
+#define CDL_DT_MAGIC	   "CDT1"
+#define CDL_DT_MAX_HEADER  65536
+#define CDL_DT_FRAME	   24
+#define CDL_DT_ACK	   16
+#define CDL_DT_LAST	   1u
+#define CDL_DT_SYNC	   2u
 #define CDL_DT_MAX_TARGETS 32
 
 typedef struct cdl_dt_frame {
@@ -69,6 +80,25 @@ int cdl_dt_recv_frame(int fd, cdl_dt_frame *f);
 int cdl_dt_send_ack(int fd, const cdl_dt_ack *a);
 int cdl_dt_recv_ack(int fd, cdl_dt_ack *a);
 
+/* Helpers shared with the datanode's server side. */
+/* Full read/write on a socket (sendmsg with MSG_NOSIGNAL); 0 or -errno:
+ * -ECONNRESET on EOF, -ETIMEDOUT when SO_RCVTIMEO/SO_SNDTIMEO expire.
+ * writev_full modifies iov. */
+int cdl_dt_read_full(int fd, void *buf, size_t n);
+int cdl_dt_writev_full(int fd, struct iovec *iov, int cnt);
+/* Read f->len payload bytes into buf (CDL_CHUNK bytes) and verify f->sum:
+ * 0, -EBADMSG on a mismatch, -errno. */
+int cdl_dt_recv_payload(int fd, const cdl_dt_frame *f, void *buf);
+/* Frame codec; decode returns -EPROTO for len > CDL_CHUNK or unknown flags. */
+void cdl_dt_frame_encode(uint8_t out[CDL_DT_FRAME], const cdl_dt_frame *f);
+int cdl_dt_frame_decode(const uint8_t in[CDL_DT_FRAME], cdl_dt_frame *f);
+/* TCP_NODELAY, large buffers and I/O timeouts (0 = none) on a connected
+ * socket. 0 or -errno. */
+int cdl_dt_tune(int fd, int io_timeout_ms);
+/* Listen on host:port (port 0 picks one, returned in *bound_port).
+ * Returns the listening fd or -errno. */
+int cdl_dt_listen(const char *host, int port, int *bound_port);
+
 /* Streams [offset, offset+length) of one replica from one datanode. */
 typedef struct cdl_block_reader cdl_block_reader;
 
@@ -81,6 +111,8 @@ int cdl_block_reader_open(const char *host, int port, uint64_t block, uint64_t g
 ssize_t cdl_block_reader_read(cdl_block_reader *r, void *buf, size_t n);
 /* Block offset of the next byte read_read would return. */
 uint64_t cdl_block_reader_pos(const cdl_block_reader *r);
+/* Replica length the datanode announced when the reader was opened. */
+uint64_t cdl_block_reader_length(const cdl_block_reader *r);
 void cdl_block_reader_close(cdl_block_reader *r);
 
 /* Writes one new replica from offset 0 through a pipeline of datanodes. */
@@ -89,6 +121,12 @@ typedef struct cdl_block_writer cdl_block_writer;
 /* targets[0] is connected to; the rest travel in the header. */
 int cdl_block_writer_open(const Caudal__DtTarget *const *targets, size_t ntargets, uint64_t block,
 			  uint64_t gen, const char *client, int timeout_ms, cdl_block_writer **out);
+/* Same, and on failure *bad is the 1-based position in targets of the node
+ * that could not be reached or set up (0 unknown), so the caller can
+ * exclude it and ask for a new pipeline. */
+int cdl_block_writer_open_ex(const Caudal__DtTarget *const *targets, size_t ntargets,
+			     uint64_t block, uint64_t gen, const char *client, int timeout_ms,
+			     cdl_block_writer **out, int *bad);
 /* Buffer and send; a window of packets stays in flight. 0 or -errno. */
 int cdl_block_writer_write(cdl_block_writer *w, const void *buf, size_t n);
 /* hsync: send what is buffered with CDL_DT_SYNC and wait until every node
@@ -97,6 +135,9 @@ int cdl_block_writer_sync(cdl_block_writer *w);
 /* Send the last packet, wait for every ack, close; *length = bytes written.
  * sync: every replica is fsynced before the final ack. Frees w. */
 int cdl_block_writer_close(cdl_block_writer *w, bool sync, uint64_t *length);
+/* Same, and *bad (if not NULL) is the failed target's 1-based position
+ * when it fails (0 unknown). Frees w. */
+int cdl_block_writer_close_ex(cdl_block_writer *w, bool sync, uint64_t *length, int *bad);
 /* Drop the connection without finishing the replica. Frees w. */
 void cdl_block_writer_abort(cdl_block_writer *w);
 /* Bytes accepted so far (acked or not). */

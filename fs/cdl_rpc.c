@@ -76,7 +76,7 @@ struct cdl_rpc_server {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int shutdown_done;
-	volatile int stopping;
+	_Atomic int stopping;
 };
 
 static char shutdown_tag;

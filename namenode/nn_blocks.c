@@ -328,11 +328,15 @@ void nn_dn_received(nn_blocks *b, nn_dn *d, const Caudal__Replica *r)
 	}
 	if (k->uc && r->length > k->len)
 		k->len = r->length; /* the writer has not reported it yet */
-	if (!replica_ok(k, r) || has_corrupt(k, d->idx)) {
-		if (!has_corrupt(k, d->idx))
-			nn_dn_queue_delete(d, r->id, r->gen);
+	if (!replica_ok(k, r)) {
+		nn_dn_queue_delete(d, r->id, r->gen);
 		return;
 	}
+	/* A node that held a corrupt copy has set it aside; a replica it
+	 * reports as received now is a fresh copy (re-replication). */
+	for (int i = 0; i < k->ncorrupt; i++)
+		if (k->corrupt[i] == d->idx)
+			k->corrupt[i--] = k->corrupt[--k->ncorrupt];
 	nn_blk_add_loc(b, k, d->idx);
 }
 
@@ -588,8 +592,6 @@ void nn_blocks_monitor(nn_blocks *b, int64_t now, bool safemode)
 		size_t nch = 0;
 		for (int j = 0; j < k->nloc && nch < 64; j++)
 			chosen[nch++] = k->locs[j];
-		for (int j = 0; j < k->ncorrupt && nch < 64; j++)
-			c[k->corrupt[j]].usable = false;
 		size_t want = k->repl - (size_t)need[i].live;
 		if (want > 8)
 			want = 8;

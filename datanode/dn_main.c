@@ -1,0 +1,222 @@
+/* caudal-datanode: holds replicas on local disk, serves the data-transfer
+ * protocol, and reports to the namenode (DESIGN.md, "Blocks").
+ *
+ * main() parses the config table, runs the start-up steps in order (each
+ * fails loudly and undoes the ones before it), then waits for SIGTERM or
+ * SIGINT and stops the modules in reverse order. Signals are blocked in
+ * every thread and taken synchronously by main with sigwait. */
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cdl_config.h"
+#include "cdl_log.h"
+#include "cdl_rpc.h"
+#include "dn_nn.h"
+#include "dn_scan.h"
+#include "dn_store.h"
+#include "dn_xfer.h"
+
+static struct {
+	char *namenode;
+	char *host;
+	int64_t port;
+	char *data_dir;
+	int64_t heartbeat_ms;
+	int64_t report_ms;
+	int64_t scan_rate;
+	int64_t scan_period_ms;
+	int64_t max_xceivers;
+	int64_t io_timeout_ms;
+	int64_t rpc_timeout_ms;
+	char *log_level;
+	bool print_config;
+} cfg;
+
+static const cdl_cfg_key cfg_tab[] = {
+    {"namenode", CDL_CFG_STR, &cfg.namenode, "127.0.0.1:9000", 0, 0, "namenode address host:port"},
+    {"host", CDL_CFG_STR, &cfg.host, "127.0.0.1", 0, 0,
+     "address to bind the data port to and to advertise"},
+    {"port", CDL_CFG_INT, &cfg.port, "9866", 0, 65535, "data-transfer port (0 picks one)"},
+    {"data_dir", CDL_CFG_STR, &cfg.data_dir, "/var/lib/caudal/datanode", 0, 0,
+     "folder holding the block store"},
+    {"heartbeat_ms", CDL_CFG_INT, &cfg.heartbeat_ms, "3000", 100, 600000, "heartbeat interval, ms"},
+    {"report_ms", CDL_CFG_INT, &cfg.report_ms, "3600000", 1000, 86400000,
+     "full block report interval, ms"},
+    {"scan_rate", CDL_CFG_INT, &cfg.scan_rate, "8388608", 0, INT64_MAX,
+     "block scanner rate, bytes/s (0 = off)"},
+    {"scan_period_ms", CDL_CFG_INT, &cfg.scan_period_ms, "21600000", 1000, INT64_MAX,
+     "start a scanner pass at most this often, ms"},
+    {"max_xceivers", CDL_CFG_INT, &cfg.max_xceivers, "256", 1, 65536,
+     "data-transfer connections served at once"},
+    {"io_timeout_ms", CDL_CFG_INT, &cfg.io_timeout_ms, "60000", 100, 3600000,
+     "data-transfer socket timeout, ms"},
+    {"rpc_timeout_ms", CDL_CFG_INT, &cfg.rpc_timeout_ms, "10000", 100, 600000,
+     "deadline of each namenode call, ms"},
+    {"log_level", CDL_CFG_STR, &cfg.log_level, "info", 0, 0, "error, warn, info or debug"},
+    {"print_config", CDL_CFG_BOOL, &cfg.print_config, "false", 0, 0,
+     "print the effective config and exit"},
+    {NULL, 0, NULL, NULL, 0, 0, NULL},
+};
+
+static dn_store *store;
+static dn_xfer *xfer;
+static dn_nn *nn;
+static dn_scan *scan;
+static bool rpc_up;
+
+static int init_store(void)
+{
+	return dn_store_open(cfg.data_dir, &store);
+}
+
+static void fini_store(void)
+{
+	dn_store_free(store);
+	store = NULL;
+}
+
+static int init_xfer(void)
+{
+	dn_xfer_opts o = {.host = cfg.host,
+			  .port = (int)cfg.port,
+			  .max_xceivers = (int)cfg.max_xceivers,
+			  .io_timeout_ms = (int)cfg.io_timeout_ms};
+	return dn_xfer_start(store, &o, &xfer);
+}
+
+static void fini_xfer(void)
+{
+	dn_xfer_stop(xfer);
+	xfer = NULL;
+}
+
+static int init_rpc(void)
+{
+	cdl_rpc_global_init();
+	rpc_up = true;
+	return 0;
+}
+
+static void fini_rpc(void)
+{
+	if (rpc_up)
+		cdl_rpc_global_shutdown();
+	rpc_up = false;
+}
+
+static int init_nn(void)
+{
+	dn_nn_opts o = {.namenode = cfg.namenode,
+			.host = cfg.host,
+			.data_port = dn_xfer_port(xfer),
+			.heartbeat_ms = (int)cfg.heartbeat_ms,
+			.report_ms = (int)cfg.report_ms,
+			.rpc_timeout_ms = (int)cfg.rpc_timeout_ms,
+			.io_timeout_ms = (int)cfg.io_timeout_ms};
+	int rc = dn_nn_start(store, xfer, &o, &nn);
+	if (rc == 0)
+		dn_store_set_listener(store, dn_nn_listener, nn);
+	return rc;
+}
+
+static void fini_nn(void)
+{
+	dn_store_set_listener(store, NULL, NULL);
+	dn_nn_stop(nn);
+	nn = NULL;
+}
+
+static int init_scan(void)
+{
+	return dn_scan_start(store, cfg.scan_rate, cfg.scan_period_ms, &scan);
+}
+
+static void fini_scan(void)
+{
+	dn_scan_stop(scan);
+	scan = NULL;
+}
+
+/* Start-up in order; shut-down in reverse. */
+static const struct step {
+	int (*init)(void);
+	void (*fini)(void);
+	const char *what;
+} steps[] = {
+    {init_store, fini_store, "block store"}, {init_xfer, fini_xfer, "data-transfer server"},
+    {init_rpc, fini_rpc, "rpc library"},     {init_nn, fini_nn, "namenode client"},
+    {init_scan, fini_scan, "block scanner"},
+};
+#define NSTEPS (sizeof(steps) / sizeof(steps[0]))
+
+int main(int argc, char **argv)
+{
+	char err[512];
+	int npos = 0;
+	cdl_config_defaults(cfg_tab);
+	int rc = cdl_config_args(cfg_tab, "datanode", argc, argv, &npos, err, sizeof(err));
+	if (rc == 1)
+		return 0;
+	if (rc < 0) {
+		fprintf(stderr, "caudal-datanode: %s\n", err);
+		return 2;
+	}
+	if (npos > 0) {
+		fprintf(stderr, "caudal-datanode: unexpected argument '%s'\n", argv[0]);
+		return 2;
+	}
+	int level = cdl_log_level_parse(cfg.log_level);
+	if (level < 0) {
+		fprintf(stderr, "caudal-datanode: log_level: unknown level '%s'\n", cfg.log_level);
+		return 2;
+	}
+	if (cfg.print_config) {
+		cdl_config_dump(cfg_tab, stdout);
+		cdl_config_release(cfg_tab);
+		return 0;
+	}
+	cdl_log_init("datanode", level);
+
+	/* Every thread inherits this mask; main takes the signals itself. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	size_t started = 0;
+	for (; started < NSTEPS; started++) {
+		rc = steps[started].init();
+		if (rc < 0) {
+			cdl_err("cannot start the %s: %s", steps[started].what, strerror(-rc));
+			break;
+		}
+	}
+	int status = 0;
+	if (started == NSTEPS) {
+		cdl_info("datanode '%s' serving '%s' on '%s:%d'", dn_store_id(store), cfg.data_dir,
+			 cfg.host, dn_xfer_port(xfer));
+		int sig = 0;
+		do
+			rc = sigwait(&sigs, &sig);
+		while (rc == 0 && sig == SIGHUP);
+		cdl_info("stopping on signal %d", sig);
+	} else {
+		status = 1;
+	}
+	while (started > 0) {
+		started--;
+		steps[started].fini();
+	}
+	if (status == 0)
+		cdl_info("stopped");
+	cdl_config_release(cfg_tab);
+	return status;
+}

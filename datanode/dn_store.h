@@ -1,0 +1,128 @@
+/* dn_store: the block store of one data directory.
+ *
+ * Owns the layout on disk and the in-memory map of replicas:
+ *
+ *   DIR/datanode_id            persistent datanode uuid (made at first start)
+ *   DIR/cluster_id             the namenode's cluster id, once registered
+ *   DIR/in_use.lock            flock'ed while a datanode runs on DIR
+ *   DIR/current/XX/blk_I_G     finalized replica of block I, generation G
+ *                              (XX = I % 64 in hex)
+ *   DIR/current/XX/blk_I_G.xxh sidecar: little-endian uint64 XXH3-64 per
+ *                              64 KiB chunk
+ *   DIR/tmp/blk_I_G.N          replicas being written (rbw), N unique
+ *   DIR/tmp/blk_I_G.N.sync     length made durable by the last hsync
+ *   DIR/corrupt/               replicas whose checksums failed, kept aside
+ *
+ * A replica being written is renamed into current/ when finalized. At start
+ * the store scans current/ (a replica whose sidecar does not fit its length
+ * is moved aside), recovers hsynced replicas from tmp/ up to their synced
+ * length and drops the rest of tmp/.
+ *
+ * Threads: every function is thread-safe (one mutex guards the map and the
+ * renames; file I/O happens outside it). The data-transfer connection
+ * threads read and write replicas, the namenode thread deletes and lists
+ * them, the scanner verifies them. A dn_wr and a dn_rd belong to the thread
+ * that opened them. The listener is called outside the lock from whichever
+ * thread caused the event. */
+#ifndef DN_STORE_H
+#define DN_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct dn_store dn_store;
+
+enum dn_event {
+	DN_EV_RECEIVED, /* a replica was finalized */
+	DN_EV_DELETED,	/* a replica was removed */
+	DN_EV_CORRUPT,	/* a replica failed its checksums and is no longer served */
+};
+
+typedef void (*dn_store_listener)(void *ctx, enum dn_event ev, uint64_t id, uint64_t gen,
+				  uint64_t len);
+
+/* Open (creating if needed) the store in dir and scan it. 0 or -errno
+ * (-EBUSY: another datanode holds dir). */
+int dn_store_open(const char *dir, dn_store **out);
+void dn_store_free(dn_store *s);
+/* Set before any traffic; called for every event afterwards. */
+void dn_store_set_listener(dn_store *s, dn_store_listener fn, void *ctx);
+
+const char *dn_store_id(const dn_store *s);
+const char *dn_store_dir(const dn_store *s);
+/* The cluster id remembered from the namenode; "" when none yet. Lent
+ * until the next dn_store_set_cluster. Called from the namenode thread. */
+const char *dn_store_cluster(const dn_store *s);
+int dn_store_set_cluster(dn_store *s, const char *cluster);
+
+typedef struct dn_usage {
+	uint64_t capacity;  /* bytes of the volume */
+	uint64_t used;	    /* bytes of finalized block and sidecar files */
+	uint64_t remaining; /* bytes free on the volume */
+	uint32_t blocks;    /* finalized replicas */
+} dn_usage;
+int dn_store_usage(dn_store *s, dn_usage *u);
+
+typedef struct dn_replica_info {
+	uint64_t id, gen, len;
+} dn_replica_info;
+/* Snapshot of the finalized replicas; *out is the caller's to free. */
+size_t dn_store_list(dn_store *s, dn_replica_info **out);
+/* Whether a finalized replica of id with generation gen or newer is held
+ * (and its length). */
+bool dn_store_has(dn_store *s, uint64_t id, uint64_t gen, uint64_t *len);
+
+/* ---- reading */
+
+typedef struct dn_rd {
+	int fd;
+	uint64_t id, gen;
+	uint64_t len;	/* bytes readable */
+	bool rbw;	/* being written: checksums are computed from the data */
+	uint64_t *sums; /* finalized: the sidecar, one per chunk */
+	uint64_t nsums;
+} dn_rd;
+
+/* Open replica id for reading; its generation must be gen or newer.
+ * Finalized replicas come first, then ones being written (readable up to
+ * what has been written). 0, -ENOENT, or -errno. */
+int dn_store_open_read(dn_store *s, uint64_t id, uint64_t gen, dn_rd *rd);
+/* Read chunk idx into buf (CDL_CHUNK bytes). *n is its length, *sum the
+ * checksum to send (the stored one). Returns 0, -EBADMSG if the data does
+ * not match the sidecar (buf, *n and *sum are still set), or -errno. */
+int dn_rd_chunk(dn_rd *rd, uint64_t idx, void *buf, size_t *n, uint64_t *sum);
+void dn_rd_release(dn_rd *rd);
+
+/* Stop serving a finalized replica whose checksums failed: move its files
+ * to corrupt/ and raise DN_EV_CORRUPT. -ENOENT if it is no longer held
+ * (someone else already did it). */
+int dn_store_mark_corrupt(dn_store *s, uint64_t id, uint64_t gen, const char *why);
+
+/* ---- writing */
+
+typedef struct dn_wr dn_wr;
+
+/* Start a new replica of (id, gen) in tmp/. A newer writer of the same
+ * block supersedes an older one. -ESTALE if a finalized replica with a
+ * newer generation is held. */
+int dn_store_create(dn_store *s, uint64_t id, uint64_t gen, dn_wr **out);
+/* Append n bytes. sum is XXH3 of these bytes (already verified by the
+ * caller); it saves hashing when the bytes are exactly one chunk. */
+int dn_wr_append(dn_wr *w, const void *data, size_t n, uint64_t sum);
+/* hsync: make every byte appended so far durable. */
+int dn_wr_sync(dn_wr *w);
+uint64_t dn_wr_length(const dn_wr *w);
+/* Write the sidecar, optionally fsync, rename into current/ (replacing an
+ * older generation) and raise DN_EV_RECEIVED. Frees w in every case. */
+int dn_wr_finalize(dn_wr *w, bool sync);
+/* The writer went away: keep the hsynced prefix if there is one
+ * (finalized at that length), else drop the files. Frees w. */
+void dn_wr_abandon(dn_wr *w);
+
+/* Remove a finalized replica (gen 0 = whatever generation is held) and
+ * raise DN_EV_DELETED. Also removes a corrupt copy kept aside. 0 or
+ * -ENOENT. */
+int dn_store_delete(dn_store *s, uint64_t id, uint64_t gen);
+
+#endif

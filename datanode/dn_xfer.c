@@ -1,0 +1,604 @@
+/* dn_xfer: the data-transfer server. See dn_xfer.h. */
+#include "dn_xfer.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cdl_dt.h"
+#include "cdl_log.h"
+#include "cdl_util.h"
+
+/* Packets a connection may hold between its receiver and its responder. */
+#define ACKQ 256
+/* Longest wait to connect to the next node of a pipeline. */
+#define CONNECT_MAX_MS 10000
+
+typedef struct conn {
+	struct dn_xfer *x;
+	int fd;
+	char peer[64];
+	struct conn *prev, *next;
+} conn;
+
+struct dn_xfer {
+	dn_store *s;
+	int lfd, port;
+	int max, io_timeout_ms;
+	pthread_t acceptor;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	conn *conns;	 /* being served, under mu */
+	unsigned active; /* number of conns (read without mu by heartbeats) */
+	bool stopping;
+};
+
+/* ---------------------------------------------------------------- reads */
+
+static void send_refusal(int fd, uint32_t err, const char *msg, uint32_t bad)
+{
+	Caudal__DtReply rep = CAUDAL__DT_REPLY__INIT;
+	rep.err = err;
+	rep.message = (char *)msg;
+	rep.bad_target = bad;
+	(void)cdl_dt_send_reply(fd, &rep);
+}
+
+static void serve_read(conn *c, const Caudal__DtHeader *h)
+{
+	dn_store *s = c->x->s;
+	dn_rd rd;
+	int rc = dn_store_open_read(s, h->block, h->gen, &rd);
+	if (rc < 0) {
+		cdl_debug("read of block %" PRIu64 " from '%s' refused: %s", h->block, c->peer,
+			  strerror(-rc));
+		send_refusal(c->fd, (uint32_t)-rc,
+			     rc == -ENOENT    ? "replica not found"
+			     : rc == -EBADMSG ? "replica is corrupt"
+					      : strerror(-rc),
+			     0);
+		return;
+	}
+	uint64_t end = rd.len;
+	if (h->offset >= rd.len)
+		end = h->offset;
+	else if (h->length && h->length < rd.len - h->offset)
+		end = h->offset + h->length;
+	Caudal__DtReply rep = CAUDAL__DT_REPLY__INIT;
+	rep.length = rd.len;
+	if (cdl_dt_send_reply(c->fd, &rep) < 0)
+		goto out;
+	(void)posix_fadvise(rd.fd, (off_t)h->offset, (off_t)(end - h->offset),
+			    POSIX_FADV_SEQUENTIAL);
+	uint8_t *buf = xmalloc(CDL_CHUNK);
+	for (uint64_t idx = h->offset / CDL_CHUNK; h->offset < end && idx * CDL_CHUNK < end;
+	     idx++) {
+		size_t n;
+		cdl_dt_frame f = {.seq = idx * CDL_CHUNK};
+		rc = dn_rd_chunk(&rd, idx, buf, &n, &f.sum);
+		if (rc < 0 && rc != -EBADMSG) {
+			cdl_err("cannot read replica 'blk_%" PRIu64 "_%" PRIu64 "': %s", rd.id,
+				rd.gen, strerror(-rc));
+			break;
+		}
+		f.len = (uint32_t)n;
+		f.flags = (idx + 1) * CDL_CHUNK >= end ? CDL_DT_LAST : 0;
+		if (rc == -EBADMSG) {
+			char why[64];
+			snprintf(why, sizeof(why), "checksum mismatch in chunk %" PRIu64, idx);
+			dn_store_mark_corrupt(s, rd.id, rd.gen, why);
+			/* The stored sum goes with the bad data: the reader sees the
+			 * mismatch itself and fails over. */
+			(void)cdl_dt_send_frame(c->fd, &f, buf);
+			break;
+		}
+		if (cdl_dt_send_frame(c->fd, &f, buf) < 0)
+			break; /* the client went away */
+	}
+	free(buf);
+out:
+	dn_rd_release(&rd);
+}
+
+/* ---------------------------------------------------------------- writes */
+
+typedef struct pkt {
+	uint64_t seq;
+	uint32_t err, bad;
+	bool last;
+} pkt;
+
+/* State shared by a write's receiver (connection thread) and responder. */
+typedef struct wctx {
+	int up, down;
+	uint64_t block;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pkt q[ACKQ];
+	uint64_t head, tail; /* q[head % ACKQ] .. q[tail % ACKQ] are queued */
+	bool closed;	     /* the receiver queues nothing more */
+	bool failed;	     /* the responder stopped early */
+} wctx;
+
+/* Queue a packet's outcome for the responder; false if it has stopped. */
+static bool enqueue(wctx *w, pkt p)
+{
+	pthread_mutex_lock(&w->mu);
+	while (w->tail - w->head >= ACKQ && !w->failed)
+		pthread_cond_wait(&w->cv, &w->mu);
+	bool ok = !w->failed;
+	if (ok) {
+		w->q[w->tail++ % ACKQ] = p;
+		pthread_cond_broadcast(&w->cv);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return ok;
+}
+
+static bool responder_failed(wctx *w)
+{
+	pthread_mutex_lock(&w->mu);
+	bool f = w->failed;
+	pthread_mutex_unlock(&w->mu);
+	return f;
+}
+
+/* Responder: for each packet written here, wait for the downstream ack,
+ * merge it with the local outcome and send the ack upstream. Positions in
+ * `bad` are relative to the receiver of the ack, so a downstream position
+ * moves up by one. */
+static void *responder_main(void *arg)
+{
+	wctx *w = arg;
+	bool fail = false;
+	for (;;) {
+		pthread_mutex_lock(&w->mu);
+		while (w->head == w->tail && !w->closed)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (w->head == w->tail) {
+			pthread_mutex_unlock(&w->mu);
+			break;
+		}
+		pkt p = w->q[w->head++ % ACKQ];
+		pthread_cond_broadcast(&w->cv);
+		pthread_mutex_unlock(&w->mu);
+
+		cdl_dt_ack a = {.seq = p.seq, .err = p.err, .bad = p.bad};
+		if (!p.err) {
+			cdl_dt_ack d;
+			int rc = cdl_dt_recv_ack(w->down, &d);
+			if (rc < 0) {
+				cdl_warn("block %" PRIu64 ": no ack from the next datanode: %s",
+					 w->block, strerror(-rc));
+				a.err = EIO;
+				a.bad = 2;
+			} else if (d.seq != p.seq) {
+				a.err = EPROTO;
+				a.bad = 2;
+			} else if (d.err) {
+				a.err = d.err;
+				a.bad = d.bad ? d.bad + 1 : 2;
+			}
+		}
+		if (cdl_dt_send_ack(w->up, &a) < 0 || a.err) {
+			fail = true;
+			break;
+		}
+		if (p.last)
+			break;
+	}
+	if (fail) {
+		pthread_mutex_lock(&w->mu);
+		w->failed = true;
+		pthread_cond_broadcast(&w->cv);
+		pthread_mutex_unlock(&w->mu);
+		/* wake the receiver if it waits for more packets */
+		shutdown(w->up, SHUT_RD);
+	}
+	return NULL;
+}
+
+/* Connect to the next node and hand it the rest of the pipeline. Returns
+ * the socket or -errno with *bad set (1-based in h->targets). */
+static int connect_downstream(conn *c, const Caudal__DtHeader *h, int *bad)
+{
+	const Caudal__DtTarget *t = h->targets[0];
+	*bad = 1;
+	if (!t->host || !*t->host || t->port == 0 || t->port > 65535)
+		return -EINVAL;
+	int tmo = c->x->io_timeout_ms < CONNECT_MAX_MS ? c->x->io_timeout_ms : CONNECT_MAX_MS;
+	int fd = cdl_dt_connect(t->host, (int)t->port, tmo, c->x->io_timeout_ms);
+	if (fd < 0) {
+		cdl_warn("block %" PRIu64 ": cannot connect to datanode '%s:%u': %s", h->block,
+			 t->host, t->port, strerror(-fd));
+		return fd;
+	}
+	Caudal__DtHeader nh = *h;
+	nh.targets = h->targets + 1;
+	nh.n_targets = h->n_targets - 1;
+	Caudal__DtReply *rep = NULL;
+	int rc = cdl_dt_send_header(fd, &nh);
+	if (rc == 0)
+		rc = cdl_dt_recv_reply(fd, &rep);
+	if (rc == 0 && !rep)
+		rc = -EPROTO;
+	if (rc != 0) {
+		cdl_warn("block %" PRIu64 ": datanode '%s:%u' did not answer: %s", h->block,
+			 t->host, t->port, strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	if (rep->err) {
+		rc = rep->err > 4095 ? -EIO : -(int)rep->err;
+		*bad = rep->bad_target && rep->bad_target <= nh.n_targets ? (int)rep->bad_target + 1
+									  : 1;
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+		close(fd);
+		return rc;
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	*bad = 0;
+	return fd;
+}
+
+static void serve_write(conn *c, const Caudal__DtHeader *h)
+{
+	dn_store *s = c->x->s;
+	dn_wr *wr = NULL;
+	int rc = dn_store_create(s, h->block, h->gen, &wr);
+	if (rc < 0) {
+		send_refusal(c->fd, (uint32_t)-rc,
+			     rc == -ESTALE ? "a newer generation is held" : strerror(-rc), 0);
+		return;
+	}
+	wctx w = {.up = c->fd, .down = -1, .block = h->block};
+	pthread_mutex_init(&w.mu, NULL);
+	pthread_cond_init(&w.cv, NULL);
+	pthread_t responder;
+	bool have_responder = false;
+	uint8_t *buf = NULL;
+	if (h->n_targets > 0) {
+		int bad;
+		w.down = connect_downstream(c, h, &bad);
+		if (w.down < 0) {
+			send_refusal(c->fd, (uint32_t)-w.down, "pipeline setup failed",
+				     (uint32_t)bad);
+			goto out;
+		}
+	}
+	Caudal__DtReply rep = CAUDAL__DT_REPLY__INIT;
+	if (cdl_dt_send_reply(c->fd, &rep) < 0)
+		goto out;
+	if (w.down >= 0) {
+		if (pthread_create(&responder, NULL, responder_main, &w) != 0) {
+			cdl_err("cannot start a responder thread");
+			goto out;
+		}
+		have_responder = true;
+	}
+	buf = xmalloc(CDL_CHUNK);
+	bool clean = false;   /* the last packet was handled */
+	bool up_gone = false; /* the upstream connection failed */
+	for (uint64_t expect = 0;; expect++) {
+		cdl_dt_frame f;
+		pkt p = {.seq = expect};
+		rc = cdl_dt_recv_frame(c->fd, &f);
+		if (rc == 0 && f.seq != expect)
+			rc = -EPROTO;
+		if (rc == 0)
+			rc = cdl_dt_recv_payload(c->fd, &f, buf);
+		if (rc == -EPROTO || rc == -EBADMSG) {
+			cdl_warn("block %" PRIu64 ": bad packet %" PRIu64 " from '%s': %s",
+				 h->block, expect, c->peer, strerror(-rc));
+			p.err = (uint32_t)-rc;
+			p.bad = 1;
+		} else if (rc < 0) {
+			up_gone = true;
+			if (!have_responder || !responder_failed(&w))
+				cdl_debug("block %" PRIu64 ": upstream '%s' went away: %s",
+					  h->block, c->peer, strerror(-rc));
+			break;
+		}
+		if (!p.err && w.down >= 0 && cdl_dt_send_frame(w.down, &f, buf) < 0) {
+			p.err = EIO;
+			p.bad = 2;
+		}
+		if (!p.err && (rc = dn_wr_append(wr, buf, f.len, f.sum)) < 0) {
+			p.err = (uint32_t)-rc;
+			p.bad = 1;
+		}
+		if (!p.err && (f.flags & CDL_DT_SYNC) && !(f.flags & CDL_DT_LAST) &&
+		    (rc = dn_wr_sync(wr)) < 0) {
+			p.err = (uint32_t)-rc;
+			p.bad = 1;
+		}
+		if (!p.err && (f.flags & CDL_DT_LAST)) {
+			uint64_t len = dn_wr_length(wr);
+			rc = dn_wr_finalize(wr, h->sync || (f.flags & CDL_DT_SYNC));
+			wr = NULL;
+			if (rc < 0) {
+				p.err = (uint32_t)-rc;
+				p.bad = 1;
+			} else {
+				cdl_info("received block 'blk_%" PRIu64 "_%" PRIu64 "' (%" PRIu64
+					 " bytes) from '%s'",
+					 h->block, h->gen, len, h->client ? h->client : c->peer);
+			}
+			p.last = true;
+		}
+		if (have_responder) {
+			if (!enqueue(&w, p))
+				break;
+		} else {
+			cdl_dt_ack a = {.seq = p.seq, .err = p.err, .bad = p.bad};
+			if (cdl_dt_send_ack(c->fd, &a) < 0)
+				break;
+		}
+		if (p.err)
+			break;
+		if (p.last) {
+			clean = true;
+			break;
+		}
+	}
+	if (have_responder) {
+		pthread_mutex_lock(&w.mu);
+		w.closed = true;
+		pthread_cond_broadcast(&w.cv);
+		pthread_mutex_unlock(&w.mu);
+		/* The upstream is gone: nobody wants the outstanding acks. */
+		if (!clean && up_gone)
+			shutdown(w.down, SHUT_RDWR);
+		pthread_join(responder, NULL);
+	}
+out:
+	if (wr)
+		dn_wr_abandon(wr);
+	if (w.down >= 0)
+		close(w.down);
+	free(buf);
+	pthread_mutex_destroy(&w.mu);
+	pthread_cond_destroy(&w.cv);
+}
+
+/* ---------------------------------------------------------------- server */
+
+static void *conn_main(void *arg)
+{
+	conn *c = arg;
+	dn_xfer *x = c->x;
+	Caudal__DtHeader *h = NULL;
+	if (cdl_dt_tune(c->fd, x->io_timeout_ms) < 0)
+		goto out;
+	int rc = cdl_dt_recv_header(c->fd, &h);
+	if (rc < 0) {
+		if (rc == -EPROTO)
+			cdl_warn("dropping connection from '%s': bad data-transfer header",
+				 c->peer);
+		else
+			cdl_debug("connection from '%s' closed before its header: %s", c->peer,
+				  strerror(-rc));
+		goto out;
+	}
+	switch (h->op) {
+	case CAUDAL__DT_OP__DT_READ:
+		serve_read(c, h);
+		break;
+	case CAUDAL__DT_OP__DT_WRITE:
+		serve_write(c, h);
+		break;
+	default:
+		cdl_warn("dropping connection from '%s': unknown operation %d", c->peer,
+			 (int)h->op);
+		send_refusal(c->fd, EINVAL, "unknown operation", 0);
+		break;
+	}
+out:
+	if (h)
+		protobuf_c_message_free_unpacked(&h->base, NULL);
+	pthread_mutex_lock(&x->mu);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		x->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	__atomic_sub_fetch(&x->active, 1, __ATOMIC_RELAXED);
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+	close(c->fd);
+	free(c);
+	return NULL;
+}
+
+static void peer_name(const struct sockaddr_storage *ss, char *out, size_t n)
+{
+	char a[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+		port = ntohs(s4->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+		port = ntohs(s6->sin6_port);
+	}
+	snprintf(out, n, "%s:%d", a, port);
+}
+
+static void *accept_main(void *arg)
+{
+	dn_xfer *x = arg;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	for (;;) {
+		struct sockaddr_storage ss = {0};
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(x->lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+		pthread_mutex_lock(&x->mu);
+		bool stop = x->stopping;
+		pthread_mutex_unlock(&x->mu);
+		if (stop) {
+			if (fd >= 0)
+				close(fd);
+			break;
+		}
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOMEM) {
+				cdl_warn("cannot accept a data connection: %s", strerror(errno));
+				usleep(100 * 1000);
+			}
+			continue;
+		}
+		conn *c = xcalloc(1, sizeof(*c));
+		c->x = x;
+		c->fd = fd;
+		peer_name(&ss, c->peer, sizeof(c->peer));
+		pthread_mutex_lock(&x->mu);
+		if (x->active >= (unsigned)x->max) {
+			pthread_mutex_unlock(&x->mu);
+			cdl_warn("refusing data connection from '%s': %u connections already",
+				 c->peer, x->active);
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->next = x->conns;
+		if (x->conns)
+			x->conns->prev = c;
+		x->conns = c;
+		__atomic_add_fetch(&x->active, 1, __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&x->mu);
+		pthread_t t;
+		if (pthread_create(&t, &attr, conn_main, c) != 0) {
+			cdl_warn("cannot start a thread for '%s'", c->peer);
+			pthread_mutex_lock(&x->mu);
+			if (c->next)
+				c->next->prev = NULL;
+			x->conns = c->next;
+			__atomic_sub_fetch(&x->active, 1, __ATOMIC_RELAXED);
+			pthread_mutex_unlock(&x->mu);
+			close(fd);
+			free(c);
+		}
+	}
+	pthread_attr_destroy(&attr);
+	return NULL;
+}
+
+int dn_xfer_start(dn_store *s, const dn_xfer_opts *o, dn_xfer **out)
+{
+	int port = 0;
+	int lfd = cdl_dt_listen(o->host, o->port, &port);
+	if (lfd < 0) {
+		cdl_err("cannot listen on '%s:%d': %s", o->host, o->port, strerror(-lfd));
+		return lfd;
+	}
+	dn_xfer *x = xcalloc(1, sizeof(*x));
+	x->s = s;
+	x->lfd = lfd;
+	x->port = port;
+	x->max = o->max_xceivers > 0 ? o->max_xceivers : 256;
+	x->io_timeout_ms = o->io_timeout_ms > 0 ? o->io_timeout_ms : 60000;
+	pthread_mutex_init(&x->mu, NULL);
+	pthread_cond_init(&x->cv, NULL);
+	if (pthread_create(&x->acceptor, NULL, accept_main, x) != 0) {
+		cdl_err("cannot start the data-transfer accept thread");
+		close(lfd);
+		pthread_mutex_destroy(&x->mu);
+		pthread_cond_destroy(&x->cv);
+		free(x);
+		return -EAGAIN;
+	}
+	cdl_info("data transfer listening on '%s:%d'", o->host, port);
+	*out = x;
+	return 0;
+}
+
+int dn_xfer_port(const dn_xfer *x)
+{
+	return x->port;
+}
+
+unsigned dn_xfer_active(const dn_xfer *x)
+{
+	return __atomic_load_n(&x->active, __ATOMIC_RELAXED);
+}
+
+void dn_xfer_stop(dn_xfer *x)
+{
+	if (!x)
+		return;
+	pthread_mutex_lock(&x->mu);
+	x->stopping = true;
+	pthread_mutex_unlock(&x->mu);
+	shutdown(x->lfd, SHUT_RDWR);
+	pthread_join(x->acceptor, NULL);
+	close(x->lfd);
+	pthread_mutex_lock(&x->mu);
+	for (conn *c = x->conns; c; c = c->next)
+		shutdown(c->fd, SHUT_RDWR);
+	while (x->active > 0)
+		pthread_cond_wait(&x->cv, &x->mu);
+	pthread_mutex_unlock(&x->mu);
+	pthread_mutex_destroy(&x->mu);
+	pthread_cond_destroy(&x->cv);
+	free(x);
+}
+
+/* ---------------------------------------------------------------- replication */
+
+int dn_xfer_replicate(dn_store *s, uint64_t id, uint64_t gen,
+		      const Caudal__DtTarget *const *targets, size_t ntargets, const char *self,
+		      int timeout_ms)
+{
+	dn_rd rd;
+	int rc = dn_store_open_read(s, id, gen, &rd);
+	if (rc < 0)
+		return rc;
+	if (rd.rbw) {
+		dn_rd_release(&rd);
+		return -EAGAIN;
+	}
+	cdl_block_writer *w = NULL;
+	rc = cdl_block_writer_open(targets, ntargets, id, rd.gen, self, timeout_ms, &w);
+	if (rc < 0)
+		goto out;
+	uint8_t *buf = xmalloc(CDL_CHUNK);
+	uint64_t nchunks = (rd.len + CDL_CHUNK - 1) / CDL_CHUNK;
+	for (uint64_t idx = 0; idx < nchunks; idx++) {
+		size_t n;
+		uint64_t sum;
+		rc = dn_rd_chunk(&rd, idx, buf, &n, &sum);
+		if (rc == -EBADMSG) {
+			char why[64];
+			snprintf(why, sizeof(why), "checksum mismatch in chunk %" PRIu64, idx);
+			dn_store_mark_corrupt(s, id, rd.gen, why);
+		}
+		if (rc == 0)
+			rc = cdl_block_writer_write(w, buf, n);
+		if (rc < 0)
+			break;
+	}
+	free(buf);
+	if (rc < 0) {
+		cdl_block_writer_abort(w);
+		goto out;
+	}
+	uint64_t len;
+	rc = cdl_block_writer_close(w, false, &len);
+out:
+	dn_rd_release(&rd);
+	return rc;
+}

@@ -50,11 +50,13 @@ enum cdl_nn_method {
 };
 
 typedef struct cdl_client_opts {
-	const char *namenode;   /* "host:port" */
-	int io_timeout_ms;      /* give up on an operation after this long (default 30000) */
-	int rpc_timeout_ms;     /* deadline of one RPC attempt (default 10000) */
+	const char *namenode;	 /* "host:port" */
+	int io_timeout_ms;	 /* give up on an operation after this long (default 30000) */
+	int rpc_timeout_ms;	 /* deadline of one RPC attempt (default 10000) */
 	const char *client_host; /* this host's address, for local replicas (default 127.0.0.1) */
-	const char *name;       /* lease holder name (default derived from host and pid) */
+	const char *name;	 /* lease holder name (default derived from host and pid) */
+	int lease_renew_ms;	 /* renew leases this often while writing (default 10000; keep
+				  * it well under the namenode's lease_ms) */
 } cdl_client_opts;
 
 typedef struct cdl_client cdl_client;
@@ -71,10 +73,20 @@ int cdl_client_io_timeout(const cdl_client *c);
  * looked at. Returns -errno for transport failures after retries. */
 int cdl_client_call(cdl_client *c, enum cdl_nn_method m, const ProtobufCMessage *req,
 		    ProtobufCMessage **reply);
+/* Same, but a non-zero err in the reply is returned as -err (the reply is
+ * then freed and *reply is NULL). */
+int cdl_client_call_err(cdl_client *c, enum cdl_nn_method m, const ProtobufCMessage *req,
+			ProtobufCMessage **reply);
+/* The `err` field of any reply message (0 when it has none), found through
+ * its descriptor. */
+uint32_t cdl_reply_err(const ProtobufCMessage *reply);
+/* This process's uid, gid and groups, for requests; lent, do not modify. */
+Caudal__Cred *cdl_client_cred(cdl_client *c);
 
 /* Path conveniences; return 0 or -errno (transport or reply err). cred
  * may be NULL for the process's own uid/gid. */
-int cdl_stat(cdl_client *c, const char *path, Caudal__Attr **attr); /* free with protobuf_c_message_free_unpacked */
+int cdl_stat(cdl_client *c, const char *path,
+	     Caudal__Attr **attr); /* free with protobuf_c_message_free_unpacked */
 int cdl_mkdir(cdl_client *c, const char *path, uint32_t mode, bool parents);
 int cdl_delete(cdl_client *c, const char *path, bool recursive);
 int cdl_rename(cdl_client *c, const char *src, const char *dst);
@@ -97,10 +109,22 @@ void cdl_writer_abort(cdl_writer *w);
 uint64_t cdl_writer_size(const cdl_writer *w); /* file size including buffered bytes */
 uint64_t cdl_writer_ino(const cdl_writer *w);
 
+/* Create (or overwrite) path, taking its lease; *attr is the new file's
+ * attributes for cdl_writer_open (free with protobuf_c_message_free_unpacked). */
+int cdl_create(cdl_client *c, const char *path, uint32_t mode, uint32_t replication,
+	       uint64_t block_size, bool overwrite, Caudal__Attr **attr);
+/* Open an existing file for append, taking its lease; *attr as for cdl_create. */
+int cdl_append_open(cdl_client *c, const char *path, Caudal__Attr **attr);
+/* Write everything read from fd until EOF; does not close w. */
+int cdl_writer_write_fd(cdl_writer *w, int fd);
+
 /* Create (or overwrite) path and write all of fd into it. replication and
  * block_size 0 = namenode defaults. */
 int cdl_put_fd(cdl_client *c, const char *path, int fd, uint32_t mode, uint32_t replication,
 	       uint64_t block_size, bool overwrite);
+/* Append all of fd to the existing file path (HDFS append: the new bytes
+ * start a new block). */
+int cdl_append_fd(cdl_client *c, const char *path, int fd);
 
 /* ---- reading */
 typedef struct cdl_reader cdl_reader;

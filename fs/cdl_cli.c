@@ -1,0 +1,1828 @@
+/* caudal: the command line. Namespace and file commands talk to a namenode
+ * through the client library; `up`, `down` and `status` run a local cluster
+ * (a namenode and one datanode per loopback address) whose state lives
+ * under one folder ($CAUDAL_HOME, default ./.caudal).
+ *
+ * Single-threaded apart from the client library's own threads. Errors are
+ * one line on stderr, `caudal: cannot VERB 'SUBJECT': reason`, and a
+ * non-zero exit (1 failure, 2 usage). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cdl_client.h"
+#include "cdl_log.h"
+#include "cdl_rpc.h"
+#include "cdl_util.h"
+
+extern char **environ;
+
+#define DEFAULT_NAMENODE "127.0.0.1:9000"
+
+static const char *g_namenode;	 /* --namenode, CAUDAL_NAMENODE, home file, default */
+static int g_timeout_ms = 30000; /* --timeout: bound on every operation */
+static cdl_client *g_client;
+
+/* ------------------------------------------------------------ helpers */
+
+static const char *namenode_addr(void);
+
+static int fail(const char *verb, const char *subject, int rc)
+{
+	int e = rc < 0 ? -rc : rc;
+	if (e == EHOSTUNREACH) /* what the RPC layer makes of an unreachable namenode */
+		fprintf(stderr, "caudal: cannot %s '%s': namenode '%s' unreachable (%s)\n", verb,
+			subject, namenode_addr(), strerror(e));
+	else
+		fprintf(stderr, "caudal: cannot %s '%s': %s\n", verb, subject, strerror(e));
+	return 1;
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "caudal: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, " (see 'caudal help')\n");
+	va_end(ap);
+	return 2;
+}
+
+/* Copies a line into a fixed buffer, cutting it at the newline. */
+static void copy_line(char *dst, size_t n, const char *src)
+{
+	size_t k = strcspn(src, "\n");
+	if (k >= n)
+		k = n - 1;
+	memcpy(dst, src, k);
+	dst[k] = '\0';
+}
+
+/* Validates a path before it is sent; the message says what is wrong. */
+static bool path_ok(const char *p)
+{
+	const char *why = NULL;
+	int rc = cdl_path_check(p, &why);
+	if (rc) {
+		fprintf(stderr, "caudal: invalid path '%s': %s\n", p, why ? why : strerror(-rc));
+		return false;
+	}
+	return true;
+}
+
+/* A validated copy of p without its trailing '/' (the caller frees it). */
+static char *norm_path(const char *p)
+{
+	if (!path_ok(p))
+		return NULL;
+	char *s = xstrdup(p);
+	size_t n = strlen(s);
+	if (n > 1 && s[n - 1] == '/')
+		s[n - 1] = '\0';
+	return s;
+}
+
+static char *join_path(const char *dir, const char *name)
+{
+	return xasprintf("%s%s%s", dir, strcmp(dir, "/") == 0 ? "" : "/", name);
+}
+
+static const char *base_name(const char *p)
+{
+	const char *s = strrchr(p, '/');
+	return s && s[1] ? s + 1 : p;
+}
+
+/* Parses "123", "64k", "1M", "2g" (powers of 1024). */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -EINVAL;
+	unsigned shift = 0;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*end && end[1] && strcmp(end + 1, "iB") != 0 && strcmp(end + 1, "B") != 0)
+		return -EINVAL;
+	if (shift && v > (~0ULL >> shift))
+		return -ERANGE;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || *s == '-' || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static void human(uint64_t v, char *buf, size_t n)
+{
+	const char *u = "BKMGTP";
+	double d = (double)v;
+	int i = 0;
+	while (d >= 1024 && i < 5) {
+		d /= 1024;
+		i++;
+	}
+	if (i == 0)
+		snprintf(buf, n, "%lluB", (unsigned long long)v);
+	else
+		snprintf(buf, n, "%.1f%c", d, u[i]);
+}
+
+static void fmt_time(int64_t ns, char *buf, size_t n)
+{
+	time_t t = (time_t)(ns / 1000000000);
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(buf, n, "%Y-%m-%d %H:%M", &tm);
+}
+
+static void fmt_mode(uint32_t mode, char out[11])
+{
+	uint32_t type = mode & 0170000;
+	out[0] = type == 0040000 ? 'd' : type == 0120000 ? 'l' : '-';
+	const char *rwx = "rwxrwxrwx";
+	for (int i = 0; i < 9; i++)
+		out[1 + i] = mode & (1u << (8 - i)) ? rwx[i] : '-';
+	if (mode & 04000)
+		out[3] = out[3] == 'x' ? 's' : 'S';
+	if (mode & 02000)
+		out[6] = out[6] == 'x' ? 's' : 'S';
+	if (mode & 01000)
+		out[9] = out[9] == 'x' ? 't' : 'T';
+	out[10] = '\0';
+}
+
+static const char *type_name(uint32_t mode)
+{
+	switch (mode & 0170000) {
+	case 0040000:
+		return "directory";
+	case 0120000:
+		return "symlink";
+	case 0100000:
+		return "file";
+	default:
+		return "unknown";
+	}
+}
+
+static void user_name(uint32_t uid, char *buf, size_t n)
+{
+	struct passwd *pw = getpwuid(uid);
+	if (pw)
+		snprintf(buf, n, "%s", pw->pw_name);
+	else
+		snprintf(buf, n, "%u", uid);
+}
+
+static void group_name(uint32_t gid, char *buf, size_t n)
+{
+	struct group *gr = getgrgid(gid);
+	if (gr)
+		snprintf(buf, n, "%s", gr->gr_name);
+	else
+		snprintf(buf, n, "%u", gid);
+}
+
+static void free_msg(void *m)
+{
+	if (m)
+		protobuf_c_message_free_unpacked((ProtobufCMessage *)m, NULL);
+}
+
+static bool is_dir(const Caudal__Attr *a)
+{
+	return (a->mode & 0170000) == 0040000;
+}
+
+/* ------------------------------------------------------------ options */
+
+/* Options of one command: flags and values by letter, the rest positional.
+ * `spec` is getopt-like ("r:b:f"); options may come anywhere on the line,
+ * "-" is positional (stdin/stdout), "--" ends options. */
+struct opts {
+	bool set[128];
+	const char *val[128];
+	char **pos;
+	int npos;
+};
+
+static int parse_opts(int argc, char **argv, const char *spec, struct opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->pos = xcalloc((size_t)argc + 1, sizeof(char *));
+	bool done = false;
+	for (int i = 0; i < argc; i++) {
+		char *a = argv[i];
+		if (done || a[0] != '-' || a[1] == '\0') {
+			o->pos[o->npos++] = a;
+			continue;
+		}
+		if (strcmp(a, "--") == 0) {
+			done = true;
+			continue;
+		}
+		for (char *p = a + 1; *p; p++) {
+			unsigned char ch = (unsigned char)*p;
+			const char *s = ch < 128 && ch != ':' ? strchr(spec, ch) : NULL;
+			if (!s) {
+				char opt[3] = {'-', (char)ch, 0};
+				return usage_error("unknown option '%s'", opt);
+			}
+			o->set[ch] = true;
+			if (s[1] == ':') {
+				if (p[1]) {
+					o->val[ch] = p + 1;
+				} else if (i + 1 < argc) {
+					o->val[ch] = argv[++i];
+				} else {
+					char opt[3] = {'-', (char)ch, 0};
+					return usage_error("option '%s' needs a value", opt);
+				}
+				break;
+			}
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ client */
+
+static char *home_dir(void)
+{
+	const char *h = getenv("CAUDAL_HOME");
+	return xstrdup(h && *h ? h : ".caudal");
+}
+
+/* The namenode to talk to: --namenode, $CAUDAL_NAMENODE, the address
+ * `caudal up` recorded in the state folder, or 127.0.0.1:9000. */
+static const char *namenode_addr(void)
+{
+	static char buf[256];
+	if (g_namenode)
+		return g_namenode;
+	const char *e = getenv("CAUDAL_NAMENODE");
+	if (e && *e)
+		return e;
+	char *home = home_dir();
+	char *f = xasprintf("%s/namenode.addr", home);
+	FILE *fp = fopen(f, "r");
+	free(f);
+	free(home);
+	if (fp) {
+		bool ok = fgets(buf, sizeof(buf), fp) != NULL;
+		fclose(fp);
+		buf[strcspn(buf, "\r\n")] = '\0';
+		if (ok && *buf)
+			return buf;
+	}
+	return DEFAULT_NAMENODE;
+}
+
+static cdl_client *client_make(const char *addr, int io_ms)
+{
+	cdl_client_opts o = {0};
+	o.namenode = addr;
+	o.io_timeout_ms = io_ms;
+	o.rpc_timeout_ms = io_ms < 10000 ? io_ms : 10000;
+	o.client_host = getenv("CAUDAL_CLIENT_HOST");
+	const char *renew = getenv("CAUDAL_LEASE_RENEW_MS");
+	o.lease_renew_ms = renew ? atoi(renew) : 0;
+	return cdl_client_new(&o);
+}
+
+static cdl_client *client(void)
+{
+	if (!g_client) {
+		g_client = client_make(namenode_addr(), g_timeout_ms);
+		if (!g_client) {
+			fprintf(stderr, "caudal: cannot use namenode '%s': invalid address\n",
+				namenode_addr());
+			exit(2);
+		}
+	}
+	return g_client;
+}
+
+static int do_stat(const char *path, Caudal__Attr **a)
+{
+	return cdl_stat(client(), path, a);
+}
+
+/* ------------------------------------------------------------ namespace commands */
+
+static void print_entry(const char *name, const Caudal__Attr *a, bool lng)
+{
+	if (!lng) {
+		printf("%s\n", name);
+		return;
+	}
+	char mode[11], tm[32], user[64], grp[64], rep[16];
+	fmt_mode(a->mode, mode);
+	fmt_time(a->mtime_ns, tm, sizeof(tm));
+	user_name(a->uid, user, sizeof(user));
+	group_name(a->gid, grp, sizeof(grp));
+	if ((a->mode & 0170000) == 0100000)
+		snprintf(rep, sizeof(rep), "%u", a->replication);
+	else
+		snprintf(rep, sizeof(rep), "-");
+	printf("%s %3s %-8s %-8s %12llu %s %s\n", mode, rep, user, grp, (unsigned long long)a->size,
+	       tm, name);
+}
+
+static int cmd_ls(struct opts *o)
+{
+	char *path = norm_path(o->npos ? o->pos[0] : "/");
+	if (!path)
+		return 1;
+	bool lng = o->set['l'];
+	Caudal__Attr *a;
+	int rc = do_stat(path, &a);
+	if (rc) {
+		fail("access", path, rc);
+		free(path);
+		return 1;
+	}
+	if (!is_dir(a)) {
+		print_entry(path, a, lng);
+		free_msg(a);
+		free(path);
+		return 0;
+	}
+	free_msg(a);
+	char *after = xstrdup("");
+	for (;;) {
+		Caudal__Target t = CAUDAL__TARGET__INIT;
+		Caudal__ReaddirRequest req = CAUDAL__READDIR_REQUEST__INIT;
+		t.path = path;
+		req.target = &t;
+		req.after = after;
+		req.limit = 1000;
+		req.cred = cdl_client_cred(client());
+		Caudal__ReaddirReply *rep;
+		rc = cdl_client_call_err(client(), CDL_NN_Readdir, &req.base,
+					 (ProtobufCMessage **)&rep);
+		if (rc)
+			break;
+		for (size_t i = 0; i < rep->n_entries; i++) {
+			Caudal__Dirent *d = rep->entries[i];
+			Caudal__Attr empty = CAUDAL__ATTR__INIT;
+			print_entry(d->name, d->attr ? d->attr : &empty, lng);
+		}
+		bool more = rep->more && rep->n_entries > 0;
+		if (more) {
+			free(after);
+			after = xstrdup(rep->entries[rep->n_entries - 1]->name);
+		}
+		free_msg(rep);
+		if (!more)
+			break;
+	}
+	free(after);
+	if (rc)
+		fail("list", path, rc);
+	free(path);
+	return rc ? 1 : 0;
+}
+
+static int cmd_mkdir(struct opts *o)
+{
+	int ret = 0;
+	for (int i = 0; i < o->npos; i++) {
+		char *p = norm_path(o->pos[i]);
+		if (!p) {
+			ret = 1;
+			continue;
+		}
+		int rc = cdl_mkdir(client(), p, 0755 & ~0022u, o->set['p']);
+		if (rc)
+			ret = fail("create directory", p, rc);
+		free(p);
+	}
+	return ret;
+}
+
+static int cmd_rm(struct opts *o)
+{
+	int ret = 0;
+	for (int i = 0; i < o->npos; i++) {
+		char *p = norm_path(o->pos[i]);
+		if (!p) {
+			ret = 1;
+			continue;
+		}
+		if (strcmp(p, "/") == 0) {
+			fprintf(stderr, "caudal: cannot remove '/': refusing to remove the root\n");
+			ret = 1;
+			free(p);
+			continue;
+		}
+		Caudal__Attr *a;
+		int rc = do_stat(p, &a);
+		if (rc == 0) {
+			if (is_dir(a) && !o->set['r'])
+				rc = -EISDIR;
+			free_msg(a);
+		}
+		if (rc == 0)
+			rc = cdl_delete(client(), p, o->set['r']);
+		if (rc && !(rc == -ENOENT && o->set['f']))
+			ret = fail("remove", p, rc);
+		free(p);
+	}
+	return ret;
+}
+
+static int cmd_mv(struct opts *o)
+{
+	char *src = norm_path(o->pos[0]), *dst = norm_path(o->pos[1]);
+	int ret = 1;
+	if (!src || !dst)
+		goto out;
+	/* like mv(1): into an existing directory */
+	Caudal__Attr *a;
+	if (do_stat(dst, &a) == 0) {
+		if (is_dir(a)) {
+			char *d = join_path(dst, base_name(src));
+			free(dst);
+			dst = d;
+		}
+		free_msg(a);
+	}
+	int rc = cdl_rename(client(), src, dst);
+	ret = rc ? fail("move", src, rc) : 0;
+out:
+	free(src);
+	free(dst);
+	return ret;
+}
+
+static int print_blocks(const char *path, bool table)
+{
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__GetBlocksRequest req = CAUDAL__GET_BLOCKS_REQUEST__INIT;
+	t.path = (char *)path;
+	req.target = &t;
+	req.client_host = (char *)cdl_client_host(client());
+	req.cred = cdl_client_cred(client());
+	Caudal__GetBlocksReply *rep;
+	int rc =
+	    cdl_client_call_err(client(), CDL_NN_GetBlocks, &req.base, (ProtobufCMessage **)&rep);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < rep->n_blocks; i++) {
+		Caudal__LocatedBlock *b = rep->blocks[i];
+		if (table)
+			printf("%llu %llu %llu %llu ", (unsigned long long)b->id,
+			       (unsigned long long)b->gen, (unsigned long long)b->offset,
+			       (unsigned long long)b->length);
+		else
+			printf("block %zu: id %llu gen %llu offset %llu length %llu%s replicas ", i,
+			       (unsigned long long)b->id, (unsigned long long)b->gen,
+			       (unsigned long long)b->offset, (unsigned long long)b->length,
+			       b->corrupt ? " CORRUPT" : "");
+		for (size_t j = 0; j < b->n_locs; j++)
+			printf("%s%s:%u", j ? "," : "", b->locs[j]->host, b->locs[j]->data_port);
+		printf("%s\n", b->n_locs ? "" : "-");
+	}
+	free_msg(rep);
+	return 0;
+}
+
+static int cmd_stat(struct opts *o)
+{
+	char *p = norm_path(o->pos[0]);
+	if (!p)
+		return 1;
+	Caudal__Attr *a;
+	int rc = do_stat(p, &a);
+	if (rc) {
+		fail("stat", p, rc);
+		free(p);
+		return 1;
+	}
+	char mode[11], at[32], mt[32], ct[32], user[64], grp[64];
+	fmt_mode(a->mode, mode);
+	fmt_time(a->atime_ns, at, sizeof(at));
+	fmt_time(a->mtime_ns, mt, sizeof(mt));
+	fmt_time(a->ctime_ns, ct, sizeof(ct));
+	user_name(a->uid, user, sizeof(user));
+	group_name(a->gid, grp, sizeof(grp));
+	printf("path: %s\ntype: %s\nsize: %llu\nino: %llu\nmode: %04o (%s)\n"
+	       "owner: %u (%s)\ngroup: %u (%s)\nlinks: %u\n",
+	       p, type_name(a->mode), (unsigned long long)a->size, (unsigned long long)a->ino,
+	       a->mode & 07777, mode, a->uid, user, a->gid, grp, a->nlink);
+	if ((a->mode & 0170000) == 0100000)
+		printf("replication: %u\nblock_size: %llu\nblocks: %u\nunder_construction: %s\n",
+		       a->replication, (unsigned long long)a->block_size, a->blocks,
+		       a->under_construction ? "yes" : "no");
+	printf("access: %s\nmodify: %s\nchange: %s\n", at, mt, ct);
+	bool file = (a->mode & 0170000) == 0100000;
+	free_msg(a);
+	if (file && (rc = print_blocks(p, false)) != 0)
+		fail("list blocks of", p, rc);
+	free(p);
+	return rc ? 1 : 0;
+}
+
+static int cmd_blocks(struct opts *o)
+{
+	char *p = norm_path(o->pos[0]);
+	if (!p)
+		return 1;
+	int rc = print_blocks(p, true);
+	if (rc)
+		fail("list blocks of", p, rc);
+	free(p);
+	return rc ? 1 : 0;
+}
+
+static int fsck_path(const char *p, uint32_t max_problems, Caudal__FsckReply **out)
+{
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__FsckRequest req = CAUDAL__FSCK_REQUEST__INIT;
+	t.path = (char *)p;
+	req.target = &t;
+	req.max_problems = max_problems;
+	req.cred = cdl_client_cred(client());
+	return cdl_client_call_err(client(), CDL_NN_Fsck, &req.base, (ProtobufCMessage **)out);
+}
+
+static bool fsck_healthy(const Caudal__FsckReply *r)
+{
+	return r->under_replicated == 0 && r->corrupt == 0 && r->missing == 0 &&
+	       r->distinct_hosts_violations == 0;
+}
+
+static int cmd_setrep(struct opts *o)
+{
+	unsigned long long n;
+	if (parse_uint(o->pos[0], 32, &n) || n == 0)
+		return usage_error("invalid replication '%s' (want 1..32)", o->pos[0]);
+	char *p = norm_path(o->pos[1]);
+	if (!p)
+		return 1;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__SetReplicationRequest req = CAUDAL__SET_REPLICATION_REQUEST__INIT;
+	t.path = p;
+	req.target = &t;
+	req.replication = (uint32_t)n;
+	req.cred = cdl_client_cred(client());
+	ProtobufCMessage *rep;
+	int rc = cdl_client_call_err(client(), CDL_NN_SetReplication, &req.base, &rep);
+	if (rc) {
+		fail("set replication of", p, rc);
+		free(p);
+		return 1;
+	}
+	free_msg(rep);
+	if (o->set['w']) {
+		/* wait until the namenode has added or removed the replicas */
+		int64_t end = cdl_now_ms() + g_timeout_ms;
+		for (;;) {
+			Caudal__FsckReply *f;
+			rc = fsck_path(p, 0, &f);
+			bool ok = rc == 0 && f->under_replicated == 0 && f->over_replicated == 0;
+			free_msg(rc == 0 ? f : NULL);
+			if (ok)
+				break;
+			if (cdl_now_ms() >= end) {
+				fail("wait for replication of", p, rc ? rc : -ETIMEDOUT);
+				free(p);
+				return 1;
+			}
+			usleep(200000);
+		}
+	}
+	free(p);
+	return 0;
+}
+
+static int cmd_fsck(struct opts *o)
+{
+	char *p = norm_path(o->npos ? o->pos[0] : "/");
+	if (!p)
+		return 1;
+	Caudal__FsckReply *r;
+	int rc = fsck_path(p, o->set['v'] ? 1000 : 0, &r);
+	if (rc) {
+		fail("check", p, rc);
+		free(p);
+		return 1;
+	}
+	bool ok = fsck_healthy(r);
+	printf("path: %s\n", p);
+	printf("files: %llu\ndirs: %llu\nsymlinks: %llu\nbytes: %llu\nblocks: %llu\n",
+	       (unsigned long long)r->files, (unsigned long long)r->dirs,
+	       (unsigned long long)r->symlinks, (unsigned long long)r->bytes,
+	       (unsigned long long)r->blocks);
+	printf("replicas: %llu found, %llu wanted\n", (unsigned long long)r->replicas,
+	       (unsigned long long)r->wanted);
+	printf("under-replicated: %llu\nover-replicated: %llu\ncorrupt: %llu\nmissing: %llu\n",
+	       (unsigned long long)r->under_replicated, (unsigned long long)r->over_replicated,
+	       (unsigned long long)r->corrupt, (unsigned long long)r->missing);
+	printf("distinct-host violations: %llu\nopen files: %llu\n",
+	       (unsigned long long)r->distinct_hosts_violations, (unsigned long long)r->open_files);
+	for (size_t i = 0; i < r->n_problems; i++)
+		printf("problem: %s\n", r->problems[i]);
+	printf("status: %s\n", ok ? "HEALTHY" : "UNHEALTHY");
+	free_msg(r);
+	free(p);
+	return ok ? 0 : 1;
+}
+
+static int cmd_report(struct opts *o)
+{
+	(void)o;
+	Caudal__Empty e = CAUDAL__EMPTY__INIT;
+	Caudal__ReportReply *rep;
+	Caudal__StatfsReply *st;
+	int rc = cdl_client_call_err(client(), CDL_NN_Report, &e.base, (ProtobufCMessage **)&rep);
+	if (rc)
+		return fail("get a report from", namenode_addr(), rc);
+	rc = cdl_client_call_err(client(), CDL_NN_Statfs, &e.base, (ProtobufCMessage **)&st);
+	if (rc) {
+		free_msg(rep);
+		return fail("get a report from", namenode_addr(), rc);
+	}
+	printf("%-21s %-14s %-5s %9s %9s %9s %7s %9s %s\n", "DATANODE", "RACK", "STATE", "CAPACITY",
+	       "USED", "REMAINING", "BLOCKS", "HEARTBEAT", "ID");
+	for (size_t i = 0; i < rep->n_datanodes; i++) {
+		Caudal__DatanodeInfo *d = rep->datanodes[i];
+		char addr[300], cap[16], used[16], rem[16], hb[32];
+		snprintf(addr, sizeof(addr), "%s:%u", d->host, d->data_port);
+		human(d->capacity, cap, sizeof(cap));
+		human(d->used, used, sizeof(used));
+		human(d->remaining, rem, sizeof(rem));
+		snprintf(hb, sizeof(hb), "%.1fs", (double)d->last_heartbeat_ms / 1000.0);
+		printf("%-21s %-14s %-5s %9s %9s %9s %7u %9s %s\n", addr, d->rack,
+		       d->alive ? (d->decommissioning ? "decom" : "live") : "dead", cap, used, rem,
+		       d->blocks, hb, d->id);
+	}
+	char cap[16], used[16], rem[16];
+	human(st->capacity, cap, sizeof(cap));
+	human(st->used, used, sizeof(used));
+	human(st->remaining, rem, sizeof(rem));
+	printf("live datanodes: %u\ndead datanodes: %u\n", st->live, st->dead);
+	printf("capacity: %s\nused: %s\nremaining: %s\n", cap, used, rem);
+	printf("files: %llu\nblocks: %llu\nsafe mode: %s\n", (unsigned long long)st->files,
+	       (unsigned long long)st->blocks, st->safemode ? "on" : "off");
+	free_msg(rep);
+	free_msg(st);
+	return 0;
+}
+
+static const char *event_name(Caudal__EventType t)
+{
+	static const char *const names[] = {"none",   "create", "close", "append",
+					    "rename", "unlink", "mkdir", "setattr"};
+	return (unsigned)t < sizeof(names) / sizeof(names[0]) ? names[t] : "unknown";
+}
+
+static int cmd_events(struct opts *o)
+{
+	unsigned long long from = 0;
+	if (o->npos && parse_uint(o->pos[0], ~0ULL, &from))
+		return usage_error("invalid transaction id '%s'", o->pos[0]);
+	bool follow = o->set['f'];
+	for (;;) {
+		Caudal__EventsRequest req = CAUDAL__EVENTS_REQUEST__INIT;
+		req.from_txid = from;
+		req.max = 1000;
+		/* a long poll must end before the RPC deadline */
+		int wait = g_timeout_ms > 11000 ? 9000 : g_timeout_ms / 2;
+		req.wait_ms = follow ? (uint32_t)wait : 0;
+		Caudal__EventsReply *rep;
+		int rc = cdl_client_call_err(client(), CDL_NN_GetEvents, &req.base,
+					     (ProtobufCMessage **)&rep);
+		if (rc)
+			return fail("read events from", namenode_addr(), rc);
+		for (size_t i = 0; i < rep->n_events; i++) {
+			Caudal__Event *e = rep->events[i];
+			char tm[32];
+			fmt_time(e->time_ns, tm, sizeof(tm));
+			printf("%llu %s %s %s", (unsigned long long)e->txid, tm,
+			       event_name(e->type), e->path);
+			if (e->type == CAUDAL__EVENT_TYPE__EV_RENAME)
+				printf(" -> %s", e->dst);
+			printf(" ino=%llu", (unsigned long long)e->ino);
+			if (e->type == CAUDAL__EVENT_TYPE__EV_CLOSE)
+				printf(" size=%llu", (unsigned long long)e->size);
+			printf("\n");
+			from = e->txid + 1;
+		}
+		bool more = rep->n_events > 0 && from <= rep->last_txid;
+		free_msg(rep);
+		fflush(stdout);
+		if (!follow && !more)
+			return 0;
+	}
+}
+
+/* ------------------------------------------------------------ file commands */
+
+static int cmd_put(struct opts *o)
+{
+	const char *local = o->pos[0];
+	unsigned long long rep = 0;
+	uint64_t bs = 0;
+	if (o->set['r'] && (parse_uint(o->val['r'], 32, &rep) || rep == 0))
+		return usage_error("invalid replication '%s' (want 1..32)", o->val['r']);
+	if (o->set['b'] && (parse_size(o->val['b'], &bs) || bs == 0))
+		return usage_error("invalid block size '%s'", o->val['b']);
+	char *p = norm_path(o->pos[1]);
+	if (!p)
+		return 1;
+	bool from_stdin = strcmp(local, "-") == 0;
+	int fd = from_stdin ? STDIN_FILENO : open(local, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fail("open", local, -errno);
+		free(p);
+		return 1;
+	}
+	uint32_t mode = 0644;
+	struct stat st;
+	if (!from_stdin && fstat(fd, &st) == 0) {
+		if (S_ISDIR(st.st_mode)) {
+			close(fd);
+			free(p);
+			return fail("put", local, -EISDIR);
+		}
+		mode = st.st_mode & 0777;
+	}
+	/* like `hdfs dfs -put`: into an existing directory */
+	Caudal__Attr *a;
+	if (do_stat(p, &a) == 0) {
+		if (is_dir(a) && !from_stdin) {
+			char *d = join_path(p, base_name(local));
+			free(p);
+			p = d;
+		}
+		free_msg(a);
+	}
+	Caudal__Attr *attr;
+	cdl_writer *w = NULL;
+	int rc;
+	bool created = false;
+	if (o->set['a']) {
+		rc = cdl_append_open(client(), p, &attr);
+	} else {
+		rc = cdl_create(client(), p, mode, (uint32_t)rep, bs, o->set['f'], &attr);
+		created = rc == 0;
+	}
+	if (rc == 0) {
+		rc = cdl_writer_open(client(), attr, &w);
+		free_msg(attr);
+	}
+	if (rc == 0) {
+		rc = cdl_writer_write_fd(w, fd);
+		if (rc) {
+			cdl_writer_abort(w);
+		} else {
+			rc = cdl_writer_close(w);
+		}
+		/* a failed put leaves no half-written file behind */
+		if (rc && created)
+			cdl_delete(client(), p, false);
+	}
+	if (!from_stdin)
+		close(fd);
+	if (rc)
+		fail(o->set['a'] ? "append to" : "put", p, rc);
+	free(p);
+	return rc ? 1 : 0;
+}
+
+static int cmd_append(struct opts *o)
+{
+	o->set['a'] = true;
+	return cmd_put(o);
+}
+
+static int cmd_get(struct opts *o)
+{
+	char *p = norm_path(o->pos[0]);
+	if (!p)
+		return 1;
+	const char *local = o->npos > 1 ? o->pos[1] : base_name(p);
+	if (strcmp(local, "-") == 0) {
+		int rc = cdl_get_fd(client(), p, STDOUT_FILENO);
+		if (rc)
+			fail("get", p, rc);
+		free(p);
+		return rc ? 1 : 0;
+	}
+	char *dest;
+	struct stat st;
+	if (stat(local, &st) == 0 && S_ISDIR(st.st_mode))
+		dest = xasprintf("%s/%s", local, base_name(p));
+	else
+		dest = xstrdup(local);
+	/* write beside the destination and rename, so a failed get leaves
+	 * no half file behind */
+	char *tmp = xasprintf("%s.caudal-%d.tmp", dest, (int)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int rc;
+	if (fd < 0) {
+		rc = -errno;
+		fail("create", tmp, rc);
+		goto out;
+	}
+	rc = cdl_get_fd(client(), p, fd);
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc) {
+		unlink(tmp);
+		fail("get", p, rc);
+		goto out;
+	}
+	if (rename(tmp, dest) < 0) {
+		rc = -errno;
+		unlink(tmp);
+		fail("create", dest, rc);
+	}
+out:
+	free(tmp);
+	free(dest);
+	free(p);
+	return rc ? 1 : 0;
+}
+
+static int cmd_cat(struct opts *o)
+{
+	int ret = 0;
+	for (int i = 0; i < o->npos; i++) {
+		char *p = norm_path(o->pos[i]);
+		if (!p) {
+			ret = 1;
+			continue;
+		}
+		int rc = cdl_get_fd(client(), p, STDOUT_FILENO);
+		if (rc)
+			ret = fail("read", p, rc);
+		free(p);
+	}
+	return ret;
+}
+
+/* ------------------------------------------------------------ local cluster */
+
+/* Settings of `caudal up`, each from a flag (--name=value), else an
+ * environment variable, else a default. NULL default = not passed to the
+ * daemons (they use their own default). */
+enum {
+	UP_HOME,
+	UP_NN_HOST,
+	UP_NN_PORT,
+	UP_HTTP_PORT,
+	UP_DN_PORT,
+	UP_DN_HOSTS,
+	UP_BLOCK_SIZE,
+	UP_REPLICATION,
+	UP_HEARTBEAT,
+	UP_DEAD,
+	UP_LEASE,
+	UP_SYNC,
+	UP_LOG_LEVEL,
+	UP_TIMEOUT,
+	UP_BIN_DIR,
+	UP_N
+};
+
+static const struct up_setting {
+	const char *flag;
+	const char *env;
+	const char *def;
+	const char *help;
+} up_settings[UP_N] = {
+    [UP_HOME] = {"home", "CAUDAL_HOME", ".caudal", "state folder"},
+    [UP_NN_HOST] = {"nn-host", "CAUDAL_NN_HOST", "127.0.0.1", "namenode address"},
+    [UP_NN_PORT] = {"nn-port", "CAUDAL_NN_PORT", "9000", "namenode RPC port"},
+    [UP_HTTP_PORT] = {"http-port", "CAUDAL_NN_HTTP_PORT", NULL, "namenode HTTP status port"},
+    [UP_DN_PORT] = {"dn-port", "CAUDAL_DN_PORT", "9866",
+		    "datanode data port (each on its own address)"},
+    [UP_DN_HOSTS] = {"dn-hosts", "CAUDAL_DN_HOSTS", "127.0.0.2,127.0.0.3,127.0.0.4",
+		     "datanode addresses, one datanode each"},
+    [UP_BLOCK_SIZE] = {"block-size", "CAUDAL_BLOCK_SIZE", NULL, "default block size (e.g. 1M)"},
+    [UP_REPLICATION] = {"replication", "CAUDAL_REPLICATION", NULL, "default replication"},
+    [UP_HEARTBEAT] = {"heartbeat-ms", "CAUDAL_HEARTBEAT_MS", NULL, "datanode heartbeat interval"},
+    [UP_DEAD] = {"dead-ms", "CAUDAL_DEAD_MS", NULL, "silence after which a datanode is dead"},
+    [UP_LEASE] = {"lease-ms", "CAUDAL_LEASE_MS", NULL, "namenode lease period"},
+    [UP_SYNC] = {"sync", "CAUDAL_SYNC", NULL, "namenode sync mode (always|batch)"},
+    [UP_LOG_LEVEL] = {"log-level", "CAUDAL_DAEMON_LOG_LEVEL", NULL, "daemons' log level"},
+    [UP_TIMEOUT] = {"up-timeout-ms", "CAUDAL_UP_TIMEOUT_MS", "30000",
+		    "how long up waits for the cluster"},
+    [UP_BIN_DIR] = {"bin-dir", "CAUDAL_BIN_DIR", NULL,
+		    "folder of the daemon programs (default: beside caudal)"},
+};
+
+static const char *upv[UP_N];
+
+static int up_parse(struct opts *o, int argc, char **argv)
+{
+	for (int i = 0; i < UP_N; i++) {
+		const char *e = getenv(up_settings[i].env);
+		upv[i] = e && *e ? e : up_settings[i].def;
+	}
+	memset(o, 0, sizeof(*o));
+	o->pos = xcalloc((size_t)argc + 1, sizeof(char *));
+	for (int a = 0; a < argc; a++) {
+		const char *s = argv[a];
+		if (strncmp(s, "--", 2) != 0) {
+			o->pos[o->npos++] = argv[a];
+			continue;
+		}
+		const char *eq = strchr(s, '=');
+		size_t n = eq ? (size_t)(eq - s - 2) : strlen(s + 2);
+		int k;
+		for (k = 0; k < UP_N; k++)
+			if (strlen(up_settings[k].flag) == n &&
+			    !strncmp(s + 2, up_settings[k].flag, n))
+				break;
+		if (k == UP_N)
+			return usage_error("unknown option '%s'", s);
+		if (eq)
+			upv[k] = eq + 1;
+		else if (a + 1 < argc)
+			upv[k] = argv[++a];
+		else
+			return usage_error("option '%s' needs a value", s);
+	}
+	if (upv[UP_BLOCK_SIZE]) {
+		uint64_t bs;
+		if (parse_size(upv[UP_BLOCK_SIZE], &bs) || bs == 0)
+			return usage_error("invalid block size '%s'", upv[UP_BLOCK_SIZE]);
+		upv[UP_BLOCK_SIZE] = xasprintf("%llu", (unsigned long long)bs);
+	}
+	return 0;
+}
+
+/* One daemon of the local cluster. Its pid file records the pid, the
+ * program, the state folder it was given (to tell it from another
+ * cluster's daemon after pid reuse) and its rank (stop order). */
+struct daemon {
+	char name[32];	  /* "namenode", "dn1": pid file and log names */
+	const char *prog; /* program file name */
+	int rank;	  /* started in increasing rank, stopped in decreasing */
+	char *dir;	  /* state folder, also the marker in its command line */
+	char *addr;	  /* what it serves, for messages */
+	char *argv[24];
+	int argc;
+	pid_t pid;    /* running pid, 0 = not running */
+	bool spawned; /* started by this invocation (our child) */
+};
+
+static void d_arg(struct daemon *d, const char *key, const char *val)
+{
+	if (!val || d->argc >= 22)
+		return;
+	d->argv[d->argc++] = key ? xasprintf("--%s=%s", key, val) : xstrdup(val);
+}
+
+/* What every daemon's arguments and readiness checks are built from. */
+struct upctx {
+	const char *home;
+	const char *nn; /* namenode host:port */
+	char **hosts;	/* datanode addresses */
+	int ndn;
+	struct daemon *ds; /* the whole table, for readiness checks */
+	int n;
+	int64_t end; /* start-up deadline (monotonic ms) */
+};
+
+static void nn_args(struct daemon *x, const struct upctx *u, int i)
+{
+	(void)i;
+	x->addr = xstrdup(u->nn);
+	d_arg(x, "dir", x->dir);
+	d_arg(x, "host", upv[UP_NN_HOST]);
+	d_arg(x, "port", upv[UP_NN_PORT]);
+	d_arg(x, "http_port", upv[UP_HTTP_PORT]);
+	d_arg(x, "block_size", upv[UP_BLOCK_SIZE]);
+	d_arg(x, "replication", upv[UP_REPLICATION]);
+	d_arg(x, "heartbeat_ms", upv[UP_HEARTBEAT]);
+	d_arg(x, "dead_ms", upv[UP_DEAD]);
+	d_arg(x, "lease_ms", upv[UP_LEASE]);
+	d_arg(x, "sync", upv[UP_SYNC]);
+	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
+}
+
+static void dn_args(struct daemon *x, const struct upctx *u, int i)
+{
+	x->addr = xasprintf("%s:%s", u->hosts[i], upv[UP_DN_PORT]);
+	d_arg(x, "namenode", u->nn);
+	d_arg(x, "host", u->hosts[i]);
+	d_arg(x, "port", upv[UP_DN_PORT]);
+	d_arg(x, "data_dir", x->dir);
+	d_arg(x, "heartbeat_ms", upv[UP_HEARTBEAT]);
+	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
+}
+
+static int wait_cluster(const struct upctx *u, int want);
+
+static int nn_ready(const struct upctx *u)
+{
+	return wait_cluster(u, 0);
+}
+
+static int dn_ready(const struct upctx *u)
+{
+	return wait_cluster(u, u->ndn);
+}
+
+/* The daemons `caudal up` runs, in start order. A rank starts once the
+ * ranks before it are ready; `caudal down` stops ranks in reverse. Later
+ * issues add theirs here, e.g. the jobtracker (rank 2), a tasktracker per
+ * datanode address (rank 2, per_dn) and the mount (rank 3, with a stop
+ * hook that unmounts first). */
+static const struct dkind {
+	const char *name; /* pid file and log name; per_dn kinds get 1, 2, ... appended */
+	const char *dir;  /* state folder under the home, same numbering */
+	const char *prog; /* program, found beside caudal */
+	int rank;
+	bool per_dn;   /* one per datanode address */
+	bool optional; /* skipped when its program is not built */
+	void (*args)(struct daemon *d, const struct upctx *u, int i);
+	int (*ready)(const struct upctx *u); /* after the rank started; 0 or -errno */
+	/* `caudal down`: run before SIGTERM (e.g. unmount); marker is the
+	 * daemon's state folder as recorded in its pid file */
+	void (*stop)(pid_t pid, const char *marker);
+} kinds[] = {
+    {"namenode", "nn", "caudal-namenode", 0, false, false, nn_args, nn_ready, NULL},
+    {"dn", "dn", "caudal-datanode", 1, true, false, dn_args, dn_ready, NULL},
+};
+#define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
+
+static int dn_hosts(char ***hosts)
+{
+	char *list = xstrdup(upv[UP_DN_HOSTS]);
+	int n = 0;
+	*hosts = NULL;
+	for (char *save, *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+		*hosts = xrealloc(*hosts, (size_t)(n + 1) * sizeof(char *));
+		(*hosts)[n++] = xstrdup(t);
+	}
+	free(list);
+	return n;
+}
+
+/* Builds the daemon table of this cluster from the kinds and the settings;
+ * optional kinds whose program is missing from bindir are left out. */
+static int build_daemons(struct upctx *u, const char *bindir)
+{
+	struct daemon *d = NULL;
+	int n = 0;
+	for (size_t k = 0; k < NKINDS; k++) {
+		const struct dkind *kd = &kinds[k];
+		if (kd->optional) {
+			char *p = xasprintf("%s/%s", bindir, kd->prog);
+			bool have = access(p, X_OK) == 0;
+			free(p);
+			if (!have)
+				continue;
+		}
+		int count = kd->per_dn ? u->ndn : 1;
+		for (int i = 0; i < count; i++) {
+			d = xrealloc(d, (size_t)(n + 1) * sizeof(*d));
+			struct daemon *x = &d[n++];
+			memset(x, 0, sizeof(*x));
+			if (kd->per_dn) {
+				snprintf(x->name, sizeof(x->name), "%s%d", kd->name, i + 1);
+				x->dir = xasprintf("%s/%s%d", u->home, kd->dir, i + 1);
+			} else {
+				snprintf(x->name, sizeof(x->name), "%s", kd->name);
+				x->dir = xasprintf("%s/%s", u->home, kd->dir);
+			}
+			x->prog = kd->prog;
+			x->rank = kd->rank;
+			d_arg(x, NULL, kd->prog);
+			kd->args(x, u, i);
+		}
+	}
+	u->ds = d;
+	u->n = n;
+	return n;
+}
+
+/* Is pid running program prog with marker in its command line? Checked
+ * through /proc so a recycled pid is not mistaken for our daemon; a zombie
+ * has no exe link and counts as stopped. */
+static bool proc_matches(pid_t pid, const char *prog, const char *marker)
+{
+	if (pid <= 0 || (kill(pid, 0) < 0 && errno != EPERM))
+		return false;
+	char link[64], exe[PATH_MAX];
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+	ssize_t n = readlink(link, exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return false;
+	exe[n] = '\0';
+	char *del = strstr(exe, " (deleted)");
+	if (del)
+		*del = '\0';
+	if (strcmp(base_name(exe), prog) != 0)
+		return false;
+	if (!marker || !*marker)
+		return true;
+	snprintf(link, sizeof(link), "/proc/%d/cmdline", (int)pid);
+	int fd = open(link, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	char buf[8192];
+	ssize_t k = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (k <= 0)
+		return false;
+	for (ssize_t i = 0; i < k; i++)
+		if (buf[i] == '\0')
+			buf[i] = '\n';
+	buf[k] = '\0';
+	return strstr(buf, marker) != NULL;
+}
+
+struct pidrec {
+	pid_t pid;
+	char prog[64];
+	char marker[PATH_MAX];
+	int rank;
+	char name[64];
+};
+
+static int pidfile_read(const char *file, struct pidrec *r)
+{
+	FILE *fp = fopen(file, "r");
+	if (!fp)
+		return -errno;
+	memset(r, 0, sizeof(*r));
+	int pid = 0;
+	char line[PATH_MAX + 16];
+	int rc = -EINVAL;
+	if (fgets(line, sizeof(line), fp) && sscanf(line, "%d", &pid) == 1 && pid > 0) {
+		r->pid = pid;
+		if (fgets(line, sizeof(line), fp))
+			copy_line(r->prog, sizeof(r->prog), line);
+		if (fgets(line, sizeof(line), fp))
+			copy_line(r->marker, sizeof(r->marker), line);
+		if (fgets(line, sizeof(line), fp))
+			r->rank = atoi(line);
+		rc = r->prog[0] ? 0 : -EINVAL;
+	}
+	fclose(fp);
+	return rc;
+}
+
+static char *pidfile_path(const char *home, const char *name)
+{
+	return xasprintf("%s/pids/%s.pid", home, name);
+}
+
+/* The pid of d if its pid file names a live process of ours, else 0. */
+static pid_t daemon_running(const char *home, const struct daemon *d)
+{
+	char *f = pidfile_path(home, d->name);
+	struct pidrec r;
+	int rc = pidfile_read(f, &r);
+	free(f);
+	if (rc)
+		return 0;
+	return proc_matches(r.pid, d->prog, d->dir) ? r.pid : 0;
+}
+
+static int pidfile_write(const char *home, const struct daemon *d)
+{
+	char *f = pidfile_path(home, d->name);
+	char *tmp = xasprintf("%s.tmp", f);
+	FILE *fp = fopen(tmp, "w");
+	int rc = 0;
+	if (!fp || fprintf(fp, "%d\n%s\n%s\n%d\n", (int)d->pid, d->prog, d->dir, d->rank) < 0)
+		rc = -errno;
+	if (fp && fclose(fp) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, f) < 0)
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	free(tmp);
+	free(f);
+	return rc;
+}
+
+/* The folder holding this program, where the daemons are installed too. */
+static char *bin_dir(void)
+{
+	if (upv[UP_BIN_DIR])
+		return xstrdup(upv[UP_BIN_DIR]);
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return xstrdup(".");
+	exe[n] = '\0';
+	return xstrdup(dirname(exe));
+}
+
+/* Starts d in its own session with stdin from /dev/null and its output
+ * appended to logs/NAME.log. */
+static int daemon_spawn(const char *home, const char *bindir, struct daemon *d)
+{
+	char *path = xasprintf("%s/%s", bindir, d->prog);
+	char *log = xasprintf("%s/logs/%s.log", home, d->name);
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	posix_spawnattr_init(&at);
+	sigset_t none, def;
+	sigemptyset(&none);
+	sigemptyset(&def);
+	sigaddset(&def, SIGTERM);
+	sigaddset(&def, SIGINT);
+	sigaddset(&def, SIGHUP);
+	sigaddset(&def, SIGQUIT);
+	sigaddset(&def, SIGPIPE);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &def);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+					  POSIX_SPAWN_SETSIGDEF);
+	d->argv[d->argc] = NULL;
+	pid_t pid;
+	int rc = posix_spawn(&pid, path, &fa, &at, d->argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	if (rc) {
+		fail("start", path, -rc);
+		free(path);
+		free(log);
+		return -rc;
+	}
+	d->pid = pid;
+	d->spawned = true;
+	free(path);
+	free(log);
+	rc = pidfile_write(home, d);
+	if (rc)
+		fail("write the pid file of", d->name, rc);
+	return rc;
+}
+
+/* Prints the last lines of a daemon's log after it failed to start. */
+static void log_tail(const char *home, const struct daemon *d)
+{
+	char *log = xasprintf("%s/logs/%s.log", home, d->name);
+	FILE *fp = fopen(log, "r");
+	if (fp) {
+		char lines[5][512];
+		int n = 0;
+		char buf[512];
+		while (fgets(buf, sizeof(buf), fp))
+			snprintf(lines[n++ % 5], sizeof(lines[0]), "%s", buf);
+		fclose(fp);
+		int first = n > 5 ? n - 5 : 0;
+		if (n)
+			fprintf(stderr, "caudal: last lines of '%s':\n", log);
+		for (int i = first; i < n; i++)
+			fprintf(stderr, "  %s", lines[i % 5]);
+	}
+	free(log);
+}
+
+/* Did a daemon this invocation started exit already? */
+static bool spawned_died(const char *home, struct daemon *d)
+{
+	if (!d->spawned)
+		return false;
+	int st;
+	pid_t r = waitpid(d->pid, &st, WNOHANG);
+	if (r != d->pid)
+		return false;
+	if (WIFEXITED(st))
+		fprintf(stderr, "caudal: cannot start %s '%s': it exited with status %d\n", d->name,
+			d->addr, WEXITSTATUS(st));
+	else
+		fprintf(stderr, "caudal: cannot start %s '%s': killed by signal %d\n", d->name,
+			d->addr, WTERMSIG(st));
+	log_tail(home, d);
+	d->spawned = false;
+	d->pid = 0;
+	return true;
+}
+
+/* Waits until the namenode answers and `want` datanodes are live, or a
+ * daemon this invocation started exits. */
+static int wait_cluster(const struct upctx *u, int want)
+{
+	bool nn_up = false;
+	int live = 0;
+	while (cdl_now_ms() < u->end) {
+		for (int i = 0; i < u->n; i++)
+			if (spawned_died(u->home, &u->ds[i]))
+				return -ECHILD;
+		/* a fresh channel per round: no reconnect backoff to wait out */
+		cdl_client *c = client_make(u->nn, 1000);
+		if (!c)
+			return -EINVAL;
+		Caudal__Empty e = CAUDAL__EMPTY__INIT;
+		Caudal__ReportReply *rep;
+		int rc = cdl_client_call(c, CDL_NN_Report, &e.base, (ProtobufCMessage **)&rep);
+		cdl_client_free(c);
+		if (rc == 0) {
+			nn_up = true;
+			live = 0;
+			for (size_t i = 0; rep->err == 0 && i < rep->n_datanodes; i++)
+				live += rep->datanodes[i]->alive;
+			free_msg(rep);
+			if (live >= want)
+				return 0;
+		}
+		usleep(100000);
+	}
+	if (!nn_up)
+		fprintf(stderr, "caudal: cannot reach namenode '%s': no answer within %s ms\n",
+			u->nn, upv[UP_TIMEOUT]);
+	else
+		fprintf(stderr,
+			"caudal: cannot start the cluster: %d of %d datanodes live after %s ms "
+			"(logs in '%s/logs')\n",
+			live, want, upv[UP_TIMEOUT], u->home);
+	return -ETIMEDOUT;
+}
+
+static void daemons_free(struct daemon *d, int n)
+{
+	for (int i = 0; i < n; i++) {
+		for (int j = 0; j < d[i].argc; j++)
+			free(d[i].argv[j]);
+		free(d[i].dir);
+		free(d[i].addr);
+	}
+	free(d);
+}
+
+/* The state folder as an absolute path, created if missing. */
+static char *home_abs(bool create)
+{
+	const char *h = upv[UP_HOME];
+	if (create) {
+		int rc = cdl_mkdirs(h);
+		if (rc) {
+			fail("create", h, rc);
+			return NULL;
+		}
+	}
+	char buf[PATH_MAX];
+	if (!realpath(h, buf)) {
+		if (create)
+			fail("resolve", h, -errno);
+		return NULL;
+	}
+	return xstrdup(buf);
+}
+
+static int cmd_up(int argc, char **argv)
+{
+	struct opts o;
+	int rc = up_parse(&o, argc, argv);
+	free(o.pos);
+	if (rc)
+		return rc;
+	unsigned long long tmo;
+	if (parse_uint(upv[UP_TIMEOUT], 3600000, &tmo))
+		return usage_error("invalid start-up timeout '%s'", upv[UP_TIMEOUT]);
+	char *home = home_abs(true);
+	if (!home)
+		return 1;
+	char *bindir = bin_dir();
+	struct upctx u = {.home = home};
+	char *nn = xasprintf("%s:%s", upv[UP_NN_HOST], upv[UP_NN_PORT]);
+	u.nn = nn;
+	u.ndn = dn_hosts(&u.hosts);
+	build_daemons(&u, bindir);
+	int ret = 1;
+	const char *dirs[] = {"logs", "pids"};
+	for (size_t i = 0; i < 2; i++) {
+		char *p = xasprintf("%s/%s", home, dirs[i]);
+		rc = cdl_mkdirs(p);
+		if (rc)
+			fail("create", p, rc);
+		free(p);
+		if (rc)
+			goto out;
+	}
+	for (int i = 0; i < u.n; i++) {
+		char *p = xasprintf("%s/%s", bindir, u.ds[i].prog);
+		bool ok = access(p, X_OK) == 0;
+		if (!ok)
+			fprintf(stderr, "caudal: cannot find '%s' (set CAUDAL_BIN_DIR)\n", p);
+		free(p);
+		if (!ok)
+			goto out;
+		if ((rc = cdl_mkdirs(u.ds[i].dir)) != 0) {
+			fail("create", u.ds[i].dir, rc);
+			goto out;
+		}
+	}
+	{
+		char *f = xasprintf("%s/namenode.addr", home);
+		FILE *fp = fopen(f, "w");
+		if (fp) {
+			fprintf(fp, "%s\n", nn);
+			fclose(fp);
+		}
+		free(f);
+	}
+	u.end = cdl_now_ms() + (int64_t)tmo;
+	/* rank by rank, each ready before the next starts */
+	for (int rank = 0; rank <= kinds[NKINDS - 1].rank; rank++) {
+		for (int i = 0; i < u.n; i++) {
+			struct daemon *d = &u.ds[i];
+			if (d->rank != rank)
+				continue;
+			d->pid = daemon_running(home, d);
+			if (d->pid) {
+				printf("%s %s already running (pid %d)\n", d->name, d->addr,
+				       (int)d->pid);
+				continue;
+			}
+			if (daemon_spawn(home, bindir, d))
+				goto out;
+			printf("%s %s started (pid %d)\n", d->name, d->addr, (int)d->pid);
+			fflush(stdout);
+		}
+		for (size_t k = 0; k < NKINDS; k++)
+			if (kinds[k].rank == rank && kinds[k].ready && kinds[k].ready(&u))
+				goto out;
+	}
+	printf("cluster up: namenode %s, %d datanodes live, state in '%s'\n", nn, u.ndn, home);
+	ret = 0;
+out:
+	fflush(stdout);
+	free(nn);
+	free(bindir);
+	daemons_free(u.ds, u.n);
+	for (int i = 0; i < u.ndn; i++)
+		free(u.hosts[i]);
+	free(u.hosts);
+	free(home);
+	return ret;
+}
+
+/* Every daemon with a pid file in the state folder, whatever settings it
+ * was started with. */
+static int read_pidfiles(const char *home, struct pidrec **out)
+{
+	char *dir = xasprintf("%s/pids", home);
+	DIR *dp = opendir(dir);
+	int n = 0;
+	*out = NULL;
+	if (dp) {
+		struct dirent *e;
+		while ((e = readdir(dp))) {
+			size_t len = strlen(e->d_name);
+			if (len < 5 || strcmp(e->d_name + len - 4, ".pid") != 0)
+				continue;
+			char *f = xasprintf("%s/%s", dir, e->d_name);
+			struct pidrec r;
+			if (pidfile_read(f, &r) == 0) {
+				snprintf(r.name, sizeof(r.name), "%.*s", (int)(len - 4), e->d_name);
+				*out = xrealloc(*out, (size_t)(n + 1) * sizeof(r));
+				(*out)[n++] = r;
+			}
+			free(f);
+		}
+		closedir(dp);
+	}
+	free(dir);
+	return n;
+}
+
+static int cmp_rank_desc(const void *a, const void *b)
+{
+	const struct pidrec *x = a, *y = b;
+	if (x->rank != y->rank)
+		return y->rank - x->rank;
+	return strcmp(x->name, y->name);
+}
+
+static int cmp_rank_asc(const void *a, const void *b)
+{
+	const struct pidrec *x = a, *y = b;
+	if (x->rank != y->rank)
+		return x->rank - y->rank;
+	return strcmp(x->name, y->name);
+}
+
+static int cmd_down(int argc, char **argv)
+{
+	struct opts o;
+	int rc = up_parse(&o, argc, argv);
+	free(o.pos);
+	if (rc)
+		return rc;
+	char *home = home_abs(false);
+	if (!home) {
+		printf("nothing to stop: no state folder '%s'\n", upv[UP_HOME]);
+		return 0;
+	}
+	struct pidrec *rs;
+	int n = read_pidfiles(home, &rs);
+	qsort(rs, (size_t)n, sizeof(*rs), cmp_rank_desc);
+	const char *e = getenv("CAUDAL_DOWN_TIMEOUT_MS");
+	int64_t grace = e && atoi(e) > 0 ? atoi(e) : 10000;
+	int stopped = 0, ret = 0;
+	/* stop rank by rank, highest first (clients before servers) */
+	for (int i = 0; i < n;) {
+		int j = i;
+		while (j < n && rs[j].rank == rs[i].rank)
+			j++;
+		bool live[64] = {false};
+		for (int k = i; k < j && k - i < 64; k++) {
+			live[k - i] = proc_matches(rs[k].pid, rs[k].prog, rs[k].marker);
+			if (!live[k - i])
+				continue;
+			for (size_t kk = 0; kk < NKINDS; kk++)
+				if (kinds[kk].stop && !strcmp(kinds[kk].prog, rs[k].prog))
+					kinds[kk].stop(rs[k].pid, rs[k].marker);
+			kill(rs[k].pid, SIGTERM);
+		}
+		for (int sig = SIGTERM; sig; sig = sig == SIGTERM ? SIGKILL : 0) {
+			int64_t end = cdl_now_ms() + (sig == SIGTERM ? grace : 3000);
+			for (;;) {
+				bool any = false;
+				for (int k = i; k < j && k - i < 64; k++)
+					if (live[k - i] &&
+					    proc_matches(rs[k].pid, rs[k].prog, rs[k].marker))
+						any = true;
+				if (!any || cdl_now_ms() >= end)
+					break;
+				usleep(50000);
+			}
+			if (sig == SIGKILL)
+				break;
+			for (int k = i; k < j && k - i < 64; k++)
+				if (live[k - i] &&
+				    proc_matches(rs[k].pid, rs[k].prog, rs[k].marker)) {
+					fprintf(stderr,
+						"caudal: %s (pid %d) ignored SIGTERM; killing it\n",
+						rs[k].name, (int)rs[k].pid);
+					kill(rs[k].pid, SIGKILL);
+				}
+		}
+		for (int k = i; k < j && k - i < 64; k++) {
+			if (live[k - i] && proc_matches(rs[k].pid, rs[k].prog, rs[k].marker)) {
+				fprintf(stderr, "caudal: cannot stop %s (pid %d)\n", rs[k].name,
+					(int)rs[k].pid);
+				ret = 1;
+				continue;
+			}
+			if (live[k - i]) {
+				printf("%s stopped (pid %d)\n", rs[k].name, (int)rs[k].pid);
+				stopped++;
+			}
+			char *f = pidfile_path(home, rs[k].name);
+			unlink(f);
+			free(f);
+		}
+		i = j;
+	}
+	if (stopped == 0 && ret == 0)
+		printf("nothing running in '%s'\n", home);
+	free(rs);
+	free(home);
+	return ret;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+	struct opts o;
+	int rc = up_parse(&o, argc, argv);
+	free(o.pos);
+	if (rc)
+		return rc;
+	char *home = home_abs(false);
+	if (!home) {
+		printf("no local cluster in '%s'\n", upv[UP_HOME]);
+		return 1;
+	}
+	struct pidrec *rs;
+	int n = read_pidfiles(home, &rs);
+	qsort(rs, (size_t)n, sizeof(*rs), cmp_rank_asc);
+	int running = 0;
+	for (int i = 0; i < n; i++) {
+		bool up = proc_matches(rs[i].pid, rs[i].prog, rs[i].marker);
+		running += up;
+		if (up)
+			printf("%-10s running  pid %d\n", rs[i].name, (int)rs[i].pid);
+		else
+			printf("%-10s stopped\n", rs[i].name);
+	}
+	free(rs);
+	free(home);
+	if (n == 0) {
+		printf("no daemons started from '%s'\n", upv[UP_HOME]);
+		return 1;
+	}
+	g_timeout_ms = g_timeout_ms > 3000 ? 3000 : g_timeout_ms;
+	Caudal__Empty e = CAUDAL__EMPTY__INIT;
+	Caudal__StatfsReply *st;
+	rc = cdl_client_call_err(client(), CDL_NN_Statfs, &e.base, (ProtobufCMessage **)&st);
+	if (rc) {
+		printf("namenode %s: not answering (%s)\n", namenode_addr(), strerror(-rc));
+		return 1;
+	}
+	char used[16], cap[16];
+	human(st->used, used, sizeof(used));
+	human(st->capacity, cap, sizeof(cap));
+	printf("namenode %s: %u live / %u dead datanodes, %llu files, %llu blocks, %s of %s used, "
+	       "safe mode %s\n",
+	       namenode_addr(), st->live, st->dead, (unsigned long long)st->files,
+	       (unsigned long long)st->blocks, used, cap, st->safemode ? "on" : "off");
+	free_msg(st);
+	return running == n ? 0 : 1;
+}
+
+/* ------------------------------------------------------------ table */
+
+struct command {
+	const char *name;
+	int (*fn)(struct opts *o);
+	int (*raw)(int argc, char **argv); /* parses its own arguments */
+	const char *spec;
+	int minpos, maxpos;
+	const char *usage;
+};
+
+static const struct command commands[] = {
+    {"up", NULL, cmd_up, "", 0, 0, "up [--nn-port=P ...]   start the local cluster"},
+    {"down", NULL, cmd_down, "", 0, 0, "down                   stop the local cluster"},
+    {"status", NULL, cmd_status, "", 0, 0,
+     "status                 local daemons and a short report"},
+    {"ls", cmd_ls, NULL, "l", 0, 1, "ls [-l] [PATH]         list a directory"},
+    {"mkdir", cmd_mkdir, NULL, "p", 1, 1000, "mkdir [-p] PATH...     make directories"},
+    {"put", cmd_put, NULL, "r:b:f", 2, 2,
+     "put LOCAL|- PATH [-r N] [-b SIZE] [-f]   copy a local file (or stdin) in"},
+    {"append", cmd_append, NULL, "", 2, 2, "append LOCAL|- PATH    append a local file (or stdin)"},
+    {"get", cmd_get, NULL, "", 1, 2, "get PATH [LOCAL|-]     copy a file out"},
+    {"cat", cmd_cat, NULL, "", 1, 1000, "cat PATH...            print files"},
+    {"rm", cmd_rm, NULL, "rf", 1, 1000, "rm [-r] PATH...        remove files (and trees with -r)"},
+    {"mv", cmd_mv, NULL, "", 2, 2, "mv SRC DST             rename"},
+    {"stat", cmd_stat, NULL, "", 1, 1, "stat PATH              attributes and blocks"},
+    {"blocks", cmd_blocks, NULL, "", 1, 1,
+     "blocks PATH            one line per block: id gen offset length host:port,..."},
+    {"setrep", cmd_setrep, NULL, "w", 2, 2,
+     "setrep [-w] N PATH     set a file's replication (-w: wait for it)"},
+    {"report", cmd_report, NULL, "", 0, 0, "report                 datanodes and totals"},
+    {"fsck", cmd_fsck, NULL, "v", 0, 1,
+     "fsck [-v] [PATH]       check blocks and replicas; exit 1 when unhealthy"},
+    {"events", cmd_events, NULL, "f", 0, 1,
+     "events [-f] [FROM]     namespace events from a transaction id (-f: follow)"},
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: caudal [--namenode HOST:PORT] [--timeout MS] COMMAND [ARGS]\n\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(out, "  %s\n", commands[i].usage);
+	fprintf(out,
+		"\nThe namenode is --namenode, else $CAUDAL_NAMENODE, else the one 'caudal up'\n"
+		"recorded in $CAUDAL_HOME (default ./.caudal), else %s.\n"
+		"'caudal up' settings (flag, environment, default):\n",
+		DEFAULT_NAMENODE);
+	for (int i = 0; i < UP_N; i++)
+		fprintf(out, "  --%-14s %-24s %-14s %s\n", up_settings[i].flag, up_settings[i].env,
+			up_settings[i].def ? up_settings[i].def : "-", up_settings[i].help);
+}
+
+/* Takes --namenode and --timeout out of argv, wherever they are. */
+static int global_opts(int *argc, char **argv)
+{
+	int n = 0;
+	for (int i = 0; i < *argc; i++) {
+		const char *a = argv[i], *val = NULL;
+		int which = 0;
+		if (strcmp(a, "--") == 0) {
+			while (i < *argc)
+				argv[n++] = argv[i++];
+			break;
+		}
+		if (!strncmp(a, "--namenode", 10) && (a[10] == '=' || a[10] == '\0'))
+			which = 1;
+		else if (!strncmp(a, "--timeout", 9) && (a[9] == '=' || a[9] == '\0'))
+			which = 2;
+		if (!which) {
+			argv[n++] = argv[i];
+			continue;
+		}
+		const char *eq = strchr(a, '=');
+		if (eq)
+			val = eq + 1;
+		else if (i + 1 < *argc)
+			val = argv[++i];
+		else
+			return usage_error("option '%s' needs a value", a);
+		if (which == 1) {
+			g_namenode = val;
+		} else {
+			unsigned long long t;
+			if (parse_uint(val, 24 * 3600 * 1000ULL, &t) || t < 100)
+				return usage_error("invalid timeout '%s' (ms, at least 100)", val);
+			g_timeout_ms = (int)t;
+		}
+	}
+	*argc = n;
+	argv[n] = NULL;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	/* quiet library unless asked: the CLI prints its own one-line errors */
+	const char *lv = getenv("CAUDAL_LOG_LEVEL");
+	cdl_log_init("caudal", CDL_LOG_ERROR);
+	cdl_log_level_cur = lv && cdl_log_level_parse(lv) >= 0 ? cdl_log_level_parse(lv) : -1;
+	signal(SIGPIPE, SIG_DFL);
+
+	argc--;
+	argv++;
+	int rc = global_opts(&argc, argv);
+	if (rc)
+		return rc;
+	if (argc == 0) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[0], "help") || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	const struct command *cmd = NULL;
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(commands[i].name, argv[0]))
+			cmd = &commands[i];
+	if (!cmd)
+		return usage_error("unknown command '%s'", argv[0]);
+
+	cdl_rpc_global_init();
+	if (cmd->raw) {
+		rc = cmd->raw(argc - 1, argv + 1);
+	} else {
+		struct opts o;
+		rc = parse_opts(argc - 1, argv + 1, cmd->spec, &o);
+		if (rc == 0 && (o.npos < cmd->minpos || o.npos > cmd->maxpos)) {
+			fprintf(stderr, "usage: caudal %s\n", cmd->usage);
+			rc = 2;
+		}
+		if (rc == 0)
+			rc = cmd->fn(&o);
+		free(o.pos);
+	}
+	fflush(stdout);
+	if (g_client)
+		cdl_client_free(g_client);
+	cdl_rpc_global_shutdown();
+	if (ferror(stdout))
+		return 1;
+	return rc;
+}

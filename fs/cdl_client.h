@@ -46,6 +46,7 @@ enum cdl_nn_method {
 	CDL_NN_Fsck,
 	CDL_NN_ReportBad,
 	CDL_NN_GetEvents,
+	CDL_NN_UpdatePipeline,
 	CDL_NN_NMETHODS
 };
 

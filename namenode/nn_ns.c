@@ -1858,6 +1858,60 @@ out:
 	inode_free(n);
 }
 
+/* Pipeline recovery: the writer lost a node mid-block and carries on with
+ * the survivors. The block gets a new generation stamp so that a replica
+ * left on the lost node is recognisably stale, and its locations become
+ * the survivors. */
+H(UpdatePipeline)
+{
+	nn_ns *ns = ctx;
+	const Caudal__UpdatePipelineRequest *req = (const void *)req_;
+	Caudal__UpdatePipelineReply *rep = (void *)rep_;
+	nn_inode *n = NULL;
+	int rc;
+	(void)a;
+	pthread_mutex_lock(&ns->lock);
+	if (mutation_blocked(ns, &rep->err))
+		goto out;
+	if ((rc = inode_load(ns, req->ino, &n)) < 0)
+		goto done;
+	if ((rc = lease_check(ns, n, req->client)) < 0)
+		goto done;
+	nn_blk *k = nn_blk_get(ns->bl, req->block);
+	if (!n->nblocks || n->blocks[n->nblocks - 1].id != req->block || !k || !k->uc ||
+	    req->n_nodes == 0 || req->n_nodes > MAX_REPLICATION) {
+		rc = -EINVAL;
+		goto done;
+	}
+	nn_dn *keep[MAX_REPLICATION];
+	for (size_t i = 0; i < req->n_nodes; i++)
+		if (!(keep[i] = nn_dn_find(ns->bl, req->nodes[i]))) {
+			rc = -EINVAL;
+			goto done;
+		}
+	uint64_t gen = n->blocks[n->nblocks - 1].gen + 1;
+	n->blocks[n->nblocks - 1].gen = gen;
+	nn_tx t;
+	tx_begin(&t);
+	tx_put_inode(&t, n);
+	if ((rc = tx_commit(ns, &t)) < 0)
+		goto done;
+	k->gen = gen;
+	while (k->nloc)
+		nn_blk_del_loc(ns->bl, k, k->locs[0]);
+	for (size_t i = 0; i < req->n_nodes; i++)
+		nn_blk_add_loc(ns->bl, k, keep[i]->idx);
+	rep->gen = gen;
+	cdl_info("block %llu of inode %llu: pipeline now %zu node(s), generation %llu",
+		 (unsigned long long)k->id, (unsigned long long)n->ino, req->n_nodes,
+		 (unsigned long long)gen);
+done:
+	rep->err = err_of(rc);
+out:
+	pthread_mutex_unlock(&ns->lock);
+	inode_free(n);
+}
+
 H(RenewLease)
 {
 	nn_ns *ns = ctx;
@@ -2188,6 +2242,7 @@ static const cdl_rpc_method client_methods[] = {
 	{"Fsck", h_Fsck},
 	{"ReportBad", h_ReportBad},
 	{"GetEvents", h_GetEvents},
+	{"UpdatePipeline", h_UpdatePipeline},
 	{NULL, NULL},
 };
 

@@ -364,6 +364,7 @@ static const cdl_rpc_method nn_table[] = {
     {"Fsck", h_nosys},
     {"ReportBad", h_reportbad},
     {"GetEvents", h_nosys},
+    {"UpdatePipeline", h_nosys},
     {NULL, NULL},
 };
 

@@ -1,0 +1,183 @@
+#!/bin/bash
+# `make bench`: Caudal's figures, measured beside a reference in the same
+# run, each measurement taken BENCH_RUNS times (default 2) because the
+# machine is shared and noisy. Nothing here asserts a speed.
+#
+# Sections (BENCH_SECTIONS, default "core nn fs jobs"):
+#   core  put and get of a 1 GiB file (replication 3, 64 MiB blocks) against
+#         cp of the same file on the local disk
+#   nn    namenode operations per second through the client library
+#         (create+complete, getattr, getBlockLocations), sync=always and batch
+#   fs    ../shared/peers/fsbench.sh on the Caudal mount, on MooseFS and on
+#         the local disk, interleaved; Caudal/MooseFS ratios
+#   jobs  wordcount over a generated 1 GiB text file against
+#         `tr | sort | uniq -c` and an awk hash count on the local disk
+#
+# Results go to stdout and to $B/bench/results-DATE.txt.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+B=${B:-build}
+case $B in /*) ;; *) B=$ROOT/$B ;; esac
+BIN=$B/bin
+CAUDAL=$BIN/caudal
+RUNS=${BENCH_RUNS:-2}
+SECTIONS=${BENCH_SECTIONS:-core nn fs jobs}
+SIZE_MB=${BENCH_SIZE_MB:-1024}
+PEERS=$ROOT/../shared/peers
+W=$(mktemp -d "${BENCH_TMP:-/var/tmp}/caudal-bench.XXXXXX")
+OUT=$B/bench/results-$(date +%Y%m%d-%H%M%S).txt
+mkdir -p "$B/bench"
+MOUNTS=()
+HOMES=()
+MFS_STARTED=0
+
+cleanup() {
+	local m h
+	for m in "${MOUNTS[@]}"; do fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
+	for h in "${HOMES[@]}"; do CAUDAL_HOME=$h "$CAUDAL" down >/dev/null 2>&1; done
+	[ $MFS_STARTED = 1 ] && MFS_WIPE=1 bash "$PEERS/moosefs-down.sh" >/dev/null 2>&1
+	rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT HUP
+
+log() { printf '%s\n' "$*" | tee -a "$OUT"; }
+now() { date +%s.%N; }
+rate() { awk -v b="$1" -v a="$2" -v z="$3" 'BEGIN{printf "%.1f", b/1e6/(z-a)}'; }
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_cluster HOME [extra caudal up flags]: a cluster of our own on free ports
+start_cluster() {
+	local home=$1
+	shift
+	HOMES+=("$home")
+	local nn dn http
+	nn=$(free_port)
+	dn=$(free_port)
+	http=$(free_port)
+	CAUDAL_HOME=$home "$CAUDAL" up --nn-port="$nn" --dn-port="$dn" --http-port="$http" "$@" \
+		>"$home.up.log" 2>&1 || {
+		cat "$home.up.log"
+		return 1
+	}
+	echo "127.0.0.1:$nn"
+}
+
+log "# caudal bench $(date -Is) host=$(hostname) nproc=$(nproc) load=$(cut -d' ' -f1-3 /proc/loadavg)"
+
+if [[ " $SECTIONS " == *" core "* ]]; then
+	log ""
+	log "## core: 1 GiB, replication 3, 64 MiB blocks (MB/s; local cp is the reference)"
+	head -c $((SIZE_MB << 20)) /dev/urandom >"$W/src"
+	NN=$(start_cluster "$W/core") || exit 1
+	export CAUDAL_NAMENODE=$NN
+	for run in $(seq 1 "$RUNS"); do
+		drop_caches
+		t0=$(now)
+		cp "$W/src" "$W/copy" && sync "$W/copy"
+		t1=$(now)
+		cp_rate=$(rate $((SIZE_MB << 20)) "$t0" "$t1")
+		rm -f "$W/copy"
+		drop_caches
+		t0=$(now)
+		"$CAUDAL" put -f "$W/src" /big
+		t1=$(now)
+		put_rate=$(rate $((SIZE_MB << 20)) "$t0" "$t1")
+		drop_caches
+		t0=$(now)
+		"$CAUDAL" get /big "$W/back"
+		t1=$(now)
+		get_rate=$(rate $((SIZE_MB << 20)) "$t0" "$t1")
+		same=identical
+		cmp -s "$W/src" "$W/back" || same=DIFFERENT
+		rm -f "$W/back"
+		log "run $run: put $put_rate MB/s, get $get_rate MB/s (cold), local cp+sync $cp_rate MB/s; put/cp $(awk -v a="$put_rate" -v b="$cp_rate" 'BEGIN{printf "%.2f", a/b}'), data $same"
+	done
+	"$CAUDAL" rm /big >/dev/null
+	unset CAUDAL_NAMENODE
+fi
+
+if [[ " $SECTIONS " == *" nn "* ]]; then
+	log ""
+	log "## nn: namenode operations per second (4 threads x 2000 ops, one client)"
+	for mode in always batch; do
+		NN=$(start_cluster "$W/nn-$mode" --sync="$mode") || exit 1
+		for run in $(seq 1 "$RUNS"); do
+			res=$("$B/bench/nn_bench" "$NN" "/bench-$run" 4 2000 | tr '\n\t' ' =')
+			log "sync=$mode run $run: $res"
+		done
+	done
+fi
+
+if [[ " $SECTIONS " == *" fs "* ]] && [ -x "$BIN/caudal-mount" ]; then
+	log ""
+	log "## fs: fsbench.sh on Caudal, MooseFS and the local disk, interleaved"
+	NN=$(start_cluster "$W/fs" --sync=batch) || exit 1
+	CM=$W/mnt
+	mkdir -p "$CM"
+	"$BIN/caudal-mount" "$NN" "$CM" || exit 1
+	MOUNTS+=("$CM")
+	if ! mountpoint -q /tmp/peers/mnt/mfs; then
+		bash "$PEERS/moosefs-up.sh" >"$W/mfs-up.log" 2>&1 || {
+			cat "$W/mfs-up.log"
+			exit 1
+		}
+		MFS_STARTED=1
+	fi
+	mkdir -p "$W/local"
+	TSV=$W/fs.tsv
+	for run in $(seq 1 "$RUNS"); do
+		for target in caudal moosefs local; do
+			case $target in
+			caudal) dir=$CM ;;
+			moosefs) dir=/tmp/peers/mnt/mfs ;;
+			local) dir=$W/local ;;
+			esac
+			FSBENCH_OUT=$TSV bash "$PEERS/fsbench.sh" "$dir" "$target-$run" >"$W/fsbench-$target-$run.txt" 2>&1
+		done
+	done
+	# one table: metric, then each target and run, then Caudal/MooseFS per run
+	python3 - "$TSV" "$RUNS" <<'PYEOF' | tee -a "$OUT"
+import sys, collections
+rows = collections.defaultdict(dict)
+order = []
+for line in open(sys.argv[1]):
+    parts = line.rstrip("\n").split("\t")
+    if len(parts) < 3:
+        continue
+    label, metric, value = parts[:3]
+    if metric not in order:
+        order.append(metric)
+    rows[metric][label] = value
+runs = int(sys.argv[2])
+labels = [f"{t}-{r}" for r in range(1, runs + 1) for t in ("caudal", "moosefs", "local")]
+print("%-20s " % "metric" + " ".join("%11s" % l for l in labels) + "  " + " ".join("%9s" % f"ratio-{r}" for r in range(1, runs + 1)))
+lower_better = {"ls_l_s"}
+for m in order:
+    if m.startswith("load1") or m == "python_rc":
+        continue
+    vals = [rows[m].get(l, "-") for l in labels]
+    ratios = []
+    for r in range(1, runs + 1):
+        try:
+            c = float(rows[m][f"caudal-{r}"]); o = float(rows[m][f"moosefs-{r}"])
+            ratios.append("%.2f" % ((o / c) if m in lower_better else (c / o)))
+        except (KeyError, ValueError, ZeroDivisionError):
+            ratios.append("-")
+    print("%-20s " % m + " ".join("%11s" % v for v in vals) + "  " + " ".join("%9s" % x for x in ratios))
+print("(ratio = Caudal/MooseFS, higher is better; for ls_l_s it is MooseFS time / Caudal time)")
+PYEOF
+fi
+
+if [[ " $SECTIONS " == *" jobs "* ]] && [ -x "$BIN/caudal-jobtracker" ] && [ -f "$ROOT/tests/bench_jobs.sh" ]; then
+	log ""
+	log "## jobs"
+	W=$W B=$B RUNS=$RUNS SIZE_MB=$SIZE_MB OUT=$OUT bash "$ROOT/tests/bench_jobs.sh"
+fi
+
+log ""
+log "results saved in $OUT"

@@ -146,13 +146,15 @@ $(B)/tests/test_cdl_%: $(B)/obj/tests/unit/test_cdl_%.o $(LIB)
 
 # The whole suite: unit binaries, then end-to-end scripts; the runner prints
 # "N passed, N failed" last and fails if anything failed.
-test: all
+test: deps
+	@$(MAKE) --no-print-directory all
 	@B=$(B) bash tests/run.sh $(T)
 
 unit: all
 	@B=$(B) bash tests/run.sh unit
 
-up: all
+up: deps
+	@$(MAKE) --no-print-directory all
 	@$(BIN)/caudal up
 
 down:

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cdl_checksum.h"
 #include "cdl_log.h"
@@ -279,6 +280,9 @@ static void meta_put(nn_ns *ns, nn_batch *b)
 	nn_batch_put(b, "Mmeta", 5, buf, len);
 }
 
+/* Set by tx_commit when this thread has written without a sync. */
+static __thread bool tx_unsynced;
+
 /* Commit: counters, the event and the records in one synced write. On
  * failure the in-memory counters are rolled back by the caller's reload
  * being unnecessary: ids are only ever skipped, never reused. */
@@ -307,6 +311,7 @@ static int tx_commit(nn_ns *ns, nn_tx *t)
 	}
 	meta_put(ns, t->b);
 	int rc = nn_store_write(ns->st, t->b);
+	tx_unsynced = true;
 	nn_batch_free(t->b);
 	free(t->ev_path);
 	free(t->ev_dst);
@@ -314,6 +319,22 @@ static int tx_commit(nn_ns *ns, nn_tx *t)
 	if (rc == 0)
 		pthread_cond_broadcast(&ns->txcond);
 	return rc;
+}
+
+/* Release the namespace lock, then make this thread's writes durable
+ * before its caller answers. Syncing outside the lock lets concurrent
+ * operations share one WAL sync. A namenode that cannot sync its log
+ * must not acknowledge anything more: it stops, as HDFS's does. */
+static void ns_unlock(nn_ns *ns)
+{
+	pthread_mutex_unlock(&ns->lock);
+	if (tx_unsynced) {
+		tx_unsynced = false;
+		if (ns->conf.sync_always && nn_store_sync(ns->st) < 0) {
+			cdl_err("cannot sync the metadata log: stopping");
+			_exit(1);
+		}
+	}
 }
 
 static void tx_abort(nn_tx *t)
@@ -685,7 +706,7 @@ H(GetAttr)
 	int rc = resolve(ns, req->target, cred_of(req->cred), &n);
 	if (rc == 0)
 		rep->attr = arena_attr(ns, a, n);
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	inode_free(n);
 	rep->err = err_of(rc);
 }
@@ -773,7 +794,7 @@ done:
 		rep->attr = arena_attr(ns, a, n);
 	rep->err = err_of(rc);
 out:
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	inode_free(parent);
 	inode_free(n);
 	free(name);
@@ -820,7 +841,7 @@ H(Create)
 			Caudal__AttrReply mr = CAUDAL__ATTR_REPLY__INIT;
 			cdl_arena ma;
 			cdl_arena_init(&ma);
-			pthread_mutex_unlock(&ns->lock);
+			ns_unlock(ns);
 			h_Mkdir(ns, &mk.base, &mr.base, &ma);
 			pthread_mutex_lock(&ns->lock);
 			cdl_arena_release(&ma);
@@ -890,7 +911,7 @@ done:
 		rep->attr = arena_attr(ns, a, n);
 	rep->err = err_of(rc);
 out:
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	inode_free(parent);
 	inode_free(n);
 	free(name);
@@ -937,7 +958,7 @@ done:
 		rep->attr = arena_attr(ns, a, n);
 	rep->err = err_of(rc);
 out:
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	inode_free(parent);
 	inode_free(n);
 	free(name);
@@ -955,7 +976,7 @@ H(Readlink)
 		rc = -EINVAL;
 	if (rc == 0)
 		rep->link = cdl_arena_strdup(a, n->link ? n->link : "");
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	inode_free(n);
 	rep->err = err_of(rc);
 }
@@ -1018,7 +1039,7 @@ H(Readdir)
 	}
 	nn_iter_free(it);
 out:
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	inode_free(d);
 	rep->err = err_of(rc);
 }
@@ -1114,7 +1135,7 @@ H(Delete)
 done:
 	rep->err = err_of(rc);
 out:
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	inode_free(parent);
 	inode_free(n);
 	free(name);
@@ -1223,7 +1244,7 @@ abort:
 done:
 	rep->err = err_of(rc);
 out:
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	inode_free(sp);
 	inode_free(dp);
 	inode_free(n);
@@ -1350,7 +1371,7 @@ done:
 		rep->attr = arena_attr(ns, a, n);
 	rep->err = err_of(rc);
 out:
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	inode_free(n);
 }
 
@@ -1456,7 +1477,7 @@ H(GetXattr)
 			rc = 0;
 		}
 out:
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	free(text);
 	inode_free(n);
 	rep->err = err_of(rc);
@@ -1481,7 +1502,7 @@ H(ListXattr)
 		for (size_t i = 0; i < n->nx; i++)
 			rep->names[rep->n_names++] = cdl_arena_strdup(a, n->x[i].name);
 	}
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	inode_free(n);
 	rep->err = err_of(rc);
 }
@@ -1579,7 +1600,7 @@ H(SetXattr)
 	pthread_mutex_lock(&ns->lock);
 	if (!mutation_blocked(ns, &rep->err))
 		rep->err = err_of(xattr_change(ns, (const void *)req_, false));
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 }
 
 H(RemoveXattr)
@@ -1590,7 +1611,7 @@ H(RemoveXattr)
 	pthread_mutex_lock(&ns->lock);
 	if (!mutation_blocked(ns, &rep->err))
 		rep->err = err_of(xattr_change(ns, (const void *)req_, true));
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 }
 
 H(SetReplication)
@@ -1607,7 +1628,7 @@ H(SetReplication)
 			rc = set_replication(ns, n, req->replication, cred_of(req->cred));
 		rep->err = err_of(rc);
 	}
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	inode_free(n);
 }
 
@@ -1677,7 +1698,7 @@ H(GetBlocks)
 			off = bend;
 		}
 	}
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	inode_free(n);
 	rep->err = err_of(rc);
 }
@@ -1722,7 +1743,7 @@ done:
 		rep->attr = arena_attr(ns, a, n);
 	rep->err = err_of(rc);
 out:
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	inode_free(n);
 }
 
@@ -1802,7 +1823,7 @@ H(AddBlock)
 done:
 	rep->err = err_of(rc);
 out:
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	inode_free(n);
 }
 
@@ -1854,7 +1875,7 @@ H(Complete)
 done:
 	rep->err = err_of(rc);
 out:
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	inode_free(n);
 }
 
@@ -1908,7 +1929,7 @@ H(UpdatePipeline)
 done:
 	rep->err = err_of(rc);
 out:
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	inode_free(n);
 }
 
@@ -1923,7 +1944,7 @@ H(RenewLease)
 	for (struct nn_lease *l = ns->leases; l; l = l->next)
 		if (!strcmp(l->client, req->client))
 			l->renewed_ms = now;
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	rep->err = 0;
 }
 
@@ -1947,7 +1968,7 @@ H(Statfs)
 	rep->files = ns->inodes;
 	rep->blocks = ns->bl->nblocks;
 	rep->safemode = ns->safemode;
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 }
 
 H(Report)
@@ -1964,7 +1985,7 @@ H(Report)
 		nn_dn_info(ns->bl->dns[i], info, now, a);
 		rep->datanodes[rep->n_datanodes++] = info;
 	}
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 }
 
 struct fsck {
@@ -2072,7 +2093,7 @@ H(Fsck)
 		fsck_tree(&f, n, path, 0);
 		free(path);
 	}
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	inode_free(n);
 	rep->err = err_of(rc);
 }
@@ -2087,7 +2108,7 @@ H(ReportBad)
 	nn_dn *d = nn_dn_find(ns->bl, req->datanode);
 	if (d)
 		nn_dn_corrupt(ns->bl, d, req->block);
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	rep->err = d ? 0 : ENOENT;
 }
 
@@ -2134,7 +2155,7 @@ H(GetEvents)
 		rep->events[rep->n_events++] = c;
 	}
 	nn_iter_free(it);
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 }
 
 /* ---------------------------------------------------------------- DatanodeProtocol */
@@ -2158,7 +2179,7 @@ H(RegisterDatanode)
 	} else if (!nn_dn_register(ns->bl, req->node, cdl_now_ms())) {
 		rep->err = ENOSPC;
 	}
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 }
 
 H(Heartbeat)
@@ -2178,7 +2199,7 @@ H(Heartbeat)
 		nn_dn_heartbeat(ns->bl, d, req->node, cdl_now_ms());
 		nn_dn_take_commands(ns->bl, d, rep, a, 64);
 	}
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 }
 
 H(BlockReport)
@@ -2193,7 +2214,7 @@ H(BlockReport)
 		nn_dn_block_report(ns->bl, d, req->replicas, req->n_replicas);
 		cdl_info("block report from '%s': %zu replicas", d->id, req->n_replicas);
 	}
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	rep->err = d ? 0 : ENOENT;
 }
 
@@ -2213,7 +2234,7 @@ H(BlockReceived)
 		for (size_t i = 0; i < req->n_corrupt; i++)
 			nn_dn_corrupt(ns->bl, d, req->corrupt[i]->id);
 	}
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	rep->err = d ? 0 : ENOENT;
 }
 
@@ -2293,6 +2314,9 @@ static int format(nn_ns *ns)
 	tx_begin(&t);
 	tx_put_inode(&t, &root);
 	int rc = tx_commit(ns, &t);
+	tx_unsynced = false;
+	if (rc == 0)
+		rc = nn_store_sync(ns->st);
 	if (rc == 0)
 		cdl_info("formatted a new namespace, cluster '%s'", ns->cluster);
 	return rc;
@@ -2400,7 +2424,7 @@ void nn_ns_stop(nn_ns *ns)
 	pthread_mutex_lock(&ns->lock);
 	ns->stopping = true;
 	pthread_cond_broadcast(&ns->txcond);
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 }
 
 /* An expired lease: the writer is gone. Settle the last block from what
@@ -2448,7 +2472,7 @@ void nn_ns_tick(nn_ns *ns)
 				recover_lease(ns, l);
 		}
 	}
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 }
 
 char *nn_ns_status_text(nn_ns *ns)
@@ -2469,7 +2493,7 @@ char *nn_ns_status_text(nn_ns *ns)
 		free(s);
 		s = t;
 	}
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	return s;
 }
 
@@ -2496,6 +2520,6 @@ char *nn_ns_metrics_text(nn_ns *ns)
 		"# TYPE caudal_remaining_bytes gauge\ncaudal_remaining_bytes %" PRIu64 "\n",
 		ns->txid, ns->inodes, ns->bl->nblocks, ns->bl->nreported, nn_dn_live_count(ns->bl),
 		ns->bl->ndn, ns->safemode ? 1 : 0, cap, used, rem);
-	pthread_mutex_unlock(&ns->lock);
+	ns_unlock(ns);
 	return s;
 }

@@ -6,6 +6,8 @@
  *
  * Locking: one mutex (ns->lock) serialises every operation, as HDFS's
  * namesystem lock does; RPC worker threads and the monitor thread take it.
+ * In sync=always mode an operation's WAL sync happens after it releases
+ * the lock and before it answers, so concurrent operations share syncs.
  * GetEvents waits on ns->txcond without holding it. */
 #ifndef NN_NS_H
 #define NN_NS_H

@@ -87,7 +87,7 @@ int nn_store_open(const char *dir, bool sync, int batch_ms, nn_store **out)
 	s->sync = sync;
 	s->batch_ms = batch_ms > 0 ? batch_ms : 5;
 	s->wopts = rocksdb_writeoptions_create();
-	rocksdb_writeoptions_set_sync(s->wopts, sync);
+	rocksdb_writeoptions_set_sync(s->wopts, 0); /* see nn_store_sync */
 	s->ropts = rocksdb_readoptions_create();
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
@@ -160,6 +160,13 @@ int nn_store_write(nn_store *s, nn_batch *b)
 	char *err = NULL;
 	rocksdb_write(s->db, s->wopts, (rocksdb_writebatch_t *)b, &err);
 	return err ? rocks_err("write", err) : 0;
+}
+
+int nn_store_sync(nn_store *s)
+{
+	char *err = NULL;
+	rocksdb_flush_wal(s->db, 1, &err);
+	return err ? rocks_err("wal sync", err) : 0;
 }
 
 nn_iter *nn_iter_new(nn_store *s, const void *prefix, size_t plen, const void *start, size_t slen)

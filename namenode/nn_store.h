@@ -7,10 +7,13 @@
  *   'E' be64(txid)              -> Event
  *   'M' "meta"                  -> MetaRec
  *
- * Durability: with sync on, every write is synced to the WAL before it
- * returns. In batch mode writes reach the WAL without a sync and a flusher
- * thread syncs it every batch_ms, so a power failure (not a process crash)
- * can lose the last batch_ms of acknowledged operations.
+ * Durability: writes reach the WAL file (write(2)) before nn_store_write
+ * returns but are not synced by it. With sync on, the caller calls
+ * nn_store_sync before acknowledging; syncs of concurrent callers overlap
+ * (group commit), as HDFS's logSync outside the namesystem lock does. In
+ * batch mode a flusher thread syncs the WAL every batch_ms, so a power
+ * failure (not a process crash) can lose the last batch_ms of acknowledged
+ * operations.
  * Thread-safe (RocksDB is); the namenode serialises writers itself. */
 #ifndef NN_STORE_H
 #define NN_STORE_H
@@ -34,6 +37,8 @@ void nn_batch_del(nn_batch *b, const void *k, size_t kl);
 void nn_batch_free(nn_batch *b);
 /* Apply the batch atomically; 0 or -EIO (logged). */
 int nn_store_write(nn_store *s, nn_batch *b);
+/* Sync the WAL: every write that returned before this call is durable. */
+int nn_store_sync(nn_store *s);
 
 /* Iterate keys starting with prefix, from the first key >= start (start
  * must itself begin with the prefix). */

@@ -41,57 +41,74 @@ static void map_init(struct nn_blkmap *m, uint64_t cap)
 	m->vals = xcalloc(cap, sizeof(nn_blk *));
 }
 
-static void map_put(struct nn_blkmap *m, uint64_t k, nn_blk *v);
+static void map_insert(struct nn_blkmap *m, uint64_t k, nn_blk *v);
 
+/* Rehash into a power-of-two table four times the live count (at least
+ * 1024 slots), which also clears the tombstones. */
 static void map_grow(struct nn_blkmap *m)
 {
 	struct nn_blkmap old = *m;
-	map_init(m, old.live * 4 > 1024 ? old.live * 4 : 1024);
+	uint64_t cap = 1024;
+	while (cap < old.live * 4)
+		cap <<= 1;
+	map_init(m, cap);
 	for (uint64_t i = 0; i < old.cap; i++)
 		if (old.keys[i] && old.keys[i] != TOMB)
-			map_put(m, old.keys[i], old.vals[i]);
+			map_insert(m, old.keys[i], old.vals[i]);
 	free(old.keys);
 	free(old.vals);
 }
 
-static void map_put(struct nn_blkmap *m, uint64_t k, nn_blk *v)
+/* Insert a key known to be absent. */
+static void map_insert(struct nn_blkmap *m, uint64_t k, nn_blk *v)
 {
 	if ((m->used + 1) * 4 > m->cap * 3)
 		map_grow(m);
 	uint64_t i = mix(k) & (m->cap - 1);
-	while (m->keys[i] && m->keys[i] != TOMB && m->keys[i] != k)
+	while (m->keys[i] && m->keys[i] != TOMB)
 		i = (i + 1) & (m->cap - 1);
-	if (m->keys[i] != k) {
-		if (!m->keys[i])
-			m->used++;
-		m->live++;
-	}
+	if (!m->keys[i])
+		m->used++;
+	m->live++;
 	m->keys[i] = k;
 	m->vals[i] = v;
 }
 
-static nn_blk *map_get(const struct nn_blkmap *m, uint64_t k)
+/* The slot holding k, or -1. Terminates because used <= 3/4 of cap, so
+ * empty slots always exist. */
+static int64_t map_find(const struct nn_blkmap *m, uint64_t k)
 {
 	uint64_t i = mix(k) & (m->cap - 1);
 	while (m->keys[i]) {
 		if (m->keys[i] == k)
-			return m->vals[i];
+			return (int64_t)i;
 		i = (i + 1) & (m->cap - 1);
 	}
-	return NULL;
+	return -1;
+}
+
+static void map_put(struct nn_blkmap *m, uint64_t k, nn_blk *v)
+{
+	int64_t i = map_find(m, k);
+	if (i >= 0)
+		m->vals[i] = v;
+	else
+		map_insert(m, k, v);
+}
+
+static nn_blk *map_get(const struct nn_blkmap *m, uint64_t k)
+{
+	int64_t i = map_find(m, k);
+	return i >= 0 ? m->vals[i] : NULL;
 }
 
 static void map_del(struct nn_blkmap *m, uint64_t k)
 {
-	uint64_t i = mix(k) & (m->cap - 1);
-	while (m->keys[i]) {
-		if (m->keys[i] == k) {
-			m->keys[i] = TOMB;
-			m->vals[i] = NULL;
-			m->live--;
-			return;
-		}
-		i = (i + 1) & (m->cap - 1);
+	int64_t i = map_find(m, k);
+	if (i >= 0) {
+		m->keys[i] = TOMB;
+		m->vals[i] = NULL;
+		m->live--;
 	}
 }
 
@@ -196,15 +213,6 @@ nn_dn *nn_dn_register(nn_blocks *b, const Caudal__DatanodeInfo *info, int64_t no
 	return d;
 }
 
-void nn_dn_heartbeat(nn_blocks *b, nn_dn *d, const Caudal__DatanodeInfo *info, int64_t now)
-{
-	(void)b;
-	if (!d->alive)
-		cdl_info("datanode '%s' is back", d->id);
-	d->alive = true;
-	dn_stats(d, info, now);
-}
-
 static void queue(nn_dn *d, nn_cmd *c)
 {
 	c->next = NULL;
@@ -214,6 +222,20 @@ static void queue(nn_dn *d, nn_cmd *c)
 		d->cmds = c;
 	d->cmds_tail = c;
 	d->ncmds++;
+}
+
+void nn_dn_heartbeat(nn_blocks *b, nn_dn *d, const Caudal__DatanodeInfo *info, int64_t now)
+{
+	(void)b;
+	if (!d->alive) {
+		/* its replicas were forgotten when it was declared dead */
+		cdl_info("datanode '%s' is back: asking for a block report", d->id);
+		nn_cmd *c = xcalloc(1, sizeof(*c));
+		c->type = CAUDAL__COMMAND_TYPE__CMD_REPORT;
+		queue(d, c);
+	}
+	d->alive = true;
+	dn_stats(d, info, now);
 }
 
 void nn_dn_queue_delete(nn_dn *d, uint64_t id, uint64_t gen)
@@ -262,6 +284,11 @@ void nn_dn_take_commands(nn_blocks *b, nn_dn *d, Caudal__HeartbeatReply *r, stru
 				r->commands[r->n_commands++] = del;
 			}
 			del->blocks[del->n_blocks++] = arena_replica(a, c->id, c->gen, 0);
+		} else if (c->type == CAUDAL__COMMAND_TYPE__CMD_REPORT) {
+			Caudal__Command *cmd = cdl_arena_alloc(a, sizeof(*cmd));
+			caudal__command__init(cmd);
+			cmd->type = c->type;
+			r->commands[r->n_commands++] = cmd;
 		} else {
 			Caudal__Command *cmd = cdl_arena_alloc(a, sizeof(*cmd));
 			caudal__command__init(cmd);
@@ -527,6 +554,16 @@ static int need_cmp(const void *x, const void *y)
 
 void nn_blocks_monitor(nn_blocks *b, int64_t now, bool safemode)
 {
+	/* If the namenode itself was not running (stopped, swapped out), the
+	 * silence was ours: give every datanode a fresh interval. */
+	if (b->last_monitor_ms && now - b->last_monitor_ms > b->dead_ms / 2) {
+		cdl_warn("the monitor did not run for %lld ms: not counting that against datanodes",
+			 (long long)(now - b->last_monitor_ms));
+		for (int i = 0; i < b->ndn; i++)
+			if (b->dns[i]->alive)
+				b->dns[i]->last_hb_ms = now;
+	}
+	b->last_monitor_ms = now;
 	for (int i = 0; i < b->ndn; i++) {
 		nn_dn *d = b->dns[i];
 		if (d->alive && now - d->last_hb_ms > b->dead_ms) {

@@ -48,6 +48,7 @@ typedef struct nn_blocks {
 	struct nn_blkmap *map;
 	nn_topology *topo;
 	int64_t dead_ms;
+	int64_t last_monitor_ms;
 	uint64_t seed;
 	uint64_t nblocks, nreported; /* blocks, blocks with >=1 replica (safe mode) */
 } nn_blocks;

@@ -1214,7 +1214,8 @@ H(Rename)
 			rc = -ENOTEMPTY;
 			goto abort;
 		}
-		if ((rc = remove_tree(ns, &t, dp, old, 0)) < 0)
+		/* within one directory, sp is the copy written back */
+		if ((rc = remove_tree(ns, &t, sp->ino == dp->ino ? sp : dp, old, 0)) < 0)
 			goto abort;
 	}
 	char *dst_path = NULL;
@@ -1493,12 +1494,9 @@ H(ListXattr)
 	pthread_mutex_lock(&ns->lock);
 	int rc = resolve(ns, req->target, cred, &n);
 	if (rc == 0) {
-		rep->names = cdl_arena_alloc(a, (n->nx + 3) * sizeof(char *));
-		if (S_ISREG(n->mode)) {
-			rep->names[rep->n_names++] = XA_REPL;
-			rep->names[rep->n_names++] = XA_BS;
-			rep->names[rep->n_names++] = XA_BLOCKS;
-		}
+		/* the user.caudal.* attributes are not listed: they are computed,
+		 * and `cp -a` or `rsync -X` would try to copy them */
+		rep->names = cdl_arena_alloc(a, (n->nx + 1) * sizeof(char *));
 		for (size_t i = 0; i < n->nx; i++)
 			rep->names[rep->n_names++] = cdl_arena_strdup(a, n->x[i].name);
 	}

@@ -1,0 +1,713 @@
+/* mnt_file: open, create, read, write, flush, release, fsync and truncate
+ * of regular files. See mnt_file.h for what a handle owns. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cdl_log.h"
+#include "cdl_util.h"
+#include "mnt_file.h"
+
+#define WBUF_MIN     (64u << 10) /* first write-buffer allocation */
+#define DIRECT_WRITE (1u << 20)	 /* writes this big skip the buffer when it is empty */
+#define ZERO_CHUNK   (64u << 10)
+
+struct mnt_file {
+	pthread_mutex_t mu;
+	struct mnt *m;
+	struct mnt_inode *in; /* open reference in the inode table */
+	uint64_t ino;
+	bool wr;     /* opened for writing */
+	bool append; /* O_APPEND: every write goes to the end */
+	/* writing */
+	cdl_writer *w;	/* holds the lease; NULL before the first write after a flush */
+	uint64_t wsize; /* file size as this handle sees it, buffered bytes included */
+	char *wbuf;
+	size_t wlen, wcap;
+	int werr;      /* the stream failed: reported by every later write and flush */
+	bool unsynced; /* written since the last sync or completion */
+	bool warned;   /* the offset refusal was logged */
+	/* reading */
+	cdl_reader *r; /* opened at the first read */
+	char *rbuf;    /* read-ahead: bytes [roff, roff + rlen) of the file */
+	size_t rcap, rlen;
+	uint64_t roff;
+	uint64_t rnext; /* where a sequential reader reads next */
+};
+
+static struct mnt_file *fh_of(struct fuse_file_info *fi)
+{
+	return (struct mnt_file *)(uintptr_t)fi->fh;
+}
+
+static struct mnt_file *file_new(struct mnt *m, uint64_t ino, int flags)
+{
+	struct mnt_file *f = xcalloc(1, sizeof(*f));
+	pthread_mutex_init(&f->mu, NULL);
+	f->m = m;
+	f->ino = ino;
+	f->in = mnt_itab_open(&m->itab, ino);
+	f->wr = (flags & O_ACCMODE) != O_RDONLY;
+	f->append = (flags & O_APPEND) != 0;
+	return f;
+}
+
+/* Frees f; its writer must be gone. */
+static void file_free(struct mnt_file *f)
+{
+	if (f->r)
+		cdl_reader_close(f->r);
+	mnt_itab_unset_writer(&f->m->itab, f->in, f);
+	mnt_itab_close(&f->m->itab, f->in);
+	free(f->wbuf);
+	free(f->rbuf);
+	pthread_mutex_destroy(&f->mu);
+	free(f);
+}
+
+/* Start writing with the lease just taken (attr from Create or Append):
+ * the writer continues after attr->size bytes. */
+static int start_writer(struct mnt_file *f, const Caudal__Attr *a)
+{
+	int rc = mnt_itab_set_writer(&f->m->itab, f->in, f, a->size);
+	if (rc)
+		return rc;
+	rc = cdl_writer_open(f->m->cl, a, &f->w);
+	if (rc) {
+		mnt_itab_unset_writer(&f->m->itab, f->in, f);
+		return rc;
+	}
+	f->wsize = a->size;
+	f->unsynced = false;
+	return 0;
+}
+
+/* Tell the namenode we stop writing (Complete without a writer). */
+static int complete_empty(struct mnt *m, uint64_t ino)
+{
+	Caudal__CompleteRequest cq = CAUDAL__COMPLETE_REQUEST__INIT;
+	cq.ino = ino;
+	cq.client = (char *)cdl_client_name(m->cl);
+	return mnt_call_status(m, CDL_NN_Complete, &cq.base);
+}
+
+/* Take the file's lease with Append (HDFS append) and start a writer at
+ * its end. The writer slot in the inode table is reserved first, so a
+ * second local writer gets EBUSY without asking; the namenode answers
+ * EBUSY when another client writes the file. */
+static int lease_append(struct mnt_file *f, const Caudal__Cred *cred, Caudal__AttrReply **out)
+{
+	int rc = mnt_itab_set_writer(&f->m->itab, f->in, f, f->wsize);
+	if (rc)
+		return rc;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__OpenWriteRequest rq = CAUDAL__OPEN_WRITE_REQUEST__INIT;
+	t.ino = f->ino;
+	rq.target = &t;
+	rq.client = (char *)cdl_client_name(f->m->cl);
+	rq.cred = (Caudal__Cred *)cred;
+	Caudal__AttrReply *rep;
+	rc = mnt_call(f->m, CDL_NN_Append, &rq.base, (ProtobufCMessage **)&rep);
+	if (rc == 0 && !rep->attr) {
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+		complete_empty(f->m, f->ino);
+		rc = -EIO;
+	}
+	if (rc) {
+		mnt_itab_unset_writer(&f->m->itab, f->in, f);
+		return rc;
+	}
+	rc = start_writer(f, rep->attr);
+	if (rc)
+		complete_empty(f->m, f->ino);
+	if (rc || !out)
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+	else
+		*out = rep;
+	return rc;
+}
+
+/* Stream the write-behind buffer. Called with f->mu held. */
+static int flush_buf(struct mnt_file *f)
+{
+	if (f->werr)
+		return f->werr;
+	if (f->wlen == 0 || !f->w)
+		return 0;
+	int rc = cdl_writer_write(f->w, f->wbuf, f->wlen);
+	f->wlen = 0;
+	if (rc)
+		f->werr = rc;
+	return rc;
+}
+
+/* Re-apply times set while writing (tar and rsync set them before close;
+ * completion would otherwise stamp the close time). */
+static void apply_pending_times(struct mnt_file *f, fuse_req_t req)
+{
+	int64_t at, mt;
+	uint32_t v = mnt_itab_take_times(&f->m->itab, f->in, &at, &mt);
+	if (!v)
+		return;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__Cred cred;
+	Caudal__SetAttrRequest rq = CAUDAL__SET_ATTR_REQUEST__INIT;
+	t.ino = f->ino;
+	if (req)
+		mnt_cred(req, &cred);
+	else
+		caudal__cred__init(&cred); /* unmount: as root */
+	rq.target = &t;
+	rq.cred = &cred;
+	rq.valid = v;
+	rq.atime_ns = at;
+	rq.mtime_ns = mt;
+	int rc = mnt_call_status(f->m, CDL_NN_SetAttr, &rq.base);
+	if (rc)
+		cdl_warn("cannot restore the times of inode %llu after closing it: %s",
+			 (unsigned long long)f->ino, strerror(-rc));
+}
+
+/* Flush the buffer and complete the file, giving up the namenode's lease;
+ * the next write re-takes it with Append. The handle keeps this mount's
+ * writer slot until release: every close() of a dup of the descriptor
+ * flushes, and the descriptors left open still own the file locally.
+ * Called with f->mu held. */
+static int finish_writer(struct mnt_file *f, fuse_req_t req)
+{
+	if (!f->w)
+		return f->werr;
+	int rc = flush_buf(f);
+	if (rc) {
+		cdl_writer_abort(f->w);
+	} else {
+		rc = cdl_writer_close(f->w);
+		if (rc)
+			f->werr = rc;
+	}
+	f->w = NULL;
+	f->unsynced = false;
+	if (rc == 0)
+		apply_pending_times(f, req);
+	if (rc)
+		cdl_err("cannot complete inode %llu: %s", (unsigned long long)f->ino,
+			strerror(-rc));
+	return rc;
+}
+
+/* The kernel's cached size or mtime of ino may be older than a (another
+ * mount wrote the file): drop its cached attributes so reads are not cut
+ * at a stale size. Only attributes: the page cache goes by keep_cache. */
+static void refresh_kernel_attr(struct mnt *m, uint64_t ino)
+{
+	if (m->se)
+		fuse_lowlevel_notify_inval_inode(m->se, ino, -1, 0);
+}
+
+/* Open an existing file for writing: take the lease with Append and, for
+ * O_TRUNC, truncate under it. */
+static int open_write(struct mnt_file *f, fuse_req_t req, int flags)
+{
+	Caudal__Cred cred;
+	mnt_cred(req, &cred);
+	Caudal__AttrReply *rep = NULL;
+	int rc = lease_append(f, &cred, &rep);
+	if (rc)
+		return rc;
+	if ((flags & O_TRUNC) && rep->attr->size > 0) {
+		/* truncate to 0 as the lease holder, then write from 0 */
+		cdl_writer_abort(f->w);
+		f->w = NULL;
+		Caudal__Target t = CAUDAL__TARGET__INIT;
+		Caudal__SetAttrRequest rq = CAUDAL__SET_ATTR_REQUEST__INIT;
+		t.ino = f->ino;
+		rq.target = &t;
+		rq.cred = &cred;
+		rq.client = (char *)cdl_client_name(f->m->cl);
+		rq.valid = CAUDAL__SET_ATTR_FIELD__SA_SIZE;
+		rq.size = 0;
+		Caudal__AttrReply *sr;
+		rc = mnt_call(f->m, CDL_NN_SetAttr, &rq.base, (ProtobufCMessage **)&sr);
+		if (rc == 0 && !sr->attr) {
+			protobuf_c_message_free_unpacked(&sr->base, NULL);
+			rc = -EIO;
+		}
+		if (rc == 0) {
+			sr->attr->size = 0;
+			rc = cdl_writer_open(f->m->cl, sr->attr, &f->w);
+			protobuf_c_message_free_unpacked(&sr->base, NULL);
+		}
+		if (rc) {
+			complete_empty(f->m, f->ino);
+			mnt_itab_unset_writer(&f->m->itab, f->in, f);
+		} else {
+			f->wsize = 0;
+			mnt_itab_set_wsize(&f->m->itab, f->in, 0);
+		}
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return rc;
+}
+
+void mnt_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mnt *m = mnt_of(req);
+	bool wr = (fi->flags & O_ACCMODE) != O_RDONLY;
+	if (wr && m->opts->ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	struct mnt_file *f = file_new(m, ino, fi->flags);
+	int rc;
+	if (wr) {
+		rc = open_write(f, req, fi->flags);
+		if (rc == 0)
+			refresh_kernel_attr(m, ino);
+	} else {
+		/* close-to-open: fresh attributes decide about the page cache */
+		Caudal__AttrReply *rep;
+		rc = mnt_getattr(m, req, ino, &rep);
+		if (rc == 0) {
+			bool keep = mnt_itab_keep_cache(&m->itab, f->in, rep->attr);
+			cdl_debug("open inode %llu for reading: size %llu, %s the page cache",
+				  (unsigned long long)ino, (unsigned long long)rep->attr->size,
+				  keep ? "keeping" : "dropping");
+			fi->keep_cache = keep;
+			if (!keep)
+				refresh_kernel_attr(m, ino);
+			protobuf_c_message_free_unpacked(&rep->base, NULL);
+		}
+	}
+	if (rc) {
+		file_free(f);
+		mnt_reply_err(req, rc);
+		return;
+	}
+	fi->fh = (uintptr_t)f;
+	if (fuse_reply_open(req, fi) != 0) {
+		/* interrupted: the kernel will never release it */
+		pthread_mutex_lock(&f->mu);
+		finish_writer(f, NULL);
+		pthread_mutex_unlock(&f->mu);
+		file_free(f);
+	}
+}
+
+void mnt_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		   struct fuse_file_info *fi)
+{
+	struct mnt *m = mnt_of(req);
+	if (m->opts->ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__Cred cred;
+	Caudal__CreateRequest rq = CAUDAL__CREATE_REQUEST__INIT;
+	t.parent = parent;
+	t.name = (char *)name;
+	mnt_cred(req, &cred);
+	rq.target = &t;
+	rq.cred = &cred;
+	rq.mode = mode & 07777;
+	rq.client = (char *)cdl_client_name(m->cl);
+	rq.exclusive = (fi->flags & O_EXCL) != 0;
+	rq.overwrite = (fi->flags & O_TRUNC) != 0;
+	Caudal__AttrReply *rep = NULL;
+	int rc = mnt_call(m, CDL_NN_Create, &rq.base, (ProtobufCMessage **)&rep);
+	if (rc == 0 && !rep->attr) {
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+		rc = -EIO;
+	}
+	struct mnt_file *f = NULL;
+	if (rc == -EEXIST && !(fi->flags & O_EXCL)) {
+		/* created meanwhile by someone else: open the existing file */
+		Caudal__GetAttrRequest gq = CAUDAL__GET_ATTR_REQUEST__INIT;
+		gq.target = &t;
+		gq.cred = &cred;
+		rc = mnt_call(m, CDL_NN_GetAttr, &gq.base, (ProtobufCMessage **)&rep);
+		if (rc == 0 && (!rep->attr || !S_ISREG(rep->attr->mode))) {
+			rc = rep->attr && S_ISDIR(rep->attr->mode) ? -EISDIR : -EEXIST;
+			protobuf_c_message_free_unpacked(&rep->base, NULL);
+		}
+		if (rc == 0) {
+			f = file_new(m, rep->attr->ino, fi->flags);
+			rc = f->wr ? open_write(f, req, fi->flags) : 0;
+			if (rc) {
+				protobuf_c_message_free_unpacked(&rep->base, NULL);
+				file_free(f);
+			}
+		}
+	} else if (rc == 0) {
+		f = file_new(m, rep->attr->ino, fi->flags);
+		/* O_CREAT|O_RDONLY still made the file: complete it at once */
+		rc = f->wr ? start_writer(f, rep->attr) : complete_empty(m, rep->attr->ino);
+		if (rc) {
+			if (f->wr)
+				complete_empty(m, rep->attr->ino);
+			protobuf_c_message_free_unpacked(&rep->base, NULL);
+			file_free(f);
+		}
+	}
+	if (rc) {
+		mnt_reply_err(req, rc);
+		return;
+	}
+	mnt_itab_overlay(&m->itab, rep->attr);
+	struct fuse_entry_param e;
+	mnt_entry_ref(m, rep->attr, &e);
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	fi->fh = (uintptr_t)f;
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		mnt_itab_forget(&m->itab, e.ino, 1);
+		pthread_mutex_lock(&f->mu);
+		finish_writer(f, NULL);
+		pthread_mutex_unlock(&f->mu);
+		file_free(f);
+	}
+}
+
+/* ------------------------------------------------------------ writing */
+
+/* Append n bytes to the handle's stream through the write-behind buffer.
+ * Called with f->mu held and the writer open. */
+static int put_bytes(struct mnt_file *f, const char *buf, size_t n)
+{
+	size_t cap = f->m->opts->write_buffer;
+	if (f->wlen == 0 && (n >= DIRECT_WRITE || n >= cap)) {
+		int rc = cdl_writer_write(f->w, buf, n);
+		if (rc)
+			f->werr = rc;
+		return rc;
+	}
+	while (n > 0) {
+		if (f->wlen == f->wcap) {
+			if (f->wcap < cap) {
+				size_t nc = f->wcap ? f->wcap * 2 : WBUF_MIN;
+				while (nc < f->wlen + n && nc < cap)
+					nc *= 2;
+				f->wcap = nc < cap ? nc : cap;
+				f->wbuf = xrealloc(f->wbuf, f->wcap);
+			} else {
+				int rc = flush_buf(f);
+				if (rc)
+					return rc;
+			}
+			continue;
+		}
+		size_t k = f->wcap - f->wlen < n ? f->wcap - f->wlen : n;
+		memcpy(f->wbuf + f->wlen, buf, k);
+		f->wlen += k;
+		buf += k;
+		n -= k;
+	}
+	if (f->wlen == cap)
+		return flush_buf(f);
+	return 0;
+}
+
+void mnt_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		  struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct mnt_file *f = fh_of(fi);
+	int rc = 0;
+	pthread_mutex_lock(&f->mu);
+	if (!f->wr) {
+		rc = -EBADF;
+		goto out;
+	}
+	if (f->werr) {
+		rc = f->werr;
+		goto out;
+	}
+	if (!f->w) {
+		/* written again after a flush completed it: append from its end */
+		Caudal__Cred cred;
+		mnt_cred(req, &cred);
+		rc = lease_append(f, &cred, NULL);
+		if (rc)
+			goto out;
+	}
+	uint64_t at = f->append ? f->wsize : (uint64_t)off;
+	if (at != f->wsize) {
+		if (!f->warned)
+			cdl_warn("write at offset %llu of inode %llu refused: caudal files are "
+				 "append-only (HDFS semantics) and this one ends at %llu",
+				 (unsigned long long)at, (unsigned long long)f->ino,
+				 (unsigned long long)f->wsize);
+		f->warned = true;
+		rc = -EOPNOTSUPP;
+		goto out;
+	}
+	rc = put_bytes(f, buf, size);
+	if (rc)
+		goto out;
+	f->wsize += size;
+	f->unsynced = true;
+	mnt_itab_set_wsize(&f->m->itab, f->in, f->wsize);
+out:
+	pthread_mutex_unlock(&f->mu);
+	if (rc)
+		mnt_reply_err(req, rc);
+	else
+		fuse_reply_write(req, size);
+}
+
+/* Push everything written so far to every replica and tell the namenode
+ * the length (hsync). Called with f->mu held. */
+static int sync_writer(struct mnt_file *f)
+{
+	if (!f->w)
+		return f->werr;
+	int rc = flush_buf(f);
+	if (rc == 0 && f->unsynced) {
+		rc = cdl_writer_sync(f->w);
+		if (rc)
+			f->werr = rc;
+	}
+	if (rc == 0)
+		f->unsynced = false;
+	return rc;
+}
+
+void mnt_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	struct mnt_file *f = fh_of(fi);
+	pthread_mutex_lock(&f->mu);
+	int rc = f->wr ? sync_writer(f) : 0;
+	pthread_mutex_unlock(&f->mu);
+	mnt_reply_err(req, rc);
+}
+
+void mnt_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct mnt_file *f = fh_of(fi);
+	int rc = 0;
+	pthread_mutex_lock(&f->mu);
+	if (f->wr) {
+		rc = finish_writer(f, req);
+		f->werr = 0; /* reported once, here; a later write starts afresh */
+	}
+	pthread_mutex_unlock(&f->mu);
+	mnt_reply_err(req, rc);
+}
+
+void mnt_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct mnt_file *f = fh_of(fi);
+	pthread_mutex_lock(&f->mu);
+	if (f->w)
+		finish_writer(f, req);
+	pthread_mutex_unlock(&f->mu);
+	file_free(f);
+	fuse_reply_err(req, 0);
+}
+
+/* ------------------------------------------------------------ reading */
+
+/* Fill the read-ahead buffer with up to want bytes at off. Called with
+ * f->mu held and the reader open. Returns bytes now buffered at off (0 at
+ * the end of the file) or -errno. */
+static ssize_t fill(struct mnt_file *f, uint64_t off, size_t want)
+{
+	uint64_t size = cdl_reader_size(f->r);
+	if (off >= size)
+		return 0;
+	if (want > size - off)
+		want = (size_t)(size - off);
+	if (want > f->rcap) {
+		free(f->rbuf);
+		f->rbuf = xmalloc(want);
+		f->rcap = want;
+	}
+	f->rlen = 0;
+	ssize_t k = cdl_reader_pread(f->r, f->rbuf, want, off);
+	if (k < 0)
+		return k;
+	f->roff = off;
+	f->rlen = (size_t)k;
+	return k;
+}
+
+void mnt_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct mnt_file *f = fh_of(fi);
+	struct mnt *m = f->m;
+	char *out = NULL;
+	int rc = 0;
+	size_t done = 0;
+	uint64_t o = (uint64_t)off;
+	pthread_mutex_lock(&f->mu);
+	if (f->wr && f->unsynced && f->w) {
+		/* reading back what this handle wrote: make it readable first */
+		rc = sync_writer(f);
+		if (rc == 0 && f->r)
+			rc = cdl_reader_refresh(f->r);
+		f->rlen = 0;
+		if (rc)
+			goto out;
+	}
+	if (!f->r) {
+		rc = cdl_reader_open(m->cl, f->ino, &f->r);
+		if (rc)
+			goto out;
+	}
+	/* fast path: the whole request is in the buffer */
+	if (o >= f->roff && o + size <= f->roff + f->rlen) {
+		f->rnext = o + size;
+		fuse_reply_buf(req, f->rbuf + (o - f->roff), size);
+		pthread_mutex_unlock(&f->mu);
+		return;
+	}
+	bool seq = o == f->rnext || (o >= f->roff && o <= f->roff + f->rlen);
+	out = xmalloc(size ? size : 1);
+	while (done < size) {
+		uint64_t at = o + done;
+		if (at >= f->roff && at < f->roff + f->rlen) {
+			size_t k = (size_t)(f->roff + f->rlen - at);
+			if (k > size - done)
+				k = size - done;
+			memcpy(out + done, f->rbuf + (at - f->roff), k);
+			done += k;
+			continue;
+		}
+		size_t want = size - done;
+		if (seq && want < m->opts->readahead)
+			want = m->opts->readahead;
+		ssize_t k = fill(f, at, want);
+		if (k < 0) {
+			rc = (int)k;
+			break;
+		}
+		if (k == 0)
+			break;
+	}
+	f->rnext = o + done;
+out:
+	pthread_mutex_unlock(&f->mu);
+	if (rc && done == 0)
+		mnt_reply_err(req, rc);
+	else
+		fuse_reply_buf(req, out, done);
+	free(out);
+}
+
+/* ------------------------------------------------------------ truncate */
+
+static const char zeros[ZERO_CHUNK];
+
+/* Write n zero bytes through the handle (growing the file). f->mu held. */
+static int put_zeros(struct mnt_file *f, uint64_t n)
+{
+	while (n > 0) {
+		size_t k = n < ZERO_CHUNK ? (size_t)n : ZERO_CHUNK;
+		int rc = put_bytes(f, zeros, k);
+		if (rc)
+			return rc;
+		f->wsize += k;
+		n -= k;
+	}
+	return 0;
+}
+
+/* Truncate through an open write handle. f->mu held. */
+static int truncate_handle(struct mnt_file *f, fuse_req_t req, uint64_t size)
+{
+	Caudal__Cred cred;
+	mnt_cred(req, &cred);
+	int rc;
+	if (f->werr)
+		return f->werr;
+	if (!f->w && (rc = lease_append(f, &cred, NULL)) != 0)
+		return rc;
+	if (size == f->wsize)
+		return 0;
+	if (size > f->wsize) {
+		rc = put_zeros(f, size - f->wsize);
+		f->unsynced = true;
+		mnt_itab_set_wsize(&f->m->itab, f->in, f->wsize);
+		return rc;
+	}
+	/* shrink: complete what is written (finalizing its last block), cut
+	 * it, and take the lease again to go on writing */
+	rc = finish_writer(f, req);
+	if (rc)
+		return rc;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__SetAttrRequest rq = CAUDAL__SET_ATTR_REQUEST__INIT;
+	t.ino = f->ino;
+	rq.target = &t;
+	rq.cred = &cred;
+	rq.client = (char *)cdl_client_name(f->m->cl);
+	rq.valid = CAUDAL__SET_ATTR_FIELD__SA_SIZE;
+	rq.size = size;
+	rc = mnt_call_status(f->m, CDL_NN_SetAttr, &rq.base);
+	if (rc)
+		return rc;
+	f->wsize = size;
+	return lease_append(f, &cred, NULL);
+}
+
+int mnt_file_truncate(struct mnt *m, fuse_req_t req, uint64_t ino, uint64_t size,
+		      struct fuse_file_info *fi)
+{
+	struct mnt_file *f = fi ? fh_of(fi) : NULL;
+	int rc;
+	if (f && f->wr && f->ino == ino) {
+		pthread_mutex_lock(&f->mu);
+		rc = truncate_handle(f, req, size);
+		pthread_mutex_unlock(&f->mu);
+		mnt_itab_cache_drop(&m->itab, ino);
+		return rc;
+	}
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__Cred cred;
+	Caudal__SetAttrRequest rq = CAUDAL__SET_ATTR_REQUEST__INIT;
+	t.ino = ino;
+	mnt_cred(req, &cred);
+	rq.target = &t;
+	rq.cred = &cred;
+	rq.valid = CAUDAL__SET_ATTR_FIELD__SA_SIZE;
+	rq.size = size;
+	rc = mnt_call_status(m, CDL_NN_SetAttr, &rq.base);
+	mnt_itab_cache_drop(&m->itab, ino);
+	if (rc != -EOPNOTSUPP)
+		return rc;
+	/* growing: append zeros up to size through a temporary handle */
+	struct mnt_file *g = file_new(m, ino, O_WRONLY);
+	pthread_mutex_lock(&g->mu);
+	rc = lease_append(g, &cred, NULL);
+	if (rc == 0) {
+		if (size > g->wsize)
+			rc = put_zeros(g, size - g->wsize);
+		int rc2 = finish_writer(g, req);
+		rc = rc ? rc : rc2;
+	}
+	pthread_mutex_unlock(&g->mu);
+	file_free(g);
+	return rc;
+}
+
+/* ------------------------------------------------------------ unmount */
+
+static void close_one(struct mnt_file *f, void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&f->mu);
+	int rc = finish_writer(f, NULL);
+	pthread_mutex_unlock(&f->mu);
+	if (rc == 0)
+		cdl_info("completed inode %llu, still open at unmount", (unsigned long long)f->ino);
+}
+
+void mnt_file_close_all(struct mnt *m)
+{
+	mnt_itab_each_writer(&m->itab, close_one, NULL);
+}

@@ -1,0 +1,678 @@
+/* mnt_fs: namespace operations and the FUSE operations table. Every
+ * handler turns its request into one ClientProtocol call (naming inodes by
+ * id, or by parent id + name), with the caller's uid/gid, and converts the
+ * reply's errno at the FUSE edge. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+
+#include "cdl_log.h"
+#include "cdl_util.h"
+#include "mnt_dir.h"
+#include "mnt_file.h"
+#include "mnt_fs.h"
+
+#define BLKSIZE_HINT  (1u << 20) /* st_blksize: tools size their buffers by it */
+#define STATFS_FRSIZE 4096u
+
+/* ------------------------------------------------------------ helpers */
+
+void mnt_cred(fuse_req_t req, Caudal__Cred *c)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	caudal__cred__init(c);
+	c->uid = ctx->uid;
+	c->gid = ctx->gid;
+}
+
+static uint32_t reply_err(const ProtobufCMessage *r)
+{
+	const ProtobufCFieldDescriptor *f =
+	    protobuf_c_message_descriptor_get_field_by_name(r->descriptor, "err");
+	if (!f || f->type != PROTOBUF_C_TYPE_UINT32 || f->label == PROTOBUF_C_LABEL_REPEATED)
+		return 0;
+	return *(const uint32_t *)((const char *)r + f->offset);
+}
+
+int mnt_call(struct mnt *m, enum cdl_nn_method meth, const ProtobufCMessage *rq,
+	     ProtobufCMessage **reply)
+{
+	*reply = NULL;
+	ProtobufCMessage *rep = NULL;
+	int rc = cdl_client_call(m->cl, meth, rq, &rep);
+	if (rc != 0) {
+		int64_t now = cdl_now_ms();
+		int64_t last = __atomic_load_n(&m->last_unreach_log_ms, __ATOMIC_RELAXED);
+		if (now - last >= 5000 &&
+		    __atomic_compare_exchange_n(&m->last_unreach_log_ms, &last, now, false,
+						__ATOMIC_RELAXED, __ATOMIC_RELAXED))
+			cdl_warn("namenode '%s' did not answer %s: %s", m->opts->namenode,
+				 rq->descriptor->short_name, strerror(rc < 0 ? -rc : rc));
+		return rc == -ETIMEDOUT ? -ETIMEDOUT : -EIO;
+	}
+	if (!rep)
+		return -EIO;
+	uint32_t err = reply_err(rep);
+	if (err) {
+		protobuf_c_message_free_unpacked(rep, NULL);
+		return err > 4095 ? -EIO : -(int)err;
+	}
+	*reply = rep;
+	return 0;
+}
+
+int mnt_call_status(struct mnt *m, enum cdl_nn_method meth, const ProtobufCMessage *rq)
+{
+	ProtobufCMessage *rep;
+	int rc = mnt_call(m, meth, rq, &rep);
+	if (rc == 0)
+		protobuf_c_message_free_unpacked(rep, NULL);
+	return rc;
+}
+
+void mnt_reply_err(fuse_req_t req, int rc)
+{
+	int e = rc < 0 ? -rc : rc;
+	if (e == ENOSYS)
+		e = EIO;
+	fuse_reply_err(req, e);
+}
+
+void mnt_attr_to_stat(const Caudal__Attr *a, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = a->ino;
+	st->st_mode = a->mode;
+	st->st_nlink = a->nlink ? a->nlink : 1;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_size = (off_t)a->size;
+	st->st_blksize = BLKSIZE_HINT;
+	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	st->st_atim.tv_sec = a->atime_ns / 1000000000;
+	st->st_atim.tv_nsec = a->atime_ns % 1000000000;
+	st->st_mtim.tv_sec = a->mtime_ns / 1000000000;
+	st->st_mtim.tv_nsec = a->mtime_ns % 1000000000;
+	st->st_ctim.tv_sec = a->ctime_ns / 1000000000;
+	st->st_ctim.tv_nsec = a->ctime_ns % 1000000000;
+}
+
+void mnt_entry_ref(struct mnt *m, const Caudal__Attr *a, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = a->ino;
+	e->generation = 0;
+	e->attr_timeout = m->opts->attr_timeout;
+	e->entry_timeout = m->opts->entry_timeout;
+	mnt_attr_to_stat(a, &e->attr);
+	mnt_itab_ref(&m->itab, a->ino, 1);
+}
+
+int mnt_getattr(struct mnt *m, fuse_req_t req, uint64_t ino, Caudal__AttrReply **out)
+{
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__Cred cred;
+	Caudal__GetAttrRequest rq = CAUDAL__GET_ATTR_REQUEST__INIT;
+	t.ino = ino;
+	mnt_cred(req, &cred);
+	rq.target = &t;
+	rq.cred = &cred;
+	Caudal__AttrReply *rep;
+	int rc = mnt_call(m, CDL_NN_GetAttr, &rq.base, (ProtobufCMessage **)&rep);
+	if (rc)
+		return rc;
+	if (!rep->attr) {
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+		return -EIO;
+	}
+	mnt_itab_overlay(&m->itab, rep->attr);
+	*out = rep;
+	return 0;
+}
+
+/* Reply to an entry-creating call (mkdir, symlink, lookup) from an
+ * AttrReply, and free it. */
+static void reply_entry_attr(fuse_req_t req, struct mnt *m, int rc, Caudal__AttrReply *rep)
+{
+	if (rc == 0 && !rep->attr)
+		rc = -EIO;
+	if (rc) {
+		if (rep)
+			protobuf_c_message_free_unpacked(&rep->base, NULL);
+		mnt_reply_err(req, rc);
+		return;
+	}
+	struct fuse_entry_param e;
+	mnt_itab_overlay(&m->itab, rep->attr);
+	mnt_entry_ref(m, rep->attr, &e);
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	if (fuse_reply_entry(req, &e) != 0)
+		mnt_itab_forget(&m->itab, e.ino, 1); /* interrupted: the kernel has no ref */
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct mnt *m = userdata;
+	unsigned want = FUSE_CAP_ASYNC_READ | FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_READDIRPLUS |
+			FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_AUTO_INVAL_DATA |
+			FUSE_CAP_CACHE_SYMLINKS;
+	conn->want |= want & conn->capable;
+	/* readdirplus always: `ls -l` and find get attributes with the names */
+	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
+	/* no writeback cache: writes must reach us in order, with their errors */
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	conn->want &=
+	    ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+	conn->max_write = 1u << 20;
+	conn->max_read = 0;
+	size_t ra = m->opts->readahead;
+	conn->max_readahead = ra > (1u << 20) ? (1u << 20) : (unsigned)ra;
+	if (conn->max_readahead < (128u << 10))
+		conn->max_readahead = 128u << 10;
+	conn->max_background = 64;
+	conn->congestion_threshold = 48;
+	conn->time_gran = 1;
+	cdl_info("mounted '%s' at '%s' (kernel FUSE %u.%u, max_write %u)", m->opts->namenode,
+		 m->opts->mountpoint, conn->proto_major, conn->proto_minor, conn->max_write);
+}
+
+static void op_destroy(void *userdata)
+{
+	struct mnt *m = userdata;
+	mnt_file_close_all(m);
+	cdl_debug("unmount: the kernel still referenced %zu inodes",
+		  mnt_itab_count(&m->itab));
+}
+
+/* ------------------------------------------------------------ names */
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct mnt *m = mnt_of(req);
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__Cred cred;
+	Caudal__GetAttrRequest rq = CAUDAL__GET_ATTR_REQUEST__INIT;
+	if (strlen(name) > CDL_NAME_MAX) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	t.parent = parent;
+	t.name = (char *)name;
+	mnt_cred(req, &cred);
+	rq.target = &t;
+	rq.cred = &cred;
+	Caudal__AttrReply *rep = NULL;
+	int rc = mnt_call(m, CDL_NN_GetAttr, &rq.base, (ProtobufCMessage **)&rep);
+	reply_entry_attr(req, m, rc, rep);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	mnt_itab_forget(&mnt_of(req)->itab, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct mnt *m = mnt_of(req);
+	for (size_t i = 0; i < count; i++)
+		mnt_itab_forget(&m->itab, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct mnt *m = mnt_of(req);
+	Caudal__AttrReply *rep;
+	int rc = mnt_getattr(m, req, ino, &rep);
+	if (rc) {
+		mnt_reply_err(req, rc);
+		return;
+	}
+	struct stat st;
+	mnt_attr_to_stat(rep->attr, &st);
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	fuse_reply_attr(req, &st, m->opts->attr_timeout);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct mnt *m = mnt_of(req);
+	int rc;
+	if (m->opts->ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (attr->st_size < 0) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		rc = mnt_file_truncate(m, req, ino, (uint64_t)attr->st_size, fi);
+		if (rc) {
+			mnt_reply_err(req, rc);
+			return;
+		}
+	}
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__Cred cred;
+	Caudal__SetAttrRequest rq = CAUDAL__SET_ATTR_REQUEST__INIT;
+	t.ino = ino;
+	mnt_cred(req, &cred);
+	rq.target = &t;
+	rq.cred = &cred;
+	rq.client = (char *)cdl_client_name(m->cl);
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		rq.valid |= CAUDAL__SET_ATTR_FIELD__SA_MODE;
+		rq.mode = attr->st_mode & 07777;
+	}
+	if (to_set & FUSE_SET_ATTR_UID) {
+		rq.valid |= CAUDAL__SET_ATTR_FIELD__SA_UID;
+		rq.uid = attr->st_uid;
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		rq.valid |= CAUDAL__SET_ATTR_FIELD__SA_GID;
+		rq.gid = attr->st_gid;
+	}
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+		rq.valid |= CAUDAL__SET_ATTR_FIELD__SA_ATIME_NOW;
+	} else if (to_set & FUSE_SET_ATTR_ATIME) {
+		rq.valid |= CAUDAL__SET_ATTR_FIELD__SA_ATIME;
+		rq.atime_ns = (int64_t)attr->st_atim.tv_sec * 1000000000 + attr->st_atim.tv_nsec;
+	}
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+		rq.valid |= CAUDAL__SET_ATTR_FIELD__SA_MTIME_NOW;
+	} else if (to_set & FUSE_SET_ATTR_MTIME) {
+		rq.valid |= CAUDAL__SET_ATTR_FIELD__SA_MTIME;
+		rq.mtime_ns = (int64_t)attr->st_mtim.tv_sec * 1000000000 + attr->st_mtim.tv_nsec;
+	}
+	Caudal__AttrReply *rep = NULL;
+	if (rq.valid) {
+		rc = mnt_call(m, CDL_NN_SetAttr, &rq.base, (ProtobufCMessage **)&rep);
+		if (rc == 0 && !rep->attr) {
+			protobuf_c_message_free_unpacked(&rep->base, NULL);
+			rc = -EIO;
+		}
+		if (rc == 0) {
+			/* times set on a file this mount is writing must survive the
+			 * completion at close */
+			mnt_itab_pending_times(&m->itab, ino, rq.valid, rq.atime_ns, rq.mtime_ns);
+			mnt_itab_overlay(&m->itab, rep->attr);
+		}
+	} else {
+		rc = mnt_getattr(m, req, ino, &rep);
+	}
+	if (rc) {
+		mnt_reply_err(req, rc);
+		return;
+	}
+	struct stat st;
+	mnt_attr_to_stat(rep->attr, &st);
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	fuse_reply_attr(req, &st, m->opts->attr_timeout);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct mnt *m = mnt_of(req);
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__Cred cred;
+	Caudal__GetAttrRequest rq = CAUDAL__GET_ATTR_REQUEST__INIT;
+	t.ino = ino;
+	mnt_cred(req, &cred);
+	rq.target = &t;
+	rq.cred = &cred;
+	Caudal__ReadlinkReply *rep;
+	int rc = mnt_call(m, CDL_NN_Readlink, &rq.base, (ProtobufCMessage **)&rep);
+	if (rc) {
+		mnt_reply_err(req, rc);
+		return;
+	}
+	fuse_reply_readlink(req, rep->link ? rep->link : "");
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct mnt *m = mnt_of(req);
+	if (m->opts->ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__Cred cred;
+	Caudal__MkdirRequest rq = CAUDAL__MKDIR_REQUEST__INIT;
+	t.parent = parent;
+	t.name = (char *)name;
+	mnt_cred(req, &cred);
+	rq.target = &t;
+	rq.cred = &cred;
+	rq.mode = mode & 07777;
+	Caudal__AttrReply *rep = NULL;
+	int rc = mnt_call(m, CDL_NN_Mkdir, &rq.base, (ProtobufCMessage **)&rep);
+	reply_entry_attr(req, m, rc, rep);
+}
+
+/* mknod: regular files only (created empty and closed at once); devices,
+ * fifos and sockets have no place in HDFS. */
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	(void)rdev;
+	struct mnt *m = mnt_of(req);
+	if (m->opts->ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (!S_ISREG(mode)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__Cred cred;
+	Caudal__CreateRequest rq = CAUDAL__CREATE_REQUEST__INIT;
+	t.parent = parent;
+	t.name = (char *)name;
+	mnt_cred(req, &cred);
+	rq.target = &t;
+	rq.cred = &cred;
+	rq.mode = mode & 07777;
+	rq.exclusive = true;
+	rq.client = (char *)cdl_client_name(m->cl);
+	Caudal__AttrReply *rep = NULL;
+	int rc = mnt_call(m, CDL_NN_Create, &rq.base, (ProtobufCMessage **)&rep);
+	if (rc == 0 && rep->attr) {
+		Caudal__CompleteRequest cq = CAUDAL__COMPLETE_REQUEST__INIT;
+		cq.ino = rep->attr->ino;
+		cq.client = rq.client;
+		rc = mnt_call_status(m, CDL_NN_Complete, &cq.base);
+	}
+	reply_entry_attr(req, m, rc, rep);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	struct mnt *m = mnt_of(req);
+	if (m->opts->ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__Cred cred;
+	Caudal__SymlinkRequest rq = CAUDAL__SYMLINK_REQUEST__INIT;
+	t.parent = parent;
+	t.name = (char *)name;
+	mnt_cred(req, &cred);
+	rq.target = &t;
+	rq.cred = &cred;
+	rq.link = (char *)link;
+	Caudal__AttrReply *rep = NULL;
+	int rc = mnt_call(m, CDL_NN_Symlink, &rq.base, (ProtobufCMessage **)&rep);
+	reply_entry_attr(req, m, rc, rep);
+}
+
+static void do_delete(fuse_req_t req, fuse_ino_t parent, const char *name, uint32_t kind)
+{
+	struct mnt *m = mnt_of(req);
+	if (m->opts->ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__Cred cred;
+	Caudal__DeleteRequest rq = CAUDAL__DELETE_REQUEST__INIT;
+	t.parent = parent;
+	t.name = (char *)name;
+	mnt_cred(req, &cred);
+	rq.target = &t;
+	rq.cred = &cred;
+	rq.kind = kind;
+	mnt_reply_err(req, mnt_call_status(m, CDL_NN_Delete, &rq.base));
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	do_delete(req, parent, name, 1);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	do_delete(req, parent, name, 2);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	struct mnt *m = mnt_of(req);
+	if (m->opts->ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (flags & ~(unsigned)RENAME_NOREPLACE) {
+		fuse_reply_err(req, EINVAL); /* RENAME_EXCHANGE, RENAME_WHITEOUT */
+		return;
+	}
+	Caudal__Target src = CAUDAL__TARGET__INIT, dst = CAUDAL__TARGET__INIT;
+	Caudal__Cred cred;
+	Caudal__RenameRequest rq = CAUDAL__RENAME_REQUEST__INIT;
+	src.parent = parent;
+	src.name = (char *)name;
+	dst.parent = newparent;
+	dst.name = (char *)newname;
+	mnt_cred(req, &cred);
+	rq.src = &src;
+	rq.dst = &dst;
+	rq.cred = &cred;
+	rq.noreplace = (flags & RENAME_NOREPLACE) != 0;
+	mnt_reply_err(req, mnt_call_status(m, CDL_NN_Rename, &rq.base));
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	(void)newname;
+	fuse_reply_err(req, EPERM); /* HDFS has no hard links */
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	(void)ino;
+	struct mnt *m = mnt_of(req);
+	Caudal__Empty rq = CAUDAL__EMPTY__INIT;
+	Caudal__StatfsReply *rep;
+	int rc = mnt_call(m, CDL_NN_Statfs, &rq.base, (ProtobufCMessage **)&rep);
+	if (rc) {
+		mnt_reply_err(req, rc);
+		return;
+	}
+	struct statvfs sv;
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = BLKSIZE_HINT;
+	sv.f_frsize = STATFS_FRSIZE;
+	sv.f_blocks = rep->capacity / STATFS_FRSIZE;
+	sv.f_bfree = rep->remaining / STATFS_FRSIZE;
+	sv.f_bavail = sv.f_bfree;
+	sv.f_ffree = 1u << 30;
+	sv.f_favail = sv.f_ffree;
+	sv.f_files = rep->files + sv.f_ffree;
+	sv.f_namemax = CDL_NAME_MAX;
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	fuse_reply_statfs(req, &sv);
+}
+
+/* ------------------------------------------------------------ xattrs */
+
+/* The namenode keeps user.* attributes (and answers user.caudal.* itself);
+ * other namespaces (security.*, system.*, trusted.*) have none, answered
+ * here without a round trip: the kernel asks security.capability before
+ * every write. */
+static bool user_xattr(const char *name)
+{
+	return strncmp(name, "user.", 5) == 0;
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	struct mnt *m = mnt_of(req);
+	if (!user_xattr(name)) {
+		fuse_reply_err(req, ENOTSUP);
+		return;
+	}
+	if (m->opts->ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (size > 65536) {
+		fuse_reply_err(req, E2BIG);
+		return;
+	}
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__Cred cred;
+	Caudal__XattrRequest rq = CAUDAL__XATTR_REQUEST__INIT;
+	t.ino = ino;
+	mnt_cred(req, &cred);
+	rq.target = &t;
+	rq.cred = &cred;
+	rq.name = (char *)name;
+	rq.value.data = (uint8_t *)value;
+	rq.value.len = size;
+	rq.flags = (flags & XATTR_CREATE ? 1u : 0u) | (flags & XATTR_REPLACE ? 2u : 0u);
+	int rc = mnt_call_status(m, CDL_NN_SetXattr, &rq.base);
+	if (rc == 0 && strncmp(name, "user.caudal.", 12) == 0)
+		mnt_itab_cache_drop(&m->itab, ino);
+	mnt_reply_err(req, rc);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct mnt *m = mnt_of(req);
+	if (!user_xattr(name)) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__Cred cred;
+	Caudal__XattrRequest rq = CAUDAL__XATTR_REQUEST__INIT;
+	t.ino = ino;
+	mnt_cred(req, &cred);
+	rq.target = &t;
+	rq.cred = &cred;
+	rq.name = (char *)name;
+	Caudal__XattrReply *rep;
+	int rc = mnt_call(m, CDL_NN_GetXattr, &rq.base, (ProtobufCMessage **)&rep);
+	if (rc) {
+		mnt_reply_err(req, rc);
+		return;
+	}
+	if (size == 0)
+		fuse_reply_xattr(req, rep->value.len);
+	else if (rep->value.len > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, (const char *)rep->value.data, rep->value.len);
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct mnt *m = mnt_of(req);
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__Cred cred;
+	Caudal__XattrRequest rq = CAUDAL__XATTR_REQUEST__INIT;
+	t.ino = ino;
+	mnt_cred(req, &cred);
+	rq.target = &t;
+	rq.cred = &cred;
+	Caudal__XattrReply *rep;
+	int rc = mnt_call(m, CDL_NN_ListXattr, &rq.base, (ProtobufCMessage **)&rep);
+	if (rc) {
+		mnt_reply_err(req, rc);
+		return;
+	}
+	size_t len = 0;
+	for (size_t i = 0; i < rep->n_names; i++)
+		len += strlen(rep->names[i]) + 1;
+	if (size == 0) {
+		fuse_reply_xattr(req, len);
+	} else if (len > size) {
+		fuse_reply_err(req, ERANGE);
+	} else {
+		char *buf = xmalloc(len ? len : 1);
+		size_t k = 0;
+		for (size_t i = 0; i < rep->n_names; i++) {
+			size_t n = strlen(rep->names[i]) + 1;
+			memcpy(buf + k, rep->names[i], n);
+			k += n;
+		}
+		fuse_reply_buf(req, buf, len);
+		free(buf);
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct mnt *m = mnt_of(req);
+	if (!user_xattr(name)) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	if (m->opts->ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__Cred cred;
+	Caudal__XattrRequest rq = CAUDAL__XATTR_REQUEST__INIT;
+	t.ino = ino;
+	mnt_cred(req, &cred);
+	rq.target = &t;
+	rq.cred = &cred;
+	rq.name = (char *)name;
+	mnt_reply_err(req, mnt_call_status(m, CDL_NN_RemoveXattr, &rq.base));
+}
+
+/* ------------------------------------------------------------ the table */
+
+const struct fuse_lowlevel_ops mnt_ops = {
+    .init = op_init,
+    .destroy = op_destroy,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .readlink = op_readlink,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .symlink = op_symlink,
+    .rename = op_rename,
+    .link = op_link,
+    .open = mnt_op_open,
+    .create = mnt_op_create,
+    .read = mnt_op_read,
+    .write = mnt_op_write,
+    .flush = mnt_op_flush,
+    .release = mnt_op_release,
+    .fsync = mnt_op_fsync,
+    .opendir = mnt_op_opendir,
+    .readdir = mnt_op_readdir,
+    .readdirplus = mnt_op_readdirplus,
+    .releasedir = mnt_op_releasedir,
+    .fsyncdir = mnt_op_fsyncdir,
+    .statfs = op_statfs,
+    .setxattr = op_setxattr,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .removexattr = op_removexattr,
+};

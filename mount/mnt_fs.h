@@ -1,0 +1,65 @@
+/* mnt_fs: the mount's shared state (struct mnt), the FUSE low-level
+ * operations table, the namespace operations (lookup, forget, getattr,
+ * setattr, mkdir, unlink, rmdir, symlink, readlink, rename, link, mknod,
+ * statfs, xattrs), and the helpers every mount module uses to call the
+ * namenode: the caller's Cred, errno conversion, attribute conversion.
+ *
+ * Threads: every FUSE worker thread (fuse_session_loop_mt) runs these
+ * operations concurrently; struct mnt is set up by main before the loop and
+ * only its inode table (own lock) changes afterwards. This is the one header
+ * that includes libfuse, so FUSE_USE_VERSION is fixed here. */
+#ifndef MNT_FS_H
+#define MNT_FS_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "caudal.pb-c.h"
+#include "cdl_client.h"
+#include "mnt_inode.h"
+#include "mnt_opts.h"
+
+struct mnt {
+	const struct mnt_opts *opts;
+	cdl_client *cl;
+	struct fuse_session *se;
+	struct mnt_itab itab;
+	int64_t last_unreach_log_ms; /* rate limit of "namenode unreachable" lines */
+};
+
+extern const struct fuse_lowlevel_ops mnt_ops;
+
+/* The caller of req as a Cred (uid and gid; the kernel has already checked
+ * permissions with default_permissions; the namenode checks again). */
+void mnt_cred(fuse_req_t req, Caudal__Cred *c);
+
+/* Call the namenode. 0 with *reply to free (protobuf_c_message_free_unpacked),
+ * or -errno: the reply's err, or a transport failure after the client's
+ * retries (ETIMEDOUT stays, others become EIO; logged at most every few
+ * seconds). */
+int mnt_call(struct mnt *m, enum cdl_nn_method meth, const ProtobufCMessage *rq,
+	     ProtobufCMessage **reply);
+/* Same for calls whose reply carries only err. */
+int mnt_call_status(struct mnt *m, enum cdl_nn_method meth, const ProtobufCMessage *rq);
+
+/* Fresh attributes of ino (with this mount's writer overlay). */
+int mnt_getattr(struct mnt *m, fuse_req_t req, uint64_t ino, Caudal__AttrReply **out);
+
+void mnt_attr_to_stat(const Caudal__Attr *a, struct stat *st);
+/* Fill an entry for a (timeouts from the options) and count the kernel's
+ * new reference in the inode table. */
+void mnt_entry_ref(struct mnt *m, const Caudal__Attr *a, struct fuse_entry_param *e);
+
+/* Reply 0 or a negative errno. ENOSYS would make the kernel stop sending
+ * the operation for good, so it becomes EIO. */
+void mnt_reply_err(fuse_req_t req, int rc);
+
+static inline struct mnt *mnt_of(fuse_req_t req)
+{
+	return (struct mnt *)fuse_req_userdata(req);
+}
+
+#endif

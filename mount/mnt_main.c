@@ -1,0 +1,254 @@
+/* caudal-mount / mount.caudal: mounts a Caudal cluster with FUSE.
+ *
+ * Start-up, in order (each step fails loudly with its reason on stderr and
+ * a non-zero exit, before the program goes to the background):
+ *   parse options -> check the mount point -> fork (unless -f; the parent
+ *   waits for the child's verdict, so mount(8) and scripts see the real
+ *   exit status; gRPC must only start after the fork) -> one Statfs with a
+ *   short deadline (a cluster that is not there fails at once) -> FUSE
+ *   session -> mount -> detach from the terminal -> serve with a pool of
+ *   worker threads until unmounted or signalled -> complete files still
+ *   open for writing -> unmount. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cdl_client.h"
+#include "cdl_log.h"
+#include "cdl_rpc.h"
+#include "cdl_util.h"
+#include "mnt_fs.h"
+#include "mnt_opts.h"
+
+static const char *prog = "caudal-mount";
+
+/* The write end of the pipe to the waiting parent (-1 in the foreground). */
+static int verdict_fd = -1;
+
+static void tell_parent(char status)
+{
+	if (verdict_fd < 0)
+		return;
+	ssize_t k;
+	do
+		k = write(verdict_fd, &status, 1);
+	while (k < 0 && errno == EINTR);
+	close(verdict_fd);
+	verdict_fd = -1;
+}
+
+/* Fork: the parent waits for the child's verdict and exits with it. */
+static int go_background(void)
+{
+	int p[2];
+	if (pipe(p) < 0) {
+		fprintf(stderr, "%s: cannot create a pipe: %s\n", prog, strerror(errno));
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "%s: cannot fork: %s\n", prog, strerror(errno));
+		return -1;
+	}
+	if (pid > 0) {
+		close(p[1]);
+		char status = 1;
+		ssize_t k;
+		do
+			k = read(p[0], &status, 1);
+		while (k < 0 && errno == EINTR);
+		if (k != 1) {
+			int ws;
+			waitpid(pid, &ws, 0);
+			status = 1;
+		}
+		_exit(status);
+	}
+	close(p[0]);
+	verdict_fd = p[1];
+	if (setsid() < 0)
+		cdl_warn("setsid: %s", strerror(errno));
+	return 0;
+}
+
+/* Stdio goes to the log file (or nowhere) once mounted in the background. */
+static void detach_stdio(const struct mnt_opts *o)
+{
+	int null = open("/dev/null", O_RDWR);
+	if (null >= 0) {
+		dup2(null, 0);
+		dup2(null, 1);
+	}
+	int log =
+	    o->log_file ? open(o->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644) : -1;
+	if (log >= 0) {
+		dup2(log, 2);
+		close(log);
+	} else if (null >= 0) {
+		dup2(null, 2);
+	}
+	if (null > 2)
+		close(null);
+	if (chdir("/") < 0)
+		cdl_warn("chdir /: %s", strerror(errno));
+}
+
+/* One Statfs with a short deadline: is the cluster there at all? */
+static int probe(const struct mnt_opts *o)
+{
+	cdl_client_opts co = {
+	    .namenode = o->namenode,
+	    .io_timeout_ms = o->probe_timeout_ms,
+	    .rpc_timeout_ms = o->probe_timeout_ms,
+	    .client_host = o->client_host,
+	};
+	cdl_client *c = cdl_client_new(&co);
+	if (!c)
+		return -EINVAL;
+	Caudal__Empty rq = CAUDAL__EMPTY__INIT;
+	ProtobufCMessage *rep = NULL;
+	int rc = cdl_client_call(c, CDL_NN_Statfs, &rq.base, &rep);
+	if (rc == 0) {
+		Caudal__StatfsReply *sr = (Caudal__StatfsReply *)rep;
+		if (sr->err)
+			rc = -(int)sr->err;
+		else if (sr->live == 0)
+			cdl_warn("namenode '%s' knows no live datanode yet", o->namenode);
+		protobuf_c_message_free_unpacked(rep, NULL);
+	}
+	cdl_client_free(c);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	char *p0 = xstrdup(argv[0]);
+	prog = xstrdup(basename(p0));
+	free(p0);
+	struct mnt_opts o;
+	char err[512];
+	int status = 1;
+	struct fuse_session *se = NULL;
+	cdl_client *cl = NULL;
+	struct mnt m;
+	memset(&m, 0, sizeof(m));
+
+	if (mnt_opts_parse(&o, prog, argc, argv, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		fprintf(stderr, "try '%s --help'\n", prog);
+		goto out_opts;
+	}
+	if (o.help) {
+		mnt_opts_usage(stdout, prog);
+		status = 0;
+		goto out_opts;
+	}
+	if (o.fake) {
+		status = 0;
+		goto out_opts;
+	}
+	char abs[PATH_MAX];
+	struct stat st;
+	if (!realpath(o.mountpoint, abs) || stat(abs, &st) < 0) {
+		fprintf(stderr, "%s: cannot use mount point '%s': %s\n", prog, o.mountpoint,
+			strerror(errno));
+		goto out_opts;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "%s: mount point '%s' is not a directory\n", prog, o.mountpoint);
+		goto out_opts;
+	}
+	free(o.mountpoint);
+	o.mountpoint = xstrdup(abs);
+	cdl_log_init("mount", o.log_level);
+
+	if (!o.foreground && go_background() < 0)
+		goto out_opts;
+
+	cdl_rpc_global_init(); /* after the fork: gRPC does not survive one */
+	int rc = probe(&o);
+	if (rc) {
+		fprintf(stderr, "%s: cannot reach the namenode at '%s': %s\n", prog, o.namenode,
+			strerror(-rc));
+		goto out_client;
+	}
+	cdl_client_opts co = {
+	    .namenode = o.namenode,
+	    .io_timeout_ms = o.io_timeout_ms,
+	    .rpc_timeout_ms = o.rpc_timeout_ms,
+	    .client_host = o.client_host,
+	};
+	cl = cdl_client_new(&co);
+	if (!cl) {
+		fprintf(stderr, "%s: bad client options for '%s'\n", prog, o.namenode);
+		goto out_client;
+	}
+	m.opts = &o;
+	m.cl = cl;
+	mnt_itab_init(&m.itab);
+
+	char *fo = xasprintf("fsname=%s,subtype=caudal,default_permissions%s%s%s%s", o.namenode,
+			     o.allow_other ? ",allow_other" : "", o.ro ? ",ro" : "",
+			     o.fuse_opts ? "," : "", o.fuse_opts ? o.fuse_opts : "");
+	char *fargv[] = {(char *)prog, "-o", fo, o.debug ? "-d" : NULL, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(o.debug ? 4 : 3, fargv);
+	se = fuse_session_new(&args, &mnt_ops, sizeof(mnt_ops), &m);
+	fuse_opt_free_args(&args);
+	free(fo);
+	if (!se) {
+		fprintf(stderr, "%s: cannot start a FUSE session\n", prog);
+		goto out_client;
+	}
+	m.se = se;
+	if (fuse_set_signal_handlers(se) != 0) {
+		fprintf(stderr, "%s: cannot install signal handlers\n", prog);
+		goto out_session;
+	}
+	if (fuse_session_mount(se, o.mountpoint) != 0) {
+		fprintf(stderr,
+			"%s: cannot mount at '%s' (is /dev/fuse there, and the point "
+			"not mounted already?)\n",
+			prog, o.mountpoint);
+		goto out_signals;
+	}
+	if (o.pid_file) {
+		FILE *pf = fopen(o.pid_file, "w");
+		if (!pf || fprintf(pf, "%d\ncaudal-mount\n", (int)getpid()) < 0 || fclose(pf) != 0)
+			cdl_warn("cannot write pid file '%s': %s", o.pid_file, strerror(errno));
+	}
+	if (!o.foreground)
+		detach_stdio(&o);
+	tell_parent(0);
+
+	struct fuse_loop_config *lc = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_clone_fd(lc, 1);
+	fuse_loop_cfg_set_max_threads(lc, (unsigned)o.max_threads);
+	fuse_loop_cfg_set_idle_threads(lc, (unsigned)(o.max_threads / 2 ? o.max_threads / 2 : 1));
+	rc = fuse_session_loop_mt(se, lc);
+	fuse_loop_cfg_destroy(lc);
+	status = rc < 0 ? 1 : 0;
+	cdl_info("unmounting '%s'%s", o.mountpoint, rc > 0 ? " on a signal" : "");
+	fuse_session_unmount(se);
+	if (o.pid_file)
+		unlink(o.pid_file);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+out_client:
+	if (m.itab.slots)
+		mnt_itab_release(&m.itab);
+	cdl_client_free(cl);
+	cdl_rpc_global_shutdown();
+out_opts:
+	tell_parent((char)status);
+	mnt_opts_release(&o);
+	return status;
+}

@@ -867,7 +867,7 @@ static int cmd_get(struct opts *o)
 	int rc;
 	if (fd < 0) {
 		rc = -errno;
-		fail("create", tmp, rc);
+		fail("create", dest, rc);
 		goto out;
 	}
 	rc = cdl_get_fd(client(), p, fd);

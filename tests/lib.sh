@@ -103,13 +103,19 @@ while len(got) < want:
     p = random.randint(20000, 32000)
     if p in got:
         continue
-    s = socket.socket()
+    socks = []
     try:
-        s.bind(("0.0.0.0", p))
+        for fam, addr in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+            s = socket.socket(fam)
+            socks.append(s)
+            if fam == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind((addr, p))
     except OSError:
-        s.close()
+        for s in socks:
+            s.close()
         continue
-    held.append(s)
+    held.extend(socks)
     got.append(p)
 print(" ".join(map(str, got)))
 PY

@@ -928,6 +928,7 @@ enum {
 	UP_LOG_LEVEL,
 	UP_TIMEOUT,
 	UP_BIN_DIR,
+	UP_MOUNT,
 	UP_N
 };
 
@@ -956,6 +957,7 @@ static const struct up_setting {
 		    "how long up waits for the cluster"},
     [UP_BIN_DIR] = {"bin-dir", "CAUDAL_BIN_DIR", NULL,
 		    "folder of the daemon programs (default: beside caudal)"},
+    [UP_MOUNT] = {"mount", "CAUDAL_MOUNT", "mnt", "mount point ('none': do not mount)"},
 };
 
 static const char *upv[UP_N];
@@ -1077,6 +1079,43 @@ static int dn_ready(const struct upctx *u)
  * issues add theirs here, e.g. the jobtracker (rank 2), a tasktracker per
  * datanode address (rank 2, per_dn) and the mount (rank 3, with a stop
  * hook that unmounts first). */
+/* The mount runs in the foreground (-f) so that its pid is the one
+ * recorded; SIGTERM makes it complete open files and unmount. Its pid
+ * file option puts the state folder (the marker) on its command line. */
+static void mount_args(struct daemon *x, const struct upctx *u, int i)
+{
+	(void)i;
+	const char *mnt = upv[UP_MOUNT];
+	x->addr = xstrdup(mnt);
+	mkdir(mnt, 0755);
+	d_arg(x, NULL, u->nn);
+	d_arg(x, NULL, mnt);
+	d_arg(x, NULL, "-f");
+	d_arg(x, NULL, "-o");
+	char *o = xasprintf("pidfile=%s/mount.pid", x->dir);
+	d_arg(x, NULL, o);
+	free(o);
+	mkdir(x->dir, 0755);
+}
+
+/* Ready when the mount point is a different filesystem from its parent. */
+static int mount_ready(const struct upctx *u)
+{
+	const char *mnt = upv[UP_MOUNT];
+	char *parent = xasprintf("%s/..", mnt);
+	int rc = -ETIMEDOUT;
+	while (cdl_now_ms() < u->end) {
+		struct stat a, b;
+		if (stat(mnt, &a) == 0 && stat(parent, &b) == 0 && a.st_dev != b.st_dev) {
+			rc = 0;
+			break;
+		}
+		usleep(20 * 1000);
+	}
+	free(parent);
+	return rc;
+}
+
 static const struct dkind {
 	const char *name; /* pid file and log name; per_dn kinds get 1, 2, ... appended */
 	const char *dir;  /* state folder under the home, same numbering */
@@ -1092,6 +1131,7 @@ static const struct dkind {
 } kinds[] = {
     {"namenode", "nn", "caudal-namenode", 0, false, false, nn_args, nn_ready, NULL},
     {"dn", "dn", "caudal-datanode", 1, true, false, dn_args, dn_ready, NULL},
+    {"mount", "mount", "caudal-mount", 3, false, true, mount_args, mount_ready, NULL},
 };
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
@@ -1116,6 +1156,8 @@ static int build_daemons(struct upctx *u, const char *bindir)
 	int n = 0;
 	for (size_t k = 0; k < NKINDS; k++) {
 		const struct dkind *kd = &kinds[k];
+		if (kd->args == mount_args && !strcmp(upv[UP_MOUNT], "none"))
+			continue;
 		if (kd->optional) {
 			char *p = xasprintf("%s/%s", bindir, kd->prog);
 			bool have = access(p, X_OK) == 0;

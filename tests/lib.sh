@@ -138,6 +138,8 @@ cluster_up() {
 	export CAUDAL_DEAD_MS=${CAUDAL_DEAD_MS:-3000}
 	export CAUDAL_NAMENODE=127.0.0.1:$CAUDAL_NN_PORT
 	export CAUDAL_UP_TIMEOUT_MS=${CAUDAL_UP_TIMEOUT_MS:-30000}
+	# tests mount where they choose (mount_lib.sh), never ./mnt
+	export CAUDAL_MOUNT=${CAUDAL_MOUNT:-none}
 	BS=1048576
 	say "cluster up: namenode $CAUDAL_NAMENODE, data port $CAUDAL_DN_PORT, home $CAUDAL_HOME"
 	"$CAUDAL" up "$@" || fail "caudal up failed"

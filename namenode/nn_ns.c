@@ -867,6 +867,12 @@ H(Create)
 			rc = -EISDIR;
 			goto abort;
 		}
+		if (!req->exclusive && n->lease && !strcmp(n->lease, req->client) &&
+		    n->nblocks == 0) {
+			/* our own create, retried after its reply was lost */
+			tx_abort(&t);
+			goto done;
+		}
 		if (req->exclusive || !req->overwrite) {
 			rc = -EEXIST;
 			goto abort;
@@ -1857,6 +1863,16 @@ H(Complete)
 		goto out;
 	if ((rc = inode_load(ns, req->ino, &n)) < 0)
 		goto done;
+	if (!n->lease && !req->keep_lease) {
+		/* already closed: a retried Complete whose reply was lost
+		 * succeeds if it describes the file as it was closed */
+		bool none = !req->last || !req->last->id;
+		bool same = n->nblocks && req->last &&
+			    n->blocks[n->nblocks - 1].id == req->last->id &&
+			    n->blocks[n->nblocks - 1].len == req->last->length;
+		rc = (none && !n->nblocks) || same ? 0 : -EBADF;
+		goto done;
+	}
 	if ((rc = lease_check(ns, n, req->client)) < 0)
 		goto done;
 	if ((rc = settle_last(ns, n, req->last, !req->keep_lease)) < 0)

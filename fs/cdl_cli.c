@@ -698,7 +698,11 @@ static int cmd_report(struct opts *o)
 		human(d->remaining, rem, sizeof(rem));
 		snprintf(hb, sizeof(hb), "%.1fs", (double)d->last_heartbeat_ms / 1000.0);
 		printf("%-21s %-14s %-5s %9s %9s %9s %7u %9s %s\n", addr, d->rack,
-		       d->alive ? (d->decommissioning ? "decom" : "live") : "dead", cap, used, rem,
+		       !d->alive	       ? "dead"
+		       : d->decommissioned   ? "out"
+		       : d->decommissioning ? "decom"
+					     : "live",
+		       cap, used, rem,
 		       d->blocks, hb, d->id);
 	}
 	char cap[16], used[16], rem[16];
@@ -712,6 +716,39 @@ static int cmd_report(struct opts *o)
 	free_msg(rep);
 	free_msg(st);
 	return 0;
+}
+
+/* Take a datanode out of service (-c: put it back); -w waits until its
+ * replicas all have enough copies elsewhere, when it may be stopped. */
+static int cmd_decommission(struct opts *o)
+{
+	Caudal__DecommissionRequest req = CAUDAL__DECOMMISSION_REQUEST__INIT;
+	req.datanode = o->pos[0];
+	req.cancel = o->set['c'];
+	req.cred = cdl_client_cred(client());
+	int64_t end = cdl_now_ms() + g_timeout_ms;
+	for (;;) {
+		Caudal__DecommissionReply *r;
+		int rc = cdl_client_call_err(client(), CDL_NN_Decommission, &req.base,
+					     (ProtobufCMessage **)&r);
+		if (rc)
+			return fail(req.cancel ? "recommission" : "decommission", o->pos[0], rc);
+		bool done = req.cancel || r->node->decommissioned;
+		if (done || !o->set['w'] || cdl_now_ms() >= end) {
+			printf("%s:%u %s (%llu replicas still to copy)\n", r->node->host,
+			       r->node->data_port,
+			       r->node->decommissioned      ? "decommissioned"
+			       : r->node->decommissioning ? "decommissioning"
+							  : "in service",
+			       (unsigned long long)r->pending);
+			free_msg(r);
+			if (!done && o->set['w'])
+				return fail("wait for the decommission of", o->pos[0], -ETIMEDOUT);
+			return 0;
+		}
+		free_msg(r);
+		usleep(200000);
+	}
 }
 
 static const char *event_name(Caudal__EventType t)
@@ -1533,9 +1570,14 @@ static int cmd_up(int argc, char **argv)
 			printf("%s %s started (pid %d)\n", d->name, d->addr, (int)d->pid);
 			fflush(stdout);
 		}
-		for (size_t k = 0; k < NKINDS; k++)
-			if (kinds[k].rank == rank && kinds[k].ready && kinds[k].ready(&u))
+		for (size_t k = 0; k < NKINDS; k++) {
+			/* a kind left out of this cluster (not built, not wanted) has nothing to wait for */
+			bool present = false;
+			for (int i = 0; i < u.n; i++)
+				present |= !strcmp(u.ds[i].prog, kinds[k].prog);
+			if (present && kinds[k].rank == rank && kinds[k].ready && kinds[k].ready(&u))
 				goto out;
+		}
 	}
 	printf("cluster up: namenode %s, %d datanodes live, state in '%s'\n", nn, u.ndn, home);
 	ret = 0;
@@ -1758,6 +1800,8 @@ static const struct command commands[] = {
     {"report", cmd_report, NULL, "", 0, 0, "report                 datanodes and totals"},
     {"fsck", cmd_fsck, NULL, "v", 0, 1,
      "fsck [-v] [PATH]       check blocks and replicas; exit 1 when unhealthy"},
+    {"decommission", cmd_decommission, NULL, "cw", 1, 1,
+     "decommission [-w] [-c] DATANODE   drain HOST:PORT or id (-w: wait; -c: cancel)"},
     {"events", cmd_events, NULL, "f", 0, 1,
      "events [-f] [FROM]     namespace events from a transaction id (-f: follow)"},
 };

@@ -41,6 +41,7 @@ static const char *const nn_method_names[CDL_NN_NMETHODS] = {
     [CDL_NN_Report] = "Report",		  [CDL_NN_Fsck] = "Fsck",
     [CDL_NN_ReportBad] = "ReportBad",	  [CDL_NN_GetEvents] = "GetEvents",
     [CDL_NN_UpdatePipeline] = "UpdatePipeline",
+    [CDL_NN_Decommission] = "Decommission",
 };
 
 struct cdl_client {

@@ -320,6 +320,7 @@ void nn_dn_info(const nn_dn *d, Caudal__DatanodeInfo *info, int64_t now, struct 
 	info->last_heartbeat_ms = now - d->last_hb_ms;
 	info->alive = d->alive;
 	info->decommissioning = d->decommissioning;
+	info->decommissioned = d->decommissioned;
 	info->xceivers = d->xceivers;
 }
 
@@ -575,6 +576,8 @@ void nn_blocks_monitor(nn_blocks *b, int64_t now, bool safemode)
 	}
 	if (safemode)
 		return;
+	for (int i = 0; i < b->ndn; i++)
+		b->dns[i]->decom_pending = 0;
 	struct need *need = NULL;
 	size_t nneed = 0, capneed = 0;
 	for (uint64_t i = 0; i < b->map->cap; i++) {
@@ -588,18 +591,30 @@ void nn_blocks_monitor(nn_blocks *b, int64_t now, bool safemode)
 		for (int j = k->nloc - 1; j >= 0; j--)
 			if (!b->dns[k->locs[j]]->alive)
 				nn_blk_del_loc(b, k, k->locs[j]);
-		int live = k->nloc;
+		/* replicas on decommissioning nodes serve reads and are copy
+		 * sources, but do not count towards the replication */
+		int live = 0;
+		for (int j = 0; j < k->nloc; j++)
+			live += !b->dns[k->locs[j]]->decommissioning;
+		if (live < (int)k->repl)
+			for (int j = 0; j < k->nloc; j++)
+				if (b->dns[k->locs[j]]->decommissioning)
+					b->dns[k->locs[j]]->decom_pending++;
 		if (live > (int)k->repl) {
-			/* drop the excess from the fullest nodes */
-			while (k->nloc > k->repl) {
-				int worst = 0;
-				for (int j = 1; j < k->nloc; j++)
-					if (b->dns[k->locs[j]]->remaining <
-					    b->dns[k->locs[worst]]->remaining)
+			/* drop the excess from the fullest nodes in service */
+			while (live > (int)k->repl) {
+				int worst = -1;
+				for (int j = 0; j < k->nloc; j++) {
+					if (b->dns[k->locs[j]]->decommissioning)
+						continue;
+					if (worst < 0 || b->dns[k->locs[j]]->remaining <
+								 b->dns[k->locs[worst]]->remaining)
 						worst = j;
+				}
 				nn_dn *d = b->dns[k->locs[worst]];
 				nn_dn_queue_delete(d, k->id, k->gen);
 				nn_blk_del_loc(b, k, d->idx);
+				live--;
 			}
 			continue;
 		}
@@ -609,7 +624,7 @@ void nn_blocks_monitor(nn_blocks *b, int64_t now, bool safemode)
 				nn_dn_queue_delete(b->dns[k->corrupt[j]], k->id, k->gen);
 			k->ncorrupt = 0;
 		}
-		if (live == 0 || live >= (int)k->repl || k->pending_until_ms > now)
+		if (k->nloc == 0 || live >= (int)k->repl || k->pending_until_ms > now)
 			continue;
 		if (nneed == capneed) {
 			capneed = capneed ? capneed * 2 : 64;
@@ -659,6 +674,14 @@ void nn_blocks_monitor(nn_blocks *b, int64_t now, bool safemode)
 			  (unsigned long long)k->id, need[i].live, k->repl, src->id, got);
 	}
 	free(need);
+	for (int i = 0; i < b->ndn; i++) {
+		nn_dn *d = b->dns[i];
+		if (d->decommissioning && !d->decommissioned && d->decom_pending == 0) {
+			d->decommissioned = true;
+			cdl_info("datanode '%s' at %s:%u is decommissioned: it may be stopped",
+				 d->id, d->host, d->port);
+		}
+	}
 }
 
 void nn_blocks_foreach(nn_blocks *b, nn_blk_fn fn, void *arg)

@@ -25,6 +25,8 @@ typedef struct nn_dn {
 	int64_t last_hb_ms;
 	bool alive;
 	bool decommissioning;
+	bool decommissioned;     /* drained: safe to stop */
+	uint64_t decom_pending;  /* its replicas still short of copies elsewhere */
 	uint32_t nblocks;
 	nn_cmd *cmds, *cmds_tail; /* queued for the next heartbeat */
 	uint32_t ncmds;

@@ -1947,6 +1947,47 @@ out:
 	inode_free(n);
 }
 
+/* Take a datanode out of service: its replicas are copied elsewhere by
+ * the monitor, and it reports decommissioned once none is short. */
+H(Decommission)
+{
+	nn_ns *ns = ctx;
+	const Caudal__DecommissionRequest *req = (const void *)req_;
+	Caudal__DecommissionReply *rep = (void *)rep_;
+	if (cred_of(req->cred)->uid != 0) {
+		rep->err = EPERM;
+		return;
+	}
+	pthread_mutex_lock(&ns->lock);
+	nn_dn *d = nn_dn_find(ns->bl, req->datanode);
+	for (int i = 0; !d && i < ns->bl->ndn; i++) {
+		char hp[300];
+		snprintf(hp, sizeof(hp), "%s:%u", ns->bl->dns[i]->host, ns->bl->dns[i]->port);
+		if (!strcmp(hp, req->datanode))
+			d = ns->bl->dns[i];
+	}
+	if (!d) {
+		rep->err = ENOENT;
+	} else {
+		if (req->cancel) {
+			if (d->decommissioning)
+				cdl_info("datanode '%s' is back in service", d->id);
+			d->decommissioning = d->decommissioned = false;
+		} else if (!d->decommissioning) {
+			cdl_info("decommissioning datanode '%s' at %s:%u", d->id, d->host,
+				 d->port);
+			d->decommissioning = true;
+			d->decommissioned = false;
+			d->decom_pending = d->nblocks; /* until the monitor has looked */
+		}
+		rep->node = cdl_arena_alloc(a, sizeof(*rep->node));
+		caudal__datanode_info__init(rep->node);
+		nn_dn_info(d, rep->node, cdl_now_ms(), a);
+		rep->pending = d->decom_pending;
+	}
+	ns_unlock(ns);
+}
+
 H(RenewLease)
 {
 	nn_ns *ns = ctx;
@@ -2278,6 +2319,7 @@ static const cdl_rpc_method client_methods[] = {
 	{"ReportBad", h_ReportBad},
 	{"GetEvents", h_GetEvents},
 	{"UpdatePipeline", h_UpdatePipeline},
+	{"Decommission", h_Decommission},
 	{NULL, NULL},
 };
 

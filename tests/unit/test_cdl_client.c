@@ -365,6 +365,7 @@ static const cdl_rpc_method nn_table[] = {
     {"ReportBad", h_reportbad},
     {"GetEvents", h_nosys},
     {"UpdatePipeline", h_nosys},
+    {"Decommission", h_nosys},
     {NULL, NULL},
 };
 

@@ -12,6 +12,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cdl_checksum.h"
@@ -39,7 +40,12 @@ struct dn_wr {
 	uint8_t *cbuf; /* bytes of the chunk being filled */
 	size_t clen;
 	bool superseded; /* a newer writer of the block exists (under s->mu) */
-	dn_wr *next;	 /* s->rbw list */
+	/* Under s->mu: parked while its writer went away and a recovery may
+	 * take it; each park has a ticket, and taken is the ticket of the last
+	 * park a recovery took it from. */
+	bool parked;
+	uint64_t park_ticket, taken;
+	dn_wr *next; /* s->rbw list */
 };
 
 struct dn_store {
@@ -48,7 +54,8 @@ struct dn_store {
 	char *cluster;
 	int lockfd;
 	pthread_mutex_t mu;
-	rep **tab; /* hash of finalized replicas by id */
+	pthread_cond_t cv; /* parked and claimed writers (CLOCK_MONOTONIC) */
+	rep **tab;	   /* hash of finalized replicas by id */
 	size_t nb, count;
 	uint64_t used;	 /* bytes of finalized data and sidecars */
 	dn_wr *rbw;	 /* replicas being written */
@@ -532,6 +539,11 @@ int dn_store_open(const char *dir, dn_store **out)
 	s->dir = xstrdup(dir);
 	s->lockfd = -1;
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	s->nb = 1024;
 	s->tab = xcalloc(s->nb, sizeof(*s->tab));
 
@@ -583,6 +595,7 @@ void dn_store_free(dn_store *s)
 	if (s->lockfd >= 0)
 		close(s->lockfd);
 	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
 	free(s->dir);
 	free(s->id);
 	free(s->cluster);
@@ -1018,6 +1031,219 @@ void dn_wr_abandon(dn_wr *w)
 	pthread_mutex_unlock(&s->mu);
 	unlink(w->path);
 	wr_free(w);
+}
+
+/* ---------------------------------------------------------------- pipeline recovery */
+
+/* Wait on s->cv until the CLOCK_MONOTONIC time end_ms at the latest.
+ * Called with s->mu held. */
+static void cv_wait_until(dn_store *s, int64_t end_ms)
+{
+	struct timespec ts = {.tv_sec = end_ms / 1000, .tv_nsec = (end_ms % 1000) * 1000000};
+	(void)pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+}
+
+bool dn_wr_park(dn_wr *w, int ms, bool (*cancel)(void *), void *ctx)
+{
+	dn_store *s = w->s;
+	int64_t end = cdl_now_ms() + ms;
+	pthread_mutex_lock(&s->mu);
+	uint64_t ticket = ++w->park_ticket;
+	w->parked = true;
+	pthread_cond_broadcast(&s->cv); /* a recovery may wait for this writer */
+	for (;;) {
+		if (w->taken == ticket || w->superseded)
+			break;
+		int64_t now = cdl_now_ms();
+		if (now >= end)
+			break;
+		pthread_mutex_unlock(&s->mu);
+		bool stop = cancel && cancel(ctx);
+		pthread_mutex_lock(&s->mu);
+		if (stop || w->taken == ticket)
+			break;
+		cv_wait_until(s, end < now + 100 ? end : now + 100);
+	}
+	bool taken = w->taken == ticket;
+	if (!taken)
+		w->parked = false;
+	pthread_mutex_unlock(&s->mu);
+	return taken;
+}
+
+/* Reopen the finalized replica r as a writer in tmp/ (its generation is
+ * about to be replaced by a recovery). Called with s->mu held; r is
+ * removed from the map. No event is raised: the namenode already counts
+ * this node as a location of the new generation. */
+static int unfinalize(dn_store *s, rep *r, dn_wr **out)
+{
+	char *data = fin_path(s, r->id, r->gen, "");
+	char *side = fin_path(s, r->id, r->gen, ".xxh");
+	char *path = xasprintf("%s/tmp/blk_%" PRIu64 "_%" PRIu64 ".%" PRIu64, s->dir, r->id, r->gen,
+			       ++s->serial);
+	int rc = 0;
+	if (rename(data, path) < 0) {
+		rc = -errno;
+		cdl_err("cannot reopen replica '%s': %s", data, strerror(-rc));
+		free(path);
+		goto out;
+	}
+	unlink(side);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		unlink(path);
+		free(path);
+		map_remove(s, r);
+		goto out;
+	}
+	dn_wr *w = xcalloc(1, sizeof(*w));
+	w->s = s;
+	w->id = r->id;
+	w->gen = r->gen;
+	w->fd = fd;
+	w->sfd = -1;
+	w->path = path;
+	w->len = r->len;
+	w->next = s->rbw;
+	s->rbw = w;
+	map_remove(s, r);
+	*out = w;
+out:
+	free(data);
+	free(side);
+	return rc;
+}
+
+/* Cut w (owned by the caller) to offset bytes and rebuild its checksum
+ * state from disk: the sums of the whole chunks before offset and the
+ * bytes of the partial last chunk. */
+static int wr_cut(dn_wr *w, uint64_t offset)
+{
+	struct stat st;
+	if (fstat(w->fd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size < offset)
+		return -ERANGE;
+	if (ftruncate(w->fd, (off_t)offset) < 0 || lseek(w->fd, (off_t)offset, SEEK_SET) < 0)
+		return -errno;
+	size_t whole = (size_t)(offset / CDL_CHUNK);
+	if (w->nsums >= whole) {
+		/* computed from the bytes as they arrived (verified packets) */
+		w->nsums = whole;
+	} else {
+		uint64_t *sums = NULL;
+		size_t n = 0;
+		int rc = checksum_file(w->fd, (uint64_t)whole * CDL_CHUNK, &sums, &n);
+		if (rc < 0)
+			return rc;
+		free(w->sums);
+		w->sums = sums;
+		w->nsums = n;
+		w->cap = n + 1;
+	}
+	w->clen = (size_t)(offset % CDL_CHUNK);
+	if (w->clen) {
+		if (!w->cbuf)
+			w->cbuf = xmalloc(CDL_CHUNK);
+		ssize_t r = pread(w->fd, w->cbuf, w->clen, (off_t)(offset - w->clen));
+		if (r != (ssize_t)w->clen)
+			return r < 0 ? -errno : -EIO;
+	}
+	__atomic_store_n(&w->len, offset, __ATOMIC_RELEASE);
+	if (w->synced > offset) {
+		/* hsynced past what the pipeline acked: only offset is common */
+		w->synced = offset;
+		uint8_t b[8];
+		for (int k = 0; k < 8; k++)
+			b[k] = (uint8_t)(offset >> (8 * k));
+		if (w->sfd >= 0 && (pwrite(w->sfd, b, 8, 0) != 8 || fdatasync(w->sfd) < 0))
+			return errno ? -errno : -EIO;
+	}
+	return 0;
+}
+
+int dn_store_recover(dn_store *s, uint64_t id, uint64_t old_gen, uint64_t gen, uint64_t offset,
+		     int wait_ms, dn_wr **out)
+{
+	if (gen <= old_gen)
+		return -ESTALE;
+	int64_t end = cdl_now_ms() + wait_ms;
+	dn_wr *w = NULL;
+	int rc = 0;
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		dn_wr *cand = NULL;
+		for (dn_wr *o = s->rbw; o; o = o->next)
+			if (o->id == id && o->gen >= old_gen && o->gen < gen && !o->superseded)
+				cand = o;
+		/* too short to resume: leave it as it is */
+		if (cand && cand->parked && cand->len < offset) {
+			rc = -ERANGE;
+			break;
+		}
+		if (cand && cand->parked) {
+			cand->taken = cand->park_ticket;
+			cand->parked = false;
+			pthread_cond_broadcast(&s->cv);
+			w = cand;
+			break;
+		}
+		if (!cand) {
+			rep *r = map_find(s, id);
+			if (r && r->gen >= old_gen && r->gen < gen)
+				rc = r->len < offset ? -ERANGE : unfinalize(s, r, &w);
+			else
+				rc = -ENOENT;
+			break;
+		}
+		/* its writer has not noticed its upstream is gone yet */
+		if (cdl_now_ms() >= end) {
+			rc = -EBUSY;
+			break;
+		}
+		cv_wait_until(s, end);
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (rc < 0)
+		return rc;
+	if (!w)
+		return -EIO;
+	uint64_t was_gen = w->gen;
+	rc = wr_cut(w, offset);
+	if (rc == 0) {
+		/* rename to the new generation, with its .sync file */
+		pthread_mutex_lock(&s->mu);
+		char *path = xasprintf("%s/tmp/blk_%" PRIu64 "_%" PRIu64 ".%" PRIu64, s->dir, id,
+				       gen, ++s->serial);
+		char *osync = xasprintf("%s.sync", w->path);
+		char *nsync = xasprintf("%s.sync", path);
+		if (rename(w->path, path) < 0 || (w->sfd >= 0 && rename(osync, nsync) < 0)) {
+			rc = -errno;
+			cdl_err("cannot rename replica '%s': %s", w->path, strerror(-rc));
+			free(path);
+		} else {
+			free(w->path);
+			w->path = path;
+			w->gen = gen;
+			for (dn_wr *o = s->rbw; o; o = o->next)
+				if (o->id == id && o != w)
+					o->superseded = true;
+		}
+		pthread_mutex_unlock(&s->mu);
+		free(osync);
+		free(nsync);
+	}
+	if (rc < 0) {
+		cdl_err("cannot resume replica 'blk_%" PRIu64 "_%" PRIu64 "' at %" PRIu64
+			" bytes: %s",
+			id, was_gen, offset, strerror(-rc));
+		/* it stays what it was: an abandoned replica of its old generation */
+		dn_wr_abandon(w);
+		return rc;
+	}
+	*out = w;
+	return 0;
 }
 
 int dn_store_delete(dn_store *s, uint64_t id, uint64_t gen)

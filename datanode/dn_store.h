@@ -13,7 +13,10 @@
  *   DIR/tmp/blk_I_G.N.sync     length made durable by the last hsync
  *   DIR/corrupt/               replicas whose checksums failed, kept aside
  *
- * A replica being written is renamed into current/ when finalized. At start
+ * A replica being written is renamed into current/ when finalized. When
+ * its writer goes away mid-block it is first parked (dn_wr_park), still
+ * open, so that a pipeline recovery (dn_store_recover) can continue it
+ * under a new generation; only then is it abandoned. At start
  * the store scans current/ (a replica whose sidecar does not fit its length
  * is moved aside), recovers hsynced replicas from tmp/ up to their synced
  * length and drops the rest of tmp/.
@@ -119,6 +122,25 @@ int dn_wr_finalize(dn_wr *w, bool sync);
 /* The writer went away: keep the hsynced prefix if there is one
  * (finalized at that length), else drop the files. Frees w. */
 void dn_wr_abandon(dn_wr *w);
+
+/* ---- pipeline recovery (fs/cdl_dt.h) */
+
+/* The writer's upstream went away before the last packet: keep w open so
+ * that a pipeline recovery can take it over, for up to ms, checking
+ * cancel(ctx) (may be NULL) every 100 ms to give up early (shutdown).
+ * Returns true if a recovery took w over (it is no longer the caller's),
+ * false if not (w is the caller's again, typically for dn_wr_abandon). */
+bool dn_wr_park(dn_wr *w, int ms, bool (*cancel)(void *), void *ctx);
+/* Take over the replica of block id being written under a generation in
+ * [old_gen, gen) (a parked writer; one still writing is waited for up to
+ * wait_ms, the caller having cut its connections; or a finalized replica,
+ * reopened), cut it to offset bytes, rebuild the checksum state of its
+ * partial last chunk from disk, and rename it to generation gen in tmp/.
+ * *out then continues it like a dn_store_create writer. 0, -ENOENT (no such
+ * replica), -EBUSY (its writer did not let go in time), -ERANGE (shorter
+ * than offset; it is abandoned), -ESTALE (gen not newer), -errno. */
+int dn_store_recover(dn_store *s, uint64_t id, uint64_t old_gen, uint64_t gen, uint64_t offset,
+		     int wait_ms, dn_wr **out);
 
 /* Remove a finalized replica (gen 0 = whatever generation is held) and
  * raise DN_EV_DELETED. Also removes a corrupt copy kept aside. 0 or

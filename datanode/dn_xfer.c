@@ -22,12 +22,22 @@
 #define ACKQ 256
 /* Longest wait to connect to the next node of a pipeline. */
 #define CONNECT_MAX_MS 10000
+/* Longest time a replica whose writer went away mid-block stays open for a
+ * pipeline recovery (the I/O timeout if shorter). */
+#define PARK_MAX_MS 30000
+/* Longest wait, in a recovery, for the replica's old writer to let go. */
+#define RECOVER_WAIT_MS 5000
 
 typedef struct conn {
 	struct dn_xfer *x;
 	int fd;
 	char peer[64];
 	struct conn *prev, *next;
+	/* a DT_WRITE in progress, under x->mu, so that a recovery of the
+	 * same replica can cut off this stale writer */
+	bool writing;
+	uint64_t wblock, wgen;
+	int down; /* its downstream socket, -1 none */
 } conn;
 
 struct dn_xfer {
@@ -250,16 +260,96 @@ static int connect_downstream(conn *c, const Caudal__DtHeader *h, int *bad)
 	return fd;
 }
 
-static void serve_write(conn *c, const Caudal__DtHeader *h)
+/* Record (or with block 0, clear) the write this connection serves and its
+ * downstream socket, for cut_stale_writers. */
+static void set_writing(conn *c, uint64_t block, uint64_t gen, int down)
+{
+	pthread_mutex_lock(&c->x->mu);
+	c->writing = block != 0;
+	c->wblock = block;
+	c->wgen = gen;
+	c->down = down;
+	pthread_mutex_unlock(&c->x->mu);
+}
+
+/* A recovery of block under gen takes over the replica written under a
+ * generation in [old_gen, gen): cut the connections of a writer of it that
+ * has not noticed yet that its upstream is gone, so that it parks. */
+static void cut_stale_writers(dn_xfer *x, const conn *self, uint64_t block, uint64_t old_gen,
+			      uint64_t gen)
+{
+	pthread_mutex_lock(&x->mu);
+	for (conn *c = x->conns; c; c = c->next) {
+		if (c == self || !c->writing || c->wblock != block || c->wgen < old_gen ||
+		    c->wgen >= gen)
+			continue;
+		cdl_info("block %" PRIu64 ": cutting off the stale writer from '%s' "
+			 "(generation %" PRIu64 ")",
+			 block, c->peer, c->wgen);
+		shutdown(c->fd, SHUT_RDWR);
+		if (c->down >= 0)
+			shutdown(c->down, SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&x->mu);
+}
+
+static bool xfer_stopping(void *arg)
+{
+	dn_xfer *x = arg;
+	pthread_mutex_lock(&x->mu);
+	bool stop = x->stopping;
+	pthread_mutex_unlock(&x->mu);
+	return stop;
+}
+
+/* Open the replica a DT_WRITE asks for: a new one, or for a pipeline
+ * recovery the one being written, continued at h->recover_offset under
+ * h->gen. On a failure the refusal is sent. */
+static int open_replica(conn *c, const Caudal__DtHeader *h, dn_wr **wr)
 {
 	dn_store *s = c->x->s;
-	dn_wr *wr = NULL;
-	int rc = dn_store_create(s, h->block, h->gen, &wr);
-	if (rc < 0) {
-		send_refusal(c->fd, (uint32_t)-rc,
-			     rc == -ESTALE ? "a newer generation is held" : strerror(-rc), 0);
-		return;
+	int rc;
+	if (!h->recover) {
+		rc = dn_store_create(s, h->block, h->gen, wr);
+		if (rc < 0)
+			send_refusal(c->fd, (uint32_t)-rc,
+				     rc == -ESTALE ? "a newer generation is held" : strerror(-rc),
+				     0);
+		return rc;
 	}
+	cut_stale_writers(c->x, c, h->block, h->recover_gen, h->gen);
+	rc = dn_store_recover(s, h->block, h->recover_gen, h->gen, h->recover_offset,
+			      RECOVER_WAIT_MS, wr);
+	if (rc < 0) {
+		cdl_warn("block %" PRIu64 ": cannot resume generation %" PRIu64 " at %" PRIu64
+			 " bytes for '%s': %s",
+			 h->block, h->recover_gen, h->recover_offset,
+			 h->client ? h->client : c->peer, strerror(-rc));
+		send_refusal(c->fd, (uint32_t)-rc,
+			     rc == -ENOENT   ? "replica not found"
+			     : rc == -ERANGE ? "replica shorter than the resume offset"
+			     : rc == -EBUSY  ? "replica still busy with its old writer"
+			     : rc == -ESTALE ? "generation not newer"
+					     : strerror(-rc),
+			     0);
+		return rc;
+	}
+	cdl_info("block %" PRIu64 ": resuming replica at %" PRIu64
+		 " bytes under generation %" PRIu64 " (was %" PRIu64 ") for '%s'",
+		 h->block, h->recover_offset, h->gen, h->recover_gen,
+		 h->client ? h->client : c->peer);
+	return 0;
+}
+
+static void serve_write(conn *c, const Caudal__DtHeader *h)
+{
+	dn_wr *wr = NULL;
+	if (open_replica(c, h, &wr) < 0)
+		return;
+	int rc;
+	bool local_fail = false; /* this node's copy failed: not resumable */
+	bool got_data = false;	 /* a packet was stored */
+	set_writing(c, h->block, h->gen, -1);
 	wctx w = {.up = c->fd, .down = -1, .block = h->block};
 	pthread_mutex_init(&w.mu, NULL);
 	pthread_cond_init(&w.cv, NULL);
@@ -269,6 +359,8 @@ static void serve_write(conn *c, const Caudal__DtHeader *h)
 	if (h->n_targets > 0) {
 		int bad;
 		w.down = connect_downstream(c, h, &bad);
+		if (w.down >= 0)
+			set_writing(c, h->block, h->gen, w.down);
 		if (w.down < 0) {
 			send_refusal(c->fd, (uint32_t)-w.down, "pipeline setup failed",
 				     (uint32_t)bad);
@@ -315,11 +407,15 @@ static void serve_write(conn *c, const Caudal__DtHeader *h)
 		if (!p.err && (rc = dn_wr_append(wr, buf, f.len, f.sum)) < 0) {
 			p.err = (uint32_t)-rc;
 			p.bad = 1;
+			local_fail = true;
 		}
+		if (!p.err)
+			got_data = true;
 		if (!p.err && (f.flags & CDL_DT_SYNC) && !(f.flags & CDL_DT_LAST) &&
 		    (rc = dn_wr_sync(wr)) < 0) {
 			p.err = (uint32_t)-rc;
 			p.bad = 1;
+			local_fail = true;
 		}
 		if (!p.err && (f.flags & CDL_DT_LAST)) {
 			uint64_t len = dn_wr_length(wr);
@@ -328,6 +424,7 @@ static void serve_write(conn *c, const Caudal__DtHeader *h)
 			if (rc < 0) {
 				p.err = (uint32_t)-rc;
 				p.bad = 1;
+				local_fail = true;
 			} else {
 				cdl_info("received block 'blk_%" PRIu64 "_%" PRIu64 "' (%" PRIu64
 					 " bytes) from '%s'",
@@ -361,13 +458,24 @@ static void serve_write(conn *c, const Caudal__DtHeader *h)
 		pthread_join(responder, NULL);
 	}
 out:
-	if (wr)
-		dn_wr_abandon(wr);
+	set_writing(c, 0, 0, -1);
 	if (w.down >= 0)
-		close(w.down);
+		close(w.down); /* the next node notices, and parks its copy too */
 	free(buf);
 	pthread_mutex_destroy(&w.mu);
 	pthread_cond_destroy(&w.cv);
+	/* Cut off mid-block: keep the replica open for a pipeline recovery,
+	 * unless it never got data (a failed setup: the client asks for
+	 * another block) or this node's own disk failed. */
+	if (wr && !local_fail && (got_data || h->recover)) {
+		int ms = c->x->io_timeout_ms < PARK_MAX_MS ? c->x->io_timeout_ms : PARK_MAX_MS;
+		if (dn_wr_park(wr, ms, xfer_stopping, c->x)) {
+			cdl_debug("block %" PRIu64 ": replica taken over by a recovery", h->block);
+			wr = NULL;
+		}
+	}
+	if (wr)
+		dn_wr_abandon(wr);
 }
 
 /* ---------------------------------------------------------------- server */
@@ -464,6 +572,7 @@ static void *accept_main(void *arg)
 		conn *c = xcalloc(1, sizeof(*c));
 		c->x = x;
 		c->fd = fd;
+		c->down = -1;
 		peer_name(&ss, c->peer, sizeof(c->peer));
 		pthread_mutex_lock(&x->mu);
 		if (x->active >= (unsigned)x->max) {

@@ -28,18 +28,30 @@
 
 /* Method names in enum cdl_nn_method order: must match the .proto. */
 static const char *const nn_method_names[CDL_NN_NMETHODS] = {
-    [CDL_NN_GetAttr] = "GetAttr",	  [CDL_NN_Mkdir] = "Mkdir",
-    [CDL_NN_Create] = "Create",		  [CDL_NN_Symlink] = "Symlink",
-    [CDL_NN_Readlink] = "Readlink",	  [CDL_NN_Readdir] = "Readdir",
-    [CDL_NN_Delete] = "Delete",		  [CDL_NN_Rename] = "Rename",
-    [CDL_NN_SetAttr] = "SetAttr",	  [CDL_NN_GetXattr] = "GetXattr",
-    [CDL_NN_SetXattr] = "SetXattr",	  [CDL_NN_ListXattr] = "ListXattr",
-    [CDL_NN_RemoveXattr] = "RemoveXattr", [CDL_NN_SetReplication] = "SetReplication",
-    [CDL_NN_GetBlocks] = "GetBlocks",	  [CDL_NN_Append] = "Append",
-    [CDL_NN_AddBlock] = "AddBlock",	  [CDL_NN_Complete] = "Complete",
-    [CDL_NN_RenewLease] = "RenewLease",	  [CDL_NN_Statfs] = "Statfs",
-    [CDL_NN_Report] = "Report",		  [CDL_NN_Fsck] = "Fsck",
-    [CDL_NN_ReportBad] = "ReportBad",	  [CDL_NN_GetEvents] = "GetEvents",
+    [CDL_NN_GetAttr] = "GetAttr",
+    [CDL_NN_Mkdir] = "Mkdir",
+    [CDL_NN_Create] = "Create",
+    [CDL_NN_Symlink] = "Symlink",
+    [CDL_NN_Readlink] = "Readlink",
+    [CDL_NN_Readdir] = "Readdir",
+    [CDL_NN_Delete] = "Delete",
+    [CDL_NN_Rename] = "Rename",
+    [CDL_NN_SetAttr] = "SetAttr",
+    [CDL_NN_GetXattr] = "GetXattr",
+    [CDL_NN_SetXattr] = "SetXattr",
+    [CDL_NN_ListXattr] = "ListXattr",
+    [CDL_NN_RemoveXattr] = "RemoveXattr",
+    [CDL_NN_SetReplication] = "SetReplication",
+    [CDL_NN_GetBlocks] = "GetBlocks",
+    [CDL_NN_Append] = "Append",
+    [CDL_NN_AddBlock] = "AddBlock",
+    [CDL_NN_Complete] = "Complete",
+    [CDL_NN_RenewLease] = "RenewLease",
+    [CDL_NN_Statfs] = "Statfs",
+    [CDL_NN_Report] = "Report",
+    [CDL_NN_Fsck] = "Fsck",
+    [CDL_NN_ReportBad] = "ReportBad",
+    [CDL_NN_GetEvents] = "GetEvents",
     [CDL_NN_UpdatePipeline] = "UpdatePipeline",
     [CDL_NN_Decommission] = "Decommission",
 };
@@ -420,15 +432,23 @@ static void writer_unregister(cdl_client *c)
 
 /* ------------------------------------------------------------ writing */
 
+/* One datanode of the current block's pipeline. */
+struct wtarget {
+	char *id, *host;
+	uint32_t port;
+};
+
 struct cdl_writer {
 	cdl_client *c;
 	uint64_t ino;
 	uint64_t block_size;
 	uint64_t size; /* file size including what the pipeline holds */
-	int err;       /* sticky: once a write failed, the writer is dead */
-	/* the block being written (bw != NULL) */
+	int err;       /* sticky: once a write failed for good, the writer is dead */
+	/* the block being written (bw != NULL) and its pipeline */
 	cdl_block_writer *bw;
 	uint64_t cur_id, cur_gen, cur_len;
+	struct wtarget tg[CDL_DT_MAX_TARGETS];
+	size_t ntg;
 	/* the last finished block (prev_id 0 = none since open) */
 	uint64_t prev_id, prev_gen, prev_len;
 	/* datanodes this writer could not reach */
@@ -473,6 +493,48 @@ static void clear_excluded(cdl_writer *w)
 	for (size_t i = 0; i < w->nexcluded; i++)
 		free(w->excluded[i]);
 	w->nexcluded = 0;
+}
+
+static void clear_targets(cdl_writer *w)
+{
+	for (size_t i = 0; i < w->ntg; i++) {
+		free(w->tg[i].id);
+		free(w->tg[i].host);
+	}
+	w->ntg = 0;
+}
+
+static void drop_target(cdl_writer *w, size_t idx)
+{
+	free(w->tg[idx].id);
+	free(w->tg[idx].host);
+	memmove(w->tg + idx, w->tg + idx + 1, (w->ntg - idx - 1) * sizeof(w->tg[0]));
+	w->ntg--;
+}
+
+/* Opens w->bw on the pipeline w->tg for (cur_id, cur_gen). On failure *bad
+ * is the 1-based position of the node at fault (0 unknown). */
+static int open_pipeline(cdl_writer *w, int *bad)
+{
+	Caudal__DtTarget tg[CDL_DT_MAX_TARGETS];
+	const Caudal__DtTarget *tp[CDL_DT_MAX_TARGETS];
+	for (size_t i = 0; i < w->ntg; i++) {
+		caudal__dt_target__init(&tg[i]);
+		tg[i].host = w->tg[i].host;
+		tg[i].port = w->tg[i].port;
+		tg[i].id = w->tg[i].id;
+		tp[i] = &tg[i];
+	}
+	*bad = 0;
+	return cdl_block_writer_open_ex(tp, w->ntg, w->cur_id, w->cur_gen, w->c->name,
+					w->c->rpc_timeout_ms, &w->bw, bad);
+}
+
+/* Index in w->tg of the node a 1-based failure position names; the first
+ * node (the one the client talks to) when unknown. */
+static size_t bad_index(const cdl_writer *w, int bad)
+{
+	return bad >= 1 && (size_t)bad <= w->ntg ? (size_t)bad - 1 : 0;
 }
 
 static int add_block(cdl_writer *w, Caudal__AddBlockReply **out)
@@ -522,44 +584,101 @@ static int next_block(cdl_writer *w)
 		if (rc)
 			return rc;
 		Caudal__LocatedBlock *b = rep->block;
-		size_t n = b->n_locs < CDL_DT_MAX_TARGETS ? b->n_locs : CDL_DT_MAX_TARGETS;
-		Caudal__DtTarget tg[CDL_DT_MAX_TARGETS];
-		const Caudal__DtTarget *tp[CDL_DT_MAX_TARGETS];
-		for (size_t i = 0; i < n; i++) {
-			caudal__dt_target__init(&tg[i]);
-			tg[i].host = b->locs[i]->host;
-			tg[i].port = b->locs[i]->data_port;
-			tg[i].id = b->locs[i]->id;
-			tp[i] = &tg[i];
+		clear_targets(w);
+		for (size_t i = 0; i < b->n_locs && i < CDL_DT_MAX_TARGETS; i++) {
+			w->tg[i].id = xstrdup(b->locs[i]->id);
+			w->tg[i].host = xstrdup(b->locs[i]->host);
+			w->tg[i].port = b->locs[i]->data_port;
+			w->ntg++;
 		}
-		int bad = 0;
-		cdl_block_writer *bw = NULL;
-		rc = cdl_block_writer_open_ex(tp, n, b->id, b->gen, w->c->name,
-					      w->c->rpc_timeout_ms, &bw, &bad);
-		if (rc == 0) {
-			w->bw = bw;
-			w->cur_id = b->id;
-			w->cur_gen = b->gen;
-			w->cur_len = 0;
-			protobuf_c_message_free_unpacked(&rep->base, NULL);
-			return 0;
-		}
-		/* bad is 1-based; unknown means the first node (the one we dial) */
-		int idx = bad >= 1 && (size_t)bad <= n ? bad - 1 : 0;
-		cdl_warn("cannot open the pipeline of block %llu at '%s:%u': %s; excluding it",
-			 (unsigned long long)b->id, tg[idx].host, tg[idx].port, strerror(-rc));
-		exclude(w, tg[idx].id);
+		w->cur_id = b->id;
+		w->cur_gen = b->gen;
+		w->cur_len = 0;
 		protobuf_c_message_free_unpacked(&rep->base, NULL);
+		int bad;
+		rc = open_pipeline(w, &bad);
+		if (rc == 0)
+			return 0;
+		size_t idx = bad_index(w, bad);
+		cdl_warn("cannot open the pipeline of block %llu at '%s:%u': %s; excluding it",
+			 (unsigned long long)w->cur_id, w->tg[idx].host, w->tg[idx].port,
+			 strerror(-rc));
+		exclude(w, w->tg[idx].id);
 	}
 	return rc;
 }
 
-/* Finishes the current block and remembers it as the previous one. */
+/* Pipeline recovery (fs/cdl_dt.h): the current block's pipeline failed
+ * with rc at position bad (1-based, 0 unknown: the first node, the one the
+ * client talks to). Drops that node, has the namenode give the block a new
+ * generation stamp with the survivors as its locations (UpdatePipeline),
+ * and resumes the replica on them at the bytes every node acked, resending
+ * the unacked packets. Each attempt drops one node, so this ends; with no
+ * node left the write fails with EIO. Returns 0 when w->bw can go on. */
+static int recover(cdl_writer *w, int rc, int bad)
+{
+	while (w->ntg > 0) {
+		size_t idx = bad_index(w, bad);
+		cdl_warn("block %llu of inode %llu: datanode '%s:%u' failed in the pipeline (%s); "
+			 "continuing with %zu node(s) from byte %llu",
+			 (unsigned long long)w->cur_id, (unsigned long long)w->ino, w->tg[idx].host,
+			 w->tg[idx].port, strerror(-rc), w->ntg - 1,
+			 (unsigned long long)cdl_block_writer_acked(w->bw));
+		exclude(w, w->tg[idx].id);
+		drop_target(w, idx);
+		if (w->ntg == 0)
+			break;
+
+		Caudal__UpdatePipelineRequest req = CAUDAL__UPDATE_PIPELINE_REQUEST__INIT;
+		char *ids[CDL_DT_MAX_TARGETS];
+		Caudal__DtTarget tg[CDL_DT_MAX_TARGETS];
+		const Caudal__DtTarget *tp[CDL_DT_MAX_TARGETS];
+		for (size_t i = 0; i < w->ntg; i++) {
+			ids[i] = w->tg[i].id;
+			caudal__dt_target__init(&tg[i]);
+			tg[i].host = w->tg[i].host;
+			tg[i].port = w->tg[i].port;
+			tg[i].id = w->tg[i].id;
+			tp[i] = &tg[i];
+		}
+		req.ino = w->ino;
+		req.client = w->c->name;
+		req.block = w->cur_id;
+		req.n_nodes = w->ntg;
+		req.nodes = ids;
+		Caudal__UpdatePipelineReply *rep;
+		int e = cdl_client_call_err(w->c, CDL_NN_UpdatePipeline, &req.base,
+					    (ProtobufCMessage **)&rep);
+		if (e) {
+			cdl_err("block %llu: cannot update its pipeline: %s",
+				(unsigned long long)w->cur_id, strerror(-e));
+			return e;
+		}
+		uint64_t gen = rep->gen;
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+		rc = cdl_block_writer_recover(w->bw, tp, w->ntg, gen, &bad);
+		if (rc == 0) {
+			w->cur_gen = gen;
+			return 0;
+		}
+	}
+	cdl_err("block %llu: pipeline failed (%s) with no datanode left to continue on",
+		(unsigned long long)w->cur_id, strerror(-rc));
+	return -EIO;
+}
+
+/* Finishes the current block (recovering its pipeline if a node fails
+ * during the final acks) and remembers it as the previous one. */
 static int finish_block(cdl_writer *w)
 {
 	uint64_t len = 0;
-	int rc = cdl_block_writer_close(w->bw, false, &len);
+	int rc;
+	while ((rc = cdl_block_writer_finish(w->bw, false, &len)) != 0 &&
+	       (rc = recover(w, rc, cdl_block_writer_bad_target(w->bw))) == 0)
+		;
+	cdl_block_writer_abort(w->bw);
 	w->bw = NULL;
+	clear_targets(w);
 	if (rc == 0 && len != w->cur_len) {
 		cdl_err("block %llu: pipeline stored %llu bytes, %llu were written",
 			(unsigned long long)w->cur_id, (unsigned long long)len,
@@ -589,20 +708,26 @@ int cdl_writer_write(cdl_writer *w, const void *buf, size_t n)
 		}
 		uint64_t room = w->block_size - w->cur_len;
 		size_t k = n < room ? n : (size_t)room;
+		uint64_t before = cdl_block_writer_bytes(w->bw);
 		rc = cdl_block_writer_write(w->bw, p, k);
+		/* on a failure part of the bytes may have been taken */
+		size_t took = (size_t)(cdl_block_writer_bytes(w->bw) - before);
+		w->cur_len += took;
+		w->size += took;
+		p += took;
+		n -= took;
+		if (rc)
+			rc = recover(w, rc, cdl_block_writer_bad_target(w->bw));
 		if (rc) {
 			cdl_err("cannot write block %llu of inode %llu: %s",
 				(unsigned long long)w->cur_id, (unsigned long long)w->ino,
 				strerror(-rc));
 			cdl_block_writer_abort(w->bw);
 			w->bw = NULL;
+			clear_targets(w);
 			w->err = rc;
 			return rc;
 		}
-		w->cur_len += k;
-		w->size += k;
-		p += k;
-		n -= k;
 		if (w->cur_len == w->block_size && (rc = finish_block(w)) != 0)
 			return rc;
 	}
@@ -635,11 +760,15 @@ int cdl_writer_sync(cdl_writer *w)
 {
 	if (w->err)
 		return w->err;
-	if (w->bw) {
+	while (w->bw) {
 		int rc = cdl_block_writer_sync(w->bw);
+		if (rc == 0)
+			break;
+		rc = recover(w, rc, cdl_block_writer_bad_target(w->bw));
 		if (rc) {
 			cdl_block_writer_abort(w->bw);
 			w->bw = NULL;
+			clear_targets(w);
 			w->err = rc;
 			return rc;
 		}
@@ -650,6 +779,7 @@ int cdl_writer_sync(cdl_writer *w)
 static void writer_free(cdl_writer *w)
 {
 	clear_excluded(w);
+	clear_targets(w);
 	writer_unregister(w->c);
 	free(w);
 }

@@ -522,22 +522,45 @@ void cdl_block_reader_close(cdl_block_reader *r)
 
 /* ---------------------------------------------------------------- writer */
 
+/* Slots of the packet ring: DT_WINDOW unacknowledged packets plus the one
+ * being filled. */
+#define DT_SLOTS (DT_WINDOW + 1)
+
+/* A packet kept until it is acknowledged, to be resent by a recovery. */
+typedef struct wpkt {
+	uint8_t *data; /* CDL_CHUNK bytes, allocated on first use */
+	uint32_t len, flags;
+	uint64_t sum;
+} wpkt;
+
 struct cdl_block_writer {
 	int fd;
-	uint64_t block;
-	uint8_t *buf; /* packet being filled */
-	size_t blen;
-	uint64_t bytes;	   /* accepted from the caller */
-	uint64_t sent;	   /* bytes sent in packets */
-	uint64_t next_seq; /* sequence number of the next packet */
-	uint64_t acked;	   /* packets [0, acked) are acknowledged */
-	int err;	   /* sticky error */
-	int bad;	   /* 1-based failed target, 0 unknown */
+	uint64_t block, gen;
+	char *client;
+	int timeout_ms;
+	/* Packets [acked, next_seq) are sent and kept; the one being filled
+	 * is ring[next_seq % DT_SLOTS]. Sequence numbers count from the
+	 * block's first packet; on the wire they count from `base`, the first
+	 * packet sent on the current connection. */
+	wpkt ring[DT_SLOTS];
+	size_t blen;	      /* bytes in the packet being filled */
+	uint64_t bytes;	      /* accepted from the caller */
+	uint64_t sent;	      /* bytes in sent packets */
+	uint64_t next_seq;    /* sequence number of the next packet */
+	uint64_t acked;	      /* packets [0, acked) are acknowledged */
+	uint64_t acked_bytes; /* bytes in them: what every node holds */
+	uint64_t base;	      /* wire sequence 0 of the current connection */
+	bool last_sent;	      /* the CDL_DT_LAST packet is in the ring */
+	int err;	      /* sticky error, cleared by a recovery */
+	int bad;	      /* 1-based failed target, 0 unknown */
 };
 
-int cdl_block_writer_open_ex(const Caudal__DtTarget *const *targets, size_t ntargets,
-			     uint64_t block, uint64_t gen, const char *client, int timeout_ms,
-			     cdl_block_writer **out, int *bad)
+/* Connect to targets[0] and send a DT_WRITE header (a recovery one when
+ * recover is set). Returns the socket, or -errno with *bad set to the
+ * 1-based position of the node that failed. */
+static int writer_connect(const Caudal__DtTarget *const *targets, size_t ntargets, uint64_t block,
+			  uint64_t gen, const char *client, int timeout_ms, bool recover,
+			  uint64_t recover_gen, uint64_t recover_offset, int *bad)
 {
 	*bad = 0;
 	if (ntargets < 1 || ntargets > CDL_DT_MAX_TARGETS + 1)
@@ -554,6 +577,9 @@ int cdl_block_writer_open_ex(const Caudal__DtTarget *const *targets, size_t ntar
 	h.client = (char *)(client ? client : "");
 	h.n_targets = ntargets - 1;
 	h.targets = (Caudal__DtTarget **)(targets + 1);
+	h.recover = recover;
+	h.recover_gen = recover_gen;
+	h.recover_offset = recover_offset;
 	int rc = cdl_dt_send_header(fd, &h);
 	Caudal__DtReply *rep = NULL;
 	if (rc == 0)
@@ -567,8 +593,8 @@ int cdl_block_writer_open_ex(const Caudal__DtTarget *const *targets, size_t ntar
 	}
 	if (rep->err) {
 		rc = rep->err > 4095 ? -EIO : -(int)rep->err;
-		cdl_debug("write of block %llu refused by '%s:%u': %s", (unsigned long long)block,
-			  targets[0]->host, targets[0]->port,
+		cdl_debug("%s of block %llu refused by '%s:%u': %s", recover ? "recovery" : "write",
+			  (unsigned long long)block, targets[0]->host, targets[0]->port,
 			  rep->message && *rep->message ? rep->message : strerror(-rc));
 		*bad = rep->bad_target && rep->bad_target <= ntargets - 1 ? (int)rep->bad_target + 1
 									  : 1;
@@ -577,10 +603,23 @@ int cdl_block_writer_open_ex(const Caudal__DtTarget *const *targets, size_t ntar
 		return rc;
 	}
 	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return fd;
+}
+
+int cdl_block_writer_open_ex(const Caudal__DtTarget *const *targets, size_t ntargets,
+			     uint64_t block, uint64_t gen, const char *client, int timeout_ms,
+			     cdl_block_writer **out, int *bad)
+{
+	int fd =
+	    writer_connect(targets, ntargets, block, gen, client, timeout_ms, false, 0, 0, bad);
+	if (fd < 0)
+		return fd;
 	cdl_block_writer *w = xcalloc(1, sizeof(*w));
 	w->fd = fd;
 	w->block = block;
-	w->buf = xmalloc(CDL_CHUNK);
+	w->gen = gen;
+	w->client = xstrdup(client ? client : "");
+	w->timeout_ms = timeout_ms;
 	*out = w;
 	return 0;
 }
@@ -591,6 +630,21 @@ int cdl_block_writer_open(const Caudal__DtTarget *const *targets, size_t ntarget
 	int bad;
 	return cdl_block_writer_open_ex(targets, ntargets, block, gen, client, timeout_ms, out,
 					&bad);
+}
+
+static wpkt *slot_of(cdl_block_writer *w, uint64_t seq)
+{
+	wpkt *p = &w->ring[seq % DT_SLOTS];
+	if (!p->data)
+		p->data = xmalloc(CDL_CHUNK);
+	return p;
+}
+
+/* Count packet `acked` as acknowledged. */
+static void writer_acked(cdl_block_writer *w)
+{
+	w->acked_bytes += w->ring[w->acked % DT_SLOTS].len;
+	w->acked++;
 }
 
 /* Read one ack and check it is the next one in order. Sets the sticky
@@ -608,16 +662,17 @@ static int writer_recv_ack(cdl_block_writer *w)
 		w->bad = a.bad ? (int)a.bad : 1;
 		return w->err = a.err > 4095 ? -EIO : -(int)a.err;
 	}
-	if (a.seq != w->acked) {
+	if (a.seq != w->acked - w->base) {
 		w->bad = 1;
 		return w->err = -EPROTO;
 	}
-	w->acked++;
+	writer_acked(w);
 	return 0;
 }
 
 /* After a failed send, an error ack may already be waiting and say which
- * node failed; read what is there without waiting long. */
+ * node failed (and good acks before it still count); read what is there
+ * without waiting long. */
 static void writer_salvage_ack(cdl_block_writer *w)
 {
 	struct pollfd p = {.fd = w->fd, .events = POLLIN};
@@ -629,14 +684,30 @@ static void writer_salvage_ack(cdl_block_writer *w)
 			w->bad = a.bad ? (int)a.bad : 1;
 			return;
 		}
-		w->acked++;
+		if (a.seq != w->acked - w->base)
+			break;
+		writer_acked(w);
 	}
 	if (!w->bad)
 		w->bad = 1;
 }
 
-/* Send the buffered bytes as one packet with flags, keeping at most
- * DT_WINDOW packets unacknowledged. */
+/* Send packet seq (kept in the ring) on the current connection. */
+static int writer_send_slot(cdl_block_writer *w, uint64_t seq)
+{
+	const wpkt *p = &w->ring[seq % DT_SLOTS];
+	cdl_dt_frame f = {.len = p->len, .flags = p->flags, .seq = seq - w->base, .sum = p->sum};
+	int rc = cdl_dt_send_frame(w->fd, &f, p->data);
+	if (rc < 0) {
+		w->err = rc;
+		writer_salvage_ack(w);
+	}
+	return rc;
+}
+
+/* Turn the buffered bytes into a packet with flags, keeping at most
+ * DT_WINDOW packets unacknowledged, and send it. Once a packet is in the
+ * ring it counts as sent: a failed send leaves it for a recovery. */
 static int writer_send_packet(cdl_block_writer *w, uint32_t flags)
 {
 	if (w->err)
@@ -646,20 +717,16 @@ static int writer_send_packet(cdl_block_writer *w, uint32_t flags)
 		if (rc < 0)
 			return rc;
 	}
-	cdl_dt_frame f = {.len = (uint32_t)w->blen,
-			  .flags = flags,
-			  .seq = w->next_seq,
-			  .sum = cdl_xxh3(w->buf, w->blen)};
-	int rc = cdl_dt_send_frame(w->fd, &f, w->buf);
-	if (rc < 0) {
-		w->err = rc;
-		writer_salvage_ack(w);
-		return rc;
-	}
-	w->next_seq++;
+	wpkt *p = slot_of(w, w->next_seq);
+	p->len = (uint32_t)w->blen;
+	p->flags = flags;
+	p->sum = cdl_xxh3(p->data, w->blen);
+	uint64_t seq = w->next_seq++;
 	w->sent += w->blen;
 	w->blen = 0;
-	return 0;
+	if (flags & CDL_DT_LAST)
+		w->last_sent = true;
+	return writer_send_slot(w, seq);
 }
 
 static int writer_wait_all(cdl_block_writer *w)
@@ -674,13 +741,15 @@ int cdl_block_writer_write(cdl_block_writer *w, const void *buf, size_t n)
 	const uint8_t *p = buf;
 	if (w->err)
 		return w->err;
-	while (n > 0) {
+	if (w->last_sent)
+		return -EINVAL;
+	while (n > 0 || w->blen == CDL_CHUNK - (size_t)(w->sent % CDL_CHUNK)) {
 		/* Packets end on chunk boundaries, even after a short hsync packet. */
 		size_t cap = CDL_CHUNK - (size_t)(w->sent % CDL_CHUNK);
 		size_t k = cap - w->blen;
 		if (k > n)
 			k = n;
-		memcpy(w->buf + w->blen, p, k);
+		memcpy(slot_of(w, w->next_seq)->data + w->blen, p, k);
 		w->blen += k;
 		w->bytes += k;
 		p += k;
@@ -696,10 +765,58 @@ int cdl_block_writer_write(cdl_block_writer *w, const void *buf, size_t n)
 
 int cdl_block_writer_sync(cdl_block_writer *w)
 {
+	if (w->last_sent)
+		return writer_wait_all(w);
 	int rc = writer_send_packet(w, CDL_DT_SYNC);
 	if (rc < 0)
 		return rc;
 	return writer_wait_all(w);
+}
+
+int cdl_block_writer_finish(cdl_block_writer *w, bool sync, uint64_t *length)
+{
+	int rc = w->err;
+	if (rc == 0 && !w->last_sent)
+		rc = writer_send_packet(w, CDL_DT_LAST | (sync ? CDL_DT_SYNC : 0));
+	if (rc == 0)
+		rc = writer_wait_all(w);
+	if (length)
+		*length = w->bytes;
+	return rc;
+}
+
+int cdl_block_writer_recover(cdl_block_writer *w, const Caudal__DtTarget *const *targets,
+			     size_t ntargets, uint64_t gen, int *bad)
+{
+	*bad = 0;
+	if (gen <= w->gen)
+		return -EINVAL;
+	if (w->fd >= 0)
+		close(w->fd);
+	w->fd = -1;
+	w->bad = 0;
+	int fd = writer_connect(targets, ntargets, w->block, gen, w->client, w->timeout_ms, true,
+				w->gen, w->acked_bytes, bad);
+	if (fd < 0) {
+		w->bad = *bad;
+		return w->err = fd;
+	}
+	cdl_debug("block %llu: resumed at %llu bytes under generation %llu, resending %llu "
+		  "packet(s)",
+		  (unsigned long long)w->block, (unsigned long long)w->acked_bytes,
+		  (unsigned long long)gen, (unsigned long long)(w->next_seq - w->acked));
+	w->fd = fd;
+	w->gen = gen;
+	w->base = w->acked;
+	w->err = 0;
+	for (uint64_t seq = w->acked; seq < w->next_seq; seq++) {
+		int rc = writer_send_slot(w, seq);
+		if (rc < 0) {
+			*bad = w->bad;
+			return rc;
+		}
+	}
+	return 0;
 }
 
 int cdl_block_writer_close(cdl_block_writer *w, bool sync, uint64_t *length)
@@ -709,16 +826,10 @@ int cdl_block_writer_close(cdl_block_writer *w, bool sync, uint64_t *length)
 
 int cdl_block_writer_close_ex(cdl_block_writer *w, bool sync, uint64_t *length, int *bad)
 {
-	int rc = writer_send_packet(w, CDL_DT_LAST | (sync ? CDL_DT_SYNC : 0));
-	if (rc == 0)
-		rc = writer_wait_all(w);
-	if (length)
-		*length = w->bytes;
+	int rc = cdl_block_writer_finish(w, sync, length);
 	if (bad)
 		*bad = rc < 0 ? w->bad : 0;
-	close(w->fd);
-	free(w->buf);
-	free(w);
+	cdl_block_writer_abort(w);
 	return rc;
 }
 
@@ -726,14 +837,27 @@ void cdl_block_writer_abort(cdl_block_writer *w)
 {
 	if (!w)
 		return;
-	close(w->fd);
-	free(w->buf);
+	if (w->fd >= 0)
+		close(w->fd);
+	for (size_t i = 0; i < DT_SLOTS; i++)
+		free(w->ring[i].data);
+	free(w->client);
 	free(w);
 }
 
 uint64_t cdl_block_writer_bytes(const cdl_block_writer *w)
 {
 	return w->bytes;
+}
+
+uint64_t cdl_block_writer_acked(const cdl_block_writer *w)
+{
+	return w->acked_bytes;
+}
+
+uint64_t cdl_block_writer_gen(const cdl_block_writer *w)
+{
+	return w->gen;
 }
 
 int cdl_block_writer_bad_target(const cdl_block_writer *w)

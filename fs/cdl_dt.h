@@ -28,8 +28,28 @@
  * node is 1; 0 when the replier itself refuses). The writer ends packets on
  * chunk boundaries (a short packet only before an hsync or at the end). A
  * replica being written can be read up to what its datanode has written so
- * far; a write cut off by a failure keeps only its last hsynced length
- * (finalized and reported) or nothing.
+ * far.
+ *
+ * Pipeline recovery (DESIGN.md: a datanode that fails mid-pipeline is
+ * dropped and the write carries on). The writer keeps every packet until it
+ * is acked (the window, up to DT_WINDOW packets). An ack means every node
+ * downstream stored the packet, so all survivors hold at least the acked
+ * bytes. On a failure the caller (cdl_client's writer) takes the failed
+ * node from the error ack's `bad` (a connect or I/O error on the first hop
+ * counts as node 1), drops it, gets a new generation stamp from the
+ * namenode (UpdatePipeline) and calls cdl_block_writer_recover: a new
+ * DT_WRITE to the survivors with DtHeader.recover set, recover_gen the old
+ * generation and recover_offset the acked byte count. Each survivor takes
+ * over its replica being written (a replica whose writer connection dropped
+ * is parked, still open, for a while for this; one whose connection is
+ * still up is cut off; one already finalized under the old generation is
+ * reopened), cuts it to recover_offset (it must hold that many bytes),
+ * reloads the checksum state of the partial last chunk from disk, renames
+ * it to the new generation and continues as a normal DT_WRITE, forwarding
+ * the same header to the rest. The writer then resends the unacked packets,
+ * numbered from 0 on the new connection. A parked replica nobody resumes is
+ * treated as before recovery existed: its last hsynced length is finalized
+ * and reported, or it is dropped.
  *
  * All integers big-endian. Every length read off the wire is bounded before
  * use. Functions here are blocking with timeouts (SO_RCVTIMEO/SO_SNDTIMEO);
@@ -127,21 +147,38 @@ int cdl_block_writer_open(const Caudal__DtTarget *const *targets, size_t ntarget
 int cdl_block_writer_open_ex(const Caudal__DtTarget *const *targets, size_t ntargets,
 			     uint64_t block, uint64_t gen, const char *client, int timeout_ms,
 			     cdl_block_writer **out, int *bad);
-/* Buffer and send; a window of packets stays in flight. 0 or -errno. */
+/* Buffer and send; a window of packets stays in flight. 0 or -errno. On a
+ * failure part of buf may have been accepted: cdl_block_writer_bytes tells
+ * how much, and after a recovery the caller writes the rest. */
 int cdl_block_writer_write(cdl_block_writer *w, const void *buf, size_t n);
 /* hsync: send what is buffered with CDL_DT_SYNC and wait until every node
- * has synced it. 0 or -errno. */
+ * has synced it. 0 or -errno; after a recovery, call it again. */
 int cdl_block_writer_sync(cdl_block_writer *w);
-/* Send the last packet, wait for every ack, close; *length = bytes written.
- * sync: every replica is fsynced before the final ack. Frees w. */
+/* Send the last packet (once) and wait for every ack; *length = bytes
+ * written. sync: every replica is fsynced before the final ack. Does not
+ * free w: on a failure the caller may recover and call it again. */
+int cdl_block_writer_finish(cdl_block_writer *w, bool sync, uint64_t *length);
+/* finish, then free w whatever happened. */
 int cdl_block_writer_close(cdl_block_writer *w, bool sync, uint64_t *length);
 /* Same, and *bad (if not NULL) is the failed target's 1-based position
  * when it fails (0 unknown). Frees w. */
 int cdl_block_writer_close_ex(cdl_block_writer *w, bool sync, uint64_t *length, int *bad);
-/* Drop the connection without finishing the replica. Frees w. */
+/* After a failure: drop the connection, resume the replica on targets (the
+ * survivors, in order) under generation gen (newer than the current one)
+ * at the acked byte count, and resend the unacked packets. 0, or -errno
+ * with *bad the 1-based position in targets of the node that failed (the
+ * caller drops it and tries again with a newer gen). */
+int cdl_block_writer_recover(cdl_block_writer *w, const Caudal__DtTarget *const *targets,
+			     size_t ntargets, uint64_t gen, int *bad);
+/* Drop the connection without finishing the replica (after a successful
+ * finish: just release). Frees w. */
 void cdl_block_writer_abort(cdl_block_writer *w);
 /* Bytes accepted so far (acked or not). */
 uint64_t cdl_block_writer_bytes(const cdl_block_writer *w);
+/* Bytes acknowledged by every node of the pipeline. */
+uint64_t cdl_block_writer_acked(const cdl_block_writer *w);
+/* Generation stamp the replica is being written under. */
+uint64_t cdl_block_writer_gen(const cdl_block_writer *w);
 /* After a failure: 1-based position of the target that failed, 0 unknown. */
 int cdl_block_writer_bad_target(const cdl_block_writer *w);
 

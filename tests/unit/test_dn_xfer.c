@@ -472,7 +472,8 @@ int main(void)
 	}
 
 	/* ---- a node failing mid-write is reported by position; the others
-	 * keep the hsynced prefix */
+	 * park their replica for a pipeline recovery, and when their servers
+	 * stop without one, keep the hsynced prefix */
 	{
 		size_t len = 8 * 1024 * 1024;
 		uint8_t *data = xmalloc(len);
@@ -498,6 +499,22 @@ int main(void)
 			CHECK(bad == 3, "failed node reported at position %d, not 3", bad);
 		}
 		usleep(200 * 1000);
+		for (int i = 0; i < 2; i++) {
+			CHECK(!dn_store_has(n[i].s, 700, 1, NULL),
+			      "node %d finalized its replica instead of parking it", i);
+			/* restarting the server gives parked replicas up at once */
+			int64_t t0 = cdl_now_ms();
+			dn_xfer_stop(n[i].x);
+			CHECK(cdl_now_ms() - t0 < 2000,
+			      "stopping node %d waited for a parked replica", i);
+			dn_xfer_opts o = {.host = "127.0.0.1",
+					  .port = 0,
+					  .max_xceivers = 64,
+					  .io_timeout_ms = TMO};
+			CHECK(dn_xfer_start(n[i].s, &o, &n[i].x) == 0, "restart server %d", i);
+			n[i].port = dn_xfer_port(n[i].x);
+			n[i].t.port = (uint32_t)n[i].port;
+		}
 		for (int i = 0; i < 2; i++) {
 			uint64_t l = 0;
 			CHECK(dn_store_has(n[i].s, 700, 1, &l) && l == len / 4,

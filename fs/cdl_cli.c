@@ -698,12 +698,11 @@ static int cmd_report(struct opts *o)
 		human(d->remaining, rem, sizeof(rem));
 		snprintf(hb, sizeof(hb), "%.1fs", (double)d->last_heartbeat_ms / 1000.0);
 		printf("%-21s %-14s %-5s %9s %9s %9s %7u %9s %s\n", addr, d->rack,
-		       !d->alive	       ? "dead"
-		       : d->decommissioned   ? "out"
+		       !d->alive	    ? "dead"
+		       : d->decommissioned  ? "out"
 		       : d->decommissioning ? "decom"
-					     : "live",
-		       cap, used, rem,
-		       d->blocks, hb, d->id);
+					    : "live",
+		       cap, used, rem, d->blocks, hb, d->id);
 	}
 	char cap[16], used[16], rem[16];
 	human(st->capacity, cap, sizeof(cap));
@@ -737,7 +736,7 @@ static int cmd_decommission(struct opts *o)
 		if (done || !o->set['w'] || cdl_now_ms() >= end) {
 			printf("%s:%u %s (%llu replicas still to copy)\n", r->node->host,
 			       r->node->data_port,
-			       r->node->decommissioned      ? "decommissioned"
+			       r->node->decommissioned	  ? "decommissioned"
 			       : r->node->decommissioning ? "decommissioning"
 							  : "in service",
 			       (unsigned long long)r->pending);
@@ -1571,11 +1570,13 @@ static int cmd_up(int argc, char **argv)
 			fflush(stdout);
 		}
 		for (size_t k = 0; k < NKINDS; k++) {
-			/* a kind left out of this cluster (not built, not wanted) has nothing to wait for */
+			/* a kind left out of this cluster (not built, not wanted) has nothing to
+			 * wait for */
 			bool present = false;
 			for (int i = 0; i < u.n; i++)
 				present |= !strcmp(u.ds[i].prog, kinds[k].prog);
-			if (present && kinds[k].rank == rank && kinds[k].ready && kinds[k].ready(&u))
+			if (present && kinds[k].rank == rank && kinds[k].ready &&
+			    kinds[k].ready(&u))
 				goto out;
 		}
 	}

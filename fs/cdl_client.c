@@ -281,6 +281,33 @@ int cdl_client_call(cdl_client *c, enum cdl_nn_method m, const ProtobufCMessage 
 	}
 }
 
+/* Replies whose result is a submessage that a successful answer must
+ * carry; callers dereference it without checking. */
+static const struct {
+	const ProtobufCMessageDescriptor *desc;
+	const char *field;
+} required_results[] = {
+	{&caudal__attr_reply__descriptor, "attr"},
+	{&caudal__add_block_reply__descriptor, "block"},
+	{&caudal__get_blocks_reply__descriptor, "attr"},
+	{&caudal__readdir_reply__descriptor, "dir"},
+	{&caudal__decommission_reply__descriptor, "node"},
+};
+
+static bool reply_complete(const ProtobufCMessage *m)
+{
+	for (size_t i = 0; i < sizeof(required_results) / sizeof(required_results[0]); i++) {
+		if (m->descriptor != required_results[i].desc)
+			continue;
+		const ProtobufCFieldDescriptor *f =
+			protobuf_c_message_descriptor_get_field_by_name(m->descriptor,
+									required_results[i].field);
+		if (f && !*(const void *const *)((const char *)m + f->offset))
+			return false;
+	}
+	return true;
+}
+
 int cdl_client_call_err(cdl_client *c, enum cdl_nn_method m, const ProtobufCMessage *req,
 			ProtobufCMessage **reply)
 {
@@ -292,6 +319,13 @@ int cdl_client_call_err(cdl_client *c, enum cdl_nn_method m, const ProtobufCMess
 		protobuf_c_message_free_unpacked(*reply, NULL);
 		*reply = NULL;
 		return -(int)err;
+	}
+	if (!reply_complete(*reply)) {
+		cdl_warn("namenode '%s' sent a %s without its result: dropped", c->namenode,
+			 (*reply)->descriptor->short_name);
+		protobuf_c_message_free_unpacked(*reply, NULL);
+		*reply = NULL;
+		return -EPROTO;
 	}
 	return 0;
 }

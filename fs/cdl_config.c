@@ -53,13 +53,14 @@ int cdl_config_set(const cdl_cfg_key *tab, const char *name, const char *value, 
 	case CDL_CFG_INT: {
 		int64_t v;
 		if (parse_int(value, &v) < 0) {
-			snprintf(err, errlen, "config key '%s': '%s' is not an integer", name, value);
+			snprintf(err, errlen, "config key '%s': '%s' is not an integer", name,
+				 value);
 			return -EINVAL;
 		}
 		if (v < k->min || v > k->max) {
 			snprintf(err, errlen,
-				 "config key '%s': %" PRId64 " is out of range [%" PRId64 ", %" PRId64
-				 "]",
+				 "config key '%s': %" PRId64 " is out of range [%" PRId64
+				 ", %" PRId64 "]",
 				 name, v, k->min, k->max);
 			return -EINVAL;
 		}

@@ -12,21 +12,23 @@
 enum cdl_cfg_type { CDL_CFG_INT, CDL_CFG_STR, CDL_CFG_BOOL };
 
 typedef struct cdl_cfg_key {
-	const char *name;        /* key as written in the file and after "--" */
+	const char *name; /* key as written in the file and after "--" */
 	enum cdl_cfg_type type;
-	void *field;             /* int64_t *, char ** (owned, freed by cdl_config_release) or bool * */
-	const char *def;         /* default, as text */
-	int64_t min, max;        /* bounds for CDL_CFG_INT */
+	void *field;	  /* int64_t *, char ** (owned, freed by cdl_config_release) or bool * */
+	const char *def;  /* default, as text */
+	int64_t min, max; /* bounds for CDL_CFG_INT */
 	const char *help;
 } cdl_cfg_key;
 
 /* Set every field to its default. */
 void cdl_config_defaults(const cdl_cfg_key *tab);
 /* Apply one key; 0 or -EINVAL with a message in err (size errlen). */
-int cdl_config_set(const cdl_cfg_key *tab, const char *name, const char *value, char *err, size_t errlen);
+int cdl_config_set(const cdl_cfg_key *tab, const char *name, const char *value, char *err,
+		   size_t errlen);
 /* Load an INI file; keys are read from [section] and from the unnamed
  * top section. Unknown keys in that section are errors. 0 or -errno. */
-int cdl_config_load(const cdl_cfg_key *tab, const char *file, const char *section, char *err, size_t errlen);
+int cdl_config_load(const cdl_cfg_key *tab, const char *file, const char *section, char *err,
+		    size_t errlen);
 /* Consume --key=value and --key value arguments (and --config FILE first,
  * and --help). Positional arguments are compacted to the front of argv and
  * their count returned in *npos. Returns 0, 1 if --help was printed, or

@@ -39,7 +39,9 @@ void cdl_log_write(int level, const char *fmt, ...)
 	int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s ",
 			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 			 tm.tm_sec, ts.tv_nsec / 1000000, log_role,
-			 level_names[level < 0 ? 0 : level > 3 ? 3 : level]);
+			 level_names[level < 0	 ? 0
+				     : level > 3 ? 3
+						 : level]);
 	va_list ap;
 	va_start(ap, fmt);
 	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);

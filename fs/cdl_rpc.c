@@ -48,8 +48,8 @@ enum call_state { CALL_WAIT, CALL_SENDING };
 
 struct srv_call {
 	enum call_state state;
-	int pending;               /* batches outstanding while sending */
-	struct method_reg *m;      /* NULL: generic (unknown method) request */
+	int pending;	      /* batches outstanding while sending */
+	struct method_reg *m; /* NULL: generic (unknown method) request */
 	int worker;
 	grpc_call *call;
 	gpr_timespec deadline;
@@ -123,7 +123,8 @@ int cdl_rpc_server_add(cdl_rpc_server *s, const ProtobufCServiceDescriptor *desc
 			goto fail;
 		}
 		if (!t->handler) {
-			cdl_err("service '%s': method '%s' has a NULL handler", desc->name, t->name);
+			cdl_err("service '%s': method '%s' has a NULL handler", desc->name,
+				t->name);
 			goto fail;
 		}
 		h[i] = t->handler;
@@ -144,8 +145,8 @@ int cdl_rpc_server_add(cdl_rpc_server *s, const ProtobufCServiceDescriptor *desc
 		m->svc = svc;
 		m->index = i;
 		m->path = xasprintf("/%s/%s", desc->name, desc->methods[i].name);
-		m->handle = grpc_server_register_method(s->srv, m->path, NULL,
-							GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+		m->handle = grpc_server_register_method(
+		    s->srv, m->path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
 	}
 	return 0;
 fail:
@@ -285,8 +286,8 @@ static void *worker_main(void *arg)
 		post_request(s, w, &s->methods[i]);
 	post_request(s, w, NULL);
 	for (;;) {
-		grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME),
-							   NULL);
+		grpc_event ev =
+		    grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 		if (ev.type == GRPC_QUEUE_SHUTDOWN)
 			break;
 		if (ev.type != GRPC_OP_COMPLETE)
@@ -525,7 +526,7 @@ int cdl_rpc_call(cdl_rpc_client *c, unsigned index, const ProtobufCMessage *req,
 	gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
 					     gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
 	grpc_call *call = grpc_channel_create_registered_call(
-		c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, c->handles[index], deadline, NULL);
+	    c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, c->handles[index], deadline, NULL);
 	if (!call)
 		return -EIO;
 

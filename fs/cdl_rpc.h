@@ -32,7 +32,7 @@ typedef void (*cdl_rpc_handler)(void *ctx, const ProtobufCMessage *req, Protobuf
 				cdl_arena *arena);
 
 typedef struct cdl_rpc_method {
-	const char *name;        /* method name as in the .proto, e.g. "GetAttr" */
+	const char *name; /* method name as in the .proto, e.g. "GetAttr" */
 	cdl_rpc_handler handler;
 } cdl_rpc_method;
 

@@ -34,9 +34,9 @@ char *cdl_arena_strdup(cdl_arena *a, const char *s);
 void *cdl_arena_memdup(cdl_arena *a, const void *p, size_t n);
 
 /* clocks */
-int64_t cdl_now_ms(void);   /* CLOCK_MONOTONIC, ms */
-int64_t cdl_now_ns(void);   /* CLOCK_MONOTONIC, ns */
-int64_t cdl_wall_ns(void);  /* CLOCK_REALTIME, ns since the epoch */
+int64_t cdl_now_ms(void);  /* CLOCK_MONOTONIC, ms */
+int64_t cdl_now_ns(void);  /* CLOCK_MONOTONIC, ns */
+int64_t cdl_wall_ns(void); /* CLOCK_REALTIME, ns since the epoch */
 
 /* Validate an absolute path: starts with '/', components 1..255 bytes, no
  * '.', '..' or empty component (a single trailing '/' is tolerated), total
@@ -58,8 +58,10 @@ int cdl_mkdirs(const char *path);
 /* Big-endian helpers for wire framing. */
 static inline void cdl_put_be32(uint8_t *p, uint32_t v)
 {
-	p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);  p[3] = (uint8_t)v;
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
 }
 static inline uint32_t cdl_get_be32(const uint8_t *p)
 {

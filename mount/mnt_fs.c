@@ -185,8 +185,7 @@ static void op_destroy(void *userdata)
 {
 	struct mnt *m = userdata;
 	mnt_file_close_all(m);
-	cdl_debug("unmount: the kernel still referenced %zu inodes",
-		  mnt_itab_count(&m->itab));
+	cdl_debug("unmount: the kernel still referenced %zu inodes", mnt_itab_count(&m->itab));
 }
 
 /* ------------------------------------------------------------ names */

@@ -247,8 +247,7 @@ void nn_dn_queue_delete(nn_dn *d, uint64_t id, uint64_t gen)
 	queue(d, c);
 }
 
-static Caudal__Replica *arena_replica(struct cdl_arena *a, uint64_t id, uint64_t gen,
-				      uint64_t len)
+static Caudal__Replica *arena_replica(struct cdl_arena *a, uint64_t id, uint64_t gen, uint64_t len)
 {
 	Caudal__Replica *r = cdl_arena_alloc(a, sizeof(*r));
 	caudal__replica__init(r);
@@ -439,7 +438,6 @@ void nn_dn_block_report(nn_blocks *b, nn_dn *d, Caudal__Replica **reps, size_t n
 	d->nblocks = (uint32_t)nseen;
 }
 
-
 /* ---------------------------------------------------------------- blocks */
 
 nn_blk *nn_blk_get(nn_blocks *b, uint64_t id)
@@ -608,7 +606,7 @@ void nn_blocks_monitor(nn_blocks *b, int64_t now, bool safemode)
 					if (b->dns[k->locs[j]]->decommissioning)
 						continue;
 					if (worst < 0 || b->dns[k->locs[j]]->remaining <
-								 b->dns[k->locs[worst]]->remaining)
+							     b->dns[k->locs[worst]]->remaining)
 						worst = j;
 				}
 				nn_dn *d = b->dns[k->locs[worst]];
@@ -634,7 +632,8 @@ void nn_blocks_monitor(nn_blocks *b, int64_t now, bool safemode)
 		need[nneed++].live = live;
 	}
 	/* most endangered first; a bounded number per pass */
-	qsort(need, nneed, sizeof(*need), need_cmp);
+	if (nneed)
+		qsort(need, nneed, sizeof(*need), need_cmp);
 	nn_candidate c[NN_MAX_DN];
 	size_t scheduled = 0;
 	for (size_t i = 0; i < nneed && scheduled < 256; i++) {
@@ -647,8 +646,8 @@ void nn_blocks_monitor(nn_blocks *b, int64_t now, bool safemode)
 		size_t want = k->repl - (size_t)need[i].live;
 		if (want > 8)
 			want = 8;
-		size_t got = nn_place_choose(c, (size_t)b->ndn, NULL, chosen, nch, want, out,
-					     &b->seed);
+		size_t got =
+		    nn_place_choose(c, (size_t)b->ndn, NULL, chosen, nch, want, out, &b->seed);
 		if (!got)
 			continue;
 		/* the source: the live holder with the fewest queued commands */

@@ -25,8 +25,8 @@ typedef struct nn_dn {
 	int64_t last_hb_ms;
 	bool alive;
 	bool decommissioning;
-	bool decommissioned;     /* drained: safe to stop */
-	uint64_t decom_pending;  /* its replicas still short of copies elsewhere */
+	bool decommissioned;	/* drained: safe to stop */
+	uint64_t decom_pending; /* its replicas still short of copies elsewhere */
 	uint32_t nblocks;
 	nn_cmd *cmds, *cmds_tail; /* queued for the next heartbeat */
 	uint32_t ncmds;
@@ -36,11 +36,11 @@ typedef struct nn_blk {
 	uint64_t id, gen, len;
 	uint64_t ino;
 	uint32_t repl;
-	bool uc;                  /* being written: not re-replicated yet */
+	bool uc; /* being written: not re-replicated yet */
 	uint16_t nloc, locap;
-	uint16_t *locs;           /* datanode indices */
+	uint16_t *locs; /* datanode indices */
 	uint16_t ncorrupt, corcap;
-	uint16_t *corrupt;        /* datanode indices with a corrupt replica */
+	uint16_t *corrupt;	  /* datanode indices with a corrupt replica */
 	int64_t pending_until_ms; /* replication scheduled; wait before retrying */
 } nn_blk;
 

@@ -16,7 +16,7 @@
 #include "cdl_log.h"
 #include "cdl_util.h"
 
-#define PIECE (4u << 20)
+#define PIECE	   (4u << 20)
 #define SESSION_MS (10 * 60 * 1000)
 
 static struct {
@@ -101,7 +101,7 @@ static void h_begin(void *ctx, const ProtobufCMessage *req, ProtobufCMessage *re
 			continue;
 		if (rep->n_files == cap) {
 			Caudal__CheckpointFile **nf =
-				cdl_arena_alloc(a, cap * 2 * sizeof(*rep->files));
+			    cdl_arena_alloc(a, cap * 2 * sizeof(*rep->files));
 			memcpy(nf, rep->files, cap * sizeof(*rep->files));
 			rep->files = nf;
 			cap *= 2;
@@ -169,10 +169,10 @@ static void h_end(void *ctx, const ProtobufCMessage *req_, ProtobufCMessage *rep
 }
 
 static const cdl_rpc_method methods[] = {
-	{"CheckpointBegin", h_begin},
-	{"CheckpointRead", h_read},
-	{"CheckpointEnd", h_end},
-	{NULL, NULL},
+    {"CheckpointBegin", h_begin},
+    {"CheckpointRead", h_read},
+    {"CheckpointEnd", h_end},
+    {NULL, NULL},
 };
 
 int nn_ckpt_register(nn_ns *ns, cdl_rpc_server *srv)
@@ -220,7 +220,8 @@ static void prune(const char *dir, int keep)
 			names[n++] = xstrdup(e->d_name);
 		}
 	closedir(d);
-	qsort(names, n, sizeof(char *), name_cmp);
+	if (n)
+		qsort(names, n, sizeof(char *), name_cmp);
 	for (size_t i = 0; i < n; i++) {
 		if (i + (size_t)keep < n) {
 			char *p = xasprintf("%s/%s", dir, names[i]);

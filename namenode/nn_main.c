@@ -49,48 +49,48 @@ static struct {
 } cfg;
 
 static const cdl_cfg_key keys[] = {
-	{"host", CDL_CFG_STR, &cfg.host, "127.0.0.1", 0, 0, "address to listen on"},
-	{"port", CDL_CFG_INT, &cfg.port, "9000", 1, 65535, "RPC port"},
-	{"http_port", CDL_CFG_INT, &cfg.http_port, "9870", 0, 65535,
-	 "HTTP status and /metrics port (0 = off)"},
-	{"dir", CDL_CFG_STR, &cfg.dir, "./nn", 0, 0, "metadata directory (RocksDB)"},
-	{"block_size", CDL_CFG_INT, &cfg.block_size, "64m", 65536, 1LL << 36,
-	 "default block size in bytes (a multiple of 64 KiB)"},
-	{"replication", CDL_CFG_INT, &cfg.replication, "3", 1, 32, "default replicas per block"},
-	{"heartbeat_ms", CDL_CFG_INT, &cfg.heartbeat_ms, "3000", 100, 600000,
-	 "datanode heartbeat interval"},
-	{"report_ms", CDL_CFG_INT, &cfg.report_ms, "300000", 1000, 86400000,
-	 "datanode full block report interval"},
-	{"dead_ms", CDL_CFG_INT, &cfg.dead_ms, "30000", 500, 86400000,
-	 "a datanode silent this long is dead"},
-	{"lease_ms", CDL_CFG_INT, &cfg.lease_ms, "60000", 1000, 86400000,
-	 "a writer's lease expires after this long without renewal"},
-	{"safemode_pct", CDL_CFG_INT, &cfg.safemode_pct, "100", 0, 100,
-	 "leave safe mode when this percentage of blocks has a replica"},
-	{"events_keep", CDL_CFG_INT, &cfg.events_keep, "1000000", 1000, 1000000000,
-	 "namespace events kept for GetEvents"},
-	{"sync", CDL_CFG_STR, &cfg.sync, "always", 0, 0,
-	 "always: sync every operation; batch: sync the WAL every batch_ms"},
-	{"batch_ms", CDL_CFG_INT, &cfg.batch_ms, "5", 1, 1000, "WAL sync interval in batch mode"},
-	{"topology", CDL_CFG_STR, &cfg.topology, "", 0, 0, "file of 'host /rack' lines"},
-	{"threads", CDL_CFG_INT, &cfg.threads, "8", 1, 64, "RPC worker threads"},
-	{"tick_ms", CDL_CFG_INT, &cfg.tick_ms, "500", 50, 60000,
-	 "replication monitor and lease check interval"},
-	{"log_level", CDL_CFG_STR, &cfg.log_level, "info", 0, 0, "error, warn, info or debug"},
-	{"checkpoint", CDL_CFG_BOOL, &cfg.checkpoint, "false", 0, 0,
-	 "run as the checkpointer (Secondary NameNode) of --namenode"},
-	{"once", CDL_CFG_BOOL, &cfg.once, "false", 0, 0, "checkpointer: take one checkpoint and exit"},
-	{"namenode", CDL_CFG_STR, &cfg.namenode, "127.0.0.1:9000", 0, 0,
-	 "checkpointer: the namenode's RPC address"},
-	{"checkpoint_dir", CDL_CFG_STR, &cfg.checkpoint_dir, "./checkpoints", 0, 0,
-	 "checkpointer: where checkpoints are kept"},
-	{"checkpoint_ms", CDL_CFG_INT, &cfg.checkpoint_ms, "3600000", 1000, 604800000,
-	 "checkpointer: interval between checkpoints"},
-	{"checkpoint_keep", CDL_CFG_INT, &cfg.checkpoint_keep, "2", 1, 1000,
-	 "checkpointer: checkpoints kept"},
-	{"restore", CDL_CFG_STR, &cfg.restore, "", 0, 0,
-	 "copy this checkpoint folder into an empty --dir and exit"},
-	{NULL, 0, NULL, NULL, 0, 0, NULL},
+    {"host", CDL_CFG_STR, &cfg.host, "127.0.0.1", 0, 0, "address to listen on"},
+    {"port", CDL_CFG_INT, &cfg.port, "9000", 1, 65535, "RPC port"},
+    {"http_port", CDL_CFG_INT, &cfg.http_port, "9870", 0, 65535,
+     "HTTP status and /metrics port (0 = off)"},
+    {"dir", CDL_CFG_STR, &cfg.dir, "./nn", 0, 0, "metadata directory (RocksDB)"},
+    {"block_size", CDL_CFG_INT, &cfg.block_size, "64m", 65536, 1LL << 36,
+     "default block size in bytes (a multiple of 64 KiB)"},
+    {"replication", CDL_CFG_INT, &cfg.replication, "3", 1, 32, "default replicas per block"},
+    {"heartbeat_ms", CDL_CFG_INT, &cfg.heartbeat_ms, "3000", 100, 600000,
+     "datanode heartbeat interval"},
+    {"report_ms", CDL_CFG_INT, &cfg.report_ms, "300000", 1000, 86400000,
+     "datanode full block report interval"},
+    {"dead_ms", CDL_CFG_INT, &cfg.dead_ms, "30000", 500, 86400000,
+     "a datanode silent this long is dead"},
+    {"lease_ms", CDL_CFG_INT, &cfg.lease_ms, "60000", 1000, 86400000,
+     "a writer's lease expires after this long without renewal"},
+    {"safemode_pct", CDL_CFG_INT, &cfg.safemode_pct, "100", 0, 100,
+     "leave safe mode when this percentage of blocks has a replica"},
+    {"events_keep", CDL_CFG_INT, &cfg.events_keep, "1000000", 1000, 1000000000,
+     "namespace events kept for GetEvents"},
+    {"sync", CDL_CFG_STR, &cfg.sync, "always", 0, 0,
+     "always: sync every operation; batch: sync the WAL every batch_ms"},
+    {"batch_ms", CDL_CFG_INT, &cfg.batch_ms, "5", 1, 1000, "WAL sync interval in batch mode"},
+    {"topology", CDL_CFG_STR, &cfg.topology, "", 0, 0, "file of 'host /rack' lines"},
+    {"threads", CDL_CFG_INT, &cfg.threads, "8", 1, 64, "RPC worker threads"},
+    {"tick_ms", CDL_CFG_INT, &cfg.tick_ms, "500", 50, 60000,
+     "replication monitor and lease check interval"},
+    {"log_level", CDL_CFG_STR, &cfg.log_level, "info", 0, 0, "error, warn, info or debug"},
+    {"checkpoint", CDL_CFG_BOOL, &cfg.checkpoint, "false", 0, 0,
+     "run as the checkpointer (Secondary NameNode) of --namenode"},
+    {"once", CDL_CFG_BOOL, &cfg.once, "false", 0, 0, "checkpointer: take one checkpoint and exit"},
+    {"namenode", CDL_CFG_STR, &cfg.namenode, "127.0.0.1:9000", 0, 0,
+     "checkpointer: the namenode's RPC address"},
+    {"checkpoint_dir", CDL_CFG_STR, &cfg.checkpoint_dir, "./checkpoints", 0, 0,
+     "checkpointer: where checkpoints are kept"},
+    {"checkpoint_ms", CDL_CFG_INT, &cfg.checkpoint_ms, "3600000", 1000, 604800000,
+     "checkpointer: interval between checkpoints"},
+    {"checkpoint_keep", CDL_CFG_INT, &cfg.checkpoint_keep, "2", 1, 1000,
+     "checkpointer: checkpoints kept"},
+    {"restore", CDL_CFG_STR, &cfg.restore, "", 0, 0,
+     "copy this checkpoint folder into an empty --dir and exit"},
+    {NULL, 0, NULL, NULL, 0, 0, NULL},
 };
 
 static volatile sig_atomic_t stop;
@@ -138,18 +138,18 @@ static int step_topology(void)
 static int step_namespace(void)
 {
 	nn_conf c = {
-		.dir = cfg.dir,
-		.block_size = cfg.block_size,
-		.replication = cfg.replication,
-		.lease_ms = cfg.lease_ms,
-		.heartbeat_ms = cfg.heartbeat_ms,
-		.report_ms = cfg.report_ms,
-		.dead_ms = cfg.dead_ms,
-		.safemode_pct = cfg.safemode_pct,
-		.events_keep = cfg.events_keep,
-		.sync_always = !strcmp(cfg.sync, "always"),
-		.batch_ms = cfg.batch_ms,
-		.topology = cfg.topology,
+	    .dir = cfg.dir,
+	    .block_size = cfg.block_size,
+	    .replication = cfg.replication,
+	    .lease_ms = cfg.lease_ms,
+	    .heartbeat_ms = cfg.heartbeat_ms,
+	    .report_ms = cfg.report_ms,
+	    .dead_ms = cfg.dead_ms,
+	    .safemode_pct = cfg.safemode_pct,
+	    .events_keep = cfg.events_keep,
+	    .sync_always = !strcmp(cfg.sync, "always"),
+	    .batch_ms = cfg.batch_ms,
+	    .topology = cfg.topology,
 	};
 	return nn_ns_open(&c, topo, &ns);
 }
@@ -189,7 +189,7 @@ static enum MHD_Result http_cb(void *cls, struct MHD_Connection *conn, const cha
 		code = MHD_HTTP_NOT_FOUND;
 	}
 	struct MHD_Response *r =
-		MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+	    MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
 	MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
 	enum MHD_Result ret = MHD_queue_response(conn, code, r);
 	MHD_destroy_response(r);
@@ -221,11 +221,9 @@ static const struct {
 	int (*init)(void);
 	const char *what;
 } steps[] = {
-	{step_log, "check configuration"},
-	{step_topology, "load topology"},
-	{step_namespace, "open namespace"},
-	{step_rpc, "start RPC server"},
-	{step_http, "start HTTP server"},
+    {step_log, "check configuration"},	{step_topology, "load topology"},
+    {step_namespace, "open namespace"}, {step_rpc, "start RPC server"},
+    {step_http, "start HTTP server"},
 };
 
 /* --restore and --checkpoint: the Secondary NameNode's jobs. */
@@ -249,8 +247,8 @@ static int checkpointer(void)
 	int rc = 0;
 	while (!stop) {
 		uint64_t txid = 0;
-		rc = nn_ckpt_fetch(cfg.namenode, cfg.checkpoint_dir, (int)cfg.checkpoint_keep, 60000,
-				   &txid);
+		rc = nn_ckpt_fetch(cfg.namenode, cfg.checkpoint_dir, (int)cfg.checkpoint_keep,
+				   60000, &txid);
 		if (rc < 0)
 			cdl_err("checkpoint from '%s' failed: %s", cfg.namenode, strerror(-rc));
 		else

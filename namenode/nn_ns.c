@@ -15,14 +15,14 @@
 #include "cdl_log.h"
 #include "cdl_util.h"
 
-#define ROOT_INO 1
-#define MAX_READDIR 4096
+#define ROOT_INO	1
+#define MAX_READDIR	4096
 #define MAX_XATTR_VALUE 65536
-#define MAX_XATTRS 128
+#define MAX_XATTRS	128
 #define MAX_REPLICATION 32
-#define MAX_EVENTS 4096
-#define MAX_WAIT_MS 30000
-#define MIN_BLOCK_SIZE CDL_CHUNK
+#define MAX_EVENTS	4096
+#define MAX_WAIT_MS	30000
+#define MIN_BLOCK_SIZE	CDL_CHUNK
 
 /* ---------------------------------------------------------------- inodes */
 
@@ -687,8 +687,8 @@ static void unlink_child(nn_tx *t, nn_inode *dir, const nn_inode *child)
 
 /* ---------------------------------------------------------------- ClientProtocol */
 
-#define H(name)                                                                         \
-	static void h_##name(void *ctx, const ProtobufCMessage *req_, ProtobufCMessage *rep_, \
+#define H(name)                                                                                    \
+	static void h_##name(void *ctx, const ProtobufCMessage *req_, ProtobufCMessage *rep_,      \
 			     cdl_arena *a)
 
 static uint32_t err_of(int rc)
@@ -820,8 +820,7 @@ H(Create)
 	}
 	uint32_t repl = req->replication ? req->replication : (uint32_t)ns->conf.replication;
 	uint64_t bs = req->block_size ? req->block_size : (uint64_t)ns->conf.block_size;
-	if (repl > MAX_REPLICATION || bs < MIN_BLOCK_SIZE || bs > (1ULL << 36) ||
-	    bs % CDL_CHUNK) {
+	if (repl > MAX_REPLICATION || bs < MIN_BLOCK_SIZE || bs > (1ULL << 36) || bs % CDL_CHUNK) {
 		rc = -EINVAL;
 		goto done;
 	}
@@ -1354,8 +1353,8 @@ H(SetAttr)
 			rc = -EPERM;
 			goto done;
 		}
-	} else if (v & (CAUDAL__SET_ATTR_FIELD__SA_ATIME_NOW |
-			CAUDAL__SET_ATTR_FIELD__SA_MTIME_NOW)) {
+	} else if (v &
+		   (CAUDAL__SET_ATTR_FIELD__SA_ATIME_NOW | CAUDAL__SET_ATTR_FIELD__SA_MTIME_NOW)) {
 		if (!owner && (rc = perm(n, cred, 2)) < 0)
 			goto done;
 	}
@@ -1384,8 +1383,8 @@ out:
 
 /* ---------------------------------------------------------------- xattrs */
 
-#define XA_REPL "user.caudal.replication"
-#define XA_BS "user.caudal.blocksize"
+#define XA_REPL	  "user.caudal.replication"
+#define XA_BS	  "user.caudal.blocksize"
 #define XA_BLOCKS "user.caudal.blocks"
 
 static bool xa_is_caudal(const char *name)
@@ -1436,8 +1435,8 @@ static char *blocks_text(nn_ns *ns, const nn_inode *n)
 			nn_dn *d = ns->bl->dns[k->locs[j]];
 			if (!d->alive)
 				continue;
-			m += snprintf(line + m, sizeof(line) - (size_t)m, "%s%s:%u", first ? "" : ",",
-				      d->host, d->port);
+			m += snprintf(line + m, sizeof(line) - (size_t)m, "%s%s:%u",
+				      first ? "" : ",", d->host, d->port);
 			first = 0;
 		}
 		if (first)
@@ -1528,7 +1527,8 @@ static int xattr_change(nn_ns *ns, const Caudal__XattrRequest *req, bool remove)
 	if (xa_is_caudal(req->name)) {
 		if (!remove && !strcmp(req->name, XA_REPL)) {
 			char buf[16];
-			size_t l = req->value.len < sizeof(buf) - 1 ? req->value.len : sizeof(buf) - 1;
+			size_t l =
+			    req->value.len < sizeof(buf) - 1 ? req->value.len : sizeof(buf) - 1;
 			memcpy(buf, req->value.data, l);
 			buf[l] = '\0';
 			char *end;
@@ -1697,8 +1697,8 @@ H(GetBlocks)
 			uint64_t bend = off + n->blocks[i].len;
 			if (bend > req->offset && off < end)
 				rep->blocks[rep->n_blocks++] =
-					located(ns, a, &n->blocks[i], off,
-						req->client_host[0] ? req->client_host : NULL);
+				    located(ns, a, &n->blocks[i], off,
+					    req->client_host[0] ? req->client_host : NULL);
 			off = bend;
 		}
 	}
@@ -1974,8 +1974,7 @@ H(Decommission)
 				cdl_info("datanode '%s' is back in service", d->id);
 			d->decommissioning = d->decommissioned = false;
 		} else if (!d->decommissioning) {
-			cdl_info("decommissioning datanode '%s' at %s:%u", d->id, d->host,
-				 d->port);
+			cdl_info("decommissioning datanode '%s' at %s:%u", d->id, d->host, d->port);
 			d->decommissioning = true;
 			d->decommissioned = false;
 			d->decom_pending = d->nblocks; /* until the monitor has looked */
@@ -2123,8 +2122,8 @@ static void fsck_tree(struct fsck *f, nn_inode *n, const char *path, int depth)
 		nn_inode *c;
 		if (vl != 8 || inode_load(f->ns, cdl_get_be64((const uint8_t *)v), &c) < 0)
 			continue;
-		char *cp = xasprintf("%s%s%.*s", path, strcmp(path, "/") ? "/" : "", (int)(kl - 9),
-				     k + 9);
+		char *cp =
+		    xasprintf("%s%s%.*s", path, strcmp(path, "/") ? "/" : "", (int)(kl - 9), k + 9);
 		fsck_tree(f, c, cp, depth + 1);
 		free(cp);
 		inode_free(c);
@@ -2228,8 +2227,8 @@ H(RegisterDatanode)
 	    req->node->data_port > 65535) {
 		rep->err = EINVAL;
 	} else if (req->cluster[0] && strcmp(req->cluster, ns->cluster)) {
-		cdl_err("datanode '%s' belongs to cluster '%s', not '%s': refused",
-			req->node->id, req->cluster, ns->cluster);
+		cdl_err("datanode '%s' belongs to cluster '%s', not '%s': refused", req->node->id,
+			req->cluster, ns->cluster);
 		rep->err = EINVAL;
 	} else if (!nn_dn_register(ns->bl, req->node, cdl_now_ms())) {
 		rep->err = ENOSPC;
@@ -2294,41 +2293,41 @@ H(BlockReceived)
 }
 
 static const cdl_rpc_method client_methods[] = {
-	{"GetAttr", h_GetAttr},
-	{"Mkdir", h_Mkdir},
-	{"Create", h_Create},
-	{"Symlink", h_Symlink},
-	{"Readlink", h_Readlink},
-	{"Readdir", h_Readdir},
-	{"Delete", h_Delete},
-	{"Rename", h_Rename},
-	{"SetAttr", h_SetAttr},
-	{"GetXattr", h_GetXattr},
-	{"SetXattr", h_SetXattr},
-	{"ListXattr", h_ListXattr},
-	{"RemoveXattr", h_RemoveXattr},
-	{"SetReplication", h_SetReplication},
-	{"GetBlocks", h_GetBlocks},
-	{"Append", h_Append},
-	{"AddBlock", h_AddBlock},
-	{"Complete", h_Complete},
-	{"RenewLease", h_RenewLease},
-	{"Statfs", h_Statfs},
-	{"Report", h_Report},
-	{"Fsck", h_Fsck},
-	{"ReportBad", h_ReportBad},
-	{"GetEvents", h_GetEvents},
-	{"UpdatePipeline", h_UpdatePipeline},
-	{"Decommission", h_Decommission},
-	{NULL, NULL},
+    {"GetAttr", h_GetAttr},
+    {"Mkdir", h_Mkdir},
+    {"Create", h_Create},
+    {"Symlink", h_Symlink},
+    {"Readlink", h_Readlink},
+    {"Readdir", h_Readdir},
+    {"Delete", h_Delete},
+    {"Rename", h_Rename},
+    {"SetAttr", h_SetAttr},
+    {"GetXattr", h_GetXattr},
+    {"SetXattr", h_SetXattr},
+    {"ListXattr", h_ListXattr},
+    {"RemoveXattr", h_RemoveXattr},
+    {"SetReplication", h_SetReplication},
+    {"GetBlocks", h_GetBlocks},
+    {"Append", h_Append},
+    {"AddBlock", h_AddBlock},
+    {"Complete", h_Complete},
+    {"RenewLease", h_RenewLease},
+    {"Statfs", h_Statfs},
+    {"Report", h_Report},
+    {"Fsck", h_Fsck},
+    {"ReportBad", h_ReportBad},
+    {"GetEvents", h_GetEvents},
+    {"UpdatePipeline", h_UpdatePipeline},
+    {"Decommission", h_Decommission},
+    {NULL, NULL},
 };
 
 static const cdl_rpc_method datanode_methods[] = {
-	{"RegisterDatanode", h_RegisterDatanode},
-	{"Heartbeat", h_Heartbeat},
-	{"BlockReport", h_BlockReport},
-	{"BlockReceived", h_BlockReceived},
-	{NULL, NULL},
+    {"RegisterDatanode", h_RegisterDatanode},
+    {"Heartbeat", h_Heartbeat},
+    {"BlockReport", h_BlockReport},
+    {"BlockReceived", h_BlockReceived},
+    {NULL, NULL},
 };
 
 int nn_ns_register(nn_ns *ns, cdl_rpc_server *srv)
@@ -2415,8 +2414,9 @@ static int load(nn_ns *ns)
 		if (S_ISREG(r->mode)) {
 			files++;
 			for (size_t i = 0; i < r->n_blocks; i++) {
-				nn_blk *k = nn_blk_add(ns->bl, r->blocks[i]->id, r->blocks[i]->gen,
-						       r->blocks[i]->length, r->ino, r->replication);
+				nn_blk *k =
+				    nn_blk_add(ns->bl, r->blocks[i]->id, r->blocks[i]->gen,
+					       r->blocks[i]->length, r->ino, r->replication);
 				k->uc = r->lease[0] && i + 1 == r->n_blocks;
 			}
 			if (r->lease[0])
@@ -2492,8 +2492,7 @@ static void recover_lease(nn_ns *ns, struct nn_lease *l)
 		lease_del(ns, l->ino);
 		return;
 	}
-	cdl_warn("lease of '%s' on inode %" PRIu64 " expired: closing the file", l->client,
-		 n->ino);
+	cdl_warn("lease of '%s' on inode %" PRIu64 " expired: closing the file", l->client, n->ino);
 	if (n->nblocks) {
 		nn_brec *last = &n->blocks[n->nblocks - 1];
 		nn_blk *k = nn_blk_get(ns->bl, last->id);
@@ -2541,11 +2540,11 @@ char *nn_ns_status_text(nn_ns *ns)
 	int64_t now = cdl_now_ms();
 	for (int i = 0; i < ns->bl->ndn; i++) {
 		nn_dn *d = ns->bl->dns[i];
-		char *t = xasprintf("%sdatanode %s %s:%u %s %s blocks %u used %" PRIu64
-				    " remaining %" PRIu64 " last-heartbeat %lldms\n",
-				    s, d->id, d->host, d->port, d->rack, d->alive ? "live" : "dead",
-				    d->nblocks, d->used, d->remaining,
-				    (long long)(now - d->last_hb_ms));
+		char *t =
+		    xasprintf("%sdatanode %s %s:%u %s %s blocks %u used %" PRIu64
+			      " remaining %" PRIu64 " last-heartbeat %lldms\n",
+			      s, d->id, d->host, d->port, d->rack, d->alive ? "live" : "dead",
+			      d->nblocks, d->used, d->remaining, (long long)(now - d->last_hb_ms));
 		free(s);
 		s = t;
 	}
@@ -2563,19 +2562,19 @@ char *nn_ns_metrics_text(nn_ns *ns)
 			used += ns->bl->dns[i]->used;
 			rem += ns->bl->dns[i]->remaining;
 		}
-	char *s = xasprintf(
-		"# TYPE caudal_txid counter\ncaudal_txid %" PRIu64 "\n"
-		"# TYPE caudal_inodes gauge\ncaudal_inodes %" PRIu64 "\n"
-		"# TYPE caudal_blocks gauge\ncaudal_blocks %" PRIu64 "\n"
-		"# TYPE caudal_blocks_reported gauge\ncaudal_blocks_reported %" PRIu64 "\n"
-		"# TYPE caudal_datanodes_live gauge\ncaudal_datanodes_live %d\n"
-		"# TYPE caudal_datanodes gauge\ncaudal_datanodes %d\n"
-		"# TYPE caudal_safemode gauge\ncaudal_safemode %d\n"
-		"# TYPE caudal_capacity_bytes gauge\ncaudal_capacity_bytes %" PRIu64 "\n"
-		"# TYPE caudal_used_bytes gauge\ncaudal_used_bytes %" PRIu64 "\n"
-		"# TYPE caudal_remaining_bytes gauge\ncaudal_remaining_bytes %" PRIu64 "\n",
-		ns->txid, ns->inodes, ns->bl->nblocks, ns->bl->nreported, nn_dn_live_count(ns->bl),
-		ns->bl->ndn, ns->safemode ? 1 : 0, cap, used, rem);
+	char *s =
+	    xasprintf("# TYPE caudal_txid counter\ncaudal_txid %" PRIu64 "\n"
+		      "# TYPE caudal_inodes gauge\ncaudal_inodes %" PRIu64 "\n"
+		      "# TYPE caudal_blocks gauge\ncaudal_blocks %" PRIu64 "\n"
+		      "# TYPE caudal_blocks_reported gauge\ncaudal_blocks_reported %" PRIu64 "\n"
+		      "# TYPE caudal_datanodes_live gauge\ncaudal_datanodes_live %d\n"
+		      "# TYPE caudal_datanodes gauge\ncaudal_datanodes %d\n"
+		      "# TYPE caudal_safemode gauge\ncaudal_safemode %d\n"
+		      "# TYPE caudal_capacity_bytes gauge\ncaudal_capacity_bytes %" PRIu64 "\n"
+		      "# TYPE caudal_used_bytes gauge\ncaudal_used_bytes %" PRIu64 "\n"
+		      "# TYPE caudal_remaining_bytes gauge\ncaudal_remaining_bytes %" PRIu64 "\n",
+		      ns->txid, ns->inodes, ns->bl->nblocks, ns->bl->nreported,
+		      nn_dn_live_count(ns->bl), ns->bl->ndn, ns->safemode ? 1 : 0, cap, used, rem);
 	ns_unlock(ns);
 	return s;
 }

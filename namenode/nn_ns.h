@@ -21,18 +21,18 @@
 #include "nn_store.h"
 
 typedef struct nn_conf {
-	char *dir;              /* metadata directory */
-	int64_t block_size;     /* default bytes per block */
-	int64_t replication;    /* default replicas per block */
-	int64_t lease_ms;       /* a lease not renewed for this long expires */
-	int64_t heartbeat_ms;   /* interval asked of datanodes */
-	int64_t report_ms;      /* full block report interval asked of datanodes */
-	int64_t dead_ms;        /* a datanode silent this long is dead */
-	int64_t safemode_pct;   /* leave safe mode when this % of blocks have a replica */
-	int64_t events_keep;    /* namespace events kept in the log */
-	bool sync_always;       /* sync the WAL on every operation */
-	int64_t batch_ms;       /* batch mode: WAL sync interval */
-	char *topology;         /* host -> rack file */
+	char *dir;	      /* metadata directory */
+	int64_t block_size;   /* default bytes per block */
+	int64_t replication;  /* default replicas per block */
+	int64_t lease_ms;     /* a lease not renewed for this long expires */
+	int64_t heartbeat_ms; /* interval asked of datanodes */
+	int64_t report_ms;    /* full block report interval asked of datanodes */
+	int64_t dead_ms;      /* a datanode silent this long is dead */
+	int64_t safemode_pct; /* leave safe mode when this % of blocks have a replica */
+	int64_t events_keep;  /* namespace events kept in the log */
+	bool sync_always;     /* sync the WAL on every operation */
+	int64_t batch_ms;     /* batch mode: WAL sync interval */
+	char *topology;	      /* host -> rack file */
 } nn_conf;
 
 struct nn_lease;
@@ -49,7 +49,7 @@ typedef struct nn_ns {
 	int64_t started_ms;
 	struct nn_lease *leases;
 	volatile bool stopping;
-	uint64_t ops;           /* operations served, for /metrics */
+	uint64_t ops; /* operations served, for /metrics */
 	uint64_t ops_failed;
 } nn_ns;
 

@@ -112,12 +112,13 @@ static int pick(const nn_candidate *c, size_t n, const int *sel, size_t nsel, co
 	return r;
 }
 
-size_t nn_place_choose(const nn_candidate *c, size_t n, const char *writer_host,
-		       const int *chosen, size_t nchosen, size_t want, int *out, uint64_t *seed)
+size_t nn_place_choose(const nn_candidate *c, size_t n, const char *writer_host, const int *chosen,
+		       size_t nchosen, size_t want, int *out, uint64_t *seed)
 {
 	int *sel = xmalloc((nchosen + want + 1) * sizeof(int));
 	size_t nsel = nchosen, got = 0;
-	memcpy(sel, chosen, nchosen * sizeof(int));
+	if (nchosen)
+		memcpy(sel, chosen, nchosen * sizeof(int));
 	while (got < want) {
 		int t = -1;
 		size_t have = nsel;

@@ -24,7 +24,7 @@ typedef struct nn_candidate {
 	const char *host;
 	const char *rack;
 	uint64_t remaining; /* bytes free */
-	bool usable;        /* alive, not excluded, not decommissioning, has room */
+	bool usable;	    /* alive, not excluded, not decommissioning, has room */
 } nn_candidate;
 
 /* Choose up to want targets among c[0..n) and write their indices to out
@@ -33,7 +33,7 @@ typedef struct nn_candidate {
  * rack rule relative to them. writer_host, if it is a usable candidate's
  * host, gets the first replica. Returns how many were chosen. seed makes
  * the random choice among equals reproducible in tests. */
-size_t nn_place_choose(const nn_candidate *c, size_t n, const char *writer_host,
-		       const int *chosen, size_t nchosen, size_t want, int *out, uint64_t *seed);
+size_t nn_place_choose(const nn_candidate *c, size_t n, const char *writer_host, const int *chosen,
+		       size_t nchosen, size_t want, int *out, uint64_t *seed);
 
 #endif

@@ -965,6 +965,8 @@ enum {
 	UP_TIMEOUT,
 	UP_BIN_DIR,
 	UP_MOUNT,
+	UP_JOBS,
+	UP_JT_PORT,
 	UP_N
 };
 
@@ -994,6 +996,9 @@ static const struct up_setting {
     [UP_BIN_DIR] = {"bin-dir", "CAUDAL_BIN_DIR", NULL,
 		    "folder of the daemon programs (default: beside caudal)"},
     [UP_MOUNT] = {"mount", "CAUDAL_MOUNT", "mnt", "mount point ('none': do not mount)"},
+    [UP_JOBS] = {"jobs", "CAUDAL_JOBS", "yes",
+		 "run the jobtracker and a tasktracker per datanode (yes|no)"},
+    [UP_JT_PORT] = {"jt-port", "CAUDAL_JT_PORT", "9001", "jobtracker RPC port"},
 };
 
 static const char *upv[UP_N];
@@ -1152,6 +1157,31 @@ static int mount_ready(const struct upctx *u)
 	return rc;
 }
 
+static void jt_args(struct daemon *x, const struct upctx *u, int i)
+{
+	(void)i;
+	x->addr = xasprintf("%s:%s", upv[UP_NN_HOST], upv[UP_JT_PORT]);
+	d_arg(x, "namenode", u->nn);
+	d_arg(x, "host", upv[UP_NN_HOST]);
+	d_arg(x, "port", upv[UP_JT_PORT]);
+	d_arg(x, "work_dir", x->dir);
+	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
+}
+
+/* A tasktracker beside each datanode, on its address, so that a map whose
+ * split has a replica there is data-local. */
+static void tt_args(struct daemon *x, const struct upctx *u, int i)
+{
+	x->addr = xstrdup(u->hosts[i]);
+	char *jt = xasprintf("%s:%s", upv[UP_NN_HOST], upv[UP_JT_PORT]);
+	d_arg(x, "jobtracker", jt);
+	free(jt);
+	d_arg(x, "namenode", u->nn);
+	d_arg(x, "host", u->hosts[i]);
+	d_arg(x, "work_dir", x->dir);
+	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
+}
+
 static const struct dkind {
 	const char *name; /* pid file and log name; per_dn kinds get 1, 2, ... appended */
 	const char *dir;  /* state folder under the home, same numbering */
@@ -1167,6 +1197,8 @@ static const struct dkind {
 } kinds[] = {
     {"namenode", "nn", "caudal-namenode", 0, false, false, nn_args, nn_ready, NULL},
     {"dn", "dn", "caudal-datanode", 1, true, false, dn_args, dn_ready, NULL},
+    {"jobtracker", "jt", "caudal-jobtracker", 2, false, true, jt_args, NULL, NULL},
+    {"tt", "tt", "caudal-tasktracker", 2, true, true, tt_args, NULL, NULL},
     {"mount", "mount", "caudal-mount", 3, false, true, mount_args, mount_ready, NULL},
 };
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
@@ -1193,6 +1225,8 @@ static int build_daemons(struct upctx *u, const char *bindir)
 	for (size_t k = 0; k < NKINDS; k++) {
 		const struct dkind *kd = &kinds[k];
 		if (kd->args == mount_args && !strcmp(upv[UP_MOUNT], "none"))
+			continue;
+		if ((kd->args == jt_args || kd->args == tt_args) && strcmp(upv[UP_JOBS], "yes"))
 			continue;
 		if (kd->optional) {
 			char *p = xasprintf("%s/%s", bindir, kd->prog);

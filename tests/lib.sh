@@ -140,6 +140,8 @@ cluster_up() {
 	export CAUDAL_UP_TIMEOUT_MS=${CAUDAL_UP_TIMEOUT_MS:-30000}
 	# tests mount where they choose (mount_lib.sh), never ./mnt
 	export CAUDAL_MOUNT=${CAUDAL_MOUNT:-none}
+	# and start the job daemons themselves when they need them (job_lib.sh)
+	export CAUDAL_JOBS=${CAUDAL_JOBS:-no}
 	BS=1048576
 	say "cluster up: namenode $CAUDAL_NAMENODE, data port $CAUDAL_DN_PORT, home $CAUDAL_HOME"
 	"$CAUDAL" up "$@" || fail "caudal up failed"

@@ -1,0 +1,1870 @@
+/* job_jt: the jobtracker; see job_jt.h. */
+#include "job_jt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cdl_client.h"
+#include "cdl_log.h"
+#include "cdl_rpc.h"
+#include "cdl_util.h"
+#include "job_counter.h"
+#include "job_shuffle.h"
+#include "job_spec.h"
+#include "job_status.h"
+#include "jobs.pb-c.h"
+
+/* Jobs that ended this long ago are forgotten (their files stay). */
+#define JOB_FORGET_MS (10 * 60 * 1000)
+/* Trackers are told to delete an ended job's local files for this long. */
+#define CLEANUP_WINDOW_MS (120 * 1000)
+/* Map output reported unfetchable this many times is produced again. */
+#define FETCH_FAILURES_MAX 2
+/* Attempts stopped for reasons not their own (lost tracker, unfetchable
+ * input) before they count as failures anyway. */
+#define UNCOUNTED_MAX 20
+/* Most splits in one job. */
+#define SPLITS_MAX 1000000
+/* Poll interval of the event log when events_wait_ms is 0. */
+#define EVENTS_POLL_MS 50
+
+enum task_state { T_PENDING, T_RUNNING, T_SUCCEEDED };
+enum locality { L_NONE, L_DATA, L_RACK, L_REMOTE };
+static const char *const loc_names[] = {"-", "data-local", "rack-local", "remote"};
+
+struct tracker {
+	struct tracker *next;
+	char *id, *host, *rack;
+	int port, slots, running;
+	int64_t last_seen_ms;
+	bool lost;
+	char **kills; /* attempt ids to put in its next reply */
+	size_t nkills;
+};
+
+struct jattempt {
+	char *id;
+	unsigned num;
+	struct tracker *tt; /* trackers are never freed while the jobtracker runs */
+	char *host;
+	enum locality loc;
+	Caudal__AttemptState state;
+	float progress;
+	int64_t start_ms, end_ms;
+	job_counters cnt;
+	char *error, *stderr_tail;
+	char *output; /* reduce and map-only: temp folder of its part file */
+};
+
+struct jtask {
+	bool map;
+	unsigned index;
+	enum task_state state;
+	/* map: the split */
+	char *path;
+	uint64_t offset, length;
+	char **hosts, **racks;
+	size_t nhosts;
+	struct jattempt **att;
+	size_t natt;
+	int failures, uncounted, fetch_failures;
+	struct jattempt *winner;
+	char **failed_on; /* tracker ids where an attempt failed */
+	size_t nfailed_on;
+};
+
+struct job {
+	struct job *next;
+	struct job_jt *jt;
+	char *name, *id, *spec_path, *status_dir;
+	uint64_t spec_ino, spec_size; /* the spec file this run read */
+	int64_t spec_mtime_ns;
+	bool resume;	 /* found by the start-up scan */
+	bool superseded; /* its spec was rewritten: killed quietly, no final status */
+	bool resubmit;	 /* submit the spec again when this run has ended */
+	job_spec spec;
+	bool have_spec;
+	enum job_state state;
+	bool schedulable; /* planned: attempts may be assigned */
+	bool kill_req, fail_req;
+	bool created_output;
+	char *error, *error_tail;
+	struct jtask *maps, *reds;
+	size_t nmaps, nreds, maps_done, reds_done;
+	int64_t submit_ns, start_ns, end_ns; /* wall clock */
+	int64_t submit_ms, ended_ms;	     /* monotonic */
+	int64_t skip_since_ms;		     /* delay scheduling: waiting for locality since */
+	bool dirty;
+	enum job_state written; /* state in the last status written */
+	pthread_t thread;
+	bool thread_started, thread_done;
+	pthread_cond_t cv;
+};
+
+struct job_jt {
+	job_jt_opts o;
+	cdl_client *fs;
+	cdl_rpc_server *srv;
+	pthread_mutex_t mu;
+	pthread_cond_t work_cv; /* new work or a freed slot: wake long polls */
+	pthread_cond_t stop_cv;
+	struct job *jobs; /* in submission order */
+	struct tracker *trackers;
+	uint64_t epoch;
+	int64_t last_stamp;
+	bool stopping;
+	bool racks_wanted;
+	pthread_t events_thread, monitor_thread;
+	bool events_started, monitor_started;
+};
+
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+	nanosleep(&ts, NULL);
+}
+
+static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(cv, mu, &ts);
+}
+
+static void free_strv(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void push_str(char ***v, size_t *n, const char *s)
+{
+	*v = xrealloc(*v, (*n + 1) * sizeof(char *));
+	(*v)[(*n)++] = xstrdup(s);
+}
+
+static bool has_str(char *const *v, size_t n, const char *s)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(v[i], s))
+			return true;
+	return false;
+}
+
+/* ------------------------------------------------------------ jobs in memory */
+
+static void task_release(struct jtask *t)
+{
+	free(t->path);
+	free_strv(t->hosts, t->nhosts);
+	free_strv(t->racks, t->nhosts);
+	for (size_t i = 0; i < t->natt; i++) {
+		struct jattempt *a = t->att[i];
+		free(a->id);
+		free(a->host);
+		job_counters_release(&a->cnt);
+		free(a->error);
+		free(a->stderr_tail);
+		free(a->output);
+		free(a);
+	}
+	free(t->att);
+	free_strv(t->failed_on, t->nfailed_on);
+}
+
+static void job_free(struct job *j)
+{
+	for (size_t i = 0; i < j->nmaps; i++)
+		task_release(&j->maps[i]);
+	for (size_t i = 0; i < j->nreds; i++)
+		task_release(&j->reds[i]);
+	free(j->maps);
+	free(j->reds);
+	if (j->have_spec)
+		job_spec_release(&j->spec);
+	free(j->name);
+	free(j->id);
+	free(j->spec_path);
+	free(j->status_dir);
+	free(j->error);
+	free(j->error_tail);
+	pthread_cond_destroy(&j->cv);
+	free(j);
+}
+
+static bool job_active(const struct job *j)
+{
+	return !j->thread_done;
+}
+
+static struct job *find_job_id(job_jt *jt, const char *id, size_t n)
+{
+	for (struct job *j = jt->jobs; j; j = j->next)
+		if (strlen(j->id) == n && !memcmp(j->id, id, n))
+			return j;
+	return NULL;
+}
+
+/* "JOBID_m_00003_1" -> its job, task and attempt; NULL if unknown. */
+static struct jattempt *find_attempt(job_jt *jt, const char *id, struct job **jo, struct jtask **to)
+{
+	size_t n = strlen(id);
+	const char *u3 = memrchr(id, '_', n);
+	if (!u3 || u3 - id < 4)
+		return NULL;
+	const char *u2 = memrchr(id, '_', (size_t)(u3 - id));
+	if (!u2 || u2 - id < 3 || u2[-2] != '_' || (u2[-1] != 'm' && u2[-1] != 'r'))
+		return NULL;
+	struct job *j = find_job_id(jt, id, (size_t)(u2 - 2 - id));
+	if (!j)
+		return NULL;
+	char *end;
+	unsigned long idx = strtoul(u2 + 1, &end, 10);
+	if (end != u3)
+		return NULL;
+	unsigned long num = strtoul(u3 + 1, &end, 10);
+	if (*end)
+		return NULL;
+	bool map = u2[-1] == 'm';
+	if (idx >= (map ? j->nmaps : j->nreds))
+		return NULL;
+	struct jtask *t = map ? &j->maps[idx] : &j->reds[idx];
+	if (num >= t->natt || strcmp(t->att[num]->id, id))
+		return NULL;
+	*jo = j;
+	*to = t;
+	return t->att[num];
+}
+
+static struct tracker *find_tracker(job_jt *jt, const char *id)
+{
+	for (struct tracker *t = jt->trackers; t; t = t->next)
+		if (!strcmp(t->id, id))
+			return t;
+	return NULL;
+}
+
+static void mark_dirty(struct job *j)
+{
+	j->dirty = true;
+	pthread_cond_signal(&j->cv);
+}
+
+/* Under mu: stop a running attempt at the jobtracker's side; the tracker
+ * is told in its next reply. */
+static void stop_attempt(job_jt *jt, struct jattempt *a, Caudal__AttemptState st, const char *why)
+{
+	if (a->state != CAUDAL__ATTEMPT_STATE__AS_RUNNING)
+		return;
+	a->state = st;
+	a->end_ms = cdl_now_ms();
+	if (why && !a->error)
+		a->error = xstrdup(why);
+	if (a->tt) {
+		if (a->tt->running > 0)
+			a->tt->running--;
+		if (!a->tt->lost)
+			push_str(&a->tt->kills, &a->tt->nkills, a->id);
+	}
+	pthread_cond_broadcast(&jt->work_cv);
+}
+
+/* Under mu: end every running attempt of j (job failed or killed). */
+static void stop_job_attempts(job_jt *jt, struct job *j, const char *why)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		struct jtask *ts = pass ? j->reds : j->maps;
+		size_t n = pass ? j->nreds : j->nmaps;
+		for (size_t i = 0; i < n; i++)
+			for (size_t k = 0; k < ts[i].natt; k++)
+				stop_attempt(jt, ts[i].att[k], CAUDAL__ATTEMPT_STATE__AS_KILLED,
+					     why);
+	}
+}
+
+/* Under mu: a map's output is gone (its tracker was lost, or reducers
+ * could not fetch it): run the map again. */
+static void redo_map(job_jt *jt, struct job *j, struct jtask *t, const char *why)
+{
+	if (t->state != T_SUCCEEDED)
+		return;
+	cdl_info("job '%s': map %u will run again: %s", j->name, t->index, why);
+	t->state = T_PENDING;
+	t->winner = NULL;
+	t->fetch_failures = 0;
+	j->maps_done--;
+	/* running reduces were told where the lost output was: they cannot
+	 * finish; they start again once every map has succeeded */
+	for (size_t i = 0; i < j->nreds; i++) {
+		struct jtask *r = &j->reds[i];
+		for (size_t k = 0; k < r->natt; k++) {
+			struct jattempt *a = r->att[k];
+			if (a->state != CAUDAL__ATTEMPT_STATE__AS_RUNNING)
+				continue;
+			stop_attempt(jt, a, CAUDAL__ATTEMPT_STATE__AS_KILLED,
+				     "a map output it needs is being produced again");
+			r->uncounted++;
+			if (r->state == T_RUNNING)
+				r->state = T_PENDING;
+		}
+	}
+	mark_dirty(j);
+	pthread_cond_broadcast(&jt->work_cv);
+}
+
+/* Under mu: the job cannot succeed. */
+static void fail_job(job_jt *jt, struct job *j, const char *error, const char *tail)
+{
+	if (j->fail_req || j->kill_req)
+		return;
+	j->fail_req = true;
+	free(j->error);
+	j->error = xstrdup(error);
+	free(j->error_tail);
+	j->error_tail = tail ? xstrdup(tail) : NULL;
+	stop_job_attempts(jt, j, "job failed");
+	mark_dirty(j);
+}
+
+/* Under mu: apply the final status s of attempt a of task t. */
+static void finish_attempt(job_jt *jt, struct job *j, struct jtask *t, struct jattempt *a,
+			   const Caudal__AttemptStatus *s)
+{
+	if (a->state != CAUDAL__ATTEMPT_STATE__AS_RUNNING)
+		return;
+	a->end_ms = cdl_now_ms();
+	a->progress = s->progress;
+	for (size_t i = 0; i < s->n_counters; i++)
+		job_counters_add(&a->cnt, s->counters[i]->group, s->counters[i]->name,
+				 s->counters[i]->value);
+	if (s->error[0] && !a->error)
+		a->error = xstrndup(s->error, 1024);
+	if (s->stderr_tail[0] && !a->stderr_tail)
+		a->stderr_tail = xstrndup(s->stderr_tail, 4096);
+	if (a->tt && a->tt->running > 0)
+		a->tt->running--;
+	pthread_cond_broadcast(&jt->work_cv);
+	mark_dirty(j);
+	bool ending = j->fail_req || j->kill_req || job_state_final(j->state);
+
+	if (s->state == CAUDAL__ATTEMPT_STATE__AS_SUCCEEDED) {
+		a->state = CAUDAL__ATTEMPT_STATE__AS_SUCCEEDED;
+		a->progress = 1.0f;
+		if (t->state == T_SUCCEEDED || ending)
+			return;
+		t->state = T_SUCCEEDED;
+		t->winner = a;
+		t->fetch_failures = 0;
+		if (t->map)
+			j->maps_done++;
+		else
+			j->reds_done++;
+		return;
+	}
+	if (s->state == CAUDAL__ATTEMPT_STATE__AS_FAILED && s->n_fetch_failed &&
+	    t->uncounted < UNCOUNTED_MAX) {
+		/* not the reducer's fault: the maps it needs are redone */
+		a->state = CAUDAL__ATTEMPT_STATE__AS_KILLED;
+		t->uncounted++;
+		for (size_t i = 0; i < s->n_fetch_failed; i++) {
+			uint32_t m = s->fetch_failed[i];
+			if (m >= j->nmaps)
+				continue;
+			struct jtask *mt = &j->maps[m];
+			/* only reports about the output it was given count: a
+			 * map redone since then is not to blame */
+			if (mt->state != T_SUCCEEDED || !mt->winner || mt->winner->end_ms > a->start_ms)
+				continue;
+			mt->fetch_failures++;
+			if (mt->fetch_failures >= FETCH_FAILURES_MAX ||
+			    (mt->winner && mt->winner->tt && mt->winner->tt->lost))
+				redo_map(jt, j, mt, "its output could not be fetched");
+		}
+	} else if (s->state == CAUDAL__ATTEMPT_STATE__AS_FAILED) {
+		a->state = CAUDAL__ATTEMPT_STATE__AS_FAILED;
+		t->failures++;
+		if (a->tt && !has_str(t->failed_on, t->nfailed_on, a->tt->id))
+			push_str(&t->failed_on, &t->nfailed_on, a->tt->id);
+		if (t->failures >= jt->o.max_attempts && !ending) {
+			char msg[1400];
+			snprintf(msg, sizeof(msg),
+				 "%s task %c-%05u failed %d attempts; last on %s: %s",
+				 t->map ? "map" : "reduce", t->map ? 'm' : 'r', t->index,
+				 t->failures, a->host, a->error ? a->error : "unknown error");
+			cdl_warn("job '%s': %s", j->name, msg);
+			if (t->state == T_RUNNING)
+				t->state = T_PENDING;
+			fail_job(jt, j, msg, a->stderr_tail);
+			return;
+		}
+	} else {
+		a->state = CAUDAL__ATTEMPT_STATE__AS_KILLED;
+		t->uncounted++;
+	}
+	if (t->state == T_RUNNING)
+		t->state = T_PENDING;
+}
+
+/* Under mu: a tracker is gone (silent, or registered again): its running
+ * attempts are redone, and so are its finished maps whose output reducers
+ * still need. */
+static void tracker_lost(job_jt *jt, struct tracker *tr, const char *why)
+{
+	cdl_warn("tasktracker '%s' lost (%s): redoing its work", tr->id, why);
+	for (struct job *j = jt->jobs; j; j = j->next) {
+		if (!job_active(j))
+			continue;
+		for (int pass = 0; pass < 2; pass++) {
+			struct jtask *ts = pass ? j->reds : j->maps;
+			size_t n = pass ? j->nreds : j->nmaps;
+			for (size_t i = 0; i < n; i++) {
+				struct jtask *t = &ts[i];
+				for (size_t k = 0; k < t->natt; k++) {
+					struct jattempt *a = t->att[k];
+					if (a->tt != tr ||
+					    a->state != CAUDAL__ATTEMPT_STATE__AS_RUNNING)
+						continue;
+					stop_attempt(jt, a, CAUDAL__ATTEMPT_STATE__AS_KILLED,
+						     "tasktracker lost");
+					t->uncounted++;
+					if (t->state == T_RUNNING)
+						t->state = T_PENDING;
+					mark_dirty(j);
+				}
+				if (t->map && t->state == T_SUCCEEDED && t->winner &&
+				    t->winner->tt == tr && j->nreds > 0 &&
+				    j->reds_done < j->nreds && !job_state_final(j->state))
+					redo_map(jt, j, t, "its tasktracker was lost");
+			}
+		}
+	}
+	tr->running = 0;
+	free_strv(tr->kills, tr->nkills);
+	tr->kills = NULL;
+	tr->nkills = 0;
+	pthread_cond_broadcast(&jt->work_cv);
+}
+
+/* ------------------------------------------------------------ scheduling */
+
+static bool live_tracker_not_in(job_jt *jt, const struct jtask *t)
+{
+	for (struct tracker *tr = jt->trackers; tr; tr = tr->next)
+		if (!tr->lost && !has_str(t->failed_on, t->nfailed_on, tr->id))
+			return true;
+	return false;
+}
+
+/* A retry goes elsewhere: skip trackers where the task failed, unless it
+ * failed on every live one. */
+static bool avoid(job_jt *jt, const struct jtask *t, const struct tracker *tr)
+{
+	return has_str(t->failed_on, t->nfailed_on, tr->id) && live_tracker_not_in(jt, t);
+}
+
+static struct jtask *pick_map(job_jt *jt, struct job *j, struct tracker *tr, enum locality *loc)
+{
+	struct jtask *rack = NULL, *any = NULL;
+	for (size_t i = 0; i < j->nmaps; i++) {
+		struct jtask *t = &j->maps[i];
+		if (t->state != T_PENDING || avoid(jt, t, tr))
+			continue;
+		if (has_str(t->hosts, t->nhosts, tr->host)) {
+			*loc = L_DATA;
+			j->skip_since_ms = 0;
+			return t;
+		}
+		if (!rack && tr->rack && has_str(t->racks, t->nhosts, tr->rack))
+			rack = t;
+		if (!any)
+			any = t;
+	}
+	if (!any)
+		return NULL;
+	/* Delay scheduling: give trackers holding the data a moment first. */
+	int64_t now = cdl_now_ms();
+	if (!j->skip_since_ms)
+		j->skip_since_ms = now;
+	int64_t waited = now - j->skip_since_ms;
+	if (rack && waited >= jt->o.locality_wait_ms) {
+		*loc = L_RACK;
+		return rack;
+	}
+	if (waited >= 2 * (int64_t)jt->o.locality_wait_ms) {
+		*loc = rack == any ? L_RACK : L_REMOTE;
+		return any;
+	}
+	return NULL;
+}
+
+static struct jtask *pick_reduce(job_jt *jt, struct job *j, struct tracker *tr)
+{
+	for (size_t i = 0; i < j->nreds; i++) {
+		struct jtask *t = &j->reds[i];
+		if (t->state == T_PENDING && !avoid(jt, t, tr))
+			return t;
+	}
+	return NULL;
+}
+
+static char *output_tmp(const struct job *j)
+{
+	return xasprintf("%s/_temporary", j->spec.output);
+}
+
+/* Under mu: a new attempt of t on tr, described into as (arena-owned). */
+static void new_attempt(struct job *j, struct jtask *t, struct tracker *tr, enum locality loc,
+			Caudal__TaskAssignment *as, cdl_arena *ar)
+{
+	struct jattempt *a = xcalloc(1, sizeof(*a));
+	a->num = (unsigned)t->natt;
+	a->id = xasprintf("%s_%c_%05u_%u", j->id, t->map ? 'm' : 'r', t->index, a->num);
+	a->tt = tr;
+	a->host = xstrdup(tr->host);
+	a->loc = loc;
+	a->state = CAUDAL__ATTEMPT_STATE__AS_RUNNING;
+	a->start_ms = cdl_now_ms();
+	job_counters_init(&a->cnt);
+	t->att = xrealloc(t->att, (t->natt + 1) * sizeof(*t->att));
+	t->att[t->natt++] = a;
+	t->state = T_RUNNING;
+	tr->running++;
+	if (j->state == JOB_QUEUED) {
+		j->state = JOB_RUNNING;
+		j->start_ns = cdl_wall_ns();
+	}
+	mark_dirty(j);
+
+	caudal__task_assignment__init(as);
+	as->job_id = cdl_arena_strdup(ar, j->id);
+	as->job_name = cdl_arena_strdup(ar, j->name);
+	as->attempt_id = cdl_arena_strdup(ar, a->id);
+	as->type = t->map ? CAUDAL__TASK_TYPE__TASK_MAP : CAUDAL__TASK_TYPE__TASK_REDUCE;
+	as->task = t->index;
+	as->attempt = a->num;
+	as->map = cdl_arena_strdup(ar, j->spec.map);
+	as->reduce = cdl_arena_strdup(ar, j->spec.reduce);
+	if (j->spec.combine)
+		as->combine = cdl_arena_strdup(ar, j->spec.combine);
+	if (j->spec.pattern)
+		as->pattern = cdl_arena_strdup(ar, j->spec.pattern);
+	as->reduces = (uint32_t)j->nreds;
+	as->n_files = j->spec.nfiles;
+	as->files = cdl_arena_alloc(ar, (j->spec.nfiles + 1) * sizeof(char *));
+	for (size_t i = 0; i < j->spec.nfiles; i++)
+		as->files[i] = cdl_arena_strdup(ar, j->spec.files[i]);
+	if (t->map) {
+		as->input = cdl_arena_strdup(ar, t->path);
+		as->offset = t->offset;
+		as->length = t->length;
+	} else {
+		as->n_maps = j->nmaps;
+		as->maps = cdl_arena_alloc(ar, (j->nmaps + 1) * sizeof(*as->maps));
+		for (size_t i = 0; i < j->nmaps; i++) {
+			const struct jattempt *w = j->maps[i].winner;
+			Caudal__MapOutput *m = cdl_arena_alloc(ar, sizeof(*m));
+			caudal__map_output__init(m);
+			m->map = (uint32_t)i;
+			m->attempt_id = cdl_arena_strdup(ar, w->id);
+			m->host = cdl_arena_strdup(ar, w->tt->host);
+			m->port = (uint32_t)w->tt->port;
+			as->maps[i] = m;
+		}
+	}
+	if (!t->map || j->nreds == 0) {
+		char *tmp = output_tmp(j);
+		a->output = xasprintf("%s/%s", tmp, a->id);
+		free(tmp);
+		as->output = cdl_arena_strdup(ar, a->output);
+		char part[32];
+		snprintf(part, sizeof(part), "part-%05u", t->index);
+		as->part = cdl_arena_strdup(ar, part);
+	}
+	cdl_debug("job '%s': attempt '%s' on '%s' (%s)", j->name, a->id, tr->id, loc_names[loc]);
+}
+
+/* Under mu: fill tr's free slots from the jobs, oldest job first. */
+static size_t assign(job_jt *jt, struct tracker *tr, Caudal__TrackerHeartbeatReply *rep, size_t cap,
+		     cdl_arena *ar)
+{
+	size_t n = 0;
+	for (struct job *j = jt->jobs; j && n < cap; j = j->next) {
+		if (!j->schedulable || j->kill_req || j->fail_req || job_state_final(j->state))
+			continue;
+		while (n < cap && tr->running < tr->slots) {
+			enum locality loc = L_NONE;
+			struct jtask *t = pick_map(jt, j, tr, &loc);
+			if (!t && j->maps_done == j->nmaps)
+				t = pick_reduce(jt, j, tr);
+			if (!t)
+				break;
+			Caudal__TaskAssignment *as = cdl_arena_alloc(ar, sizeof(*as));
+			new_attempt(j, t, tr, loc, as, ar);
+			rep->assign[rep->n_assign++] = as;
+			n++;
+		}
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------ JobProtocol */
+
+static void h_register(void *ctx, const ProtobufCMessage *req_, ProtobufCMessage *rep_,
+		       cdl_arena *ar)
+{
+	job_jt *jt = ctx;
+	const Caudal__RegisterTrackerRequest *req = (const void *)req_;
+	Caudal__RegisterTrackerReply *rep = (void *)rep_;
+	(void)ar;
+	const Caudal__TrackerInfo *ti = req->tracker;
+	if (!ti || !ti->id[0] || strlen(ti->id) > 300 || !ti->host[0] || strlen(ti->host) > 255 ||
+	    ti->port == 0 || ti->port > 65535 || ti->slots == 0 || ti->slots > 64) {
+		rep->err = EINVAL;
+		return;
+	}
+	pthread_mutex_lock(&jt->mu);
+	struct tracker *tr = find_tracker(jt, ti->id);
+	if (tr) {
+		/* a tracker that registers again has lost its attempts and
+		 * its local map output */
+		tracker_lost(jt, tr, "registered again");
+		free(tr->host);
+		tr->host = xstrdup(ti->host);
+	} else {
+		tr = xcalloc(1, sizeof(*tr));
+		tr->id = xstrdup(ti->id);
+		tr->host = xstrdup(ti->host);
+		tr->next = jt->trackers;
+		jt->trackers = tr;
+	}
+	tr->port = (int)ti->port;
+	tr->slots = (int)ti->slots;
+	tr->lost = false;
+	tr->running = 0;
+	tr->last_seen_ms = cdl_now_ms();
+	jt->racks_wanted = true;
+	rep->epoch = jt->epoch;
+	rep->wait_ms = (uint32_t)jt->o.wait_ms;
+	rep->timeout_ms = (uint32_t)jt->o.tracker_timeout_ms;
+	pthread_cond_broadcast(&jt->work_cv);
+	pthread_mutex_unlock(&jt->mu);
+	cdl_info("tasktracker '%s' registered (host '%s', %u slots)", ti->id, ti->host, ti->slots);
+}
+
+/* Under mu: take one status from a tracker. Returns true if the tracker
+ * should kill the attempt. */
+static bool take_status(job_jt *jt, struct tracker *tr, const Caudal__AttemptStatus *s,
+			Caudal__TrackerHeartbeatReply *rep, cdl_arena *ar)
+{
+	struct job *j;
+	struct jtask *t;
+	struct jattempt *a = find_attempt(jt, s->attempt_id, &j, &t);
+	bool running = s->state == CAUDAL__ATTEMPT_STATE__AS_RUNNING;
+	if (!running && rep)
+		rep->acked[rep->n_acked++] = cdl_arena_strdup(ar, s->attempt_id);
+	if (!a || a->tt != tr)
+		return running;
+	if (a->state != CAUDAL__ATTEMPT_STATE__AS_RUNNING)
+		return running; /* the jobtracker ended it already */
+	if (running) {
+		a->progress = s->progress < 0 ? 0 : s->progress > 1 ? 1 : s->progress;
+		return false;
+	}
+	finish_attempt(jt, j, t, a, s);
+	return false;
+}
+
+static void h_heartbeat(void *ctx, const ProtobufCMessage *req_, ProtobufCMessage *rep_,
+			cdl_arena *ar)
+{
+	job_jt *jt = ctx;
+	const Caudal__TrackerHeartbeatRequest *req = (const void *)req_;
+	Caudal__TrackerHeartbeatReply *rep = (void *)rep_;
+	pthread_mutex_lock(&jt->mu);
+	struct tracker *tr = find_tracker(jt, req->tracker_id);
+	if (!tr || tr->lost || req->epoch != jt->epoch) {
+		rep->err = ESTALE;
+		pthread_mutex_unlock(&jt->mu);
+		return;
+	}
+	int64_t now = cdl_now_ms();
+	tr->last_seen_ms = now;
+	rep->acked = cdl_arena_alloc(ar, (req->n_attempts + 1) * sizeof(char *));
+	size_t kcap = req->n_attempts + tr->nkills + 64;
+	rep->kill = cdl_arena_alloc(ar, kcap * sizeof(char *));
+	for (size_t i = 0; i < req->n_attempts; i++) {
+		const Caudal__AttemptStatus *s = req->attempts[i];
+		if (take_status(jt, tr, s, rep, ar) && rep->n_kill < kcap)
+			rep->kill[rep->n_kill++] = cdl_arena_strdup(ar, s->attempt_id);
+	}
+	/* Attempts we think run there but the tracker does not list never
+	 * reached it (a lost reply) or vanished: redo them. */
+	for (struct job *j = jt->jobs; j; j = j->next) {
+		if (!job_active(j))
+			continue;
+		for (int pass = 0; pass < 2; pass++) {
+			struct jtask *ts = pass ? j->reds : j->maps;
+			size_t n = pass ? j->nreds : j->nmaps;
+			for (size_t i = 0; i < n; i++)
+				for (size_t k = 0; k < ts[i].natt; k++) {
+					struct jattempt *a = ts[i].att[k];
+					if (a->tt != tr ||
+					    a->state != CAUDAL__ATTEMPT_STATE__AS_RUNNING)
+						continue;
+					bool listed = false;
+					for (size_t x = 0; x < req->n_attempts && !listed; x++)
+						listed =
+						    !strcmp(req->attempts[x]->attempt_id, a->id);
+					if (listed)
+						continue;
+					stop_attempt(jt, a, CAUDAL__ATTEMPT_STATE__AS_KILLED,
+						     "lost on its way to the tasktracker");
+					ts[i].uncounted++;
+					if (ts[i].state == T_RUNNING)
+						ts[i].state = T_PENDING;
+					mark_dirty(j);
+				}
+		}
+	}
+	/* Long poll: assign now, or wait for work, a kill or the end. */
+	size_t cap = (size_t)tr->slots;
+	rep->assign = cdl_arena_alloc(ar, (cap + 1) * sizeof(*rep->assign));
+	int64_t wait =
+	    req->wait_ms < (uint32_t)jt->o.wait_ms ? (int64_t)req->wait_ms : (int64_t)jt->o.wait_ms;
+	int64_t deadline = now + wait;
+	for (;;) {
+		if (tr->lost) {
+			rep->err = ESTALE;
+			break;
+		}
+		assign(jt, tr, rep, cap, ar);
+		if (rep->n_assign || tr->nkills || jt->stopping)
+			break;
+		int64_t left = deadline - cdl_now_ms();
+		if (left <= 0)
+			break;
+		timed_wait(&jt->work_cv, &jt->mu, left < 200 ? left : 200);
+		tr->last_seen_ms = cdl_now_ms();
+	}
+	for (size_t i = 0; i < tr->nkills && rep->n_kill < kcap; i++)
+		rep->kill[rep->n_kill++] = cdl_arena_strdup(ar, tr->kills[i]);
+	free_strv(tr->kills, tr->nkills);
+	tr->kills = NULL;
+	tr->nkills = 0;
+	size_t nc = 0;
+	for (struct job *j = jt->jobs; j; j = j->next)
+		nc += j->ended_ms && cdl_now_ms() - j->ended_ms < CLEANUP_WINDOW_MS;
+	rep->cleanup = cdl_arena_alloc(ar, (nc + 1) * sizeof(char *));
+	for (struct job *j = jt->jobs; j; j = j->next)
+		if (j->ended_ms && cdl_now_ms() - j->ended_ms < CLEANUP_WINDOW_MS)
+			rep->cleanup[rep->n_cleanup++] = cdl_arena_strdup(ar, j->id);
+	pthread_mutex_unlock(&jt->mu);
+}
+
+static void h_report(void *ctx, const ProtobufCMessage *req_, ProtobufCMessage *rep_, cdl_arena *ar)
+{
+	job_jt *jt = ctx;
+	const Caudal__AttemptReportRequest *req = (const void *)req_;
+	Caudal__AttemptReportReply *rep = (void *)rep_;
+	(void)ar;
+	pthread_mutex_lock(&jt->mu);
+	struct tracker *tr = find_tracker(jt, req->tracker_id);
+	if (!tr || tr->lost || req->epoch != jt->epoch) {
+		rep->err = ESTALE;
+	} else if (req->status && req->status->state != CAUDAL__ATTEMPT_STATE__AS_RUNNING) {
+		tr->last_seen_ms = cdl_now_ms();
+		if (take_status(jt, tr, req->status, NULL, NULL))
+			push_str(&tr->kills, &tr->nkills, req->status->attempt_id);
+	}
+	pthread_mutex_unlock(&jt->mu);
+}
+
+static const cdl_rpc_method job_methods[] = {
+    {"RegisterTracker", h_register},
+    {"Heartbeat", h_heartbeat},
+    {"Report", h_report},
+    {NULL, NULL},
+};
+
+/* ------------------------------------------------------------ Caudal I/O */
+
+/* Write data to path atomically: a temp file beside it, then rename. */
+static int put_atomic(job_jt *jt, const char *dir, const char *name, const char *data, size_t n)
+{
+	char *tmp = xasprintf("%s/.%s.tmp", dir, name);
+	char *dst = xasprintf("%s/%s", dir, name);
+	Caudal__Attr *attr = NULL;
+	cdl_writer *w = NULL;
+	int rc = cdl_create(jt->fs, tmp, 0644, 0, 0, true, &attr);
+	if (!rc) {
+		rc = cdl_writer_open(jt->fs, attr, &w);
+		protobuf_c_message_free_unpacked(&attr->base, NULL);
+	}
+	if (!rc) {
+		rc = cdl_writer_write(w, data, n);
+		if (rc)
+			cdl_writer_abort(w);
+		else
+			rc = cdl_writer_close(w);
+	}
+	if (!rc)
+		rc = cdl_rename(jt->fs, tmp, dst);
+	if (rc)
+		cdl_warn("cannot write '%s': %s", dst, strerror(-rc));
+	free(tmp);
+	free(dst);
+	return rc;
+}
+
+/* Read a small Caudal file whole; -EFBIG past max. */
+static int get_small(job_jt *jt, const char *path, size_t max, char **out, size_t *len)
+{
+	cdl_reader *r;
+	int rc = cdl_reader_open_path(jt->fs, path, &r);
+	if (rc)
+		return rc;
+	uint64_t size = cdl_reader_size(r);
+	if (size > max) {
+		cdl_reader_close(r);
+		*len = (size_t)size;
+		return -EFBIG;
+	}
+	char *b = xmalloc((size_t)size + 1);
+	size_t got = 0;
+	while (got < size) {
+		ssize_t k = cdl_reader_pread(r, b + got, (size_t)size - got, got);
+		if (k <= 0) {
+			rc = k < 0 ? (int)k : -EIO;
+			break;
+		}
+		got += (size_t)k;
+	}
+	cdl_reader_close(r);
+	if (rc) {
+		free(b);
+		return rc;
+	}
+	b[got] = '\0';
+	*out = b;
+	*len = got;
+	return 0;
+}
+
+/* ------------------------------------------------------------ status files */
+
+static void render(job_jt *jt, struct job *j, char **status, size_t *slen, char **tasks,
+		   size_t *tlen, char **counters, size_t *clen)
+{
+	(void)jt;
+	FILE *f = open_memstream(status, slen);
+	char t1[40], t2[40], t3[40];
+	job_fmt_time(j->submit_ns, t1, sizeof(t1));
+	job_fmt_time(j->start_ns, t2, sizeof(t2));
+	job_fmt_time(j->end_ns, t3, sizeof(t3));
+	double mp = 0, rp = 0;
+	int dl = 0, rl = 0, rm = 0, failed = 0, killed = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		struct jtask *ts = pass ? j->reds : j->maps;
+		size_t n = pass ? j->nreds : j->nmaps;
+		for (size_t i = 0; i < n; i++) {
+			struct jtask *t = &ts[i];
+			double p = 0;
+			for (size_t k = 0; k < t->natt; k++) {
+				struct jattempt *a = t->att[k];
+				failed += a->state == CAUDAL__ATTEMPT_STATE__AS_FAILED;
+				killed += a->state == CAUDAL__ATTEMPT_STATE__AS_KILLED;
+				if (a->state == CAUDAL__ATTEMPT_STATE__AS_RUNNING &&
+				    a->progress > p)
+					p = a->progress;
+			}
+			if (t->state == T_SUCCEEDED)
+				p = 1;
+			if (pass)
+				rp += p;
+			else
+				mp += p;
+			if (!pass && t->state == T_SUCCEEDED && t->winner) {
+				dl += t->winner->loc == L_DATA;
+				rl += t->winner->loc == L_RACK;
+				rm += t->winner->loc == L_REMOTE;
+			}
+		}
+	}
+	/* a job that has no maps (or reduces) is done with them once planned */
+	mp = j->nmaps ? 100.0 * mp / (double)j->nmaps : (j->created_output ? 100 : 0);
+	rp = j->nreds ? 100.0 * rp / (double)j->nreds : (j->created_output ? 100 : 0);
+	size_t nreds = j->created_output || !j->have_spec ? j->nreds : (size_t)j->spec.reduces;
+	int64_t endns = j->end_ns ? j->end_ns : cdl_wall_ns();
+	double elapsed = j->start_ns ? (double)(endns - j->start_ns) / 1e9 : 0;
+	fprintf(f, "job: %s\nid: %s\nspec: %s\nspec_ino: %" PRIu64 "\nstate: %s\n", j->name, j->id,
+		j->spec_path, j->spec_ino, job_state_name(j->state));
+	if (j->have_spec) {
+		fprintf(f, "input: ");
+		for (size_t i = 0; i < j->spec.ninputs; i++)
+			fprintf(f, "%s%s", i ? "," : "", j->spec.inputs[i]);
+		fprintf(f, "\noutput: %s\nmap: %s\nreduce: %s\ncombine: %s\n", j->spec.output,
+			j->spec.map, j->spec.reduces ? j->spec.reduce : "-",
+			j->spec.combine ? j->spec.combine : "-");
+	}
+	fprintf(f,
+		"maps: %zu\nmaps_done: %zu\nreduces: %zu\nreduces_done: %zu\n"
+		"map_progress: %.0f%%\nreduce_progress: %.0f%%\n"
+		"data_local_maps: %d\nrack_local_maps: %d\nremote_maps: %d\n"
+		"failed_attempts: %d\nkilled_attempts: %d\n"
+		"submitted: %s\nstarted: %s\nfinished: %s\nelapsed: %.1f s\n",
+		j->nmaps, j->maps_done, nreds, j->reds_done, mp, rp, dl, rl, rm, failed, killed, t1,
+		t2, t3, elapsed);
+	fprintf(f, "error: %s\n", j->error ? j->error : "-");
+	if (j->error_tail) {
+		const char *p = j->error_tail;
+		while (*p) {
+			const char *nl = strchr(p, '\n');
+			size_t n = nl ? (size_t)(nl - p) : strlen(p);
+			fprintf(f, "stderr: %.*s\n", (int)n, p);
+			p += n + (nl ? 1 : 0);
+		}
+	}
+	fclose(f);
+
+	f = open_memstream(tasks, tlen);
+	fprintf(f, "# task attempt host locality state seconds\n");
+	job_counters sum;
+	job_counters_init(&sum);
+	for (int pass = 0; pass < 2; pass++) {
+		struct jtask *ts = pass ? j->reds : j->maps;
+		size_t n = pass ? j->nreds : j->nmaps;
+		for (size_t i = 0; i < n; i++) {
+			struct jtask *t = &ts[i];
+			for (size_t k = 0; k < t->natt; k++) {
+				struct jattempt *a = t->att[k];
+				int64_t e = a->end_ms ? a->end_ms : cdl_now_ms();
+				const char *st =
+				    a->state == CAUDAL__ATTEMPT_STATE__AS_RUNNING     ? "RUNNING"
+				    : a->state == CAUDAL__ATTEMPT_STATE__AS_SUCCEEDED ? "SUCCEEDED"
+				    : a->state == CAUDAL__ATTEMPT_STATE__AS_FAILED    ? "FAILED"
+										      : "KILLED";
+				fprintf(f, "%c-%05u %u %s %s %s %.2f\n", t->map ? 'm' : 'r',
+					t->index, a->num, a->host, loc_names[a->loc], st,
+					(double)(e - a->start_ms) / 1000.0);
+			}
+			if (t->state == T_SUCCEEDED && t->winner)
+				job_counters_merge(&sum, &t->winner->cnt);
+		}
+	}
+	fclose(f);
+	job_counters_add(&sum, "job", "maps", (int64_t)j->nmaps);
+	job_counters_add(&sum, "job", "reduces", (int64_t)j->nreds);
+	job_counters_add(&sum, "job", "data-local maps", dl);
+	job_counters_add(&sum, "job", "rack-local maps", rl);
+	job_counters_add(&sum, "job", "remote maps", rm);
+	job_counters_add(&sum, "job", "failed attempts", failed);
+	job_counters_add(&sum, "job", "killed attempts", killed);
+	job_counters_sort(&sum);
+	f = open_memstream(counters, clen);
+	for (size_t i = 0; i < sum.n; i++)
+		fprintf(f, "%s\t%s\t%" PRId64 "\n", sum.v[i].group, sum.v[i].name, sum.v[i].value);
+	fclose(f);
+	job_counters_release(&sum);
+}
+
+/* Snapshot j's files under mu, write them without it: status first (a
+ * reader waiting for a state sees it soonest), then, unless only_status,
+ * tasks and counters. */
+static void write_status(job_jt *jt, struct job *j, bool only_status)
+{
+	char *s, *t, *c;
+	size_t sl, tl, cl;
+	pthread_mutex_lock(&jt->mu);
+	render(jt, j, &s, &sl, &t, &tl, &c, &cl);
+	j->dirty = false;
+	j->written = j->state;
+	pthread_mutex_unlock(&jt->mu);
+	put_atomic(jt, j->status_dir, "status", s, sl);
+	if (!only_status) {
+		put_atomic(jt, j->status_dir, "tasks", t, tl);
+		put_atomic(jt, j->status_dir, "counters", c, cl);
+	}
+	free(s);
+	free(t);
+	free(c);
+}
+
+/* ------------------------------------------------------------ the driver */
+
+/* Add one split per block of file path to j. */
+static int plan_file(job_jt *jt, struct job *j, const char *path, char *err, size_t errlen)
+{
+	Caudal__Target tg = CAUDAL__TARGET__INIT;
+	Caudal__GetBlocksRequest req = CAUDAL__GET_BLOCKS_REQUEST__INIT;
+	tg.path = (char *)path;
+	req.target = &tg;
+	req.cred = cdl_client_cred(jt->fs);
+	Caudal__GetBlocksReply *rep;
+	int rc =
+	    cdl_client_call_err(jt->fs, CDL_NN_GetBlocks, &req.base, (ProtobufCMessage **)&rep);
+	if (rc) {
+		snprintf(err, errlen, "cannot read the blocks of '%s': %s", path, strerror(-rc));
+		return rc;
+	}
+	for (size_t i = 0; i < rep->n_blocks; i++) {
+		const Caudal__LocatedBlock *b = rep->blocks[i];
+		if (b->length == 0)
+			continue;
+		if (j->nmaps >= SPLITS_MAX) {
+			rc = -E2BIG;
+			snprintf(err, errlen, "more than %d splits", SPLITS_MAX);
+			break;
+		}
+		j->maps = xrealloc(j->maps, (j->nmaps + 1) * sizeof(*j->maps));
+		struct jtask *t = &j->maps[j->nmaps];
+		memset(t, 0, sizeof(*t));
+		t->map = true;
+		t->index = (unsigned)j->nmaps;
+		t->path = xstrdup(path);
+		t->offset = b->offset;
+		t->length = b->length;
+		t->nhosts = b->n_locs;
+		t->hosts = xcalloc(b->n_locs + 1, sizeof(char *));
+		t->racks = xcalloc(b->n_locs + 1, sizeof(char *));
+		for (size_t k = 0; k < b->n_locs; k++) {
+			t->hosts[k] = xstrdup(b->locs[k]->host);
+			t->racks[k] =
+			    xstrdup(b->locs[k]->rack[0] ? b->locs[k]->rack : "/default-rack");
+		}
+		j->nmaps++;
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return rc;
+}
+
+/* Plan a file, or every file under a folder (names starting with '_' or
+ * '.' are skipped, as Hadoop skips them). */
+static int plan_path(job_jt *jt, struct job *j, const char *path, uint32_t mode, int depth,
+		     char *err, size_t errlen)
+{
+	if (S_ISREG(mode))
+		return plan_file(jt, j, path, err, errlen);
+	if (!S_ISDIR(mode) || depth > 64)
+		return 0;
+	char *after = xstrdup("");
+	int rc = 0;
+	for (;;) {
+		Caudal__Target tg = CAUDAL__TARGET__INIT;
+		Caudal__ReaddirRequest req = CAUDAL__READDIR_REQUEST__INIT;
+		tg.path = (char *)path;
+		req.target = &tg;
+		req.after = after;
+		req.limit = 1000;
+		req.cred = cdl_client_cred(jt->fs);
+		Caudal__ReaddirReply *rep;
+		rc = cdl_client_call_err(jt->fs, CDL_NN_Readdir, &req.base,
+					 (ProtobufCMessage **)&rep);
+		if (rc) {
+			snprintf(err, errlen, "cannot list '%s': %s", path, strerror(-rc));
+			break;
+		}
+		for (size_t i = 0; i < rep->n_entries && !rc; i++) {
+			const Caudal__Dirent *d = rep->entries[i];
+			if (d->name[0] == '_' || d->name[0] == '.' || !d->attr)
+				continue;
+			char *cp = xasprintf("%s%s%s", path, strcmp(path, "/") ? "/" : "", d->name);
+			rc = plan_path(jt, j, cp, d->attr->mode, depth + 1, err, errlen);
+			free(cp);
+		}
+		bool more = rep->more && rep->n_entries > 0;
+		if (more) {
+			free(after);
+			after = xstrdup(rep->entries[rep->n_entries - 1]->name);
+		}
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+		if (rc || !more)
+			break;
+	}
+	free(after);
+	return rc;
+}
+
+/* Read, parse and check the spec against the cluster, and plan the
+ * splits. On a problem, err says it and the job fails at once. */
+static int prepare(job_jt *jt, struct job *j, char *err, size_t errlen)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int rc = get_small(jt, j->spec_path, JOB_SPEC_MAX, &text, &len);
+	if (rc == -EFBIG) {
+		snprintf(err, errlen, "bad spec '%s': spec is %zu bytes; the limit is %d",
+			 j->spec_path, len, JOB_SPEC_MAX);
+		return rc;
+	}
+	if (rc) {
+		snprintf(err, errlen, "cannot read spec '%s': %s", j->spec_path, strerror(-rc));
+		return rc;
+	}
+	job_spec spec;
+	char perr[512];
+	rc = job_spec_parse(text, len, &spec, perr, sizeof(perr));
+	free(text);
+	if (rc) {
+		job_spec_release(&spec);
+		snprintf(err, errlen, "bad spec '%s': %s", j->spec_path, perr);
+		return rc;
+	}
+	pthread_mutex_lock(&jt->mu);
+	j->spec = spec;
+	j->have_spec = true;
+	pthread_mutex_unlock(&jt->mu);
+
+	for (size_t i = 0; i < spec.ninputs; i++) {
+		Caudal__Attr *a = NULL;
+		rc = cdl_stat(jt->fs, spec.inputs[i], &a);
+		if (rc == -ENOENT) {
+			snprintf(err, errlen, "input '%s' does not exist", spec.inputs[i]);
+			return rc;
+		}
+		if (rc) {
+			snprintf(err, errlen, "cannot check input '%s': %s", spec.inputs[i],
+				 strerror(-rc));
+			return rc;
+		}
+		uint32_t mode = a->mode;
+		protobuf_c_message_free_unpacked(&a->base, NULL);
+		if (!S_ISREG(mode) && !S_ISDIR(mode)) {
+			snprintf(err, errlen, "input '%s' is neither a file nor a folder",
+				 spec.inputs[i]);
+			return -EINVAL;
+		}
+		rc = plan_path(jt, j, spec.inputs[i], mode, 0, err, errlen);
+		if (rc)
+			return rc;
+	}
+	Caudal__Attr *a = NULL;
+	rc = cdl_stat(jt->fs, spec.output, &a);
+	if (rc == 0) {
+		protobuf_c_message_free_unpacked(&a->base, NULL);
+		snprintf(err, errlen, "output '%s' already exists", spec.output);
+		return -EEXIST;
+	}
+	if (rc != -ENOENT) {
+		snprintf(err, errlen, "cannot check output '%s': %s", spec.output, strerror(-rc));
+		return rc;
+	}
+	for (size_t i = 0; i < spec.nfiles; i++) {
+		rc = cdl_stat(jt->fs, spec.files[i], &a);
+		if (rc) {
+			snprintf(err, errlen, "files: '%s' %s", spec.files[i],
+				 rc == -ENOENT ? "does not exist" : strerror(-rc));
+			return rc;
+		}
+		bool reg = S_ISREG(a->mode);
+		protobuf_c_message_free_unpacked(&a->base, NULL);
+		if (!reg) {
+			snprintf(err, errlen, "files: '%s' is not a file", spec.files[i]);
+			return -EINVAL;
+		}
+	}
+	/* an empty input still gives the reducers their (empty) part files */
+	size_t nreds = (size_t)spec.reduces;
+	struct jtask *reds = xcalloc(nreds ? nreds : 1, sizeof(*reds));
+	for (size_t i = 0; i < nreds; i++)
+		reds[i].index = (unsigned)i;
+	pthread_mutex_lock(&jt->mu);
+	j->reds = reds;
+	j->nreds = nreds;
+	pthread_mutex_unlock(&jt->mu);
+	return 0;
+}
+
+/* Rename each winning attempt's part file into the output, then write
+ * _SUCCESS last and drop _temporary. */
+static int commit(job_jt *jt, struct job *j, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&jt->mu);
+	bool maponly = j->nreds == 0;
+	size_t n = maponly ? j->nmaps : j->nreds;
+	char **src = xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		struct jtask *t = maponly ? &j->maps[i] : &j->reds[i];
+		src[i] = t->winner && t->winner->output ? xstrdup(t->winner->output) : NULL;
+	}
+	pthread_mutex_unlock(&jt->mu);
+	int rc = 0;
+	for (size_t i = 0; i < n && !rc; i++) {
+		if (!src[i]) {
+			rc = -EIO;
+			snprintf(err, errlen, "commit: task %zu has no output", i);
+			break;
+		}
+		char *from = xasprintf("%s/part-%05zu", src[i], i);
+		char *to = xasprintf("%s/part-%05zu", j->spec.output, i);
+		rc = cdl_rename(jt->fs, from, to);
+		if (rc)
+			snprintf(err, errlen, "commit: cannot rename '%s' to '%s': %s", from, to,
+				 strerror(-rc));
+		free(from);
+		free(to);
+	}
+	free_strv(src, n);
+	if (rc)
+		return rc;
+	char *tmp = output_tmp(j);
+	rc = cdl_delete(jt->fs, tmp, true);
+	if (rc && rc != -ENOENT)
+		cdl_warn("cannot remove '%s': %s", tmp, strerror(-rc));
+	free(tmp);
+	char *succ = xasprintf("%s/_SUCCESS", j->spec.output);
+	rc = put_atomic(jt, j->spec.output, "_SUCCESS", "", 0);
+	if (rc)
+		snprintf(err, errlen, "commit: cannot write '%s': %s", succ, strerror(-rc));
+	free(succ);
+	return rc;
+}
+
+static void history(job_jt *jt, struct job *j)
+{
+	char *path = xasprintf("%s/history.log", jt->o.work_dir);
+	FILE *f = fopen(path, "a");
+	if (f) {
+		char t1[40], t2[40];
+		job_fmt_time(j->submit_ns, t1, sizeof(t1));
+		job_fmt_time(j->end_ns, t2, sizeof(t2));
+		fprintf(f, "%s\t%s\t%s\t%s\t%s\t%s\n", j->id, j->name, job_state_name(j->state), t1,
+			t2, j->error ? j->error : "-");
+		fclose(f);
+	}
+	free(path);
+}
+
+/* Decide what the start-up scan found: a job whose status is final (for
+ * this very spec file) is left alone; one caught mid-run is run again
+ * after removing its output, or just marked SUCCEEDED if it had
+ * committed. Returns 1 to skip the job, 0 to run it. */
+static int resume_check(job_jt *jt, struct job *j)
+{
+	char *path = xasprintf("%s/status", j->status_dir);
+	char *text = NULL;
+	size_t len = 0;
+	int rc = get_small(jt, path, 1 << 20, &text, &len);
+	free(path);
+	if (rc)
+		return 0; /* no status: a new job */
+	char *state = job_status_field(text, len, "state");
+	char *ino = job_status_field(text, len, "spec_ino");
+	char *out = job_status_field(text, len, "output");
+	int st = state ? job_state_parse(state) : -1;
+	int skip = 0;
+	if (st >= 0 && job_state_final((enum job_state)st)) {
+		skip = ino && strtoull(ino, NULL, 10) == j->spec_ino;
+	} else if (out && job_path_ok(out)) {
+		char *succ = xasprintf("%s/_SUCCESS", out);
+		Caudal__Attr *a = NULL;
+		if (cdl_stat(jt->fs, succ, &a) == 0) {
+			protobuf_c_message_free_unpacked(&a->base, NULL);
+			/* committed before the restart: only the state was lost */
+			char *fixed = NULL;
+			size_t fl = 0;
+			FILE *f = open_memstream(&fixed, &fl);
+			const char *p = text;
+			while (*p) {
+				const char *nl = strchr(p, '\n');
+				size_t n = nl ? (size_t)(nl - p) + 1 : strlen(p);
+				if (!strncmp(p, "state: ", 7))
+					fprintf(f, "state: SUCCEEDED\n");
+				else
+					fwrite(p, 1, n, f);
+				p += n;
+			}
+			fclose(f);
+			put_atomic(jt, j->status_dir, "status", fixed, fl);
+			free(fixed);
+			cdl_info("job '%s' had committed its output before the restart", j->name);
+			skip = 1;
+		} else {
+			int d = cdl_delete(jt->fs, out, true);
+			cdl_info("job '%s' was caught mid-run by a restart: running it again%s",
+				 j->name, d == 0 ? " (partial output removed)" : "");
+		}
+		free(succ);
+	}
+	free(state);
+	free(ino);
+	free(out);
+	free(text);
+	return skip;
+}
+
+static void submit(job_jt *jt, const char *path, bool resume);
+
+static void *driver_main(void *arg)
+{
+	struct job *j = arg;
+	job_jt *jt = j->jt;
+	char err[1500] = "";
+	int rc;
+
+	rc = cdl_mkdir(jt->fs, j->status_dir, 0755, true);
+	if (rc && rc != -EEXIST)
+		cdl_warn("cannot create '%s': %s", j->status_dir, strerror(-rc));
+	if (j->resume && resume_check(jt, j))
+		goto forget;
+
+	rc = prepare(jt, j, err, sizeof(err));
+	pthread_mutex_lock(&jt->mu);
+	if (!rc && j->kill_req)
+		rc = -ECANCELED;
+	if (rc) {
+		if (rc == -ECANCELED) {
+			j->state = JOB_KILLED;
+		} else {
+			j->state = JOB_FAILED;
+			free(j->error);
+			j->error = xstrdup(err);
+		}
+	} else {
+		/* RUNNING from here when a tracker can take its tasks; QUEUED
+		 * until one registers */
+		bool live = false;
+		for (struct tracker *tr = jt->trackers; tr && !live; tr = tr->next)
+			live = !tr->lost;
+		j->state = live ? JOB_RUNNING : JOB_QUEUED;
+		if (live)
+			j->start_ns = cdl_wall_ns();
+	}
+	pthread_mutex_unlock(&jt->mu);
+	if (rc) {
+		cdl_warn("job '%s' %s: %s", j->name, job_state_name(j->state), err);
+		goto final;
+	}
+	/* before the output exists: a restart then knows the output is ours */
+	write_status(jt, j, true);
+	char *tmp = output_tmp(j);
+	rc = cdl_mkdir(jt->fs, tmp, 0755, true);
+	free(tmp);
+	pthread_mutex_lock(&jt->mu);
+	if (rc) {
+		j->state = JOB_FAILED;
+		snprintf(err, sizeof(err), "cannot create output '%s': %s", j->spec.output,
+			 strerror(-rc));
+		j->error = xstrdup(err);
+	} else {
+		j->created_output = true;
+		j->schedulable = true;
+		pthread_cond_broadcast(&jt->work_cv);
+	}
+	pthread_mutex_unlock(&jt->mu);
+	if (rc)
+		goto final;
+	cdl_info("job '%s' (%s): %zu maps, %zu reduces, ready in %lld ms", j->name, j->id, j->nmaps,
+		 j->nreds, (long long)(cdl_now_ms() - j->submit_ms));
+
+	/* Run: rewrite the files on each change (at most every 100 ms) and
+	 * at least every status_ms, until the job ends one way or another. */
+	int64_t last = cdl_now_ms();
+	for (;;) {
+		pthread_mutex_lock(&jt->mu);
+		bool all = j->maps_done == j->nmaps && j->reds_done == j->nreds;
+		while (!j->dirty && !jt->stopping && !j->kill_req && !j->fail_req && !all &&
+		       cdl_now_ms() - last < jt->o.status_ms)
+			timed_wait(&j->cv, &jt->mu, jt->o.status_ms - (cdl_now_ms() - last));
+		all = j->maps_done == j->nmaps && j->reds_done == j->nreds;
+		bool stop = jt->stopping, end = j->kill_req || j->fail_req || all;
+		bool new_state = j->state != j->written;
+		pthread_mutex_unlock(&jt->mu);
+		if (stop)
+			goto out; /* the next jobtracker resumes the job */
+		if (end)
+			break;
+		int64_t since = cdl_now_ms() - last;
+		if (since < 100 && !new_state)
+			sleep_ms(100 - since);
+		last = cdl_now_ms();
+		write_status(jt, j, false);
+	}
+
+	pthread_mutex_lock(&jt->mu);
+	bool killed = j->kill_req, failed = j->fail_req;
+	if (!killed && !failed)
+		j->schedulable = false;
+	pthread_mutex_unlock(&jt->mu);
+	if (!killed && !failed) {
+		rc = commit(jt, j, err, sizeof(err));
+		pthread_mutex_lock(&jt->mu);
+		if (j->kill_req) {
+			killed = true;
+		} else if (rc) {
+			failed = true;
+			free(j->error);
+			j->error = xstrdup(err);
+		} else {
+			j->state = JOB_SUCCEEDED;
+		}
+		pthread_mutex_unlock(&jt->mu);
+	}
+	if (killed || failed) {
+		pthread_mutex_lock(&jt->mu);
+		j->state = killed ? JOB_KILLED : JOB_FAILED;
+		if (killed && !j->error)
+			j->error = xstrdup("killed: its spec was removed");
+		stop_job_attempts(jt, j, killed ? "job killed" : "job failed");
+		j->schedulable = false;
+		pthread_mutex_unlock(&jt->mu);
+		if (j->created_output) {
+			rc = cdl_delete(jt->fs, j->spec.output, true);
+			if (rc && rc != -ENOENT)
+				cdl_warn("cannot remove the output '%s': %s", j->spec.output,
+					 strerror(-rc));
+		}
+	}
+final:
+	pthread_mutex_lock(&jt->mu);
+	j->end_ns = cdl_wall_ns();
+	if (!j->start_ns)
+		j->start_ns = j->end_ns;
+	bool superseded = j->superseded;
+	pthread_mutex_unlock(&jt->mu);
+	if (superseded) {
+		cdl_info("job '%s' (%s) stopped: its spec was rewritten", j->name, j->id);
+		goto out;
+	}
+	write_status(jt, j, false);
+	if (j->state == JOB_FAILED && j->created_output)
+		cdl_delete(jt->fs, j->spec.output, true); /* attempts still uploading */
+	cdl_info("job '%s' %s in %.2f s%s%s", j->name, job_state_name(j->state),
+		 (double)(j->end_ns - j->submit_ns) / 1e9, j->error ? ": " : "",
+		 j->error ? j->error : "");
+	history(jt, j);
+out:
+	pthread_mutex_lock(&jt->mu);
+	j->ended_ms = cdl_now_ms();
+	j->thread_done = true;
+	bool again = j->resubmit && !jt->stopping;
+	pthread_cond_broadcast(&jt->work_cv);
+	pthread_mutex_unlock(&jt->mu);
+	if (again)
+		submit(jt, j->spec_path, false);
+	return NULL;
+forget:
+	pthread_mutex_lock(&jt->mu);
+	j->thread_done = true;
+	j->ended_ms = 0;
+	pthread_mutex_unlock(&jt->mu);
+	return NULL;
+}
+
+/* ------------------------------------------------------------ the jobs folder */
+
+/* "/jobs/NAME.job" -> NAME (a copy), or NULL if path is not a spec. */
+static char *spec_name(job_jt *jt, const char *path)
+{
+	size_t dl = strlen(jt->o.jobs_dir);
+	if (strncmp(path, jt->o.jobs_dir, dl) || path[dl] != '/')
+		return NULL;
+	const char *base = path + dl + 1;
+	size_t bl = strlen(base);
+	if (strchr(base, '/') || bl <= 4 || strcmp(base + bl - 4, ".job"))
+		return NULL;
+	return xstrndup(base, bl - 4);
+}
+
+/* A spec was closed, appended to or renamed into the jobs folder (or found
+ * by the start-up scan): start a run of it. The same file seen again
+ * (same inode, size and mtime: a repeated event) is ignored; a spec
+ * rewritten while its job runs stops that run quietly, and the new one
+ * starts when it has ended. A spec still being written waits for its
+ * close. */
+static void submit(job_jt *jt, const char *path, bool resume)
+{
+	char *name = spec_name(jt, path);
+	if (!name)
+		return;
+	Caudal__Attr *sa = NULL;
+	if (cdl_stat(jt->fs, path, &sa)) {
+		free(name);
+		return;
+	}
+	uint64_t ino = sa->ino, size = sa->size;
+	int64_t mtime = sa->mtime_ns;
+	bool reg = S_ISREG(sa->mode), writing = sa->under_construction;
+	protobuf_c_message_free_unpacked(&sa->base, NULL);
+	if (!reg) {
+		free(name);
+		return;
+	}
+	pthread_mutex_lock(&jt->mu);
+	struct job *last = NULL;
+	for (struct job *x = jt->jobs; x; x = x->next)
+		if (!strcmp(x->name, name))
+			last = x;
+	if (last && last->spec_ino == ino && last->spec_size == size &&
+	    last->spec_mtime_ns == mtime && !last->superseded) {
+		pthread_mutex_unlock(&jt->mu);
+		free(name);
+		return;
+	}
+	if (last && job_active(last)) {
+		last->resubmit = true;
+		if (!last->superseded && !job_state_final(last->state)) {
+			last->superseded = true;
+			last->kill_req = true;
+			stop_job_attempts(jt, last, "spec rewritten");
+			mark_dirty(last);
+			cdl_info("job '%s': spec rewritten, restarting it", name);
+		}
+		pthread_mutex_unlock(&jt->mu);
+		free(name);
+		return;
+	}
+	if (writing) {
+		pthread_mutex_unlock(&jt->mu);
+		free(name);
+		return; /* its close is still to come */
+	}
+	struct job *j = xcalloc(1, sizeof(*j));
+	j->jt = jt;
+	j->name = name;
+	j->spec_path = xstrdup(path);
+	j->status_dir = xasprintf("%s/%s", jt->o.jobs_dir, name);
+	j->spec_ino = ino;
+	j->spec_size = size;
+	j->spec_mtime_ns = mtime;
+	j->resume = resume;
+	j->state = JOB_PREP;
+	j->submit_ns = cdl_wall_ns();
+	j->submit_ms = cdl_now_ms();
+	int64_t stamp = j->submit_ns / 1000000;
+	if (stamp <= jt->last_stamp)
+		stamp = jt->last_stamp + 1;
+	jt->last_stamp = stamp;
+	/* a local folder name: keep [A-Za-z0-9.-] of the name */
+	char safe[65];
+	size_t k = 0;
+	for (const char *p = name; *p && k < 64; p++)
+		safe[k++] = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+				    (*p >= '0' && *p <= '9') || *p == '.' || *p == '-'
+				? *p
+				: '-';
+	safe[k] = '\0';
+	if (k == 0 || safe[0] == '.')
+		safe[0] = 'j';
+	j->id = xasprintf("%s_%lld", safe, (long long)stamp);
+	pthread_cond_init(&j->cv, NULL);
+	struct job **pp = &jt->jobs;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = j;
+	if (pthread_create(&j->thread, NULL, driver_main, j)) {
+		cdl_err("cannot start a thread for job '%s'", name);
+		j->thread_done = true;
+	} else {
+		j->thread_started = true;
+	}
+	pthread_mutex_unlock(&jt->mu);
+	cdl_info("job '%s' submitted as '%s'%s", name, j->id, resume ? " (start-up scan)" : "");
+}
+
+/* The spec at path was removed (or moved away): kill its job. */
+static void kill_spec(job_jt *jt, const char *path)
+{
+	char *name = spec_name(jt, path);
+	if (!name)
+		return;
+	pthread_mutex_lock(&jt->mu);
+	for (struct job *j = jt->jobs; j; j = j->next)
+		if (!strcmp(j->name, name) && job_active(j) && !job_state_final(j->state) &&
+		    !j->kill_req) {
+			j->kill_req = true;
+			stop_job_attempts(jt, j, "job killed");
+			mark_dirty(j);
+			cdl_info("job '%s': spec removed, killing it", name);
+		}
+	pthread_mutex_unlock(&jt->mu);
+	free(name);
+}
+
+/* Submit every spec in the jobs folder (resume mode). */
+static void scan(job_jt *jt)
+{
+	int rc = cdl_mkdir(jt->fs, jt->o.jobs_dir, 0777, true);
+	if (rc && rc != -EEXIST)
+		cdl_warn("cannot create '%s': %s", jt->o.jobs_dir, strerror(-rc));
+	char *after = xstrdup("");
+	for (;;) {
+		Caudal__Target tg = CAUDAL__TARGET__INIT;
+		Caudal__ReaddirRequest req = CAUDAL__READDIR_REQUEST__INIT;
+		tg.path = (char *)jt->o.jobs_dir;
+		req.target = &tg;
+		req.after = after;
+		req.limit = 1000;
+		req.cred = cdl_client_cred(jt->fs);
+		Caudal__ReaddirReply *rep;
+		rc = cdl_client_call_err(jt->fs, CDL_NN_Readdir, &req.base,
+					 (ProtobufCMessage **)&rep);
+		if (rc) {
+			cdl_warn("cannot list '%s': %s", jt->o.jobs_dir, strerror(-rc));
+			break;
+		}
+		for (size_t i = 0; i < rep->n_entries; i++) {
+			const Caudal__Dirent *d = rep->entries[i];
+			if (!d->attr || !S_ISREG(d->attr->mode))
+				continue;
+			char *p = xasprintf("%s/%s", jt->o.jobs_dir, d->name);
+			submit(jt, p, true);
+			free(p);
+		}
+		bool more = rep->more && rep->n_entries > 0;
+		if (more) {
+			free(after);
+			after = xstrdup(rep->entries[rep->n_entries - 1]->name);
+		}
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+		if (!more)
+			break;
+	}
+	free(after);
+}
+
+static int get_events(job_jt *jt, uint64_t from, uint32_t wait, Caudal__EventsReply **out)
+{
+	Caudal__EventsRequest req = CAUDAL__EVENTS_REQUEST__INIT;
+	req.from_txid = from;
+	req.max = 1000;
+	req.wait_ms = wait;
+	return cdl_client_call_err(jt->fs, CDL_NN_GetEvents, &req.base, (ProtobufCMessage **)out);
+}
+
+static void *events_main(void *arg)
+{
+	job_jt *jt = arg;
+	Caudal__EventsReply *rep = NULL;
+	uint64_t from = 0;
+	/* Where the log is now, then the scan: specs closed in between are
+	 * seen twice, and the second is ignored (the job is running). */
+	while (!jt->stopping) {
+		int rc = get_events(jt, UINT64_MAX, 0, &rep);
+		if (rc == 0) {
+			from = rep->last_txid + 1;
+			protobuf_c_message_free_unpacked(&rep->base, NULL);
+			break;
+		}
+		cdl_warn("cannot reach namenode '%s': %s; retrying", jt->o.namenode, strerror(-rc));
+		sleep_ms(1000);
+	}
+	if (!jt->stopping)
+		scan(jt);
+	while (!jt->stopping) {
+		int rc = get_events(jt, from, (uint32_t)jt->o.events_wait_ms, &rep);
+		if (rc) {
+			cdl_warn("following the namespace events: %s; retrying", strerror(-rc));
+			sleep_ms(1000);
+			continue;
+		}
+		if (rep->first_txid > from) {
+			cdl_warn("namespace events %llu..%llu were trimmed: rescanning '%s'",
+				 (unsigned long long)from, (unsigned long long)rep->first_txid - 1,
+				 jt->o.jobs_dir);
+			scan(jt);
+		}
+		for (size_t i = 0; i < rep->n_events; i++) {
+			const Caudal__Event *e = rep->events[i];
+			if (e->txid < from)
+				continue;
+			from = e->txid + 1;
+			switch (e->type) {
+			case CAUDAL__EVENT_TYPE__EV_CLOSE:
+			case CAUDAL__EVENT_TYPE__EV_APPEND:
+				submit(jt, e->path, false);
+				break;
+			case CAUDAL__EVENT_TYPE__EV_RENAME:
+				kill_spec(jt, e->path);
+				submit(jt, e->dst, false);
+				break;
+			case CAUDAL__EVENT_TYPE__EV_UNLINK:
+				kill_spec(jt, e->path);
+				break;
+			default:
+				break;
+			}
+		}
+		bool none = rep->n_events == 0;
+		if (none && rep->last_txid + 1 > from)
+			from = rep->last_txid + 1;
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+		if (none && jt->o.events_wait_ms == 0)
+			sleep_ms(EVENTS_POLL_MS);
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------ the monitor */
+
+static void learn_racks(job_jt *jt)
+{
+	Caudal__Empty e = CAUDAL__EMPTY__INIT;
+	Caudal__ReportReply *rep;
+	if (cdl_client_call_err(jt->fs, CDL_NN_Report, &e.base, (ProtobufCMessage **)&rep))
+		return;
+	pthread_mutex_lock(&jt->mu);
+	for (struct tracker *tr = jt->trackers; tr; tr = tr->next)
+		for (size_t i = 0; i < rep->n_datanodes; i++)
+			if (!strcmp(rep->datanodes[i]->host, tr->host)) {
+				free(tr->rack);
+				tr->rack =
+				    xstrdup(rep->datanodes[i]->rack[0] ? rep->datanodes[i]->rack
+								       : "/default-rack");
+			}
+	jt->racks_wanted = false;
+	pthread_mutex_unlock(&jt->mu);
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+}
+
+static void *monitor_main(void *arg)
+{
+	job_jt *jt = arg;
+	int64_t last_racks = 0;
+	pthread_mutex_lock(&jt->mu);
+	while (!jt->stopping) {
+		int64_t now = cdl_now_ms();
+		for (struct tracker *tr = jt->trackers; tr; tr = tr->next)
+			if (!tr->lost && now - tr->last_seen_ms > jt->o.tracker_timeout_ms) {
+				tr->lost = true;
+				tracker_lost(jt, tr, "no heartbeat");
+			}
+		/* forget jobs that ended long ago */
+		for (struct job **pp = &jt->jobs; *pp;) {
+			struct job *j = *pp;
+			if (j->thread_done &&
+			    (j->ended_ms == 0 || now - j->ended_ms > JOB_FORGET_MS)) {
+				*pp = j->next;
+				pthread_mutex_unlock(&jt->mu);
+				if (j->thread_started)
+					pthread_join(j->thread, NULL);
+				job_free(j);
+				pthread_mutex_lock(&jt->mu);
+				pp = &jt->jobs; /* the list may have changed */
+				continue;
+			}
+			pp = &j->next;
+		}
+		bool racks = jt->racks_wanted || now - last_racks > 30000;
+		if (racks) {
+			pthread_mutex_unlock(&jt->mu);
+			learn_racks(jt);
+			last_racks = cdl_now_ms();
+			pthread_mutex_lock(&jt->mu);
+		}
+		timed_wait(&jt->stop_cv, &jt->mu, 250);
+	}
+	pthread_mutex_unlock(&jt->mu);
+	return NULL;
+}
+
+/* ------------------------------------------------------------ start/stop */
+
+int job_jt_start(const job_jt_opts *o, job_jt **out)
+{
+	job_jt *jt = xcalloc(1, sizeof(*jt));
+	jt->o = *o;
+	pthread_mutex_init(&jt->mu, NULL);
+	pthread_cond_init(&jt->work_cv, NULL);
+	pthread_cond_init(&jt->stop_cv, NULL);
+	jt->epoch = (uint64_t)cdl_wall_ns();
+	int rc = cdl_mkdirs(o->work_dir);
+	if (rc) {
+		cdl_err("cannot create '%s': %s", o->work_dir, strerror(-rc));
+		goto fail;
+	}
+	cdl_client_opts co = {.namenode = o->namenode,
+			      .io_timeout_ms = o->io_timeout_ms,
+			      .client_host = o->host,
+			      .name = "jobtracker"};
+	jt->fs = cdl_client_new(&co);
+	if (!jt->fs) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	char *addr = xasprintf("%s:%d", o->host, o->port);
+	jt->srv = cdl_rpc_server_new(addr, o->threads);
+	free(addr);
+	if (!jt->srv) {
+		rc = -EIO;
+		goto fail;
+	}
+	if ((rc = cdl_rpc_server_add(jt->srv, &caudal__job_protocol__descriptor, job_methods, jt)))
+		goto fail;
+	if ((rc = cdl_rpc_server_start(jt->srv))) {
+		cdl_err("cannot serve on '%s:%d': %s", o->host, o->port, strerror(-rc));
+		goto fail;
+	}
+	if ((rc = -pthread_create(&jt->monitor_thread, NULL, monitor_main, jt)))
+		goto fail;
+	jt->monitor_started = true;
+	if ((rc = -pthread_create(&jt->events_thread, NULL, events_main, jt)))
+		goto fail;
+	jt->events_started = true;
+	*out = jt;
+	return 0;
+fail:
+	job_jt_stop(jt);
+	return rc ? rc : -EIO;
+}
+
+int job_jt_port(const job_jt *jt)
+{
+	return cdl_rpc_server_port(jt->srv);
+}
+
+void job_jt_stop(job_jt *jt)
+{
+	if (!jt)
+		return;
+	pthread_mutex_lock(&jt->mu);
+	jt->stopping = true;
+	pthread_cond_broadcast(&jt->work_cv);
+	pthread_cond_broadcast(&jt->stop_cv);
+	for (struct job *j = jt->jobs; j; j = j->next)
+		pthread_cond_broadcast(&j->cv);
+	pthread_mutex_unlock(&jt->mu);
+	if (jt->srv)
+		cdl_rpc_server_free(jt->srv, 1000);
+	if (jt->events_started)
+		pthread_join(jt->events_thread, NULL);
+	if (jt->monitor_started)
+		pthread_join(jt->monitor_thread, NULL);
+	while (jt->jobs) {
+		struct job *j = jt->jobs;
+		jt->jobs = j->next;
+		if (j->thread_started)
+			pthread_join(j->thread, NULL);
+		job_free(j);
+	}
+	while (jt->trackers) {
+		struct tracker *t = jt->trackers;
+		jt->trackers = t->next;
+		free(t->id);
+		free(t->host);
+		free(t->rack);
+		free_strv(t->kills, t->nkills);
+		free(t);
+	}
+	if (jt->fs)
+		cdl_client_free(jt->fs);
+	pthread_mutex_destroy(&jt->mu);
+	pthread_cond_destroy(&jt->work_cv);
+	pthread_cond_destroy(&jt->stop_cv);
+	free(jt);
+}

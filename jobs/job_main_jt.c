@@ -1,0 +1,192 @@
+/* caudal-jobtracker: watches the jobs folder, plans and schedules map and
+ * reduce attempts on the tasktrackers and keeps each job's status files
+ * (DESIGN.md, "Jobs: the control directory").
+ *
+ * main() parses the config table, runs the start-up steps in order, then
+ * waits for SIGTERM or SIGINT (blocked in every thread, taken by sigwait)
+ * and stops in reverse order. */
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cdl_config.h"
+#include "cdl_log.h"
+#include "cdl_rpc.h"
+#include "job_jt.h"
+
+static struct {
+	char *namenode;
+	char *host;
+	int64_t port;
+	char *work_dir;
+	char *jobs_dir;
+	int64_t threads;
+	int64_t wait_ms;
+	int64_t events_wait_ms;
+	int64_t tracker_timeout_ms;
+	int64_t max_attempts;
+	int64_t locality_wait_ms;
+	int64_t status_ms;
+	int64_t io_timeout_ms;
+	char *log_level;
+	bool print_config;
+} cfg;
+
+static const cdl_cfg_key cfg_tab[] = {
+    {"namenode", CDL_CFG_STR, &cfg.namenode, "127.0.0.1:9000", 0, 0, "namenode address host:port"},
+    {"host", CDL_CFG_STR, &cfg.host, "127.0.0.1", 0, 0, "address to serve JobProtocol on"},
+    {"port", CDL_CFG_INT, &cfg.port, "9001", 0, 65535, "JobProtocol port (0 picks one)"},
+    {"work_dir", CDL_CFG_STR, &cfg.work_dir, "/var/lib/caudal/jobtracker", 0, 0,
+     "local folder (job history log)"},
+    {"jobs_dir", CDL_CFG_STR, &cfg.jobs_dir, "/jobs", 0, 0,
+     "Caudal folder watched for *.job specs"},
+    {"threads", CDL_CFG_INT, &cfg.threads, "8", 2, 256,
+     "RPC worker threads (each tracker holds one in a long poll)"},
+    {"wait_ms", CDL_CFG_INT, &cfg.wait_ms, "0", 0, 30000,
+     "longest heartbeat long poll, ms (0: answer at once; trackers poll)"},
+    {"events_wait_ms", CDL_CFG_INT, &cfg.events_wait_ms, "0", 0, 30000,
+     "long poll of the namenode's event log, ms (0: poll every 50 ms)"},
+    {"tracker_timeout_ms", CDL_CFG_INT, &cfg.tracker_timeout_ms, "10000", 500, 3600000,
+     "a tasktracker silent this long is lost and its work redone, ms"},
+    {"max_attempts", CDL_CFG_INT, &cfg.max_attempts, "4", 1, 100,
+     "attempts per task before the job fails"},
+    {"locality_wait_ms", CDL_CFG_INT, &cfg.locality_wait_ms, "500", 0, 600000,
+     "wait for a data-local slot this long before rack-local (twice: anywhere), ms"},
+    {"status_ms", CDL_CFG_INT, &cfg.status_ms, "1000", 100, 60000,
+     "rewrite a running job's status files at least this often, ms"},
+    {"io_timeout_ms", CDL_CFG_INT, &cfg.io_timeout_ms, "30000", 100, 3600000,
+     "give up on a Caudal operation after this long, ms"},
+    {"log_level", CDL_CFG_STR, &cfg.log_level, "info", 0, 0, "error, warn, info or debug"},
+    {"print_config", CDL_CFG_BOOL, &cfg.print_config, "false", 0, 0,
+     "print the effective config and exit"},
+    {NULL, 0, NULL, NULL, 0, 0, NULL},
+};
+
+static job_jt *jt;
+static bool rpc_up;
+
+static int init_rpc(void)
+{
+	cdl_rpc_global_init();
+	rpc_up = true;
+	return 0;
+}
+
+static void fini_rpc(void)
+{
+	if (rpc_up)
+		cdl_rpc_global_shutdown();
+	rpc_up = false;
+}
+
+static int init_jt(void)
+{
+	job_jt_opts o = {.namenode = cfg.namenode,
+			 .host = cfg.host,
+			 .port = (int)cfg.port,
+			 .work_dir = cfg.work_dir,
+			 .jobs_dir = cfg.jobs_dir,
+			 .threads = (int)cfg.threads,
+			 .wait_ms = (int)cfg.wait_ms,
+			 .events_wait_ms = (int)cfg.events_wait_ms,
+			 .tracker_timeout_ms = (int)cfg.tracker_timeout_ms,
+			 .max_attempts = (int)cfg.max_attempts,
+			 .locality_wait_ms = (int)cfg.locality_wait_ms,
+			 .status_ms = (int)cfg.status_ms,
+			 .io_timeout_ms = (int)cfg.io_timeout_ms};
+	return job_jt_start(&o, &jt);
+}
+
+static void fini_jt(void)
+{
+	job_jt_stop(jt);
+	jt = NULL;
+}
+
+static const struct step {
+	int (*init)(void);
+	void (*fini)(void);
+	const char *what;
+} steps[] = {
+    {init_rpc, fini_rpc, "rpc library"},
+    {init_jt, fini_jt, "jobtracker"},
+};
+#define NSTEPS (sizeof(steps) / sizeof(steps[0]))
+
+int main(int argc, char **argv)
+{
+	char err[512];
+	int npos = 0;
+	cdl_config_defaults(cfg_tab);
+	int rc = cdl_config_args(cfg_tab, "jobtracker", argc, argv, &npos, err, sizeof(err));
+	if (rc == 1)
+		return 0;
+	if (rc < 0) {
+		fprintf(stderr, "caudal-jobtracker: %s\n", err);
+		return 2;
+	}
+	if (npos > 0) {
+		fprintf(stderr, "caudal-jobtracker: unexpected argument '%s'\n", argv[0]);
+		return 2;
+	}
+	int level = cdl_log_level_parse(cfg.log_level);
+	if (level < 0) {
+		fprintf(stderr, "caudal-jobtracker: log_level: unknown level '%s'\n",
+			cfg.log_level);
+		return 2;
+	}
+	size_t dl = strlen(cfg.jobs_dir);
+	if (dl < 2 || cfg.jobs_dir[0] != '/' || cfg.jobs_dir[dl - 1] == '/') {
+		fprintf(stderr,
+			"caudal-jobtracker: jobs_dir: '%s' is not an absolute folder path\n",
+			cfg.jobs_dir);
+		return 2;
+	}
+	if (cfg.print_config) {
+		cdl_config_dump(cfg_tab, stdout);
+		cdl_config_release(cfg_tab);
+		return 0;
+	}
+	cdl_log_init("jobtracker", level);
+
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	size_t started = 0;
+	for (; started < NSTEPS; started++) {
+		rc = steps[started].init();
+		if (rc < 0) {
+			cdl_err("cannot start the %s: %s", steps[started].what, strerror(-rc));
+			break;
+		}
+	}
+	int status = 0;
+	if (started == NSTEPS) {
+		cdl_info("jobtracker on '%s:%d' watching '%s' on namenode '%s'", cfg.host,
+			 job_jt_port(jt), cfg.jobs_dir, cfg.namenode);
+		int sig = 0;
+		do
+			rc = sigwait(&sigs, &sig);
+		while (rc == 0 && sig == SIGHUP);
+		cdl_info("stopping on signal %d", sig);
+	} else {
+		status = 1;
+	}
+	while (started > 0) {
+		started--;
+		steps[started].fini();
+	}
+	if (status == 0)
+		cdl_info("stopped");
+	cdl_config_release(cfg_tab);
+	return status;
+}

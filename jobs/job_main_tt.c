@@ -1,0 +1,190 @@
+/* caudal-tasktracker: runs map and reduce attempts beside a datanode and
+ * serves map output to reducers (DESIGN.md, "Jobs"). With `--task DIR` the
+ * same program is the task child the tracker spawns for each attempt
+ * (job_task.h): that path touches neither gRPC nor the config.
+ *
+ * main() parses the config table, runs the start-up steps in order, then
+ * waits for SIGTERM or SIGINT (blocked in every thread, taken by sigwait)
+ * and stops in reverse order. */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cdl_config.h"
+#include "cdl_log.h"
+#include "cdl_rpc.h"
+#include "job_task.h"
+#include "job_tt.h"
+
+static struct {
+	char *jobtracker;
+	char *namenode;
+	char *host;
+	int64_t port;
+	int64_t slots;
+	char *work_dir;
+	int64_t sort_mb;
+	int64_t fetch_timeout_ms;
+	int64_t rpc_timeout_ms;
+	int64_t heartbeat_ms;
+	int64_t io_timeout_ms;
+	char *log_level;
+	bool print_config;
+} cfg;
+
+static const cdl_cfg_key cfg_tab[] = {
+    {"jobtracker", CDL_CFG_STR, &cfg.jobtracker, "127.0.0.1:9001", 0, 0,
+     "jobtracker address host:port"},
+    {"namenode", CDL_CFG_STR, &cfg.namenode, "127.0.0.1:9000", 0, 0, "namenode address host:port"},
+    {"host", CDL_CFG_STR, &cfg.host, "127.0.0.1", 0, 0,
+     "this tracker's address: the host of the datanode beside it (locality)"},
+    {"port", CDL_CFG_INT, &cfg.port, "0", 0, 65535, "shuffle port (0 picks one)"},
+    {"slots", CDL_CFG_INT, &cfg.slots, "2", 1, 64, "attempts run at once"},
+    {"work_dir", CDL_CFG_STR, &cfg.work_dir, "/var/lib/caudal/tasktracker", 0, 0,
+     "local folder for attempts and map output"},
+    {"sort_mb", CDL_CFG_INT, &cfg.sort_mb, "100", 1, 4096,
+     "map output buffered before a spill, MiB"},
+    {"fetch_timeout_ms", CDL_CFG_INT, &cfg.fetch_timeout_ms, "10000", 100, 3600000,
+     "a reduce gives up fetching one map's output after this long, ms"},
+    {"rpc_timeout_ms", CDL_CFG_INT, &cfg.rpc_timeout_ms, "10000", 100, 600000,
+     "deadline of a jobtracker call beyond its long poll, ms"},
+    {"heartbeat_ms", CDL_CFG_INT, &cfg.heartbeat_ms, "50", 10, 60000,
+     "heartbeat interval when the jobtracker answers at once, ms"},
+    {"io_timeout_ms", CDL_CFG_INT, &cfg.io_timeout_ms, "30000", 100, 3600000,
+     "give up on a Caudal read or write after this long, ms"},
+    {"log_level", CDL_CFG_STR, &cfg.log_level, "info", 0, 0, "error, warn, info or debug"},
+    {"print_config", CDL_CFG_BOOL, &cfg.print_config, "false", 0, 0,
+     "print the effective config and exit"},
+    {NULL, 0, NULL, NULL, 0, 0, NULL},
+};
+
+static job_tt *tt;
+static bool rpc_up;
+static char self_exe[PATH_MAX];
+
+static int init_rpc(void)
+{
+	cdl_rpc_global_init();
+	rpc_up = true;
+	return 0;
+}
+
+static void fini_rpc(void)
+{
+	if (rpc_up)
+		cdl_rpc_global_shutdown();
+	rpc_up = false;
+}
+
+static int init_tt(void)
+{
+	ssize_t n = readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1);
+	if (n <= 0)
+		return -errno;
+	self_exe[n] = '\0';
+	job_tt_opts o = {.jobtracker = cfg.jobtracker,
+			 .namenode = cfg.namenode,
+			 .host = cfg.host,
+			 .port = (int)cfg.port,
+			 .slots = (int)cfg.slots,
+			 .work_dir = cfg.work_dir,
+			 .sort_mb = (int)cfg.sort_mb,
+			 .fetch_timeout_ms = (int)cfg.fetch_timeout_ms,
+			 .rpc_timeout_ms = (int)cfg.rpc_timeout_ms,
+			 .heartbeat_ms = (int)cfg.heartbeat_ms,
+			 .io_timeout_ms = (int)cfg.io_timeout_ms,
+			 .self_exe = self_exe};
+	return job_tt_start(&o, &tt);
+}
+
+static void fini_tt(void)
+{
+	job_tt_stop(tt);
+	tt = NULL;
+}
+
+static const struct step {
+	int (*init)(void);
+	void (*fini)(void);
+	const char *what;
+} steps[] = {
+    {init_rpc, fini_rpc, "rpc library"},
+    {init_tt, fini_tt, "tasktracker"},
+};
+#define NSTEPS (sizeof(steps) / sizeof(steps[0]))
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "--task") == 0)
+		return job_task_main(argv[2]);
+
+	char err[512];
+	int npos = 0;
+	cdl_config_defaults(cfg_tab);
+	int rc = cdl_config_args(cfg_tab, "tasktracker", argc, argv, &npos, err, sizeof(err));
+	if (rc == 1)
+		return 0;
+	if (rc < 0) {
+		fprintf(stderr, "caudal-tasktracker: %s\n", err);
+		return 2;
+	}
+	if (npos > 0) {
+		fprintf(stderr, "caudal-tasktracker: unexpected argument '%s'\n", argv[0]);
+		return 2;
+	}
+	int level = cdl_log_level_parse(cfg.log_level);
+	if (level < 0) {
+		fprintf(stderr, "caudal-tasktracker: log_level: unknown level '%s'\n",
+			cfg.log_level);
+		return 2;
+	}
+	if (cfg.print_config) {
+		cdl_config_dump(cfg_tab, stdout);
+		cdl_config_release(cfg_tab);
+		return 0;
+	}
+	cdl_log_init("tasktracker", level);
+
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	size_t started = 0;
+	for (; started < NSTEPS; started++) {
+		rc = steps[started].init();
+		if (rc < 0) {
+			cdl_err("cannot start the %s: %s", steps[started].what, strerror(-rc));
+			break;
+		}
+	}
+	int status = 0;
+	if (started == NSTEPS) {
+		cdl_info("tasktracker on '%s' (shuffle port %d, %d slots) for jobtracker '%s'",
+			 cfg.host, job_tt_port(tt), (int)cfg.slots, cfg.jobtracker);
+		int sig = 0;
+		do
+			rc = sigwait(&sigs, &sig);
+		while (rc == 0 && sig == SIGHUP);
+		cdl_info("stopping on signal %d", sig);
+	} else {
+		status = 1;
+	}
+	while (started > 0) {
+		started--;
+		steps[started].fini();
+	}
+	if (status == 0)
+		cdl_info("stopped");
+	cdl_config_release(cfg_tab);
+	return status;
+}

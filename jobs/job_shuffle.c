@@ -1,0 +1,348 @@
+/* job_shuffle: map output over TCP; see job_shuffle.h. */
+#include "job_shuffle.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "cdl_dt.h"
+#include "cdl_log.h"
+#include "cdl_util.h"
+#include "job_sort.h"
+#include "jobs.pb-c.h"
+
+/* A connection idle this long is dropped (server side). */
+#define SERVE_IO_MS 30000
+
+bool job_id_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > JOB_ID_MAX || !strcmp(s, ".") || !strcmp(s, ".."))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+struct job_shuffle_server {
+	int lfd, port;
+	char *jobs_dir;
+	pthread_t accept_thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int active;
+	int stop_pipe[2];
+	bool stopping;
+};
+
+struct conn {
+	job_shuffle_server *s;
+	int fd;
+};
+
+static int send_reply(int fd, const Caudal__ShuffleReply *r)
+{
+	uint8_t buf[4 + 64];
+	size_t n = caudal__shuffle_reply__get_packed_size(r);
+	if (n > sizeof(buf) - 4)
+		return -EMSGSIZE;
+	cdl_put_be32(buf, (uint32_t)n);
+	caudal__shuffle_reply__pack(r, buf + 4);
+	return cdl_write_full(fd, buf, n + 4);
+}
+
+/* Answer one request on c->fd. Every length from the peer is bounded
+ * before use; ids are checked before they become path components. */
+static void serve(struct conn *c)
+{
+	uint8_t hdr[8];
+	uint8_t *body = NULL;
+	Caudal__ShuffleRequest *req = NULL;
+	Caudal__ShuffleReply rep = CAUDAL__SHUFFLE_REPLY__INIT;
+	int file = -1;
+	char *dir = NULL;
+	if (cdl_dt_read_full(c->fd, hdr, sizeof(hdr)))
+		goto out;
+	uint32_t len = cdl_get_be32(hdr + 4);
+	if (memcmp(hdr, JOB_SHUFFLE_MAGIC, 4) != 0 || len == 0 || len > JOB_SHUFFLE_MAX_HEADER) {
+		cdl_warn("shuffle: bad request header from a client (length %u)", len);
+		goto out;
+	}
+	body = xmalloc(len);
+	if (cdl_dt_read_full(c->fd, body, len))
+		goto out;
+	req = caudal__shuffle_request__unpack(NULL, len, body);
+	if (!req || !job_id_ok(req->job_id) || !job_id_ok(req->attempt_id)) {
+		rep.err = EINVAL;
+		send_reply(c->fd, &rep);
+		goto out;
+	}
+	dir = xasprintf("%s/%s/%s", c->s->jobs_dir, req->job_id, req->attempt_id);
+	char *idx = xasprintf("%s/file.index", dir);
+	char *dat = xasprintf("%s/file.out", dir);
+	job_index_entry e;
+	int rc = job_index_read(idx, req->partition, &e);
+	struct stat st;
+	if (rc == 0) {
+		file = open(dat, O_RDONLY | O_CLOEXEC);
+		if (file < 0 || fstat(file, &st))
+			rc = -errno;
+		else if (e.offset + e.length > (uint64_t)st.st_size)
+			rc = -EBADMSG;
+	}
+	free(idx);
+	free(dat);
+	if (rc) {
+		rep.err = (uint32_t)(rc == -ENOENT ? ENOENT : -rc);
+		cdl_debug("shuffle: '%s' partition %u: %s", dir, req->partition, strerror(-rc));
+		send_reply(c->fd, &rep);
+		goto out;
+	}
+	rep.length = e.length;
+	rep.checksum = e.checksum;
+	rep.records = e.records;
+	if (send_reply(c->fd, &rep))
+		goto out;
+	off_t off = (off_t)e.offset;
+	uint64_t left = e.length;
+	while (left > 0) {
+		ssize_t k = sendfile(c->fd, file, &off, left > (1u << 30) ? (1u << 30) : left);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			cdl_warn("shuffle: sending '%s' partition %u: %s", dir, req->partition,
+				 k < 0 ? strerror(errno) : "short file");
+			break;
+		}
+		left -= (uint64_t)k;
+	}
+out:
+	if (file >= 0)
+		close(file);
+	free(dir);
+	if (req)
+		caudal__shuffle_request__free_unpacked(req, NULL);
+	free(body);
+}
+
+static void *conn_main(void *arg)
+{
+	struct conn *c = arg;
+	serve(c);
+	close(c->fd);
+	pthread_mutex_lock(&c->s->mu);
+	c->s->active--;
+	pthread_cond_broadcast(&c->s->cv);
+	pthread_mutex_unlock(&c->s->mu);
+	free(c);
+	return NULL;
+}
+
+static void *accept_main(void *arg)
+{
+	job_shuffle_server *s = arg;
+	for (;;) {
+		struct pollfd pf[2] = {{s->lfd, POLLIN, 0}, {s->stop_pipe[0], POLLIN, 0}};
+		if (poll(pf, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pf[1].revents)
+			break;
+		int fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				usleep(100000);
+			continue;
+		}
+		pthread_mutex_lock(&s->mu);
+		bool full = s->active >= JOB_SHUFFLE_CONNS;
+		if (!full)
+			s->active++;
+		pthread_mutex_unlock(&s->mu);
+		if (full) {
+			close(fd); /* the reducer retries */
+			continue;
+		}
+		cdl_dt_tune(fd, SERVE_IO_MS);
+		struct conn *c = xmalloc(sizeof(*c));
+		c->s = s;
+		c->fd = fd;
+		pthread_t t;
+		pthread_attr_t at;
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&t, &at, conn_main, c)) {
+			close(fd);
+			free(c);
+			pthread_mutex_lock(&s->mu);
+			s->active--;
+			pthread_mutex_unlock(&s->mu);
+		}
+		pthread_attr_destroy(&at);
+	}
+	return NULL;
+}
+
+job_shuffle_server *job_shuffle_start(const char *host, int port, const char *jobs_dir)
+{
+	int bound = 0;
+	int fd = cdl_dt_listen(host, port, &bound);
+	if (fd < 0) {
+		cdl_err("cannot listen for shuffle on '%s:%d': %s", host, port, strerror(-fd));
+		return NULL;
+	}
+	job_shuffle_server *s = xcalloc(1, sizeof(*s));
+	s->lfd = fd;
+	s->port = bound;
+	s->jobs_dir = xstrdup(jobs_dir);
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	if (pipe2(s->stop_pipe, O_CLOEXEC) ||
+	    pthread_create(&s->accept_thread, NULL, accept_main, s)) {
+		cdl_err("cannot start the shuffle server: %s", strerror(errno));
+		close(fd);
+		free(s->jobs_dir);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+int job_shuffle_port(const job_shuffle_server *s)
+{
+	return s->port;
+}
+
+void job_shuffle_stop(job_shuffle_server *s)
+{
+	if (!s)
+		return;
+	ssize_t w = write(s->stop_pipe[1], "x", 1);
+	(void)w;
+	pthread_join(s->accept_thread, NULL);
+	close(s->lfd);
+	pthread_mutex_lock(&s->mu);
+	while (s->active > 0)
+		pthread_cond_wait(&s->cv, &s->mu);
+	pthread_mutex_unlock(&s->mu);
+	close(s->stop_pipe[0]);
+	close(s->stop_pipe[1]);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	free(s->jobs_dir);
+	free(s);
+}
+
+int job_shuffle_fetch(const char *host, int port, const char *job_id, const char *attempt_id,
+		      unsigned part, int fd, uint64_t max_len, int timeout_ms, uint64_t *len,
+		      uint64_t *records, char *err, size_t errlen)
+{
+	Caudal__ShuffleRequest req = CAUDAL__SHUFFLE_REQUEST__INIT;
+	Caudal__ShuffleReply *rep = NULL;
+	req.job_id = (char *)job_id;
+	req.attempt_id = (char *)attempt_id;
+	req.partition = part;
+	size_t n = caudal__shuffle_request__get_packed_size(&req);
+	if (n > JOB_SHUFFLE_MAX_HEADER) {
+		snprintf(err, errlen, "request too long");
+		return -EINVAL;
+	}
+	int s = cdl_dt_connect(host, port, timeout_ms, timeout_ms);
+	if (s < 0) {
+		snprintf(err, errlen, "cannot connect to '%s:%d': %s", host, port, strerror(-s));
+		return s;
+	}
+	uint8_t *buf = xmalloc(8 + n);
+	memcpy(buf, JOB_SHUFFLE_MAGIC, 4);
+	cdl_put_be32(buf + 4, (uint32_t)n);
+	caudal__shuffle_request__pack(&req, buf + 8);
+	int rc = cdl_write_full(s, buf, 8 + n);
+	free(buf);
+	uint8_t hl[4], body[JOB_SHUFFLE_MAX_HEADER];
+	char *data = NULL;
+	void *xs = NULL;
+	if (rc || (rc = cdl_dt_read_full(s, hl, 4))) {
+		snprintf(err, errlen, "'%s:%d': %s", host, port, strerror(-rc));
+		goto out;
+	}
+	uint32_t rl = cdl_get_be32(hl);
+	if (rl == 0 || rl > JOB_SHUFFLE_MAX_HEADER) {
+		rc = -EPROTO;
+		snprintf(err, errlen, "'%s:%d': bad reply length %u", host, port, rl);
+		goto out;
+	}
+	if ((rc = cdl_dt_read_full(s, body, rl))) {
+		snprintf(err, errlen, "'%s:%d': %s", host, port, strerror(-rc));
+		goto out;
+	}
+	rep = caudal__shuffle_reply__unpack(NULL, rl, body);
+	if (!rep) {
+		rc = -EPROTO;
+		snprintf(err, errlen, "'%s:%d': undecodable reply", host, port);
+		goto out;
+	}
+	if (rep->err) {
+		rc = -(int)rep->err;
+		snprintf(err, errlen, "'%s:%d' has no output of '%s' partition %u: %s", host, port,
+			 attempt_id, part, strerror((int)rep->err));
+		goto out;
+	}
+	if (rep->length > max_len) {
+		rc = -EFBIG;
+		snprintf(err, errlen, "'%s:%d': run of %llu bytes exceeds the cap of %llu", host,
+			 port, (unsigned long long)rep->length, (unsigned long long)max_len);
+		goto out;
+	}
+	xs = XXH3_createState();
+	if (!xs)
+		abort();
+	XXH3_64bits_reset(xs);
+	size_t cap = 1u << 20;
+	data = xmalloc(cap);
+	uint64_t left = rep->length;
+	while (left > 0) {
+		size_t k = left < cap ? (size_t)left : cap;
+		if ((rc = cdl_dt_read_full(s, data, k))) {
+			snprintf(err, errlen, "'%s:%d': reading the run: %s", host, port,
+				 strerror(-rc));
+			goto out;
+		}
+		XXH3_64bits_update(xs, data, k);
+		if ((rc = cdl_write_full(fd, data, k))) {
+			snprintf(err, errlen, "writing the fetched run: %s", strerror(-rc));
+			goto out;
+		}
+		left -= k;
+	}
+	if (XXH3_64bits_digest(xs) != rep->checksum) {
+		rc = -EBADMSG;
+		snprintf(err, errlen, "'%s:%d': checksum mismatch on '%s' partition %u", host, port,
+			 attempt_id, part);
+		goto out;
+	}
+	*len = rep->length;
+	*records = rep->records;
+out:
+	if (xs)
+		XXH3_freeState(xs);
+	free(data);
+	if (rep)
+		caudal__shuffle_reply__free_unpacked(rep, NULL);
+	close(s);
+	return rc;
+}

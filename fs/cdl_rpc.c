@@ -12,6 +12,8 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +36,7 @@ void cdl_rpc_global_shutdown(void)
 struct service {
 	const ProtobufCServiceDescriptor *desc;
 	cdl_rpc_handler *handlers; /* by method index */
+	unsigned *flags;	   /* by method index */
 	void *ctx;
 };
 
@@ -48,7 +51,7 @@ enum call_state { CALL_WAIT, CALL_SENDING };
 
 struct srv_call {
 	enum call_state state;
-	int pending;	      /* batches outstanding while sending */
+	_Atomic int pending;  /* batches outstanding while sending */
 	struct method_reg *m; /* NULL: generic (unknown method) request */
 	int worker;
 	grpc_call *call;
@@ -76,6 +79,7 @@ struct cdl_rpc_server {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int shutdown_done;
+	int nblocking; /* blocking handlers running on their own threads */
 	_Atomic int stopping;
 };
 
@@ -109,6 +113,7 @@ int cdl_rpc_server_add(cdl_rpc_server *s, const ProtobufCServiceDescriptor *desc
 	if (s->started || s->nsvc == MAX_SERVICES)
 		return -EINVAL;
 	cdl_rpc_handler *h = xcalloc(desc->n_methods, sizeof(*h));
+	unsigned *fl = xcalloc(desc->n_methods, sizeof(*fl));
 	for (const cdl_rpc_method *t = table; t->name; t++) {
 		unsigned i;
 		for (i = 0; i < desc->n_methods; i++)
@@ -128,6 +133,7 @@ int cdl_rpc_server_add(cdl_rpc_server *s, const ProtobufCServiceDescriptor *desc
 			goto fail;
 		}
 		h[i] = t->handler;
+		fl[i] = t->flags;
 	}
 	for (unsigned i = 0; i < desc->n_methods; i++)
 		if (!h[i]) {
@@ -138,6 +144,7 @@ int cdl_rpc_server_add(cdl_rpc_server *s, const ProtobufCServiceDescriptor *desc
 	struct service *svc = &s->svcs[s->nsvc++];
 	svc->desc = desc;
 	svc->handlers = h;
+	svc->flags = fl;
 	svc->ctx = ctx;
 	s->methods = xrealloc(s->methods, sizeof(*s->methods) * (s->nmethods + desc->n_methods));
 	for (unsigned i = 0; i < desc->n_methods; i++) {
@@ -151,6 +158,7 @@ int cdl_rpc_server_add(cdl_rpc_server *s, const ProtobufCServiceDescriptor *desc
 	return 0;
 fail:
 	free(h);
+	free(fl);
 	return -EINVAL;
 }
 
@@ -255,8 +263,13 @@ static void answer(cdl_rpc_server *s, struct srv_call *c)
 	memset(r, 0, sizeof(r));
 	r[0].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
 	r[0].data.recv_close_on_server.cancelled = &c->cancelled;
-	if (grpc_call_start_batch(c->call, r, 1, c, NULL) != GRPC_CALL_OK)
-		c->pending--;
+	/* once a batch is started the completion thread may free c as soon as
+	 * pending reaches 0, so c is not touched after the last decrement */
+	if (grpc_call_start_batch(c->call, r, 1, c, NULL) != GRPC_CALL_OK &&
+	    atomic_fetch_sub(&c->pending, 1) == 1) {
+		call_free(c);
+		return;
+	}
 
 	grpc_op ops[3];
 	memset(ops, 0, sizeof(ops));
@@ -269,11 +282,57 @@ static void answer(cdl_rpc_server *s, struct srv_call *c)
 	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
 	ops[n].data.send_status_from_server.status = st;
 	ops[n++].data.send_status_from_server.status_details = &c->status_details;
-	if (grpc_call_start_batch(c->call, ops, n, c, NULL) != GRPC_CALL_OK)
-		c->pending--;
-	if (c->pending == 0)
+	if (grpc_call_start_batch(c->call, ops, n, c, NULL) != GRPC_CALL_OK &&
+	    atomic_fetch_sub(&c->pending, 1) == 1)
 		call_free(c);
 	(void)s;
+}
+
+struct blocking_arg {
+	cdl_rpc_server *s;
+	struct srv_call *c;
+};
+
+static void *blocking_main(void *arg)
+{
+	struct blocking_arg *b = arg;
+	cdl_rpc_server *s = b->s;
+	answer(s, b->c);
+	free(b);
+	pthread_mutex_lock(&s->lock);
+	s->nblocking--;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* Run a blocking handler on a detached thread of its own; if none can be
+ * made (or too many run), inline. */
+static void answer_blocking(cdl_rpc_server *s, struct srv_call *c)
+{
+	pthread_mutex_lock(&s->lock);
+	bool room = s->nblocking < 256;
+	if (room)
+		s->nblocking++;
+	pthread_mutex_unlock(&s->lock);
+	if (room) {
+		struct blocking_arg *b = xmalloc(sizeof(*b));
+		b->s = s;
+		b->c = c;
+		pthread_t t;
+		pthread_attr_t at;
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		int rc = pthread_create(&t, &at, blocking_main, b);
+		pthread_attr_destroy(&at);
+		if (rc == 0)
+			return;
+		free(b);
+		pthread_mutex_lock(&s->lock);
+		s->nblocking--;
+		pthread_mutex_unlock(&s->lock);
+	}
+	answer(s, c);
 }
 
 static void *worker_main(void *arg)
@@ -306,10 +365,16 @@ static void *worker_main(void *arg)
 				continue;
 			}
 			struct method_reg *m = c->m;
+			if (m && (m->svc->flags[m->index] & CDL_RPC_BLOCKING)) {
+				if (!s->stopping)
+					post_request(s, w, m);
+				answer_blocking(s, c);
+				continue;
+			}
 			answer(s, c);
 			if (!s->stopping)
 				post_request(s, w, m);
-		} else if (--c->pending == 0) {
+		} else if (atomic_fetch_sub(&c->pending, 1) == 1) {
 			call_free(c);
 		}
 	}
@@ -371,6 +436,12 @@ void cdl_rpc_server_free(cdl_rpc_server *s, int grace_ms)
 			}
 		}
 		pthread_mutex_unlock(&s->lock);
+		/* blocking handlers finished their calls (shutdown waited for
+		 * them) but may still be returning: wait until they are gone */
+		pthread_mutex_lock(&s->lock);
+		while (s->nblocking > 0)
+			pthread_cond_wait(&s->cond, &s->lock);
+		pthread_mutex_unlock(&s->lock);
 		for (int i = 0; i < s->nthreads; i++)
 			grpc_completion_queue_shutdown(s->cqs[i]);
 		for (int i = 0; i < s->nthreads; i++)
@@ -383,8 +454,10 @@ void cdl_rpc_server_free(cdl_rpc_server *s, int grace_ms)
 				grpc_completion_queue_destroy(s->cqs[i]);
 	for (int i = 0; i < s->nmethods; i++)
 		free(s->methods[i].path);
-	for (int i = 0; i < s->nsvc; i++)
+	for (int i = 0; i < s->nsvc; i++) {
 		free(s->svcs[i].handlers);
+		free(s->svcs[i].flags);
+	}
 	free(s->methods);
 	free(s->cqs);
 	free(s->threads);

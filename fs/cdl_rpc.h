@@ -4,8 +4,9 @@
  * queue, serves one or more services. Each service is a table of
  * {method, handler} checked against the protoc-c service descriptor when it
  * is added: a missing, extra or misnamed handler is an error. Handlers run on
- * worker threads, may block (long polls), and build their reply in a per-call
- * arena. Unknown methods get UNIMPLEMENTED; undecodable requests get
+ * the worker threads that poll the completion queues and must not block,
+ * except those flagged CDL_RPC_BLOCKING (long polls), which get a thread of
+ * their own. Handlers build their reply in a per-call arena. Unknown methods get UNIMPLEMENTED; undecodable requests get
  * INVALID_ARGUMENT.
  *
  * Client: one channel per cdl_rpc_client; calls may be made from any thread
@@ -31,9 +32,14 @@
 typedef void (*cdl_rpc_handler)(void *ctx, const ProtobufCMessage *req, ProtobufCMessage *reply,
 				cdl_arena *arena);
 
+/* The handler may block for long (a long poll): it runs on a thread of its
+ * own, so the completion-queue threads keep serving other calls. */
+#define CDL_RPC_BLOCKING 1u
+
 typedef struct cdl_rpc_method {
 	const char *name; /* method name as in the .proto, e.g. "GetAttr" */
 	cdl_rpc_handler handler;
+	unsigned flags; /* CDL_RPC_BLOCKING */
 } cdl_rpc_method;
 
 typedef struct cdl_rpc_server cdl_rpc_server;

@@ -389,7 +389,8 @@ static void finish_attempt(job_jt *jt, struct job *j, struct jtask *t, struct ja
 			struct jtask *mt = &j->maps[m];
 			/* only reports about the output it was given count: a
 			 * map redone since then is not to blame */
-			if (mt->state != T_SUCCEEDED || !mt->winner || mt->winner->end_ms > a->start_ms)
+			if (mt->state != T_SUCCEEDED || !mt->winner ||
+			    mt->winner->end_ms > a->start_ms)
 				continue;
 			mt->fetch_failures++;
 			if (mt->fetch_failures >= FETCH_FAILURES_MAX ||
@@ -796,10 +797,10 @@ static void h_report(void *ctx, const ProtobufCMessage *req_, ProtobufCMessage *
 }
 
 static const cdl_rpc_method job_methods[] = {
-    {"RegisterTracker", h_register},
-    {"Heartbeat", h_heartbeat},
-    {"Report", h_report},
-    {NULL, NULL},
+    {"RegisterTracker", h_register, 0},
+    {"Heartbeat", h_heartbeat, CDL_RPC_BLOCKING},
+    {"Report", h_report, 0},
+    {NULL, NULL, 0},
 };
 
 /* ------------------------------------------------------------ Caudal I/O */

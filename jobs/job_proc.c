@@ -140,7 +140,8 @@ static int feed_more(const job_proc *p, struct linebuf *buf, bool *eof)
 			return 0;
 		}
 		lb_reserve(buf, kl + vl + 2);
-		memcpy(buf->p + buf->len, k, kl);
+		if (kl)
+			memcpy(buf->p + buf->len, k, kl);
 		buf->len += kl;
 		if (vl) {
 			buf->p[buf->len++] = '\t';

@@ -169,10 +169,10 @@ static void h_end(void *ctx, const ProtobufCMessage *req_, ProtobufCMessage *rep
 }
 
 static const cdl_rpc_method methods[] = {
-    {"CheckpointBegin", h_begin},
-    {"CheckpointRead", h_read},
-    {"CheckpointEnd", h_end},
-    {NULL, NULL},
+    {"CheckpointBegin", h_begin, 0},
+    {"CheckpointRead", h_read, 0},
+    {"CheckpointEnd", h_end, 0},
+    {NULL, NULL, 0},
 };
 
 int nn_ckpt_register(nn_ns *ns, cdl_rpc_server *srv)

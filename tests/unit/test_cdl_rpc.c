@@ -22,6 +22,8 @@ static void h_register(void *ctx, const ProtobufCMessage *req, ProtobufCMessage 
 	const char *id = r->node ? r->node->id : "";
 	if (!strcmp(id, "slow"))
 		usleep(600 * 1000);
+	if (!strcmp(id, "longpoll"))
+		usleep(1500 * 1000);
 	o->cluster = cdl_arena_strdup(a, id);
 	o->heartbeat_ms = r->node ? r->node->data_port * 2 : 0;
 	o->err = strcmp(id, "bad") ? 0 : ENOENT;
@@ -52,21 +54,21 @@ static void h_status(void *ctx, const ProtobufCMessage *req, ProtobufCMessage *r
 static int heartbeats;
 
 static const cdl_rpc_method table[] = {
-	{"RegisterDatanode", h_register},
-	{"Heartbeat", h_heartbeat},
-	{"BlockReport", h_status},
-	{"BlockReceived", h_status},
-	{NULL, NULL},
+	{"RegisterDatanode", h_register, CDL_RPC_BLOCKING},
+	{"Heartbeat", h_heartbeat, 0},
+	{"BlockReport", h_status, 0},
+	{"BlockReceived", h_status, 0},
+	{NULL, NULL, 0},
 };
 
 static const cdl_rpc_method missing[] = {
-	{"RegisterDatanode", h_register},
-	{NULL, NULL},
+	{"RegisterDatanode", h_register, 0},
+	{NULL, NULL, 0},
 };
 
 static const cdl_rpc_method extra[] = {
-	{"RegisterDatanode", h_register}, {"Heartbeat", h_heartbeat}, {"BlockReport", h_status},
-	{"BlockReceived", h_status},      {"Nope", h_status},         {NULL, NULL},
+	{"RegisterDatanode", h_register, 0}, {"Heartbeat", h_heartbeat, 0}, {"BlockReport", h_status, 0},
+	{"BlockReceived", h_status, 0},      {"Nope", h_status, 0},         {NULL, NULL, 0},
 };
 
 static int do_register(cdl_rpc_client *c, const char *id, uint32_t port, int timeout,
@@ -79,6 +81,15 @@ static int do_register(cdl_rpc_client *c, const char *id, uint32_t port, int tim
 	req.node = &node;
 	return cdl_rpc_call_name(c, "RegisterDatanode", &req.base, (ProtobufCMessage **)out,
 				 timeout);
+}
+
+static void *longpoll(void *arg)
+{
+	Caudal__RegisterReply *r;
+	long rc = do_register(arg, "longpoll", 1, 5000, &r);
+	if (rc == 0)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	return (void *)rc;
 }
 
 static void *caller(void *arg)
@@ -164,6 +175,32 @@ int main(void)
 	/* a request of the wrong type is refused before it is sent */
 	CHECK_EQ(cdl_rpc_call_name(other, "GetAttr", &e.base, &sr, 2000), -EINVAL);
 	cdl_rpc_client_free(other);
+
+	/* a blocking handler (a long poll) does not hold up other calls: each of
+	 * several quick calls made meanwhile returns fast (without the flag the
+	 * call lands on the blocked worker's queue and waits ~1.4 s) */
+	cdl_rpc_client *other_ch = cdl_rpc_client_new(target, &caudal__datanode_protocol__descriptor);
+	pthread_t lp;
+	pthread_create(&lp, NULL, longpoll, other_ch);
+	usleep(100 * 1000);
+	int64_t worst = 0;
+	for (int i = 0; i < 20; i++) {
+		int64_t t1 = cdl_now_ms();
+		CHECK_EQ(cdl_rpc_call_name(c, "Heartbeat", &hb.base, (ProtobufCMessage **)&hr,
+					   5000),
+			 0);
+		if (hr)
+			protobuf_c_message_free_unpacked(&hr->base, NULL);
+		if (cdl_now_ms() - t1 > worst)
+			worst = cdl_now_ms() - t1;
+	}
+	if (worst >= 500)
+		fprintf(stderr, "slowest call beside a long poll: %lld ms\n", (long long)worst);
+	CHECK(worst < 500);
+	void *lprc;
+	pthread_join(lp, &lprc);
+	CHECK_EQ((long)lprc, 0);
+	cdl_rpc_client_free(other_ch);
 
 	/* concurrent callers on one channel */
 	pthread_t th[4];

@@ -95,7 +95,11 @@ $(LIB): $(LIB_O)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN)/caudal: $(B)/obj/fs/cdl_cli.o $(LIB)
+# The CLI's `caudal job` reads the jobtracker's status files with the jobs
+# folder's own reader of that format (docs/decisions.md).
+CLI_JOB_O = $(B)/obj/jobs/job_cli.o $(B)/obj/jobs/job_status.o
+$(B)/obj/fs/cdl_cli.o: CFLAGS += -Ijobs
+$(BIN)/caudal: $(B)/obj/fs/cdl_cli.o $(CLI_JOB_O) $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
 

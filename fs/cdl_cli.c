@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "cdl_client.h"
+#include "job_cli.h"
 #include "cdl_log.h"
 #include "cdl_rpc.h"
 #include "cdl_util.h"
@@ -755,6 +756,17 @@ static const char *event_name(Caudal__EventType t)
 	static const char *const names[] = {"none",   "create", "close", "append",
 					    "rename", "unlink", "mkdir", "setattr"};
 	return (unsigned)t < sizeof(names) / sizeof(names[0]) ? names[t] : "unknown";
+}
+
+/* `caudal job list|status|watch|kill`: conveniences over the files the
+ * jobtracker keeps in /jobs (jobs/job_cli.c). */
+static int cmd_job(int argc, char **argv)
+{
+	if (argc < 1) {
+		job_cli_usage();
+		return 2;
+	}
+	return job_cli_main(client(), "/jobs", argc, argv);
 }
 
 static int cmd_events(struct opts *o)
@@ -1837,6 +1849,8 @@ static const struct command commands[] = {
      "fsck [-v] [PATH]       check blocks and replicas; exit 1 when unhealthy"},
     {"decommission", cmd_decommission, NULL, "cw", 1, 1,
      "decommission [-w] [-c] DATANODE   drain HOST:PORT or id (-w: wait; -c: cancel)"},
+    {"job", NULL, cmd_job, "", 0, 0,
+     "job list|status [-v] NAME|watch NAME|kill NAME   jobs in /jobs"},
     {"events", cmd_events, NULL, "f", 0, 1,
      "events [-f] [FROM]     namespace events from a transaction id (-f: follow)"},
 };

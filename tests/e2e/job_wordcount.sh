@@ -79,3 +79,12 @@ reduces = 0"
 job_expect copy SUCCEEDED 60
 cat "$M"/out/copy/part-* >"$T/copy"
 assert_same_file "$T/b.txt" "$T/copy"
+
+say "caudal job: list and status read the same files"
+assert_ok "$CAUDAL" job list
+assert_contains "$OUT" "wc" "caudal job list"
+assert_contains "$(echo "$OUT" | grep -w copy)" "SUCCEEDED" "caudal job list state of copy"
+assert_ok "$CAUDAL" job status wc
+assert_contains "$OUT" "state: SUCCEEDED" "caudal job status wc"
+assert_fails "$CAUDAL" job status no-such-job
+echo "PASS"

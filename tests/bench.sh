@@ -50,16 +50,18 @@ free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start_cluster HOME [extra caudal up flags]: a cluster of our own on free ports
+# start_cluster HOME [extra caudal up flags]: a cluster of our own on free
+# ports, without mount or job daemons. Runs in a command substitution, so
+# the caller records HOME in HOMES (for cleanup) itself.
 start_cluster() {
 	local home=$1
 	shift
-	HOMES+=("$home")
 	local nn dn http
 	nn=$(free_port)
 	dn=$(free_port)
 	http=$(free_port)
-	CAUDAL_HOME=$home "$CAUDAL" up --nn-port="$nn" --dn-port="$dn" --http-port="$http" "$@" \
+	CAUDAL_HOME=$home "$CAUDAL" up --nn-port="$nn" --dn-port="$dn" --http-port="$http" \
+		--mount=none --jobs=no "$@" \
 		>"$home.up.log" 2>&1 || {
 		cat "$home.up.log"
 		return 1
@@ -73,6 +75,7 @@ if [[ " $SECTIONS " == *" core "* ]]; then
 	log ""
 	log "## core: 1 GiB, replication 3, 64 MiB blocks (MB/s; local cp is the reference)"
 	head -c $((SIZE_MB << 20)) /dev/urandom >"$W/src"
+	HOMES+=("$W/core")
 	NN=$(start_cluster "$W/core") || exit 1
 	export CAUDAL_NAMENODE=$NN
 	for run in $(seq 1 "$RUNS"); do
@@ -105,6 +108,7 @@ if [[ " $SECTIONS " == *" nn "* ]]; then
 	log ""
 	log "## nn: namenode operations per second (4 threads x 2000 ops, one client)"
 	for mode in always batch; do
+		HOMES+=("$W/nn-$mode")
 		NN=$(start_cluster "$W/nn-$mode" --sync="$mode") || exit 1
 		for run in $(seq 1 "$RUNS"); do
 			res=$("$B/bench/nn_bench" "$NN" "/bench-$run" 4 2000 | tr '\n\t' ' =')
@@ -116,6 +120,7 @@ fi
 if [[ " $SECTIONS " == *" fs "* ]] && [ -x "$BIN/caudal-mount" ]; then
 	log ""
 	log "## fs: fsbench.sh on Caudal, MooseFS and the local disk, interleaved"
+	HOMES+=("$W/fs")
 	NN=$(start_cluster "$W/fs" --sync=batch) || exit 1
 	CM=$W/mnt
 	mkdir -p "$CM"

@@ -164,10 +164,13 @@ static int step_rpc(void)
 		return -EINVAL;
 	int rc = nn_ns_register(ns, srv);
 	if (rc == 0)
+		rc = nn_ckpt_register(ns, srv);
+	if (rc == 0)
 		rc = cdl_rpc_server_start(srv);
 	if (rc == 0)
-		cdl_info("serving ClientProtocol and DatanodeProtocol on %s (sync %s)", addr,
-			 cfg.sync);
+		cdl_info(
+		    "serving ClientProtocol, DatanodeProtocol and NamenodeProtocol on %s (sync %s)",
+		    addr, cfg.sync);
 	return rc;
 }
 

@@ -23,6 +23,8 @@
 #define MAX_EVENTS	4096
 #define MAX_WAIT_MS	30000
 #define MIN_BLOCK_SIZE	CDL_CHUNK
+#define NN_MAX_GROUPS	64  /* supplementary groups a Cred may carry */
+#define NN_MAX_ID	255 /* client names, datanode ids, hosts and racks */
 
 /* ---------------------------------------------------------------- inodes */
 
@@ -300,14 +302,17 @@ static int tx_commit(nn_ns *ns, nn_tx *t)
 		cdl_put_be64(k + 1, ns->txid);
 		nn_batch_put(t->b, k, sizeof(k), buf, len);
 		free(buf);
-		/* keep the log bounded: each event pushes the oldest one out */
-		if (ns->txid > (uint64_t)ns->conf.events_keep) {
-			uint64_t old = ns->txid - (uint64_t)ns->conf.events_keep;
-			cdl_put_be64(k + 1, old);
-			nn_batch_del(t->b, k, sizeof(k));
-			if (ns->first_txid <= old)
-				ns->first_txid = old + 1;
-		}
+	}
+	/* keep the log bounded: every transaction pushes the one events_keep
+	 * older out (most transactions have an event; the rest delete nothing) */
+	if (ns->txid > (uint64_t)ns->conf.events_keep) {
+		uint64_t old = ns->txid - (uint64_t)ns->conf.events_keep;
+		uint8_t k[9];
+		k[0] = 'E';
+		cdl_put_be64(k + 1, old);
+		nn_batch_del(t->b, k, sizeof(k));
+		if (ns->first_txid <= old)
+			ns->first_txid = old + 1;
 	}
 	meta_put(ns, t->b);
 	int rc = nn_store_write(ns->st, t->b);
@@ -389,7 +394,10 @@ static bool in_group(const Caudal__Cred *c, uint32_t gid)
 {
 	if (c->gid == gid)
 		return true;
-	for (size_t i = 0; i < c->n_groups; i++)
+	/* at most NN_MAX_GROUPS supplementary groups count: the list comes
+	 * off the wire and is walked under the namespace lock */
+	size_t n = c->n_groups < NN_MAX_GROUPS ? c->n_groups : NN_MAX_GROUPS;
+	for (size_t i = 0; i < n; i++)
 		if (c->groups[i] == gid)
 			return true;
 	return false;
@@ -814,7 +822,7 @@ H(Create)
 	pthread_mutex_lock(&ns->lock);
 	if (mutation_blocked(ns, &rep->err))
 		goto out;
-	if (!req->client[0]) {
+	if (!req->client[0] || strlen(req->client) > NN_MAX_ID) {
 		rc = -EINVAL;
 		goto done;
 	}
@@ -863,7 +871,7 @@ H(Create)
 		if ((rc = inode_load(ns, ino, &n)) < 0)
 			goto abort;
 		if (S_ISDIR(n->mode)) {
-			rc = -EISDIR;
+			rc = req->exclusive ? -EEXIST : -EISDIR;
 			goto abort;
 		}
 		if (!req->exclusive && n->lease && !strcmp(n->lease, req->client) &&
@@ -1435,8 +1443,11 @@ static char *blocks_text(nn_ns *ns, const nn_inode *n)
 			nn_dn *d = ns->bl->dns[k->locs[j]];
 			if (!d->alive)
 				continue;
-			m += snprintf(line + m, sizeof(line) - (size_t)m, "%s%s:%u",
-				      first ? "" : ",", d->host, d->port);
+			int w = snprintf(line + m, sizeof(line) - (size_t)m, "%s%s:%u",
+					 first ? "" : ",", d->host, d->port);
+			if (w < 0 || w >= (int)sizeof(line) - m - 80)
+				break; /* the line is full: the other hosts are left out */
+			m += w;
 			first = 0;
 		}
 		if (first)
@@ -1533,7 +1544,7 @@ static int xattr_change(nn_ns *ns, const Caudal__XattrRequest *req, bool remove)
 			buf[l] = '\0';
 			char *end;
 			long v = strtol(buf, &end, 10);
-			if (end == buf || (*end && *end != '\n'))
+			if (end == buf || (*end && *end != '\n') || v < 1 || v > MAX_REPLICATION)
 				rc = -EINVAL;
 			else
 				rc = set_replication(ns, n, (uint32_t)(v < 0 ? 0 : v), cred);
@@ -1692,7 +1703,9 @@ H(GetBlocks)
 	if (rc == 0) {
 		rep->attr = arena_attr(ns, a, n);
 		rep->blocks = cdl_arena_alloc(a, (n->nblocks + 1) * sizeof(*rep->blocks));
-		uint64_t off = 0, end = req->length ? req->offset + req->length : UINT64_MAX;
+		uint64_t off = 0, end = req->length && req->length <= UINT64_MAX - req->offset
+					    ? req->offset + req->length
+					    : UINT64_MAX;
 		for (size_t i = 0; i < n->nblocks; i++) {
 			uint64_t bend = off + n->blocks[i].len;
 			if (bend > req->offset && off < end)
@@ -1718,7 +1731,7 @@ H(Append)
 	pthread_mutex_lock(&ns->lock);
 	if (mutation_blocked(ns, &rep->err))
 		goto out;
-	if (!req->client[0]) {
+	if (!req->client[0] || strlen(req->client) > NN_MAX_ID) {
 		rc = -EINVAL;
 		goto done;
 	}
@@ -2224,7 +2237,8 @@ H(RegisterDatanode)
 	rep->heartbeat_ms = (uint32_t)ns->conf.heartbeat_ms;
 	rep->report_ms = (uint32_t)ns->conf.report_ms;
 	if (!req->node || !req->node->id[0] || !req->node->host[0] || !req->node->data_port ||
-	    req->node->data_port > 65535) {
+	    req->node->data_port > 65535 || strlen(req->node->id) > NN_MAX_ID ||
+	    strlen(req->node->host) > NN_MAX_ID || strlen(req->node->rack) > NN_MAX_ID) {
 		rep->err = EINVAL;
 	} else if (req->cluster[0] && strcmp(req->cluster, ns->cluster)) {
 		cdl_err("datanode '%s' belongs to cluster '%s', not '%s': refused", req->node->id,

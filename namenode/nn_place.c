@@ -131,6 +131,10 @@ size_t nn_place_choose(const nn_candidate *c, size_t n, const char *writer_host,
 		}
 		if (t < 0 && have == 1) /* second replica: another rack */
 			t = pick(c, n, sel, nsel, NULL, c[sel[0]].rack, seed);
+		if (t < 0 && have == 2 && !strcmp(c[sel[0]].rack, c[sel[1]].rack))
+			/* the first two share a rack (a fallback or re-replication):
+			 * the third goes to another rack if there is one */
+			t = pick(c, n, sel, nsel, NULL, c[sel[0]].rack, seed);
 		if (t < 0 && have == 2) /* third: the second's rack, another host */
 			t = pick(c, n, sel, nsel, c[sel[1]].rack, NULL, seed);
 		if (t < 0)

@@ -46,6 +46,13 @@ int main(void)
 	CHECK_EQ(n, 1);
 	CHECK(!strcmp(c[out[0]].rack, "/r2")); /* third replica: second's rack */
 	CHECK(out[0] == 3);
+	/* the two holders share a rack: the third copy goes to another rack */
+	int same[2] = {0, 1};
+	for (int round = 0; round < 50; round++) {
+		n = nn_place_choose(c, 7, NULL, same, 2, 1, out, &seed);
+		CHECK_EQ(n, 1);
+		CHECK(strcmp(c[out[0]].rack, "/r1"));
+	}
 	/* the second's rack has no other usable host: fall back to any */
 	c[5].usable = false;
 	int have2[2] = {1, 4};

@@ -166,7 +166,31 @@ typedef struct nn_tx {
 	Caudal__Event ev;
 	bool has_event;
 	char *ev_path, *ev_dst;
+	/* applied to the soft state only once the batch is written, so an
+	 * operation that fails half-way frees nothing */
+	uint64_t *doomed_blocks;
+	size_t ndoomed, capdoomed;
+	uint64_t *doomed_leases; /* inode ids whose lease goes */
+	size_t nleases, capleases;
 } nn_tx;
+
+static void tx_doom_block(nn_tx *t, uint64_t id)
+{
+	if (t->ndoomed == t->capdoomed) {
+		t->capdoomed = t->capdoomed ? 2 * t->capdoomed : 16;
+		t->doomed_blocks = xrealloc(t->doomed_blocks, t->capdoomed * sizeof(uint64_t));
+	}
+	t->doomed_blocks[t->ndoomed++] = id;
+}
+
+static void tx_doom_lease(nn_tx *t, uint64_t ino)
+{
+	if (t->nleases == t->capleases) {
+		t->capleases = t->capleases ? 2 * t->capleases : 4;
+		t->doomed_leases = xrealloc(t->doomed_leases, t->capleases * sizeof(uint64_t));
+	}
+	t->doomed_leases[t->nleases++] = ino;
+}
 
 static void tx_begin(nn_tx *t)
 {
@@ -288,6 +312,8 @@ static __thread bool tx_unsynced;
 /* Commit: counters, the event and the records in one synced write. On
  * failure the in-memory counters are rolled back by the caller's reload
  * being unnecessary: ids are only ever skipped, never reused. */
+static void lease_del(nn_ns *ns, uint64_t ino);
+
 static int tx_commit(nn_ns *ns, nn_tx *t)
 {
 	ns->txid++;
@@ -318,6 +344,15 @@ static int tx_commit(nn_ns *ns, nn_tx *t)
 	int rc = nn_store_write(ns->st, t->b);
 	tx_unsynced = true;
 	nn_batch_free(t->b);
+	if (rc == 0) {
+		for (size_t i = 0; i < t->ndoomed; i++)
+			nn_blk_remove(ns->bl, t->doomed_blocks[i]);
+		for (size_t i = 0; i < t->nleases; i++)
+			lease_del(ns, t->doomed_leases[i]);
+	}
+	free(t->doomed_blocks);
+	free(t->doomed_leases);
+	t->doomed_blocks = t->doomed_leases = NULL;
 	free(t->ev_path);
 	free(t->ev_dst);
 	t->b = NULL;
@@ -344,6 +379,9 @@ static void ns_unlock(nn_ns *ns)
 
 static void tx_abort(nn_tx *t)
 {
+	free(t->doomed_blocks);
+	free(t->doomed_leases);
+	t->doomed_blocks = t->doomed_leases = NULL;
 	if (t->b)
 		nn_batch_free(t->b);
 	free(t->ev_path);
@@ -894,7 +932,8 @@ H(Create)
 		}
 		if ((rc = perm(n, cred, 2)) < 0)
 			goto abort;
-		free_blocks(ns, n, 0);
+		for (size_t i = 0; i < n->nblocks; i++)
+			tx_doom_block(&t, n->blocks[i].id);
 		n->nblocks = 0;
 		n->mtime = n->ctime = now_ns();
 		n->repl = repl;
@@ -1059,32 +1098,43 @@ out:
 
 /* Remove child (and, for a directory, everything under it) from dir:
  * records deleted in t, blocks freed, leases dropped. */
-static int remove_tree(nn_ns *ns, nn_tx *t, nn_inode *dir, nn_inode *child, int depth)
+static int sticky_ok(const nn_inode *dir, const nn_inode *n, const Caudal__Cred *c);
+static int perm(const nn_inode *n, const Caudal__Cred *c, unsigned mask);
+
+/* cred (NULL: no checks) must be allowed to empty every directory it
+ * descends into, as `rm -r` would need to be. */
+static int remove_tree(nn_ns *ns, nn_tx *t, nn_inode *dir, nn_inode *child,
+		       const Caudal__Cred *cred, int depth)
 {
 	if (depth > 4096)
 		return -ELOOP;
 	if (S_ISDIR(child->mode)) {
+		int rc = child->entries && cred ? perm(child, cred, 3) : 0;
+		if (rc < 0)
+			return rc;
 		uint8_t prefix[9];
 		prefix[0] = 'D';
 		cdl_put_be64(prefix + 1, child->ino);
 		nn_iter *it = nn_iter_new(ns->st, prefix, 9, prefix, 9);
-		int rc = 0;
 		for (; nn_iter_valid(it) && rc == 0; nn_iter_next(it)) {
 			size_t vl;
 			const char *v = nn_iter_value(it, &vl);
 			nn_inode *g;
 			if (vl != 8 || inode_load(ns, cdl_get_be64((const uint8_t *)v), &g) < 0)
 				continue;
-			rc = remove_tree(ns, t, child, g, depth + 1);
+			rc = cred ? sticky_ok(child, g, cred) : 0;
+			if (rc == 0)
+				rc = remove_tree(ns, t, child, g, cred, depth + 1);
 			inode_free(g);
 		}
 		nn_iter_free(it);
 		if (rc < 0)
 			return rc;
 	} else {
-		free_blocks(ns, child, 0);
+		for (size_t i = 0; i < child->nblocks; i++)
+			tx_doom_block(t, child->blocks[i].id);
 		if (child->lease)
-			lease_del(ns, child->ino);
+			tx_doom_lease(t, child->ino);
 	}
 	unlink_child(t, dir, child);
 	tx_del_inode(t, child->ino);
@@ -1139,7 +1189,7 @@ H(Delete)
 	nn_tx t;
 	tx_begin(&t);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_UNLINK, n, NULL);
-	if ((rc = remove_tree(ns, &t, parent, n, 0)) < 0) {
+	if ((rc = remove_tree(ns, &t, parent, n, cred, 0)) < 0) {
 		tx_abort(&t);
 		goto done;
 	}
@@ -1228,7 +1278,7 @@ H(Rename)
 			goto abort;
 		}
 		/* within one directory, sp is the copy written back */
-		if ((rc = remove_tree(ns, &t, sp->ino == dp->ino ? sp : dp, old, 0)) < 0)
+		if ((rc = remove_tree(ns, &t, sp->ino == dp->ino ? sp : dp, old, cred, 0)) < 0)
 			goto abort;
 	}
 	char *dst_path = NULL;
@@ -1302,6 +1352,17 @@ H(SetAttr)
 	if ((rc = resolve(ns, req->target, cred, &n)) < 0)
 		goto done;
 	bool owner = cred->uid == 0 || cred->uid == n->uid;
+	/* every check before any change: a truncate frees blocks at once */
+	if (v & (CAUDAL__SET_ATTR_FIELD__SA_ATIME | CAUDAL__SET_ATTR_FIELD__SA_MTIME)) {
+		if (!owner) {
+			rc = -EPERM;
+			goto done;
+		}
+	} else if (v &
+		   (CAUDAL__SET_ATTR_FIELD__SA_ATIME_NOW | CAUDAL__SET_ATTR_FIELD__SA_MTIME_NOW)) {
+		if (!owner && (rc = perm(n, cred, 2)) < 0)
+			goto done;
+	}
 	int64_t now = now_ns();
 	if (v & CAUDAL__SET_ATTR_FIELD__SA_MODE) {
 		if (!owner) {
@@ -1355,16 +1416,6 @@ H(SetAttr)
 		if (req->size < size)
 			truncate_blocks(ns, n, req->size);
 		n->mtime = now;
-	}
-	if (v & (CAUDAL__SET_ATTR_FIELD__SA_ATIME | CAUDAL__SET_ATTR_FIELD__SA_MTIME)) {
-		if (!owner) {
-			rc = -EPERM;
-			goto done;
-		}
-	} else if (v &
-		   (CAUDAL__SET_ATTR_FIELD__SA_ATIME_NOW | CAUDAL__SET_ATTR_FIELD__SA_MTIME_NOW)) {
-		if (!owner && (rc = perm(n, cred, 2)) < 0)
-			goto done;
 	}
 	if (v & CAUDAL__SET_ATTR_FIELD__SA_ATIME)
 		n->atime = req->atime_ns;
@@ -1799,6 +1850,44 @@ H(AddBlock)
 		goto done;
 	if ((rc = lease_check(ns, n, req->client)) < 0)
 		goto done;
+	if (n->nblocks) {
+		/* The last block is empty and still being written: either this is
+		 * a retry whose reply was lost (hand the same block out again), or
+		 * the writer could not open its pipeline and excludes a node of it
+		 * (abandon it: it never received a byte). */
+		nn_brec *lb = &n->blocks[n->nblocks - 1];
+		nn_blk *lk = nn_blk_get(ns->bl, lb->id);
+		bool named = req->previous && req->previous->id == lb->id;
+		if (lk && lk->uc && lb->len == 0 && lk->len == 0 && !named) {
+			bool prev_ok =
+			    !req->previous || !req->previous->id ||
+			    (n->nblocks >= 2 && n->blocks[n->nblocks - 2].id == req->previous->id);
+			bool excluded = false;
+			for (int j = 0; j < lk->nloc; j++)
+				for (size_t e = 0; e < req->n_excluded; e++)
+					excluded |=
+					    !strcmp(ns->bl->dns[lk->locs[j]]->id, req->excluded[e]);
+			if (prev_ok && !excluded) {
+				rep->block = cdl_arena_alloc(a, sizeof(*rep->block));
+				caudal__located_block__init(rep->block);
+				rep->block->id = lb->id;
+				rep->block->gen = lb->gen;
+				rep->block->offset = inode_size(n);
+				rep->block->locs =
+				    cdl_arena_alloc(a, (lk->nloc + 1) * sizeof(*rep->block->locs));
+				for (int j = 0; j < lk->nloc; j++) {
+					Caudal__DatanodeInfo *info =
+					    cdl_arena_alloc(a, sizeof(*info));
+					caudal__datanode_info__init(info);
+					nn_dn_info(ns->bl->dns[lk->locs[j]], info, cdl_now_ms(), a);
+					rep->block->locs[rep->block->n_locs++] = info;
+				}
+				goto done;
+			}
+			nn_blk_remove(ns->bl, lb->id);
+			n->nblocks--;
+		}
+	}
 	if ((rc = settle_last(ns, n, req->previous, true)) < 0)
 		goto done;
 	int targets[MAX_REPLICATION];
@@ -2432,6 +2521,7 @@ static int load(nn_ns *ns)
 				    nn_blk_add(ns->bl, r->blocks[i]->id, r->blocks[i]->gen,
 					       r->blocks[i]->length, r->ino, r->replication);
 				k->uc = r->lease[0] && i + 1 == r->n_blocks;
+				ns->uc_blocks += k->uc;
 			}
 			if (r->lease[0])
 				lease_add(ns, r->ino, r->lease);
@@ -2512,7 +2602,9 @@ static void recover_lease(nn_ns *ns, struct nn_lease *l)
 		nn_blk *k = nn_blk_get(ns->bl, last->id);
 		if (k && k->len > last->len)
 			last->len = k->len;
-		if (last->len == 0 && (!k || k->nloc == 0)) {
+		/* an empty last block never got a byte: its locations are only the
+		 * pipeline the writer was given */
+		if (last->len == 0) {
 			nn_blk_remove(ns->bl, last->id);
 			n->nblocks--;
 		}
@@ -2526,7 +2618,11 @@ void nn_ns_tick(nn_ns *ns)
 	pthread_mutex_lock(&ns->lock);
 	int64_t now = cdl_now_ms();
 	if (ns->safemode) {
-		uint64_t need = ns->bl->nblocks * (uint64_t)ns->conf.safemode_pct / 100;
+		/* blocks being written when the namenode stopped may never be
+		 * reported (their writer's replicas were not finalized): as in
+		 * HDFS they do not count towards leaving safe mode */
+		uint64_t total = ns->bl->nblocks - ns->uc_blocks;
+		uint64_t need = total * (uint64_t)ns->conf.safemode_pct / 100;
 		if (ns->bl->nreported >= need) {
 			ns->safemode = false;
 			cdl_info("leaving safe mode: %" PRIu64 " of %" PRIu64 " blocks reported",

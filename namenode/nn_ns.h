@@ -46,6 +46,7 @@ typedef struct nn_ns {
 	uint64_t next_ino, next_block, txid, first_txid, inodes;
 	char *cluster;
 	bool safemode;
+	uint64_t uc_blocks; /* blocks under construction when loaded (not awaited in safe mode) */
 	int64_t started_ms;
 	struct nn_lease *leases;
 	volatile bool stopping;

@@ -139,9 +139,17 @@ static int stat_path(const char *path, Caudal__Attr *out, const Caudal__Cred *cr
 	return e;
 }
 
+static int del_as(const char *path, bool recursive, uint32_t kind, const Caudal__Cred *cred);
+
 static int del(const char *path, bool recursive, uint32_t kind)
 {
+	return del_as(path, recursive, kind, NULL);
+}
+
+static int del_as(const char *path, bool recursive, uint32_t kind, const Caudal__Cred *cred)
+{
 	Caudal__DeleteRequest q = CAUDAL__DELETE_REQUEST__INIT;
+	q.cred = (Caudal__Cred *)cred;
 	Caudal__Target t = CAUDAL__TARGET__INIT;
 	t.path = (char *)path;
 	q.target = &t;
@@ -238,6 +246,29 @@ int main(void)
 		blk = abr->block->id;
 	}
 	rfree(abr);
+	/* the same request again (its reply lost): the same empty block */
+	abr = call("AddBlock", &ab);
+	CHECK_EQ(abr->err, 0);
+	if (!abr->err)
+		CHECK_EQ(abr->block->id, blk);
+	rfree(abr);
+	/* the writer could not reach a node of that pipeline: the empty block
+	 * is abandoned and a new one handed out without the node */
+	char *bad = "dn2";
+	ab.excluded = &bad;
+	ab.n_excluded = 1;
+	abr = call("AddBlock", &ab);
+	CHECK_EQ(abr->err, 0);
+	if (!abr->err) {
+		CHECK(abr->block->id != blk);
+		CHECK_EQ(abr->block->n_locs, 2);
+		for (size_t i = 0; i < abr->block->n_locs; i++)
+			CHECK(strcmp(abr->block->locs[i]->id, "dn2"));
+		blk = abr->block->id;
+	}
+	rfree(abr);
+	ab.excluded = NULL;
+	ab.n_excluded = 0;
 	ab.client = "c2";
 	abr = call("AddBlock", &ab);
 	CHECK_EQ(abr->err, EBUSY);
@@ -248,6 +279,7 @@ int main(void)
 	CHECK_EQ(create("/a/f", "c1", false, NULL, &root), EEXIST);
 	CHECK_EQ(stat_path("/a/f", &at, &root), 0);
 	CHECK_EQ(at.size, 12345);
+	CHECK_EQ(at.blocks, 1); /* the abandoned block is gone */
 	CHECK(!at.under_construction);
 
 	Caudal__GetBlocksRequest gb = CAUDAL__GET_BLOCKS_REQUEST__INIT;
@@ -260,7 +292,7 @@ int main(void)
 	CHECK_EQ(gbr->n_blocks, 1);
 	if (gbr->n_blocks) {
 		CHECK_EQ(gbr->blocks[0]->length, 12345);
-		CHECK_EQ(gbr->blocks[0]->n_locs, 3);
+		CHECK_EQ(gbr->blocks[0]->n_locs, 2);
 		CHECK(!strcmp(gbr->blocks[0]->locs[0]->host, "127.0.0.4")); /* closest first */
 	}
 	rfree(gbr);
@@ -314,6 +346,21 @@ int main(void)
 	ar = call("SetAttr", &sa);
 	CHECK_EQ(ar->err, EPERM);
 	rfree(ar);
+
+	/* a recursive delete needs the right to empty every directory in it */
+	CHECK_EQ(mkdir_p("/pub/priv", true, &root), 0);
+	pt.path = "/pub";
+	sa.cred = &root;
+	sa.mode = 0777;
+	ar = call("SetAttr", &sa);
+	CHECK_EQ(ar->err, 0);
+	rfree(ar);
+	uint64_t pino;
+	CHECK_EQ(create("/pub/priv/x", "c1", false, &pino, &root), 0);
+	CHECK_EQ(complete(pino, "c1", 0, 0), 0);
+	CHECK_EQ(del_as("/pub/priv", true, 0, &user), EACCES);
+	CHECK_EQ(stat_path("/pub/priv/x", NULL, &root), 0);
+	CHECK_EQ(del_as("/pub/priv", true, 0, &root), 0);
 
 	/* rename, delete */
 	CHECK_EQ(create("/a/g", "c1", false, &ino, &root), 0);

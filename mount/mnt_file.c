@@ -16,7 +16,8 @@
 struct mnt_file {
 	pthread_mutex_t mu;
 	struct mnt *m;
-	struct mnt_inode *in; /* open reference in the inode table */
+	struct mnt_file *prev, *next; /* every open handle, for unmount (files_mu) */
+	struct mnt_inode *in;	      /* open reference in the inode table */
 	uint64_t ino;
 	bool wr;     /* opened for writing */
 	bool append; /* O_APPEND: every write goes to the end */
@@ -50,12 +51,27 @@ static struct mnt_file *file_new(struct mnt *m, uint64_t ino, int flags)
 	f->in = mnt_itab_open(&m->itab, ino);
 	f->wr = (flags & O_ACCMODE) != O_RDONLY;
 	f->append = (flags & O_APPEND) != 0;
+	pthread_mutex_lock(&m->files_mu);
+	f->next = m->files;
+	if (m->files)
+		m->files->prev = f;
+	m->files = f;
+	pthread_mutex_unlock(&m->files_mu);
 	return f;
 }
 
 /* Frees f; its writer must be gone. */
 static void file_free(struct mnt_file *f)
 {
+	struct mnt *m = f->m;
+	pthread_mutex_lock(&m->files_mu);
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		m->files = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	pthread_mutex_unlock(&m->files_mu);
 	if (f->r)
 		cdl_reader_close(f->r);
 	mnt_itab_unset_writer(&f->m->itab, f->in, f);
@@ -710,4 +726,8 @@ static void close_one(struct mnt_file *f, void *arg)
 void mnt_file_close_all(struct mnt *m)
 {
 	mnt_itab_each_writer(&m->itab, close_one, NULL);
+	/* the kernel sends no release for handles still open at unmount: the
+	 * session is over, so free them here */
+	while (m->files)
+		file_free(m->files);
 }

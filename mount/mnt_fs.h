@@ -13,6 +13,7 @@
 
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -28,6 +29,8 @@ struct mnt {
 	struct fuse_session *se;
 	struct mnt_itab itab;
 	int64_t last_unreach_log_ms; /* rate limit of "namenode unreachable" lines */
+	pthread_mutex_t files_mu;    /* guards files */
+	struct mnt_file *files;	     /* every open file handle (mnt_file.c) */
 };
 
 extern const struct fuse_lowlevel_ops mnt_ops;

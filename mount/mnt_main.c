@@ -191,6 +191,7 @@ int main(int argc, char **argv)
 		goto out_client;
 	}
 	m.opts = &o;
+	pthread_mutex_init(&m.files_mu, NULL);
 	m.cl = cl;
 	mnt_itab_init(&m.itab);
 

@@ -148,7 +148,8 @@ static int inode_load(nn_ns *ns, uint64_t ino, nn_inode **out)
 		n->x[i].name = xstrdup(r->xattrs[i]->name);
 		n->x[i].len = r->xattrs[i]->value.len;
 		n->x[i].val = xmalloc(n->x[i].len + 1);
-		memcpy(n->x[i].val, r->xattrs[i]->value.data, n->x[i].len);
+		if (n->x[i].len)
+			memcpy(n->x[i].val, r->xattrs[i]->value.data, n->x[i].len);
 	}
 	n->lease = r->lease[0] ? xstrdup(r->lease) : NULL;
 	n->subdirs = r->subdirs;
@@ -1646,7 +1647,8 @@ static int xattr_change(nn_ns *ns, const Caudal__XattrRequest *req, bool remove)
 		free(n->x[i].val);
 		n->x[i].len = req->value.len;
 		n->x[i].val = xmalloc(req->value.len + 1);
-		memcpy(n->x[i].val, req->value.data, req->value.len);
+		if (req->value.len)
+			memcpy(n->x[i].val, req->value.data, req->value.len);
 	}
 	n->ctime = now_ns();
 	nn_tx t;

@@ -77,6 +77,16 @@ _t_cleanup() {
 	fi
 	kill_pidfiles "$T" KILL
 	for p in "${_T_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+	# under `make asan` a daemon's sanitizer report (often printed as it
+	# exits, after the checks passed) fails the test
+	local san
+	san=$(grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' \
+		$(find "$T" -path '*/logs/*.log' 2>/dev/null) /dev/null 2>/dev/null)
+	if [ -n "$san" ]; then
+		echo "FAIL: sanitizer report in: ${san//$T\//}" >&2
+		_T_FAILED=1
+		[ $rc -eq 0 ] && rc=1
+	fi
 	if [ $_T_FAILED -ne 0 ]; then
 		local l
 		for l in $(find "$T" -path '*/logs/*.log' 2>/dev/null | sort); do

@@ -309,6 +309,10 @@ static void meta_put(nn_ns *ns, nn_batch *b)
 
 /* Set by tx_commit when this thread has written without a sync. */
 static __thread bool tx_unsynced;
+/* Blocks of files this thread removed, freed (and their replicas deleted)
+ * only after the removal is synced, as HDFS invalidates after logSync. */
+static __thread uint64_t *tl_doomed;
+static __thread size_t tl_ndoomed, tl_capdoomed;
 
 /* Commit: counters, the event and the records in one synced write. On
  * failure the in-memory counters are rolled back by the caller's reload
@@ -346,8 +350,14 @@ static int tx_commit(nn_ns *ns, nn_tx *t)
 	tx_unsynced = true;
 	nn_batch_free(t->b);
 	if (rc == 0) {
-		for (size_t i = 0; i < t->ndoomed; i++)
-			nn_blk_remove(ns->bl, t->doomed_blocks[i]);
+		/* the blocks go once the operation is durable: ns_unlock */
+		for (size_t i = 0; i < t->ndoomed; i++) {
+			if (tl_ndoomed == tl_capdoomed) {
+				tl_capdoomed = tl_capdoomed ? 2 * tl_capdoomed : 64;
+				tl_doomed = xrealloc(tl_doomed, tl_capdoomed * sizeof(uint64_t));
+			}
+			tl_doomed[tl_ndoomed++] = t->doomed_blocks[i];
+		}
 		for (size_t i = 0; i < t->nleases; i++)
 			lease_del(ns, t->doomed_leases[i]);
 	}
@@ -375,6 +385,15 @@ static void ns_unlock(nn_ns *ns)
 			cdl_err("cannot sync the metadata log: stopping");
 			_exit(1);
 		}
+	}
+	if (tl_ndoomed) {
+		pthread_mutex_lock(&ns->lock);
+		for (size_t i = 0; i < tl_ndoomed; i++)
+			nn_blk_remove(ns->bl, tl_doomed[i]);
+		pthread_mutex_unlock(&ns->lock);
+		free(tl_doomed);
+		tl_doomed = NULL;
+		tl_ndoomed = tl_capdoomed = 0;
 	}
 }
 
@@ -1247,6 +1266,8 @@ H(Rename)
 		goto done;
 	if (sp->ino == dp->ino && !strcmp(sname, dname))
 		goto done; /* same entry: nothing to do */
+	if (S_ISDIR(n->mode) && sp->ino != dp->ino && (rc = perm(n, cred, 2)) < 0)
+		goto done; /* its ".." changes, as Linux checks */
 	if (S_ISDIR(n->mode) && is_ancestor(ns, n->ino, dp->ino)) {
 		rc = -EINVAL; /* into its own subtree */
 		goto done;

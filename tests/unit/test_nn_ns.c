@@ -359,6 +359,20 @@ int main(void)
 	CHECK_EQ(create("/pub/priv/x", "c1", false, &pino, &root), 0);
 	CHECK_EQ(complete(pino, "c1", 0, 0), 0);
 	CHECK_EQ(del_as("/pub/priv", true, 0, &user), EACCES);
+	/* moving someone else's directory to another parent changes its ".." */
+	CHECK_EQ(mkdir_p("/pub/dest", false, &user), 0);
+	{
+		Caudal__RenameRequest q = CAUDAL__RENAME_REQUEST__INIT;
+		Caudal__Target s1 = CAUDAL__TARGET__INIT, d1 = CAUDAL__TARGET__INIT;
+		s1.path = "/pub/priv";
+		d1.path = "/pub/dest/priv";
+		q.src = &s1;
+		q.dst = &d1;
+		q.cred = &user;
+		Caudal__Status *r = call("Rename", &q);
+		CHECK_EQ(r->err, EACCES);
+		rfree(r);
+	}
 	CHECK_EQ(stat_path("/pub/priv/x", NULL, &root), 0);
 	CHECK_EQ(del_as("/pub/priv", true, 0, &root), 0);
 

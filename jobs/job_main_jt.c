@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cdl_config.h"
+#include "cdl_daemon.h"
 #include "cdl_log.h"
 #include "cdl_rpc.h"
 #include "job_jt.h"
@@ -107,15 +108,18 @@ static void fini_jt(void)
 	jt = NULL;
 }
 
-static const struct step {
-	int (*init)(void);
-	void (*fini)(void);
-	const char *what;
-} steps[] = {
+static const cdl_step steps[] = {
     {init_rpc, fini_rpc, "rpc library"},
     {init_jt, fini_jt, "jobtracker"},
 };
 #define NSTEPS (sizeof(steps) / sizeof(steps[0]))
+
+/* The banner, once every step started. */
+static void ready(void)
+{
+	cdl_info("jobtracker on '%s:%d' watching '%s' on namenode '%s'", cfg.host, job_jt_port(jt),
+		 cfg.jobs_dir, cfg.namenode);
+}
 
 int main(int argc, char **argv)
 {
@@ -153,40 +157,7 @@ int main(int argc, char **argv)
 	}
 	cdl_log_init("jobtracker", level);
 
-	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
-
-	size_t started = 0;
-	for (; started < NSTEPS; started++) {
-		rc = steps[started].init();
-		if (rc < 0) {
-			cdl_err("cannot start the %s: %s", steps[started].what, strerror(-rc));
-			break;
-		}
-	}
-	int status = 0;
-	if (started == NSTEPS) {
-		cdl_info("jobtracker on '%s:%d' watching '%s' on namenode '%s'", cfg.host,
-			 job_jt_port(jt), cfg.jobs_dir, cfg.namenode);
-		int sig = 0;
-		do
-			rc = sigwait(&sigs, &sig);
-		while (rc == 0 && sig == SIGHUP);
-		cdl_info("stopping on signal %d", sig);
-	} else {
-		status = 1;
-	}
-	while (started > 0) {
-		started--;
-		steps[started].fini();
-	}
-	if (status == 0)
-		cdl_info("stopped");
+	int status = cdl_daemon_run(steps, NSTEPS, ready);
 	cdl_config_release(cfg_tab);
 	return status;
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cdl_config.h"
+#include "cdl_daemon.h"
 #include "cdl_log.h"
 #include "cdl_rpc.h"
 #include "job_task.h"
@@ -109,15 +110,18 @@ static void fini_tt(void)
 	tt = NULL;
 }
 
-static const struct step {
-	int (*init)(void);
-	void (*fini)(void);
-	const char *what;
-} steps[] = {
+static const cdl_step steps[] = {
     {init_rpc, fini_rpc, "rpc library"},
     {init_tt, fini_tt, "tasktracker"},
 };
 #define NSTEPS (sizeof(steps) / sizeof(steps[0]))
+
+/* The banner, once every step started. */
+static void ready(void)
+{
+	cdl_info("tasktracker on '%s' (shuffle port %d, %d slots) for jobtracker '%s'", cfg.host,
+		 job_tt_port(tt), (int)cfg.slots, cfg.jobtracker);
+}
 
 int main(int argc, char **argv)
 {
@@ -151,40 +155,7 @@ int main(int argc, char **argv)
 	}
 	cdl_log_init("tasktracker", level);
 
-	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
-
-	size_t started = 0;
-	for (; started < NSTEPS; started++) {
-		rc = steps[started].init();
-		if (rc < 0) {
-			cdl_err("cannot start the %s: %s", steps[started].what, strerror(-rc));
-			break;
-		}
-	}
-	int status = 0;
-	if (started == NSTEPS) {
-		cdl_info("tasktracker on '%s' (shuffle port %d, %d slots) for jobtracker '%s'",
-			 cfg.host, job_tt_port(tt), (int)cfg.slots, cfg.jobtracker);
-		int sig = 0;
-		do
-			rc = sigwait(&sigs, &sig);
-		while (rc == 0 && sig == SIGHUP);
-		cdl_info("stopping on signal %d", sig);
-	} else {
-		status = 1;
-	}
-	while (started > 0) {
-		started--;
-		steps[started].fini();
-	}
-	if (status == 0)
-		cdl_info("stopped");
+	int status = cdl_daemon_run(steps, NSTEPS, ready);
 	cdl_config_release(cfg_tab);
 	return status;
 }

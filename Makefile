@@ -178,7 +178,7 @@ lint: $(GEN_H)
 	clang-format --dry-run --Werror $(LINT_SRC)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
 		--suppress=missingIncludeSystem -DPROTOBUF_C_VERSION_NUMBER=1004001 -D_GNU_SOURCE -Ifs -I$(B)/gen $(filter %.c,$(LINT_SRC))
-	clang-tidy --quiet --checks=-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling $(filter %.c,$(LINT_SRC)) -- $(CFLAGS_BASE) $(GRPC_CF) $(FUSE_CF) 2>/dev/null
+	clang-tidy --quiet --checks=-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling $(filter %.c,$(LINT_SRC)) -- $(CFLAGS_BASE) $(GRPC_CF) $(FUSE_CF) -Inamenode -Idatanode -Ijobs -Imount 2>/dev/null
 
 install: all
 	install -m 0755 $(PROGS) /usr/local/bin/

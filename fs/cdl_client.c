@@ -287,11 +287,11 @@ static const struct {
 	const ProtobufCMessageDescriptor *desc;
 	const char *field;
 } required_results[] = {
-	{&caudal__attr_reply__descriptor, "attr"},
-	{&caudal__add_block_reply__descriptor, "block"},
-	{&caudal__get_blocks_reply__descriptor, "attr"},
-	{&caudal__readdir_reply__descriptor, "dir"},
-	{&caudal__decommission_reply__descriptor, "node"},
+    {&caudal__attr_reply__descriptor, "attr"},
+    {&caudal__add_block_reply__descriptor, "block"},
+    {&caudal__get_blocks_reply__descriptor, "attr"},
+    {&caudal__readdir_reply__descriptor, "dir"},
+    {&caudal__decommission_reply__descriptor, "node"},
 };
 
 static bool reply_complete(const ProtobufCMessage *m)
@@ -299,9 +299,8 @@ static bool reply_complete(const ProtobufCMessage *m)
 	for (size_t i = 0; i < sizeof(required_results) / sizeof(required_results[0]); i++) {
 		if (m->descriptor != required_results[i].desc)
 			continue;
-		const ProtobufCFieldDescriptor *f =
-			protobuf_c_message_descriptor_get_field_by_name(m->descriptor,
-									required_results[i].field);
+		const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(
+		    m->descriptor, required_results[i].field);
 		if (f && !*(const void *const *)((const char *)m + f->offset))
 			return false;
 	}

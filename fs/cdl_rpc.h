@@ -6,8 +6,8 @@
  * is added: a missing, extra or misnamed handler is an error. Handlers run on
  * the worker threads that poll the completion queues and must not block,
  * except those flagged CDL_RPC_BLOCKING (long polls), which get a thread of
- * their own. Handlers build their reply in a per-call arena. Unknown methods get UNIMPLEMENTED; undecodable requests get
- * INVALID_ARGUMENT.
+ * their own. Handlers build their reply in a per-call arena. Unknown methods get UNIMPLEMENTED;
+ * undecodable requests get INVALID_ARGUMENT.
  *
  * Client: one channel per cdl_rpc_client; calls may be made from any thread
  * (each thread plucks on its own completion queue). Every call has a

@@ -68,7 +68,6 @@ static dn_store *store;
 static dn_xfer *xfer;
 static dn_nn *nn;
 static dn_scan *scan;
-static bool rpc_up;
 
 static int init_store(void)
 {
@@ -94,20 +93,6 @@ static void fini_xfer(void)
 {
 	dn_xfer_stop(xfer);
 	xfer = NULL;
-}
-
-static int init_rpc(void)
-{
-	cdl_rpc_global_init();
-	rpc_up = true;
-	return 0;
-}
-
-static void fini_rpc(void)
-{
-	if (rpc_up)
-		cdl_rpc_global_shutdown();
-	rpc_up = false;
 }
 
 static int init_nn(void)
@@ -145,8 +130,10 @@ static void fini_scan(void)
 
 /* Start-up in order; shut-down in reverse. */
 static const cdl_step steps[] = {
-    {init_store, fini_store, "block store"}, {init_xfer, fini_xfer, "data-transfer server"},
-    {init_rpc, fini_rpc, "rpc library"},     {init_nn, fini_nn, "namenode client"},
+    {init_store, fini_store, "block store"},
+    {init_xfer, fini_xfer, "data-transfer server"},
+    {cdl_daemon_rpc_init, cdl_daemon_rpc_fini, "rpc library"},
+    {init_nn, fini_nn, "namenode client"},
     {init_scan, fini_scan, "block scanner"},
 };
 #define NSTEPS (sizeof(steps) / sizeof(steps[0]))
@@ -160,31 +147,10 @@ static void ready(void)
 
 int main(int argc, char **argv)
 {
-	char err[512];
-	int npos = 0;
-	cdl_config_defaults(cfg_tab);
-	int rc = cdl_config_args(cfg_tab, "datanode", argc, argv, &npos, err, sizeof(err));
-	if (rc == 1)
-		return 0;
-	if (rc < 0) {
-		fprintf(stderr, "caudal-datanode: %s\n", err);
-		return 2;
-	}
-	if (npos > 0) {
-		fprintf(stderr, "caudal-datanode: unexpected argument '%s'\n", argv[0]);
-		return 2;
-	}
-	int level = cdl_log_level_parse(cfg.log_level);
-	if (level < 0) {
-		fprintf(stderr, "caudal-datanode: log_level: unknown level '%s'\n", cfg.log_level);
-		return 2;
-	}
-	if (cfg.print_config) {
-		cdl_config_dump(cfg_tab, stdout);
-		cdl_config_release(cfg_tab);
-		return 0;
-	}
-	cdl_log_init("datanode", level);
+	int rc =
+	    cdl_daemon_config(cfg_tab, "datanode", argc, argv, &cfg.log_level, &cfg.print_config);
+	if (rc >= 0)
+		return rc;
 
 	int status = cdl_daemon_run(steps, NSTEPS, ready);
 	cdl_config_release(cfg_tab);

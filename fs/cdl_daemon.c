@@ -3,9 +3,11 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cdl_log.h"
+#include "cdl_rpc.h"
 
 int cdl_daemon_run(const cdl_step *steps, size_t n, void (*ready)(void))
 {
@@ -44,4 +46,51 @@ int cdl_daemon_run(const cdl_step *steps, size_t n, void (*ready)(void))
 	if (status == 0)
 		cdl_info("stopped");
 	return status;
+}
+
+int cdl_daemon_config(const cdl_cfg_key *tab, const char *role, int argc, char **argv,
+		      char *const *log_level, const bool *print_config)
+{
+	char err[512];
+	int npos = 0;
+	cdl_config_defaults(tab);
+	int rc = cdl_config_args(tab, role, argc, argv, &npos, err, sizeof(err));
+	if (rc == 1)
+		return 0;
+	if (rc < 0) {
+		fprintf(stderr, "caudal-%s: %s\n", role, err);
+		return 2;
+	}
+	if (npos > 0) {
+		fprintf(stderr, "caudal-%s: unexpected argument '%s'\n", role, argv[0]);
+		return 2;
+	}
+	int level = cdl_log_level_parse(*log_level);
+	if (level < 0) {
+		fprintf(stderr, "caudal-%s: log_level: unknown level '%s'\n", role, *log_level);
+		return 2;
+	}
+	if (*print_config) {
+		cdl_config_dump(tab, stdout);
+		cdl_config_release(tab);
+		return 0;
+	}
+	cdl_log_init(role, level);
+	return -1;
+}
+
+static bool rpc_up;
+
+int cdl_daemon_rpc_init(void)
+{
+	cdl_rpc_global_init();
+	rpc_up = true;
+	return 0;
+}
+
+void cdl_daemon_rpc_fini(void)
+{
+	if (rpc_up)
+		cdl_rpc_global_shutdown();
+	rpc_up = false;
 }

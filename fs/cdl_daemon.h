@@ -5,7 +5,10 @@
 #ifndef CDL_DAEMON_H
 #define CDL_DAEMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
+
+#include "cdl_config.h"
 
 typedef struct cdl_step {
 	int (*init)(void);  /* 0 or -errno (logged by the step or here) */
@@ -18,5 +21,17 @@ typedef struct cdl_step {
  * started, and returns the exit status: 0 after a clean stop, 1 if a step
  * failed. */
 int cdl_daemon_run(const cdl_step *steps, size_t n, void (*ready)(void));
+
+/* Read a daemon's configuration: defaults, --config FILE and --key=value
+ * flags from section, then check *log_level and honour *print_config.
+ * Returns -1 when the daemon goes on (logging is then set up as role), or
+ * the exit status: 0 after --help or --print_config, 2 after one line on
+ * stderr naming a bad option, value or level. */
+int cdl_daemon_config(const cdl_cfg_key *tab, const char *role, int argc, char **argv,
+		      char *const *log_level, const bool *print_config);
+
+/* The RPC library (cdl_rpc_global_init/shutdown) as a start-up step. */
+int cdl_daemon_rpc_init(void);
+void cdl_daemon_rpc_fini(void);
 
 #endif

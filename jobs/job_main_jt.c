@@ -68,21 +68,6 @@ static const cdl_cfg_key cfg_tab[] = {
 };
 
 static job_jt *jt;
-static bool rpc_up;
-
-static int init_rpc(void)
-{
-	cdl_rpc_global_init();
-	rpc_up = true;
-	return 0;
-}
-
-static void fini_rpc(void)
-{
-	if (rpc_up)
-		cdl_rpc_global_shutdown();
-	rpc_up = false;
-}
 
 static int init_jt(void)
 {
@@ -109,7 +94,7 @@ static void fini_jt(void)
 }
 
 static const cdl_step steps[] = {
-    {init_rpc, fini_rpc, "rpc library"},
+    {cdl_daemon_rpc_init, cdl_daemon_rpc_fini, "rpc library"},
     {init_jt, fini_jt, "jobtracker"},
 };
 #define NSTEPS (sizeof(steps) / sizeof(steps[0]))
@@ -123,26 +108,10 @@ static void ready(void)
 
 int main(int argc, char **argv)
 {
-	char err[512];
-	int npos = 0;
-	cdl_config_defaults(cfg_tab);
-	int rc = cdl_config_args(cfg_tab, "jobtracker", argc, argv, &npos, err, sizeof(err));
-	if (rc == 1)
-		return 0;
-	if (rc < 0) {
-		fprintf(stderr, "caudal-jobtracker: %s\n", err);
-		return 2;
-	}
-	if (npos > 0) {
-		fprintf(stderr, "caudal-jobtracker: unexpected argument '%s'\n", argv[0]);
-		return 2;
-	}
-	int level = cdl_log_level_parse(cfg.log_level);
-	if (level < 0) {
-		fprintf(stderr, "caudal-jobtracker: log_level: unknown level '%s'\n",
-			cfg.log_level);
-		return 2;
-	}
+	int rc =
+	    cdl_daemon_config(cfg_tab, "jobtracker", argc, argv, &cfg.log_level, &cfg.print_config);
+	if (rc >= 0)
+		return rc;
 	size_t dl = strlen(cfg.jobs_dir);
 	if (dl < 2 || cfg.jobs_dir[0] != '/' || cfg.jobs_dir[dl - 1] == '/') {
 		fprintf(stderr,
@@ -150,12 +119,6 @@ int main(int argc, char **argv)
 			cfg.jobs_dir);
 		return 2;
 	}
-	if (cfg.print_config) {
-		cdl_config_dump(cfg_tab, stdout);
-		cdl_config_release(cfg_tab);
-		return 0;
-	}
-	cdl_log_init("jobtracker", level);
 
 	int status = cdl_daemon_run(steps, NSTEPS, ready);
 	cdl_config_release(cfg_tab);

@@ -66,22 +66,7 @@ static const cdl_cfg_key cfg_tab[] = {
 };
 
 static job_tt *tt;
-static bool rpc_up;
 static char self_exe[PATH_MAX];
-
-static int init_rpc(void)
-{
-	cdl_rpc_global_init();
-	rpc_up = true;
-	return 0;
-}
-
-static void fini_rpc(void)
-{
-	if (rpc_up)
-		cdl_rpc_global_shutdown();
-	rpc_up = false;
-}
 
 static int init_tt(void)
 {
@@ -111,7 +96,7 @@ static void fini_tt(void)
 }
 
 static const cdl_step steps[] = {
-    {init_rpc, fini_rpc, "rpc library"},
+    {cdl_daemon_rpc_init, cdl_daemon_rpc_fini, "rpc library"},
     {init_tt, fini_tt, "tasktracker"},
 };
 #define NSTEPS (sizeof(steps) / sizeof(steps[0]))
@@ -128,32 +113,10 @@ int main(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "--task") == 0)
 		return job_task_main(argv[2]);
 
-	char err[512];
-	int npos = 0;
-	cdl_config_defaults(cfg_tab);
-	int rc = cdl_config_args(cfg_tab, "tasktracker", argc, argv, &npos, err, sizeof(err));
-	if (rc == 1)
-		return 0;
-	if (rc < 0) {
-		fprintf(stderr, "caudal-tasktracker: %s\n", err);
-		return 2;
-	}
-	if (npos > 0) {
-		fprintf(stderr, "caudal-tasktracker: unexpected argument '%s'\n", argv[0]);
-		return 2;
-	}
-	int level = cdl_log_level_parse(cfg.log_level);
-	if (level < 0) {
-		fprintf(stderr, "caudal-tasktracker: log_level: unknown level '%s'\n",
-			cfg.log_level);
-		return 2;
-	}
-	if (cfg.print_config) {
-		cdl_config_dump(cfg_tab, stdout);
-		cdl_config_release(cfg_tab);
-		return 0;
-	}
-	cdl_log_init("tasktracker", level);
+	int rc = cdl_daemon_config(cfg_tab, "tasktracker", argc, argv, &cfg.log_level,
+				   &cfg.print_config);
+	if (rc >= 0)
+		return rc;
 
 	int status = cdl_daemon_run(steps, NSTEPS, ready);
 	cdl_config_release(cfg_tab);

@@ -552,13 +552,47 @@ fail:
 	return rc;
 }
 
-/* Resolve a Target to its inode. */
+/* Check search permission (X_OK) for cred on every directory above n, up
+ * to the root, as a walk from the root to n would have. An operation that
+ * names an inode by id skips that walk, so without this a caller could reach
+ * a file inside a directory it may not enter by learning the file's id
+ * (ids are small counters, easily guessed). uid 0 and internal callers
+ * (cred NULL) are exempt, as perm() exempts them. Called with ns->lock held:
+ * the parent pointers do not change under it. */
+static int search_above(nn_ns *ns, const nn_inode *n, const Caudal__Cred *cred)
+{
+	if (!cred || cred->uid == 0 || n->ino == ROOT_INO)
+		return 0;
+	uint64_t ino = n->parent;
+	for (int depth = 0; depth < 4096; depth++) {
+		nn_inode *d;
+		int rc = inode_load(ns, ino, &d);
+		if (rc < 0)
+			return rc;
+		rc = S_ISDIR(d->mode) ? perm(d, cred, X_OK) : -ENOTDIR;
+		bool top = d->ino == ROOT_INO;
+		ino = d->parent;
+		inode_free(d);
+		if (rc < 0 || top)
+			return rc;
+	}
+	return -ELOOP; /* a parent chain that does not reach the root: corrupt */
+}
+
+/* Resolve a Target to its inode. A target by id (ino, or parent+name)
+ * checks search permission on the directories above as well. */
 static int resolve(nn_ns *ns, const Caudal__Target *t, const Caudal__Cred *cred, nn_inode **out)
 {
 	if (!t)
 		return -EINVAL;
-	if (t->ino)
-		return inode_load(ns, t->ino, out);
+	if (t->ino) {
+		int rc = inode_load(ns, t->ino, out);
+		if (rc == 0 && (rc = search_above(ns, *out, cred)) < 0) {
+			inode_free(*out);
+			*out = NULL;
+		}
+		return rc;
+	}
 	if (t->parent) {
 		int rc = cdl_name_check(t->name, NULL);
 		if (rc < 0)
@@ -568,7 +602,7 @@ static int resolve(nn_ns *ns, const Caudal__Target *t, const Caudal__Cred *cred,
 			return rc;
 		if (!S_ISDIR(p->mode))
 			rc = -ENOTDIR;
-		else if ((rc = perm(p, cred, 1)) == 0) {
+		else if ((rc = perm(p, cred, X_OK)) == 0 && (rc = search_above(ns, p, cred)) == 0) {
 			uint64_t ino;
 			rc = dirent_get(ns, p->ino, t->name, &ino);
 			if (rc == 0)
@@ -595,9 +629,12 @@ static int resolve_parent(nn_ns *ns, const Caudal__Target *t, const Caudal__Cred
 			return rc;
 		if ((rc = inode_load(ns, t->parent, parent)) < 0)
 			return rc;
-		if (!S_ISDIR((*parent)->mode)) {
+		/* the callers check the parent itself (W_OK|X_OK or X_OK) */
+		rc = S_ISDIR((*parent)->mode) ? search_above(ns, *parent, cred) : -ENOTDIR;
+		if (rc < 0) {
 			inode_free(*parent);
-			return -ENOTDIR;
+			*parent = NULL;
+			return rc;
 		}
 		*name = xstrdup(t->name);
 		return 0;
@@ -2489,7 +2526,10 @@ static int format(nn_ns *ns)
 	root.ino = ROOT_INO;
 	root.parent = ROOT_INO;
 	root.name = (char *)"";
-	root.mode = S_IFDIR | 0777;
+	/* 0755 root:root (uid and gid 0 above), as on Linux: a 0777 root
+	 * without the sticky bit let any user remove or rename anyone's
+	 * entries at /. A namespace formatted before keeps its mode. */
+	root.mode = S_IFDIR | 0755;
 	root.atime = root.mtime = root.ctime = now_ns();
 	nn_tx t;
 	tx_begin(&t);

@@ -175,6 +175,197 @@ static int ren(const char *a, const char *b)
 	return e;
 }
 
+static int set_mode(const char *path, uint32_t mode, const Caudal__Cred *cred)
+{
+	Caudal__SetAttrRequest q = CAUDAL__SET_ATTR_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	t.path = (char *)path;
+	q.target = &t;
+	q.valid = CAUDAL__SET_ATTR_FIELD__SA_MODE;
+	q.mode = mode;
+	q.cred = (Caudal__Cred *)cred;
+	Caudal__AttrReply *r = call("SetAttr", &q);
+	int e = (int)r->err;
+	rfree(r);
+	return e;
+}
+
+static uint64_t ino_of(const char *path)
+{
+	Caudal__Attr at;
+	CHECK_EQ(stat_path(path, &at, &root), 0);
+	return at.ino;
+}
+
+/* GetAttr of a target named by inode id (parent 0) or by parent id + name. */
+static int stat_id(uint64_t ino, uint64_t parent, const char *name, const Caudal__Cred *cred)
+{
+	Caudal__GetAttrRequest q = CAUDAL__GET_ATTR_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	t.ino = ino;
+	t.parent = parent;
+	t.name = (char *)(name ? name : "");
+	q.target = &t;
+	q.cred = (Caudal__Cred *)cred;
+	Caudal__AttrReply *r = call("GetAttr", &q);
+	int e = (int)r->err;
+	rfree(r);
+	return e;
+}
+
+/* The root of a new namespace is 0755 root:root: other users may not
+ * create, remove or rename entries there. Operations that name an inode by
+ * id check search permission on every directory above it, so a file under
+ * a 0700 directory stays out of reach of a user who learns its id. */
+static void test_root_and_ids(void)
+{
+	Caudal__Cred nobody = CAUDAL__CRED__INIT;
+	nobody.uid = 65534;
+	nobody.gid = 65534;
+	Caudal__Attr at;
+	CHECK_EQ(stat_path("/", &at, &nobody), 0);
+	CHECK_EQ(at.mode, S_IFDIR | 0755);
+	CHECK(at.uid == 0 && at.gid == 0);
+	CHECK_EQ(mkdir_p("/rootsdir", false, &root), 0);
+	uint64_t fino;
+	CHECK_EQ(create("/rootsfile", "c1", false, &fino, &root), 0);
+	CHECK_EQ(complete(fino, "c1", 0, 0), 0);
+	CHECK_EQ(create("/nobodys", "c9", false, NULL, &nobody), EACCES);
+	CHECK_EQ(mkdir_p("/nobodys", false, &nobody), EACCES);
+	CHECK_EQ(del_as("/rootsfile", false, 0, &nobody), EACCES);
+	CHECK_EQ(del_as("/rootsdir", true, 0, &nobody), EACCES);
+	{
+		Caudal__RenameRequest q = CAUDAL__RENAME_REQUEST__INIT;
+		Caudal__Target s1 = CAUDAL__TARGET__INIT, d1 = CAUDAL__TARGET__INIT;
+		s1.path = "/rootsdir";
+		d1.path = "/rootsdir2";
+		q.src = &s1;
+		q.dst = &d1;
+		q.cred = &nobody;
+		Caudal__Status *r = call("Rename", &q);
+		CHECK_EQ(r->err, EACCES);
+		rfree(r);
+	}
+	CHECK_EQ(stat_path("/rootsdir", NULL, &root), 0);
+	CHECK_EQ(stat_path("/rootsfile", NULL, &root), 0);
+
+	/* /vault 0700 root; inside it /vault/open 0777 holding a 0600 file
+	 * and a 0755 directory: all of it unreachable for nobody */
+	CHECK_EQ(mkdir_p("/vault/open/sub", true, &root), 0);
+	CHECK_EQ(set_mode("/vault", 0700, &root), 0);
+	CHECK_EQ(set_mode("/vault/open", 0777, &root), 0);
+	uint64_t sino;
+	CHECK_EQ(create("/vault/open/secret", "c1", false, &sino, &root), 0);
+	CHECK_EQ(complete(sino, "c1", 0, 0), 0);
+	CHECK_EQ(set_mode("/vault/open/secret", 0600, &root), 0);
+	uint64_t vino = ino_of("/vault"), oino = ino_of("/vault/open");
+	uint64_t subino = ino_of("/vault/open/sub");
+	CHECK_EQ(stat_path("/vault/open/secret", NULL, &nobody), EACCES); /* by path */
+	CHECK_EQ(stat_id(sino, 0, NULL, &nobody), EACCES);
+	CHECK_EQ(stat_id(subino, 0, NULL, &nobody), EACCES);
+	CHECK_EQ(stat_id(oino, 0, NULL, &nobody), EACCES);
+	CHECK_EQ(stat_id(0, oino, "secret", &nobody), EACCES);
+	CHECK_EQ(stat_id(0, vino, "open", &nobody), EACCES);
+	/* the directory itself may be stat'ed by id: only what is above counts */
+	CHECK_EQ(stat_id(vino, 0, NULL, &nobody), 0);
+	{
+		Caudal__GetBlocksRequest q = CAUDAL__GET_BLOCKS_REQUEST__INIT;
+		Caudal__Target t = CAUDAL__TARGET__INIT;
+		t.ino = sino;
+		q.target = &t;
+		q.cred = &nobody;
+		Caudal__GetBlocksReply *r = call("GetBlocks", &q);
+		CHECK_EQ(r->err, EACCES);
+		CHECK(r->attr == NULL && r->n_blocks == 0);
+		rfree(r);
+	}
+	{
+		Caudal__ReaddirRequest q = CAUDAL__READDIR_REQUEST__INIT;
+		Caudal__Target t = CAUDAL__TARGET__INIT;
+		t.ino = oino;
+		q.target = &t;
+		q.cred = &nobody;
+		Caudal__ReaddirReply *r = call("Readdir", &q);
+		CHECK_EQ(r->err, EACCES);
+		CHECK_EQ(r->n_entries, 0);
+		rfree(r);
+	}
+	/* a change addressed by parent id + name: /vault/open is 0777, so only
+	 * the search check on /vault stops these */
+	{
+		Caudal__DeleteRequest q = CAUDAL__DELETE_REQUEST__INIT;
+		Caudal__Target t = CAUDAL__TARGET__INIT;
+		t.parent = oino;
+		t.name = "secret";
+		q.target = &t;
+		q.cred = &nobody;
+		Caudal__Status *r = call("Delete", &q);
+		CHECK_EQ(r->err, EACCES);
+		rfree(r);
+	}
+	{
+		Caudal__MkdirRequest q = CAUDAL__MKDIR_REQUEST__INIT;
+		Caudal__Target t = CAUDAL__TARGET__INIT;
+		t.parent = oino;
+		t.name = "planted";
+		q.target = &t;
+		q.mode = 0755;
+		q.cred = &nobody;
+		Caudal__AttrReply *r = call("Mkdir", &q);
+		CHECK_EQ(r->err, EACCES);
+		rfree(r);
+	}
+	CHECK_EQ(stat_path("/vault/open/secret", NULL, &root), 0);
+	CHECK_EQ(stat_path("/vault/open/planted", NULL, &root), ENOENT);
+
+	/* root reaches everything by id */
+	CHECK_EQ(stat_id(sino, 0, NULL, &root), 0);
+	CHECK_EQ(stat_id(0, oino, "secret", &root), 0);
+	/* a member of the directory's group (a supplementary group) may search */
+	CHECK_EQ(set_mode("/vault", 0710, &root), 0);
+	{
+		Caudal__SetAttrRequest q = CAUDAL__SET_ATTR_REQUEST__INIT;
+		Caudal__Target t = CAUDAL__TARGET__INIT;
+		t.path = "/vault";
+		q.target = &t;
+		q.valid = CAUDAL__SET_ATTR_FIELD__SA_GID;
+		q.gid = 777;
+		q.cred = &root;
+		Caudal__AttrReply *r = call("SetAttr", &q);
+		CHECK_EQ(r->err, 0);
+		rfree(r);
+	}
+	uint32_t groups[2] = {12, 777};
+	Caudal__Cred member = nobody;
+	member.groups = groups;
+	member.n_groups = 2;
+	CHECK_EQ(stat_id(subino, 0, NULL, &member), 0);
+	CHECK_EQ(stat_id(0, oino, "secret", &member), 0);
+	CHECK_EQ(stat_id(subino, 0, NULL, &nobody), EACCES);
+
+	/* honest use by id in a tree the user may enter */
+	CHECK_EQ(mkdir_p("/pub/nb", false, &nobody), 0);
+	uint64_t nbino = ino_of("/pub/nb");
+	{
+		Caudal__CreateRequest q = CAUDAL__CREATE_REQUEST__INIT;
+		Caudal__Target t = CAUDAL__TARGET__INIT;
+		t.parent = nbino;
+		t.name = "f";
+		q.target = &t;
+		q.mode = 0600;
+		q.client = "c9";
+		q.cred = &nobody;
+		Caudal__AttrReply *r = call("Create", &q);
+		CHECK_EQ(r->err, 0);
+		if (!r->err)
+			CHECK_EQ(complete(r->attr->ino, "c9", 0, 0), 0);
+		rfree(r);
+	}
+	CHECK_EQ(stat_id(0, nbino, "f", &nobody), 0);
+	CHECK_EQ(stat_id(ino_of("/pub/nb/f"), 0, NULL, &nobody), 0);
+	CHECK_EQ(del_as("/pub/nb", true, 0, &nobody), 0);
+}
+
 static void register_dn(const char *id, const char *host)
 {
 	Caudal__RegisterRequest q = CAUDAL__REGISTER_REQUEST__INIT;
@@ -375,6 +566,7 @@ int main(void)
 	}
 	CHECK_EQ(stat_path("/pub/priv/x", NULL, &root), 0);
 	CHECK_EQ(del_as("/pub/priv", true, 0, &root), 0);
+	test_root_and_ids();
 
 	/* rename, delete */
 	CHECK_EQ(create("/a/g", "c1", false, &ino, &root), 0);

@@ -53,12 +53,12 @@ static void reset(struct mnt_dir *d)
 static int fetch(struct mnt *m, fuse_req_t req, struct mnt_dir *d)
 {
 	Caudal__Target t = CAUDAL__TARGET__INIT;
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	Caudal__ReaddirRequest rq = CAUDAL__READDIR_REQUEST__INIT;
 	t.ino = d->ino;
 	mnt_cred(req, &cred);
 	rq.target = &t;
-	rq.cred = &cred;
+	rq.cred = &cred.c;
 	rq.after = d->after ? d->after : "";
 	rq.limit = PAGE_ENTRIES;
 	Caudal__ReaddirReply *rep;

@@ -167,15 +167,15 @@ static void apply_pending_times(struct mnt_file *f, fuse_req_t req)
 	if (!v)
 		return;
 	Caudal__Target t = CAUDAL__TARGET__INIT;
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	Caudal__SetAttrRequest rq = CAUDAL__SET_ATTR_REQUEST__INIT;
 	t.ino = f->ino;
 	if (req)
 		mnt_cred(req, &cred);
 	else
-		caudal__cred__init(&cred); /* unmount: as root */
+		caudal__cred__init(&cred.c); /* unmount: as root */
 	rq.target = &t;
-	rq.cred = &cred;
+	rq.cred = &cred.c;
 	rq.valid = v;
 	rq.atime_ns = at;
 	rq.mtime_ns = mt;
@@ -225,10 +225,10 @@ static void refresh_kernel_attr(struct mnt *m, uint64_t ino)
  * O_TRUNC, truncate under it. */
 static int open_write(struct mnt_file *f, fuse_req_t req, int flags)
 {
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	mnt_cred(req, &cred);
 	Caudal__AttrReply *rep = NULL;
-	int rc = lease_append(f, &cred, &rep);
+	int rc = lease_append(f, &cred.c, &rep);
 	if (rc)
 		return rc;
 	if ((flags & O_TRUNC) && rep->attr->size > 0) {
@@ -239,7 +239,7 @@ static int open_write(struct mnt_file *f, fuse_req_t req, int flags)
 		Caudal__SetAttrRequest rq = CAUDAL__SET_ATTR_REQUEST__INIT;
 		t.ino = f->ino;
 		rq.target = &t;
-		rq.cred = &cred;
+		rq.cred = &cred.c;
 		rq.client = (char *)cdl_client_name(f->m->cl);
 		rq.valid = CAUDAL__SET_ATTR_FIELD__SA_SIZE;
 		rq.size = 0;
@@ -319,13 +319,13 @@ void mnt_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 		return;
 	}
 	Caudal__Target t = CAUDAL__TARGET__INIT;
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	Caudal__CreateRequest rq = CAUDAL__CREATE_REQUEST__INIT;
 	t.parent = parent;
 	t.name = (char *)name;
 	mnt_cred(req, &cred);
 	rq.target = &t;
-	rq.cred = &cred;
+	rq.cred = &cred.c;
 	rq.mode = mode & 07777;
 	rq.client = (char *)cdl_client_name(m->cl);
 	rq.exclusive = (fi->flags & O_EXCL) != 0;
@@ -341,7 +341,7 @@ void mnt_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 		/* created meanwhile by someone else: open the existing file */
 		Caudal__GetAttrRequest gq = CAUDAL__GET_ATTR_REQUEST__INIT;
 		gq.target = &t;
-		gq.cred = &cred;
+		gq.cred = &cred.c;
 		rc = mnt_call(m, CDL_NN_GetAttr, &gq.base, (ProtobufCMessage **)&rep);
 		if (rc == 0 && (!rep->attr || !S_ISREG(rep->attr->mode))) {
 			rc = rep->attr && S_ISDIR(rep->attr->mode) ? -EISDIR : -EEXIST;
@@ -440,9 +440,9 @@ void mnt_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, 
 	}
 	if (!f->w) {
 		/* written again after a flush completed it: append from its end */
-		Caudal__Cred cred;
+		struct mnt_cred cred;
 		mnt_cred(req, &cred);
-		rc = lease_append(f, &cred, NULL);
+		rc = lease_append(f, &cred.c, NULL);
 		if (rc)
 			goto out;
 	}
@@ -636,12 +636,12 @@ static int put_zeros(struct mnt_file *f, uint64_t n)
 /* Truncate through an open write handle. f->mu held. */
 static int truncate_handle(struct mnt_file *f, fuse_req_t req, uint64_t size)
 {
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	mnt_cred(req, &cred);
 	int rc;
 	if (f->werr)
 		return f->werr;
-	if (!f->w && (rc = lease_append(f, &cred, NULL)) != 0)
+	if (!f->w && (rc = lease_append(f, &cred.c, NULL)) != 0)
 		return rc;
 	if (size == f->wsize)
 		return 0;
@@ -660,7 +660,7 @@ static int truncate_handle(struct mnt_file *f, fuse_req_t req, uint64_t size)
 	Caudal__SetAttrRequest rq = CAUDAL__SET_ATTR_REQUEST__INIT;
 	t.ino = f->ino;
 	rq.target = &t;
-	rq.cred = &cred;
+	rq.cred = &cred.c;
 	rq.client = (char *)cdl_client_name(f->m->cl);
 	rq.valid = CAUDAL__SET_ATTR_FIELD__SA_SIZE;
 	rq.size = size;
@@ -668,7 +668,7 @@ static int truncate_handle(struct mnt_file *f, fuse_req_t req, uint64_t size)
 	if (rc)
 		return rc;
 	f->wsize = size;
-	return lease_append(f, &cred, NULL);
+	return lease_append(f, &cred.c, NULL);
 }
 
 int mnt_file_truncate(struct mnt *m, fuse_req_t req, uint64_t ino, uint64_t size,
@@ -684,12 +684,12 @@ int mnt_file_truncate(struct mnt *m, fuse_req_t req, uint64_t ino, uint64_t size
 		return rc;
 	}
 	Caudal__Target t = CAUDAL__TARGET__INIT;
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	Caudal__SetAttrRequest rq = CAUDAL__SET_ATTR_REQUEST__INIT;
 	t.ino = ino;
 	mnt_cred(req, &cred);
 	rq.target = &t;
-	rq.cred = &cred;
+	rq.cred = &cred.c;
 	rq.valid = CAUDAL__SET_ATTR_FIELD__SA_SIZE;
 	rq.size = size;
 	rc = mnt_call_status(m, CDL_NN_SetAttr, &rq.base);
@@ -699,7 +699,7 @@ int mnt_file_truncate(struct mnt *m, fuse_req_t req, uint64_t ino, uint64_t size
 	/* growing: append zeros up to size through a temporary handle */
 	struct mnt_file *g = file_new(m, ino, O_WRONLY);
 	pthread_mutex_lock(&g->mu);
-	rc = lease_append(g, &cred, NULL);
+	rc = lease_append(g, &cred.c, NULL);
 	if (rc == 0) {
 		if (size > g->wsize)
 			rc = put_zeros(g, size - g->wsize);

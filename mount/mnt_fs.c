@@ -20,12 +20,31 @@
 
 /* ------------------------------------------------------------ helpers */
 
-void mnt_cred(fuse_req_t req, Caudal__Cred *c)
+/* The supplementary groups come from /proc (fuse_req_getgroups), as the
+ * request carries only uid and gid. Root's are not looked up: uid 0 passes
+ * the namenode's checks whatever its groups. A caller gone by now (or a
+ * kernel without the /proc file) gets no supplementary groups, which can
+ * only cost it rights, never grant any. */
+void mnt_cred(fuse_req_t req, struct mnt_cred *mc)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	caudal__cred__init(c);
-	c->uid = ctx->uid;
-	c->gid = ctx->gid;
+	caudal__cred__init(&mc->c);
+	mc->c.uid = ctx->uid;
+	mc->c.gid = ctx->gid;
+	if (ctx->uid == 0)
+		return;
+	gid_t g[MNT_MAX_GROUPS];
+	int n = fuse_req_getgroups(req, MNT_MAX_GROUPS, g);
+	if (n < 0) {
+		cdl_debug("no supplementary groups for pid %d: %s", (int)ctx->pid, strerror(-n));
+		return;
+	}
+	if (n > MNT_MAX_GROUPS)
+		n = MNT_MAX_GROUPS; /* the first MNT_MAX_GROUPS were filled in */
+	for (int i = 0; i < n; i++)
+		mc->groups[i] = (uint32_t)g[i];
+	mc->c.groups = mc->groups;
+	mc->c.n_groups = (size_t)n;
 }
 
 static uint32_t reply_err(const ProtobufCMessage *r)
@@ -114,12 +133,12 @@ void mnt_entry_ref(struct mnt *m, const Caudal__Attr *a, struct fuse_entry_param
 int mnt_getattr(struct mnt *m, fuse_req_t req, uint64_t ino, Caudal__AttrReply **out)
 {
 	Caudal__Target t = CAUDAL__TARGET__INIT;
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	Caudal__GetAttrRequest rq = CAUDAL__GET_ATTR_REQUEST__INIT;
 	t.ino = ino;
 	mnt_cred(req, &cred);
 	rq.target = &t;
-	rq.cred = &cred;
+	rq.cred = &cred.c;
 	Caudal__AttrReply *rep;
 	int rc = mnt_call(m, CDL_NN_GetAttr, &rq.base, (ProtobufCMessage **)&rep);
 	if (rc)
@@ -194,7 +213,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct mnt *m = mnt_of(req);
 	Caudal__Target t = CAUDAL__TARGET__INIT;
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	Caudal__GetAttrRequest rq = CAUDAL__GET_ATTR_REQUEST__INIT;
 	if (strlen(name) > CDL_NAME_MAX) {
 		fuse_reply_err(req, ENAMETOOLONG);
@@ -204,7 +223,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	t.name = (char *)name;
 	mnt_cred(req, &cred);
 	rq.target = &t;
-	rq.cred = &cred;
+	rq.cred = &cred.c;
 	Caudal__AttrReply *rep = NULL;
 	int rc = mnt_call(m, CDL_NN_GetAttr, &rq.base, (ProtobufCMessage **)&rep);
 	reply_entry_attr(req, m, rc, rep);
@@ -261,12 +280,12 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		}
 	}
 	Caudal__Target t = CAUDAL__TARGET__INIT;
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	Caudal__SetAttrRequest rq = CAUDAL__SET_ATTR_REQUEST__INIT;
 	t.ino = ino;
 	mnt_cred(req, &cred);
 	rq.target = &t;
-	rq.cred = &cred;
+	rq.cred = &cred.c;
 	rq.client = (char *)cdl_client_name(m->cl);
 	if (to_set & FUSE_SET_ATTR_MODE) {
 		rq.valid |= CAUDAL__SET_ATTR_FIELD__SA_MODE;
@@ -322,12 +341,12 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	struct mnt *m = mnt_of(req);
 	Caudal__Target t = CAUDAL__TARGET__INIT;
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	Caudal__GetAttrRequest rq = CAUDAL__GET_ATTR_REQUEST__INIT;
 	t.ino = ino;
 	mnt_cred(req, &cred);
 	rq.target = &t;
-	rq.cred = &cred;
+	rq.cred = &cred.c;
 	Caudal__ReadlinkReply *rep;
 	int rc = mnt_call(m, CDL_NN_Readlink, &rq.base, (ProtobufCMessage **)&rep);
 	if (rc) {
@@ -346,13 +365,13 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		return;
 	}
 	Caudal__Target t = CAUDAL__TARGET__INIT;
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	Caudal__MkdirRequest rq = CAUDAL__MKDIR_REQUEST__INIT;
 	t.parent = parent;
 	t.name = (char *)name;
 	mnt_cred(req, &cred);
 	rq.target = &t;
-	rq.cred = &cred;
+	rq.cred = &cred.c;
 	rq.mode = mode & 07777;
 	Caudal__AttrReply *rep = NULL;
 	int rc = mnt_call(m, CDL_NN_Mkdir, &rq.base, (ProtobufCMessage **)&rep);
@@ -374,13 +393,13 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		return;
 	}
 	Caudal__Target t = CAUDAL__TARGET__INIT;
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	Caudal__CreateRequest rq = CAUDAL__CREATE_REQUEST__INIT;
 	t.parent = parent;
 	t.name = (char *)name;
 	mnt_cred(req, &cred);
 	rq.target = &t;
-	rq.cred = &cred;
+	rq.cred = &cred.c;
 	rq.mode = mode & 07777;
 	rq.exclusive = true;
 	rq.client = (char *)cdl_client_name(m->cl);
@@ -403,13 +422,13 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 		return;
 	}
 	Caudal__Target t = CAUDAL__TARGET__INIT;
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	Caudal__SymlinkRequest rq = CAUDAL__SYMLINK_REQUEST__INIT;
 	t.parent = parent;
 	t.name = (char *)name;
 	mnt_cred(req, &cred);
 	rq.target = &t;
-	rq.cred = &cred;
+	rq.cred = &cred.c;
 	rq.link = (char *)link;
 	Caudal__AttrReply *rep = NULL;
 	int rc = mnt_call(m, CDL_NN_Symlink, &rq.base, (ProtobufCMessage **)&rep);
@@ -424,13 +443,13 @@ static void do_delete(fuse_req_t req, fuse_ino_t parent, const char *name, uint3
 		return;
 	}
 	Caudal__Target t = CAUDAL__TARGET__INIT;
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	Caudal__DeleteRequest rq = CAUDAL__DELETE_REQUEST__INIT;
 	t.parent = parent;
 	t.name = (char *)name;
 	mnt_cred(req, &cred);
 	rq.target = &t;
-	rq.cred = &cred;
+	rq.cred = &cred.c;
 	rq.kind = kind;
 	mnt_reply_err(req, mnt_call_status(m, CDL_NN_Delete, &rq.base));
 }
@@ -458,7 +477,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		return;
 	}
 	Caudal__Target src = CAUDAL__TARGET__INIT, dst = CAUDAL__TARGET__INIT;
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	Caudal__RenameRequest rq = CAUDAL__RENAME_REQUEST__INIT;
 	src.parent = parent;
 	src.name = (char *)name;
@@ -467,7 +486,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	mnt_cred(req, &cred);
 	rq.src = &src;
 	rq.dst = &dst;
-	rq.cred = &cred;
+	rq.cred = &cred.c;
 	rq.noreplace = (flags & RENAME_NOREPLACE) != 0;
 	mnt_reply_err(req, mnt_call_status(m, CDL_NN_Rename, &rq.base));
 }
@@ -534,12 +553,12 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 		return;
 	}
 	Caudal__Target t = CAUDAL__TARGET__INIT;
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	Caudal__XattrRequest rq = CAUDAL__XATTR_REQUEST__INIT;
 	t.ino = ino;
 	mnt_cred(req, &cred);
 	rq.target = &t;
-	rq.cred = &cred;
+	rq.cred = &cred.c;
 	rq.name = (char *)name;
 	rq.value.data = (uint8_t *)value;
 	rq.value.len = size;
@@ -558,12 +577,12 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		return;
 	}
 	Caudal__Target t = CAUDAL__TARGET__INIT;
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	Caudal__XattrRequest rq = CAUDAL__XATTR_REQUEST__INIT;
 	t.ino = ino;
 	mnt_cred(req, &cred);
 	rq.target = &t;
-	rq.cred = &cred;
+	rq.cred = &cred.c;
 	rq.name = (char *)name;
 	Caudal__XattrReply *rep;
 	int rc = mnt_call(m, CDL_NN_GetXattr, &rq.base, (ProtobufCMessage **)&rep);
@@ -584,12 +603,12 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct mnt *m = mnt_of(req);
 	Caudal__Target t = CAUDAL__TARGET__INIT;
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	Caudal__XattrRequest rq = CAUDAL__XATTR_REQUEST__INIT;
 	t.ino = ino;
 	mnt_cred(req, &cred);
 	rq.target = &t;
-	rq.cred = &cred;
+	rq.cred = &cred.c;
 	Caudal__XattrReply *rep;
 	int rc = mnt_call(m, CDL_NN_ListXattr, &rq.base, (ProtobufCMessage **)&rep);
 	if (rc) {
@@ -629,12 +648,12 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		return;
 	}
 	Caudal__Target t = CAUDAL__TARGET__INIT;
-	Caudal__Cred cred;
+	struct mnt_cred cred;
 	Caudal__XattrRequest rq = CAUDAL__XATTR_REQUEST__INIT;
 	t.ino = ino;
 	mnt_cred(req, &cred);
 	rq.target = &t;
-	rq.cred = &cred;
+	rq.cred = &cred.c;
 	rq.name = (char *)name;
 	mnt_reply_err(req, mnt_call_status(m, CDL_NN_RemoveXattr, &rq.base));
 }

@@ -35,9 +35,21 @@ struct mnt {
 
 extern const struct fuse_lowlevel_ops mnt_ops;
 
-/* The caller of req as a Cred (uid and gid; the kernel has already checked
- * permissions with default_permissions; the namenode checks again). */
-void mnt_cred(fuse_req_t req, Caudal__Cred *c);
+/* Supplementary groups sent with a caller's Cred at most: the namenode
+ * counts as many (NN_MAX_GROUPS), as does libcaudal's own client. */
+#define MNT_MAX_GROUPS 64
+
+/* A caller's Cred with room for its groups (c.groups points into groups). */
+struct mnt_cred {
+	Caudal__Cred c;
+	uint32_t groups[MNT_MAX_GROUPS];
+};
+
+/* The caller of req as a Cred: its uid, gid and supplementary groups. The
+ * kernel has already checked permissions (default_permissions); the
+ * namenode checks again with these, so with allow_other each local user
+ * gets its own rights. Set rq.cred = &mc->c; mc must outlive the call. */
+void mnt_cred(fuse_req_t req, struct mnt_cred *mc);
 
 /* Call the namenode. 0 with *reply to free (protobuf_c_message_free_unpacked),
  * or -errno: the reply's err, or a transport failure after the client's

@@ -140,7 +140,7 @@ int main(int argc, char **argv)
 	struct mnt m;
 	memset(&m, 0, sizeof(m));
 
-	if (mnt_opts_parse(&o, prog, argc, argv, err, sizeof(err)) != 0) {
+	if (mnt_opts_parse(&o, prog, geteuid(), argc, argv, err, sizeof(err)) != 0) {
 		fprintf(stderr, "%s: %s\n", prog, err);
 		fprintf(stderr, "try '%s --help'\n", prog);
 		goto out_opts;
@@ -195,6 +195,8 @@ int main(int argc, char **argv)
 	m.cl = cl;
 	mnt_itab_init(&m.itab);
 
+	/* default_permissions always: the kernel checks each caller's rights
+	 * before the namenode checks them again, which allow_other needs */
 	char *fo = xasprintf("fsname=%s,subtype=caudal,default_permissions%s%s%s%s", o.namenode,
 			     o.allow_other ? ",allow_other" : "", o.ro ? ",ro" : "",
 			     o.fuse_opts ? "," : "", o.fuse_opts ? o.fuse_opts : "");
@@ -224,6 +226,8 @@ int main(int argc, char **argv)
 		if (!pf || fprintf(pf, "%d\ncaudal-mount\n", (int)getpid()) < 0 || fclose(pf) != 0)
 			cdl_warn("cannot write pid file '%s': %s", o.pid_file, strerror(errno));
 	}
+	cdl_info("mounted '%s'%s", o.mountpoint,
+		 o.allow_other ? " for every local user (allow_other)" : " for its owner only");
 	if (!o.foreground)
 		detach_stdio(&o);
 	tell_parent(0);

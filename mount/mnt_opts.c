@@ -55,7 +55,10 @@ static const struct opt_def opt_tab[] = {
     {"log", K_STR, F(log_file), 0, 0, "log file once in the background (default: none)"},
     {"pidfile", K_STR, F(pid_file), 0, 0, "write the mount process's pid to this file"},
     {"log_level", K_LEVEL, F(log_level), 0, 0, "error, warn, info or debug (default info)"},
-    {"allow_other", K_SET, F(allow_other), 0, 0, "let other users use the mount"},
+    {"allow_other", K_SET, F(allow_other), 0, 0,
+     "let other users use the mount, with their own rights (default when run by root)"},
+    {"noallow_other", K_CLEAR, F(allow_other), 0, 0,
+     "only the user running the mount may use it (default for other users)"},
     {"ro", K_SET, F(ro), 0, 0, "read-only mount"},
     {"rw", K_CLEAR, F(ro), 0, 0, "read-write mount (default)"},
     {"default_permissions", K_IGNORE, 0, 0, 0, NULL},
@@ -87,9 +90,14 @@ static const struct opt_def opt_tab[] = {
     {NULL, 0, 0, 0, 0, NULL},
 };
 
-static void set_defaults(struct mnt_opts *o)
+/* Root's mount lets every local user in, each with its own rights (the
+ * kernel and the namenode check them), as mfsmount does: otherwise the one
+ * mount of a host would serve root alone. Another user's mount keeps FUSE's
+ * default, which needs no user_allow_other in /etc/fuse.conf. */
+static void set_defaults(struct mnt_opts *o, uid_t euid)
 {
 	memset(o, 0, sizeof(*o));
+	o->allow_other = euid == 0;
 	o->attr_timeout = 1.0;
 	o->entry_timeout = 1.0;
 	o->io_timeout_ms = 20000;
@@ -276,10 +284,10 @@ static int apply_list(struct mnt_opts *o, const char *list, char *err, size_t er
 	return rc;
 }
 
-int mnt_opts_parse(struct mnt_opts *o, const char *prog, int argc, char **argv, char *err,
-		   size_t errlen)
+int mnt_opts_parse(struct mnt_opts *o, const char *prog, uid_t euid, int argc, char **argv,
+		   char *err, size_t errlen)
 {
-	set_defaults(o);
+	set_defaults(o, euid);
 	bool as_helper = prog && strcmp(prog, "mount.caudal") == 0;
 	const char *pos[2] = {NULL, NULL};
 	int npos = 0;

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 struct mnt_opts {
 	char *namenode;	      /* "host:port" of the namenode (owned) */
@@ -23,7 +24,7 @@ struct mnt_opts {
 	size_t readahead;     /* bytes read ahead of a sequential reader */
 	size_t write_buffer;  /* bytes an open file buffers before streaming */
 	int max_threads;      /* FUSE worker threads at most */
-	bool allow_other;
+	bool allow_other;     /* other users may use the mount (root's default) */
 	bool ro;
 	bool foreground; /* -f (caudal-mount): stay in the foreground */
 	bool fake;	 /* -f (mount.caudal): mount(8)'s fake mode, do nothing */
@@ -38,11 +39,12 @@ struct mnt_opts {
 };
 
 /* Fill o from argv. prog is the basename the program was run as
- * ("mount.caudal" switches to mount(8)'s conventions). Returns 0, or
- * -EINVAL with a message naming the culprit in err. o must be released
- * with mnt_opts_release in both cases. */
-int mnt_opts_parse(struct mnt_opts *o, const char *prog, int argc, char **argv, char *err,
-		   size_t errlen);
+ * ("mount.caudal" switches to mount(8)'s conventions); euid is the user
+ * running the mount (root's mount allows other users unless told
+ * noallow_other). Returns 0, or -EINVAL with a message naming the culprit
+ * in err. o must be released with mnt_opts_release in both cases. */
+int mnt_opts_parse(struct mnt_opts *o, const char *prog, uid_t euid, int argc, char **argv,
+		   char *err, size_t errlen);
 void mnt_opts_release(struct mnt_opts *o);
 void mnt_opts_usage(FILE *out, const char *prog);
 

@@ -7,6 +7,10 @@
 #include "cdl_log.h"
 #include "test.h"
 
+/* The user the parsed command line runs as: an ordinary one, unless a
+ * test says root. */
+static uid_t parse_euid = 1000;
+
 static int parse(struct mnt_opts *o, const char *prog, char *err, size_t errlen, ...)
 {
 	char *argv[32];
@@ -18,7 +22,7 @@ static int parse(struct mnt_opts *o, const char *prog, char *err, size_t errlen,
 		argv[argc++] = a;
 	va_end(ap);
 	argv[argc] = NULL;
-	return mnt_opts_parse(o, prog, argc, argv, err, errlen);
+	return mnt_opts_parse(o, prog, parse_euid, argc, argv, err, errlen);
 }
 
 static void test_defaults(void)
@@ -132,6 +136,50 @@ static void test_errors(void)
 	mnt_opts_release(&o);
 }
 
+/* Root's mount lets other users in unless told noallow_other; another
+ * user's mount does not unless told allow_other; the last word wins. */
+static void test_allow_other(void)
+{
+	struct mnt_opts o;
+	char err[256];
+	parse_euid = 0;
+	CHECK_EQ(parse(&o, "caudal-mount", err, sizeof(err), "h:1", "/m", NULL), 0);
+	CHECK(o.allow_other);
+	mnt_opts_release(&o);
+	CHECK_EQ(parse(&o, "caudal-mount", err, sizeof(err), "h:1", "/m", "-o", "noallow_other",
+		       NULL),
+		 0);
+	CHECK(!o.allow_other);
+	CHECK(o.fuse_opts == NULL); /* ours, not handed to libfuse as is */
+	mnt_opts_release(&o);
+	CHECK_EQ(parse(&o, "mount.caudal", err, sizeof(err), "h:1", "/m", "-o",
+		       "rw,noallow_other,allow_other", NULL),
+		 0);
+	CHECK(o.allow_other);
+	mnt_opts_release(&o);
+	CHECK_EQ(parse(&o, "caudal-mount", err, sizeof(err), "h:1", "/m", "-o", "noallow_other=1",
+		       NULL),
+		 -EINVAL);
+	CHECK(strstr(err, "takes no value") != NULL);
+	mnt_opts_release(&o);
+
+	parse_euid = 4321;
+	CHECK_EQ(parse(&o, "caudal-mount", err, sizeof(err), "h:1", "/m", NULL), 0);
+	CHECK(!o.allow_other);
+	mnt_opts_release(&o);
+	CHECK_EQ(parse(&o, "caudal-mount", err, sizeof(err), "h:1", "/m", "-o", "allow_other",
+		       NULL),
+		 0);
+	CHECK(o.allow_other);
+	mnt_opts_release(&o);
+	CHECK_EQ(parse(&o, "caudal-mount", err, sizeof(err), "h:1", "/m", "-o",
+		       "allow_other,noallow_other", NULL),
+		 0);
+	CHECK(!o.allow_other);
+	mnt_opts_release(&o);
+	parse_euid = 1000;
+}
+
 static void test_numbers(void)
 {
 	size_t b;
@@ -156,6 +204,7 @@ int main(void)
 	test_options();
 	test_helper_conventions();
 	test_errors();
+	test_allow_other();
 	test_numbers();
 	return TEST_DONE();
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -93,6 +94,7 @@ struct job {
 	bool resubmit;	 /* submit the spec again when this run has ended */
 	job_spec spec;
 	bool have_spec;
+	uint8_t shuffle_key[JOB_SHUFFLE_KEY_LEN]; /* signs its shuffle fetches (random per run) */
 	enum job_state state;
 	bool schedulable; /* planned: attempts may be assigned */
 	bool kill_req, fail_req;
@@ -204,6 +206,7 @@ static void job_free(struct job *j)
 	free(j->status_dir);
 	free(j->error);
 	free(j->error_tail);
+	OPENSSL_cleanse(j->shuffle_key, sizeof(j->shuffle_key));
 	pthread_cond_destroy(&j->cv);
 	free(j);
 }
@@ -566,6 +569,9 @@ static void new_attempt(struct job *j, struct jtask *t, struct tracker *tr, enum
 	if (j->spec.pattern)
 		as->pattern = cdl_arena_strdup(ar, j->spec.pattern);
 	as->reduces = (uint32_t)j->nreds;
+	as->shuffle_key.data = cdl_arena_alloc(ar, sizeof(j->shuffle_key));
+	memcpy(as->shuffle_key.data, j->shuffle_key, sizeof(j->shuffle_key));
+	as->shuffle_key.len = sizeof(j->shuffle_key);
 	as->n_files = j->spec.nfiles;
 	as->files = cdl_arena_alloc(ar, (j->spec.nfiles + 1) * sizeof(char *));
 	for (size_t i = 0; i < j->spec.nfiles; i++)
@@ -1536,6 +1542,13 @@ static void submit(job_jt *jt, const char *path, bool resume)
 		return; /* its close is still to come */
 	}
 	struct job *j = xcalloc(1, sizeof(*j));
+	if (job_shuffle_key_new(j->shuffle_key)) {
+		cdl_err("job '%s': no random bytes for its shuffle key", name);
+		pthread_mutex_unlock(&jt->mu);
+		free(j);
+		free(name);
+		return;
+	}
 	j->jt = jt;
 	j->name = name;
 	j->spec_path = xstrdup(path);

@@ -3,6 +3,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -11,6 +15,7 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -22,6 +27,11 @@
 
 /* A connection idle this long is dropped (server side). */
 #define SERVE_IO_MS 30000
+/* The request must arrive within this long of the connection: a client
+ * that holds a connection without asking keeps a slot from reducers. */
+#define REQUEST_MS 5000
+/* Name of the job key in WORK/jobs/JOB/. */
+#define KEY_FILE "shuffle.key"
 
 bool job_id_ok(const char *s)
 {
@@ -35,6 +45,87 @@ bool job_id_ok(const char *s)
 			return false;
 	}
 	return true;
+}
+
+int job_shuffle_key_new(uint8_t key[JOB_SHUFFLE_KEY_LEN])
+{
+	return RAND_bytes(key, JOB_SHUFFLE_KEY_LEN) == 1 ? 0 : -EIO;
+}
+
+void job_shuffle_sign(const uint8_t *key, size_t keylen, const char *job_id,
+		      const char *attempt_id, uint32_t part, uint8_t out[JOB_SHUFFLE_TOKEN_LEN])
+{
+	size_t jl = strlen(job_id), al = strlen(attempt_id);
+	size_t n = jl + 1 + al + 1 + 4;
+	uint8_t *msg = xmalloc(n);
+	memcpy(msg, job_id, jl + 1);
+	memcpy(msg + jl + 1, attempt_id, al + 1);
+	cdl_put_be32(msg + jl + 1 + al + 1, part);
+	unsigned outlen = JOB_SHUFFLE_TOKEN_LEN;
+	if (!HMAC(EVP_sha256(), key, (int)keylen, msg, n, out, &outlen))
+		abort(); /* only on allocation failure */
+	free(msg);
+}
+
+bool job_shuffle_verify(const uint8_t *key, size_t keylen, const char *job_id,
+			const char *attempt_id, uint32_t part, const uint8_t *token, size_t toklen)
+{
+	if (keylen != JOB_SHUFFLE_KEY_LEN || toklen != JOB_SHUFFLE_TOKEN_LEN)
+		return false;
+	uint8_t want[JOB_SHUFFLE_TOKEN_LEN];
+	job_shuffle_sign(key, keylen, job_id, attempt_id, part, want);
+	bool ok = CRYPTO_memcmp(want, token, JOB_SHUFFLE_TOKEN_LEN) == 0;
+	OPENSSL_cleanse(want, sizeof(want));
+	return ok;
+}
+
+int job_shuffle_key_save(const char *jobs_dir, const char *job_id, const uint8_t *key,
+			 size_t keylen)
+{
+	if (!job_id_ok(job_id) || keylen != JOB_SHUFFLE_KEY_LEN)
+		return -EINVAL;
+	char *tmp = xasprintf("%s/%s/." KEY_FILE ".%ld", jobs_dir, job_id, (long)pthread_self());
+	char *dst = xasprintf("%s/%s/" KEY_FILE, jobs_dir, job_id);
+	int rc = 0;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		goto free_names;
+	}
+	rc = cdl_write_full(fd, key, keylen);
+	if (close(fd) && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, dst))
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+free_names:
+	free(tmp);
+	free(dst);
+	return rc;
+}
+
+/* The key of job_id from jobs_dir/JOB/shuffle.key, which must be a regular
+ * file of ours of exactly the key's length. -ENOENT when this tracker has
+ * none (it ran nothing of that job). */
+static int key_load(const char *jobs_dir, const char *job_id, uint8_t key[JOB_SHUFFLE_KEY_LEN])
+{
+	char *path = xasprintf("%s/%s/" KEY_FILE, jobs_dir, job_id);
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	free(path);
+	if (fd < 0)
+		return errno == ENOENT || errno == ENOTDIR ? -ENOENT : -errno;
+	struct stat st;
+	int rc = 0;
+	if (fstat(fd, &st))
+		rc = -errno;
+	else if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+		 st.st_size != JOB_SHUFFLE_KEY_LEN)
+		rc = -EBADMSG;
+	else
+		rc = cdl_read_full(fd, key, JOB_SHUFFLE_KEY_LEN);
+	close(fd);
+	return rc;
 }
 
 struct job_shuffle_server {
@@ -64,16 +155,80 @@ static int send_reply(int fd, const Caudal__ShuffleReply *r)
 	return cdl_write_full(fd, buf, n + 4);
 }
 
+/* Open name in the attempt folder dfd for reading without following a
+ * link or blocking on a FIFO: the map task wrote it as the job's user, who
+ * could have swapped in a link to a file only we may read. It must be a
+ * regular file with one link, owned by the folder's owner (uid). */
+static int open_output(int dfd, const char *name, uid_t uid, struct stat *st)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, st)) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	if (!S_ISREG(st->st_mode) || st->st_nlink != 1 || st->st_uid != uid) {
+		close(fd);
+		return -EPERM;
+	}
+	return fd;
+}
+
+/* Find partition part of the map output in jobs_dir/JOB/ATTEMPT: the index
+ * entry *e and the open data file *out, its bounds checked against the
+ * file's size. 0 or -errno (-ENOENT: no such output). */
+static int open_run(const char *jobs_dir, const Caudal__ShuffleRequest *req, job_index_entry *e,
+		    int *out)
+{
+	char *dir = xasprintf("%s/%s/%s", jobs_dir, req->job_id, req->attempt_id);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	free(dir);
+	if (dfd < 0)
+		return errno == ENOTDIR || errno == ELOOP ? -ENOENT : -errno;
+	struct stat ds, is, fs;
+	int rc = 0, idx = -1, dat = -1;
+	if (fstat(dfd, &ds)) {
+		rc = -errno;
+		goto close_dir;
+	}
+	if ((idx = open_output(dfd, "file.index", ds.st_uid, &is)) < 0) {
+		rc = idx;
+		goto close_dir;
+	}
+	if ((rc = job_index_read_fd(idx, req->partition, e)))
+		goto close_files;
+	if ((dat = open_output(dfd, "file.out", ds.st_uid, &fs)) < 0) {
+		rc = dat;
+		goto close_files;
+	}
+	if (e->offset > (uint64_t)fs.st_size || e->length > (uint64_t)fs.st_size - e->offset) {
+		rc = -EBADMSG;
+		goto close_files;
+	}
+	*out = dat;
+	dat = -1;
+close_files:
+	if (dat >= 0)
+		close(dat);
+	close(idx);
+close_dir:
+	close(dfd);
+	return rc;
+}
+
 /* Answer one request on c->fd. Every length from the peer is bounded
- * before use; ids are checked before they become path components. */
+ * before use; ids are checked before they become path components, and the
+ * token before any file is opened. */
 static void serve(struct conn *c)
 {
 	uint8_t hdr[8];
 	uint8_t *body = NULL;
 	Caudal__ShuffleRequest *req = NULL;
 	Caudal__ShuffleReply rep = CAUDAL__SHUFFLE_REPLY__INIT;
+	uint8_t key[JOB_SHUFFLE_KEY_LEN];
 	int file = -1;
-	char *dir = NULL;
 	if (cdl_dt_read_full(c->fd, hdr, sizeof(hdr)))
 		goto out;
 	uint32_t len = cdl_get_be32(hdr + 4);
@@ -90,24 +245,21 @@ static void serve(struct conn *c)
 		send_reply(c->fd, &rep);
 		goto out;
 	}
-	dir = xasprintf("%s/%s/%s", c->s->jobs_dir, req->job_id, req->attempt_id);
-	char *idx = xasprintf("%s/file.index", dir);
-	char *dat = xasprintf("%s/file.out", dir);
-	job_index_entry e;
-	int rc = job_index_read(idx, req->partition, &e);
-	struct stat st;
-	if (rc == 0) {
-		file = open(dat, O_RDONLY | O_CLOEXEC);
-		if (file < 0 || fstat(file, &st))
-			rc = -errno;
-		else if (e.offset + e.length > (uint64_t)st.st_size)
-			rc = -EBADMSG;
+	int rc = key_load(c->s->jobs_dir, req->job_id, key);
+	if (rc == 0 && !job_shuffle_verify(key, sizeof(key), req->job_id, req->attempt_id,
+					   req->partition, req->token.data, req->token.len)) {
+		cdl_warn("shuffle: refused a fetch of '%s' partition %u: %s token", req->attempt_id,
+			 req->partition, req->token.len ? "bad" : "no");
+		rc = -EACCES;
 	}
-	free(idx);
-	free(dat);
+	OPENSSL_cleanse(key, sizeof(key));
+	job_index_entry e;
+	if (rc == 0)
+		rc = open_run(c->s->jobs_dir, req, &e, &file);
 	if (rc) {
 		rep.err = (uint32_t)(rc == -ENOENT ? ENOENT : -rc);
-		cdl_debug("shuffle: '%s' partition %u: %s", dir, req->partition, strerror(-rc));
+		cdl_debug("shuffle: '%s/%s' partition %u: %s", req->job_id, req->attempt_id,
+			  req->partition, strerror(-rc));
 		send_reply(c->fd, &rep);
 		goto out;
 	}
@@ -123,8 +275,8 @@ static void serve(struct conn *c)
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0) {
-			cdl_warn("shuffle: sending '%s' partition %u: %s", dir, req->partition,
-				 k < 0 ? strerror(errno) : "short file");
+			cdl_warn("shuffle: sending '%s' partition %u: %s", req->attempt_id,
+				 req->partition, k < 0 ? strerror(errno) : "short file");
 			break;
 		}
 		left -= (uint64_t)k;
@@ -132,7 +284,6 @@ static void serve(struct conn *c)
 out:
 	if (file >= 0)
 		close(file);
-	free(dir);
 	if (req)
 		caudal__shuffle_request__free_unpacked(req, NULL);
 	free(body);
@@ -179,6 +330,8 @@ static void *accept_main(void *arg)
 			continue;
 		}
 		cdl_dt_tune(fd, SERVE_IO_MS);
+		struct timeval tv = {REQUEST_MS / 1000, 0};
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		struct conn *c = xmalloc(sizeof(*c));
 		c->s = s;
 		c->fd = fd;
@@ -249,14 +402,18 @@ void job_shuffle_stop(job_shuffle_server *s)
 }
 
 int job_shuffle_fetch(const char *host, int port, const char *job_id, const char *attempt_id,
-		      unsigned part, int fd, uint64_t max_len, int timeout_ms, uint64_t *len,
-		      uint64_t *records, char *err, size_t errlen)
+		      unsigned part, const uint8_t *key, size_t keylen, int fd, uint64_t max_len,
+		      int timeout_ms, uint64_t *len, uint64_t *records, char *err, size_t errlen)
 {
 	Caudal__ShuffleRequest req = CAUDAL__SHUFFLE_REQUEST__INIT;
 	Caudal__ShuffleReply *rep = NULL;
+	uint8_t token[JOB_SHUFFLE_TOKEN_LEN];
+	job_shuffle_sign(key, keylen, job_id, attempt_id, part, token);
 	req.job_id = (char *)job_id;
 	req.attempt_id = (char *)attempt_id;
 	req.partition = part;
+	req.token.data = token;
+	req.token.len = sizeof(token);
 	size_t n = caudal__shuffle_request__get_packed_size(&req);
 	if (n > JOB_SHUFFLE_MAX_HEADER) {
 		snprintf(err, errlen, "request too long");
@@ -294,6 +451,11 @@ int job_shuffle_fetch(const char *host, int port, const char *job_id, const char
 	if (!rep) {
 		rc = -EPROTO;
 		snprintf(err, errlen, "'%s:%d': undecodable reply", host, port);
+		goto out;
+	}
+	if (rep->err > 4095) {
+		rc = -EPROTO;
+		snprintf(err, errlen, "'%s:%d': bad error %u in the reply", host, port, rep->err);
 		goto out;
 	}
 	if (rep->err) {

@@ -386,17 +386,12 @@ int job_index_write(const char *path, const job_index_entry *e, unsigned n)
 	return rc;
 }
 
-int job_index_read(const char *path, unsigned part, job_index_entry *e)
+int job_index_read_fd(int fd, unsigned part, job_index_entry *e)
 {
 	uint8_t b[JOB_INDEX_ENTRY];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
 	ssize_t k = pread(fd, b, sizeof(b), (off_t)part * JOB_INDEX_ENTRY);
-	int rc = k == (ssize_t)sizeof(b) ? 0 : k < 0 ? -errno : -EBADMSG;
-	close(fd);
-	if (rc)
-		return rc;
+	if (k != (ssize_t)sizeof(b))
+		return k < 0 ? -errno : -EBADMSG;
 	e->offset = cdl_get_be64(b);
 	e->length = cdl_get_be64(b + 8);
 	e->records = cdl_get_be64(b + 16);
@@ -404,6 +399,16 @@ int job_index_read(const char *path, unsigned part, job_index_entry *e)
 	if (e->offset + e->length < e->offset)
 		return -EBADMSG;
 	return 0;
+}
+
+int job_index_read(const char *path, unsigned part, job_index_entry *e)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int rc = job_index_read_fd(fd, part, e);
+	close(fd);
+	return rc;
 }
 
 /* ------------------------------------------------------------ collector */

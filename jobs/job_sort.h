@@ -111,6 +111,9 @@ int job_index_write(const char *path, const job_index_entry *e, unsigned n);
 /* Read entry part of the index at path; -ENOENT, -EBADMSG (short or
  * inconsistent), or 0. */
 int job_index_read(const char *path, unsigned part, job_index_entry *e);
+/* Same from an open index file (the shuffle server opens it without
+ * following links). */
+int job_index_read_fd(int fd, unsigned part, job_index_entry *e);
 
 /* ---- the collector */
 

@@ -410,8 +410,9 @@ static int run_reduce(struct task *k)
 				goto out;
 			}
 			int r = job_shuffle_fetch(m->host, (int)m->port, t->job_id, m->attempt_id,
-						  t->task, in, UINT64_MAX / 2, 10000, &len, &recs,
-						  err, sizeof(err));
+						  t->task, t->shuffle_key.data, t->shuffle_key.len,
+						  in, UINT64_MAX / 2, 10000, &len, &recs, err,
+						  sizeof(err));
 			if (r == 0) {
 				total += len;
 				records += recs;

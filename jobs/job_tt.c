@@ -503,6 +503,13 @@ static void *attempt_main(void *arg)
 		snprintf(err, sizeof(err), "cannot create '%s': %s", dir, strerror(-rc));
 		goto done;
 	}
+	/* the shuffle server checks this job's fetches with it */
+	if ((rc = job_shuffle_key_save(t->jobs_dir, task->job_id, task->shuffle_key.data,
+				       task->shuffle_key.len))) {
+		snprintf(err, sizeof(err), "cannot keep the job's shuffle key: %s",
+			 strerror(-rc));
+		goto done;
+	}
 	if ((rc = fetch_files(t, task, dir, err, sizeof(err))))
 		goto done;
 	if ((rc = write_task_pb(t, task, dir))) {

@@ -31,6 +31,7 @@ static int failures;
 	} while (0)
 
 static char root[256];
+static uint8_t key[JOB_SHUFFLE_KEY_LEN]; /* job j1's shuffle key */
 
 static void write_file(const char *path, const void *data, size_t n)
 {
@@ -126,6 +127,8 @@ int main(void)
 	mkdir(jobs, 0755);
 	snprintf(p, sizeof(p), "%s/j1", jobs);
 	mkdir(p, 0755);
+	if (job_shuffle_key_new(key) || job_shuffle_key_save(jobs, "j1", key, sizeof(key)))
+		return 1;
 
 	/* two splits of text */
 	char *text[2];
@@ -192,6 +195,10 @@ int main(void)
 		snprintf(id, sizeof(id), "j1_r_%05d_0", r);
 		t.attempt_id = id;
 		t.type = CAUDAL__TASK_TYPE__TASK_REDUCE;
+		t.shuffle_key.data = key;
+		t.shuffle_key.len = sizeof(key);
+	t.shuffle_key.data = key;
+	t.shuffle_key.len = sizeof(key);
 		t.task = (uint32_t)r;
 		t.reduce = "sum";
 		t.reduces = 3;
@@ -320,6 +327,10 @@ int main(void)
 		t.job_id = "j1";
 		t.attempt_id = "j1_r_00000_1";
 		t.type = CAUDAL__TASK_TYPE__TASK_REDUCE;
+		t.shuffle_key.data = key;
+		t.shuffle_key.len = sizeof(key);
+	t.shuffle_key.data = key;
+	t.shuffle_key.len = sizeof(key);
 		t.reduce = "sum";
 		t.reduces = 3;
 		t.n_maps = 2;
@@ -340,6 +351,10 @@ int main(void)
 		t.job_id = "j1";
 		t.attempt_id = "j1_r_00001_1";
 		t.type = CAUDAL__TASK_TYPE__TASK_REDUCE;
+		t.shuffle_key.data = key;
+		t.shuffle_key.len = sizeof(key);
+	t.shuffle_key.data = key;
+	t.shuffle_key.len = sizeof(key);
 		t.task = 1;
 		t.reduce = "sum";
 		t.reduces = 3;
@@ -361,10 +376,17 @@ int main(void)
 		int fd = open(dir, O_RDWR | O_CREAT | O_TRUNC, 0644);
 		uint64_t len, recs;
 		char err[256];
-		CHECK(job_shuffle_fetch("127.0.0.1", port, "..", "x", 0, fd, 1 << 20, 1000, &len,
-					&recs, err, sizeof(err)) == -EINVAL);
-		CHECK(job_shuffle_fetch("127.0.0.1", port, "j1", "nope", 0, fd, 1 << 20, 1000, &len,
-					&recs, err, sizeof(err)) == -ENOENT);
+		CHECK(job_shuffle_fetch("127.0.0.1", port, "..", "x", 0, key, sizeof(key), fd,
+					1 << 20, 1000, &len, &recs, err, sizeof(err)) == -EINVAL);
+		CHECK(job_shuffle_fetch("127.0.0.1", port, "j1", "nope", 0, key, sizeof(key), fd,
+					1 << 20, 1000, &len, &recs, err, sizeof(err)) == -ENOENT);
+		/* another key (another job's, or a guess) gets nothing */
+		uint8_t other[JOB_SHUFFLE_KEY_LEN];
+		CHECK(job_shuffle_key_new(other) == 0);
+		CHECK(job_shuffle_fetch("127.0.0.1", port, "j1", mids[0], 0, other, sizeof(other),
+					fd, 1 << 20, 1000, &len, &recs, err,
+					sizeof(err)) == -EACCES);
+		CHECK(lseek(fd, 0, SEEK_END) == 0);
 		close(fd);
 		CHECK(!job_id_ok("a/b") && !job_id_ok("") && job_id_ok("wc_123_m_00001_0"));
 	}

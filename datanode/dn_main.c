@@ -32,10 +32,13 @@ static struct {
 	int64_t scan_rate;
 	int64_t scan_period_ms;
 	int64_t max_xceivers;
+	int64_t max_conns_per_peer;
+	int64_t header_timeout_ms;
 	int64_t io_timeout_ms;
 	int64_t rpc_timeout_ms;
 	char *log_level;
 	bool print_config;
+	cdl_sec_cfg sec;
 } cfg;
 
 static const cdl_cfg_key cfg_tab[] = {
@@ -54,6 +57,10 @@ static const cdl_cfg_key cfg_tab[] = {
      "start a scanner pass at most this often, ms"},
     {"max_xceivers", CDL_CFG_INT, &cfg.max_xceivers, "256", 1, 65536,
      "data-transfer connections served at once"},
+    {"max_conns_per_peer", CDL_CFG_INT, &cfg.max_conns_per_peer, "64", 1, 65536,
+     "data-transfer connections from one address at once"},
+    {"header_timeout_ms", CDL_CFG_INT, &cfg.header_timeout_ms, "5000", 100, 600000,
+     "a data-transfer connection must send its header within this, ms"},
     {"io_timeout_ms", CDL_CFG_INT, &cfg.io_timeout_ms, "60000", 100, 3600000,
      "data-transfer socket timeout, ms"},
     {"rpc_timeout_ms", CDL_CFG_INT, &cfg.rpc_timeout_ms, "10000", 100, 600000,
@@ -61,23 +68,30 @@ static const cdl_cfg_key cfg_tab[] = {
     {"log_level", CDL_CFG_STR, &cfg.log_level, "info", 0, 0, "error, warn, info or debug"},
     {"print_config", CDL_CFG_BOOL, &cfg.print_config, "false", 0, 0,
      "print the effective config and exit"},
+    CDL_SEC_CFG_KEYS(cfg.sec),
     {NULL, 0, NULL, NULL, 0, 0, NULL},
 };
 
 static dn_store *store;
+static cdl_keyring *keys; /* block-token keys: dn_nn fills, dn_xfer checks */
 static dn_xfer *xfer;
 static dn_nn *nn;
 static dn_scan *scan;
 
 static int init_store(void)
 {
-	return dn_store_open(cfg.data_dir, &store);
+	int rc = dn_store_open(cfg.data_dir, &store);
+	if (rc == 0)
+		keys = cdl_keyring_new();
+	return rc;
 }
 
 static void fini_store(void)
 {
 	dn_store_free(store);
 	store = NULL;
+	cdl_keyring_free(keys);
+	keys = NULL;
 }
 
 static int init_xfer(void)
@@ -85,7 +99,12 @@ static int init_xfer(void)
 	dn_xfer_opts o = {.host = cfg.host,
 			  .port = (int)cfg.port,
 			  .max_xceivers = (int)cfg.max_xceivers,
-			  .io_timeout_ms = (int)cfg.io_timeout_ms};
+			  .max_conns_per_peer = (int)cfg.max_conns_per_peer,
+			  .header_timeout_ms = (int)cfg.header_timeout_ms,
+			  .io_timeout_ms = (int)cfg.io_timeout_ms,
+			  /* every operation needs a token: until the namenode
+			   * sends keys, the datanode serves nothing */
+			  .keys = keys};
 	return dn_xfer_start(store, &o, &xfer);
 }
 
@@ -103,7 +122,8 @@ static int init_nn(void)
 			.heartbeat_ms = (int)cfg.heartbeat_ms,
 			.report_ms = (int)cfg.report_ms,
 			.rpc_timeout_ms = (int)cfg.rpc_timeout_ms,
-			.io_timeout_ms = (int)cfg.io_timeout_ms};
+			.io_timeout_ms = (int)cfg.io_timeout_ms,
+			.keys = keys};
 	int rc = dn_nn_start(store, xfer, &o, &nn);
 	if (rc == 0)
 		dn_store_set_listener(store, dn_nn_listener, nn);
@@ -151,6 +171,7 @@ int main(int argc, char **argv)
 	    cdl_daemon_config(cfg_tab, "datanode", argc, argv, &cfg.log_level, &cfg.print_config);
 	if (rc >= 0)
 		return rc;
+	cdl_daemon_use_sec(&cfg.sec);
 
 	int status = cdl_daemon_run(steps, NSTEPS, ready);
 	cdl_config_release(cfg_tab);

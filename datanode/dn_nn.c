@@ -29,6 +29,7 @@ typedef struct copy_cmd {
 	uint64_t id, gen;
 	size_t n;
 	Caudal__DtTarget *targets;
+	ProtobufCBinaryData token; /* the command's copy token (malloc'd) */
 	struct copy_cmd *next;
 } copy_cmd;
 
@@ -40,6 +41,7 @@ typedef struct replist {
 struct dn_nn {
 	dn_store *s;
 	dn_xfer *x;
+	cdl_keyring *keys; /* replaced by every reply that carries keys */
 	cdl_rpc_client *rpc;
 	char *host;
 	int data_port;
@@ -142,6 +144,17 @@ static void lost(dn_nn *n, const char *what, int rc)
 			 what, strerror(-rc));
 }
 
+/* Install the namenode's block-token keys (none in a reply: keep ours). */
+static void take_keys(dn_nn *n, Caudal__BlockKey *const *keys, size_t nkeys)
+{
+	if (!n->keys || nkeys == 0)
+		return;
+	size_t had = cdl_keyring_count(n->keys);
+	size_t kept = cdl_keyring_set(n->keys, keys, nkeys);
+	if (had == 0 || kept == 0)
+		cdl_info("block-token keys from the namenode: %zu", kept);
+}
+
 /* ---------------------------------------------------------------- calls */
 
 static int do_register(dn_nn *n)
@@ -174,6 +187,7 @@ static int do_register(dn_nn *n)
 	}
 	if (!*dn_store_cluster(n->s) && rep->cluster && *rep->cluster)
 		(void)dn_store_set_cluster(n->s, rep->cluster);
+	take_keys(n, rep->keys, rep->n_keys);
 	/* Never slower than either side asks. */
 	n->hb_ms = n->conf_hb_ms;
 	if (rep->heartbeat_ms && (int)rep->heartbeat_ms < n->hb_ms)
@@ -241,6 +255,11 @@ static void queue_copy(dn_nn *n, const Caudal__Command *c)
 	k->id = c->block->id;
 	k->gen = c->block->gen;
 	k->n = c->n_targets;
+	if (c->token.len && c->token.len <= CDL_TOKEN_MAX) {
+		k->token.data = xmalloc(c->token.len);
+		memcpy(k->token.data, c->token.data, c->token.len);
+		k->token.len = c->token.len;
+	}
 	k->targets = xcalloc(k->n, sizeof(*k->targets));
 	for (size_t i = 0; i < k->n; i++) {
 		Caudal__DtTarget t = CAUDAL__DT_TARGET__INIT;
@@ -264,6 +283,7 @@ static void queue_copy(dn_nn *n, const Caudal__Command *c)
 			free(k->targets[i].id);
 		}
 		free(k->targets);
+		free(k->token.data);
 		free(k);
 		return;
 	}
@@ -330,6 +350,7 @@ static int do_heartbeat(dn_nn *n)
 		pthread_mutex_unlock(&n->mu);
 		rc = -(int)rep->err;
 	} else {
+		take_keys(n, rep->keys, rep->n_keys);
 		run_commands(n, rep);
 	}
 	protobuf_c_message_free_unpacked(m, NULL);
@@ -471,8 +492,8 @@ static void *cmd_main(void *arg)
 		for (size_t i = 0; i < k->n; i++)
 			t[i] = &k->targets[i];
 		int64_t t0 = cdl_now_ms();
-		int rc = dn_xfer_replicate(n->s, k->id, k->gen, t, k->n, dn_store_id(n->s),
-					   n->io_timeout_ms);
+		int rc = dn_xfer_replicate(n->s, k->id, k->gen, t, k->n, &k->token,
+					   dn_store_id(n->s), n->io_timeout_ms);
 		if (rc == 0)
 			cdl_info("replicated block %" PRIu64 " to '%s:%u'%s in %" PRId64 " ms",
 				 k->id, k->targets[0].host, k->targets[0].port,
@@ -486,6 +507,7 @@ static void *cmd_main(void *arg)
 			free(k->targets[i].id);
 		}
 		free(k->targets);
+		free(k->token.data);
 		free(k);
 		pthread_mutex_lock(&n->mu);
 	}
@@ -543,6 +565,7 @@ int dn_nn_start(dn_store *s, dn_xfer *x, const dn_nn_opts *o, dn_nn **out)
 	dn_nn *n = xcalloc(1, sizeof(*n));
 	n->s = s;
 	n->x = x;
+	n->keys = o->keys;
 	n->rpc = rpc;
 	n->host = xstrdup(o->host);
 	n->data_port = o->data_port;
@@ -604,6 +627,7 @@ void dn_nn_stop(dn_nn *n)
 			free(k->targets[i].id);
 		}
 		free(k->targets);
+		free(k->token.data);
 		free(k);
 	}
 	free(n->recv.v);

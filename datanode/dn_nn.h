@@ -10,7 +10,10 @@
  *     corrupt) as soon as the store raises events, batching what piled up
  *     while the previous call was in flight;
  *   - the command worker copies replicas for CMD_REPLICATE through a
- *     pipeline (dn_xfer_replicate), so a long copy never delays heartbeats.
+ *     pipeline (dn_xfer_replicate) with the command's copy token, so a long
+ *     copy never delays heartbeats.
+ * The block-token keys in register and heartbeat replies replace those of
+ * the keyring given in the options (the one dn_xfer checks tokens with).
  * dn_nn_listener is the store's event listener and may be called from any
  * thread; everything else is called from the main thread. */
 #ifndef DN_NN_H
@@ -31,6 +34,7 @@ typedef struct dn_nn_opts {
 	int report_ms;	      /* full block report interval */
 	int rpc_timeout_ms;   /* deadline of each RPC */
 	int io_timeout_ms;    /* socket timeout for replication copies */
+	cdl_keyring *keys;    /* block-token keys to fill from the namenode's replies (NULL: ignore them) */
 } dn_nn_opts;
 
 /* Create the channel and start the threads; it registers on its own. The

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 
 #include "cdl_dt.h"
 #include "cdl_log.h"
+#include "cdl_token.h"
 #include "cdl_util.h"
 
 /* Packets a connection may hold between its receiver and its responder. */
@@ -27,11 +29,21 @@
 #define PARK_MAX_MS 30000
 /* Longest wait, in a recovery, for the replica's old writer to let go. */
 #define RECOVER_WAIT_MS 5000
+/* How often the accept thread looks for connections past their header
+ * deadline. */
+#define REAP_MS 250
+/* Largest replica taken when tokens are not checked (in-process tests):
+ * the namenode's largest block size. */
+#define MAX_REPLICA_NOCHECK (1ULL << 36)
 
 typedef struct conn {
 	struct dn_xfer *x;
 	int fd;
-	char peer[64];
+	char peer[64];	 /* "addr:port", for logs */
+	char addr[48];	 /* the peer's address alone: the per-peer limit counts it */
+	int64_t born_ms; /* accepted at (monotonic) */
+	bool headed;	 /* its header arrived (under x->mu) */
+	bool evicted;	 /* cut off before its header (under x->mu) */
 	struct conn *prev, *next;
 	/* a DT_WRITE in progress, under x->mu, so that a recovery of the
 	 * same replica can cut off this stale writer */
@@ -42,8 +54,12 @@ typedef struct conn {
 
 struct dn_xfer {
 	dn_store *s;
+	cdl_keyring *keys; /* NULL: tokens are not checked (in-process tests) */
 	int lfd, port;
 	int max, io_timeout_ms;
+	int max_per_peer, header_timeout_ms;
+	int64_t refused_log_ms;	 /* last refusal logged, under mu */
+	unsigned refused_quiet;	 /* refusals since, not logged */
 	pthread_t acceptor;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -51,8 +67,6 @@ struct dn_xfer {
 	unsigned active; /* number of conns (read without mu by heartbeats) */
 	bool stopping;
 };
-
-/* ---------------------------------------------------------------- reads */
 
 static void send_refusal(int fd, uint32_t err, const char *msg, uint32_t bad)
 {
@@ -63,10 +77,67 @@ static void send_refusal(int fd, uint32_t err, const char *msg, uint32_t bad)
 	(void)cdl_dt_send_reply(fd, &rep);
 }
 
+/* ---------------------------------------------------------------- tokens */
+
+/* Check the block access token of h (fs/cdl_token.h) for one of `modes`:
+ * signed by a key the namenode gave, unexpired, for exactly h->block and
+ * h->gen, naming this datanode, and for a write naming every node of the
+ * rest of the pipeline (so a caller cannot make this datanode connect
+ * anywhere else). *maxlen is the most bytes the replica may hold. On a
+ * refusal logs it, answers EACCES and returns -EACCES. Without a keyring
+ * (in-process tests) everything passes. */
+static int check_token(conn *c, const Caudal__DtHeader *h, uint32_t modes, const char *what,
+		       uint64_t *maxlen)
+{
+	dn_xfer *x = c->x;
+	*maxlen = MAX_REPLICA_NOCHECK;
+	if (!x->keys)
+		return 0;
+	Caudal__BlockTokenId *id = NULL;
+	const char *why = NULL;
+	char msg[160];
+	int rc;
+	if (cdl_keyring_count(x->keys) == 0) {
+		why = "no block keys from the namenode yet";
+		rc = -EACCES;
+	} else {
+		rc = cdl_token_check(x->keys, &h->token, cdl_token_now_ms(), h->block, h->gen,
+				     modes, &id, &why);
+	}
+	if (rc == 0 && !cdl_token_names_id(id, dn_store_id(x->s))) {
+		why = "block token does not name this datanode";
+		rc = -EACCES;
+	}
+	for (size_t i = 0; rc == 0 && i < h->n_targets; i++) {
+		const Caudal__DtTarget *t = h->targets[i];
+		if (!cdl_token_names_addr(id, t->host, t->port)) {
+			snprintf(msg, sizeof(msg), "pipeline target '%.64s:%u' is not in the block token",
+				 t->host ? t->host : "", t->port);
+			why = msg;
+			rc = -EACCES;
+		}
+	}
+	if (rc == 0) {
+		*maxlen = id->max_length;
+	} else {
+		cdl_warn("refusing %s of block %" PRIu64 " generation %" PRIu64 " from '%s': %s",
+			 what, h->block, h->gen, c->peer, why);
+		send_refusal(c->fd, EACCES, why, 0);
+	}
+	if (id)
+		caudal__block_token_id__free_unpacked(id, NULL);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- reads */
+
 static void serve_read(conn *c, const Caudal__DtHeader *h)
 {
 	dn_store *s = c->x->s;
 	dn_rd rd;
+	uint64_t maxlen;
+	if (check_token(c, h, CDL_TOKEN_READ, "read", &maxlen) < 0)
+		return;
 	int rc = dn_store_open_read(s, h->block, h->gen, &rd);
 	if (rc < 0) {
 		cdl_debug("read of block %" PRIu64 " from '%s' refused: %s", h->block, c->peer,
@@ -305,10 +376,17 @@ static bool xfer_stopping(void *arg)
 /* Open the replica a DT_WRITE asks for: a new one, or for a pipeline
  * recovery the one being written, continued at h->recover_offset under
  * h->gen. On a failure the refusal is sent. */
-static int open_replica(conn *c, const Caudal__DtHeader *h, dn_wr **wr)
+static int open_replica(conn *c, const Caudal__DtHeader *h, uint64_t maxlen, dn_wr **wr)
 {
 	dn_store *s = c->x->s;
 	int rc;
+	if (h->recover && h->recover_offset > maxlen) {
+		cdl_warn("refusing recovery of block %" PRIu64 " at %" PRIu64
+			 " bytes from '%s': past the block size %" PRIu64,
+			 h->block, h->recover_offset, c->peer, maxlen);
+		send_refusal(c->fd, EFBIG, "resume offset past the block size", 0);
+		return -EFBIG;
+	}
 	if (!h->recover) {
 		rc = dn_store_create(s, h->block, h->gen, wr);
 		if (rc < 0)
@@ -344,7 +422,13 @@ static int open_replica(conn *c, const Caudal__DtHeader *h, dn_wr **wr)
 static void serve_write(conn *c, const Caudal__DtHeader *h)
 {
 	dn_wr *wr = NULL;
-	if (open_replica(c, h, &wr) < 0)
+	uint64_t maxlen;
+	/* a recovery resumes a client's write; a new replica may also be a
+	 * datanode's copy */
+	if (check_token(c, h, h->recover ? CDL_TOKEN_WRITE : CDL_TOKEN_WRITE | CDL_TOKEN_COPY,
+			h->recover ? "recovery" : "write", &maxlen) < 0)
+		return;
+	if (open_replica(c, h, maxlen, &wr) < 0)
 		return;
 	int rc;
 	bool local_fail = false; /* this node's copy failed: not resumable */
@@ -388,7 +472,15 @@ static void serve_write(conn *c, const Caudal__DtHeader *h)
 			rc = -EPROTO;
 		if (rc == 0)
 			rc = cdl_dt_recv_payload(c->fd, &f, buf);
-		if (rc == -EPROTO || rc == -EBADMSG) {
+		if (rc == 0 && f.len > maxlen - dn_wr_length(wr)) {
+			/* never more than one block into one replica */
+			cdl_warn("block %" PRIu64 ": '%s' sends more than its %" PRIu64
+				 " bytes: cut off",
+				 h->block, c->peer, maxlen);
+			p.err = EFBIG;
+			p.bad = 1;
+			local_fail = true;
+		} else if (rc == -EPROTO || rc == -EBADMSG) {
 			cdl_warn("block %" PRIu64 ": bad packet %" PRIu64 " from '%s': %s",
 				 h->block, expect, c->peer, strerror(-rc));
 			p.err = (uint32_t)-rc;
@@ -485,13 +577,26 @@ static void *conn_main(void *arg)
 	conn *c = arg;
 	dn_xfer *x = c->x;
 	Caudal__DtHeader *h = NULL;
-	if (cdl_dt_tune(c->fd, x->io_timeout_ms) < 0)
+	/* The header must come within header_timeout_ms (the accept thread
+	 * cuts a connection that dribbles it slower); then the I/O timeout. */
+	int htmo = x->header_timeout_ms < x->io_timeout_ms ? x->header_timeout_ms : x->io_timeout_ms;
+	if (cdl_dt_tune(c->fd, htmo) < 0)
 		goto out;
 	int rc = cdl_dt_recv_header(c->fd, &h);
+	pthread_mutex_lock(&x->mu);
+	c->headed = rc == 0 && !c->evicted;
+	if (rc == 0 && c->evicted)
+		rc = -ETIMEDOUT;
+	pthread_mutex_unlock(&x->mu);
+	if (rc == 0 && cdl_dt_tune(c->fd, x->io_timeout_ms) < 0)
+		rc = -EIO;
 	if (rc < 0) {
 		if (rc == -EPROTO)
 			cdl_warn("dropping connection from '%s': bad data-transfer header",
 				 c->peer);
+		else if (rc == -ETIMEDOUT || rc == -EAGAIN)
+			cdl_debug("dropping connection from '%s': no header within %d ms", c->peer,
+				  htmo);
 		else
 			cdl_debug("connection from '%s' closed before its header: %s", c->peer,
 				  strerror(-rc));
@@ -528,7 +633,8 @@ out:
 	return NULL;
 }
 
-static void peer_name(const struct sockaddr_storage *ss, char *out, size_t n)
+static void peer_name(const struct sockaddr_storage *ss, char *out, size_t n, char *addr,
+		      size_t addrn)
 {
 	char a[INET6_ADDRSTRLEN] = "?";
 	int port = 0;
@@ -542,6 +648,77 @@ static void peer_name(const struct sockaddr_storage *ss, char *out, size_t n)
 		port = ntohs(s6->sin6_port);
 	}
 	snprintf(out, n, "%s:%d", a, port);
+	snprintf(addr, addrn, "%s", a);
+}
+
+/* Cut off c, a connection still waiting for its header, so that its
+ * thread ends; called with x->mu held. */
+static void evict(conn *c, const char *why)
+{
+	cdl_debug("cutting off '%s' before its header: %s", c->peer, why);
+	c->evicted = true;
+	shutdown(c->fd, SHUT_RDWR);
+}
+
+/* Cut every connection that has not sent its header within
+ * header_timeout_ms, however slowly it dribbles bytes. Called with x->mu
+ * held. */
+static void reap_headless(dn_xfer *x, int64_t now)
+{
+	for (conn *c = x->conns; c; c = c->next)
+		if (!c->headed && !c->evicted && now - c->born_ms >= x->header_timeout_ms)
+			evict(c, "header deadline passed");
+}
+
+/* Whether a new connection from addr may be served, making room when the
+ * limits are reached: a peer at max_per_peer connections loses its oldest
+ * one still waiting for a header, and at max connections in all the
+ * busiest peer does. An idle socket costs its holder a slot, never
+ * another client's. Called with x->mu held. */
+static bool admit(dn_xfer *x, const char *addr, const char **why)
+{
+	unsigned mine = 0, live = 0;
+	conn *my_idle = NULL;
+	for (conn *c = x->conns; c; c = c->next) {
+		if (c->evicted)
+			continue; /* going away */
+		live++;
+		if (strcmp(c->addr, addr))
+			continue;
+		mine++;
+		if (!c->headed && (!my_idle || c->born_ms <= my_idle->born_ms))
+			my_idle = c;
+	}
+	if (mine >= (unsigned)x->max_per_peer) {
+		if (!my_idle) {
+			*why = "per-peer connection limit";
+			return false;
+		}
+		evict(my_idle, "per-peer connection limit");
+		live--;
+	}
+	if (live < (unsigned)x->max)
+		return true;
+	/* full: take an idle slot from the peer holding the most connections */
+	conn *victim = NULL;
+	unsigned most = 0;
+	for (conn *c = x->conns; c; c = c->next) {
+		if (c->evicted || c->headed)
+			continue;
+		unsigned cnt = 0;
+		for (conn *d = x->conns; d; d = d->next)
+			cnt += !d->evicted && !strcmp(d->addr, c->addr);
+		if (cnt > most || (cnt == most && victim && c->born_ms < victim->born_ms)) {
+			most = cnt;
+			victim = c;
+		}
+	}
+	if (!victim) {
+		*why = "connection limit";
+		return false;
+	}
+	evict(victim, "connection limit");
+	return true;
 }
 
 static void *accept_main(void *arg)
@@ -553,9 +730,14 @@ static void *accept_main(void *arg)
 	for (;;) {
 		struct sockaddr_storage ss = {0};
 		socklen_t sl = sizeof(ss);
-		int fd = accept4(x->lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+		struct pollfd pfd = {.fd = x->lfd, .events = POLLIN};
+		int pr = poll(&pfd, 1, REAP_MS);
+		int fd = pr > 0 ? accept4(x->lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC) : -1;
+		int aerr = errno;
 		pthread_mutex_lock(&x->mu);
 		bool stop = x->stopping;
+		if (!stop)
+			reap_headless(x, cdl_now_ms());
 		pthread_mutex_unlock(&x->mu);
 		if (stop) {
 			if (fd >= 0)
@@ -563,8 +745,8 @@ static void *accept_main(void *arg)
 			break;
 		}
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOMEM) {
-				cdl_warn("cannot accept a data connection: %s", strerror(errno));
+			if (pr > 0 && (aerr == EMFILE || aerr == ENFILE || aerr == ENOMEM)) {
+				cdl_warn("cannot accept a data connection: %s", strerror(aerr));
 				usleep(100 * 1000);
 			}
 			continue;
@@ -573,12 +755,28 @@ static void *accept_main(void *arg)
 		c->x = x;
 		c->fd = fd;
 		c->down = -1;
-		peer_name(&ss, c->peer, sizeof(c->peer));
+		c->born_ms = cdl_now_ms();
+		peer_name(&ss, c->peer, sizeof(c->peer), c->addr, sizeof(c->addr));
 		pthread_mutex_lock(&x->mu);
-		if (x->active >= (unsigned)x->max) {
+		const char *why = NULL;
+		/* evicted connections still hold threads until they notice: bound those too */
+		if (x->active >= 2 * (unsigned)x->max || !admit(x, c->addr, &why)) {
+			unsigned active = x->active;
+			/* one line a second at most: refusals come in floods */
+			int64_t now = cdl_now_ms();
+			bool say = now - x->refused_log_ms >= 1000;
+			unsigned quiet = x->refused_quiet;
+			if (say) {
+				x->refused_log_ms = now;
+				x->refused_quiet = 0;
+			} else {
+				x->refused_quiet++;
+			}
 			pthread_mutex_unlock(&x->mu);
-			cdl_warn("refusing data connection from '%s': %u connections already",
-				 c->peer, x->active);
+			if (say)
+				cdl_warn("refusing data connection from '%s': %s (%u connections; "
+					 "%u more refused unlogged)",
+					 c->peer, why ? why : "connection limit", active, quiet);
 			close(fd);
 			free(c);
 			continue;
@@ -620,6 +818,9 @@ int dn_xfer_start(dn_store *s, const dn_xfer_opts *o, dn_xfer **out)
 	x->port = port;
 	x->max = o->max_xceivers > 0 ? o->max_xceivers : 256;
 	x->io_timeout_ms = o->io_timeout_ms > 0 ? o->io_timeout_ms : 60000;
+	x->max_per_peer = o->max_conns_per_peer > 0 ? o->max_conns_per_peer : 64;
+	x->header_timeout_ms = o->header_timeout_ms > 0 ? o->header_timeout_ms : 5000;
+	x->keys = o->keys;
 	pthread_mutex_init(&x->mu, NULL);
 	pthread_cond_init(&x->cv, NULL);
 	if (pthread_create(&x->acceptor, NULL, accept_main, x) != 0) {
@@ -669,8 +870,8 @@ void dn_xfer_stop(dn_xfer *x)
 /* ---------------------------------------------------------------- replication */
 
 int dn_xfer_replicate(dn_store *s, uint64_t id, uint64_t gen,
-		      const Caudal__DtTarget *const *targets, size_t ntargets, const char *self,
-		      int timeout_ms)
+		      const Caudal__DtTarget *const *targets, size_t ntargets,
+		      const ProtobufCBinaryData *token, const char *self, int timeout_ms)
 {
 	dn_rd rd;
 	int rc = dn_store_open_read(s, id, gen, &rd);
@@ -681,7 +882,7 @@ int dn_xfer_replicate(dn_store *s, uint64_t id, uint64_t gen,
 		return -EAGAIN;
 	}
 	cdl_block_writer *w = NULL;
-	rc = cdl_block_writer_open(targets, ntargets, id, rd.gen, self, timeout_ms, &w);
+	rc = cdl_block_writer_open(targets, ntargets, id, rd.gen, token, self, timeout_ms, &w);
 	if (rc < 0)
 		goto out;
 	uint8_t *buf = xmalloc(CDL_CHUNK);

@@ -1,7 +1,19 @@
 /* dn_xfer: the datanode's TCP data-transfer server (fs/cdl_dt.h protocol).
  *
  * Owns the listening socket, an accept thread and one thread per
- * connection (at most max_xceivers; more are closed at once). DT_READ
+ * connection. Bounds: at most max_conns_per_peer connections from one
+ * address and max_xceivers in all; a connection must send its header
+ * within header_timeout_ms. At a limit, a connection still waiting for its
+ * header (from the same peer, or from the busiest one) is cut to make
+ * room, so idle sockets cost their holder only; with none to cut, the
+ * newcomer is closed at once. The accept thread enforces the header
+ * deadline.
+ *
+ * With a keyring (dn_xfer_opts.keys) every operation needs a block access
+ * token (fs/cdl_token.h) for its block, generation and mode that names
+ * this datanode; a DT_WRITE forwards only to datanodes its token names and
+ * stores at most the token's max_length bytes. A refusal answers EACCES
+ * (EFBIG for too much data) and logs a line. DT_READ
  * streams verified chunks of a replica; a chunk that fails its checksum
  * gets the replica marked corrupt in the store (which reports it) and the
  * client sees the mismatch and fails over. DT_WRITE receives a replica,
@@ -22,6 +34,7 @@
 #include <stdint.h>
 
 #include "caudal.pb-c.h"
+#include "cdl_token.h"
 #include "dn_store.h"
 
 typedef struct dn_xfer dn_xfer;
@@ -31,6 +44,9 @@ typedef struct dn_xfer_opts {
 	int port;	   /* 0 picks a free port */
 	int max_xceivers;  /* connections served at once */
 	int io_timeout_ms; /* per socket read/write and downstream connect */
+	int max_conns_per_peer; /* connections from one address (0: 64) */
+	int header_timeout_ms;	/* a connection must send its header this fast (0: 5000) */
+	cdl_keyring *keys; /* block-token keys (filled by dn_nn); NULL: no checks (tests) */
 } dn_xfer_opts;
 
 /* Bind and start accepting. 0 or -errno (logged). */
@@ -42,11 +58,12 @@ unsigned dn_xfer_active(const dn_xfer *x);
 /* Stop accepting, cut every connection, wait for their threads, free. */
 void dn_xfer_stop(dn_xfer *x);
 
-/* Copy the local finalized replica (id, gen) to a pipeline of targets.
- * A local checksum failure marks the replica corrupt and returns -EBADMSG.
- * 0 or -errno. */
+/* Copy the local finalized replica (id, gen) to a pipeline of targets,
+ * presenting token (the copy token of the namenode's command; NULL =
+ * none). A local checksum failure marks the replica corrupt and returns
+ * -EBADMSG. 0 or -errno. */
 int dn_xfer_replicate(dn_store *s, uint64_t id, uint64_t gen,
-		      const Caudal__DtTarget *const *targets, size_t ntargets, const char *self,
-		      int timeout_ms);
+		      const Caudal__DtTarget *const *targets, size_t ntargets,
+		      const ProtobufCBinaryData *token, const char *self, int timeout_ms);
 
 #endif

@@ -545,9 +545,10 @@ static void drop_target(cdl_writer *w, size_t idx)
 	w->ntg--;
 }
 
-/* Opens w->bw on the pipeline w->tg for (cur_id, cur_gen). On failure *bad
- * is the 1-based position of the node at fault (0 unknown). */
-static int open_pipeline(cdl_writer *w, int *bad)
+/* Opens w->bw on the pipeline w->tg for (cur_id, cur_gen) with the
+ * block's write token from the namenode. On failure *bad is the 1-based
+ * position of the node at fault (0 unknown). */
+static int open_pipeline(cdl_writer *w, const ProtobufCBinaryData *token, int *bad)
 {
 	Caudal__DtTarget tg[CDL_DT_MAX_TARGETS];
 	const Caudal__DtTarget *tp[CDL_DT_MAX_TARGETS];
@@ -559,7 +560,7 @@ static int open_pipeline(cdl_writer *w, int *bad)
 		tp[i] = &tg[i];
 	}
 	*bad = 0;
-	return cdl_block_writer_open_ex(tp, w->ntg, w->cur_id, w->cur_gen, w->c->name,
+	return cdl_block_writer_open_ex(tp, w->ntg, w->cur_id, w->cur_gen, token, w->c->name,
 					w->c->rpc_timeout_ms, &w->bw, bad);
 }
 
@@ -627,9 +628,9 @@ static int next_block(cdl_writer *w)
 		w->cur_id = b->id;
 		w->cur_gen = b->gen;
 		w->cur_len = 0;
-		protobuf_c_message_free_unpacked(&rep->base, NULL);
 		int bad;
-		rc = open_pipeline(w, &bad);
+		rc = open_pipeline(w, &b->token, &bad);
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
 		if (rc == 0)
 			return 0;
 		size_t idx = bad_index(w, bad);
@@ -688,8 +689,8 @@ static int recover(cdl_writer *w, int rc, int bad)
 			return e;
 		}
 		uint64_t gen = rep->gen;
+		rc = cdl_block_writer_recover(w->bw, tp, w->ntg, gen, &rep->token, &bad);
 		protobuf_c_message_free_unpacked(&rep->base, NULL);
-		rc = cdl_block_writer_recover(w->bw, tp, w->ntg, gen, &bad);
 		if (rc == 0) {
 			w->cur_gen = gen;
 			return 0;
@@ -1135,7 +1136,8 @@ static ssize_t read_some(cdl_reader *r, void *buf, size_t n, uint64_t off)
 			const Caudal__DatanodeInfo *d = cand[j];
 			cdl_block_reader *br;
 			rc = cdl_block_reader_open(d->host, (int)d->data_port, b->id, b->gen, boff,
-						   b->length - boff, r->c->rpc_timeout_ms, &br);
+						   b->length - boff, &b->token,
+						   r->c->rpc_timeout_ms, &br);
 			if (rc == 0) {
 				ssize_t k = cdl_block_reader_read(br, buf, n);
 				if (k > 0) {

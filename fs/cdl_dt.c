@@ -395,7 +395,8 @@ struct cdl_block_reader {
 };
 
 int cdl_block_reader_open(const char *host, int port, uint64_t block, uint64_t gen, uint64_t offset,
-			  uint64_t length, int timeout_ms, cdl_block_reader **out)
+			  uint64_t length, const ProtobufCBinaryData *token, int timeout_ms,
+			  cdl_block_reader **out)
 {
 	int fd = cdl_dt_connect(host, port, timeout_ms, timeout_ms);
 	if (fd < 0)
@@ -406,6 +407,8 @@ int cdl_block_reader_open(const char *host, int port, uint64_t block, uint64_t g
 	h.gen = gen;
 	h.offset = offset;
 	h.length = length;
+	if (token)
+		h.token = *token;
 	int rc = cdl_dt_send_header(fd, &h);
 	Caudal__DtReply *rep = NULL;
 	if (rc == 0)
@@ -559,8 +562,9 @@ struct cdl_block_writer {
  * recover is set). Returns the socket, or -errno with *bad set to the
  * 1-based position of the node that failed. */
 static int writer_connect(const Caudal__DtTarget *const *targets, size_t ntargets, uint64_t block,
-			  uint64_t gen, const char *client, int timeout_ms, bool recover,
-			  uint64_t recover_gen, uint64_t recover_offset, int *bad)
+			  uint64_t gen, const ProtobufCBinaryData *token, const char *client,
+			  int timeout_ms, bool recover, uint64_t recover_gen, uint64_t recover_offset,
+			  int *bad)
 {
 	*bad = 0;
 	if (ntargets < 1 || ntargets > CDL_DT_MAX_TARGETS + 1)
@@ -580,6 +584,8 @@ static int writer_connect(const Caudal__DtTarget *const *targets, size_t ntarget
 	h.recover = recover;
 	h.recover_gen = recover_gen;
 	h.recover_offset = recover_offset;
+	if (token)
+		h.token = *token;
 	int rc = cdl_dt_send_header(fd, &h);
 	Caudal__DtReply *rep = NULL;
 	if (rc == 0)
@@ -607,11 +613,11 @@ static int writer_connect(const Caudal__DtTarget *const *targets, size_t ntarget
 }
 
 int cdl_block_writer_open_ex(const Caudal__DtTarget *const *targets, size_t ntargets,
-			     uint64_t block, uint64_t gen, const char *client, int timeout_ms,
-			     cdl_block_writer **out, int *bad)
+			     uint64_t block, uint64_t gen, const ProtobufCBinaryData *token,
+			     const char *client, int timeout_ms, cdl_block_writer **out, int *bad)
 {
-	int fd =
-	    writer_connect(targets, ntargets, block, gen, client, timeout_ms, false, 0, 0, bad);
+	int fd = writer_connect(targets, ntargets, block, gen, token, client, timeout_ms, false, 0,
+				0, bad);
 	if (fd < 0)
 		return fd;
 	cdl_block_writer *w = xcalloc(1, sizeof(*w));
@@ -625,11 +631,12 @@ int cdl_block_writer_open_ex(const Caudal__DtTarget *const *targets, size_t ntar
 }
 
 int cdl_block_writer_open(const Caudal__DtTarget *const *targets, size_t ntargets, uint64_t block,
-			  uint64_t gen, const char *client, int timeout_ms, cdl_block_writer **out)
+			  uint64_t gen, const ProtobufCBinaryData *token, const char *client,
+			  int timeout_ms, cdl_block_writer **out)
 {
 	int bad;
-	return cdl_block_writer_open_ex(targets, ntargets, block, gen, client, timeout_ms, out,
-					&bad);
+	return cdl_block_writer_open_ex(targets, ntargets, block, gen, token, client, timeout_ms,
+					out, &bad);
 }
 
 static wpkt *slot_of(cdl_block_writer *w, uint64_t seq)
@@ -786,7 +793,8 @@ int cdl_block_writer_finish(cdl_block_writer *w, bool sync, uint64_t *length)
 }
 
 int cdl_block_writer_recover(cdl_block_writer *w, const Caudal__DtTarget *const *targets,
-			     size_t ntargets, uint64_t gen, int *bad)
+			     size_t ntargets, uint64_t gen, const ProtobufCBinaryData *token,
+			     int *bad)
 {
 	*bad = 0;
 	if (gen <= w->gen)
@@ -795,8 +803,8 @@ int cdl_block_writer_recover(cdl_block_writer *w, const Caudal__DtTarget *const 
 		close(w->fd);
 	w->fd = -1;
 	w->bad = 0;
-	int fd = writer_connect(targets, ntargets, w->block, gen, w->client, w->timeout_ms, true,
-				w->gen, w->acked_bytes, bad);
+	int fd = writer_connect(targets, ntargets, w->block, gen, token, w->client, w->timeout_ms,
+				true, w->gen, w->acked_bytes, bad);
 	if (fd < 0) {
 		w->bad = *bad;
 		return w->err = fd;

@@ -122,10 +122,13 @@ int cdl_dt_listen(const char *host, int port, int *bound_port);
 /* Streams [offset, offset+length) of one replica from one datanode. */
 typedef struct cdl_block_reader cdl_block_reader;
 
-/* length 0 = to the end of the replica. Returns 0 or -errno (-ENOENT: the
- * datanode does not hold the replica; -EBADMSG: it knows it is corrupt). */
+/* length 0 = to the end of the replica. token: the block access token
+ * (fs/cdl_token.h) from the LocatedBlock, NULL = none. Returns 0 or -errno
+ * (-ENOENT: the datanode does not hold the replica; -EBADMSG: it knows it
+ * is corrupt; -EACCES: it refused the token). */
 int cdl_block_reader_open(const char *host, int port, uint64_t block, uint64_t gen, uint64_t offset,
-			  uint64_t length, int timeout_ms, cdl_block_reader **out);
+			  uint64_t length, const ProtobufCBinaryData *token, int timeout_ms,
+			  cdl_block_reader **out);
 /* Up to n bytes; 0 at the end of the range; -EBADMSG on a checksum mismatch
  * (the caller should report the replica and try another); -errno otherwise. */
 ssize_t cdl_block_reader_read(cdl_block_reader *r, void *buf, size_t n);
@@ -138,15 +141,18 @@ void cdl_block_reader_close(cdl_block_reader *r);
 /* Writes one new replica from offset 0 through a pipeline of datanodes. */
 typedef struct cdl_block_writer cdl_block_writer;
 
-/* targets[0] is connected to; the rest travel in the header. */
+/* targets[0] is connected to; the rest travel in the header, with token
+ * (the block's write or copy token; NULL = none; only read during the
+ * call). */
 int cdl_block_writer_open(const Caudal__DtTarget *const *targets, size_t ntargets, uint64_t block,
-			  uint64_t gen, const char *client, int timeout_ms, cdl_block_writer **out);
+			  uint64_t gen, const ProtobufCBinaryData *token, const char *client,
+			  int timeout_ms, cdl_block_writer **out);
 /* Same, and on failure *bad is the 1-based position in targets of the node
  * that could not be reached or set up (0 unknown), so the caller can
  * exclude it and ask for a new pipeline. */
 int cdl_block_writer_open_ex(const Caudal__DtTarget *const *targets, size_t ntargets,
-			     uint64_t block, uint64_t gen, const char *client, int timeout_ms,
-			     cdl_block_writer **out, int *bad);
+			     uint64_t block, uint64_t gen, const ProtobufCBinaryData *token,
+			     const char *client, int timeout_ms, cdl_block_writer **out, int *bad);
 /* Buffer and send; a window of packets stays in flight. 0 or -errno. On a
  * failure part of buf may have been accepted: cdl_block_writer_bytes tells
  * how much, and after a recovery the caller writes the rest. */
@@ -165,11 +171,13 @@ int cdl_block_writer_close(cdl_block_writer *w, bool sync, uint64_t *length);
 int cdl_block_writer_close_ex(cdl_block_writer *w, bool sync, uint64_t *length, int *bad);
 /* After a failure: drop the connection, resume the replica on targets (the
  * survivors, in order) under generation gen (newer than the current one)
- * at the acked byte count, and resend the unacked packets. 0, or -errno
+ * with token (the namenode's write token for gen, from UpdatePipeline) at
+ * the acked byte count, and resend the unacked packets. 0, or -errno
  * with *bad the 1-based position in targets of the node that failed (the
  * caller drops it and tries again with a newer gen). */
 int cdl_block_writer_recover(cdl_block_writer *w, const Caudal__DtTarget *const *targets,
-			     size_t ntargets, uint64_t gen, int *bad);
+			     size_t ntargets, uint64_t gen, const ProtobufCBinaryData *token,
+			     int *bad);
 /* Drop the connection without finishing the replica (after a successful
  * finish: just release). Frees w. */
 void cdl_block_writer_abort(cdl_block_writer *w);

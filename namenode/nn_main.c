@@ -36,6 +36,8 @@ static struct {
 	char *sync;
 	int64_t batch_ms;
 	char *topology;
+	int64_t token_lifetime_ms;
+	int64_t token_key_roll_ms;
 	int64_t threads;
 	int64_t tick_ms;
 	char *log_level;
@@ -73,6 +75,10 @@ static const cdl_cfg_key keys[] = {
      "always: sync every operation; batch: sync the WAL every batch_ms"},
     {"batch_ms", CDL_CFG_INT, &cfg.batch_ms, "5", 1, 1000, "WAL sync interval in batch mode"},
     {"topology", CDL_CFG_STR, &cfg.topology, "", 0, 0, "file of 'host /rack' lines"},
+    {"token_lifetime_ms", CDL_CFG_INT, &cfg.token_lifetime_ms, "600000", 1000, 86400000,
+     "block access tokens are valid this long"},
+    {"token_key_roll_ms", CDL_CFG_INT, &cfg.token_key_roll_ms, "3600000", 1000, 604800000,
+     "the block-token signing key changes this often"},
     {"threads", CDL_CFG_INT, &cfg.threads, "8", 1, 64, "RPC worker threads"},
     {"tick_ms", CDL_CFG_INT, &cfg.tick_ms, "500", 50, 60000,
      "replication monitor and lease check interval"},
@@ -150,6 +156,8 @@ static int step_namespace(void)
 	    .sync_always = !strcmp(cfg.sync, "always"),
 	    .batch_ms = cfg.batch_ms,
 	    .topology = cfg.topology,
+	    .token_lifetime_ms = cfg.token_lifetime_ms,
+	    .token_key_roll_ms = cfg.token_key_roll_ms,
 	};
 	return nn_ns_open(&c, topo, &ns);
 }

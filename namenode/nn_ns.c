@@ -14,6 +14,7 @@
 #include "cdl_checksum.h"
 #include "cdl_log.h"
 #include "cdl_util.h"
+#include "nn_token.h"
 
 #define ROOT_INO	1
 #define MAX_READDIR	4096
@@ -1795,6 +1796,7 @@ static Caudal__LocatedBlock *located(nn_ns *ns, cdl_arena *a, const nn_brec *br,
 		}
 	}
 	lb->corrupt = lb->n_locs == 0 && k->ncorrupt > 0;
+	nn_token_located(ns->tok, a, lb, CDL_TOKEN_READ, 0);
 	return lb;
 }
 
@@ -1987,6 +1989,9 @@ H(AddBlock)
 	}
 	rep->block = lb;
 done:
+	/* the pipeline may write at most one block into each replica */
+	if (rc == 0 && rep->block)
+		nn_token_located(ns->tok, a, rep->block, CDL_TOKEN_WRITE, n->bs);
 	rep->err = err_of(rc);
 out:
 	ns_unlock(ns);
@@ -2066,7 +2071,6 @@ H(UpdatePipeline)
 	Caudal__UpdatePipelineReply *rep = (void *)rep_;
 	nn_inode *n = NULL;
 	int rc;
-	(void)a;
 	pthread_mutex_lock(&ns->lock);
 	if (mutation_blocked(ns, &rep->err))
 		goto out;
@@ -2099,6 +2103,14 @@ H(UpdatePipeline)
 	for (size_t i = 0; i < req->n_nodes; i++)
 		nn_blk_add_loc(ns->bl, k, keep[i]->idx);
 	rep->gen = gen;
+	Caudal__DatanodeInfo *survivors[MAX_REPLICATION];
+	for (size_t i = 0; i < req->n_nodes; i++) {
+		survivors[i] = cdl_arena_alloc(a, sizeof(*survivors[i]));
+		caudal__datanode_info__init(survivors[i]);
+		nn_dn_info(keep[i], survivors[i], cdl_now_ms(), a);
+	}
+	rep->token = nn_token_make(ns->tok, a, k->id, gen, CDL_TOKEN_WRITE, n->bs, survivors,
+				   req->n_nodes);
 	cdl_info("block %llu of inode %llu: pipeline now %zu node(s), generation %llu",
 		 (unsigned long long)k->id, (unsigned long long)n->ino, req->n_nodes,
 		 (unsigned long long)gen);
@@ -2396,7 +2408,32 @@ H(RegisterDatanode)
 	} else if (!nn_dn_register(ns->bl, req->node, cdl_now_ms())) {
 		rep->err = ENOSPC;
 	}
+	if (!rep->err)
+		rep->keys = nn_token_keys(ns->tok, a, &rep->n_keys);
 	ns_unlock(ns);
+}
+
+/* Give each CMD_REPLICATE of a heartbeat reply a copy token naming its
+ * targets, for a replica of at most the file's block size (a truncated
+ * file's replicas may be longer than its recorded length). Called with
+ * ns->lock held. */
+static void copy_tokens(nn_ns *ns, Caudal__HeartbeatReply *rep, cdl_arena *a)
+{
+	for (size_t i = 0; i < rep->n_commands; i++) {
+		Caudal__Command *c = rep->commands[i];
+		if (c->type != CAUDAL__COMMAND_TYPE__CMD_REPLICATE || !c->block)
+			continue;
+		uint64_t max = c->block->length > (uint64_t)ns->conf.block_size
+				   ? c->block->length
+				   : (uint64_t)ns->conf.block_size;
+		nn_blk *k = nn_blk_get(ns->bl, c->block->id);
+		nn_inode *n = NULL;
+		if (k && inode_load(ns, k->ino, &n) == 0 && n->bs > max)
+			max = n->bs;
+		inode_free(n);
+		c->token = nn_token_make(ns->tok, a, c->block->id, c->block->gen, CDL_TOKEN_COPY,
+					 max, c->targets, c->n_targets);
+	}
 }
 
 H(Heartbeat)
@@ -2415,6 +2452,8 @@ H(Heartbeat)
 	} else {
 		nn_dn_heartbeat(ns->bl, d, req->node, cdl_now_ms());
 		nn_dn_take_commands(ns->bl, d, rep, a, 64);
+		copy_tokens(ns, rep, a);
+		rep->keys = nn_token_keys(ns->tok, a, &rep->n_keys);
 	}
 	ns_unlock(ns);
 }
@@ -2608,6 +2647,7 @@ int nn_ns_open(const nn_conf *conf, nn_topology *topo, nn_ns **out)
 	pthread_cond_init(&ns->txcond, &ca);
 	pthread_condattr_destroy(&ca);
 	ns->bl = nn_blocks_new(topo, conf->dead_ms);
+	ns->tok = nn_token_new(conf->token_lifetime_ms, conf->token_key_roll_ms);
 	int rc = nn_store_open(conf->dir, conf->sync_always, (int)conf->batch_ms, &ns->st);
 	if (rc == 0)
 		rc = load(ns);
@@ -2630,6 +2670,7 @@ void nn_ns_close(nn_ns *ns)
 		return;
 	nn_store_close(ns->st);
 	nn_blocks_free(ns->bl);
+	nn_token_free(ns->tok);
 	while (ns->leases) {
 		struct nn_lease *l = ns->leases;
 		ns->leases = l->next;

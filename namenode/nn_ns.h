@@ -33,9 +33,12 @@ typedef struct nn_conf {
 	bool sync_always;     /* sync the WAL on every operation */
 	int64_t batch_ms;     /* batch mode: WAL sync interval */
 	char *topology;	      /* host -> rack file */
+	int64_t token_lifetime_ms; /* block access tokens are valid this long (0: 10 min) */
+	int64_t token_key_roll_ms; /* the token signing key changes this often (0: 1 hour) */
 } nn_conf;
 
 struct nn_lease;
+struct nn_token;
 
 typedef struct nn_ns {
 	pthread_mutex_t lock;
@@ -49,6 +52,7 @@ typedef struct nn_ns {
 	uint64_t uc_blocks; /* blocks under construction when loaded (not awaited in safe mode) */
 	int64_t started_ms;
 	struct nn_lease *leases;
+	struct nn_token *tok; /* block access tokens and their keys (nn_token.h) */
 	volatile bool stopping;
 	uint64_t ops; /* operations served, for /metrics */
 	uint64_t ops_failed;

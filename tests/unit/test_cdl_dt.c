@@ -281,7 +281,7 @@ static ssize_t fake_read(enum lie lie, uint64_t len, uint64_t off, uint64_t n, i
 	pthread_create(&t, NULL, fake_main, &fk);
 	cdl_block_reader *r;
 	ssize_t total = 0;
-	*open_rc = cdl_block_reader_open("127.0.0.1", port, 1, 1, off, n, 5000, &r);
+	*open_rc = cdl_block_reader_open("127.0.0.1", port, 1, 1, off, n, NULL, 5000, &r);
 	if (*open_rc == 0) {
 		uint8_t *buf = xmalloc(CDL_CHUNK * 2);
 		ssize_t k;

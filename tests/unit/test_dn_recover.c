@@ -93,7 +93,7 @@ static void pattern(uint8_t *p, size_t n, uint64_t seed)
 static void check_replica(node *n, uint64_t id, uint64_t gen, const uint8_t *data, size_t len)
 {
 	cdl_block_reader *r;
-	int rc = cdl_block_reader_open("127.0.0.1", n->port, id, gen, 0, 0, TMO, &r);
+	int rc = cdl_block_reader_open("127.0.0.1", n->port, id, gen, 0, 0, NULL, TMO, &r);
 	CHECK(rc == 0, "open block %" PRIu64 " gen %" PRIu64 " on '%s': %s", id, gen, n->dir,
 	      strerror(-rc));
 	if (rc)
@@ -152,7 +152,7 @@ static void resume_after_loss(node *n, int victim, uint64_t id)
 	pattern(data, len, id);
 	const Caudal__DtTarget *t[3] = {&n[0].t, &n[1].t, &n[2].t};
 	cdl_block_writer *w;
-	int rc = cdl_block_writer_open(t, 3, id, 1, "test", TMO, &w);
+	int rc = cdl_block_writer_open(t, 3, id, 1, NULL, "test", TMO, &w);
 	CHECK(rc == 0, "open: %s", strerror(-rc));
 	if (rc) {
 		free(data);
@@ -181,7 +181,7 @@ static void resume_after_loss(node *n, int victim, uint64_t id)
 			surv[k] = &n[i];
 			s[k++] = &n[i].t;
 		}
-	rc = cdl_block_writer_recover(w, s, 2, 2, &bad);
+	rc = cdl_block_writer_recover(w, s, 2, 2, NULL, &bad);
 	CHECK(rc == 0, "recover on the survivors: %s (bad %d)", strerror(-rc), bad);
 	CHECK(cdl_block_writer_gen(w) == 2, "generation after recovery");
 	if (rc == 0) {
@@ -244,7 +244,7 @@ static void refusals_and_finalized(node *n)
 	pattern(data, len, 31);
 	const Caudal__DtTarget *t[1] = {&n[0].t};
 	cdl_block_writer *w;
-	int rc = cdl_block_writer_open(t, 1, 900, 1, "test", TMO, &w);
+	int rc = cdl_block_writer_open(t, 1, 900, 1, NULL, "test", TMO, &w);
 	if (rc == 0)
 		rc = cdl_block_writer_write(w, data, len);
 	if (rc == 0)

@@ -124,7 +124,7 @@ static int write_block(node **nodes, size_t nn, uint64_t id, uint64_t gen, const
 	for (size_t i = 0; i < nn; i++)
 		t[i] = &nodes[i]->t;
 	cdl_block_writer *w;
-	int rc = cdl_block_writer_open(t, nn, id, gen, "test", TMO, &w);
+	int rc = cdl_block_writer_open(t, nn, id, gen, NULL, "test", TMO, &w);
 	if (rc < 0)
 		return rc;
 	size_t off = 0, piece = 7777;
@@ -150,7 +150,7 @@ static ssize_t read_range(node *n, uint64_t id, uint64_t gen, uint64_t off, uint
 			  uint8_t **out)
 {
 	cdl_block_reader *r;
-	int rc = cdl_block_reader_open("127.0.0.1", n->port, id, gen, off, len, TMO, &r);
+	int rc = cdl_block_reader_open("127.0.0.1", n->port, id, gen, off, len, NULL, TMO, &r);
 	if (rc < 0)
 		return rc;
 	size_t cap = 1 << 16, got = 0;
@@ -273,7 +273,7 @@ static void test_hsync(node **nodes)
 	uint8_t *data = xmalloc(len);
 	pattern(data, len, 9);
 	cdl_block_writer *w;
-	int rc = cdl_block_writer_open(t, 3, 200, 1, "test", TMO, &w);
+	int rc = cdl_block_writer_open(t, 3, 200, 1, NULL, "test", TMO, &w);
 	CHECK(rc == 0, "hsync open: %s", strerror(-rc));
 	if (rc)
 		return;
@@ -426,13 +426,13 @@ int main(void)
 		const Caudal__DtTarget *t[3] = {&n[0].t, &dt, &n[2].t};
 		cdl_block_writer *w = NULL;
 		int bad = 0;
-		int rc = cdl_block_writer_open_ex(t, 3, 400, 1, "test", TMO, &w, &bad);
+		int rc = cdl_block_writer_open_ex(t, 3, 400, 1, NULL, "test", TMO, &w, &bad);
 		CHECK(rc < 0 && bad == 2, "dead second node: rc %d bad %d", rc, bad);
 		const Caudal__DtTarget *t2[3] = {&n[0].t, &n[1].t, &dt};
-		rc = cdl_block_writer_open_ex(t2, 3, 401, 1, "test", TMO, &w, &bad);
+		rc = cdl_block_writer_open_ex(t2, 3, 401, 1, NULL, "test", TMO, &w, &bad);
 		CHECK(rc < 0 && bad == 3, "dead third node: rc %d bad %d", rc, bad);
 		const Caudal__DtTarget *t3[1] = {&dt};
-		rc = cdl_block_writer_open_ex(t3, 1, 402, 1, "test", TMO, &w, &bad);
+		rc = cdl_block_writer_open_ex(t3, 1, 402, 1, NULL, "test", TMO, &w, &bad);
 		CHECK(rc < 0 && bad == 1, "dead first node: rc %d bad %d", rc, bad);
 		usleep(100 * 1000);
 		CHECK(!dn_store_has(n[0].s, 400, 1, NULL) && !dn_store_has(n[0].s, 401, 1, NULL),
@@ -462,11 +462,11 @@ int main(void)
 		node *one[1] = {&n[3]};
 		CHECK(write_block(one, 1, 600, 2, data, len, false) == 0, "write for replication");
 		const Caudal__DtTarget *t[2] = {&n[0].t, &n[2].t};
-		int rc = dn_xfer_replicate(n[3].s, 600, 2, t, 2, "dn3", TMO);
+		int rc = dn_xfer_replicate(n[3].s, 600, 2, t, 2, NULL, "dn3", TMO);
 		CHECK(rc == 0, "replicate: %s", strerror(-rc));
 		check_read(&n[0], 600, 2, data, len, 0, 0);
 		check_read(&n[2], 600, 2, data, len, 0, 0);
-		rc = dn_xfer_replicate(n[3].s, 601, 1, t, 2, "dn3", TMO);
+		rc = dn_xfer_replicate(n[3].s, 601, 1, t, 2, NULL, "dn3", TMO);
 		CHECK(rc == -ENOENT, "replicate missing block: %d", rc);
 		free(data);
 	}
@@ -480,7 +480,7 @@ int main(void)
 		pattern(data, len, 12);
 		const Caudal__DtTarget *t[3] = {&n[0].t, &n[1].t, &n[3].t};
 		cdl_block_writer *w;
-		int rc = cdl_block_writer_open(t, 3, 700, 1, "test", TMO, &w);
+		int rc = cdl_block_writer_open(t, 3, 700, 1, NULL, "test", TMO, &w);
 		CHECK(rc == 0, "open for mid-write failure");
 		if (rc == 0) {
 			CHECK(cdl_block_writer_write(w, data, len / 4) == 0, "first quarter");
@@ -537,23 +537,30 @@ int main(void)
 		free(data);
 	}
 
-	/* ---- connections beyond max_xceivers are closed at once */
+	/* ---- connections beyond max_xceivers, all busy, are closed at once */
 	{
 		dn_xfer *small = NULL;
 		dn_xfer_opts o = {
 		    .host = "127.0.0.1", .port = 0, .max_xceivers = 2, .io_timeout_ms = TMO};
 		CHECK(dn_xfer_start(n[0].s, &o, &small) == 0, "start a small server");
 		int port = small ? dn_xfer_port(small) : 0;
-		int idle[2];
+		/* two writes that sent their header and wait for data: busy, not idle */
+		Caudal__DtTarget st = CAUDAL__DT_TARGET__INIT;
+		st.host = "127.0.0.1";
+		st.port = (uint32_t)port;
+		const Caudal__DtTarget *stp[1] = {&st};
+		cdl_block_writer *busy[2] = {NULL, NULL};
 		for (int i = 0; i < 2; i++)
-			idle[i] = cdl_dt_connect("127.0.0.1", port, TMO, TMO);
-		usleep(100 * 1000);
-		CHECK(small && dn_xfer_active(small) == 2, "two idle connections served");
+			CHECK(cdl_block_writer_open(stp, 1, 800 + (uint64_t)i, 1, NULL, "test", TMO,
+						    &busy[i]) == 0,
+			      "busy writer %d", i);
+		CHECK(small && dn_xfer_active(small) == 2, "two busy connections served");
 		int64_t t0 = cdl_now_ms();
 		CHECK(dropped_after(port, "", 0), "third connection not dropped");
 		CHECK(cdl_now_ms() - t0 < 2000, "third connection dropped late");
 		for (int i = 0; i < 2; i++)
-			close(idle[i]);
+			if (busy[i])
+				cdl_block_writer_abort(busy[i]);
 		for (int i = 0; i < 100 && small && dn_xfer_active(small) > 0; i++)
 			usleep(10 * 1000);
 		uint8_t *data = xmalloc(CDL_CHUNK + 1);
@@ -579,7 +586,7 @@ int main(void)
 			cdl_block_writer *w;
 			size_t nrep =
 			    getenv("DT_BENCH_REPL") ? (size_t)atoi(getenv("DT_BENCH_REPL")) : 3;
-			rc = cdl_block_writer_open(t, nrep, id, 1, "bench", TMO, &w);
+			rc = cdl_block_writer_open(t, nrep, id, 1, NULL, "bench", TMO, &w);
 			for (size_t k = 0; rc == 0 && k < blk && done < len;
 			     k += piece, done += piece)
 				rc = cdl_block_writer_write(w, data, piece);
@@ -593,7 +600,7 @@ int main(void)
 		size_t rd = 0;
 		for (size_t id = 800; rc == 0 && rd < len; id++) {
 			cdl_block_reader *r;
-			rc = cdl_block_reader_open("127.0.0.1", n[1].port, id, 1, 0, 0, TMO, &r);
+			rc = cdl_block_reader_open("127.0.0.1", n[1].port, id, 1, 0, 0, NULL, TMO, &r);
 			ssize_t k;
 			while (rc == 0 && (k = cdl_block_reader_read(r, buf, piece)) > 0)
 				rd += (size_t)k;

@@ -146,9 +146,9 @@ static void test_allow_other(void)
 	CHECK_EQ(parse(&o, "caudal-mount", err, sizeof(err), "h:1", "/m", NULL), 0);
 	CHECK(o.allow_other);
 	mnt_opts_release(&o);
-	CHECK_EQ(parse(&o, "caudal-mount", err, sizeof(err), "h:1", "/m", "-o", "noallow_other",
-		       NULL),
-		 0);
+	CHECK_EQ(
+	    parse(&o, "caudal-mount", err, sizeof(err), "h:1", "/m", "-o", "noallow_other", NULL),
+	    0);
 	CHECK(!o.allow_other);
 	CHECK(o.fuse_opts == NULL); /* ours, not handed to libfuse as is */
 	mnt_opts_release(&o);
@@ -157,9 +157,9 @@ static void test_allow_other(void)
 		 0);
 	CHECK(o.allow_other);
 	mnt_opts_release(&o);
-	CHECK_EQ(parse(&o, "caudal-mount", err, sizeof(err), "h:1", "/m", "-o", "noallow_other=1",
-		       NULL),
-		 -EINVAL);
+	CHECK_EQ(
+	    parse(&o, "caudal-mount", err, sizeof(err), "h:1", "/m", "-o", "noallow_other=1", NULL),
+	    -EINVAL);
 	CHECK(strstr(err, "takes no value") != NULL);
 	mnt_opts_release(&o);
 
@@ -167,9 +167,8 @@ static void test_allow_other(void)
 	CHECK_EQ(parse(&o, "caudal-mount", err, sizeof(err), "h:1", "/m", NULL), 0);
 	CHECK(!o.allow_other);
 	mnt_opts_release(&o);
-	CHECK_EQ(parse(&o, "caudal-mount", err, sizeof(err), "h:1", "/m", "-o", "allow_other",
-		       NULL),
-		 0);
+	CHECK_EQ(
+	    parse(&o, "caudal-mount", err, sizeof(err), "h:1", "/m", "-o", "allow_other", NULL), 0);
 	CHECK(o.allow_other);
 	mnt_opts_release(&o);
 	CHECK_EQ(parse(&o, "caudal-mount", err, sizeof(err), "h:1", "/m", "-o",

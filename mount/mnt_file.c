@@ -266,6 +266,37 @@ static int open_write(struct mnt_file *f, fuse_req_t req, int flags)
 	return rc;
 }
 
+/* May the caller of req read inode ino? The namenode answers, with the
+ * file's fresh attributes in *out (to free). The kernel has checked already
+ * (default_permissions), but against attributes up to attr_timeout old, and
+ * the reads that follow go with the mount's own credentials, so this is
+ * where the caller's right to read is checked against the namespace as it
+ * is. A GetBlocks from an offset past any end names no block: it costs
+ * what a GetAttr costs, and the namenode checks read permission on the
+ * file (and search permission on the directories above) for the Cred. */
+static int may_read(struct mnt *m, fuse_req_t req, uint64_t ino, Caudal__GetBlocksReply **out)
+{
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	struct mnt_cred cred;
+	Caudal__GetBlocksRequest rq = CAUDAL__GET_BLOCKS_REQUEST__INIT;
+	t.ino = ino;
+	mnt_cred(req, &cred);
+	rq.target = &t;
+	rq.cred = &cred.c;
+	rq.offset = UINT64_MAX;
+	Caudal__GetBlocksReply *rep;
+	int rc = mnt_call(m, CDL_NN_GetBlocks, &rq.base, (ProtobufCMessage **)&rep);
+	if (rc)
+		return rc;
+	if (!rep->attr) {
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+		return -EIO;
+	}
+	mnt_itab_overlay(&m->itab, rep->attr);
+	*out = rep;
+	return 0;
+}
+
 void mnt_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct mnt *m = mnt_of(req);
@@ -275,15 +306,20 @@ void mnt_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	struct mnt_file *f = file_new(m, ino, fi->flags);
+	Caudal__GetBlocksReply *rep = NULL;
 	int rc;
 	if (wr) {
-		rc = open_write(f, req, fi->flags);
+		/* O_RDWR: read permission first, before the lease is taken */
+		rc = (fi->flags & O_ACCMODE) == O_RDWR ? may_read(m, req, ino, &rep) : 0;
+		if (rep)
+			protobuf_c_message_free_unpacked(&rep->base, NULL);
+		if (rc == 0)
+			rc = open_write(f, req, fi->flags);
 		if (rc == 0)
 			refresh_kernel_attr(m, ino);
 	} else {
 		/* close-to-open: fresh attributes decide about the page cache */
-		Caudal__AttrReply *rep;
-		rc = mnt_getattr(m, req, ino, &rep);
+		rc = may_read(m, req, ino, &rep);
 		if (rc == 0) {
 			bool keep = mnt_itab_keep_cache(&m->itab, f->in, rep->attr);
 			cdl_debug("open inode %llu for reading: size %llu, %s the page cache",

@@ -1,11 +1,12 @@
 #!/bin/bash
 # Root's mount and other local users (issue 7, items 6 and 9). The namenode,
 # not only the kernel, decides what each caller of the mount may do: a
-# second mount that caches attributes for a minute still lets its kernel
+# second mount that caches attributes for ten minutes still lets its kernel
 # allow an open that the namenode must refuse (the directory above was
 # closed meanwhile through the first mount; the open names the file by
 # inode id, so the namenode's check of the directories above is what stops
-# it). The mount passes each caller's supplementary groups, so a member of
+# it); a file closed the same way cannot be opened for reading either. The
+# mount passes each caller's supplementary groups, so a member of
 # a 0770 directory's group works there and a non-member does not.
 # `-o noallow_other` keeps other users out of root's mount altogether.
 source "$(dirname "$0")/../lib.sh"
@@ -43,6 +44,16 @@ assert_eq "$(cat "$M/shared/log")" first "the log after nobody's refused append"
 # root's own callers are unaffected, and reopening restores nobody's access
 assert_eq "$(cat "$CACHED/shared/doc")" "readable while shared" "root reads through the cached mount"
 chmod 755 "$M/shared"
+assert_eq "$(as_nobody cat "$CACHED/shared/doc")" "readable while shared" "nobody reads again"
+# the same with the file itself closed: the namenode checks the right to
+# read at open, before the mount reads with its own credentials
+chmod 600 "$M/shared/doc"
+assert_eq "$(stat -c %a "$CACHED/shared/doc")" 644 "mode the cached mount still shows"
+assert_fails_with "Permission denied" as_nobody cat "$CACHED/shared/doc"
+assert_fails_with "Permission denied" as_nobody python3 -c "open('$CACHED/shared/doc', 'r+')"
+chmod 644 "$M/shared/doc"
+chmod 222 "$M/shared/log"
+assert_fails_with "Permission denied" as_nobody python3 -c "open('$CACHED/shared/log', 'r+')"
 assert_eq "$(as_nobody cat "$CACHED/shared/doc")" "readable while shared" "nobody reads again"
 
 say "supplementary groups reach the namenode"

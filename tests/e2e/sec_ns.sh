@@ -5,12 +5,18 @@
 # directories there, nor create its own; a 0600 file of root in a 0700
 # directory stays unreadable; a 1777 directory lets nobody make and remove
 # its own files but not remove or rename another user's. The honest path
-# works: root's mount, started without options, lets nobody list and read
+# works: the mount `caudal up` makes lets nobody list and read
 # what it may (a 0644 file) and work in a directory it owns, with its own
 # uid on what it makes. Each refused attack leaves the data as it was.
 source "$(dirname "$0")/../lib.sh"
 source "$(dirname "$0")/mount_lib.sh"
+# the attacked cluster is the one `caudal up` starts and mounts, as root
+# and with its defaults
+M=$T/mnt
+export CAUDAL_MOUNT=$M
 cluster_up
+register_mount "$M"
+mountpoint -q "$M" || fail "caudal up did not mount '$M'"
 # let the unprivileged users reach the mount point: $T and the folders the
 # test runner made for it above $T (not /tmp itself)
 d=$T
@@ -18,17 +24,15 @@ while [ "$d" != / ] && [ "$d" != /tmp ] && [ "$(stat -c %u "$d")" = 0 ]; do
 	chmod a+x "$d"
 	d=$(dirname "$d")
 done
-M=$T/mnt
-mount_caudal "$M" # as root, without allow_other: the default lets others in
 NOBODY=65534
 OTHER=4321
 as_nobody() { setpriv --reuid=$NOBODY --regid=$NOBODY --clear-groups "$@"; }
 as_other() { setpriv --reuid=$OTHER --regid=$OTHER --clear-groups "$@"; }
 
-say "root's mount lets other users in, with permissions enforced"
+say "the mount of caudal up lets other users in, with permissions enforced"
 opts=$(findmnt -n -o OPTIONS -T "$M")
-assert_contains "$opts" allow_other "options of root's mount"
-assert_contains "$opts" default_permissions "options of root's mount"
+assert_contains "$opts" allow_other "options of caudal up's mount"
+assert_contains "$opts" default_permissions "options of caudal up's mount"
 assert_eq "$(stat -c '%a %u %g' "$M")" "755 0 0" "mode and owner of / in a new namespace"
 echo "for everyone" >"$M/public"
 chmod 644 "$M/public"
@@ -123,5 +127,4 @@ assert_eq "$(as_nobody ls -A "$M/home")" "" "nobody's directory after its rm -r"
 # and root's files nobody was refused are intact
 assert_same_file "$T/orig" "$M/rootfile"
 
-umount_caudal "$M"
 say "ok"

@@ -98,8 +98,11 @@ static int cmd_list(cdl_client *c, const char *jobs_dir)
 					job_status_summary(text, len, line, sizeof(line));
 					free(text);
 				} else {
-					snprintf(line, sizeof(line), "%-16s %-9s (no status yet)",
-						 name, "-");
+					/* the name is the spec's: it may hold anything */
+					char *e = job_escape(name, strlen(name));
+					snprintf(line, sizeof(line), "%-16s %-9s (no status yet)", e,
+						 "-");
+					free(e);
 				}
 				printf("%s\n", line);
 				shown++;
@@ -167,14 +170,14 @@ static int cmd_status(cdl_client *c, const char *jobs_dir, const char *name, boo
 		return 1;
 	}
 	free(p);
-	fwrite(text, 1, len, stdout);
+	job_write_escaped(stdout, text, len);
 	int code = state_code(text, len);
 	free(text);
 	if (verbose) {
 		p = status_path(jobs_dir, name, "counters");
 		if (slurp(c, p, &text, &len) == 0) {
 			printf("\n");
-			fwrite(text, 1, len, stdout);
+			job_write_escaped(stdout, text, len);
 			free(text);
 		}
 		free(p);
@@ -248,7 +251,8 @@ static int cmd_kill(cdl_client *c, const char *jobs_dir, const char *name)
 		if (slurp(c, p, &text, &len) == 0) {
 			char *s = job_status_field(text, len, "state");
 			free(text);
-			if (s && job_state_final((enum job_state)job_state_parse(s))) {
+			if (s && job_state_parse(s) >= 0 &&
+			    job_state_final((enum job_state)job_state_parse(s))) {
 				printf("job '%s': %s\n", name, s);
 				free(s);
 				free(p);
@@ -281,8 +285,11 @@ int job_cli_main(cdl_client *c, const char *jobs_dir, int argc, char **argv)
 	size_t n = strlen(name);
 	char *base = n > 4 && !strcmp(name + n - 4, ".job") ? xstrndup(name, n - 4) : xstrdup(name);
 	int rc = 2;
-	if (!name_ok(base))
-		fprintf(stderr, "caudal: bad job name '%s'\n", name);
+	if (!name_ok(base) || !job_name_ok(base)) {
+		char *e = job_escape(name, n);
+		fprintf(stderr, "caudal: bad job name '%s'\n", e);
+		free(e);
+	}
 	else if (!strcmp(cmd, "status"))
 		rc = cmd_status(c, jobs_dir, base, verbose);
 	else if (!strcmp(cmd, "watch"))

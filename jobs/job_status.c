@@ -60,6 +60,62 @@ void job_fmt_time(int64_t wall_ns, char *buf, size_t n)
 		 (int)(wall_ns % 1000000000 / 1000000));
 }
 
+static bool is_ctl(unsigned char c)
+{
+	return c < 0x20 || c == 0x7f;
+}
+
+bool job_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > 251)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (is_ctl((unsigned char)name[i]))
+			return false;
+	return true;
+}
+
+/* Append the escape of byte c to out (room for 4 bytes). */
+static size_t esc1(unsigned char c, char *out)
+{
+	if (c == '\n')
+		return (size_t)sprintf(out, "\\n");
+	if (c == '\r')
+		return (size_t)sprintf(out, "\\r");
+	if (c == '\t')
+		return (size_t)sprintf(out, "\\t");
+	return (size_t)sprintf(out, "\\x%02x", c);
+}
+
+char *job_escape(const char *s, size_t n)
+{
+	char *out = xmalloc(n * 4 + 1);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (is_ctl(c))
+			k += esc1(c, out + k);
+		else
+			out[k++] = (char)c;
+	}
+	out[k] = '\0';
+	return out;
+}
+
+void job_write_escaped(FILE *f, const char *text, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)text[i];
+		if (c == '\n' || !is_ctl(c)) {
+			putc(c, f);
+		} else {
+			char e[8];
+			fwrite(e, 1, esc1(c, e), f);
+		}
+	}
+}
+
 /* [#####.....]: done of total; nothing to do counts as done only once the
  * job succeeded. */
 static void bar(char *out, size_t n, long done, long total, bool ok)
@@ -91,6 +147,10 @@ void job_status_summary(const char *text, size_t len, char *out, size_t n)
 	bool err = v[6] && strcmp(v[6], "-") != 0;
 	snprintf(out, n, "%-16s %-9s maps %ld/%ld %s  reduces %ld/%ld %s%s%s", v[0] ? v[0] : "?",
 		 v[1] ? v[1] : "?", md, m, b1, rd, r, b2, err ? "  error: " : "", err ? v[6] : "");
+	/* one line, whatever the file held */
+	char *e = job_escape(out, strlen(out));
+	snprintf(out, n, "%s", e);
+	free(e);
 	for (int i = 0; i < 7; i++)
 		free(v[i]);
 }

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 enum job_state {
 	JOB_PREP = 0, /* read and checked, not yet in status */
@@ -42,6 +43,19 @@ char *job_status_field(const char *text, size_t len, const char *key);
 
 /* ISO 8601 UTC with milliseconds, or "-" for 0. */
 void job_fmt_time(int64_t wall_ns, char *buf, size_t n);
+
+/* Whether a job name (the spec's file name without ".job") may be used:
+ * 1..251 bytes, no control byte (< 0x20 or 0x7f), so that it cannot
+ * forge lines in status, tasks or `caudal job` output. */
+bool job_name_ok(const char *name);
+
+/* s (n bytes) with every control byte (< 0x20 or 0x7f) written as \n,
+ * \r, \t or \xHH: one line whatever s holds. A copy the caller frees. */
+char *job_escape(const char *s, size_t n);
+
+/* Write text to f keeping its line breaks, every other control byte
+ * escaped as job_escape does (a terminal cannot be driven by a status). */
+void job_write_escaped(FILE *f, const char *text, size_t len);
 
 /* A one-line summary of a status text for `caudal job list/watch`:
  * "wc  RUNNING  maps 3/10 [#####.....]  reduces 0/2 [..........]". */

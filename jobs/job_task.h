@@ -1,6 +1,7 @@
 /* job_task: the task engine, run as a child process of the tasktracker
- * (`caudal-tasktracker --task DIR`, started with posix_spawn; it never uses
- * gRPC). It reads DIR/task.pb (a ChildTask) and works in DIR:
+ * (`caudal-tasktracker --task DIR`, started in DIR as the job's user by
+ * job_user_spawn; it never uses gRPC). It reads DIR/task.pb (a ChildTask)
+ * and works in DIR:
  *
  *  - map: reads the split's lines on stdin (the tasktracker streams them
  *    from Caudal), runs the built-in or `exec:` mapper; with reduces > 0

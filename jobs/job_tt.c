@@ -1,12 +1,11 @@
 /* job_tt: the tasktracker; see job_tt.h. */
 #include "job_tt.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -25,9 +24,8 @@
 #include "job_shuffle.h"
 #include "job_split.h"
 #include "job_task.h"
+#include "job_user.h"
 #include "jobs.pb-c.h"
-
-extern char **environ;
 
 /* JobProtocol methods in .proto order. */
 enum { JT_REGISTER, JT_HEARTBEAT, JT_REPORT };
@@ -62,7 +60,6 @@ struct job_tt {
 	char *jobs_dir;
 	char *id;
 	job_shuffle_server *shuffle;
-	cdl_client *fs;
 	cdl_rpc_client *jt;
 	pthread_t hb_thread;
 	pthread_mutex_t mu;
@@ -97,21 +94,59 @@ static void sleep_ms(int64_t ms)
 	nanosleep(&ts, NULL);
 }
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+/* Empty the folder open as dfd (taken over) without following links: an
+ * attempt's tree was written by the job's user, who may have left links
+ * to anywhere in it, or swap a folder for one while we work. */
+static void rm_tree_at(int dfd, int depth)
 {
-	(void)sb;
-	(void)ftw;
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return;
+	}
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) == 0 || errno != EISDIR || depth > 64)
+			continue;
+		int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub >= 0)
+			rm_tree_at(sub, depth + 1);
+		unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
+	}
+	closedir(d);
 }
 
 /* Remove a local tree; missing is fine. */
 static void rm_rf(const char *path)
 {
-	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		unlink(path);
+		return;
+	}
+	rm_tree_at(fd, 0);
+	rmdir(path);
+}
+
+/* Open name in an attempt's folder to read it as the tracker: the job's
+ * user wrote it and may have left a link (to a file only root may read) or
+ * a FIFO there. Only a regular file of the user's with one link is opened.
+ * The fd, or -errno. */
+static int open_user_file(const char *dir, const char *name, uid_t uid)
+{
+	char *p = xasprintf("%s/%s", dir, name);
+	int fd = open(p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	free(p);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != uid) {
+		close(fd);
+		return -EPERM;
+	}
+	return fd;
 }
 
 /* ------------------------------------------------------------ attempts */
@@ -220,20 +255,20 @@ static void set_env(char ***envp, size_t *n, const char *name, const char *fmt, 
 	free(v);
 }
 
-/* The child's environment: ours without CAUDAL_* and mapreduce_*, plus
- * the attempt's identity (streaming commands see it too). */
-static char **child_env(const Caudal__TaskAssignment *task)
+/* The child's whole environment: a clean one (nothing of the tracker's
+ * own passes to a user's command), the user's names, HOME in the
+ * attempt's folder, and the attempt's identity (streaming commands see it
+ * too). */
+static char **child_env(const Caudal__TaskAssignment *task, const job_user *u, const char *dir)
 {
 	char **env = NULL;
 	size_t n = 0;
-	for (char **e = environ; *e; e++) {
-		if (!strncmp(*e, "CAUDAL_", 7) || !strncmp(*e, "mapreduce_", 10))
-			continue;
-		env = xrealloc(env, (n + 2) * sizeof(char *));
-		env[n++] = xstrdup(*e);
-		env[n] = NULL;
-	}
 	bool map = task->type == CAUDAL__TASK_TYPE__TASK_MAP;
+	set_env(&env, &n, "PATH", "%s", "/usr/local/bin:/usr/bin:/bin");
+	set_env(&env, &n, "HOME", "%s", dir);
+	set_env(&env, &n, "USER", "%s", u->name);
+	set_env(&env, &n, "LOGNAME", "%s", u->name);
+	set_env(&env, &n, "LANG", "%s", "C");
 	set_env(&env, &n, "CAUDAL_JOB_ID", "%s", task->job_id);
 	set_env(&env, &n, "CAUDAL_JOB_NAME", "%s", task->job_name);
 	set_env(&env, &n, "CAUDAL_TASK", "%s-%05u", map ? "m" : "r", task->task);
@@ -259,10 +294,10 @@ static void free_env(char **env)
 	free(env);
 }
 
-/* Last lines of the attempt's stderr, for the jobtracker's error. */
-static char *stderr_tail(const char *path)
+/* Last lines of the attempt's stderr (the file we opened for it, read
+ * through our descriptor), for the jobtracker's error. */
+static char *stderr_tail(int fd)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return NULL;
 	struct stat st;
@@ -291,7 +326,6 @@ static char *stderr_tail(const char *path)
 		}
 		memmove(buf, p, strlen(p) + 1);
 	}
-	close(fd);
 	return buf;
 }
 
@@ -324,10 +358,11 @@ static int pump_write(void *ctx, const void *buf, size_t n)
 	return kill ? -ECANCELED : rc;
 }
 
-/* Copy the job's distributed cache files into the attempt's folder,
- * keeping their permission bits (a script stays executable). */
-static int fetch_files(job_tt *t, const Caudal__TaskAssignment *task, const char *dir, char *err,
-		       size_t errlen)
+/* Copy the job's distributed cache files into the attempt's folder (new,
+ * still only ours), keeping their permission bits (a script stays
+ * executable). fs reads them as the job's user. */
+static int fetch_files(cdl_client *fs, const Caudal__TaskAssignment *task, const char *dir,
+		       char *err, size_t errlen)
 {
 	for (size_t i = 0; i < task->n_files; i++) {
 		const char *src = task->files[i];
@@ -338,18 +373,19 @@ static int fetch_files(job_tt *t, const Caudal__TaskAssignment *task, const char
 			return -EINVAL;
 		}
 		Caudal__Attr *attr = NULL;
-		int rc = cdl_stat(t->fs, src, &attr);
+		int rc = cdl_stat(fs, src, &attr);
 		uint32_t mode = attr ? (attr->mode & 0777) : 0644;
 		if (attr)
 			protobuf_c_message_free_unpacked(&attr->base, NULL);
 		char *dst = xasprintf("%s/%s", dir, base);
-		int fd = rc ? -1 : open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		int fd = rc ? -1
+			    : open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (!rc && fd < 0)
 			rc = -errno;
 		if (!rc)
-			rc = cdl_get_fd(t->fs, src, fd);
+			rc = cdl_get_fd(fs, src, fd);
 		if (fd >= 0) {
-			fchmod(fd, mode | 0600);
+			fchmod(fd, (mode & 0777) | 0600);
 			close(fd);
 		}
 		free(dst);
@@ -371,7 +407,7 @@ static int write_task_pb(job_tt *t, const Caudal__TaskAssignment *task, const ch
 	uint8_t *b = xmalloc(n);
 	caudal__child_task__pack(&ct, b);
 	char *path = xasprintf("%s/task.pb", dir);
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	int rc = fd < 0 ? -errno : cdl_write_full(fd, b, n);
 	if (fd >= 0 && close(fd) && !rc)
 		rc = -errno;
@@ -380,49 +416,58 @@ static int write_task_pb(job_tt *t, const Caudal__TaskAssignment *task, const ch
 	return rc;
 }
 
-/* Start `SELF --task DIR` in its own process group, stdin from in_fd,
- * stdout and stderr appended to DIR/stderr. */
-static int spawn_child(job_tt *t, struct tt_attempt *a, const char *dir, int in_fd, pid_t *pid)
+/* Hand the attempt's folder, and what we put in it, to the job's user.
+ * Until now only we could enter it, so nothing in it is the user's
+ * doing. */
+static int give_to_user(const char *dir, const job_user *u)
 {
-	char *errpath = xasprintf("%s/stderr", dir);
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	posix_spawn_file_actions_init(&fa);
-	if (in_fd >= 0)
-		posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
-	else
-		posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 2, errpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
-	posix_spawn_file_actions_adddup2(&fa, 2, 1);
-	posix_spawn_file_actions_addchdir_np(&fa, dir);
-	posix_spawnattr_init(&at);
-	sigset_t none, def;
-	sigemptyset(&none);
-	sigemptyset(&def);
-	sigaddset(&def, SIGTERM);
-	sigaddset(&def, SIGINT);
-	sigaddset(&def, SIGHUP);
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setsigdefault(&at, &def);
-	posix_spawnattr_setpgroup(&at, 0);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-					  POSIX_SPAWN_SETSIGDEF);
-	char *argv[] = {"caudal-task", "--task", (char *)dir, NULL};
-	char **env = child_env(a->task);
-	int e = posix_spawn(pid, t->o.self_exe, &fa, &at, argv, env);
-	free_env(env);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
-	free(errpath);
-	return -e;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		int e = -errno;
+		close(dfd);
+		return e;
+	}
+	int rc = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) && !rc)
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+		    fchownat(dirfd(d), e->d_name, u->uid, u->gid, AT_SYMLINK_NOFOLLOW))
+			rc = -errno;
+	if (!rc && fchown(dirfd(d), u->uid, u->gid))
+		rc = -errno;
+	closedir(d);
+	return rc;
 }
 
-/* Read DIR/result.pb into a. */
-static void read_result(struct tt_attempt *a, const char *dir)
+/* Start `SELF --task .` in DIR as the job's user (user NULL: as the
+ * tracker itself), in its own process group, stdin from in_fd, stdout and
+ * stderr to err_fd. */
+static int spawn_child(job_tt *t, struct tt_attempt *a, const char *dir, const job_user *u,
+		       bool as_self, int in_fd, int err_fd, pid_t *pid, char *err, size_t errlen)
 {
-	char *path = xasprintf("%s/result.pb", dir);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	free(path);
+	char *argv[] = {"caudal-task", "--task", ".", NULL};
+	char **env = child_env(a->task, u, dir);
+	job_spawn s = {.path = t->o.self_exe,
+		       .argv = argv,
+		       .envp = env,
+		       .dir = dir,
+		       .in_fd = in_fd,
+		       .out_fd = err_fd,
+		       .err_fd = err_fd,
+		       .user = as_self ? NULL : u,
+		       .new_pgroup = true};
+	int rc = job_user_spawn(&s, pid, err, errlen);
+	free_env(env);
+	return rc;
+}
+
+/* Read DIR/result.pb (the user's file: opened with care) into a. */
+static void read_result(struct tt_attempt *a, const char *dir, uid_t uid)
+{
+	int fd = open_user_file(dir, "result.pb", uid);
 	if (fd < 0)
 		return;
 	struct stat st;
@@ -438,7 +483,7 @@ static void read_result(struct tt_attempt *a, const char *dir)
 							 r->counters[i]->name,
 							 r->counters[i]->value);
 				if (r->error[0])
-					a->error = xstrdup(r->error);
+					a->error = xstrndup(r->error, 1024);
 				if (r->n_fetch_failed) {
 					a->fetch_failed =
 					    xmalloc(r->n_fetch_failed * sizeof(uint32_t));
@@ -455,35 +500,37 @@ static void read_result(struct tt_attempt *a, const char *dir)
 	close(fd);
 }
 
-/* Upload DIR/part to task->output/task->part in Caudal. The attempt's
+/* Upload DIR/part (the user's file: opened with care) to
+ * task->output/task->part in Caudal, as the user (fs). The attempt's
  * folder is made without parents: if the job's _temporary is gone (the
  * job was killed) the upload fails instead of recreating the output. */
-static int upload_part(job_tt *t, const Caudal__TaskAssignment *task, const char *dir, char *err,
-		       size_t errlen)
+static int upload_part(cdl_client *fs, const Caudal__TaskAssignment *task, const char *dir,
+		       uid_t uid, char *err, size_t errlen)
 {
-	int rc = cdl_mkdir(t->fs, task->output, 0755, false);
+	int rc = cdl_mkdir(fs, task->output, 0755, false);
 	if (rc && rc != -EEXIST) {
 		snprintf(err, errlen, "cannot create '%s': %s", task->output, strerror(-rc));
 		return rc;
 	}
-	char *local = xasprintf("%s/part", dir);
 	char *remote = xasprintf("%s/%s", task->output, task->part);
-	int fd = open(local, O_RDONLY | O_CLOEXEC);
+	int fd = open_user_file(dir, "part", uid);
 	if (fd < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "no output file '%s': %s", local, strerror(errno));
+		rc = fd;
+		snprintf(err, errlen, "no output file '%s/part': %s", dir, strerror(-rc));
 	} else {
-		rc = cdl_put_fd(t->fs, remote, fd, 0644, 0, 0, true);
+		rc = cdl_put_fd(fs, remote, fd, 0644, 0, 0, true);
 		if (rc)
 			snprintf(err, errlen, "cannot write '%s': %s", remote, strerror(-rc));
 		close(fd);
 	}
-	free(local);
 	free(remote);
 	return rc;
 }
 
-/* One attempt, start to end, on its own thread. */
+/* One attempt, start to end, on its own thread: as the job's user, it
+ * reads and writes Caudal through a client of its own whose requests
+ * carry the user's Cred, and its child runs with the user's identity in a
+ * folder that belongs to the user. */
 static void *attempt_main(void *arg)
 {
 	struct tt_attempt *a = arg;
@@ -495,11 +542,40 @@ static void *attempt_main(void *arg)
 	char err[1024] = "";
 	int rc = 0, st = 0;
 	pid_t pid = -1;
-	int pipefd[2] = {-1, -1};
+	int pipefd[2] = {-1, -1}, err_fd = -1;
+	cdl_client *fs = NULL;
+	cdl_reader *reader = NULL;
 	Caudal__AttemptState final = CAUDAL__ATTEMPT_STATE__AS_FAILED;
+	job_user user;
+	/* a tracker that is not root runs only its own user's tasks, as it is */
+	bool as_self = geteuid() != 0 && task->uid == geteuid();
 
+	if ((rc = job_user_lookup(task->uid, task->gid, &user))) {
+		snprintf(err, sizeof(err), "cannot run as uid %u: %s", task->uid,
+			 rc == -ENOENT ? "no such user on this host" : strerror(-rc));
+		goto done;
+	}
+	char *name = xasprintf("task-%s", task->attempt_id);
+	cdl_client_opts co = {.namenode = t->o.namenode,
+			      .io_timeout_ms = t->o.io_timeout_ms,
+			      .client_host = t->o.host,
+			      .name = name};
+	fs = job_user_client(&co, &user);
+	free(name);
+	if (!fs) {
+		rc = -EINVAL;
+		snprintf(err, sizeof(err), "cannot make a client of namenode '%s'", t->o.namenode);
+		goto done;
+	}
 	rm_rf(dir);
-	if ((rc = cdl_mkdirs(dir))) {
+	/* WORK/jobs/JOB is ours: users may pass through it to their own
+	 * attempt folders, not list it, nor read the job's key */
+	if ((rc = cdl_mkdirs(jobdir)) || (chmod(jobdir, 0711) && (rc = -errno))) {
+		snprintf(err, sizeof(err), "cannot create '%s': %s", jobdir, strerror(-rc));
+		goto done;
+	}
+	if (mkdir(dir, 0700)) {
+		rc = -errno;
 		snprintf(err, sizeof(err), "cannot create '%s': %s", dir, strerror(-rc));
 		goto done;
 	}
@@ -510,22 +586,34 @@ static void *attempt_main(void *arg)
 			 strerror(-rc));
 		goto done;
 	}
-	if ((rc = fetch_files(t, task, dir, err, sizeof(err))))
+	if ((rc = fetch_files(fs, task, dir, err, sizeof(err))))
 		goto done;
 	if ((rc = write_task_pb(t, task, dir))) {
 		snprintf(err, sizeof(err), "cannot write task.pb: %s", strerror(-rc));
 		goto done;
 	}
-	cdl_reader *reader = NULL;
+	char *errpath = xasprintf("%s/stderr", dir);
+	err_fd = open(errpath, O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
+		      0600);
+	free(errpath);
+	if (err_fd < 0) {
+		rc = -errno;
+		snprintf(err, sizeof(err), "cannot create the attempt's stderr: %s", strerror(-rc));
+		goto done;
+	}
+	if (!as_self && (rc = give_to_user(dir, &user))) {
+		snprintf(err, sizeof(err), "cannot give '%s' to '%s': %s", dir, user.name,
+			 strerror(-rc));
+		goto done;
+	}
 	if (map) {
-		if ((rc = cdl_reader_open_path(t->fs, task->input, &reader))) {
+		if ((rc = cdl_reader_open_path(fs, task->input, &reader))) {
 			snprintf(err, sizeof(err), "cannot open input '%s': %s", task->input,
 				 strerror(-rc));
 			goto done;
 		}
 		if (pipe2(pipefd, O_CLOEXEC)) {
 			rc = -errno;
-			cdl_reader_close(reader);
 			snprintf(err, sizeof(err), "pipe: %s", strerror(errno));
 			goto done;
 		}
@@ -534,21 +622,17 @@ static void *attempt_main(void *arg)
 	pthread_mutex_lock(&t->mu);
 	bool killed = a->kill;
 	if (!killed) {
-		rc = spawn_child(t, a, dir, pipefd[0], &pid);
+		rc = spawn_child(t, a, dir, &user, as_self, pipefd[0], err_fd, &pid, err,
+				 sizeof(err));
 		if (rc == 0)
 			a->pid = pid;
 	}
 	pthread_mutex_unlock(&t->mu);
 	if (pipefd[0] >= 0)
-		close(pipefd[0]);
+		close(pipefd[0]), pipefd[0] = -1;
 	if (killed || rc) {
 		if (rc)
-			snprintf(err, sizeof(err), "cannot start the task process '%s': %s",
-				 t->o.self_exe, strerror(-rc));
-		if (reader)
-			cdl_reader_close(reader);
-		if (pipefd[1] >= 0)
-			close(pipefd[1]);
+			cdl_warn("attempt '%s': %s", a->id, err);
 		goto done;
 	}
 	if (map) {
@@ -557,7 +641,9 @@ static void *attempt_main(void *arg)
 		int pr = job_split_stream(pump_read, &p, task->offset, task->length, PUMP_CHUNK,
 					  pump_write, &p, &ss);
 		close(pipefd[1]);
+		pipefd[1] = -1;
 		cdl_reader_close(reader);
+		reader = NULL;
 		if (pr && pr != -EPIPE && pr != -ECANCELED) {
 			/* the child may still be reading: it must not succeed on
 			 * a partial split */
@@ -574,7 +660,8 @@ static void *attempt_main(void *arg)
 	a->pid = 0;
 	killed = a->kill;
 	pthread_mutex_unlock(&t->mu);
-	read_result(a, dir);
+	uid_t owner = as_self ? geteuid() : user.uid;
+	read_result(a, dir, owner);
 	if (killed) {
 		final = CAUDAL__ATTEMPT_STATE__AS_KILLED;
 		snprintf(err, sizeof(err), "killed");
@@ -583,7 +670,7 @@ static void *attempt_main(void *arg)
 	} else if (WIFEXITED(st) && WEXITSTATUS(st) == JOB_TASK_OK) {
 		final = CAUDAL__ATTEMPT_STATE__AS_SUCCEEDED;
 		if (!map || task->reduces == 0) {
-			if (upload_part(t, task, dir, err, sizeof(err)))
+			if (upload_part(fs, task, dir, owner, err, sizeof(err)))
 				final = CAUDAL__ATTEMPT_STATE__AS_FAILED;
 		}
 	} else if (!a->error) {
@@ -596,9 +683,16 @@ static void *attempt_main(void *arg)
 		snprintf(err, sizeof(err), "%s", d);
 	}
 done:;
-	char *errpath = xasprintf("%s/stderr", dir);
-	char *tail = final == CAUDAL__ATTEMPT_STATE__AS_FAILED ? stderr_tail(errpath) : NULL;
-	free(errpath);
+	if (reader)
+		cdl_reader_close(reader);
+	for (int i = 0; i < 2; i++)
+		if (pipefd[i] >= 0)
+			close(pipefd[i]);
+	if (fs)
+		cdl_client_free(fs);
+	char *tail = final == CAUDAL__ATTEMPT_STATE__AS_FAILED ? stderr_tail(err_fd) : NULL;
+	if (err_fd >= 0)
+		close(err_fd);
 	pthread_mutex_lock(&t->mu);
 	if (a->kill)
 		final = CAUDAL__ATTEMPT_STATE__AS_KILLED;
@@ -868,6 +962,8 @@ int job_tt_start(const job_tt_opts *o, job_tt **out)
 	pthread_cond_init(&t->cv, NULL);
 	rm_rf(t->jobs_dir);
 	int rc = cdl_mkdirs(t->jobs_dir);
+	if (!rc && chmod(t->jobs_dir, 0711))
+		rc = -errno;
 	if (rc) {
 		cdl_err("cannot create '%s': %s", t->jobs_dir, strerror(-rc));
 		goto fail;
@@ -878,15 +974,13 @@ int job_tt_start(const job_tt_opts *o, job_tt **out)
 		goto fail;
 	}
 	t->id = xasprintf("%s:%d", o->host, job_shuffle_port(t->shuffle));
-	char *name = xasprintf("tasktracker-%s", t->id);
-	cdl_client_opts co = {.namenode = o->namenode,
-			      .io_timeout_ms = o->io_timeout_ms,
-			      .client_host = o->host,
-			      .name = name};
-	t->fs = cdl_client_new(&co);
-	free(name);
 	t->jt = cdl_rpc_client_new(o->jobtracker, &caudal__job_protocol__descriptor);
-	if (!t->fs || !t->jt) {
+	/* attempts make clients of their own (one per job user): check the
+	 * address now */
+	cdl_client_opts co = {.namenode = o->namenode, .io_timeout_ms = o->io_timeout_ms};
+	cdl_client *probe = cdl_client_new(&co);
+	cdl_client_free(probe);
+	if (!t->jt || !probe) {
 		cdl_err("bad namenode '%s' or jobtracker '%s' address", o->namenode, o->jobtracker);
 		rc = -EINVAL;
 		goto fail;
@@ -898,8 +992,6 @@ int job_tt_start(const job_tt_opts *o, job_tt **out)
 fail:
 	if (t->jt)
 		cdl_rpc_client_free(t->jt);
-	if (t->fs)
-		cdl_client_free(t->fs);
 	job_shuffle_stop(t->shuffle);
 	free(t->id);
 	free(t->jobs_dir);
@@ -934,7 +1026,6 @@ void job_tt_stop(job_tt *t)
 	}
 	job_shuffle_stop(t->shuffle);
 	cdl_rpc_client_free(t->jt);
-	cdl_client_free(t->fs);
 	rm_rf(t->jobs_dir);
 	free(t->id);
 	free(t->jobs_dir);

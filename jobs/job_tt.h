@@ -5,12 +5,20 @@
  * Threads: one heartbeat thread (registers, then heartbeats: a long poll
  * when the jobtracker holds calls, else every heartbeat_ms and at once when
  * an attempt ends; starts and kills attempts as the replies say); one thread
- * per attempt (fetches the distributed cache, spawns the task child with
- * posix_spawn, streams a map's split into it, waits, uploads the part file,
- * reports); the shuffle server's threads (job_shuffle.h). They share the
- * attempt list under one mutex; no gRPC call or file I/O is made under it.
+ * per attempt (fetches the distributed cache, starts the task child as the
+ * job's user with job_user_spawn, streams a map's split into it, waits,
+ * uploads the part file, reports; all its Caudal I/O goes through a client
+ * of its own whose requests carry the user's Cred); the shuffle server's
+ * threads (job_shuffle.h). They share the attempt list under one mutex; no
+ * gRPC call or file I/O is made under it, except the fork of a child.
  * Children never touch gRPC: they are fresh programs (exec) that read and
- * write local files and fetch map output over plain TCP. */
+ * write local files and fetch map output over plain TCP.
+ *
+ * WORK/jobs and WORK/jobs/JOB are the tracker's (0711: users pass through
+ * to their own folders); WORK/jobs/JOB/ATTEMPT belongs to the job's user
+ * (0700). Whatever the tracker reads back from it (result.pb, part) is
+ * opened without following links and only when the user owns it; trees
+ * are removed with *at() calls that never follow a link. */
 #ifndef JOB_TT_H
 #define JOB_TT_H
 

@@ -53,6 +53,33 @@ int main(void)
 	job_status_summary("garbage", 7, line, sizeof(line));
 	CHECK(strstr(line, "?") != NULL);
 
+	/* names and escaping: a name cannot forge a line */
+	CHECK(job_name_ok("wc") && job_name_ok("a b.c-d") && job_name_ok("\xc3\xa9t\xc3\xa9"));
+	CHECK(!job_name_ok("") && !job_name_ok("x\nwc  SUCCEEDED") && !job_name_ok("a\tb") &&
+	      !job_name_ok("a\x7f") && !job_name_ok("\x1b[2J") && !job_name_ok("a\rb"));
+	char longname[300];
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	CHECK(!job_name_ok(longname));
+	const char *raw = "x\nstate: SUCCEEDED\r\t\x1b\x7f\\ok";
+	char *e = job_escape(raw, strlen(raw));
+	CHECK(!strcmp(e, "x\\nstate: SUCCEEDED\\r\\t\\x1b\\x7f\\ok"));
+	CHECK(!strchr(e, '\n'));
+	free(e);
+	const char *forged = "job: x\nstate: SUCCEEDED\x1b[2J\nstate: FAILED\nmaps: 1\nmaps_done: "
+			     "0\nreduces: 0\nreduces_done: 0\nerror: a\rstate: SUCCEEDED\n";
+	job_status_summary(forged, strlen(forged), line, sizeof(line));
+	CHECK(!strchr(line, '\n') && !strchr(line, '\r') && !strchr(line, '\x1b'));
+	CHECK(strstr(line, "a\\rstate: SUCCEEDED") != NULL);
+	char *buf = NULL;
+	size_t blen = 0;
+	FILE *f = open_memstream(&buf, &blen);
+	const char *st2 = "a: 1\nb: \x1b[31mred\r\n";
+	job_write_escaped(f, st2, strlen(st2));
+	fclose(f);
+	CHECK(!strcmp(buf, "a: 1\nb: \\x1b[31mred\\r\n"));
+	free(buf);
+
 	char t[40];
 	job_fmt_time(0, t, sizeof(t));
 	CHECK(!strcmp(t, "-"));

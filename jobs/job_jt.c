@@ -22,6 +22,7 @@
 #include "job_shuffle.h"
 #include "job_spec.h"
 #include "job_status.h"
+#include "job_user.h"
 #include "jobs.pb-c.h"
 
 /* Jobs that ended this long ago are forgotten (their files stay). */
@@ -89,6 +90,10 @@ struct job {
 	char *name, *id, *spec_path, *status_dir;
 	uint64_t spec_ino, spec_size; /* the spec file this run read */
 	int64_t spec_mtime_ns;
+	uint32_t spec_uid, spec_gid, spec_mode; /* its owner, group and mode */
+	job_user owner;	 /* who the job runs as: the spec's owner (driver thread) */
+	cdl_client *fs;	 /* acts as owner: every namespace operation of the job */
+	bool no_status;	 /* the status folder is not ours: write nothing there */
 	bool resume;	 /* found by the start-up scan */
 	bool superseded; /* its spec was rewritten: killed quietly, no final status */
 	bool resubmit;	 /* submit the spec again when this run has ended */
@@ -206,6 +211,8 @@ static void job_free(struct job *j)
 	free(j->status_dir);
 	free(j->error);
 	free(j->error_tail);
+	if (j->fs)
+		cdl_client_free(j->fs);
 	OPENSSL_cleanse(j->shuffle_key, sizeof(j->shuffle_key));
 	pthread_cond_destroy(&j->cv);
 	free(j);
@@ -569,6 +576,8 @@ static void new_attempt(struct job *j, struct jtask *t, struct tracker *tr, enum
 	if (j->spec.pattern)
 		as->pattern = cdl_arena_strdup(ar, j->spec.pattern);
 	as->reduces = (uint32_t)j->nreds;
+	as->uid = j->owner.uid;
+	as->gid = j->owner.gid;
 	as->shuffle_key.data = cdl_arena_alloc(ar, sizeof(j->shuffle_key));
 	memcpy(as->shuffle_key.data, j->shuffle_key, sizeof(j->shuffle_key));
 	as->shuffle_key.len = sizeof(j->shuffle_key);
@@ -645,8 +654,28 @@ static void h_register(void *ctx, const ProtobufCMessage *req_, ProtobufCMessage
 		rep->err = EINVAL;
 		return;
 	}
+	/* the id is the tracker's "host:port" (its shuffle server), and the
+	 * host lands in tasks files: no control bytes */
+	char want[300];
+	snprintf(want, sizeof(want), "%s:%u", ti->host, ti->port);
+	if (strcmp(want, ti->id) || !job_name_ok(ti->host)) {
+		rep->err = EINVAL;
+		return;
+	}
 	pthread_mutex_lock(&jt->mu);
 	struct tracker *tr = find_tracker(jt, ti->id);
+	if (tr && !tr->lost) {
+		/* a second registration under a live tracker's id must not take
+		 * over (and kill) its attempts: the real one keeps them; a
+		 * restarted tracker registers once the old one is lost (silent
+		 * for tracker_timeout_ms) */
+		pthread_mutex_unlock(&jt->mu);
+		cdl_warn("tasktracker '%s' registering again (host '%s') refused: that tracker "
+			 "is alive",
+			 ti->id, ti->host);
+		rep->err = EEXIST;
+		return;
+	}
 	if (tr) {
 		/* a tracker that registers again has lost its attempts and
 		 * its local map output */
@@ -811,16 +840,17 @@ static const cdl_rpc_method job_methods[] = {
 
 /* ------------------------------------------------------------ Caudal I/O */
 
-/* Write data to path atomically: a temp file beside it, then rename. */
-static int put_atomic(job_jt *jt, const char *dir, const char *name, const char *data, size_t n)
+/* Write data to path atomically through c (as c's user): a temp file
+ * beside it, then rename. */
+static int put_atomic(cdl_client *c, const char *dir, const char *name, const char *data, size_t n)
 {
 	char *tmp = xasprintf("%s/.%s.tmp", dir, name);
 	char *dst = xasprintf("%s/%s", dir, name);
 	Caudal__Attr *attr = NULL;
 	cdl_writer *w = NULL;
-	int rc = cdl_create(jt->fs, tmp, 0644, 0, 0, true, &attr);
+	int rc = cdl_create(c, tmp, 0644, 0, 0, true, &attr);
 	if (!rc) {
-		rc = cdl_writer_open(jt->fs, attr, &w);
+		rc = cdl_writer_open(c, attr, &w);
 		protobuf_c_message_free_unpacked(&attr->base, NULL);
 	}
 	if (!rc) {
@@ -831,7 +861,7 @@ static int put_atomic(job_jt *jt, const char *dir, const char *name, const char 
 			rc = cdl_writer_close(w);
 	}
 	if (!rc)
-		rc = cdl_rename(jt->fs, tmp, dst);
+		rc = cdl_rename(c, tmp, dst);
 	if (rc)
 		cdl_warn("cannot write '%s': %s", dst, strerror(-rc));
 	free(tmp);
@@ -839,11 +869,13 @@ static int put_atomic(job_jt *jt, const char *dir, const char *name, const char 
 	return rc;
 }
 
-/* Read a small Caudal file whole; -EFBIG past max. */
-static int get_small(job_jt *jt, const char *path, size_t max, char **out, size_t *len)
+/* Read a small Caudal file whole through c: inode ino when not 0, else
+ * path; -EFBIG past max. */
+static int get_small(cdl_client *c, const char *path, uint64_t ino, size_t max, char **out,
+		     size_t *len)
 {
 	cdl_reader *r;
-	int rc = cdl_reader_open_path(jt->fs, path, &r);
+	int rc = ino ? cdl_reader_open(c, ino, &r) : cdl_reader_open_path(c, path, &r);
 	if (rc)
 		return rc;
 	uint64_t size = cdl_reader_size(r);
@@ -937,13 +969,19 @@ static void render(job_jt *jt, struct job *j, char **status, size_t *slen, char 
 		"submitted: %s\nstarted: %s\nfinished: %s\nelapsed: %.1f s\n",
 		j->nmaps, j->maps_done, nreds, j->reds_done, mp, rp, dl, rl, rm, failed, killed, t1,
 		t2, t3, elapsed);
-	fprintf(f, "error: %s\n", j->error ? j->error : "-");
+	/* the error and stderr come partly from users' commands: escaped,
+	 * so that each stays one line and cannot forge another */
+	char *esc = j->error ? job_escape(j->error, strlen(j->error)) : xstrdup("-");
+	fprintf(f, "error: %s\n", esc);
+	free(esc);
 	if (j->error_tail) {
 		const char *p = j->error_tail;
 		while (*p) {
 			const char *nl = strchr(p, '\n');
 			size_t n = nl ? (size_t)(nl - p) : strlen(p);
-			fprintf(f, "stderr: %.*s\n", (int)n, p);
+			esc = job_escape(p, n);
+			fprintf(f, "stderr: %s\n", esc);
+			free(esc);
 			p += n + (nl ? 1 : 0);
 		}
 	}
@@ -966,9 +1004,11 @@ static void render(job_jt *jt, struct job *j, char **status, size_t *slen, char 
 				    : a->state == CAUDAL__ATTEMPT_STATE__AS_SUCCEEDED ? "SUCCEEDED"
 				    : a->state == CAUDAL__ATTEMPT_STATE__AS_FAILED    ? "FAILED"
 										      : "KILLED";
+				char *host = job_escape(a->host, strlen(a->host));
 				fprintf(f, "%c-%05u %u %s %s %s %.2f\n", t->map ? 'm' : 'r',
-					t->index, a->num, a->host, loc_names[a->loc], st,
+					t->index, a->num, host, loc_names[a->loc], st,
 					(double)(e - a->start_ms) / 1000.0);
+				free(host);
 			}
 			if (t->state == T_SUCCEEDED && t->winner)
 				job_counters_merge(&sum, &t->winner->cnt);
@@ -984,8 +1024,14 @@ static void render(job_jt *jt, struct job *j, char **status, size_t *slen, char 
 	job_counters_add(&sum, "job", "killed attempts", killed);
 	job_counters_sort(&sum);
 	f = open_memstream(counters, clen);
-	for (size_t i = 0; i < sum.n; i++)
-		fprintf(f, "%s\t%s\t%" PRId64 "\n", sum.v[i].group, sum.v[i].name, sum.v[i].value);
+	for (size_t i = 0; i < sum.n; i++) {
+		/* streaming commands name their counters */
+		char *g = job_escape(sum.v[i].group, strlen(sum.v[i].group));
+		char *nm = job_escape(sum.v[i].name, strlen(sum.v[i].name));
+		fprintf(f, "%s\t%s\t%" PRId64 "\n", g, nm, sum.v[i].value);
+		free(g);
+		free(nm);
+	}
 	fclose(f);
 	job_counters_release(&sum);
 }
@@ -1002,10 +1048,12 @@ static void write_status(job_jt *jt, struct job *j, bool only_status)
 	j->dirty = false;
 	j->written = j->state;
 	pthread_mutex_unlock(&jt->mu);
-	put_atomic(jt, j->status_dir, "status", s, sl);
-	if (!only_status) {
-		put_atomic(jt, j->status_dir, "tasks", t, tl);
-		put_atomic(jt, j->status_dir, "counters", c, cl);
+	if (!j->no_status) {
+		put_atomic(jt->fs, j->status_dir, "status", s, sl);
+		if (!only_status) {
+			put_atomic(jt->fs, j->status_dir, "tasks", t, tl);
+			put_atomic(jt->fs, j->status_dir, "counters", c, cl);
+		}
 	}
 	free(s);
 	free(t);
@@ -1015,16 +1063,16 @@ static void write_status(job_jt *jt, struct job *j, bool only_status)
 /* ------------------------------------------------------------ the driver */
 
 /* Add one split per block of file path to j. */
-static int plan_file(job_jt *jt, struct job *j, const char *path, char *err, size_t errlen)
+static int plan_file(struct job *j, const char *path, char *err, size_t errlen)
 {
 	Caudal__Target tg = CAUDAL__TARGET__INIT;
 	Caudal__GetBlocksRequest req = CAUDAL__GET_BLOCKS_REQUEST__INIT;
 	tg.path = (char *)path;
 	req.target = &tg;
-	req.cred = cdl_client_cred(jt->fs);
+	req.cred = cdl_client_cred(j->fs);
 	Caudal__GetBlocksReply *rep;
 	int rc =
-	    cdl_client_call_err(jt->fs, CDL_NN_GetBlocks, &req.base, (ProtobufCMessage **)&rep);
+	    cdl_client_call_err(j->fs, CDL_NN_GetBlocks, &req.base, (ProtobufCMessage **)&rep);
 	if (rc) {
 		snprintf(err, errlen, "cannot read the blocks of '%s': %s", path, strerror(-rc));
 		return rc;
@@ -1062,11 +1110,11 @@ static int plan_file(job_jt *jt, struct job *j, const char *path, char *err, siz
 
 /* Plan a file, or every file under a folder (names starting with '_' or
  * '.' are skipped, as Hadoop skips them). */
-static int plan_path(job_jt *jt, struct job *j, const char *path, uint32_t mode, int depth,
+static int plan_path(struct job *j, const char *path, uint32_t mode, int depth,
 		     char *err, size_t errlen)
 {
 	if (S_ISREG(mode))
-		return plan_file(jt, j, path, err, errlen);
+		return plan_file(j, path, err, errlen);
 	if (!S_ISDIR(mode) || depth > 64)
 		return 0;
 	char *after = xstrdup("");
@@ -1078,9 +1126,9 @@ static int plan_path(job_jt *jt, struct job *j, const char *path, uint32_t mode,
 		req.target = &tg;
 		req.after = after;
 		req.limit = 1000;
-		req.cred = cdl_client_cred(jt->fs);
+		req.cred = cdl_client_cred(j->fs);
 		Caudal__ReaddirReply *rep;
-		rc = cdl_client_call_err(jt->fs, CDL_NN_Readdir, &req.base,
+		rc = cdl_client_call_err(j->fs, CDL_NN_Readdir, &req.base,
 					 (ProtobufCMessage **)&rep);
 		if (rc) {
 			snprintf(err, errlen, "cannot list '%s': %s", path, strerror(-rc));
@@ -1091,7 +1139,7 @@ static int plan_path(job_jt *jt, struct job *j, const char *path, uint32_t mode,
 			if (d->name[0] == '_' || d->name[0] == '.' || !d->attr)
 				continue;
 			char *cp = xasprintf("%s%s%s", path, strcmp(path, "/") ? "/" : "", d->name);
-			rc = plan_path(jt, j, cp, d->attr->mode, depth + 1, err, errlen);
+			rc = plan_path(j, cp, d->attr->mode, depth + 1, err, errlen);
 			free(cp);
 		}
 		bool more = rep->more && rep->n_entries > 0;
@@ -1113,7 +1161,8 @@ static int prepare(job_jt *jt, struct job *j, char *err, size_t errlen)
 {
 	char *text = NULL;
 	size_t len = 0;
-	int rc = get_small(jt, j->spec_path, JOB_SPEC_MAX, &text, &len);
+	/* the very file whose owner the job runs as (by inode) */
+	int rc = get_small(j->fs, j->spec_path, j->spec_ino, JOB_SPEC_MAX, &text, &len);
 	if (rc == -EFBIG) {
 		snprintf(err, errlen, "bad spec '%s': spec is %zu bytes; the limit is %d",
 			 j->spec_path, len, JOB_SPEC_MAX);
@@ -1139,7 +1188,7 @@ static int prepare(job_jt *jt, struct job *j, char *err, size_t errlen)
 
 	for (size_t i = 0; i < spec.ninputs; i++) {
 		Caudal__Attr *a = NULL;
-		rc = cdl_stat(jt->fs, spec.inputs[i], &a);
+		rc = cdl_stat(j->fs, spec.inputs[i], &a);
 		if (rc == -ENOENT) {
 			snprintf(err, errlen, "input '%s' does not exist", spec.inputs[i]);
 			return rc;
@@ -1156,12 +1205,12 @@ static int prepare(job_jt *jt, struct job *j, char *err, size_t errlen)
 				 spec.inputs[i]);
 			return -EINVAL;
 		}
-		rc = plan_path(jt, j, spec.inputs[i], mode, 0, err, errlen);
+		rc = plan_path(j, spec.inputs[i], mode, 0, err, errlen);
 		if (rc)
 			return rc;
 	}
 	Caudal__Attr *a = NULL;
-	rc = cdl_stat(jt->fs, spec.output, &a);
+	rc = cdl_stat(j->fs, spec.output, &a);
 	if (rc == 0) {
 		protobuf_c_message_free_unpacked(&a->base, NULL);
 		snprintf(err, errlen, "output '%s' already exists", spec.output);
@@ -1172,7 +1221,7 @@ static int prepare(job_jt *jt, struct job *j, char *err, size_t errlen)
 		return rc;
 	}
 	for (size_t i = 0; i < spec.nfiles; i++) {
-		rc = cdl_stat(jt->fs, spec.files[i], &a);
+		rc = cdl_stat(j->fs, spec.files[i], &a);
 		if (rc) {
 			snprintf(err, errlen, "files: '%s' %s", spec.files[i],
 				 rc == -ENOENT ? "does not exist" : strerror(-rc));
@@ -1219,7 +1268,7 @@ static int commit(job_jt *jt, struct job *j, char *err, size_t errlen)
 		}
 		char *from = xasprintf("%s/part-%05zu", src[i], i);
 		char *to = xasprintf("%s/part-%05zu", j->spec.output, i);
-		rc = cdl_rename(jt->fs, from, to);
+		rc = cdl_rename(j->fs, from, to);
 		if (rc)
 			snprintf(err, errlen, "commit: cannot rename '%s' to '%s': %s", from, to,
 				 strerror(-rc));
@@ -1230,12 +1279,12 @@ static int commit(job_jt *jt, struct job *j, char *err, size_t errlen)
 	if (rc)
 		return rc;
 	char *tmp = output_tmp(j);
-	rc = cdl_delete(jt->fs, tmp, true);
+	rc = cdl_delete(j->fs, tmp, true);
 	if (rc && rc != -ENOENT)
 		cdl_warn("cannot remove '%s': %s", tmp, strerror(-rc));
 	free(tmp);
 	char *succ = xasprintf("%s/_SUCCESS", j->spec.output);
-	rc = put_atomic(jt, j->spec.output, "_SUCCESS", "", 0);
+	rc = put_atomic(j->fs, j->spec.output, "_SUCCESS", "", 0);
 	if (rc)
 		snprintf(err, errlen, "commit: cannot write '%s': %s", succ, strerror(-rc));
 	free(succ);
@@ -1257,30 +1306,48 @@ static void history(job_jt *jt, struct job *j)
 	free(path);
 }
 
-/* Decide what the start-up scan found: a job whose status is final (for
- * this very spec file) is left alone; one caught mid-run is run again
- * after removing its output, or just marked SUCCEEDED if it had
+/* The start-up scan found j: whether its status is already final for
+ * this very spec file (then it is left alone). */
+static bool resume_final(job_jt *jt, struct job *j)
+{
+	char *path = xasprintf("%s/status", j->status_dir);
+	char *text = NULL;
+	size_t len = 0;
+	int rc = get_small(jt->fs, path, 0, 1 << 20, &text, &len);
+	free(path);
+	if (rc)
+		return false; /* no status: a new job */
+	char *state = job_status_field(text, len, "state");
+	char *ino = job_status_field(text, len, "spec_ino");
+	int st = state ? job_state_parse(state) : -1;
+	bool final = st >= 0 && job_state_final((enum job_state)st) && ino &&
+		     strtoull(ino, NULL, 10) == j->spec_ino;
+	free(state);
+	free(ino);
+	free(text);
+	return final;
+}
+
+/* The start-up scan found j caught mid-run: run it again after removing
+ * its output (as its owner), or just mark it SUCCEEDED if it had
  * committed. Returns 1 to skip the job, 0 to run it. */
 static int resume_check(job_jt *jt, struct job *j)
 {
 	char *path = xasprintf("%s/status", j->status_dir);
 	char *text = NULL;
 	size_t len = 0;
-	int rc = get_small(jt, path, 1 << 20, &text, &len);
+	int rc = get_small(jt->fs, path, 0, 1 << 20, &text, &len);
 	free(path);
 	if (rc)
 		return 0; /* no status: a new job */
 	char *state = job_status_field(text, len, "state");
-	char *ino = job_status_field(text, len, "spec_ino");
 	char *out = job_status_field(text, len, "output");
 	int st = state ? job_state_parse(state) : -1;
 	int skip = 0;
-	if (st >= 0 && job_state_final((enum job_state)st)) {
-		skip = ino && strtoull(ino, NULL, 10) == j->spec_ino;
-	} else if (out && job_path_ok(out)) {
+	if ((st < 0 || !job_state_final((enum job_state)st)) && out && job_path_ok(out)) {
 		char *succ = xasprintf("%s/_SUCCESS", out);
 		Caudal__Attr *a = NULL;
-		if (cdl_stat(jt->fs, succ, &a) == 0) {
+		if (cdl_stat(j->fs, succ, &a) == 0) {
 			protobuf_c_message_free_unpacked(&a->base, NULL);
 			/* committed before the restart: only the state was lost */
 			char *fixed = NULL;
@@ -1297,22 +1364,86 @@ static int resume_check(job_jt *jt, struct job *j)
 				p += n;
 			}
 			fclose(f);
-			put_atomic(jt, j->status_dir, "status", fixed, fl);
+			put_atomic(jt->fs, j->status_dir, "status", fixed, fl);
 			free(fixed);
 			cdl_info("job '%s' had committed its output before the restart", j->name);
 			skip = 1;
 		} else {
-			int d = cdl_delete(jt->fs, out, true);
+			int d = cdl_delete(j->fs, out, true);
 			cdl_info("job '%s' was caught mid-run by a restart: running it again%s",
 				 j->name, d == 0 ? " (partial output removed)" : "");
 		}
 		free(succ);
 	}
 	free(state);
-	free(ino);
 	free(out);
 	free(text);
 	return skip;
+}
+
+/* Who j runs as: the owner of its spec file, looked up here and checked
+ * against the policy (LinuxContainerExecutor's: no root unless
+ * allow_root_jobs, no uid below min_uid, no banned name). A spec others
+ * may write is refused too: its writer could run commands as its owner.
+ * Then j->fs, a client that acts as the owner. On a refusal err says why. */
+static int take_owner(job_jt *jt, struct job *j, char *err, size_t errlen)
+{
+	int rc = job_user_lookup(j->spec_uid, j->spec_gid, &j->owner);
+	if (rc) {
+		snprintf(err, errlen, "spec '%s': its owner (uid %u) %s", j->spec_path, j->spec_uid,
+			 rc == -ENOENT ? "is no user of this host" : strerror(-rc));
+		return rc == -ENOENT ? -EPERM : rc;
+	}
+	job_user_policy pol = {.allow_root = jt->o.allow_root_jobs,
+			       .min_uid = jt->o.min_uid,
+			       .banned = jt->o.banned_users};
+	char why[256];
+	if (!job_user_allowed(&pol, &j->owner, why, sizeof(why))) {
+		snprintf(err, errlen, "spec '%s': %s", j->spec_path, why);
+		return -EPERM;
+	}
+	if (j->spec_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(err, errlen,
+			 "spec '%s' is writable by others than its owner '%s' (mode %04o): "
+			 "refused, as its writers could run commands as '%s'",
+			 j->spec_path, j->owner.name, j->spec_mode & 07777, j->owner.name);
+		return -EPERM;
+	}
+	cdl_client_opts co = {.namenode = jt->o.namenode,
+			      .io_timeout_ms = jt->o.io_timeout_ms,
+			      .client_host = jt->o.host};
+	cdl_client *c = job_user_client(&co, &j->owner);
+	if (!c) {
+		snprintf(err, errlen, "cannot make a client of namenode '%s'", jt->o.namenode);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&jt->mu);
+	j->fs = c;
+	pthread_mutex_unlock(&jt->mu);
+	return 0;
+}
+
+/* The status folder NAME/ beside the spec: made by us, or left by an
+ * earlier run of ours. One someone else made is not written to (they
+ * could rewrite what it says of another user's job). */
+static void status_folder(job_jt *jt, struct job *j)
+{
+	int rc = cdl_mkdir(jt->fs, j->status_dir, 0755, false);
+	if (rc == 0 || rc != -EEXIST) {
+		if (rc)
+			cdl_warn("cannot create '%s': %s", j->status_dir, strerror(-rc));
+		return;
+	}
+	Caudal__Attr *a = NULL;
+	if (cdl_stat(jt->fs, j->status_dir, &a))
+		return;
+	if (!S_ISDIR(a->mode) || a->uid != cdl_client_cred(jt->fs)->uid) {
+		cdl_err("job '%s': '%s' is not a folder of the jobtracker's (owner uid %u): its "
+			"status is not written there",
+			j->name, j->status_dir, a->uid);
+		j->no_status = true;
+	}
+	protobuf_c_message_free_unpacked(&a->base, NULL);
 }
 
 static void submit(job_jt *jt, const char *path, bool resume);
@@ -1324,13 +1455,14 @@ static void *driver_main(void *arg)
 	char err[1500] = "";
 	int rc;
 
-	rc = cdl_mkdir(jt->fs, j->status_dir, 0755, true);
-	if (rc && rc != -EEXIST)
-		cdl_warn("cannot create '%s': %s", j->status_dir, strerror(-rc));
-	if (j->resume && resume_check(jt, j))
+	status_folder(jt, j);
+	if (j->resume && resume_final(jt, j))
 		goto forget;
-
-	rc = prepare(jt, j, err, sizeof(err));
+	rc = take_owner(jt, j, err, sizeof(err));
+	if (!rc && j->resume && resume_check(jt, j))
+		goto forget;
+	if (!rc)
+		rc = prepare(jt, j, err, sizeof(err));
 	pthread_mutex_lock(&jt->mu);
 	if (!rc && j->kill_req)
 		rc = -ECANCELED;
@@ -1360,7 +1492,7 @@ static void *driver_main(void *arg)
 	/* before the output exists: a restart then knows the output is ours */
 	write_status(jt, j, true);
 	char *tmp = output_tmp(j);
-	rc = cdl_mkdir(jt->fs, tmp, 0755, true);
+	rc = cdl_mkdir(j->fs, tmp, 0755, true);
 	free(tmp);
 	pthread_mutex_lock(&jt->mu);
 	if (rc) {
@@ -1431,7 +1563,7 @@ static void *driver_main(void *arg)
 		j->schedulable = false;
 		pthread_mutex_unlock(&jt->mu);
 		if (j->created_output) {
-			rc = cdl_delete(jt->fs, j->spec.output, true);
+			rc = cdl_delete(j->fs, j->spec.output, true);
 			if (rc && rc != -ENOENT)
 				cdl_warn("cannot remove the output '%s': %s", j->spec.output,
 					 strerror(-rc));
@@ -1450,7 +1582,7 @@ final:
 	}
 	write_status(jt, j, false);
 	if (j->state == JOB_FAILED && j->created_output)
-		cdl_delete(jt->fs, j->spec.output, true); /* attempts still uploading */
+		cdl_delete(j->fs, j->spec.output, true); /* attempts still uploading */
 	cdl_info("job '%s' %s in %.2f s%s%s", j->name, job_state_name(j->state),
 		 (double)(j->end_ns - j->submit_ns) / 1e9, j->error ? ": " : "",
 		 j->error ? j->error : "");
@@ -1499,6 +1631,16 @@ static void submit(job_jt *jt, const char *path, bool resume)
 	char *name = spec_name(jt, path);
 	if (!name)
 		return;
+	if (!job_name_ok(name)) {
+		/* it would forge lines in status files and listings: refused
+		 * before anything is written */
+		char *e = job_escape(name, strlen(name));
+		cdl_warn("spec '%s/%s.job' refused: a job name may not hold control characters",
+			 jt->o.jobs_dir, e);
+		free(e);
+		free(name);
+		return;
+	}
 	Caudal__Attr *sa = NULL;
 	if (cdl_stat(jt->fs, path, &sa)) {
 		free(name);
@@ -1506,6 +1648,7 @@ static void submit(job_jt *jt, const char *path, bool resume)
 	}
 	uint64_t ino = sa->ino, size = sa->size;
 	int64_t mtime = sa->mtime_ns;
+	uint32_t uid = sa->uid, gid = sa->gid, mode = sa->mode;
 	bool reg = S_ISREG(sa->mode), writing = sa->under_construction;
 	protobuf_c_message_free_unpacked(&sa->base, NULL);
 	if (!reg) {
@@ -1556,6 +1699,9 @@ static void submit(job_jt *jt, const char *path, bool resume)
 	j->spec_ino = ino;
 	j->spec_size = size;
 	j->spec_mtime_ns = mtime;
+	j->spec_uid = uid;
+	j->spec_gid = gid;
+	j->spec_mode = mode;
 	j->resume = resume;
 	j->state = JOB_PREP;
 	j->submit_ns = cdl_wall_ns();
@@ -1613,9 +1759,21 @@ static void kill_spec(job_jt *jt, const char *path)
 /* Submit every spec in the jobs folder (resume mode). */
 static void scan(job_jt *jt)
 {
-	int rc = cdl_mkdir(jt->fs, jt->o.jobs_dir, 0777, true);
-	if (rc && rc != -EEXIST)
-		cdl_warn("cannot create '%s': %s", jt->o.jobs_dir, strerror(-rc));
+	/* like /tmp: anyone may drop a spec, only its owner may remove or
+	 * replace it */
+	Caudal__Attr *a = NULL;
+	int rc = cdl_stat(jt->fs, jt->o.jobs_dir, &a);
+	if (rc == -ENOENT) {
+		rc = cdl_mkdir(jt->fs, jt->o.jobs_dir, 01777, true);
+		if (rc && rc != -EEXIST)
+			cdl_warn("cannot create '%s': %s", jt->o.jobs_dir, strerror(-rc));
+	} else if (rc == 0) {
+		if ((a->mode & S_IWOTH) && !(a->mode & S_ISVTX))
+			cdl_warn("'%s' (mode %04o) is writable by all without the sticky bit: users "
+				 "can remove each other's specs (chmod 1777 it)",
+				 jt->o.jobs_dir, a->mode & 07777);
+		protobuf_c_message_free_unpacked(&a->base, NULL);
+	}
 	char *after = xstrdup("");
 	for (;;) {
 		Caudal__Target tg = CAUDAL__TARGET__INIT;

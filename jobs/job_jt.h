@@ -9,7 +9,9 @@
  *  - the event follower long-polls the namenode's event log (GetEvents)
  *    for *.job files closed, renamed or removed in the jobs folder, and at
  *    start scans the folder to resume jobs with no final state;
- *  - one driver thread per job reads and checks its spec, plans one split
+ *  - one driver thread per job checks its owner (the spec file's, who the
+ *    job runs as: every namespace operation for it carries the owner's
+ *    Cred), reads and checks its spec, plans one split
  *    per block, writes status/counters/tasks (temp file + rename) at least
  *    once a second, commits the output by rename and writes _SUCCESS last,
  *    or removes the output of a failed or killed job;
@@ -17,6 +19,8 @@
  *    map output still needed are redone) and learns hosts' racks. */
 #ifndef JOB_JT_H
 #define JOB_JT_H
+
+#include <stdbool.h>
 
 typedef struct job_jt_opts {
 	const char *namenode;	/* host:port */
@@ -33,6 +37,11 @@ typedef struct job_jt_opts {
 			       */
 	int status_ms;	      /* rewrite a running job's files at least this often */
 	int io_timeout_ms;    /* client library: give up on a Caudal operation after this */
+	/* who may run jobs (LinuxContainerExecutor's rules): a job runs as
+	 * its spec file's owner */
+	bool allow_root_jobs;	  /* root-owned specs run (as root) */
+	unsigned min_uid;	  /* owners below this uid are refused (root apart) */
+	const char *banned_users; /* comma-separated names refused */
 } job_jt_opts;
 
 typedef struct job_jt job_jt;

@@ -31,6 +31,9 @@ static struct {
 	int64_t tracker_timeout_ms;
 	int64_t max_attempts;
 	int64_t locality_wait_ms;
+	bool allow_root_jobs;
+	int64_t min_uid;
+	char *banned_users;
 	int64_t status_ms;
 	int64_t io_timeout_ms;
 	char *log_level;
@@ -57,6 +60,12 @@ static const cdl_cfg_key cfg_tab[] = {
      "attempts per task before the job fails"},
     {"locality_wait_ms", CDL_CFG_INT, &cfg.locality_wait_ms, "500", 0, 600000,
      "wait for a data-local slot this long before rack-local (twice: anywhere), ms"},
+    {"allow_root_jobs", CDL_CFG_BOOL, &cfg.allow_root_jobs, "no", 0, 0,
+     "run jobs whose spec root owns, as root (a one-machine cluster where root runs everything)"},
+    {"min_uid", CDL_CFG_INT, &cfg.min_uid, "1000", 0, 4294967295LL,
+     "refuse jobs of owners with a smaller uid (system accounts), root apart"},
+    {"banned_users", CDL_CFG_STR, &cfg.banned_users, "bin,daemon,sys,adm", 0, 0,
+     "comma-separated user names whose jobs are refused"},
     {"status_ms", CDL_CFG_INT, &cfg.status_ms, "1000", 100, 60000,
      "rewrite a running job's status files at least this often, ms"},
     {"io_timeout_ms", CDL_CFG_INT, &cfg.io_timeout_ms, "30000", 100, 3600000,
@@ -83,7 +92,10 @@ static int init_jt(void)
 			 .max_attempts = (int)cfg.max_attempts,
 			 .locality_wait_ms = (int)cfg.locality_wait_ms,
 			 .status_ms = (int)cfg.status_ms,
-			 .io_timeout_ms = (int)cfg.io_timeout_ms};
+			 .io_timeout_ms = (int)cfg.io_timeout_ms,
+			 .allow_root_jobs = cfg.allow_root_jobs,
+			 .min_uid = (unsigned)cfg.min_uid,
+			 .banned_users = cfg.banned_users};
 	return job_jt_start(&o, &jt);
 }
 

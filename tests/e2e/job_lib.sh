@@ -43,9 +43,12 @@ jobs_up() {
 		local port
 		port=$(free_ports 1)
 		export JT_ADDR=127.0.0.1:$port
+		# root writes these tests' specs (JT_ARGS may override, e.g.
+		# --allow_root_jobs=no); jobs of other users run as them
+		# shellcheck disable=SC2086
 		_job_spawn jobtracker "$JT_BIN" --namenode="$CAUDAL_NAMENODE" --port="$port" \
 			--work_dir="$T/jobs/jt" --tracker_timeout_ms="$JT_TRACKER_TIMEOUT_MS" \
-			--locality_wait_ms=2000 --log_level=info
+			--locality_wait_ms=2000 --log_level=info --allow_root_jobs=yes ${JT_ARGS:-}
 		local i=1 h
 		for h in ${CAUDAL_DN_HOSTS:-127.0.0.2 127.0.0.3 127.0.0.4}; do
 			h=${h%,}

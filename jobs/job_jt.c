@@ -64,7 +64,8 @@ struct jattempt {
 	int64_t start_ms, end_ms;
 	job_counters cnt;
 	char *error, *stderr_tail;
-	char *output; /* reduce and map-only: temp folder of its part file */
+	char *output;	       /* reduce and map-only: temp folder of its part file */
+	uint64_t output_bytes; /* succeeded: bytes of its map output or part file */
 };
 
 struct jtask {
@@ -376,6 +377,7 @@ static void finish_attempt(job_jt *jt, struct job *j, struct jtask *t, struct ja
 	if (s->state == CAUDAL__ATTEMPT_STATE__AS_SUCCEEDED) {
 		a->state = CAUDAL__ATTEMPT_STATE__AS_SUCCEEDED;
 		a->progress = 1.0f;
+		a->output_bytes = s->output_bytes;
 		if (t->state == T_SUCCEEDED || ending)
 			return;
 		t->state = T_SUCCEEDED;
@@ -600,6 +602,7 @@ static void new_attempt(struct job *j, struct jtask *t, struct tracker *tr, enum
 			m->attempt_id = cdl_arena_strdup(ar, w->id);
 			m->host = cdl_arena_strdup(ar, w->tt->host);
 			m->port = (uint32_t)w->tt->port;
+			m->output_bytes = w->output_bytes;
 			as->maps[i] = m;
 		}
 	}

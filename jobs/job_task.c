@@ -400,6 +400,9 @@ static int run_reduce(struct task *k)
 		const Caudal__MapOutput *m = t->maps[i];
 		int64_t end = mono_ms() + timeout;
 		int backoff = 100;
+		/* a server (or an impostor on its port) that sends more than the
+		 * whole map output is refused before it fills our disk */
+		uint64_t max_len = m->output_bytes ? m->output_bytes : UINT64_MAX / 2;
 		off[i] = total;
 		for (;;) {
 			uint64_t len = 0, recs = 0;
@@ -411,7 +414,7 @@ static int run_reduce(struct task *k)
 			}
 			int r = job_shuffle_fetch(m->host, (int)m->port, t->job_id, m->attempt_id,
 						  t->task, t->shuffle_key.data, t->shuffle_key.len,
-						  in, UINT64_MAX / 2, 10000, &len, &recs, err,
+						  in, max_len, 10000, &len, &recs, err,
 						  sizeof(err));
 			if (r == 0) {
 				total += len;

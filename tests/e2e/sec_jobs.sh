@@ -111,6 +111,14 @@ port=$(jobs_log jobtracker | sed -n "s/.*tasktracker '$host:\([0-9]*\)' register
 [ -n "$host" ] && [ -n "$port" ] || fail "no tracker of map 0 (host '$host', port '$port')"
 keyfile=$(find "$T/jobs" -path "*/jobs/$jobid/shuffle.key" | head -n 1)
 [ -n "$keyfile" ] || fail "no shuffle key of '$jobid' on the trackers"
+# the tracker's folders: the job's is the tracker's (0711), its key only
+# the tracker's (0600), the map attempt's folder nobody's alone (0700)
+assert_eq "$(stat -c '%U %a' "$keyfile")" "root 600" "the job's shuffle key"
+assert_eq "$(stat -c '%U %a' "$(dirname "$keyfile")")" "root 711" "the job's local folder"
+mdir=$(dirname "$keyfile")/${jobid}_m_00000_$attempt
+[ -d "$mdir" ] || mdir=$(find "$T/jobs" -type d -name "${jobid}_m_00000_$attempt" | head -n 1)
+assert_eq "$(stat -c '%u %a' "$mdir")" "$NOBODY 700" "the map attempt's folder"
+assert_eq "$(stat -c %u "$mdir/file.out")" "$NOBODY" "the map output's owner"
 fetch() { # TOKEN-KIND: none, forged, signed; prints "err=N bytes=M"
 	python3 - "$host" "$port" "$jobid" "${jobid}_m_00000_$attempt" "$1" "$keyfile" <<'PY'
 import hashlib, hmac, os, socket, struct, sys

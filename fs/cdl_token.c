@@ -17,13 +17,13 @@
 typedef struct key {
 	uint32_t id;
 	uint8_t secret[CDL_TOKEN_SECRET];
-	int64_t made_ms;   /* namenode: when it became current; 0 when received */
+	int64_t active_ms; /* namenode: when it starts signing; 0 when received */
 	int64_t expiry_ms; /* no token it signed is valid after this */
 } key;
 
 struct cdl_keyring {
 	pthread_mutex_t mu;
-	key keys[CDL_KEYRING_MAX]; /* keys[n - 1] is the newest, the one that signs */
+	key keys[CDL_KEYRING_MAX]; /* oldest first; on the namenode keys[n - 1] is the next one */
 	size_t n;
 };
 
@@ -80,24 +80,40 @@ static void push_key(cdl_keyring *kr, const key *k)
 	kr->keys[kr->n++] = *k;
 }
 
+/* Make a random key that starts signing at active_ms. Called with kr->mu
+ * held. */
+static int make_key(cdl_keyring *kr, int64_t active_ms, int64_t roll_ms, int64_t lifetime_ms)
+{
+	int rc = 0;
+	key k = {.active_ms = active_ms, .expiry_ms = active_ms + roll_ms + lifetime_ms};
+	if (RAND_bytes(k.secret, sizeof(k.secret)) != 1 ||
+	    RAND_bytes((unsigned char *)&k.id, sizeof(k.id)) != 1) {
+		rc = -EIO;
+	} else {
+		/* a fresh random id, unlike any key still held */
+		for (size_t i = 0; i < kr->n; i++)
+			if (kr->keys[i].id == k.id) {
+				k.id++;
+				i = (size_t)-1;
+			}
+		push_key(kr, &k);
+	}
+	OPENSSL_cleanse(&k, sizeof(k));
+	return rc;
+}
+
 int cdl_keyring_roll(cdl_keyring *kr, int64_t now_ms, int64_t roll_ms, int64_t lifetime_ms)
 {
 	int rc = 0;
 	pthread_mutex_lock(&kr->mu);
 	drop_expired(kr, now_ms);
-	if (kr->n == 0 || kr->keys[kr->n - 1].made_ms + roll_ms <= now_ms) {
-		key k = {.made_ms = now_ms, .expiry_ms = now_ms + roll_ms + lifetime_ms};
-		if (RAND_bytes(k.secret, sizeof(k.secret)) != 1 ||
-		    RAND_bytes((unsigned char *)&k.id, sizeof(k.id)) != 1) {
-			rc = -EIO;
-		} else {
-			/* a fresh random id, unlike any key still held */
-			for (size_t i = 0; i < kr->n; i++)
-				if (kr->keys[i].id == k.id)
-					k.id++, i = (size_t)-1;
-			push_key(kr, &k);
-		}
-		OPENSSL_cleanse(&k, sizeof(k));
+	if (kr->n == 0)
+		rc = make_key(kr, now_ms, roll_ms, lifetime_ms);
+	/* the next key is made a roll ahead, so that datanodes hold it before
+	 * the first token it signs reaches them */
+	if (rc == 0 && kr->keys[kr->n - 1].active_ms <= now_ms) {
+		int64_t next = kr->keys[kr->n - 1].active_ms + roll_ms;
+		rc = make_key(kr, next > now_ms ? next : now_ms + roll_ms, roll_ms, lifetime_ms);
 	}
 	pthread_mutex_unlock(&kr->mu);
 	return rc;
@@ -163,14 +179,14 @@ size_t cdl_keyring_count(cdl_keyring *kr)
 	return n;
 }
 
-/* Copy the key `id` (or with newest, the signing key) if it is held and
- * unexpired. */
-static bool get_key(cdl_keyring *kr, bool newest, uint32_t id, int64_t now_ms, key *out)
+/* Copy the key `id` (or with signing, the newest key active at now_ms)
+ * if it is held and unexpired. */
+static bool get_key(cdl_keyring *kr, bool signing, uint32_t id, int64_t now_ms, key *out)
 {
 	bool found = false;
 	pthread_mutex_lock(&kr->mu);
 	for (size_t i = kr->n; i-- > 0;) {
-		if (!newest && kr->keys[i].id != id)
+		if (signing ? kr->keys[i].active_ms > now_ms : kr->keys[i].id != id)
 			continue;
 		if (kr->keys[i].expiry_ms > now_ms) {
 			*out = kr->keys[i];

@@ -8,8 +8,10 @@
  * are parsed, so no canonical form is needed.
  *
  * A keyring holds the secret keys. The namenode's rolls (cdl_keyring_roll:
- * a new random key every roll interval, the old ones kept until the last
- * token they signed has expired) and signs; a datanode's is replaced by the
+ * a new random key every roll interval, made one interval before it starts
+ * signing so that every datanode holds it by then, the old ones kept until
+ * the last token they signed has expired) and signs; a datanode's is
+ * replaced by the
  * set the namenode sends in every register and heartbeat reply, and
  * verifies. Expiry is wall-clock time (ms since the epoch), as the namenode
  * and the datanodes are different hosts.
@@ -45,10 +47,11 @@ typedef struct cdl_keyring cdl_keyring;
 cdl_keyring *cdl_keyring_new(void);
 void cdl_keyring_free(cdl_keyring *kr);
 
-/* Namenode: make a new current key when there is none or the current one
- * is roll_ms old, and forget keys past their expiry. A key made at t
- * expires at t + roll_ms + lifetime_ms: it signs tokens until t + roll_ms,
- * each valid for lifetime_ms. 0, or -EIO when no random bytes could be had. */
+/* Namenode: forget keys past their expiry, and keep a current key and the
+ * next one: with none, one that signs from now on; whenever the newest key
+ * has started signing, a next one that starts roll_ms after it. A key that
+ * starts at t signs until t + roll_ms and expires at t + roll_ms +
+ * lifetime_ms. 0, or -EIO when no random bytes could be had. */
 int cdl_keyring_roll(cdl_keyring *kr, int64_t now_ms, int64_t roll_ms, int64_t lifetime_ms);
 /* Namenode: the unexpired keys, for a register or heartbeat reply. The
  * array and the keys are allocated in arena a; *n is their number. */
@@ -75,8 +78,8 @@ typedef struct cdl_token_spec {
 	int64_t lifetime_ms; /* valid for this long from now */
 } cdl_token_spec;
 
-/* Sign a token with the current key (cdl_keyring_roll must have made
- * one). *out is malloc'd (out->data), the caller frees it. 0, -ENOKEY with
+/* Sign a token with the current key, the newest one active at now_ms
+ * (cdl_keyring_roll must have made one). *out is malloc'd (out->data), the caller frees it. 0, -ENOKEY with
  * no key, -EINVAL when the spec names too many nodes. */
 int cdl_token_sign(cdl_keyring *kr, const cdl_token_spec *spec, int64_t now_ms,
 		   ProtobufCBinaryData *out);

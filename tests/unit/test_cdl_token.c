@@ -82,7 +82,7 @@ int main(void)
 	CHECK_EQ(cdl_token_sign(nn, &spec, now, &none), -ENOKEY);
 
 	CHECK_EQ(cdl_keyring_roll(nn, now, ROLL, LIFE), 0);
-	CHECK_EQ(cdl_keyring_count(nn), 1);
+	CHECK_EQ(cdl_keyring_count(nn), 2); /* the current key and the next */
 	CHECK_EQ(cdl_keyring_roll(other, now, ROLL, LIFE), 0);
 	push_keys(nn, dn, now);
 
@@ -166,15 +166,29 @@ int main(void)
 		free(big);
 	}
 
-	/* key roll: a new key signs after roll_ms; tokens of the old one stay
-	 * valid (the datanode gets both keys) until they expire, then the old
-	 * key is dropped */
+	/* key roll: the next key signs after roll_ms, and a datanode that got
+	 * the keys before the roll already holds it; tokens of the old key stay
+	 * valid until they expire, then the old key is dropped */
 	{
+		cdl_keyring *early = cdl_keyring_new();
+		push_keys(nn, early, now);
 		CHECK_EQ(cdl_keyring_roll(nn, now + ROLL - 1, ROLL, LIFE), 0);
-		CHECK_EQ(cdl_keyring_count(nn), 1);
+		CHECK_EQ(cdl_keyring_count(nn), 2);
 		int64_t later = now + ROLL;
 		CHECK_EQ(cdl_keyring_roll(nn, later, ROLL, LIFE), 0);
-		CHECK_EQ(cdl_keyring_count(nn), 2);
+		CHECK_EQ(cdl_keyring_count(nn), 3);
+		ProtobufCBinaryData rolled = sign(nn, later);
+		CHECK_EQ(check(early, &rolled, later, 7, 3, CDL_TOKEN_READ), 0);
+		Caudal__BlockTokenId *i0 = NULL, *i3 = NULL;
+		CHECK_EQ(cdl_token_verify(early, &t, now, &i0, &why), 0);
+		CHECK_EQ(cdl_token_verify(early, &rolled, later, &i3, &why), 0);
+		CHECK(i0 && i3 && i0->key_id != i3->key_id);
+		if (i0)
+			caudal__block_token_id__free_unpacked(i0, NULL);
+		if (i3)
+			caudal__block_token_id__free_unpacked(i3, NULL);
+		free(rolled.data);
+		cdl_keyring_free(early);
 		ProtobufCBinaryData t2 = sign(nn, later);
 		Caudal__BlockTokenId *i1 = NULL, *i2 = NULL;
 		push_keys(nn, dn, later);
@@ -192,9 +206,9 @@ int main(void)
 		CHECK_EQ(check(dn, &before, now + ROLL + LIFE, 7, 3, CDL_TOKEN_READ), -EACCES);
 		/* once past its expiry the old key is dropped from the export */
 		CHECK_EQ(cdl_keyring_roll(nn2, now + ROLL + LIFE, ROLL, LIFE), 0);
-		CHECK_EQ(cdl_keyring_count(nn2), 1);
+		CHECK_EQ(cdl_keyring_count(nn2), 2);
 		push_keys(nn2, dn, now + ROLL + LIFE);
-		CHECK_EQ(cdl_keyring_count(dn), 1);
+		CHECK_EQ(cdl_keyring_count(dn), 2);
 		CHECK_EQ(check(dn, &before, now + ROLL + 1, 7, 3, CDL_TOKEN_READ), -EACCES);
 		free(before.data);
 		cdl_keyring_free(nn2);

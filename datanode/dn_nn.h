@@ -34,7 +34,7 @@ typedef struct dn_nn_opts {
 	int report_ms;	      /* full block report interval */
 	int rpc_timeout_ms;   /* deadline of each RPC */
 	int io_timeout_ms;    /* socket timeout for replication copies */
-	cdl_keyring *keys;    /* block-token keys to fill from the namenode's replies (NULL: ignore them) */
+	cdl_keyring *keys;    /* block-token keys to fill from replies (NULL: ignore them) */
 } dn_nn_opts;
 
 /* Create the channel and start the threads; it registers on its own. The

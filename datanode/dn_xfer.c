@@ -58,8 +58,8 @@ struct dn_xfer {
 	int lfd, port;
 	int max, io_timeout_ms;
 	int max_per_peer, header_timeout_ms;
-	int64_t refused_log_ms;	 /* last refusal logged, under mu */
-	unsigned refused_quiet;	 /* refusals since, not logged */
+	int64_t refused_log_ms; /* last refusal logged, under mu */
+	unsigned refused_quiet; /* refusals since, not logged */
 	pthread_t acceptor;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -111,7 +111,8 @@ static int check_token(conn *c, const Caudal__DtHeader *h, uint32_t modes, const
 	for (size_t i = 0; rc == 0 && i < h->n_targets; i++) {
 		const Caudal__DtTarget *t = h->targets[i];
 		if (!cdl_token_names_addr(id, t->host, t->port)) {
-			snprintf(msg, sizeof(msg), "pipeline target '%.64s:%u' is not in the block token",
+			snprintf(msg, sizeof(msg),
+				 "pipeline target '%.64s:%u' is not in the block token",
 				 t->host ? t->host : "", t->port);
 			why = msg;
 			rc = -EACCES;
@@ -579,7 +580,8 @@ static void *conn_main(void *arg)
 	Caudal__DtHeader *h = NULL;
 	/* The header must come within header_timeout_ms (the accept thread
 	 * cuts a connection that dribbles it slower); then the I/O timeout. */
-	int htmo = x->header_timeout_ms < x->io_timeout_ms ? x->header_timeout_ms : x->io_timeout_ms;
+	int htmo =
+	    x->header_timeout_ms < x->io_timeout_ms ? x->header_timeout_ms : x->io_timeout_ms;
 	if (cdl_dt_tune(c->fd, htmo) < 0)
 		goto out;
 	int rc = cdl_dt_recv_header(c->fd, &h);

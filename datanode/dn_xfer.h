@@ -40,13 +40,13 @@
 typedef struct dn_xfer dn_xfer;
 
 typedef struct dn_xfer_opts {
-	const char *host;  /* address to bind */
-	int port;	   /* 0 picks a free port */
-	int max_xceivers;  /* connections served at once */
-	int io_timeout_ms; /* per socket read/write and downstream connect */
+	const char *host;	/* address to bind */
+	int port;		/* 0 picks a free port */
+	int max_xceivers;	/* connections served at once */
+	int io_timeout_ms;	/* per socket read/write and downstream connect */
 	int max_conns_per_peer; /* connections from one address (0: 64) */
 	int header_timeout_ms;	/* a connection must send its header this fast (0: 5000) */
-	cdl_keyring *keys; /* block-token keys (filled by dn_nn); NULL: no checks (tests) */
+	cdl_keyring *keys;	/* block-token keys (filled by dn_nn); NULL: no checks (tests) */
 } dn_xfer_opts;
 
 /* Bind and start accepting. 0 or -errno (logged). */

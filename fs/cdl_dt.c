@@ -563,8 +563,8 @@ struct cdl_block_writer {
  * 1-based position of the node that failed. */
 static int writer_connect(const Caudal__DtTarget *const *targets, size_t ntargets, uint64_t block,
 			  uint64_t gen, const ProtobufCBinaryData *token, const char *client,
-			  int timeout_ms, bool recover, uint64_t recover_gen, uint64_t recover_offset,
-			  int *bad)
+			  int timeout_ms, bool recover, uint64_t recover_gen,
+			  uint64_t recover_offset, int *bad)
 {
 	*bad = 0;
 	if (ntargets < 1 || ntargets > CDL_DT_MAX_TARGETS + 1)

@@ -288,9 +288,8 @@ refuse:
 	return -EACCES;
 }
 
-int cdl_token_check(cdl_keyring *kr, const ProtobufCBinaryData *tok, int64_t now_ms,
-		    uint64_t block, uint64_t gen, uint32_t modes, Caudal__BlockTokenId **out,
-		    const char **why)
+int cdl_token_check(cdl_keyring *kr, const ProtobufCBinaryData *tok, int64_t now_ms, uint64_t block,
+		    uint64_t gen, uint32_t modes, Caudal__BlockTokenId **out, const char **why)
 {
 	Caudal__BlockTokenId *id;
 	int rc = cdl_token_verify(kr, tok, now_ms, &id, why);

@@ -11,9 +11,8 @@
  * a new random key every roll interval, made one interval before it starts
  * signing so that every datanode holds it by then, the old ones kept until
  * the last token they signed has expired) and signs; a datanode's is
- * replaced by the
- * set the namenode sends in every register and heartbeat reply, and
- * verifies. Expiry is wall-clock time (ms since the epoch), as the namenode
+ * replaced by the set the namenode sends in every register and heartbeat
+ * reply, and verifies. Expiry is wall-clock time (ms since the epoch), as the namenode
  * and the datanodes are different hosts.
  *
  * Threads: a keyring has its own mutex; every function may be called from
@@ -79,8 +78,9 @@ typedef struct cdl_token_spec {
 } cdl_token_spec;
 
 /* Sign a token with the current key, the newest one active at now_ms
- * (cdl_keyring_roll must have made one). *out is malloc'd (out->data), the caller frees it. 0, -ENOKEY with
- * no key, -EINVAL when the spec names too many nodes. */
+ * (cdl_keyring_roll must have made one). *out is malloc'd (out->data),
+ * the caller frees it. 0, -ENOKEY with no key, -EINVAL when the spec
+ * names too many nodes. */
 int cdl_token_sign(cdl_keyring *kr, const cdl_token_spec *spec, int64_t now_ms,
 		   ProtobufCBinaryData *out);
 
@@ -94,9 +94,8 @@ int cdl_token_verify(cdl_keyring *kr, const ProtobufCBinaryData *tok, int64_t no
 
 /* cdl_token_verify, and the token must grant one of the `modes` bits on
  * exactly (block, gen), gen not 0. Same returns. */
-int cdl_token_check(cdl_keyring *kr, const ProtobufCBinaryData *tok, int64_t now_ms,
-		    uint64_t block, uint64_t gen, uint32_t modes, Caudal__BlockTokenId **id,
-		    const char **why);
+int cdl_token_check(cdl_keyring *kr, const ProtobufCBinaryData *tok, int64_t now_ms, uint64_t block,
+		    uint64_t gen, uint32_t modes, Caudal__BlockTokenId **id, const char **why);
 
 /* Whether the token names a datanode with this id (self check), or with
  * this host and port (a pipeline target). */

@@ -38,8 +38,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *why = NULL;
 	int rc = cdl_token_check(kr, &t, 1000, 7, 3, CDL_TOKEN_READ, &id, &why);
 	if (rc == 0) {
-		if (!sign || !id || id->block != 7 || id->gen != 3 || !(id->modes & CDL_TOKEN_READ) ||
-		    id->expiry_ms <= 1000 || id->n_nodes > CDL_TOKEN_MAX_NODES)
+		if (!sign || !id || id->block != 7 || id->gen != 3 ||
+		    !(id->modes & CDL_TOKEN_READ) || id->expiry_ms <= 1000 ||
+		    id->n_nodes > CDL_TOKEN_MAX_NODES)
 			abort(); /* accepted what it must not */
 		(void)cdl_token_names_id(id, "dn");
 		(void)cdl_token_names_addr(id, "127.0.0.1", 9866);

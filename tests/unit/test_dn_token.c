@@ -254,11 +254,13 @@ static void test_refusals(node *a, node *b)
 
 	/* a copy: only with a copy (or write) token naming the targets */
 	{
-		ProtobufCBinaryData w16 = tok(16, 1, CDL_TOKEN_WRITE, 64 * CDL_CHUNK, only_a, 1, 60000);
+		ProtobufCBinaryData w16 =
+		    tok(16, 1, CDL_TOKEN_WRITE, 64 * CDL_CHUNK, only_a, 1, 60000);
 		CHECK_EQ(write_block(only_a, 1, 16, 1, &w16, len), 0);
 		CHECK_EQ(dn_xfer_replicate(a->s, 16, 1, only_b, 1, NULL, "a", TMO), -EACCES);
 		CHECK_EQ(dn_xfer_replicate(a->s, 16, 1, only_b, 1, &r, "a", TMO), -EACCES);
-		ProtobufCBinaryData c16 = tok(16, 1, CDL_TOKEN_COPY, 64 * CDL_CHUNK, only_b, 1, 60000);
+		ProtobufCBinaryData c16 =
+		    tok(16, 1, CDL_TOKEN_COPY, 64 * CDL_CHUNK, only_b, 1, 60000);
 		CHECK_EQ(dn_xfer_replicate(a->s, 16, 1, only_b, 1, &c16, "a", TMO), 0);
 		CHECK(dn_store_has(b->s, 16, 1, &have) && have == len);
 		free(w16.data);

@@ -600,7 +600,8 @@ int main(void)
 		size_t rd = 0;
 		for (size_t id = 800; rc == 0 && rd < len; id++) {
 			cdl_block_reader *r;
-			rc = cdl_block_reader_open("127.0.0.1", n[1].port, id, 1, 0, 0, NULL, TMO, &r);
+			rc = cdl_block_reader_open("127.0.0.1", n[1].port, id, 1, 0, 0, NULL, TMO,
+						   &r);
 			ssize_t k;
 			while (rc == 0 && (k = cdl_block_reader_read(r, buf, piece)) > 0)
 				rd += (size_t)k;

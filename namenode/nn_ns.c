@@ -2109,8 +2109,8 @@ H(UpdatePipeline)
 		caudal__datanode_info__init(survivors[i]);
 		nn_dn_info(keep[i], survivors[i], cdl_now_ms(), a);
 	}
-	rep->token = nn_token_make(ns->tok, a, k->id, gen, CDL_TOKEN_WRITE, n->bs, survivors,
-				   req->n_nodes);
+	rep->token =
+	    nn_token_make(ns->tok, a, k->id, gen, CDL_TOKEN_WRITE, n->bs, survivors, req->n_nodes);
 	cdl_info("block %llu of inode %llu: pipeline now %zu node(s), generation %llu",
 		 (unsigned long long)k->id, (unsigned long long)n->ino, req->n_nodes,
 		 (unsigned long long)gen);

@@ -33,8 +33,10 @@ typedef struct nn_conf {
 	bool sync_always;     /* sync the WAL on every operation */
 	int64_t batch_ms;     /* batch mode: WAL sync interval */
 	char *topology;	      /* host -> rack file */
-	int64_t token_lifetime_ms; /* block access tokens are valid this long (0: 10 min) */
-	int64_t token_key_roll_ms; /* the token signing key changes this often (0: 1 hour) */
+
+	/* block access tokens (nn_token.h) */
+	int64_t token_lifetime_ms; /* a token is valid this long (0: 10 min) */
+	int64_t token_key_roll_ms; /* the signing key changes this often (0: 1 hour) */
 } nn_conf;
 
 struct nn_lease;

@@ -100,8 +100,8 @@ static int cmd_list(cdl_client *c, const char *jobs_dir)
 				} else {
 					/* the name is the spec's: it may hold anything */
 					char *e = job_escape(name, strlen(name));
-					snprintf(line, sizeof(line), "%-16s %-9s (no status yet)", e,
-						 "-");
+					snprintf(line, sizeof(line), "%-16s %-9s (no status yet)",
+						 e, "-");
 					free(e);
 				}
 				printf("%s\n", line);
@@ -289,8 +289,7 @@ int job_cli_main(cdl_client *c, const char *jobs_dir, int argc, char **argv)
 		char *e = job_escape(name, n);
 		fprintf(stderr, "caudal: bad job name '%s'\n", e);
 		free(e);
-	}
-	else if (!strcmp(cmd, "status"))
+	} else if (!strcmp(cmd, "status"))
 		rc = cmd_status(c, jobs_dir, base, verbose);
 	else if (!strcmp(cmd, "watch"))
 		rc = cmd_watch(c, jobs_dir, base);

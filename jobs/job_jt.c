@@ -1074,8 +1074,7 @@ static int plan_file(struct job *j, const char *path, char *err, size_t errlen)
 	req.target = &tg;
 	req.cred = cdl_client_cred(j->fs);
 	Caudal__GetBlocksReply *rep;
-	int rc =
-	    cdl_client_call_err(j->fs, CDL_NN_GetBlocks, &req.base, (ProtobufCMessage **)&rep);
+	int rc = cdl_client_call_err(j->fs, CDL_NN_GetBlocks, &req.base, (ProtobufCMessage **)&rep);
 	if (rc) {
 		snprintf(err, errlen, "cannot read the blocks of '%s': %s", path, strerror(-rc));
 		return rc;
@@ -1113,8 +1112,8 @@ static int plan_file(struct job *j, const char *path, char *err, size_t errlen)
 
 /* Plan a file, or every file under a folder (names starting with '_' or
  * '.' are skipped, as Hadoop skips them). */
-static int plan_path(struct job *j, const char *path, uint32_t mode, int depth,
-		     char *err, size_t errlen)
+static int plan_path(struct job *j, const char *path, uint32_t mode, int depth, char *err,
+		     size_t errlen)
 {
 	if (S_ISREG(mode))
 		return plan_file(j, path, err, errlen);
@@ -1772,9 +1771,10 @@ static void scan(job_jt *jt)
 			cdl_warn("cannot create '%s': %s", jt->o.jobs_dir, strerror(-rc));
 	} else if (rc == 0) {
 		if ((a->mode & S_IWOTH) && !(a->mode & S_ISVTX))
-			cdl_warn("'%s' (mode %04o) is writable by all without the sticky bit: users "
-				 "can remove each other's specs (chmod 1777 it)",
-				 jt->o.jobs_dir, a->mode & 07777);
+			cdl_warn(
+			    "'%s' (mode %04o) is writable by all without the sticky bit: users "
+			    "can remove each other's specs (chmod 1777 it)",
+			    jt->o.jobs_dir, a->mode & 07777);
 		protobuf_c_message_free_unpacked(&a->base, NULL);
 	}
 	char *after = xstrdup("");

@@ -52,8 +52,8 @@ int job_shuffle_key_new(uint8_t key[JOB_SHUFFLE_KEY_LEN])
 	return RAND_bytes(key, JOB_SHUFFLE_KEY_LEN) == 1 ? 0 : -EIO;
 }
 
-void job_shuffle_sign(const uint8_t *key, size_t keylen, const char *job_id,
-		      const char *attempt_id, uint32_t part, uint8_t out[JOB_SHUFFLE_TOKEN_LEN])
+void job_shuffle_sign(const uint8_t *key, size_t keylen, const char *job_id, const char *attempt_id,
+		      uint32_t part, uint8_t out[JOB_SHUFFLE_TOKEN_LEN])
 {
 	size_t jl = strlen(job_id), al = strlen(attempt_id);
 	size_t n = jl + 1 + al + 1 + 4;

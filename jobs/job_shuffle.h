@@ -38,8 +38,8 @@ bool job_id_ok(const char *s);
 int job_shuffle_key_new(uint8_t key[JOB_SHUFFLE_KEY_LEN]);
 /* The token of one fetch: HMAC-SHA256 under key of job_id, a NUL,
  * attempt_id, a NUL and part as a big-endian u32. */
-void job_shuffle_sign(const uint8_t *key, size_t keylen, const char *job_id,
-		      const char *attempt_id, uint32_t part, uint8_t out[JOB_SHUFFLE_TOKEN_LEN]);
+void job_shuffle_sign(const uint8_t *key, size_t keylen, const char *job_id, const char *attempt_id,
+		      uint32_t part, uint8_t out[JOB_SHUFFLE_TOKEN_LEN]);
 /* Whether token (toklen bytes) is the token of that fetch under key;
  * compared in constant time. A key or token of the wrong length fails. */
 bool job_shuffle_verify(const uint8_t *key, size_t keylen, const char *job_id,

@@ -412,10 +412,10 @@ static int run_reduce(struct task *k)
 				snprintf(k->err, sizeof(k->err), "'in': %s", strerror(errno));
 				goto out;
 			}
-			int r = job_shuffle_fetch(m->host, (int)m->port, t->job_id, m->attempt_id,
-						  t->task, t->shuffle_key.data, t->shuffle_key.len,
-						  in, max_len, 10000, &len, &recs, err,
-						  sizeof(err));
+			int r =
+			    job_shuffle_fetch(m->host, (int)m->port, t->job_id, m->attempt_id,
+					      t->task, t->shuffle_key.data, t->shuffle_key.len, in,
+					      max_len, 10000, &len, &recs, err, sizeof(err));
 			if (r == 0) {
 				total += len;
 				records += recs;

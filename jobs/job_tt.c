@@ -110,7 +110,8 @@ static void rm_tree_at(int dfd, int depth)
 			continue;
 		if (unlinkat(dirfd(d), e->d_name, 0) == 0 || errno != EISDIR || depth > 64)
 			continue;
-		int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int sub =
+		    openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (sub >= 0)
 			rm_tree_at(sub, depth + 1);
 		unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
@@ -378,8 +379,9 @@ static int fetch_files(cdl_client *fs, const Caudal__TaskAssignment *task, const
 		if (attr)
 			protobuf_c_message_free_unpacked(&attr->base, NULL);
 		char *dst = xasprintf("%s/%s", dir, base);
-		int fd = rc ? -1
-			    : open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+		int fd =
+		    rc ? -1
+		       : open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (!rc && fd < 0)
 			rc = -errno;
 		if (!rc)
@@ -582,8 +584,7 @@ static void *attempt_main(void *arg)
 	/* the shuffle server checks this job's fetches with it */
 	if ((rc = job_shuffle_key_save(t->jobs_dir, task->job_id, task->shuffle_key.data,
 				       task->shuffle_key.len))) {
-		snprintf(err, sizeof(err), "cannot keep the job's shuffle key: %s",
-			 strerror(-rc));
+		snprintf(err, sizeof(err), "cannot keep the job's shuffle key: %s", strerror(-rc));
 		goto done;
 	}
 	if ((rc = fetch_files(fs, task, dir, err, sizeof(err))))
@@ -593,8 +594,7 @@ static void *attempt_main(void *arg)
 		goto done;
 	}
 	char *errpath = xasprintf("%s/stderr", dir);
-	err_fd = open(errpath, O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
-		      0600);
+	err_fd = open(errpath, O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
 	free(errpath);
 	if (err_fd < 0) {
 		rc = -errno;

@@ -73,7 +73,8 @@ bool job_user_allowed(const job_user_policy *p, const job_user *u, char *why, si
 		return false;
 	}
 	if (u->uid < p->min_uid) {
-		snprintf(why, n, "jobs of '%s' (uid %u) are refused: uids below %u may not run jobs",
+		snprintf(why, n,
+			 "jobs of '%s' (uid %u) are refused: uids below %u may not run jobs",
 			 u->name, (unsigned)u->uid, p->min_uid);
 		return false;
 	}
@@ -104,12 +105,9 @@ cdl_client *job_user_client(const cdl_client_opts *o, const job_user *u)
 /* What failed in the child, sent back over the error pipe. */
 enum spawn_step { S_FDS, S_CHDIR, S_GROUPS, S_GID, S_UID, S_STILL_ROOT, S_EXEC };
 static const char *const step_names[] = {
-    [S_FDS] = "set up its descriptors",
-    [S_CHDIR] = "enter its working folder",
-    [S_GROUPS] = "take the user's groups",
-    [S_GID] = "take the user's group",
-    [S_UID] = "take the user's uid",
-    [S_STILL_ROOT] = "drop root",
+    [S_FDS] = "set up its descriptors",	   [S_CHDIR] = "enter its working folder",
+    [S_GROUPS] = "take the user's groups", [S_GID] = "take the user's group",
+    [S_UID] = "take the user's uid",	   [S_STILL_ROOT] = "drop root",
     [S_EXEC] = "run the program",
 };
 

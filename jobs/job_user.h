@@ -24,10 +24,10 @@
 
 typedef struct job_user {
 	uid_t uid;
-	gid_t gid;			       /* primary group of the attempt */
-	gid_t groups[JOB_USER_GROUPS_MAX];     /* supplementary groups (getgrouplist) */
-	int ngroups;			       /* entries of groups */
-	char name[JOB_USER_NAME_MAX];	       /* login name */
+	gid_t gid;			   /* primary group of the attempt */
+	gid_t groups[JOB_USER_GROUPS_MAX]; /* supplementary groups (getgrouplist) */
+	int ngroups;			   /* entries of groups */
+	char name[JOB_USER_NAME_MAX];	   /* login name */
 } job_user;
 
 /* Look uid up in the local user database. The primary group is want_gid

@@ -191,11 +191,11 @@ int main(void)
 	CHECK(lseek(fd, 0, SEEK_END) == 0);
 	/* a run longer than the reader's cap (the map's whole output) is
 	 * refused before a byte is written */
-	CHECK(job_shuffle_fetch("127.0.0.1", port, "j1", "j1_m_00000_0", 1, key, sizeof(key), fd,
-				4, 2000, &len, &recs, err, sizeof(err)) == -EFBIG);
+	CHECK(job_shuffle_fetch("127.0.0.1", port, "j1", "j1_m_00000_0", 1, key, sizeof(key), fd, 4,
+				2000, &len, &recs, err, sizeof(err)) == -EFBIG);
 	CHECK(lseek(fd, 0, SEEK_END) == 0);
-	int rc = job_shuffle_fetch("127.0.0.1", port, "j1", "j1_m_00000_0", 1, key, sizeof(key),
-				   fd, 1 << 20, 2000, &len, &recs, err, sizeof(err));
+	int rc = job_shuffle_fetch("127.0.0.1", port, "j1", "j1_m_00000_0", 1, key, sizeof(key), fd,
+				   1 << 20, 2000, &len, &recs, err, sizeof(err));
 	/* the test index has no checksums: the data arrives and fails its
 	 * checksum, which shows the server sent it */
 	CHECK(rc == -EBADMSG && lseek(fd, 0, SEEK_END) == 5);

@@ -197,8 +197,8 @@ int main(void)
 		t.type = CAUDAL__TASK_TYPE__TASK_REDUCE;
 		t.shuffle_key.data = key;
 		t.shuffle_key.len = sizeof(key);
-	t.shuffle_key.data = key;
-	t.shuffle_key.len = sizeof(key);
+		t.shuffle_key.data = key;
+		t.shuffle_key.len = sizeof(key);
 		t.task = (uint32_t)r;
 		t.reduce = "sum";
 		t.reduces = 3;
@@ -329,8 +329,8 @@ int main(void)
 		t.type = CAUDAL__TASK_TYPE__TASK_REDUCE;
 		t.shuffle_key.data = key;
 		t.shuffle_key.len = sizeof(key);
-	t.shuffle_key.data = key;
-	t.shuffle_key.len = sizeof(key);
+		t.shuffle_key.data = key;
+		t.shuffle_key.len = sizeof(key);
 		t.reduce = "sum";
 		t.reduces = 3;
 		t.n_maps = 2;
@@ -353,8 +353,8 @@ int main(void)
 		t.type = CAUDAL__TASK_TYPE__TASK_REDUCE;
 		t.shuffle_key.data = key;
 		t.shuffle_key.len = sizeof(key);
-	t.shuffle_key.data = key;
-	t.shuffle_key.len = sizeof(key);
+		t.shuffle_key.data = key;
+		t.shuffle_key.len = sizeof(key);
 		t.task = 1;
 		t.reduce = "sum";
 		t.reduces = 3;

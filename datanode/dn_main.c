@@ -38,6 +38,7 @@ static struct {
 	int64_t rpc_timeout_ms;
 	char *log_level;
 	bool print_config;
+	cdl_sec_cfg sec;
 } cfg;
 
 static const cdl_cfg_key cfg_tab[] = {
@@ -67,6 +68,7 @@ static const cdl_cfg_key cfg_tab[] = {
     {"log_level", CDL_CFG_STR, &cfg.log_level, "info", 0, 0, "error, warn, info or debug"},
     {"print_config", CDL_CFG_BOOL, &cfg.print_config, "false", 0, 0,
      "print the effective config and exit"},
+    CDL_SEC_CFG_KEYS(cfg.sec),
     {NULL, 0, NULL, NULL, 0, 0, NULL},
 };
 
@@ -169,6 +171,7 @@ int main(int argc, char **argv)
 	    cdl_daemon_config(cfg_tab, "datanode", argc, argv, &cfg.log_level, &cfg.print_config);
 	if (rc >= 0)
 		return rc;
+	cdl_daemon_use_sec(&cfg.sec);
 
 	int status = cdl_daemon_run(steps, NSTEPS, ready);
 	cdl_config_release(cfg_tab);

@@ -28,6 +28,7 @@
 #include "job_cli.h"
 #include "cdl_log.h"
 #include "cdl_rpc.h"
+#include "cdl_sec.h"
 #include "cdl_util.h"
 
 extern char **environ;
@@ -337,6 +338,16 @@ static cdl_client *client_make(const char *addr, int io_ms)
 static cdl_client *client(void)
 {
 	if (!g_client) {
+		/* our identity: the admin certificate for root, a user's own
+		 * certificate for anyone else (DESIGN.md, "Security") */
+		char err[512];
+		char *home = home_dir();
+		int rc = cdl_sec_client_init(home, NULL, err, sizeof(err));
+		free(home);
+		if (rc < 0) {
+			fprintf(stderr, "caudal: %s\n", err);
+			exit(1);
+		}
 		g_client = client_make(namenode_addr(), g_timeout_ms);
 		if (!g_client) {
 			fprintf(stderr, "caudal: cannot use namenode '%s': invalid address\n",
@@ -979,6 +990,7 @@ enum {
 	UP_MOUNT,
 	UP_JOBS,
 	UP_JT_PORT,
+	UP_INSECURE,
 	UP_N
 };
 
@@ -1011,6 +1023,8 @@ static const struct up_setting {
     [UP_JOBS] = {"jobs", "CAUDAL_JOBS", "yes",
 		 "run the jobtracker and a tasktracker per datanode (yes|no)"},
     [UP_JT_PORT] = {"jt-port", "CAUDAL_JT_PORT", "9001", "jobtracker RPC port"},
+    [UP_INSECURE] = {"insecure", "CAUDAL_UP_INSECURE", "no",
+		     "plaintext RPC believing every claimed uid (yes|no; benchmarks only)"},
 };
 
 static const char *upv[UP_N];
@@ -1065,8 +1079,10 @@ struct daemon {
 	char *addr;	  /* what it serves, for messages */
 	char *argv[24];
 	int argc;
-	pid_t pid;    /* running pid, 0 = not running */
-	bool spawned; /* started by this invocation (our child) */
+	pid_t pid;	    /* running pid, 0 = not running */
+	bool spawned;	    /* started by this invocation (our child) */
+	enum cdl_role role; /* its certificate's role and host */
+	const char *host;
 };
 
 static void d_arg(struct daemon *d, const char *key, const char *val)
@@ -1178,6 +1194,9 @@ static void jt_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "port", upv[UP_JT_PORT]);
 	d_arg(x, "work_dir", x->dir);
 	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
+	/* root runs every daemon of this one-machine cluster already, so its
+	 * jobs may run as root too (README, "Security") */
+	d_arg(x, "allow_root_jobs", "yes");
 }
 
 /* A tasktracker beside each datanode, on its address, so that a map whose
@@ -1206,12 +1225,16 @@ static const struct dkind {
 	/* `caudal down`: run before SIGTERM (e.g. unmount); marker is the
 	 * daemon's state folder as recorded in its pid file */
 	void (*stop)(pid_t pid, const char *marker);
+	enum cdl_role role; /* what its certificate says it is */
 } kinds[] = {
-    {"namenode", "nn", "caudal-namenode", 0, false, false, nn_args, nn_ready, NULL},
-    {"dn", "dn", "caudal-datanode", 1, true, false, dn_args, dn_ready, NULL},
-    {"jobtracker", "jt", "caudal-jobtracker", 2, false, true, jt_args, NULL, NULL},
-    {"tt", "tt", "caudal-tasktracker", 2, true, true, tt_args, NULL, NULL},
-    {"mount", "mount", "caudal-mount", 3, false, true, mount_args, mount_ready, NULL},
+    {"namenode", "nn", "caudal-namenode", 0, false, false, nn_args, nn_ready, NULL,
+     CDL_ROLE_NAMENODE},
+    {"dn", "dn", "caudal-datanode", 1, true, false, dn_args, dn_ready, NULL, CDL_ROLE_DATANODE},
+    {"jobtracker", "jt", "caudal-jobtracker", 2, false, true, jt_args, NULL, NULL,
+     CDL_ROLE_JOBTRACKER},
+    {"tt", "tt", "caudal-tasktracker", 2, true, true, tt_args, NULL, NULL, CDL_ROLE_TASKTRACKER},
+    {"mount", "mount", "caudal-mount", 3, false, true, mount_args, mount_ready, NULL,
+     CDL_ROLE_MOUNT},
 };
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
@@ -1261,6 +1284,8 @@ static int build_daemons(struct upctx *u, const char *bindir)
 			}
 			x->prog = kd->prog;
 			x->rank = kd->rank;
+			x->role = kd->role;
+			x->host = kd->per_dn ? u->hosts[i] : upv[UP_NN_HOST];
 			d_arg(x, NULL, kd->prog);
 			kd->args(x, u, i);
 		}
@@ -1545,6 +1570,114 @@ static char *home_abs(bool create)
 	return xstrdup(buf);
 }
 
+/* Makes certs/NAME.{crt,key} for role on host unless they are there. */
+static int cert_for(const char *dir, const char *name, enum cdl_role role, const char *host)
+{
+	char *crt = xasprintf("%s/%s.crt", dir, name);
+	char *key = xasprintf("%s/%s.key", dir, name);
+	int rc = 0;
+	if (access(crt, R_OK) != 0 || access(key, R_OK) != 0)
+		rc = cdl_cert_create(dir, role, role == CDL_ROLE_ADMIN ? "root" : host,
+				     role == CDL_ROLE_MOUNT || role == CDL_ROLE_ADMIN ? NULL : host,
+				     crt, key, 3650);
+	free(crt);
+	free(key);
+	return rc;
+}
+
+/* The cluster's CA and a certificate for every daemon the local cluster
+ * can run (those started by hand too: a mount, the job daemons, the
+ * checkpointer uses the namenode's) and for the admin, under home/certs,
+ * made on first start (DESIGN.md, "Security"). Each daemon `up` runs but
+ * the mount gets its files as flags. Keys are 0600, readable by root only,
+ * so a local user cannot act as a daemon or the admin. */
+static int up_certs(struct upctx *u)
+{
+	char *dir = xasprintf("%s/certs", u->home);
+	char *ca = xasprintf("%s/ca.crt", dir);
+	char *marker = xasprintf("%s/insecure", u->home);
+	unlink(marker); /* started insecure once, secure now */
+	free(marker);
+	int rc = cdl_cert_create_ca(dir, "local");
+	for (size_t k = 0; rc == 0 && k < NKINDS; k++) {
+		int count = kinds[k].per_dn ? u->ndn : 1;
+		for (int i = 0; rc == 0 && i < count; i++) {
+			char name[64];
+			if (kinds[k].per_dn)
+				snprintf(name, sizeof(name), "%s%d", kinds[k].name, i + 1);
+			else
+				snprintf(name, sizeof(name), "%s", kinds[k].name);
+			rc = cert_for(dir, name, kinds[k].role,
+				      kinds[k].per_dn ? u->hosts[i] : upv[UP_NN_HOST]);
+		}
+	}
+	if (rc == 0)
+		rc = cert_for(dir, "admin", CDL_ROLE_ADMIN, NULL);
+	for (int i = 0; rc == 0 && i < u->n; i++) {
+		struct daemon *d = &u->ds[i];
+		if (d->role == CDL_ROLE_MOUNT)
+			continue;
+		char *crt = xasprintf("%s/%s.crt", dir, d->name);
+		char *key = xasprintf("%s/%s.key", dir, d->name);
+		d_arg(d, "tls_ca", ca);
+		d_arg(d, "tls_cert", crt);
+		d_arg(d, "tls_key", key);
+		free(crt);
+		free(key);
+	}
+	if (rc == 0) {
+		/* up itself asks the cluster as the admin */
+		char *crt = xasprintf("%s/admin.crt", dir), *key = xasprintf("%s/admin.key", dir);
+		rc = cdl_sec_use(ca, crt, key);
+		free(crt);
+		free(key);
+	}
+	if (rc < 0)
+		fprintf(stderr, "caudal: cannot make the cluster's certificates in '%s': %s\n", dir,
+			strerror(-rc));
+	free(ca);
+	free(dir);
+	return rc;
+}
+
+/* A cluster without TLS (`caudal up --insecure=yes`): every daemon gets
+ * insecure = yes, and the state folder says so, so that the CLI and the
+ * mount speak plaintext to it. Anyone who reaches its ports may claim any
+ * uid: for measuring what security costs, never for real use. */
+static int up_insecure(struct upctx *u)
+{
+	char *marker = xasprintf("%s/insecure", u->home);
+	int fd = open(marker, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	free(marker);
+	if (fd < 0) {
+		fprintf(stderr, "caudal: cannot mark '%s' insecure: %s\n", u->home,
+			strerror(errno));
+		return -errno;
+	}
+	close(fd);
+	for (int i = 0; i < u->n; i++)
+		if (u->ds[i].role != CDL_ROLE_MOUNT)
+			d_arg(&u->ds[i], "insecure", "yes");
+	cdl_sec_use_insecure();
+	setenv("CAUDAL_INSECURE", "1", 1);
+	return 0;
+}
+
+/* The mount takes its identity from the environment (as any client does):
+ * point it at its certificate before it is spawned. */
+static void mount_identity(const char *home, const struct daemon *d)
+{
+	char *ca = xasprintf("%s/certs/ca.crt", home);
+	char *crt = xasprintf("%s/certs/%s.crt", home, d->name);
+	char *key = xasprintf("%s/certs/%s.key", home, d->name);
+	setenv("CAUDAL_CA", ca, 1);
+	setenv("CAUDAL_CERT", crt, 1);
+	setenv("CAUDAL_KEY", key, 1);
+	free(ca);
+	free(crt);
+	free(key);
+}
+
 static int cmd_up(int argc, char **argv)
 {
 	struct opts o;
@@ -1597,6 +1730,12 @@ static int cmd_up(int argc, char **argv)
 		}
 		free(f);
 	}
+	if (!strcmp(upv[UP_INSECURE], "yes")) {
+		if (up_insecure(&u) < 0)
+			goto out;
+	} else if (up_certs(&u) < 0) {
+		goto out;
+	}
 	u.end = cdl_now_ms() + (int64_t)tmo;
 	/* rank by rank, each ready before the next starts */
 	for (int rank = 0; rank <= kinds[NKINDS - 1].rank; rank++) {
@@ -1610,6 +1749,8 @@ static int cmd_up(int argc, char **argv)
 				       (int)d->pid);
 				continue;
 			}
+			if (d->role == CDL_ROLE_MOUNT && strcmp(upv[UP_INSECURE], "yes"))
+				mount_identity(home, d);
 			if (daemon_spawn(home, bindir, d))
 				goto out;
 			printf("%s %s started (pid %d)\n", d->name, d->addr, (int)d->pid);
@@ -1816,6 +1957,88 @@ static int cmd_status(int argc, char **argv)
 
 /* ------------------------------------------------------------ table */
 
+/* caudal cert create-ca | create-node HOST ROLE | create-client NAME | list:
+ * the cluster CA and certificates for other hosts and for users, in
+ * $CAUDAL_HOME/certs (or --dir DIR), as CockroachDB's `cockroach cert`. */
+static int cmd_cert(int argc, char **argv)
+{
+	const char *dir_opt = NULL;
+	int n = 0;
+	for (int i = 0; i < argc; i++) {
+		if (!strncmp(argv[i], "--dir=", 6))
+			dir_opt = argv[i] + 6;
+		else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+			dir_opt = argv[++i];
+		else
+			argv[n++] = argv[i];
+	}
+	argc = n;
+	if (argc < 1)
+		return usage_error("cert: create-ca | create-node HOST ROLE | create-client NAME "
+				   "| list");
+	char *home = home_dir();
+	char *dir = dir_opt ? xstrdup(dir_opt) : xasprintf("%s/certs", home);
+	free(home);
+	int rc = 0;
+	const char *what = argv[0];
+	if (!strcmp(what, "create-ca") && argc == 1) {
+		rc = cdl_cert_create_ca(dir, "cluster");
+		if (rc == 0)
+			printf("CA in '%s/ca.crt' (key ca.key, keep it safe)\n", dir);
+	} else if (!strcmp(what, "create-node") && argc == 3) {
+		enum cdl_role role = cdl_role_parse(argv[2]);
+		if (role == CDL_ROLE_NONE || role == CDL_ROLE_USER || role == CDL_ROLE_ADMIN ||
+		    role == CDL_ROLE_MOUNT) {
+			if (role != CDL_ROLE_MOUNT) {
+				free(dir);
+				return usage_error("cert: ROLE is namenode, datanode, jobtracker, "
+						   "tasktracker or mount, not '%s'",
+						   argv[2]);
+			}
+		}
+		char *crt = xasprintf("%s/%s-%s.crt", dir, argv[2], argv[1]);
+		char *key = xasprintf("%s/%s-%s.key", dir, argv[2], argv[1]);
+		rc = cdl_cert_create(dir, role, argv[1], role == CDL_ROLE_MOUNT ? NULL : argv[1],
+				     crt, key, 3650);
+		if (rc == 0)
+			printf("%s certificate for '%s' in '%s' (key '%s')\n", argv[2], argv[1],
+			       crt, key);
+		free(crt);
+		free(key);
+	} else if (!strcmp(what, "create-client") && argc == 2) {
+		bool admin = !strcmp(argv[1], "admin");
+		char *udir = admin ? xstrdup(dir) : xasprintf("%s/users", dir);
+		char *crt = xasprintf("%s/%s.crt", udir, argv[1]);
+		char *key = xasprintf("%s/%s.key", udir, argv[1]);
+		rc = cdl_mkdirs(udir);
+		if (rc == 0)
+			rc = cdl_cert_create(dir, admin ? CDL_ROLE_ADMIN : CDL_ROLE_USER,
+					     admin ? "root" : argv[1], NULL, crt, key, 365);
+		/* the user's own key is theirs to read, nobody else's */
+		struct passwd *pw = admin ? NULL : getpwnam(argv[1]);
+		if (rc == 0 && pw &&
+		    (chown(key, pw->pw_uid, pw->pw_gid) < 0 ||
+		     chown(crt, pw->pw_uid, pw->pw_gid) < 0))
+			rc = -errno;
+		if (rc == 0)
+			printf("%s certificate for '%s' in '%s' (key '%s')\n",
+			       admin ? "admin" : "user", argv[1], crt, key);
+		free(crt);
+		free(key);
+		free(udir);
+	} else if (!strcmp(what, "list") && argc == 1) {
+		rc = cdl_cert_list(dir, stdout);
+	} else {
+		free(dir);
+		return usage_error("cert: create-ca | create-node HOST ROLE | create-client NAME "
+				   "| list");
+	}
+	if (rc < 0)
+		fprintf(stderr, "caudal: cert %s: %s\n", what, strerror(-rc));
+	free(dir);
+	return rc < 0 ? 1 : 0;
+}
+
 struct command {
 	const char *name;
 	int (*fn)(struct opts *o);
@@ -1851,6 +2074,8 @@ static const struct command commands[] = {
      "decommission [-w] [-c] DATANODE   drain HOST:PORT or id (-w: wait; -c: cancel)"},
     {"job", NULL, cmd_job, "", 0, 0,
      "job list|status [-v] NAME|watch NAME|kill NAME   jobs in /jobs"},
+    {"cert", NULL, cmd_cert, "", 0, 0,
+     "cert create-ca|create-node HOST ROLE|create-client NAME|list [--dir DIR]"},
     {"events", cmd_events, NULL, "f", 0, 1,
      "events [-f] [FROM]     namespace events from a transaction id (-f: follow)"},
 };

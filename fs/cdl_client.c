@@ -252,6 +252,15 @@ int cdl_client_call(cdl_client *c, enum cdl_nn_method m, const ProtobufCMessage 
 	*reply = NULL;
 	if ((unsigned)m >= CDL_NN_NMETHODS)
 		return -EINVAL;
+	/* every request that can carry a Cred carries one: the namenode refuses
+	 * a request without one rather than guess (DESIGN.md, "Security") */
+	const ProtobufCFieldDescriptor *cf =
+	    protobuf_c_message_descriptor_get_field_by_name(req->descriptor, "cred");
+	if (cf && cf->type == PROTOBUF_C_TYPE_MESSAGE) {
+		Caudal__Cred **slot = (Caudal__Cred **)((char *)req + cf->offset);
+		if (!*slot)
+			*slot = &c->cred;
+	}
 	int64_t end = cdl_now_ms() + c->io_timeout_ms;
 	int64_t backoff = CDL_BACKOFF_MIN;
 	for (int attempt = 1;; attempt++) {

@@ -8,6 +8,7 @@
 
 #include "cdl_log.h"
 #include "cdl_rpc.h"
+#include "cdl_sec.h"
 
 int cdl_daemon_run(const cdl_step *steps, size_t n, void (*ready)(void))
 {
@@ -80,9 +81,21 @@ int cdl_daemon_config(const cdl_cfg_key *tab, const char *role, int argc, char *
 }
 
 static bool rpc_up;
+static const cdl_sec_cfg *daemon_sec;
+
+void cdl_daemon_use_sec(const cdl_sec_cfg *sec)
+{
+	daemon_sec = sec;
+}
 
 int cdl_daemon_rpc_init(void)
 {
+	if (daemon_sec) {
+		int rc = cdl_sec_daemon_init(daemon_sec->tls_ca, daemon_sec->tls_cert,
+					     daemon_sec->tls_key, daemon_sec->insecure);
+		if (rc < 0)
+			return rc;
+	}
 	cdl_rpc_global_init();
 	rpc_up = true;
 	return 0;

@@ -30,7 +30,32 @@ int cdl_daemon_run(const cdl_step *steps, size_t n, void (*ready)(void));
 int cdl_daemon_config(const cdl_cfg_key *tab, const char *role, int argc, char **argv,
 		      char *const *log_level, const bool *print_config);
 
-/* The RPC library (cdl_rpc_global_init/shutdown) as a start-up step. */
+/* The TLS identity keys every daemon's config table carries (DESIGN.md,
+ * "Security"); put CDL_SEC_CFG_KEYS(cfg.sec) in the table and call
+ * cdl_daemon_use_sec(&cfg.sec) before cdl_daemon_run. */
+typedef struct cdl_sec_cfg {
+	char *tls_ca, *tls_cert, *tls_key;
+	bool insecure;
+} cdl_sec_cfg;
+#define CDL_SEC_CFG_KEYS(s)                                                                        \
+	{"tls_ca", CDL_CFG_STR, &(s).tls_ca, "", 0, 0, "cluster CA certificate (PEM)"},            \
+	    {"tls_cert",                                                                           \
+	     CDL_CFG_STR,                                                                          \
+	     &(s).tls_cert,                                                                        \
+	     "",                                                                                   \
+	     0,                                                                                    \
+	     0,                                                                                    \
+	     "this daemon's certificate, signed by the CA (PEM; see 'caudal cert')"},              \
+	    {"tls_key", CDL_CFG_STR, &(s).tls_key, "", 0, 0, "its private key (PEM, 0600)"},       \
+	{                                                                                          \
+		"insecure", CDL_CFG_BOOL, &(s).insecure, "false", 0, 0,                            \
+		    "plaintext RPC where every claimed identity is believed (tests only)"          \
+	}
+void cdl_daemon_use_sec(const cdl_sec_cfg *sec);
+
+/* The RPC library (cdl_rpc_global_init/shutdown) and the TLS identity given
+ * to cdl_daemon_use_sec (without one the daemon refuses to start unless
+ * insecure is set) as a start-up step. */
 int cdl_daemon_rpc_init(void);
 void cdl_daemon_rpc_fini(void);
 

@@ -20,6 +20,8 @@
 #include "cdl_log.h"
 
 #define MAX_SERVICES 8
+/* Longest pause between a client channel's reconnect attempts. */
+#define RECONNECT_MAX_MS 1000
 
 void cdl_rpc_global_init(void)
 {
@@ -37,6 +39,7 @@ struct service {
 	const ProtobufCServiceDescriptor *desc;
 	cdl_rpc_handler *handlers; /* by method index */
 	unsigned *flags;	   /* by method index */
+	unsigned *roles;	   /* by method index: CDL_ROLE_BIT mask, 0 = any */
 	void *ctx;
 };
 
@@ -62,7 +65,19 @@ struct srv_call {
 	grpc_byte_buffer *resp;
 	grpc_slice status_details;
 	int cancelled;
+	cdl_peer peer;		   /* who called, filled when the call arrives */
+	grpc_status_code refuse;   /* non-OK: answer this without running the handler */
+	const char *refuse_detail; /* static text for refuse */
+	bool counted;		   /* holds a per-caller long-poll slot */
 };
+
+/* The caller of the handler running on this thread. */
+static __thread const cdl_peer *cur_peer;
+
+const cdl_peer *cdl_rpc_peer(void)
+{
+	return cur_peer;
+}
 
 struct cdl_rpc_server {
 	grpc_server *srv;
@@ -80,8 +95,22 @@ struct cdl_rpc_server {
 	pthread_cond_t cond;
 	int shutdown_done;
 	int nblocking; /* blocking handlers running on their own threads */
+	/* blocking handlers running per caller (identity or address), so that
+	 * one caller cannot take every long-poll thread; under lock */
+	struct peer_count {
+		char key[160];
+		int n;
+	} * pcount;
+	int npcount;
+	bool tls; /* listening with mutual TLS (else plaintext, roles unchecked) */
 	_Atomic int stopping;
 };
+
+/* Long polls at once, in all and per caller. Past these a long poll is
+ * answered RESOURCE_EXHAUSTED at once rather than run on a worker thread,
+ * where it would stall every other call queued there. */
+#define MAX_BLOCKING	  256
+#define MAX_BLOCKING_PEER 16
 
 static char shutdown_tag;
 
@@ -114,6 +143,7 @@ int cdl_rpc_server_add(cdl_rpc_server *s, const ProtobufCServiceDescriptor *desc
 		return -EINVAL;
 	cdl_rpc_handler *h = xcalloc(desc->n_methods, sizeof(*h));
 	unsigned *fl = xcalloc(desc->n_methods, sizeof(*fl));
+	unsigned *ro = xcalloc(desc->n_methods, sizeof(*ro));
 	for (const cdl_rpc_method *t = table; t->name; t++) {
 		unsigned i;
 		for (i = 0; i < desc->n_methods; i++)
@@ -134,6 +164,7 @@ int cdl_rpc_server_add(cdl_rpc_server *s, const ProtobufCServiceDescriptor *desc
 		}
 		h[i] = t->handler;
 		fl[i] = t->flags;
+		ro[i] = t->roles;
 	}
 	for (unsigned i = 0; i < desc->n_methods; i++)
 		if (!h[i]) {
@@ -145,6 +176,7 @@ int cdl_rpc_server_add(cdl_rpc_server *s, const ProtobufCServiceDescriptor *desc
 	svc->desc = desc;
 	svc->handlers = h;
 	svc->flags = fl;
+	svc->roles = ro;
 	svc->ctx = ctx;
 	s->methods = xrealloc(s->methods, sizeof(*s->methods) * (s->nmethods + desc->n_methods));
 	for (unsigned i = 0; i < desc->n_methods; i++) {
@@ -159,6 +191,7 @@ int cdl_rpc_server_add(cdl_rpc_server *s, const ProtobufCServiceDescriptor *desc
 fail:
 	free(h);
 	free(fl);
+	free(ro);
 	return -EINVAL;
 }
 
@@ -202,14 +235,68 @@ static void call_free(struct srv_call *c)
 	free(c);
 }
 
+/* Who is calling: the role and name in the verified client certificate
+ * ("ROLE:NAME" common name) on a TLS server, CDL_ROLE_INSECURE on a
+ * plaintext one, CDL_ROLE_NONE when a TLS peer's certificate names no role;
+ * and the peer's IP address. */
+static void identify(const cdl_rpc_server *s, struct srv_call *c)
+{
+	cdl_peer *p = &c->peer;
+	memset(p, 0, sizeof(*p));
+	char *addr = grpc_call_get_peer(c->call);
+	if (addr) {
+		/* "ipv4:127.0.0.2:4242" or "ipv6:[::1]:4242" */
+		const char *a = strchr(addr, ':');
+		a = a ? a + 1 : addr;
+		if (*a == '[')
+			a++;
+		const char *end = strrchr(a, ':');
+		size_t n = end ? (size_t)(end - a) : strlen(a);
+		if (n > 0 && a[n - 1] == ']')
+			n--;
+		if (n >= sizeof(p->addr))
+			n = sizeof(p->addr) - 1;
+		memcpy(p->addr, a, n);
+		gpr_free(addr);
+	}
+	if (!s->tls) {
+		p->role = CDL_ROLE_INSECURE;
+		return;
+	}
+	grpc_auth_context *ac = grpc_call_auth_context(c->call);
+	if (!ac)
+		return;
+	grpc_auth_property_iterator it =
+	    grpc_auth_context_find_properties_by_name(ac, GRPC_X509_CN_PROPERTY_NAME);
+	const grpc_auth_property *prop = grpc_auth_property_iterator_next(&it);
+	if (!prop || !cdl_peer_from_cn(prop->value, prop->value_length, p) ||
+	    p->role == CDL_ROLE_INSECURE)
+		p->role = CDL_ROLE_NONE;
+	grpc_auth_context_release(ac);
+}
+
 /* Unpack, run the handler and pack its reply. Returns a gRPC status. */
-static grpc_status_code run_handler(struct srv_call *c, const char **detail)
+static grpc_status_code run_handler(cdl_rpc_server *s, struct srv_call *c, const char **detail)
 {
 	struct service *svc = c->m->svc;
 	const ProtobufCMethodDescriptor *md = &svc->desc->methods[c->m->index];
 	grpc_status_code st = GRPC_STATUS_OK;
 	ProtobufCMessage *req = NULL;
 	cdl_arena arena;
+
+	if (s->tls) {
+		unsigned allowed = svc->roles[c->m->index];
+		if (c->peer.role == CDL_ROLE_NONE) {
+			*detail = "no caudal identity in the client certificate";
+			return GRPC_STATUS_UNAUTHENTICATED;
+		}
+		if (allowed && !(allowed & CDL_ROLE_BIT(c->peer.role))) {
+			cdl_info("refused '%s' to %s '%s' from %s", md->name,
+				 cdl_role_name(c->peer.role), c->peer.name, c->peer.addr);
+			*detail = "this certificate's role may not call this method";
+			return GRPC_STATUS_PERMISSION_DENIED;
+		}
+	}
 	cdl_arena_init(&arena);
 
 	if (!c->payload) {
@@ -232,7 +319,9 @@ static grpc_status_code run_handler(struct srv_call *c, const char **detail)
 	}
 	ProtobufCMessage *reply = cdl_arena_alloc(&arena, md->output->sizeof_message);
 	md->output->message_init(reply);
+	cur_peer = &c->peer;
 	svc->handlers[c->m->index](svc->ctx, req, reply, &arena);
+	cur_peer = NULL;
 	size_t len = protobuf_c_message_get_packed_size(reply);
 	grpc_slice out = grpc_slice_malloc(len);
 	protobuf_c_message_pack(reply, GRPC_SLICE_START_PTR(out));
@@ -247,8 +336,11 @@ static void answer(cdl_rpc_server *s, struct srv_call *c)
 {
 	const char *detail = "";
 	grpc_status_code st;
-	if (c->m) {
-		st = run_handler(c, &detail);
+	if (c->refuse != GRPC_STATUS_OK) {
+		st = c->refuse;
+		detail = c->refuse_detail;
+	} else if (c->m) {
+		st = run_handler(s, c, &detail);
 	} else {
 		st = GRPC_STATUS_UNIMPLEMENTED;
 		detail = "unknown method";
@@ -285,40 +377,86 @@ static void answer(cdl_rpc_server *s, struct srv_call *c)
 	if (grpc_call_start_batch(c->call, ops, n, c, NULL) != GRPC_CALL_OK &&
 	    atomic_fetch_sub(&c->pending, 1) == 1)
 		call_free(c);
-	(void)s;
 }
 
 struct blocking_arg {
 	cdl_rpc_server *s;
 	struct srv_call *c;
+	char key[160];
 };
+
+/* The caller's key for long-poll accounting: its certificate identity, or
+ * its address on a plaintext server. */
+static void peer_key(const cdl_peer *p, char *key, size_t n)
+{
+	if (p->role == CDL_ROLE_INSECURE || p->role == CDL_ROLE_NONE)
+		snprintf(key, n, "@%s", p->addr);
+	else
+		snprintf(key, n, "%s:%s", cdl_role_name(p->role), p->name);
+}
+
+/* Takes a long-poll slot for key; false when the caller or the server has
+ * too many. Called with s->lock held. */
+static bool slot_take(cdl_rpc_server *s, const char *key)
+{
+	if (s->nblocking >= MAX_BLOCKING)
+		return false;
+	int i;
+	for (i = 0; i < s->npcount; i++)
+		if (!strcmp(s->pcount[i].key, key))
+			break;
+	if (i == s->npcount) {
+		s->pcount = xrealloc(s->pcount, sizeof(*s->pcount) * (size_t)(s->npcount + 1));
+		snprintf(s->pcount[i].key, sizeof(s->pcount[i].key), "%s", key);
+		s->pcount[i].n = 0;
+		s->npcount++;
+	}
+	if (s->pcount[i].n >= MAX_BLOCKING_PEER)
+		return false;
+	s->pcount[i].n++;
+	s->nblocking++;
+	return true;
+}
+
+/* Called with s->lock held. */
+static void slot_give(cdl_rpc_server *s, const char *key)
+{
+	s->nblocking--;
+	for (int i = 0; i < s->npcount; i++)
+		if (!strcmp(s->pcount[i].key, key)) {
+			if (--s->pcount[i].n == 0)
+				s->pcount[i] = s->pcount[--s->npcount];
+			break;
+		}
+}
 
 static void *blocking_main(void *arg)
 {
 	struct blocking_arg *b = arg;
 	cdl_rpc_server *s = b->s;
 	answer(s, b->c);
-	free(b);
 	pthread_mutex_lock(&s->lock);
-	s->nblocking--;
+	slot_give(s, b->key);
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
+	free(b);
 	return NULL;
 }
 
-/* Run a blocking handler on a detached thread of its own; if none can be
- * made (or too many run), inline. */
+/* Run a blocking handler on a detached thread of its own. Never inline: a
+ * long poll on a worker thread stalls every call queued there, so when the
+ * caller holds too many long polls (or no thread can be made) the call is
+ * refused with RESOURCE_EXHAUSTED at once. */
 static void answer_blocking(cdl_rpc_server *s, struct srv_call *c)
 {
+	struct blocking_arg *b = xmalloc(sizeof(*b));
+	b->s = s;
+	b->c = c;
+	peer_key(&c->peer, b->key, sizeof(b->key));
 	pthread_mutex_lock(&s->lock);
-	bool room = s->nblocking < 256;
-	if (room)
-		s->nblocking++;
+	bool room = slot_take(s, b->key);
 	pthread_mutex_unlock(&s->lock);
 	if (room) {
-		struct blocking_arg *b = xmalloc(sizeof(*b));
-		b->s = s;
-		b->c = c;
 		pthread_t t;
 		pthread_attr_t at;
 		pthread_attr_init(&at);
@@ -327,11 +465,13 @@ static void answer_blocking(cdl_rpc_server *s, struct srv_call *c)
 		pthread_attr_destroy(&at);
 		if (rc == 0)
 			return;
-		free(b);
 		pthread_mutex_lock(&s->lock);
-		s->nblocking--;
+		slot_give(s, b->key);
 		pthread_mutex_unlock(&s->lock);
 	}
+	free(b);
+	c->refuse = GRPC_STATUS_RESOURCE_EXHAUSTED;
+	c->refuse_detail = "too many long polls from this caller";
 	answer(s, c);
 }
 
@@ -365,6 +505,7 @@ static void *worker_main(void *arg)
 				continue;
 			}
 			struct method_reg *m = c->m;
+			identify(s, c);
 			if (m && (m->svc->flags[m->index] & CDL_RPC_BLOCKING)) {
 				if (!s->stopping)
 					post_request(s, w, m);
@@ -388,7 +529,17 @@ int cdl_rpc_server_start(cdl_rpc_server *s)
 		s->cqs[i] = grpc_completion_queue_create_for_next(NULL);
 		grpc_server_register_completion_queue(s->srv, s->cqs[i], NULL);
 	}
-	grpc_server_credentials *cr = grpc_insecure_server_credentials_create();
+	grpc_server_credentials *cr;
+	if (cdl_sec_enabled()) {
+		/* mutual TLS: only peers with a certificate of the cluster CA */
+		grpc_ssl_pem_key_cert_pair kp = {cdl_sec_key_pem(), cdl_sec_cert_pem()};
+		cr = grpc_ssl_server_credentials_create_ex(
+		    cdl_sec_ca_pem(), &kp, 1,
+		    GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
+		s->tls = true;
+	} else {
+		cr = grpc_insecure_server_credentials_create();
+	}
 	s->port = grpc_server_add_http2_port(s->srv, s->addr, cr);
 	grpc_server_credentials_release(cr);
 	if (s->port <= 0) {
@@ -457,8 +608,10 @@ void cdl_rpc_server_free(cdl_rpc_server *s, int grace_ms)
 	for (int i = 0; i < s->nsvc; i++) {
 		free(s->svcs[i].handlers);
 		free(s->svcs[i].flags);
+		free(s->svcs[i].roles);
 	}
 	free(s->methods);
+	free(s->pcount);
 	free(s->cqs);
 	free(s->threads);
 	free(s->addr);
@@ -528,9 +681,15 @@ cdl_rpc_client *cdl_rpc_client_new(const char *target, const ProtobufCServiceDes
 	args[2].value.integer = 100;
 	args[3].type = GRPC_ARG_INTEGER;
 	args[3].key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
-	args[3].value.integer = 1000;
+	args[3].value.integer = RECONNECT_MAX_MS;
 	grpc_channel_args ca = {4, args};
-	grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+	grpc_channel_credentials *cr;
+	if (cdl_sec_enabled()) {
+		grpc_ssl_pem_key_cert_pair kp = {cdl_sec_key_pem(), cdl_sec_cert_pem()};
+		cr = grpc_ssl_credentials_create(cdl_sec_ca_pem(), &kp, NULL, NULL);
+	} else {
+		cr = grpc_insecure_credentials_create();
+	}
 	c->ch = grpc_channel_create(target, cr, &ca);
 	grpc_channel_credentials_release(cr);
 	c->paths = xcalloc(desc->n_methods, sizeof(char *));
@@ -582,9 +741,53 @@ static int status_errno(grpc_status_code st)
 		return -EEXIST;
 	case GRPC_STATUS_CANCELLED:
 		return -ECANCELED;
+	case GRPC_STATUS_RESOURCE_EXHAUSTED:
+		return -EBUSY;
 	default:
 		return -EIO;
 	}
+}
+
+/* Calls fail fast when their channel is not connected (an absent server is
+ * told at once). But a connection makes progress (the TCP connect and the
+ * TLS handshake's round trips) only while some thread waits on a queue, so
+ * a caller that fails fast and sleeps between attempts, such as a
+ * datanode's heartbeat, would never get a TLS connection back after its
+ * server restarts. So before a call on a channel that is not ready, wait
+ * here (driving it) until it is ready or one connection attempt has failed,
+ * within the call's deadline. */
+static grpc_connectivity_state await_channel(cdl_rpc_client *c, grpc_completion_queue *cq,
+					     gpr_timespec deadline)
+{
+	grpc_connectivity_state st = grpc_channel_check_connectivity_state(c->ch, 1);
+	bool moved = false;
+	while (st != GRPC_CHANNEL_READY && st != GRPC_CHANNEL_SHUTDOWN) {
+		if (st == GRPC_CHANNEL_TRANSIENT_FAILURE && moved)
+			break; /* an attempt failed since we came: let the call say so */
+		/* a channel in failure keeps that state through its reconnect
+		 * attempts (it leaves it only when one succeeds): give it one
+		 * backoff period and a handshake, not the whole deadline */
+		gpr_timespec until = deadline;
+		if (st == GRPC_CHANNEL_TRANSIENT_FAILURE) {
+			gpr_timespec slice = gpr_time_add(
+			    gpr_now(GPR_CLOCK_MONOTONIC),
+			    gpr_time_from_millis(RECONNECT_MAX_MS + 500, GPR_TIMESPAN));
+			if (gpr_time_cmp(slice, until) < 0)
+				until = slice;
+			moved = true;
+		}
+		char tag;
+		grpc_channel_watch_connectivity_state(c->ch, st, until, cq, &tag);
+		grpc_event ev =
+		    grpc_completion_queue_pluck(cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		if (ev.type != GRPC_OP_COMPLETE)
+			break;
+		moved = true;
+		st = grpc_channel_check_connectivity_state(c->ch, 0);
+		if (!ev.success && gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), deadline) >= 0)
+			break; /* the call's time is up */
+	}
+	return st;
 }
 
 int cdl_rpc_call(cdl_rpc_client *c, unsigned index, const ProtobufCMessage *req,
@@ -598,6 +801,9 @@ int cdl_rpc_call(cdl_rpc_client *c, unsigned index, const ProtobufCMessage *req,
 	grpc_completion_queue *cq = thread_cq();
 	gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
 					     gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+	if (await_channel(c, cq, deadline) != GRPC_CHANNEL_READY &&
+	    gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), deadline) >= 0)
+		return -EHOSTUNREACH; /* never reached the server in the time given */
 	grpc_call *call = grpc_channel_create_registered_call(
 	    c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, c->handles[index], deadline, NULL);
 	if (!call)

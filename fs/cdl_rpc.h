@@ -21,6 +21,7 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stdint.h>
 
+#include "cdl_sec.h"
 #include "cdl_util.h"
 
 /* Largest message either side accepts (block data never travels by RPC). */
@@ -40,7 +41,16 @@ typedef struct cdl_rpc_method {
 	const char *name; /* method name as in the .proto, e.g. "GetAttr" */
 	cdl_rpc_handler handler;
 	unsigned flags; /* CDL_RPC_BLOCKING */
+	/* CDL_ROLE_BIT mask of the roles that may call it; 0 = any
+	 * authenticated peer. Others get PERMISSION_DENIED (-EACCES) before
+	 * the handler runs. Not checked on a plaintext (insecure) server. */
+	unsigned roles;
 } cdl_rpc_method;
+
+/* The caller of the handler running on this thread (NULL outside a
+ * handler). On a TLS server it comes from the verified client
+ * certificate; on a plaintext one its role is CDL_ROLE_INSECURE. */
+const cdl_peer *cdl_rpc_peer(void);
 
 typedef struct cdl_rpc_server cdl_rpc_server;
 

@@ -835,10 +835,10 @@ static void h_report(void *ctx, const ProtobufCMessage *req_, ProtobufCMessage *
 }
 
 static const cdl_rpc_method job_methods[] = {
-    {"RegisterTracker", h_register, 0},
-    {"Heartbeat", h_heartbeat, CDL_RPC_BLOCKING},
-    {"Report", h_report, 0},
-    {NULL, NULL, 0},
+    {"RegisterTracker", h_register, 0, CDL_ROLE_BIT(CDL_ROLE_TASKTRACKER)},
+    {"Heartbeat", h_heartbeat, CDL_RPC_BLOCKING, CDL_ROLE_BIT(CDL_ROLE_TASKTRACKER)},
+    {"Report", h_report, 0, CDL_ROLE_BIT(CDL_ROLE_TASKTRACKER)},
+    {NULL, NULL, 0, 0},
 };
 
 /* ------------------------------------------------------------ Caudal I/O */

@@ -38,6 +38,7 @@ static struct {
 	int64_t io_timeout_ms;
 	char *log_level;
 	bool print_config;
+	cdl_sec_cfg sec;
 } cfg;
 
 static const cdl_cfg_key cfg_tab[] = {
@@ -73,6 +74,7 @@ static const cdl_cfg_key cfg_tab[] = {
     {"log_level", CDL_CFG_STR, &cfg.log_level, "info", 0, 0, "error, warn, info or debug"},
     {"print_config", CDL_CFG_BOOL, &cfg.print_config, "false", 0, 0,
      "print the effective config and exit"},
+    CDL_SEC_CFG_KEYS(cfg.sec),
     {NULL, 0, NULL, NULL, 0, 0, NULL},
 };
 
@@ -124,6 +126,7 @@ int main(int argc, char **argv)
 	    cdl_daemon_config(cfg_tab, "jobtracker", argc, argv, &cfg.log_level, &cfg.print_config);
 	if (rc >= 0)
 		return rc;
+	cdl_daemon_use_sec(&cfg.sec);
 	size_t dl = strlen(cfg.jobs_dir);
 	if (dl < 2 || cfg.jobs_dir[0] != '/' || cfg.jobs_dir[dl - 1] == '/') {
 		fprintf(stderr,

@@ -23,6 +23,7 @@
 #include "cdl_client.h"
 #include "cdl_log.h"
 #include "cdl_rpc.h"
+#include "cdl_sec.h"
 #include "cdl_util.h"
 #include "mnt_fs.h"
 #include "mnt_opts.h"
@@ -168,6 +169,13 @@ int main(int argc, char **argv)
 	free(o.mountpoint);
 	o.mountpoint = xstrdup(abs);
 	cdl_log_init("mount", o.log_level);
+	/* our identity: CAUDAL_CERT, else the state folder's mount certificate
+	 * (root), else the user's own (DESIGN.md, "Security"); read before
+	 * going to the background, which leaves the working folder */
+	if (cdl_sec_client_init(getenv("CAUDAL_HOME"), "mount", err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		goto out_opts;
+	}
 
 	if (!o.foreground && go_background() < 0)
 		goto out_opts;

@@ -168,11 +168,15 @@ static void h_end(void *ctx, const ProtobufCMessage *req_, ProtobufCMessage *rep
 	pthread_mutex_unlock(&ck.lock);
 }
 
+/* The metadata database goes only to a checkpointer (namenode certificate)
+ * or an admin. */
+#define NN_CKPT_ROLES (CDL_ROLE_BIT(CDL_ROLE_NAMENODE) | CDL_ROLE_BIT(CDL_ROLE_ADMIN))
+
 static const cdl_rpc_method methods[] = {
-    {"CheckpointBegin", h_begin, 0},
-    {"CheckpointRead", h_read, 0},
-    {"CheckpointEnd", h_end, 0},
-    {NULL, NULL, 0},
+    {"CheckpointBegin", h_begin, 0, NN_CKPT_ROLES},
+    {"CheckpointRead", h_read, 0, NN_CKPT_ROLES},
+    {"CheckpointEnd", h_end, 0, NN_CKPT_ROLES},
+    {NULL, NULL, 0, 0},
 };
 
 int nn_ckpt_register(nn_ns *ns, cdl_rpc_server *srv)

@@ -14,7 +14,9 @@
 
 #include "cdl_config.h"
 #include "cdl_log.h"
+#include "cdl_daemon.h"
 #include "cdl_rpc.h"
+#include "cdl_sec.h"
 #include "cdl_util.h"
 #include "nn_ckpt.h"
 #include "nn_ns.h"
@@ -48,6 +50,7 @@ static struct {
 	int64_t checkpoint_ms;
 	int64_t checkpoint_keep;
 	char *restore;
+	cdl_sec_cfg sec;
 } cfg;
 
 static const cdl_cfg_key keys[] = {
@@ -96,6 +99,7 @@ static const cdl_cfg_key keys[] = {
      "checkpointer: checkpoints kept"},
     {"restore", CDL_CFG_STR, &cfg.restore, "", 0, 0,
      "copy this checkpoint folder into an empty --dir and exit"},
+    CDL_SEC_CFG_KEYS(cfg.sec),
     {NULL, 0, NULL, NULL, 0, 0, NULL},
 };
 
@@ -166,19 +170,23 @@ static int step_rpc(void)
 {
 	char addr[300];
 	snprintf(addr, sizeof(addr), "%s:%lld", cfg.host, (long long)cfg.port);
+	int rc = cdl_sec_daemon_init(cfg.sec.tls_ca, cfg.sec.tls_cert, cfg.sec.tls_key,
+				     cfg.sec.insecure);
+	if (rc < 0)
+		return rc;
 	cdl_rpc_global_init();
 	srv = cdl_rpc_server_new(addr, (int)cfg.threads);
 	if (!srv)
 		return -EINVAL;
-	int rc = nn_ns_register(ns, srv);
+	rc = nn_ns_register(ns, srv);
 	if (rc == 0)
 		rc = nn_ckpt_register(ns, srv);
 	if (rc == 0)
 		rc = cdl_rpc_server_start(srv);
 	if (rc == 0)
-		cdl_info(
-		    "serving ClientProtocol, DatanodeProtocol and NamenodeProtocol on %s (sync %s)",
-		    addr, cfg.sync);
+		cdl_info("serving ClientProtocol, DatanodeProtocol and NamenodeProtocol on %s "
+			 "(sync %s, %s)",
+			 addr, cfg.sync, cdl_sec_enabled() ? "mutual TLS" : "plaintext");
 	return rc;
 }
 
@@ -254,8 +262,11 @@ static int checkpointer(void)
 		return 0;
 	}
 	cdl_log_init("checkpoint", cdl_log_level_cur);
+	int rc = cdl_sec_daemon_init(cfg.sec.tls_ca, cfg.sec.tls_cert, cfg.sec.tls_key,
+				     cfg.sec.insecure);
+	if (rc < 0)
+		return 1;
 	cdl_rpc_global_init();
-	int rc = 0;
 	while (!stop) {
 		uint64_t txid = 0;
 		rc = nn_ckpt_fetch(cfg.namenode, cfg.checkpoint_dir, (int)cfg.checkpoint_keep,

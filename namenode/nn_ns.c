@@ -2,7 +2,10 @@
 #include "nn_ns.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +16,7 @@
 
 #include "cdl_checksum.h"
 #include "cdl_log.h"
+#include "cdl_rpc.h"
 #include "cdl_util.h"
 #include "nn_token.h"
 
@@ -462,11 +466,19 @@ static bool in_group(const Caudal__Cred *c, uint32_t gid)
 	return false;
 }
 
+/* The identity of a caller that may not act at all (a mount's request
+ * without a Cred, a user certificate naming no local user): every
+ * permission check fails for it. */
+static const Caudal__Cred denied_cred = {PROTOBUF_C_MESSAGE_INIT(&caudal__cred__descriptor),
+					 UINT32_MAX - 1, UINT32_MAX - 1, 0, NULL};
+
 /* POSIX permission check of mask (R_OK=4, W_OK=2, X_OK=1) for cred. */
 static int perm(const nn_inode *n, const Caudal__Cred *c, unsigned mask)
 {
 	if (!c)
 		return 0; /* internal callers */
+	if (c == &denied_cred)
+		return -EACCES;
 	if (c->uid == 0) {
 		/* root may execute only what someone may execute */
 		if ((mask & 1) && !S_ISDIR(n->mode) && !(n->mode & 0111))
@@ -485,9 +497,119 @@ static int perm(const nn_inode *n, const Caudal__Cred *c, unsigned mask)
 
 static const Caudal__Cred root_cred = CAUDAL__CRED__INIT;
 
+/* Users named by user certificates, looked up in this host's user database
+ * (as HDFS maps a principal to a user and groups on the namenode) and kept
+ * for USER_TTL_MS. */
+#define USER_CACHE  64
+#define USER_TTL_MS 60000
+static struct user_ent {
+	char name[128];
+	bool known;
+	uint32_t uid, gid;
+	uint32_t groups[NN_MAX_GROUPS];
+	size_t ngroups;
+	int64_t at;
+} user_cache[USER_CACHE];
+static pthread_mutex_t user_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned user_next;
+
+/* Fill cred (groups into its own storage) for the local user name; false
+ * when there is no such user. */
+static bool user_cred(const char *name, Caudal__Cred *cred, uint32_t *groups)
+{
+	int64_t now = cdl_now_ms();
+	struct user_ent e;
+	bool hit = false;
+	pthread_mutex_lock(&user_mu);
+	for (unsigned i = 0; i < USER_CACHE; i++)
+		if (user_cache[i].at && !strcmp(user_cache[i].name, name) &&
+		    now - user_cache[i].at < USER_TTL_MS) {
+			e = user_cache[i];
+			hit = true;
+			break;
+		}
+	pthread_mutex_unlock(&user_mu);
+	if (!hit) {
+		memset(&e, 0, sizeof(e));
+		snprintf(e.name, sizeof(e.name), "%s", name);
+		struct passwd pw, *pp = NULL;
+		char buf[4096];
+		if (getpwnam_r(name, &pw, buf, sizeof(buf), &pp) == 0 && pp) {
+			e.known = true;
+			e.uid = pp->pw_uid;
+			e.gid = pp->pw_gid;
+			gid_t gl[NN_MAX_GROUPS];
+			int ng = NN_MAX_GROUPS;
+			if (getgrouplist(name, pp->pw_gid, gl, &ng) < 0)
+				ng = NN_MAX_GROUPS; /* more than we keep: the first ones */
+			for (int i = 0; i < ng && i < NN_MAX_GROUPS; i++)
+				e.groups[e.ngroups++] = gl[i];
+		}
+		e.at = now;
+		pthread_mutex_lock(&user_mu);
+		user_cache[user_next++ % USER_CACHE] = e;
+		pthread_mutex_unlock(&user_mu);
+	}
+	if (!e.known)
+		return false;
+	caudal__cred__init(cred);
+	cred->uid = e.uid;
+	cred->gid = e.gid;
+	memcpy(groups, e.groups, e.ngroups * sizeof(*groups));
+	cred->groups = groups;
+	cred->n_groups = e.ngroups;
+	return true;
+}
+
+/* Storage for a credential made for the request on this thread. */
+static __thread Caudal__Cred tl_cred;
+static __thread uint32_t tl_groups[NN_MAX_GROUPS];
+
+/* Who the request acts as, from the caller's certificate and its claim
+ * (DESIGN.md, "Security"): an admin certificate acts as root; a user
+ * certificate only as that user (the claim is ignored; a user certificate
+ * never acts as uid 0); a mount or a job daemon certificate acts for the
+ * uid it claims, as NFS servers trust AUTH_SYS from exported hosts, and a
+ * request of theirs without a claim is refused; on a plaintext cluster
+ * (insecure = yes) the claim is believed and a request without one is
+ * refused. In-process callers (unit tests) have no peer: their claim, or
+ * root. Returns denied_cred when the caller may not act. */
 static const Caudal__Cred *cred_of(const Caudal__Cred *c)
 {
-	return c ? c : &root_cred;
+	const cdl_peer *p = cdl_rpc_peer();
+	if (!p)
+		return c ? c : &root_cred;
+	switch (p->role) {
+	case CDL_ROLE_ADMIN:
+		return &root_cred;
+	case CDL_ROLE_USER:
+		if (!user_cred(p->name, &tl_cred, tl_groups) || tl_cred.uid == 0) {
+			cdl_info("user certificate '%s' names no local user: refused", p->name);
+			return &denied_cred;
+		}
+		return &tl_cred;
+	case CDL_ROLE_MOUNT:
+	case CDL_ROLE_JOBTRACKER:
+	case CDL_ROLE_TASKTRACKER:
+	case CDL_ROLE_INSECURE:
+		return c ? c : &denied_cred;
+	default:
+		return &denied_cred;
+	}
+}
+
+/* Is the caller allowed to speak for the datanode on host? A datanode
+ * certificate speaks only for datanodes on its own host. */
+static bool dn_caller_ok(const char *host)
+{
+	const cdl_peer *p = cdl_rpc_peer();
+	if (!p || p->role == CDL_ROLE_INSECURE)
+		return true;
+	if (p->role == CDL_ROLE_DATANODE && !strcmp(p->name, host))
+		return true;
+	cdl_warn("%s certificate '%s' from %s may not act for datanode host '%s'",
+		 cdl_role_name(p->role), p->name, p->addr, host);
+	return false;
 }
 
 /* Walk an absolute path from the root, checking search permission on
@@ -2401,6 +2523,8 @@ H(RegisterDatanode)
 	    req->node->data_port > 65535 || strlen(req->node->id) > NN_MAX_ID ||
 	    strlen(req->node->host) > NN_MAX_ID || strlen(req->node->rack) > NN_MAX_ID) {
 		rep->err = EINVAL;
+	} else if (!dn_caller_ok(req->node->host)) {
+		rep->err = EACCES;
 	} else if (req->cluster[0] && strcmp(req->cluster, ns->cluster)) {
 		cdl_err("datanode '%s' belongs to cluster '%s', not '%s': refused", req->node->id,
 			req->cluster, ns->cluster);
@@ -2443,6 +2567,10 @@ H(Heartbeat)
 	Caudal__HeartbeatReply *rep = (void *)rep_;
 	pthread_mutex_lock(&ns->lock);
 	nn_dn *d = req->node ? nn_dn_find(ns->bl, req->node->id) : NULL;
+	if (d && !dn_caller_ok(d->host)) {
+		ns_unlock(ns);
+		return;
+	}
 	if (!d) {
 		rep->commands = cdl_arena_alloc(a, sizeof(*rep->commands));
 		Caudal__Command *c = cdl_arena_alloc(a, sizeof(*c));
@@ -2466,6 +2594,11 @@ H(BlockReport)
 	(void)a;
 	pthread_mutex_lock(&ns->lock);
 	nn_dn *d = nn_dn_find(ns->bl, req->id);
+	if (d && !dn_caller_ok(d->host)) {
+		ns_unlock(ns);
+		rep->err = EACCES;
+		return;
+	}
 	if (d) {
 		nn_dn_block_report(ns->bl, d, req->replicas, req->n_replicas);
 		cdl_info("block report from '%s': %zu replicas", d->id, req->n_replicas);
@@ -2482,6 +2615,11 @@ H(BlockReceived)
 	(void)a;
 	pthread_mutex_lock(&ns->lock);
 	nn_dn *d = nn_dn_find(ns->bl, req->id);
+	if (d && !dn_caller_ok(d->host)) {
+		ns_unlock(ns);
+		rep->err = EACCES;
+		return;
+	}
 	if (d) {
 		for (size_t i = 0; i < req->n_received; i++)
 			nn_dn_received(ns->bl, d, req->received[i]);
@@ -2494,42 +2632,54 @@ H(BlockReceived)
 	rep->err = d ? 0 : ENOENT;
 }
 
+/* Who may call what (DESIGN.md, "Security"): the namespace is for mounts,
+ * users, admins and the job daemons; cluster-wide views and actions are for
+ * admins (the jobtracker follows the event log); DatanodeProtocol is for
+ * datanode certificates only. */
+#define R_CLIENTS                                                                                  \
+	(CDL_ROLE_BIT(CDL_ROLE_MOUNT) | CDL_ROLE_BIT(CDL_ROLE_ADMIN) |                             \
+	 CDL_ROLE_BIT(CDL_ROLE_USER) | CDL_ROLE_BIT(CDL_ROLE_JOBTRACKER) |                         \
+	 CDL_ROLE_BIT(CDL_ROLE_TASKTRACKER))
+#define R_ADMIN	   CDL_ROLE_BIT(CDL_ROLE_ADMIN)
+#define R_EVENTS   (CDL_ROLE_BIT(CDL_ROLE_ADMIN) | CDL_ROLE_BIT(CDL_ROLE_JOBTRACKER))
+#define R_DATANODE CDL_ROLE_BIT(CDL_ROLE_DATANODE)
+
 static const cdl_rpc_method client_methods[] = {
-    {"GetAttr", h_GetAttr, 0},
-    {"Mkdir", h_Mkdir, 0},
-    {"Create", h_Create, 0},
-    {"Symlink", h_Symlink, 0},
-    {"Readlink", h_Readlink, 0},
-    {"Readdir", h_Readdir, 0},
-    {"Delete", h_Delete, 0},
-    {"Rename", h_Rename, 0},
-    {"SetAttr", h_SetAttr, 0},
-    {"GetXattr", h_GetXattr, 0},
-    {"SetXattr", h_SetXattr, 0},
-    {"ListXattr", h_ListXattr, 0},
-    {"RemoveXattr", h_RemoveXattr, 0},
-    {"SetReplication", h_SetReplication, 0},
-    {"GetBlocks", h_GetBlocks, 0},
-    {"Append", h_Append, 0},
-    {"AddBlock", h_AddBlock, 0},
-    {"Complete", h_Complete, 0},
-    {"RenewLease", h_RenewLease, 0},
-    {"Statfs", h_Statfs, 0},
-    {"Report", h_Report, 0},
-    {"Fsck", h_Fsck, 0},
-    {"ReportBad", h_ReportBad, 0},
-    {"GetEvents", h_GetEvents, CDL_RPC_BLOCKING},
-    {"UpdatePipeline", h_UpdatePipeline, 0},
-    {"Decommission", h_Decommission, 0},
-    {NULL, NULL, 0},
+    {"GetAttr", h_GetAttr, 0, R_CLIENTS},
+    {"Mkdir", h_Mkdir, 0, R_CLIENTS},
+    {"Create", h_Create, 0, R_CLIENTS},
+    {"Symlink", h_Symlink, 0, R_CLIENTS},
+    {"Readlink", h_Readlink, 0, R_CLIENTS},
+    {"Readdir", h_Readdir, 0, R_CLIENTS},
+    {"Delete", h_Delete, 0, R_CLIENTS},
+    {"Rename", h_Rename, 0, R_CLIENTS},
+    {"SetAttr", h_SetAttr, 0, R_CLIENTS},
+    {"GetXattr", h_GetXattr, 0, R_CLIENTS},
+    {"SetXattr", h_SetXattr, 0, R_CLIENTS},
+    {"ListXattr", h_ListXattr, 0, R_CLIENTS},
+    {"RemoveXattr", h_RemoveXattr, 0, R_CLIENTS},
+    {"SetReplication", h_SetReplication, 0, R_CLIENTS},
+    {"GetBlocks", h_GetBlocks, 0, R_CLIENTS},
+    {"Append", h_Append, 0, R_CLIENTS},
+    {"AddBlock", h_AddBlock, 0, R_CLIENTS},
+    {"Complete", h_Complete, 0, R_CLIENTS},
+    {"RenewLease", h_RenewLease, 0, R_CLIENTS},
+    {"Statfs", h_Statfs, 0, R_CLIENTS},
+    {"Report", h_Report, 0, R_CLIENTS},
+    {"Fsck", h_Fsck, 0, R_ADMIN},
+    {"ReportBad", h_ReportBad, 0, R_CLIENTS},
+    {"GetEvents", h_GetEvents, CDL_RPC_BLOCKING, R_EVENTS},
+    {"UpdatePipeline", h_UpdatePipeline, 0, R_CLIENTS},
+    {"Decommission", h_Decommission, 0, R_ADMIN},
+    {NULL, NULL, 0, 0},
 };
 
 static const cdl_rpc_method datanode_methods[] = {
-    {"RegisterDatanode", h_RegisterDatanode, 0},
-    {"Heartbeat", h_Heartbeat, 0},
-    {"BlockReport", h_BlockReport, 0},
-    {"BlockReceived", h_BlockReceived, 0},
-    {NULL, NULL, 0},
+    {"RegisterDatanode", h_RegisterDatanode, 0, R_DATANODE},
+    {"Heartbeat", h_Heartbeat, 0, R_DATANODE},
+    {"BlockReport", h_BlockReport, 0, R_DATANODE},
+    {"BlockReceived", h_BlockReceived, 0, R_DATANODE},
+    {NULL, NULL, 0, 0},
 };
 
 int nn_ns_register(nn_ns *ns, cdl_rpc_server *srv)

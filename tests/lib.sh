@@ -157,6 +157,13 @@ cluster_up() {
 	"$CAUDAL" up "$@" || fail "caudal up failed"
 }
 
+# The flags that give a daemon started by hand the certificate `caudal up`
+# made for NAME (namenode, dn1, jobtracker, tt1, mount, ...).
+tls_flags() { # NAME
+	local c=$CAUDAL_HOME/certs
+	echo "--tls_ca=$c/ca.crt --tls_cert=$c/$1.crt --tls_key=$c/$1.key"
+}
+
 # Pid of a daemon of the cluster (namenode, dn1, dn2, ...), from its pid file.
 daemon_pid() { sed -n 1p "$CAUDAL_HOME/pids/$1.pid"; }
 

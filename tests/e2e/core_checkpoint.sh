@@ -14,8 +14,22 @@ caudal setrep 2 /d/e/a
 wait_until 20 "fsck healthy" caudal fsck /
 
 say "checkpoint from the live namenode"
+# shellcheck disable=SC2046
 "$BIN/caudal-namenode" --checkpoint --once --namenode="$CAUDAL_NAMENODE" \
-	--checkpoint_dir="$T/ck" --log_level=warn || fail "checkpoint failed"
+	--checkpoint_dir="$T/ck" --log_level=warn $(tls_flags namenode) || fail "checkpoint failed"
+
+say "nobody without a namenode or admin certificate gets the metadata"
+caudal cert create-client nobody >/dev/null
+assert_fails env CAUDAL_CA="$CAUDAL_HOME/certs/ca.crt" CAUDAL_CERT="$CAUDAL_HOME/certs/users/nobody.crt" \
+	CAUDAL_KEY="$CAUDAL_HOME/certs/users/nobody.key" \
+	"$BIN/caudal-namenode" --checkpoint --once --namenode="$CAUDAL_NAMENODE" \
+	--checkpoint_dir="$T/ck-stolen" --log_level=warn \
+	--tls_ca="$CAUDAL_HOME/certs/ca.crt" --tls_cert="$CAUDAL_HOME/certs/users/nobody.crt" \
+	--tls_key="$CAUDAL_HOME/certs/users/nobody.key"
+[ -z "$(find "$T/ck-stolen" -type f 2>/dev/null)" ] || fail "a user certificate copied the metadata"
+assert_fails "$BIN/caudal-namenode" --checkpoint --once --namenode="$CAUDAL_NAMENODE" \
+	--checkpoint_dir="$T/ck-plain" --log_level=warn --insecure=yes
+[ -z "$(find "$T/ck-plain" -type f 2>/dev/null)" ] || fail "a plaintext caller copied the metadata"
 ck=$(ls -d "$T"/ck/ckpt-* | tail -n 1)
 [ -f "$ck/CURRENT" ] || fail "no RocksDB CURRENT file in '$ck'"
 caudal put "$T/a" /after-checkpoint

@@ -48,12 +48,14 @@ jobs_up() {
 		# shellcheck disable=SC2086
 		_job_spawn jobtracker "$JT_BIN" --namenode="$CAUDAL_NAMENODE" --port="$port" \
 			--work_dir="$T/jobs/jt" --tracker_timeout_ms="$JT_TRACKER_TIMEOUT_MS" \
-			--locality_wait_ms=2000 --log_level=info --allow_root_jobs=yes ${JT_ARGS:-}
+			--locality_wait_ms=2000 --log_level=info --allow_root_jobs=yes \
+			$(tls_flags jobtracker) ${JT_ARGS:-}
 		local i=1 h
 		for h in ${CAUDAL_DN_HOSTS:-127.0.0.2 127.0.0.3 127.0.0.4}; do
 			h=${h%,}
 			_job_spawn "tt$i" "$TT_BIN" --jobtracker="$JT_ADDR" --namenode="$CAUDAL_NAMENODE" \
-				--host="$h" --work_dir="$T/jobs/tt$i" --slots=2 --log_level=info
+				--host="$h" --work_dir="$T/jobs/tt$i" --slots=2 --log_level=info \
+				$(tls_flags "tt$i")
 			i=$((i + 1))
 		done
 		say "jobtracker $JT_ADDR and $((i - 1)) tasktrackers started"

@@ -20,6 +20,7 @@
 #include "cdl_dt.h"
 #include "cdl_log.h"
 #include "cdl_rpc.h"
+#include "cdl_sec.h"
 #include "cdl_util.h"
 
 int main(int argc, char **argv)
@@ -29,6 +30,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	cdl_log_init("writer", CDL_LOG_WARN);
+	/* the identity any client has: the state folder's admin certificate */
+	char err[512];
+	if (cdl_sec_client_init(getenv("CAUDAL_HOME"), NULL, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
 	cdl_rpc_global_init();
 	cdl_client_opts o = {.namenode = argv[1], .io_timeout_ms = 20000, .rpc_timeout_ms = 10000};
 	cdl_client *c = cdl_client_new(&o);

@@ -54,21 +54,21 @@ static void h_status(void *ctx, const ProtobufCMessage *req, ProtobufCMessage *r
 static int heartbeats;
 
 static const cdl_rpc_method table[] = {
-	{"RegisterDatanode", h_register, CDL_RPC_BLOCKING},
-	{"Heartbeat", h_heartbeat, 0},
-	{"BlockReport", h_status, 0},
-	{"BlockReceived", h_status, 0},
-	{NULL, NULL, 0},
+	{"RegisterDatanode", h_register, CDL_RPC_BLOCKING, 0},
+	{"Heartbeat", h_heartbeat, 0, 0},
+	{"BlockReport", h_status, 0, 0},
+	{"BlockReceived", h_status, 0, 0},
+	{NULL, NULL, 0, 0},
 };
 
 static const cdl_rpc_method missing[] = {
-	{"RegisterDatanode", h_register, 0},
-	{NULL, NULL, 0},
+	{"RegisterDatanode", h_register, 0, 0},
+	{NULL, NULL, 0, 0},
 };
 
 static const cdl_rpc_method extra[] = {
-	{"RegisterDatanode", h_register, 0}, {"Heartbeat", h_heartbeat, 0}, {"BlockReport", h_status, 0},
-	{"BlockReceived", h_status, 0},      {"Nope", h_status, 0},         {NULL, NULL, 0},
+	{"RegisterDatanode", h_register, 0, 0}, {"Heartbeat", h_heartbeat, 0, 0}, {"BlockReport", h_status, 0, 0},
+	{"BlockReceived", h_status, 0, 0},      {"Nope", h_status, 0, 0},         {NULL, NULL, 0, 0},
 };
 
 static int do_register(cdl_rpc_client *c, const char *id, uint32_t port, int timeout,

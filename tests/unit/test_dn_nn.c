@@ -156,11 +156,11 @@ static void h_received(void *ctx, const ProtobufCMessage *req, ProtobufCMessage 
 }
 
 static const cdl_rpc_method nn_methods[] = {
-    {"RegisterDatanode", h_register, 0},
-    {"Heartbeat", h_heartbeat, 0},
-    {"BlockReport", h_report, 0},
-    {"BlockReceived", h_received, 0},
-    {NULL, NULL, 0},
+    {"RegisterDatanode", h_register, 0, 0},
+    {"Heartbeat", h_heartbeat, 0, 0},
+    {"BlockReport", h_report, 0, 0},
+    {"BlockReceived", h_received, 0, 0},
+    {NULL, NULL, 0, 0},
 };
 
 static cdl_rpc_server *fake_start(int port)

@@ -58,9 +58,19 @@ static void stop_nn(void)
 static Caudal__Cred root = CAUDAL__CRED__INIT;
 static Caudal__Cred user = CAUDAL__CRED__INIT;
 
+static const Caudal__Cred root_cred = CAUDAL__CRED__INIT;
+
+/* Calls method m over the plaintext test server. A request without a Cred
+ * acts as root here, as the client library fills in the caller's own; the
+ * namenode itself refuses requests that carry none (see anon_refused). */
 static void *call(const char *m, const void *req)
 {
 	ProtobufCMessage *r = NULL;
+	const ProtobufCMessage *msg = req;
+	const ProtobufCFieldDescriptor *cf =
+	    protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "cred");
+	if (cf && !*(Caudal__Cred **)((char *)req + cf->offset))
+		*(const Caudal__Cred **)((char *)req + cf->offset) = &root_cred;
 	int rc = cdl_rpc_call_name(cl, m, req, &r, 5000);
 	if (rc < 0) {
 		fprintf(stderr, "rpc %s failed: %d\n", m, rc);
@@ -662,6 +672,21 @@ int main(void)
 	CHECK_EQ(at.ino, ino);
 	CHECK_EQ(stat_path("/many/d29", NULL, &root), 0);
 	CHECK_EQ(stat_path("/after-checkpoint", NULL, &root), ENOENT);
+
+	/* a request that claims nobody is refused, never taken for root (the
+	 * test server is plaintext: a claim is all the namenode has) */
+	{
+		Caudal__DeleteRequest dq = CAUDAL__DELETE_REQUEST__INIT;
+		Caudal__Target dt = CAUDAL__TARGET__INIT;
+		dt.path = "/a/f";
+		dq.target = &dt;
+		ProtobufCMessage *r = NULL;
+		CHECK_EQ(cdl_rpc_call_name(cl, "Delete", &dq.base, &r, 5000), 0);
+		CHECK(r && ((Caudal__Status *)r)->err == EACCES);
+		if (r)
+			rfree(r);
+		CHECK_EQ(stat_path("/a/f", NULL, &root), 0);
+	}
 	stop_nn();
 	snprintf(cmd0, sizeof(cmd0), "rm -rf %s %s-checkpoint", ckdir, dir);
 	CHECK_EQ(system(cmd0), 0);

@@ -10,6 +10,8 @@
 #  - a raw shuffle fetch of a running job's map output without a token, or
 #    with a forged one, gets EACCES and no byte (the same fetch signed with
 #    the job's key gets the data, so the refusal is the token's doing);
+#  - a second registration under the id of the live tracker running a
+#    reduce is refused, gets no work, and the reduce runs on;
 #  - a spec named with a newline is refused, gets no status, and
 #    `caudal job list` shows no forged line;
 #  - the honest path: nobody's wordcount SUCCEEDS with the right counts.
@@ -162,6 +164,65 @@ assert_eq "$(fetch none)" "err=13 bytes=0" "fetch without a token"
 assert_eq "$(fetch forged)" "err=13 bytes=0" "fetch with a forged token"
 got=$(fetch signed)
 case $got in "err=0 bytes="[1-9]*) ;; *) fail "the signed fetch got '$got'" ;; esac
+
+say "a registration under a live tracker's id takes nothing over"
+# a small client of JobProtocol that claims to be the tracker running the
+# reduce: it registers under its id, then heartbeats for work as it
+cat >"$T/fake_tt.c" <<'C'
+#include <stdio.h>
+#include <stdlib.h>
+#include "cdl_rpc.h"
+#include "jobs.pb-c.h"
+int main(int argc, char **argv)
+{
+	if (argc != 4)
+		return 2;
+	cdl_rpc_global_init();
+	cdl_rpc_client *c = cdl_rpc_client_new(argv[1], &caudal__job_protocol__descriptor);
+	char id[300];
+	snprintf(id, sizeof(id), "%s:%s", argv[2], argv[3]);
+	Caudal__RegisterTrackerRequest req = CAUDAL__REGISTER_TRACKER_REQUEST__INIT;
+	Caudal__TrackerInfo ti = CAUDAL__TRACKER_INFO__INIT;
+	ti.id = id;
+	ti.host = argv[2];
+	ti.port = (uint32_t)atoi(argv[3]);
+	ti.slots = 4;
+	req.tracker = &ti;
+	ProtobufCMessage *rep = NULL;
+	int rc = cdl_rpc_call_name(c, "RegisterTracker", &req.base, &rep, 5000);
+	unsigned err = rc ? 0 : ((Caudal__RegisterTrackerReply *)rep)->err;
+	uint64_t epoch = rc ? 0 : ((Caudal__RegisterTrackerReply *)rep)->epoch;
+	printf("register %s\n", rc == 0 && err == 0 ? "accepted" : "refused");
+	Caudal__TrackerHeartbeatRequest hb = CAUDAL__TRACKER_HEARTBEAT_REQUEST__INIT;
+	hb.tracker_id = id;
+	hb.epoch = epoch;
+	hb.free_slots = 4;
+	rep = NULL;
+	rc = cdl_rpc_call_name(c, "Heartbeat", &hb.base, &rep, 5000);
+	size_t got = rc ? 0 : ((Caudal__TrackerHeartbeatReply *)rep)->n_assign;
+	printf("assigned %zu\n", got);
+	cdl_rpc_client_free(c);
+	return 0;
+}
+C
+# shellcheck disable=SC2046
+cc -std=gnu11 -O1 -D_GNU_SOURCE -pthread -I"$B/gen" -I"$ROOT/fs" $(pkg-config --cflags grpc libprotobuf-c) \
+	-o "$T/fake_tt" "$T/fake_tt.c" "$B/libcaudal.a" \
+	$(pkg-config --libs grpc libprotobuf-c libxxhash inih openssl) -lm ||
+	fail "cannot build the fake tracker"
+rhost=$(awk '$1 == "r-00000" && $5 == "RUNNING" { print $3; exit }' "$M/jobs/slow/tasks")
+rport=$(jobs_log jobtracker | sed -n "s/.*tasktracker '$rhost:\([0-9]*\)' registered.*/\1/p" | tail -n 1)
+[ -n "$rhost" ] && [ -n "$rport" ] || fail "no tracker of the reduce (host '$rhost', port '$rport')"
+OUT=$("$T/fake_tt" "$JT_ADDR" "$rhost" "$rport" 2>&1)
+assert_contains "$OUT" "register refused" "the second registration"
+assert_contains "$OUT" "assigned 0" "work given to the impostor"
+sleep 1
+grep -q '^r-00000 0 .* RUNNING' "$M/jobs/slow/tasks" ||
+	fail "the real tracker's reduce did not survive: $(cat "$M/jobs/slow/tasks")"
+if jobs_log jobtracker | grep -q "tasktracker '$rhost:$rport' lost"; then
+	fail "the real tracker was declared lost"
+fi
+
 rm "$M/jobs/slow.job"
 job_expect slow KILLED 60
 

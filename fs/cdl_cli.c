@@ -991,6 +991,7 @@ enum {
 	UP_JOBS,
 	UP_JT_PORT,
 	UP_INSECURE,
+	UP_EXPORTS,
 	UP_N
 };
 
@@ -1025,6 +1026,8 @@ static const struct up_setting {
     [UP_JT_PORT] = {"jt-port", "CAUDAL_JT_PORT", "9001", "jobtracker RPC port"},
     [UP_INSECURE] = {"insecure", "CAUDAL_UP_INSECURE", "no",
 		     "plaintext RPC believing every claimed uid (yes|no; benchmarks only)"},
+    [UP_EXPORTS] = {"exports", "CAUDAL_EXPORTS", NULL,
+		    "namenode exports file: which mounts may act for users, ro, maproot"},
 };
 
 static const char *upv[UP_N];
@@ -1118,6 +1121,7 @@ static void nn_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "lease_ms", upv[UP_LEASE]);
 	d_arg(x, "sync", upv[UP_SYNC]);
 	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
+	d_arg(x, "exports", upv[UP_EXPORTS]);
 }
 
 static void dn_args(struct daemon *x, const struct upctx *u, int i)

@@ -50,6 +50,7 @@ static struct {
 	int64_t checkpoint_ms;
 	int64_t checkpoint_keep;
 	char *restore;
+	char *exports;
 	cdl_sec_cfg sec;
 } cfg;
 
@@ -99,6 +100,8 @@ static const cdl_cfg_key keys[] = {
      "checkpointer: checkpoints kept"},
     {"restore", CDL_CFG_STR, &cfg.restore, "", 0, 0,
      "copy this checkpoint folder into an empty --dir and exit"},
+    {"exports", CDL_CFG_STR, &cfg.exports, "", 0, 0,
+     "exports file: which mounts may act for other users, ro, maproot (nn_exports.h)"},
     CDL_SEC_CFG_KEYS(cfg.sec),
     {NULL, 0, NULL, NULL, 0, 0, NULL},
 };
@@ -162,6 +165,7 @@ static int step_namespace(void)
 	    .topology = cfg.topology,
 	    .token_lifetime_ms = cfg.token_lifetime_ms,
 	    .token_key_roll_ms = cfg.token_key_roll_ms,
+	    .exports = cfg.exports,
 	};
 	return nn_ns_open(&c, topo, &ns);
 }

@@ -18,6 +18,7 @@
 #include "cdl_log.h"
 #include "cdl_rpc.h"
 #include "cdl_util.h"
+#include "nn_exports.h"
 #include "nn_token.h"
 
 #define ROOT_INO	1
@@ -574,6 +575,31 @@ static __thread uint32_t tl_groups[NN_MAX_GROUPS];
  * (insecure = yes) the claim is believed and a request without one is
  * refused. In-process callers (unit tests) have no peer: their claim, or
  * root. Returns denied_cred when the caller may not act. */
+/* The exports of the namespace being served (one per process). */
+static const nn_exports *g_exports;
+
+/* The exports rule for a caller that acts for other uids (a mount or a job
+ * daemon): NULL when it may not act at all. Without an exports file every
+ * such caller may act, read and write. */
+static const nn_export_rule *export_of(const cdl_peer *p)
+{
+	static const nn_export_rule open_rule = {false, false, 0, 0};
+	if (!g_exports)
+		return &open_rule;
+	return nn_exports_match(g_exports, p);
+}
+
+/* Does the caller's exports rule forbid changes? */
+static bool caller_read_only(void)
+{
+	const cdl_peer *p = cdl_rpc_peer();
+	if (!p || (p->role != CDL_ROLE_MOUNT && p->role != CDL_ROLE_JOBTRACKER &&
+		   p->role != CDL_ROLE_TASKTRACKER))
+		return false;
+	const nn_export_rule *r = export_of(p);
+	return r && r->ro;
+}
+
 static const Caudal__Cred *cred_of(const Caudal__Cred *c)
 {
 	const cdl_peer *p = cdl_rpc_peer();
@@ -590,7 +616,21 @@ static const Caudal__Cred *cred_of(const Caudal__Cred *c)
 		return &tl_cred;
 	case CDL_ROLE_MOUNT:
 	case CDL_ROLE_JOBTRACKER:
-	case CDL_ROLE_TASKTRACKER:
+	case CDL_ROLE_TASKTRACKER: {
+		const nn_export_rule *r = export_of(p);
+		if (!c || !r)
+			return &denied_cred;
+		if (r->maproot && c->uid == 0) {
+			/* root squash: the claimed root acts as the rule's user */
+			tl_cred = *c;
+			tl_cred.uid = r->root_uid;
+			tl_cred.gid = r->root_gid;
+			tl_cred.n_groups = 0;
+			tl_cred.groups = NULL;
+			return &tl_cred;
+		}
+		return c;
+	}
 	case CDL_ROLE_INSECURE:
 		return c ? c : &denied_cred;
 	default:
@@ -837,6 +877,22 @@ static void lease_del(nn_ns *ns, uint64_t ino)
 		}
 }
 
+/* The lease holder a request speaks for: the client name it gives, tied to
+ * the certificate that sent it, so that a caller who learns another
+ * writer's client name (host and pid, easily guessed) cannot add blocks to,
+ * complete, renew or take over that writer's file. Lent: a per-thread
+ * buffer, valid until the next call on this thread. */
+static __thread char tl_holder[NN_MAX_ID + sizeof(((cdl_peer *)0)->name) + 32];
+
+static const char *holder(const char *client)
+{
+	const cdl_peer *p = cdl_rpc_peer();
+	if (!p || p->role == CDL_ROLE_INSECURE)
+		return client;
+	snprintf(tl_holder, sizeof(tl_holder), "%s@%s:%s", client, cdl_role_name(p->role), p->name);
+	return tl_holder;
+}
+
 /* The writer must hold the file's lease. */
 static int lease_check(nn_ns *ns, const nn_inode *n, const char *client)
 {
@@ -856,6 +912,10 @@ static int lease_check(nn_ns *ns, const nn_inode *n, const char *client)
 
 static bool mutation_blocked(nn_ns *ns, uint32_t *err)
 {
+	if (caller_read_only()) {
+		*err = EROFS;
+		return true;
+	}
 	if (ns->safemode) {
 		*err = EAGAIN;
 		return true;
@@ -1092,7 +1152,7 @@ H(Create)
 			rc = req->exclusive ? -EEXIST : -EISDIR;
 			goto abort;
 		}
-		if (!req->exclusive && n->lease && !strcmp(n->lease, req->client) &&
+		if (!req->exclusive && n->lease && !strcmp(n->lease, holder(req->client)) &&
 		    n->nblocks == 0) {
 			/* our own create, retried after its reply was lost */
 			tx_abort(&t);
@@ -1102,7 +1162,7 @@ H(Create)
 			rc = -EEXIST;
 			goto abort;
 		}
-		if (n->lease && strcmp(n->lease, req->client)) {
+		if (n->lease && strcmp(n->lease, holder(req->client))) {
 			rc = -EBUSY;
 			goto abort;
 		}
@@ -1131,10 +1191,10 @@ H(Create)
 		tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_CREATE, n, NULL);
 	}
 	free(n->lease);
-	n->lease = xstrdup(req->client);
+	n->lease = xstrdup(holder(req->client));
 	tx_put_inode(&t, n);
 	if ((rc = tx_commit(ns, &t)) == 0)
-		lease_add(ns, n->ino, req->client);
+		lease_add(ns, n->ino, holder(req->client));
 	goto done;
 abort:
 	tx_abort(&t);
@@ -1583,7 +1643,7 @@ H(SetAttr)
 		}
 		if ((rc = perm(n, cred, 2)) < 0)
 			goto done;
-		if (n->lease && strcmp(n->lease, req->client)) {
+		if (n->lease && strcmp(n->lease, holder(req->client))) {
 			rc = -EBUSY;
 			goto done;
 		}
@@ -1978,18 +2038,18 @@ H(Append)
 	}
 	if ((rc = perm(n, cred, 2)) < 0)
 		goto done;
-	if (n->lease && strcmp(n->lease, req->client)) {
+	if (n->lease && strcmp(n->lease, holder(req->client))) {
 		rc = -EBUSY;
 		goto done;
 	}
 	free(n->lease);
-	n->lease = xstrdup(req->client);
+	n->lease = xstrdup(holder(req->client));
 	nn_tx t;
 	tx_begin(&t);
 	tx_put_inode(&t, n);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_APPEND, n, NULL);
 	if ((rc = tx_commit(ns, &t)) == 0)
-		lease_add(ns, n->ino, req->client);
+		lease_add(ns, n->ino, holder(req->client));
 done:
 	if (rc == 0)
 		rep->attr = arena_attr(ns, a, n);
@@ -2032,7 +2092,7 @@ H(AddBlock)
 	}
 	if ((rc = inode_load(ns, req->ino, &n)) < 0)
 		goto done;
-	if ((rc = lease_check(ns, n, req->client)) < 0)
+	if ((rc = lease_check(ns, n, holder(req->client))) < 0)
 		goto done;
 	if (n->nblocks) {
 		/* The last block is empty and still being written: either this is
@@ -2162,7 +2222,7 @@ H(Complete)
 		rc = (none && !n->nblocks) || same ? 0 : -EBADF;
 		goto done;
 	}
-	if ((rc = lease_check(ns, n, req->client)) < 0)
+	if ((rc = lease_check(ns, n, holder(req->client))) < 0)
 		goto done;
 	if ((rc = settle_last(ns, n, req->last, !req->keep_lease)) < 0)
 		goto done;
@@ -2198,7 +2258,7 @@ H(UpdatePipeline)
 		goto out;
 	if ((rc = inode_load(ns, req->ino, &n)) < 0)
 		goto done;
-	if ((rc = lease_check(ns, n, req->client)) < 0)
+	if ((rc = lease_check(ns, n, holder(req->client))) < 0)
 		goto done;
 	nn_blk *k = nn_blk_get(ns->bl, req->block);
 	if (!n->nblocks || n->blocks[n->nblocks - 1].id != req->block || !k || !k->uc ||
@@ -2291,8 +2351,9 @@ H(RenewLease)
 	(void)a;
 	pthread_mutex_lock(&ns->lock);
 	int64_t now = cdl_now_ms();
+	const char *who = holder(req->client);
 	for (struct nn_lease *l = ns->leases; l; l = l->next)
-		if (!strcmp(l->client, req->client))
+		if (!strcmp(l->client, who))
 			l->renewed_ms = now;
 	ns_unlock(ns);
 	rep->err = 0;
@@ -2303,6 +2364,18 @@ H(Statfs)
 	nn_ns *ns = ctx;
 	Caudal__StatfsReply *rep = (void *)rep_;
 	(void)req_, (void)a;
+	/* the mount's first call: one that no exports rule lets in learns so
+	 * at once */
+	const cdl_peer *p = cdl_rpc_peer();
+	if (p &&
+	    (p->role == CDL_ROLE_MOUNT || p->role == CDL_ROLE_JOBTRACKER ||
+	     p->role == CDL_ROLE_TASKTRACKER) &&
+	    !export_of(p)) {
+		cdl_info("%s '%s' from %s is in no exports rule: refused", cdl_role_name(p->role),
+			 p->name, p->addr);
+		rep->err = EACCES;
+		return;
+	}
 	pthread_mutex_lock(&ns->lock);
 	for (int i = 0; i < ns->bl->ndn; i++) {
 		nn_dn *d = ns->bl->dns[i];
@@ -2798,7 +2871,17 @@ int nn_ns_open(const nn_conf *conf, nn_topology *topo, nn_ns **out)
 	pthread_condattr_destroy(&ca);
 	ns->bl = nn_blocks_new(topo, conf->dead_ms);
 	ns->tok = nn_token_new(conf->token_lifetime_ms, conf->token_key_roll_ms);
-	int rc = nn_store_open(conf->dir, conf->sync_always, (int)conf->batch_ms, &ns->st);
+	int rc = 0;
+	if (conf->exports && *conf->exports) {
+		char err[512];
+		rc = nn_exports_load(conf->exports, &ns->exports, err, sizeof(err));
+		if (rc < 0) {
+			cdl_err("%s", err);
+			nn_ns_close(ns);
+			return rc;
+		}
+	}
+	rc = nn_store_open(conf->dir, conf->sync_always, (int)conf->batch_ms, &ns->st);
 	if (rc == 0)
 		rc = load(ns);
 	if (rc < 0) {
@@ -2806,6 +2889,7 @@ int nn_ns_open(const nn_conf *conf, nn_topology *topo, nn_ns **out)
 		return rc;
 	}
 	ns->started_ms = cdl_now_ms();
+	g_exports = ns->exports;
 	ns->safemode = ns->bl->nblocks > 0;
 	if (ns->safemode)
 		cdl_info("safe mode: waiting for block reports of %" PRIu64 " blocks",
@@ -2821,6 +2905,7 @@ void nn_ns_close(nn_ns *ns)
 	nn_store_close(ns->st);
 	nn_blocks_free(ns->bl);
 	nn_token_free(ns->tok);
+	nn_exports_free(ns->exports);
 	while (ns->leases) {
 		struct nn_lease *l = ns->leases;
 		ns->leases = l->next;

@@ -37,10 +37,13 @@ typedef struct nn_conf {
 	/* block access tokens (nn_token.h) */
 	int64_t token_lifetime_ms; /* a token is valid this long (0: 10 min) */
 	int64_t token_key_roll_ms; /* the signing key changes this often (0: 1 hour) */
+
+	char *exports; /* exports file (nn_exports.h); NULL or "": none */
 } nn_conf;
 
 struct nn_lease;
 struct nn_token;
+struct nn_exports;
 
 typedef struct nn_ns {
 	pthread_mutex_t lock;
@@ -54,7 +57,8 @@ typedef struct nn_ns {
 	uint64_t uc_blocks; /* blocks under construction when loaded (not awaited in safe mode) */
 	int64_t started_ms;
 	struct nn_lease *leases;
-	struct nn_token *tok; /* block access tokens and their keys (nn_token.h) */
+	struct nn_token *tok;	    /* block access tokens and their keys (nn_token.h) */
+	struct nn_exports *exports; /* who may act for other uids; NULL: every mount */
 	volatile bool stopping;
 	uint64_t ops; /* operations served, for /metrics */
 	uint64_t ops_failed;

@@ -13,7 +13,11 @@ read -r port <<<"$(free_ports 1)"
 mkdir -p "$T/nomnt"
 t0=$(now_s)
 rc=0
-OUT=$("$MOUNT_BIN" "127.0.0.1:$port" "$T/nomnt" -o probe_timeout=2 2>&1) || rc=$?
+# without any certificate it says so first
+assert_fails env -u CAUDAL_HOME HOME=/nonexistent "$MOUNT_BIN" "127.0.0.1:$port" "$T/nomnt"
+assert_contains "$OUT" "no certificate" "error without a certificate"
+# (plaintext here: no cluster, so no CA, has been made)
+OUT=$(CAUDAL_INSECURE=1 "$MOUNT_BIN" "127.0.0.1:$port" "$T/nomnt" -o probe_timeout=2 2>&1) || rc=$?
 [ $rc -ne 0 ] || { fusermount3 -u "$T/nomnt"; fail "mounted without a cluster"; }
 assert_contains "$OUT" "cannot reach the namenode at '127.0.0.1:$port'" "error without a cluster"
 awk -v e="$(elapsed "$t0")" 'BEGIN { exit !(e < 10) }' || fail "failing without a cluster took $(elapsed "$t0") s"

@@ -101,6 +101,16 @@ caudal report | grep -qE '127\.0\.0\.(9|10):' && fail "a forged datanode registe
 assert_eq "$(field 'live datanodes' caudal report)" "$live0" "live datanodes"
 kill "$fake1" "$fake2" 2>/dev/null || true
 
+say "a writer's lease is tied to its certificate: its client name is not enough"
+THIEF=$T/sec_lease_thief
+# shellcheck disable=SC2046
+cc -std=gnu11 -O2 -D_GNU_SOURCE -pthread -I"$B/gen" -I"$ROOT/fs" $(pkg-config --cflags grpc libprotobuf-c) \
+	-o "$THIEF" "$ROOT/tests/e2e/sec_lease_thief.c" "$B/libcaudal.a" \
+	$(pkg-config --libs grpc libprotobuf-c libxxhash inih openssl) -lm ||
+	fail "cannot build the lease thief"
+"$THIEF" "$CAUDAL_NAMENODE" "$C" /nobody/leased >"$T/thief.out" 2>&1 || fail "lease thief: $(cat "$T/thief.out")"
+cat "$T/thief.out"
+
 say "nothing was lost, and the honest paths work"
 caudal get /priv/secret "$T/back"
 assert_same_file "$T/back" "$T/secret"

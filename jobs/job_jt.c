@@ -644,6 +644,22 @@ static size_t assign(job_jt *jt, struct tracker *tr, Caudal__TrackerHeartbeatRep
 
 /* ------------------------------------------------------------ JobProtocol */
 
+/* Whether the caller of this RPC may speak for a tracker on host: with
+ * TLS, only a tasktracker certificate naming that host (the RPC layer
+ * refused every other role already); a plaintext server (insecure = yes)
+ * believes every claim, and unit tests have no peer. */
+static bool caller_is_host(const char *host)
+{
+	const cdl_peer *p = cdl_rpc_peer();
+	if (!p || p->role != CDL_ROLE_TASKTRACKER)
+		return true;
+	if (strcmp(p->name, host) == 0)
+		return true;
+	cdl_warn("a tasktracker certificate for '%s' spoke for the tracker on '%s': refused",
+		 p->name, host);
+	return false;
+}
+
 static void h_register(void *ctx, const ProtobufCMessage *req_, ProtobufCMessage *rep_,
 		       cdl_arena *ar)
 {
@@ -663,6 +679,10 @@ static void h_register(void *ctx, const ProtobufCMessage *req_, ProtobufCMessage
 	snprintf(want, sizeof(want), "%s:%u", ti->host, ti->port);
 	if (strcmp(want, ti->id) || !job_name_ok(ti->host)) {
 		rep->err = EINVAL;
+		return;
+	}
+	if (!caller_is_host(ti->host)) {
+		rep->err = EPERM;
 		return;
 	}
 	pthread_mutex_lock(&jt->mu);
@@ -739,6 +759,13 @@ static void h_heartbeat(void *ctx, const ProtobufCMessage *req_, ProtobufCMessag
 	struct tracker *tr = find_tracker(jt, req->tracker_id);
 	if (!tr || tr->lost || req->epoch != jt->epoch) {
 		rep->err = ESTALE;
+		pthread_mutex_unlock(&jt->mu);
+		return;
+	}
+	if (!caller_is_host(tr->host)) {
+		/* another host's tracker must not take this one's tasks (their
+		 * commands and shuffle keys) nor end its attempts */
+		rep->err = EPERM;
 		pthread_mutex_unlock(&jt->mu);
 		return;
 	}
@@ -826,6 +853,8 @@ static void h_report(void *ctx, const ProtobufCMessage *req_, ProtobufCMessage *
 	struct tracker *tr = find_tracker(jt, req->tracker_id);
 	if (!tr || tr->lost || req->epoch != jt->epoch) {
 		rep->err = ESTALE;
+	} else if (!caller_is_host(tr->host)) {
+		rep->err = EPERM;
 	} else if (req->status && req->status->state != CAUDAL__ATTEMPT_STATE__AS_RUNNING) {
 		tr->last_seen_ms = cdl_now_ms();
 		if (take_status(jt, tr, req->status, NULL, NULL))

@@ -11,7 +11,8 @@
 #    with a forged one, gets EACCES and no byte (the same fetch signed with
 #    the job's key gets the data, so the refusal is the token's doing);
 #  - a second registration under the id of the live tracker running a
-#    reduce is refused, gets no work, and the reduce runs on;
+#    reduce is refused, and so is a heartbeat under that id from a
+#    tasktracker certificate of another host: no work, the reduce runs on;
 #  - a spec named with a newline is refused, gets no status, and
 #    `caudal job list` shows no forged line;
 #  - the honest path: nobody's wordcount SUCCEEDS with the right counts.
@@ -167,40 +168,56 @@ case $got in "err=0 bytes="[1-9]*) ;; *) fail "the signed fetch got '$got'" ;; e
 
 say "a registration under a live tracker's id takes nothing over"
 # a small client of JobProtocol that claims to be the tracker running the
-# reduce: it registers under its id, then heartbeats for work as it
+# reduce: it registers under its id; with a certificate (a tasktracker's
+# for another host, as a compromised node would hold), it also registers
+# as itself to learn the epoch and then heartbeats as the real tracker
 cat >"$T/fake_tt.c" <<'C'
 #include <stdio.h>
 #include <stdlib.h>
 #include "cdl_rpc.h"
+#include "cdl_sec.h"
 #include "jobs.pb-c.h"
-int main(int argc, char **argv)
+static uint64_t reg(cdl_rpc_client *c, const char *host, const char *port, const char *what)
 {
-	if (argc != 4)
-		return 2;
-	cdl_rpc_global_init();
-	cdl_rpc_client *c = cdl_rpc_client_new(argv[1], &caudal__job_protocol__descriptor);
 	char id[300];
-	snprintf(id, sizeof(id), "%s:%s", argv[2], argv[3]);
+	snprintf(id, sizeof(id), "%s:%s", host, port);
 	Caudal__RegisterTrackerRequest req = CAUDAL__REGISTER_TRACKER_REQUEST__INIT;
 	Caudal__TrackerInfo ti = CAUDAL__TRACKER_INFO__INIT;
 	ti.id = id;
-	ti.host = argv[2];
-	ti.port = (uint32_t)atoi(argv[3]);
+	ti.host = (char *)host;
+	ti.port = (uint32_t)atoi(port);
 	ti.slots = 4;
 	req.tracker = &ti;
 	ProtobufCMessage *rep = NULL;
 	int rc = cdl_rpc_call_name(c, "RegisterTracker", &req.base, &rep, 5000);
 	unsigned err = rc ? 0 : ((Caudal__RegisterTrackerReply *)rep)->err;
-	uint64_t epoch = rc ? 0 : ((Caudal__RegisterTrackerReply *)rep)->epoch;
-	printf("register %s\n", rc == 0 && err == 0 ? "accepted" : "refused");
+	printf("%s %s (rc %d, err %u)\n", what, rc == 0 && err == 0 ? "accepted" : "refused", rc,
+	       err);
+	return rc == 0 && err == 0 ? ((Caudal__RegisterTrackerReply *)rep)->epoch : 0;
+}
+int main(int argc, char **argv)
+{
+	if (argc != 4 && argc != 8)
+		return 2;
+	if (argc == 8 && cdl_sec_use(argv[4], argv[5], argv[6]))
+		return 3;
+	cdl_rpc_global_init();
+	cdl_rpc_client *c = cdl_rpc_client_new(argv[1], &caudal__job_protocol__descriptor);
+	uint64_t epoch = reg(c, argv[2], argv[3], "register");
+	if (argc == 8)
+		epoch = reg(c, argv[7], "1", "own-register");
+	char id[300];
+	snprintf(id, sizeof(id), "%s:%s", argv[2], argv[3]);
 	Caudal__TrackerHeartbeatRequest hb = CAUDAL__TRACKER_HEARTBEAT_REQUEST__INIT;
 	hb.tracker_id = id;
 	hb.epoch = epoch;
 	hb.free_slots = 4;
-	rep = NULL;
-	rc = cdl_rpc_call_name(c, "Heartbeat", &hb.base, &rep, 5000);
+	ProtobufCMessage *rep = NULL;
+	int rc = cdl_rpc_call_name(c, "Heartbeat", &hb.base, &rep, 5000);
+	unsigned err = rc ? 0 : ((Caudal__TrackerHeartbeatReply *)rep)->err;
 	size_t got = rc ? 0 : ((Caudal__TrackerHeartbeatReply *)rep)->n_assign;
-	printf("assigned %zu\n", got);
+	printf("heartbeat %s (rc %d, err %u), assigned %zu\n",
+	       rc == 0 && err == 0 ? "accepted" : "refused", rc, err, got);
 	cdl_rpc_client_free(c);
 	return 0;
 }
@@ -214,8 +231,22 @@ rhost=$(awk '$1 == "r-00000" && $5 == "RUNNING" { print $3; exit }' "$M/jobs/slo
 rport=$(jobs_log jobtracker | sed -n "s/.*tasktracker '$rhost:\([0-9]*\)' registered.*/\1/p" | tail -n 1)
 [ -n "$rhost" ] && [ -n "$rport" ] || fail "no tracker of the reduce (host '$rhost', port '$rport')"
 OUT=$("$T/fake_tt" "$JT_ADDR" "$rhost" "$rport" 2>&1)
+say "without a certificate: $(echo "$OUT" | tr '\n' ';')"
 assert_contains "$OUT" "register refused" "the second registration"
 assert_contains "$OUT" "assigned 0" "work given to the impostor"
+if [ -f "$CAUDAL_HOME/certs/ca.crt" ]; then
+	assert_ok "$CAUDAL" cert create-node 127.0.0.9 tasktracker
+	c=$CAUDAL_HOME/certs
+	OUT=$("$T/fake_tt" "$JT_ADDR" "$rhost" "$rport" "$c/ca.crt" "$c/tasktracker-127.0.0.9.crt" \
+		"$c/tasktracker-127.0.0.9.key" 127.0.0.9 2>&1)
+	say "with a tasktracker certificate for 127.0.0.9: $(echo "$OUT" | tr '\n' ';')"
+	assert_contains "$OUT" "register refused" "registration under another host's id"
+	assert_contains "$OUT" "own-register accepted" "registration as itself (the control)"
+	assert_contains "$OUT" "heartbeat refused" "heartbeat under another host's id"
+	assert_contains "$OUT" "assigned 0" "work given to the impostor"
+else
+	say "(a plaintext cluster: every claim is believed, no certificate test)"
+fi
 sleep 1
 grep -q '^r-00000 0 .* RUNNING' "$M/jobs/slow/tasks" ||
 	fail "the real tracker's reduce did not survive: $(cat "$M/jobs/slow/tasks")"

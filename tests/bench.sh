@@ -12,6 +12,9 @@
 #         the local disk, interleaved; Caudal/MooseFS ratios
 #   jobs  wordcount over a generated 1 GiB text file against
 #         `tr | sort | uniq -c` and an awk hash count on the local disk
+#   sec   what security costs: namenode ops/s (sync=batch) and put/get of
+#         SEC_SIZE_MB with mutual TLS and block tokens (the default) beside
+#         the same cluster started --insecure=yes, interleaved
 #
 # Results go to stdout and to $B/bench/results-DATE.txt.
 set -uo pipefail
@@ -21,7 +24,8 @@ case $B in /*) ;; *) B=$ROOT/$B ;; esac
 BIN=$B/bin
 CAUDAL=$BIN/caudal
 RUNS=${BENCH_RUNS:-2}
-SECTIONS=${BENCH_SECTIONS:-core nn fs jobs}
+SECTIONS=${BENCH_SECTIONS:-core nn sec fs jobs}
+SEC_SIZE_MB=${BENCH_SEC_SIZE_MB:-512}
 SIZE_MB=${BENCH_SIZE_MB:-1024}
 PEERS=$ROOT/../shared/peers
 W=$(mktemp -d "${BENCH_TMP:-/var/tmp}/caudal-bench.XXXXXX")
@@ -77,7 +81,7 @@ if [[ " $SECTIONS " == *" core "* ]]; then
 	head -c $((SIZE_MB << 20)) /dev/urandom >"$W/src"
 	HOMES+=("$W/core")
 	NN=$(start_cluster "$W/core") || exit 1
-	export CAUDAL_NAMENODE=$NN
+	export CAUDAL_NAMENODE=$NN CAUDAL_HOME=$W/core
 	for run in $(seq 1 "$RUNS"); do
 		drop_caches
 		t0=$(now)
@@ -101,7 +105,7 @@ if [[ " $SECTIONS " == *" core "* ]]; then
 		log "run $run: put $put_rate MB/s, get $get_rate MB/s (cold), local cp+sync $cp_rate MB/s; put/cp $(awk -v a="$put_rate" -v b="$cp_rate" 'BEGIN{printf "%.2f", a/b}'), data $same"
 	done
 	"$CAUDAL" rm /big >/dev/null
-	unset CAUDAL_NAMENODE
+	unset CAUDAL_NAMENODE CAUDAL_HOME
 fi
 
 if [[ " $SECTIONS " == *" nn "* ]]; then
@@ -111,10 +115,45 @@ if [[ " $SECTIONS " == *" nn "* ]]; then
 		HOMES+=("$W/nn-$mode")
 		NN=$(start_cluster "$W/nn-$mode" --sync="$mode") || exit 1
 		for run in $(seq 1 "$RUNS"); do
-			res=$("$B/bench/nn_bench" "$NN" "/bench-$run" 4 2000 | tr '\n\t' ' =')
+			res=$(CAUDAL_HOME=$W/nn-$mode "$B/bench/nn_bench" "$NN" "/bench-$run" 4 2000 | tr '\n\t' ' =')
 			log "sync=$mode run $run: $res"
 		done
 	done
+fi
+
+if [[ " $SECTIONS " == *" sec "* ]]; then
+	log ""
+	log "## sec: mutual TLS and block tokens (secure) beside --insecure=yes, interleaved"
+	head -c $((SEC_SIZE_MB << 20)) /dev/urandom >"$W/sec-src"
+	declare -A SEC_NN
+	for mode in secure insecure; do
+		HOMES+=("$W/sec-$mode")
+		flag=no
+		[ $mode = insecure ] && flag=yes
+		SEC_NN[$mode]=$(start_cluster "$W/sec-$mode" --sync=batch --insecure=$flag) || exit 1
+	done
+	for run in $(seq 1 "$RUNS"); do
+		for mode in secure insecure; do
+			export CAUDAL_HOME=$W/sec-$mode CAUDAL_NAMENODE=${SEC_NN[$mode]}
+			res=$("$B/bench/nn_bench" "$CAUDAL_NAMENODE" "/bench-$run" 4 2000 | tr '\n\t' ' =')
+			drop_caches
+			t0=$(now)
+			"$CAUDAL" put -f "$W/sec-src" /big
+			t1=$(now)
+			put_rate=$(rate $((SEC_SIZE_MB << 20)) "$t0" "$t1")
+			drop_caches
+			t0=$(now)
+			"$CAUDAL" get /big "$W/sec-back"
+			t1=$(now)
+			get_rate=$(rate $((SEC_SIZE_MB << 20)) "$t0" "$t1")
+			same=identical
+			cmp -s "$W/sec-src" "$W/sec-back" || same=DIFFERENT
+			rm -f "$W/sec-back"
+			log "$mode run $run: $res put $put_rate MB/s, get $get_rate MB/s (cold), data $same"
+			unset CAUDAL_HOME CAUDAL_NAMENODE
+		done
+	done
+	rm -f "$W/sec-src"
 fi
 
 if [[ " $SECTIONS " == *" fs "* ]] && [ -x "$BIN/caudal-mount" ]; then
@@ -124,7 +163,7 @@ if [[ " $SECTIONS " == *" fs "* ]] && [ -x "$BIN/caudal-mount" ]; then
 	NN=$(start_cluster "$W/fs" --sync=batch) || exit 1
 	CM=$W/mnt
 	mkdir -p "$CM"
-	"$BIN/caudal-mount" "$NN" "$CM" || exit 1
+	CAUDAL_HOME=$W/fs "$BIN/caudal-mount" "$NN" "$CM" || exit 1
 	MOUNTS+=("$CM")
 	if ! mountpoint -q /tmp/peers/mnt/mfs; then
 		bash "$PEERS/moosefs-up.sh" >"$W/mfs-up.log" 2>&1 || {

@@ -12,6 +12,7 @@
 #include "cdl_client.h"
 #include "cdl_log.h"
 #include "cdl_rpc.h"
+#include "cdl_sec.h"
 #include "cdl_util.h"
 
 static cdl_client *cl;
@@ -83,6 +84,11 @@ int main(int argc, char **argv)
 	}
 	dir = argv[2];
 	cdl_log_init("nn_bench", CDL_LOG_WARN);
+	char err[512];
+	if (cdl_sec_client_init(getenv("CAUDAL_HOME"), NULL, err, sizeof(err)) < 0) {
+		fprintf(stderr, "nn_bench: %s\n", err);
+		return 1;
+	}
 	cdl_rpc_global_init();
 	cdl_client_opts o = {.namenode = argv[1]};
 	cl = cdl_client_new(&o);

@@ -13,6 +13,7 @@
 #include "cdl_log.h"
 #include "cdl_rpc.h"
 #include "cdl_util.h"
+#include "dn_scan.h"
 
 /* DatanodeProtocol methods in .proto order; checked at start. */
 enum { M_REGISTER, M_HEARTBEAT, M_BLOCK_REPORT, M_BLOCK_RECEIVED, M_COUNT };
@@ -321,6 +322,18 @@ static void run_commands(dn_nn *n, Caudal__HeartbeatReply *rep)
 			pthread_mutex_lock(&n->mu);
 			n->report_now = true;
 			pthread_mutex_unlock(&n->mu);
+			break;
+		case CAUDAL__COMMAND_TYPE__CMD_VERIFY:
+			/* on this thread: the namenode sends a bounded few, and a
+			 * block is read at disk speed */
+			for (size_t j = 0; j < c->n_blocks && j < 64; j++) {
+				int v = dn_scan_verify(n->s, c->blocks[j]->id, c->blocks[j]->gen);
+				cdl_info("verified block %" PRIu64 " as the namenode asked: %s",
+					 c->blocks[j]->id,
+					 v == 1	  ? "corrupt"
+					 : v == 0 ? "good"
+						  : strerror(-v));
+			}
 			break;
 		default:
 			cdl_warn("ignoring unknown namenode command %d", (int)c->type);

@@ -112,6 +112,42 @@ int dn_scan_once(dn_store *s)
 	return scan_pass(s, NULL);
 }
 
+int dn_scan_verify(dn_store *s, uint64_t id, uint64_t gen)
+{
+	dn_rd rd;
+	int rc = dn_store_open_read(s, id, gen, &rd);
+	if (rc == -EBADMSG)
+		return 1; /* the sidecar did not fit: already marked */
+	if (rc < 0)
+		return rc;
+	if (rd.rbw || rd.gen != gen) {
+		dn_rd_release(&rd);
+		return -EAGAIN; /* being written, or another generation */
+	}
+	uint8_t *buf = xmalloc(CDL_CHUNK);
+	uint64_t nchunks = (rd.len + CDL_CHUNK - 1) / CDL_CHUNK;
+	int bad = 0;
+	for (uint64_t idx = 0; idx < nchunks; idx++) {
+		size_t k;
+		uint64_t sum;
+		rc = dn_rd_chunk(&rd, idx, buf, &k, &sum);
+		if (rc == -EBADMSG) {
+			char why[80];
+			snprintf(why, sizeof(why), "verify: checksum mismatch in chunk %" PRIu64,
+				 idx);
+			bad = dn_store_mark_corrupt(s, rd.id, rd.gen, why) == 0;
+			break;
+		}
+		if (rc < 0) {
+			bad = rc;
+			break;
+		}
+	}
+	dn_rd_release(&rd);
+	free(buf);
+	return bad;
+}
+
 static void *scan_main(void *arg)
 {
 	dn_scan *sc = arg;

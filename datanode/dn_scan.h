@@ -21,5 +21,9 @@ int dn_scan_start(dn_store *s, int64_t rate, int64_t period_ms, dn_scan **out);
 void dn_scan_stop(dn_scan *sc);
 /* One unthrottled pass; returns the number of replicas found corrupt. */
 int dn_scan_once(dn_store *s);
+/* Re-read one finalized replica now (a client said it is bad); a corrupt
+ * one is marked, which reports it. 1 corrupt, 0 good, -errno (-ENOENT not
+ * held, -EAGAIN being written or of another generation). */
+int dn_scan_verify(dn_store *s, uint64_t id, uint64_t gen);
 
 #endif

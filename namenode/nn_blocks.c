@@ -247,6 +247,29 @@ void nn_dn_queue_delete(nn_dn *d, uint64_t id, uint64_t gen)
 	queue(d, c);
 }
 
+/* Verifications queued on one datanode at most: client reports beyond it
+ * are dropped (the datanode's scanner still reads every replica). */
+#define MAX_VERIFY_QUEUED 64
+
+bool nn_dn_queue_verify(nn_dn *d, uint64_t id, uint64_t gen)
+{
+	unsigned queued = 0;
+	for (nn_cmd *c = d->cmds; c; c = c->next)
+		if (c->type == CAUDAL__COMMAND_TYPE__CMD_VERIFY) {
+			if (c->id == id)
+				return true; /* already asked */
+			queued++;
+		}
+	if (queued >= MAX_VERIFY_QUEUED)
+		return false;
+	nn_cmd *c = xcalloc(1, sizeof(*c));
+	c->type = CAUDAL__COMMAND_TYPE__CMD_VERIFY;
+	c->id = id;
+	c->gen = gen;
+	queue(d, c);
+	return true;
+}
+
 static Caudal__Replica *arena_replica(struct cdl_arena *a, uint64_t id, uint64_t gen, uint64_t len)
 {
 	Caudal__Replica *r = cdl_arena_alloc(a, sizeof(*r));
@@ -260,13 +283,15 @@ static Caudal__Replica *arena_replica(struct cdl_arena *a, uint64_t id, uint64_t
 void nn_dn_take_commands(nn_blocks *b, nn_dn *d, Caudal__HeartbeatReply *r, struct cdl_arena *a,
 			 unsigned max)
 {
-	unsigned n = 0, ndel = 0;
-	for (nn_cmd *c = d->cmds; c && n < max; c = c->next, n++)
+	unsigned n = 0, ndel = 0, nver = 0;
+	for (nn_cmd *c = d->cmds; c && n < max; c = c->next, n++) {
 		ndel += c->type == CAUDAL__COMMAND_TYPE__CMD_DELETE;
+		nver += c->type == CAUDAL__COMMAND_TYPE__CMD_VERIFY;
+	}
 	if (!n)
 		return;
 	r->commands = cdl_arena_alloc(a, (n + 1) * sizeof(*r->commands));
-	Caudal__Command *del = NULL;
+	Caudal__Command *del = NULL, *ver = NULL;
 	for (unsigned i = 0; i < n; i++) {
 		nn_cmd *c = d->cmds;
 		d->cmds = c->next;
@@ -283,6 +308,16 @@ void nn_dn_take_commands(nn_blocks *b, nn_dn *d, Caudal__HeartbeatReply *r, stru
 				r->commands[r->n_commands++] = del;
 			}
 			del->blocks[del->n_blocks++] = arena_replica(a, c->id, c->gen, 0);
+		} else if (c->type == CAUDAL__COMMAND_TYPE__CMD_VERIFY) {
+			/* and all verifications in one */
+			if (!ver) {
+				ver = cdl_arena_alloc(a, sizeof(*ver));
+				caudal__command__init(ver);
+				ver->type = CAUDAL__COMMAND_TYPE__CMD_VERIFY;
+				ver->blocks = cdl_arena_alloc(a, nver * sizeof(*ver->blocks));
+				r->commands[r->n_commands++] = ver;
+			}
+			ver->blocks[ver->n_blocks++] = arena_replica(a, c->id, c->gen, 0);
 		} else if (c->type == CAUDAL__COMMAND_TYPE__CMD_REPORT) {
 			Caudal__Command *cmd = cdl_arena_alloc(a, sizeof(*cmd));
 			caudal__command__init(cmd);

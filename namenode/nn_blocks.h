@@ -68,6 +68,9 @@ struct cdl_arena;
 void nn_dn_take_commands(nn_blocks *b, nn_dn *d, Caudal__HeartbeatReply *r, struct cdl_arena *a,
 			 unsigned max);
 void nn_dn_queue_delete(nn_dn *d, uint64_t id, uint64_t gen);
+/* Ask d to re-read its replica of block id against its checksums (once per
+ * block; false when too many are queued already). */
+bool nn_dn_queue_verify(nn_dn *d, uint64_t id, uint64_t gen);
 /* Fill a DatanodeInfo; strings are copied into a (borrowed from d if a is NULL). */
 void nn_dn_info(const nn_dn *d, Caudal__DatanodeInfo *info, int64_t now, struct cdl_arena *a);
 /* Apply a full block report; replicas the namespace does not know are

@@ -2527,12 +2527,27 @@ H(ReportBad)
 	const Caudal__ReportBadRequest *req = (const void *)req_;
 	Caudal__Status *rep = (void *)rep_;
 	(void)a;
+	const cdl_peer *p = cdl_rpc_peer();
 	pthread_mutex_lock(&ns->lock);
 	nn_dn *d = nn_dn_find(ns->bl, req->datanode);
-	if (d)
-		nn_dn_corrupt(ns->bl, d, req->block);
+	nn_blk *k = d ? nn_blk_get(ns->bl, req->block) : NULL;
+	if (!k) {
+		rep->err = ENOENT;
+	} else if (!p || p->role == CDL_ROLE_INSECURE) {
+		nn_dn_corrupt(ns->bl, d, req->block); /* in-process, or every claim believed */
+	} else {
+		/* A client's word does not drop a replica: any user could make a
+		 * file unreadable by reporting each replica bad. The datanode
+		 * re-reads the replica and reports it itself if it is bad; the
+		 * worst a liar gets is a bounded number of re-reads. */
+		int rc = nn_dn_queue_verify(d, k->id, k->gen) ? 0 : -EBUSY;
+		if (rc == 0)
+			cdl_info("%s '%s' reports block %" PRIu64
+				 " on '%s' bad: asked it to verify",
+				 cdl_role_name(p->role), p->name, k->id, d->id);
+		rep->err = err_of(rc);
+	}
 	ns_unlock(ns);
-	rep->err = d ? 0 : ENOENT;
 }
 
 H(GetEvents)

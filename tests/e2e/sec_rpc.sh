@@ -111,6 +111,37 @@ cc -std=gnu11 -O2 -D_GNU_SOURCE -pthread -I"$B/gen" -I"$ROOT/fs" $(pkg-config --
 "$THIEF" "$CAUDAL_NAMENODE" "$C" /nobody/leased >"$T/thief.out" 2>&1 || fail "lease thief: $(cat "$T/thief.out")"
 cat "$T/thief.out"
 
+say "a user who reports every replica of a file bad loses nobody the file"
+REPORTER=$T/sec_report_bad
+# shellcheck disable=SC2046
+cc -std=gnu11 -O2 -D_GNU_SOURCE -pthread -I"$B/gen" -I"$ROOT/fs" $(pkg-config --cflags grpc libprotobuf-c) \
+	-o "$REPORTER" "$ROOT/tests/e2e/sec_report_bad.c" "$B/libcaudal.a" \
+	$(pkg-config --libs grpc libprotobuf-c libxxhash inih openssl) -lm ||
+	fail "cannot build the reporter"
+caudal put "$T/secret" /pub-doc
+out=$("${nobody_env[@]}" "$REPORTER" "$CAUDAL_NAMENODE" /pub-doc) || fail "reporter: $out"
+assert_contains "$out" "reported "
+[ "${out#reported }" -ge 3 ] || fail "the reporter found too few replicas: $out"
+sleep 2 # heartbeats carry the verifications; the datanodes find nothing
+caudal get /pub-doc "$T/pub.back"
+assert_same_file "$T/pub.back" "$T/secret"
+caudal fsck / >/dev/null || fail "fsck unhealthy after false reports: $(caudal fsck -v /)"
+assert_eq "$(caudal blocks /pub-doc | awk '{ n += split($5, h, ",") } END { print n }')" \
+	"$(caudal blocks /pub-doc | awk 'END { print NR * 3 }')" "replicas of /pub-doc after false reports"
+
+say "a true report is heard: the datanode re-reads the replica and drops it"
+read -r bid _ _ _ blocs <<<"$(caudal blocks /pub-doc | sed -n 1p)"
+bhost=$(echo "$blocs" | cut -d, -f1 | cut -d: -f1)
+rfile=$(find "$(dn_dir_of_host "$bhost")/current" -name "blk_${bid}_*" ! -name '*.*')
+[ -f "$rfile" ] || fail "replica file of block $bid not found on $bhost"
+python3 -c 'import sys; f=open(sys.argv[1],"r+b"); f.seek(100); b=f.read(1); f.seek(100); f.write(bytes([b[0]^0xFF]))' "$rfile"
+"$REPORTER" "$CAUDAL_NAMENODE" /pub-doc >/dev/null || fail "the admin's report failed"
+dnlog=$CAUDAL_HOME/logs/$(dn_name_of_host "$bhost").log
+wait_until 20 "the datanode verified block $bid" grep -q "verified block $bid as the namenode asked: corrupt" "$dnlog"
+wait_until 30 "block $bid back to three good replicas" caudal fsck /
+caudal get /pub-doc "$T/pub.back2"
+assert_same_file "$T/pub.back2" "$T/secret"
+
 say "nothing was lost, and the honest paths work"
 caudal get /priv/secret "$T/back"
 assert_same_file "$T/back" "$T/secret"

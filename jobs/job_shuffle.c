@@ -218,10 +218,10 @@ close_dir:
 	return rc;
 }
 
-/* Answer one request on c->fd. Every length from the peer is bounded
- * before use; ids are checked before they become path components, and the
- * token before any file is opened. */
-static void serve(struct conn *c)
+/* Answer one request on fd from the map output under jobs_dir. Every
+ * length from the peer is bounded before use; ids are checked before they
+ * become path components, and the token before any file is opened. */
+void job_shuffle_serve_fd(const char *jobs_dir, int fd)
 {
 	uint8_t hdr[8];
 	uint8_t *body = NULL;
@@ -229,7 +229,7 @@ static void serve(struct conn *c)
 	Caudal__ShuffleReply rep = CAUDAL__SHUFFLE_REPLY__INIT;
 	uint8_t key[JOB_SHUFFLE_KEY_LEN];
 	int file = -1;
-	if (cdl_dt_read_full(c->fd, hdr, sizeof(hdr)))
+	if (cdl_dt_read_full(fd, hdr, sizeof(hdr)))
 		goto out;
 	uint32_t len = cdl_get_be32(hdr + 4);
 	if (memcmp(hdr, JOB_SHUFFLE_MAGIC, 4) != 0 || len == 0 || len > JOB_SHUFFLE_MAX_HEADER) {
@@ -237,15 +237,15 @@ static void serve(struct conn *c)
 		goto out;
 	}
 	body = xmalloc(len);
-	if (cdl_dt_read_full(c->fd, body, len))
+	if (cdl_dt_read_full(fd, body, len))
 		goto out;
 	req = caudal__shuffle_request__unpack(NULL, len, body);
 	if (!req || !job_id_ok(req->job_id) || !job_id_ok(req->attempt_id)) {
 		rep.err = EINVAL;
-		send_reply(c->fd, &rep);
+		send_reply(fd, &rep);
 		goto out;
 	}
-	int rc = key_load(c->s->jobs_dir, req->job_id, key);
+	int rc = key_load(jobs_dir, req->job_id, key);
 	if (rc == 0 && !job_shuffle_verify(key, sizeof(key), req->job_id, req->attempt_id,
 					   req->partition, req->token.data, req->token.len)) {
 		cdl_warn("shuffle: refused a fetch of '%s' partition %u: %s token", req->attempt_id,
@@ -255,23 +255,23 @@ static void serve(struct conn *c)
 	OPENSSL_cleanse(key, sizeof(key));
 	job_index_entry e;
 	if (rc == 0)
-		rc = open_run(c->s->jobs_dir, req, &e, &file);
+		rc = open_run(jobs_dir, req, &e, &file);
 	if (rc) {
 		rep.err = (uint32_t)(rc == -ENOENT ? ENOENT : -rc);
 		cdl_debug("shuffle: '%s/%s' partition %u: %s", req->job_id, req->attempt_id,
 			  req->partition, strerror(-rc));
-		send_reply(c->fd, &rep);
+		send_reply(fd, &rep);
 		goto out;
 	}
 	rep.length = e.length;
 	rep.checksum = e.checksum;
 	rep.records = e.records;
-	if (send_reply(c->fd, &rep))
+	if (send_reply(fd, &rep))
 		goto out;
 	off_t off = (off_t)e.offset;
 	uint64_t left = e.length;
 	while (left > 0) {
-		ssize_t k = sendfile(c->fd, file, &off, left > (1u << 30) ? (1u << 30) : left);
+		ssize_t k = sendfile(fd, file, &off, left > (1u << 30) ? (1u << 30) : left);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0) {
@@ -292,7 +292,7 @@ out:
 static void *conn_main(void *arg)
 {
 	struct conn *c = arg;
-	serve(c);
+	job_shuffle_serve_fd(c->s->jobs_dir, c->fd);
 	close(c->fd);
 	pthread_mutex_lock(&c->s->mu);
 	c->s->active--;
@@ -405,6 +405,23 @@ int job_shuffle_fetch(const char *host, int port, const char *job_id, const char
 		      unsigned part, const uint8_t *key, size_t keylen, int fd, uint64_t max_len,
 		      int timeout_ms, uint64_t *len, uint64_t *records, char *err, size_t errlen)
 {
+	int s = cdl_dt_connect(host, port, timeout_ms, timeout_ms);
+	if (s < 0) {
+		snprintf(err, errlen, "cannot connect to '%s:%d': %s", host, port, strerror(-s));
+		return s;
+	}
+	char peer[300];
+	snprintf(peer, sizeof(peer), "%s:%d", host, port);
+	int rc = job_shuffle_fetch_fd(s, peer, job_id, attempt_id, part, key, keylen, fd, max_len,
+				      len, records, err, errlen);
+	close(s);
+	return rc;
+}
+
+int job_shuffle_fetch_fd(int s, const char *peer, const char *job_id, const char *attempt_id,
+			 unsigned part, const uint8_t *key, size_t keylen, int fd, uint64_t max_len,
+			 uint64_t *len, uint64_t *records, char *err, size_t errlen)
+{
 	Caudal__ShuffleRequest req = CAUDAL__SHUFFLE_REQUEST__INIT;
 	Caudal__ShuffleReply *rep = NULL;
 	uint8_t token[JOB_SHUFFLE_TOKEN_LEN];
@@ -419,11 +436,6 @@ int job_shuffle_fetch(const char *host, int port, const char *job_id, const char
 		snprintf(err, errlen, "request too long");
 		return -EINVAL;
 	}
-	int s = cdl_dt_connect(host, port, timeout_ms, timeout_ms);
-	if (s < 0) {
-		snprintf(err, errlen, "cannot connect to '%s:%d': %s", host, port, strerror(-s));
-		return s;
-	}
 	uint8_t *buf = xmalloc(8 + n);
 	memcpy(buf, JOB_SHUFFLE_MAGIC, 4);
 	cdl_put_be32(buf + 4, (uint32_t)n);
@@ -434,40 +446,40 @@ int job_shuffle_fetch(const char *host, int port, const char *job_id, const char
 	char *data = NULL;
 	void *xs = NULL;
 	if (rc || (rc = cdl_dt_read_full(s, hl, 4))) {
-		snprintf(err, errlen, "'%s:%d': %s", host, port, strerror(-rc));
+		snprintf(err, errlen, "'%s': %s", peer, strerror(-rc));
 		goto out;
 	}
 	uint32_t rl = cdl_get_be32(hl);
 	if (rl == 0 || rl > JOB_SHUFFLE_MAX_HEADER) {
 		rc = -EPROTO;
-		snprintf(err, errlen, "'%s:%d': bad reply length %u", host, port, rl);
+		snprintf(err, errlen, "'%s': bad reply length %u", peer, rl);
 		goto out;
 	}
 	if ((rc = cdl_dt_read_full(s, body, rl))) {
-		snprintf(err, errlen, "'%s:%d': %s", host, port, strerror(-rc));
+		snprintf(err, errlen, "'%s': %s", peer, strerror(-rc));
 		goto out;
 	}
 	rep = caudal__shuffle_reply__unpack(NULL, rl, body);
 	if (!rep) {
 		rc = -EPROTO;
-		snprintf(err, errlen, "'%s:%d': undecodable reply", host, port);
+		snprintf(err, errlen, "'%s': undecodable reply", peer);
 		goto out;
 	}
 	if (rep->err > 4095) {
 		rc = -EPROTO;
-		snprintf(err, errlen, "'%s:%d': bad error %u in the reply", host, port, rep->err);
+		snprintf(err, errlen, "'%s': bad error %u in the reply", peer, rep->err);
 		goto out;
 	}
 	if (rep->err) {
 		rc = -(int)rep->err;
-		snprintf(err, errlen, "'%s:%d' has no output of '%s' partition %u: %s", host, port,
+		snprintf(err, errlen, "'%s' has no output of '%s' partition %u: %s", peer,
 			 attempt_id, part, strerror((int)rep->err));
 		goto out;
 	}
 	if (rep->length > max_len) {
 		rc = -EFBIG;
-		snprintf(err, errlen, "'%s:%d': run of %llu bytes exceeds the cap of %llu", host,
-			 port, (unsigned long long)rep->length, (unsigned long long)max_len);
+		snprintf(err, errlen, "'%s': run of %llu bytes exceeds the cap of %llu", peer,
+			 (unsigned long long)rep->length, (unsigned long long)max_len);
 		goto out;
 	}
 	xs = XXH3_createState();
@@ -480,8 +492,7 @@ int job_shuffle_fetch(const char *host, int port, const char *job_id, const char
 	while (left > 0) {
 		size_t k = left < cap ? (size_t)left : cap;
 		if ((rc = cdl_dt_read_full(s, data, k))) {
-			snprintf(err, errlen, "'%s:%d': reading the run: %s", host, port,
-				 strerror(-rc));
+			snprintf(err, errlen, "'%s': reading the run: %s", peer, strerror(-rc));
 			goto out;
 		}
 		XXH3_64bits_update(xs, data, k);
@@ -493,7 +504,7 @@ int job_shuffle_fetch(const char *host, int port, const char *job_id, const char
 	}
 	if (XXH3_64bits_digest(xs) != rep->checksum) {
 		rc = -EBADMSG;
-		snprintf(err, errlen, "'%s:%d': checksum mismatch on '%s' partition %u", host, port,
+		snprintf(err, errlen, "'%s': checksum mismatch on '%s' partition %u", peer,
 			 attempt_id, part);
 		goto out;
 	}
@@ -505,6 +516,5 @@ out:
 	free(data);
 	if (rep)
 		caudal__shuffle_reply__free_unpacked(rep, NULL);
-	close(s);
 	return rc;
 }

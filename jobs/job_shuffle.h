@@ -58,6 +58,10 @@ job_shuffle_server *job_shuffle_start(const char *host, int port, const char *jo
 int job_shuffle_port(const job_shuffle_server *s);
 /* Stop accepting and wait for the connections being served. */
 void job_shuffle_stop(job_shuffle_server *s);
+/* The server's work on one connection: read one request from fd and
+ * answer it from the map output under jobs_dir (for the server's threads,
+ * tests and fuzzing). */
+void job_shuffle_serve_fd(const char *jobs_dir, int fd);
 
 /* Fetch partition part of map attempt attempt_id of job job_id from
  * host:port into fd (appending at its current offset), signed with the
@@ -68,5 +72,10 @@ void job_shuffle_stop(job_shuffle_server *s);
 int job_shuffle_fetch(const char *host, int port, const char *job_id, const char *attempt_id,
 		      unsigned part, const uint8_t *key, size_t keylen, int fd, uint64_t max_len,
 		      int timeout_ms, uint64_t *len, uint64_t *records, char *err, size_t errlen);
+/* The same exchange on a connected socket s; peer names the server in
+ * messages. Every length in the reply is bounded before use. */
+int job_shuffle_fetch_fd(int s, const char *peer, const char *job_id, const char *attempt_id,
+			 unsigned part, const uint8_t *key, size_t keylen, int fd, uint64_t max_len,
+			 uint64_t *len, uint64_t *records, char *err, size_t errlen);
 
 #endif

@@ -111,7 +111,8 @@ void job_write_escaped(FILE *f, const char *text, size_t len)
 			putc(c, f);
 		} else {
 			char e[8];
-			fwrite(e, 1, esc1(c, e), f);
+			size_t n = esc1(c, e); /* fills e before fwrite reads it */
+			fwrite(e, 1, n, f);
 		}
 	}
 }

@@ -365,7 +365,7 @@ static void finish_attempt(job_jt *jt, struct job *j, struct jtask *t, struct ja
 		job_counters_add(&a->cnt, s->counters[i]->group, s->counters[i]->name,
 				 s->counters[i]->value);
 	if (s->error[0] && !a->error)
-		a->error = xstrndup(s->error, 1024);
+		a->error = job_escape(s->error, strnlen(s->error, 1024));
 	if (s->stderr_tail[0] && !a->stderr_tail)
 		a->stderr_tail = xstrndup(s->stderr_tail, 4096);
 	if (a->tt && a->tt->running > 0)
@@ -1330,8 +1330,10 @@ static void history(job_jt *jt, struct job *j)
 		char t1[40], t2[40];
 		job_fmt_time(j->submit_ns, t1, sizeof(t1));
 		job_fmt_time(j->end_ns, t2, sizeof(t2));
+		char *e = j->error ? job_escape(j->error, strlen(j->error)) : xstrdup("-");
 		fprintf(f, "%s\t%s\t%s\t%s\t%s\t%s\n", j->id, j->name, job_state_name(j->state), t1,
-			t2, j->error ? j->error : "-");
+			t2, e);
+		free(e);
 		fclose(f);
 	}
 	free(path);

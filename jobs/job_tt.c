@@ -23,6 +23,7 @@
 #include "job_counter.h"
 #include "job_shuffle.h"
 #include "job_split.h"
+#include "job_status.h"
 #include "job_task.h"
 #include "job_user.h"
 #include "jobs.pb-c.h"
@@ -485,7 +486,9 @@ static void read_result(struct tt_attempt *a, const char *dir, uid_t uid)
 							 r->counters[i]->name,
 							 r->counters[i]->value);
 				if (r->error[0])
-					a->error = xstrndup(r->error, 1024);
+					/* the user's words: one line in
+					 * every log and file they reach */
+					a->error = job_escape(r->error, strnlen(r->error, 1024));
 				if (r->n_fetch_failed) {
 					a->fetch_failed =
 					    xmalloc(r->n_fetch_failed * sizeof(uint32_t));

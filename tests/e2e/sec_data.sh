@@ -185,8 +185,13 @@ fi
 
 say "a writer with a real token is cut off at the block size"
 WRITER=$T/sec_data_writer
-# shellcheck disable=SC2046
-cc -std=gnu11 -O2 -D_GNU_SOURCE -pthread -I"$B/gen" -I"$ROOT/fs" $(pkg-config --cflags grpc libprotobuf-c) \
+# built like the library it links (make asan builds it with sanitizers)
+san=
+if nm "$B/libcaudal.a" 2>/dev/null | grep __asan_init >/dev/null; then
+	san="-fsanitize=address,undefined"
+fi
+# shellcheck disable=SC2046,SC2086
+cc -std=gnu11 -O2 $san -D_GNU_SOURCE -pthread -I"$B/gen" -I"$ROOT/fs" $(pkg-config --cflags grpc libprotobuf-c) \
 	-o "$WRITER" "$ROOT/tests/e2e/sec_data_writer.c" "$B/libcaudal.a" \
 	$(pkg-config --libs grpc libprotobuf-c libxxhash inih openssl) -lm ||
 	fail "cannot build the writer"

@@ -774,7 +774,6 @@ static grpc_connectivity_state await_channel(cdl_rpc_client *c, grpc_completion_
 			    gpr_time_from_millis(RECONNECT_MAX_MS + 500, GPR_TIMESPAN));
 			if (gpr_time_cmp(slice, until) < 0)
 				until = slice;
-			moved = true;
 		}
 		char tag;
 		grpc_channel_watch_connectivity_state(c->ch, st, until, cq, &tag);

@@ -36,6 +36,12 @@
  * the namenode's largest block size. */
 #define MAX_REPLICA_NOCHECK (1ULL << 36)
 
+/* When a kind of refusal was last logged, and how many went unlogged since. */
+typedef struct log_budget {
+	int64_t last_ms;
+	unsigned quiet;
+} log_budget;
+
 typedef struct conn {
 	struct dn_xfer *x;
 	int fd;
@@ -58,8 +64,8 @@ struct dn_xfer {
 	int lfd, port;
 	int max, io_timeout_ms;
 	int max_per_peer, header_timeout_ms;
-	int64_t refused_log_ms; /* last refusal logged, under mu */
-	unsigned refused_quiet; /* refusals since, not logged */
+	/* refusals come in floods: each kind is logged once a second at most */
+	log_budget conn_log, token_log; /* under mu */
 	pthread_t acceptor;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -67,6 +73,21 @@ struct dn_xfer {
 	unsigned active; /* number of conns (read without mu by heartbeats) */
 	bool stopping;
 };
+
+/* Whether a refusal of kind b may be logged now (one a second); *quiet is
+ * how many were not logged before it. Called with x->mu held. */
+static bool may_log(log_budget *b, unsigned *quiet)
+{
+	int64_t now = cdl_now_ms();
+	if (b->last_ms && now - b->last_ms < 1000) {
+		b->quiet++;
+		return false;
+	}
+	*quiet = b->quiet;
+	b->last_ms = now;
+	b->quiet = 0;
+	return true;
+}
 
 static void send_refusal(int fd, uint32_t err, const char *msg, uint32_t bad)
 {
@@ -121,8 +142,14 @@ static int check_token(conn *c, const Caudal__DtHeader *h, uint32_t modes, const
 	if (rc == 0) {
 		*maxlen = id->max_length;
 	} else {
-		cdl_warn("refusing %s of block %" PRIu64 " generation %" PRIu64 " from '%s': %s",
-			 what, h->block, h->gen, c->peer, why);
+		unsigned quiet = 0;
+		pthread_mutex_lock(&x->mu);
+		bool say = may_log(&x->token_log, &quiet);
+		pthread_mutex_unlock(&x->mu);
+		if (say)
+			cdl_warn("refusing %s of block %" PRIu64 " generation %" PRIu64
+				 " from '%s': %s (%u more refused unlogged)",
+				 what, h->block, h->gen, c->peer, why, quiet);
 		send_refusal(c->fd, EACCES, why, 0);
 	}
 	if (id)
@@ -763,17 +790,8 @@ static void *accept_main(void *arg)
 		const char *why = NULL;
 		/* evicted connections still hold threads until they notice: bound those too */
 		if (x->active >= 2 * (unsigned)x->max || !admit(x, c->addr, &why)) {
-			unsigned active = x->active;
-			/* one line a second at most: refusals come in floods */
-			int64_t now = cdl_now_ms();
-			bool say = now - x->refused_log_ms >= 1000;
-			unsigned quiet = x->refused_quiet;
-			if (say) {
-				x->refused_log_ms = now;
-				x->refused_quiet = 0;
-			} else {
-				x->refused_quiet++;
-			}
+			unsigned active = x->active, quiet = 0;
+			bool say = may_log(&x->conn_log, &quiet);
 			pthread_mutex_unlock(&x->mu);
 			if (say)
 				cdl_warn("refusing data connection from '%s': %s (%u connections; "

@@ -4,6 +4,10 @@
  * incremental reports (received, deleted, corrupt) within a short delay,
  * the commands (delete, replicate through a real data-transfer server,
  * re-register, report), and re-registration after a namenode restart.
+ * The fake namenode also hands out block-token keys: they reach the
+ * datanode's keyring with the registration and are replaced by a
+ * heartbeat's; a replication command is carried out only with its copy
+ * token, which the receiving datanode checks.
  * Exits non-zero on any failure. */
 #include <errno.h>
 #include <ftw.h>
@@ -53,7 +57,17 @@ static struct fake {
 	char tgt_host[64], tgt_id[80];
 	uint32_t tgt_port;
 	bool refuse_unknown; /* answer CMD_REREGISTER to heartbeats */
+	cdl_keyring *kr;     /* the namenode's block-token keys, sent in every reply */
+	bool cmd_token;	     /* the CMD_REPLICATE carries a copy token */
 } fk = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* The fake namenode's keys into a reply, as nn_token_keys does. */
+static Caudal__BlockKey **fake_keys(cdl_arena *a, size_t *n)
+{
+	int64_t now = cdl_token_now_ms();
+	(void)cdl_keyring_roll(fk.kr, now, 3600000, 600000);
+	return cdl_keyring_export(fk.kr, a, now, n);
+}
 
 static void h_register(void *ctx, const ProtobufCMessage *req, ProtobufCMessage *reply,
 		       cdl_arena *a)
@@ -75,6 +89,9 @@ static void h_register(void *ctx, const ProtobufCMessage *req, ProtobufCMessage 
 	rep->cluster = cdl_arena_strdup(a, "cluster-1");
 	rep->heartbeat_ms = 100;
 	rep->report_ms = 600000;
+	pthread_mutex_lock(&fk.mu);
+	rep->keys = fake_keys(a, &rep->n_keys);
+	pthread_mutex_unlock(&fk.mu);
 }
 
 static void h_heartbeat(void *ctx, const ProtobufCMessage *req, ProtobufCMessage *reply,
@@ -108,12 +125,35 @@ static void h_heartbeat(void *ctx, const ProtobufCMessage *req, ProtobufCMessage
 			c->n_targets = 1;
 			c->targets = cdl_arena_alloc(a, sizeof(*c->targets));
 			c->targets[0] = t;
+			if (fk.cmd_token) {
+				Caudal__DtTarget dt = CAUDAL__DT_TARGET__INIT;
+				dt.host = t->host;
+				dt.port = t->data_port;
+				dt.id = t->id;
+				const Caudal__DtTarget *nodes[1] = {&dt};
+				cdl_token_spec spec = {.block = b->id,
+						       .gen = b->gen,
+						       .modes = CDL_TOKEN_COPY,
+						       .max_length = 1 << 20,
+						       .nodes = nodes,
+						       .nnodes = 1,
+						       .lifetime_ms = 600000};
+				ProtobufCBinaryData tok;
+				if (cdl_token_sign(fk.kr, &spec, cdl_token_now_ms(), &tok) == 0) {
+					c->token.data = cdl_arena_alloc(a, tok.len);
+					memcpy(c->token.data, tok.data, tok.len);
+					c->token.len = tok.len;
+					free(tok.data);
+				}
+			}
 		}
 		rep->n_commands = 1;
 		rep->commands = cdl_arena_alloc(a, sizeof(*rep->commands));
 		rep->commands[0] = c;
 		fk.cmd = 0;
 	}
+	if (!fk.refuse_unknown)
+		rep->keys = fake_keys(a, &rep->n_keys);
 	pthread_mutex_unlock(&fk.mu);
 }
 
@@ -246,9 +286,23 @@ int main(void)
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (uint8_t)(i * 7);
 	CHECK(put(s, 1, data, 1000) == 0 && put(s, 2, data, 3000) == 0, "seed replicas");
+	/* both servers check tokens: the first with the keys dn_nn receives,
+	 * the second with a copy of the fake namenode's */
+	fk.kr = cdl_keyring_new();
+	cdl_keyring *kr1 = cdl_keyring_new(), *kr2 = cdl_keyring_new();
+	{
+		cdl_arena a;
+		cdl_arena_init(&a);
+		size_t n;
+		Caudal__BlockKey **k = fake_keys(&a, &n);
+		cdl_keyring_set(kr2, k, n);
+		cdl_arena_release(&a);
+	}
 	dn_xfer_opts xo = {
-	    .host = "127.0.0.1", .port = 0, .max_xceivers = 16, .io_timeout_ms = 5000};
-	CHECK(dn_xfer_start(s, &xo, &x) == 0 && dn_xfer_start(s2, &xo, &x2) == 0, "xfer servers");
+	    .host = "127.0.0.1", .port = 0, .max_xceivers = 16, .io_timeout_ms = 5000, .keys = kr1};
+	dn_xfer_opts xo2 = xo;
+	xo2.keys = kr2;
+	CHECK(dn_xfer_start(s, &xo, &x) == 0 && dn_xfer_start(s2, &xo2, &x2) == 0, "xfer servers");
 
 	cdl_rpc_server *srv = fake_start(0);
 	int nn_port = cdl_rpc_server_port(srv);
@@ -259,7 +313,8 @@ int main(void)
 			.heartbeat_ms = 3000, /* the namenode asks for 100 */
 			.report_ms = 600000,
 			.rpc_timeout_ms = 2000,
-			.io_timeout_ms = 5000};
+			.io_timeout_ms = 5000,
+			.keys = kr1};
 	dn_nn *nn = NULL;
 	CHECK(dn_nn_start(s, x, &o, &nn) == 0, "start dn_nn");
 	dn_store_set_listener(s, dn_nn_listener, nn);
@@ -277,6 +332,8 @@ int main(void)
 	pthread_mutex_unlock(&fk.mu);
 	CHECK(dn_nn_registered(nn), "not registered");
 	CHECK(!strcmp(dn_store_cluster(s), "cluster-1"), "cluster id not kept");
+	CHECK(cdl_keyring_count(kr1) == 2, "%zu block-token keys after registering",
+	      cdl_keyring_count(kr1));
 
 	/* heartbeats at the interval the namenode asked for */
 	int hb0 = get(&fk.heartbeats);
@@ -306,14 +363,22 @@ int main(void)
 	CHECK(wait_for(&fk.deleted[1], 1, 3000), "delete not reported");
 	CHECK(!dn_store_has(s, 1, 1, NULL), "deleted replica still held");
 
-	/* CMD_REPLICATE to the second datanode */
+	/* CMD_REPLICATE to the second datanode: refused there without a
+	 * token, carried out with the command's copy token */
 	pthread_mutex_lock(&fk.mu);
 	fk.cmd = CAUDAL__COMMAND_TYPE__CMD_REPLICATE;
 	fk.cmd_block = 3;
 	fk.cmd_gen = 1;
+	fk.cmd_token = false;
 	snprintf(fk.tgt_host, sizeof(fk.tgt_host), "127.0.0.1");
 	snprintf(fk.tgt_id, sizeof(fk.tgt_id), "%s", dn_store_id(s2));
 	fk.tgt_port = (uint32_t)dn_xfer_port(x2);
+	pthread_mutex_unlock(&fk.mu);
+	usleep(800 * 1000);
+	CHECK(!dn_store_has(s2, 3, 1, NULL), "a copy without a token was taken");
+	pthread_mutex_lock(&fk.mu);
+	fk.cmd = CAUDAL__COMMAND_TYPE__CMD_REPLICATE;
+	fk.cmd_token = true;
 	pthread_mutex_unlock(&fk.mu);
 	bool copied = false;
 	for (int i = 0; i < 300 && !copied; i++) {
@@ -321,6 +386,35 @@ int main(void)
 		usleep(10 * 1000);
 	}
 	CHECK(copied, "replication command not carried out");
+
+	/* the namenode's keys change (as after its restart): the next
+	 * heartbeat replaces the datanode's */
+	{
+		pthread_mutex_lock(&fk.mu);
+		cdl_keyring *old = fk.kr;
+		fk.kr = cdl_keyring_new();
+		cdl_arena a;
+		cdl_arena_init(&a);
+		size_t n;
+		Caudal__BlockKey **k = fake_keys(&a, &n);
+		pthread_mutex_unlock(&fk.mu);
+		uint32_t want = n ? k[0]->id : 0;
+		bool replaced = false;
+		for (int i = 0; i < 300 && !replaced; i++) {
+			cdl_arena b;
+			cdl_arena_init(&b);
+			size_t m;
+			Caudal__BlockKey **held =
+			    cdl_keyring_export(kr1, &b, cdl_token_now_ms(), &m);
+			replaced = m == n && m && held[0]->id == want;
+			cdl_arena_release(&b);
+			if (!replaced)
+				usleep(10 * 1000);
+		}
+		CHECK(replaced, "the heartbeat's keys did not replace the old ones");
+		cdl_arena_release(&a);
+		cdl_keyring_free(old);
+	}
 
 	/* CMD_REREGISTER: register again and send a full report */
 	int reg0 = get(&fk.registers), rep0 = get(&fk.reports);
@@ -362,6 +456,9 @@ int main(void)
 	dn_xfer_stop(x2);
 	dn_store_free(s);
 	dn_store_free(s2);
+	cdl_keyring_free(kr1);
+	cdl_keyring_free(kr2);
+	cdl_keyring_free(fk.kr);
 	cdl_rpc_global_shutdown();
 	nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	free(nn_addr);

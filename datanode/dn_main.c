@@ -15,6 +15,7 @@
 
 #include "cdl_config.h"
 #include "cdl_daemon.h"
+#include "cdl_dtls.h"
 #include "cdl_log.h"
 #include "cdl_rpc.h"
 #include "dn_nn.h"
@@ -34,6 +35,7 @@ static struct {
 	int64_t max_xceivers;
 	int64_t max_conns_per_peer;
 	int64_t header_timeout_ms;
+	bool encrypt_data;
 	int64_t io_timeout_ms;
 	int64_t rpc_timeout_ms;
 	char *log_level;
@@ -61,6 +63,8 @@ static const cdl_cfg_key cfg_tab[] = {
      "data-transfer connections from one address at once"},
     {"header_timeout_ms", CDL_CFG_INT, &cfg.header_timeout_ms, "5000", 100, 600000,
      "a data-transfer connection must send its header within this, ms"},
+    {"encrypt_data", CDL_CFG_BOOL, &cfg.encrypt_data, "false", 0, 0,
+     "TLS on the data port: refuse plaintext connections, and encrypt our own"},
     {"io_timeout_ms", CDL_CFG_INT, &cfg.io_timeout_ms, "60000", 100, 3600000,
      "data-transfer socket timeout, ms"},
     {"rpc_timeout_ms", CDL_CFG_INT, &cfg.rpc_timeout_ms, "10000", 100, 600000,
@@ -101,6 +105,7 @@ static int init_xfer(void)
 			  .max_xceivers = (int)cfg.max_xceivers,
 			  .max_conns_per_peer = (int)cfg.max_conns_per_peer,
 			  .header_timeout_ms = (int)cfg.header_timeout_ms,
+			  .require_tls = cfg.encrypt_data,
 			  .io_timeout_ms = (int)cfg.io_timeout_ms,
 			  /* every operation needs a token: until the namenode
 			   * sends keys, the datanode serves nothing */
@@ -112,6 +117,23 @@ static void fini_xfer(void)
 {
 	dn_xfer_stop(xfer);
 	xfer = NULL;
+}
+
+/* encrypt_data: the data port's TLS, from the identity the RPC step
+ * loaded; our own data connections (pipelines, copies) use it too. */
+static int init_dtls(void)
+{
+	if (!cfg.encrypt_data)
+		return 0;
+	int rc = cdl_dtls_init();
+	if (rc == 0)
+		cdl_dtls_set_client(true);
+	return rc;
+}
+
+static void fini_dtls(void)
+{
+	cdl_dtls_set_client(false);
 }
 
 static int init_nn(void)
@@ -153,6 +175,7 @@ static const cdl_step steps[] = {
     {init_store, fini_store, "block store"},
     {init_xfer, fini_xfer, "data-transfer server"},
     {cdl_daemon_rpc_init, cdl_daemon_rpc_fini, "rpc library"},
+    {init_dtls, fini_dtls, "encrypted data transfer"},
     {init_nn, fini_nn, "namenode client"},
     {init_scan, fini_scan, "block scanner"},
 };

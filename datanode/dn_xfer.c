@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cdl_dt.h"
+#include "cdl_dtls.h"
 #include "cdl_log.h"
 #include "cdl_token.h"
 #include "cdl_util.h"
@@ -64,6 +65,7 @@ struct dn_xfer {
 	int lfd, port;
 	int max, io_timeout_ms;
 	int max_per_peer, header_timeout_ms;
+	bool require_tls; /* encrypt_data: plaintext connections are refused */
 	/* refusals come in floods: each kind is logged once a second at most */
 	log_budget conn_log, token_log; /* under mu */
 	pthread_t acceptor;
@@ -600,6 +602,48 @@ out:
 
 /* ---------------------------------------------------------------- server */
 
+/* A connection that opens with a TLS handshake is handed to the TLS relay
+ * (cdl_dtls.h) and served through it; with require_tls a plaintext one is
+ * refused. 0 to go on with c->fd, or -errno (answered and logged). */
+static int start_tls(conn *c, int timeout_ms)
+{
+	dn_xfer *x = c->x;
+	uint8_t first;
+	ssize_t n;
+	while ((n = recv(c->fd, &first, 1, MSG_PEEK)) < 0 && errno == EINTR)
+		;
+	if (n <= 0)
+		return n == 0 ? -ECONNRESET : -errno;
+	if (first != CDL_DTLS_RECORD_HANDSHAKE) {
+		if (!x->require_tls)
+			return 0;
+		cdl_debug("refusing a plaintext data connection from '%s'", c->peer);
+		/* read the header first: closing with it unread would reset
+		 * the connection and lose the answer */
+		Caudal__DtHeader *h = NULL;
+		if (cdl_dt_recv_header(c->fd, &h) == 0)
+			protobuf_c_message_free_unpacked(&h->base, NULL);
+		send_refusal(c->fd, EACCES, "this datanode takes encrypted data connections only",
+			     0);
+		return -EACCES;
+	}
+	if (!cdl_dtls_ready()) {
+		cdl_debug("dropping a TLS data connection from '%s': encrypt_data is off", c->peer);
+		return -EPROTO;
+	}
+	int fd = cdl_dtls_wrap(c->fd, true, NULL, timeout_ms);
+	pthread_mutex_lock(&x->mu);
+	/* the TCP socket is the relay's now (or closed): shutdown and close
+	 * go to the caller's end from here on */
+	c->fd = fd >= 0 ? fd : -1;
+	pthread_mutex_unlock(&x->mu);
+	if (fd < 0) {
+		cdl_debug("TLS handshake with '%s' failed: %s", c->peer, strerror(-fd));
+		return fd;
+	}
+	return cdl_dt_tune(c->fd, timeout_ms);
+}
+
 static void *conn_main(void *arg)
 {
 	conn *c = arg;
@@ -610,6 +654,8 @@ static void *conn_main(void *arg)
 	int htmo =
 	    x->header_timeout_ms < x->io_timeout_ms ? x->header_timeout_ms : x->io_timeout_ms;
 	if (cdl_dt_tune(c->fd, htmo) < 0)
+		goto out;
+	if (start_tls(c, htmo) < 0)
 		goto out;
 	int rc = cdl_dt_recv_header(c->fd, &h);
 	pthread_mutex_lock(&x->mu);
@@ -841,6 +887,7 @@ int dn_xfer_start(dn_store *s, const dn_xfer_opts *o, dn_xfer **out)
 	x->max_per_peer = o->max_conns_per_peer > 0 ? o->max_conns_per_peer : 64;
 	x->header_timeout_ms = o->header_timeout_ms > 0 ? o->header_timeout_ms : 5000;
 	x->keys = o->keys;
+	x->require_tls = o->require_tls;
 	pthread_mutex_init(&x->mu, NULL);
 	pthread_cond_init(&x->cv, NULL);
 	if (pthread_create(&x->acceptor, NULL, accept_main, x) != 0) {

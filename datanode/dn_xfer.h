@@ -13,7 +13,9 @@
  * token (fs/cdl_token.h) for its block, generation and mode that names
  * this datanode; a DT_WRITE forwards only to datanodes its token names and
  * stores at most the token's max_length bytes. A refusal answers EACCES
- * (EFBIG for too much data) and logs a line. DT_READ
+ * (EFBIG for too much data) and logs a line. A connection that opens with
+ * a TLS handshake is served through the TLS relay (cdl_dtls.h); with
+ * require_tls (encrypt_data) a plaintext one is refused. DT_READ
  * streams verified chunks of a replica; a chunk that fails its checksum
  * gets the replica marked corrupt in the store (which reports it) and the
  * client sees the mismatch and fails over. DT_WRITE receives a replica,
@@ -47,6 +49,7 @@ typedef struct dn_xfer_opts {
 	int max_conns_per_peer; /* connections from one address (0: 64) */
 	int header_timeout_ms;	/* a connection must send its header this fast (0: 5000) */
 	cdl_keyring *keys;	/* block-token keys (filled by dn_nn); NULL: no checks (tests) */
+	bool require_tls;	/* encrypt_data: refuse plaintext connections (cdl_dtls.h) */
 } dn_xfer_opts;
 
 /* Bind and start accepting. 0 or -errno (logged). */

@@ -11,6 +11,7 @@
 
 #include "cdl_client.h"
 #include "cdl_dt.h"
+#include "cdl_dtls.h"
 #include "cdl_log.h"
 #include "cdl_rpc.h"
 #include "cdl_util.h"
@@ -580,6 +581,21 @@ static size_t bad_index(const cdl_writer *w, int bad)
 	return bad >= 1 && (size_t)bad <= w->ntg ? (size_t)bad - 1 : 0;
 }
 
+/* encrypt_data: once the namenode says the cluster encrypts data
+ * transfer, every data connection of this process goes through TLS
+ * (cdl_dtls.h). -EACCES when this process has no certificate for it. */
+static int follow_encryption(bool encrypt)
+{
+	if (!encrypt || cdl_dtls_client())
+		return 0;
+	if (cdl_dtls_init() < 0) {
+		cdl_err("the cluster encrypts data transfer and this client cannot");
+		return -EACCES;
+	}
+	cdl_dtls_set_client(true);
+	return 0;
+}
+
 static int add_block(cdl_writer *w, Caudal__AddBlockReply **out)
 {
 	Caudal__AddBlockRequest req = CAUDAL__ADD_BLOCK_REQUEST__INIT;
@@ -604,6 +620,10 @@ static int add_block(cdl_writer *w, Caudal__AddBlockReply **out)
 			(unsigned long long)w->ino);
 		protobuf_c_message_free_unpacked(&rep->base, NULL);
 		return -EIO;
+	}
+	if ((rc = follow_encryption(rep->block->encrypt)) < 0) {
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+		return rc;
 	}
 	*out = rep;
 	return 0;
@@ -1035,6 +1055,10 @@ static int reader_fetch(cdl_reader *r)
 	if (!rep->attr) {
 		protobuf_c_message_free_unpacked(&rep->base, NULL);
 		return -EPROTO;
+	}
+	if ((rc = follow_encryption(rep->n_blocks && rep->blocks[0]->encrypt)) < 0) {
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+		return rc;
 	}
 	reader_drop_stream(r);
 	reader_clear_bad(r);

@@ -83,7 +83,9 @@ int cdl_dt_tune(int fd, int io_timeout_ms)
 	int one = 1, sz = DT_SOCKBUF;
 	struct timeval tv = {.tv_sec = io_timeout_ms / 1000,
 			     .tv_usec = (io_timeout_ms % 1000) * 1000};
-	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+	/* a TLS connection's caller holds a socketpair (cdl_dtls.h): no TCP options */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 &&
+	    errno != EOPNOTSUPP && errno != ENOPROTOOPT)
 		return -errno;
 	/* Best effort: the kernel caps these at wmem_max/rmem_max. */
 	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
@@ -94,6 +96,14 @@ int cdl_dt_tune(int fd, int io_timeout_ms)
 			return -errno;
 	}
 	return 0;
+}
+
+/* Applied to every connection made (cdl_dt_set_wrap); NULL: plain TCP. */
+static cdl_dt_wrap_fn dt_wrap;
+
+void cdl_dt_set_wrap(cdl_dt_wrap_fn fn)
+{
+	__atomic_store_n(&dt_wrap, fn, __ATOMIC_RELEASE);
 }
 
 /* Connect one resolved address without blocking longer than timeout_ms. */
@@ -161,6 +171,17 @@ int cdl_dt_connect(const char *host, int port, int timeout_ms, int io_timeout_ms
 	if (rc < 0) {
 		close(fd);
 		return rc;
+	}
+	cdl_dt_wrap_fn wrap = __atomic_load_n(&dt_wrap, __ATOMIC_ACQUIRE);
+	if (wrap) {
+		/* encrypt_data: the caller talks to the TLS relay instead */
+		fd = wrap(fd, host, timeout_ms);
+		if (fd < 0)
+			return fd;
+		if ((rc = cdl_dt_tune(fd, io_timeout_ms)) < 0) {
+			close(fd);
+			return rc;
+		}
 	}
 	return fd;
 }

@@ -85,8 +85,16 @@ typedef struct cdl_dt_ack {
 } cdl_dt_ack;
 
 /* Connect to host:port within timeout_ms and set I/O timeouts of
- * io_timeout_ms on the socket. Returns an fd or -errno. */
+ * io_timeout_ms on the socket (with a wrapper installed, on the fd it
+ * returns). Returns an fd or -errno. */
 int cdl_dt_connect(const char *host, int port, int timeout_ms, int io_timeout_ms);
+/* Something every connection cdl_dt_connect makes goes through: it gets
+ * the connected socket, owns it from then on, and returns the fd the
+ * caller uses or -errno. encrypt_data installs the TLS relay
+ * (cdl_dtls.h); NULL (the default) is plain TCP. Set at start-up or once
+ * the namenode says the cluster encrypts. */
+typedef int (*cdl_dt_wrap_fn)(int fd, const char *host, int timeout_ms);
+void cdl_dt_set_wrap(cdl_dt_wrap_fn fn);
 /* Header/reply exchange. recv functions return a message the caller frees
  * with protobuf_c_message_free_unpacked, or -EPROTO on bad magic, length or
  * encoding. */

@@ -40,6 +40,7 @@ static struct {
 	char *topology;
 	int64_t token_lifetime_ms;
 	int64_t token_key_roll_ms;
+	bool encrypt_data;
 	int64_t threads;
 	int64_t tick_ms;
 	char *log_level;
@@ -81,6 +82,8 @@ static const cdl_cfg_key keys[] = {
     {"topology", CDL_CFG_STR, &cfg.topology, "", 0, 0, "file of 'host /rack' lines"},
     {"token_lifetime_ms", CDL_CFG_INT, &cfg.token_lifetime_ms, "600000", 1000, 86400000,
      "block access tokens are valid this long"},
+    {"encrypt_data", CDL_CFG_BOOL, &cfg.encrypt_data, "false", 0, 0,
+     "tell clients to use TLS on the data port (set it on every datanode too)"},
     {"token_key_roll_ms", CDL_CFG_INT, &cfg.token_key_roll_ms, "3600000", 1000, 604800000,
      "the block-token signing key changes this often"},
     {"threads", CDL_CFG_INT, &cfg.threads, "8", 1, 64, "RPC worker threads"},
@@ -165,6 +168,7 @@ static int step_namespace(void)
 	    .topology = cfg.topology,
 	    .token_lifetime_ms = cfg.token_lifetime_ms,
 	    .token_key_roll_ms = cfg.token_key_roll_ms,
+	    .encrypt_data = cfg.encrypt_data,
 	    .exports = cfg.exports,
 	};
 	return nn_ns_open(&c, topo, &ns);

@@ -1979,6 +1979,7 @@ static Caudal__LocatedBlock *located(nn_ns *ns, cdl_arena *a, const nn_brec *br,
 	}
 	lb->corrupt = lb->n_locs == 0 && k->ncorrupt > 0;
 	nn_token_located(ns->tok, a, lb, CDL_TOKEN_READ, 0);
+	lb->encrypt = ns->conf.encrypt_data;
 	return lb;
 }
 
@@ -2172,8 +2173,10 @@ H(AddBlock)
 	rep->block = lb;
 done:
 	/* the pipeline may write at most one block into each replica */
-	if (rc == 0 && rep->block)
+	if (rc == 0 && rep->block) {
 		nn_token_located(ns->tok, a, rep->block, CDL_TOKEN_WRITE, n->bs);
+		rep->block->encrypt = ns->conf.encrypt_data;
+	}
 	rep->err = err_of(rc);
 out:
 	ns_unlock(ns);

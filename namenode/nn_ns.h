@@ -37,6 +37,7 @@ typedef struct nn_conf {
 	/* block access tokens (nn_token.h) */
 	int64_t token_lifetime_ms; /* a token is valid this long (0: 10 min) */
 	int64_t token_key_roll_ms; /* the signing key changes this often (0: 1 hour) */
+	bool encrypt_data;	   /* tell clients to use TLS on the data port */
 
 	char *exports; /* exports file (nn_exports.h); NULL or "": none */
 } nn_conf;

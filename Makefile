@@ -181,7 +181,9 @@ lint: $(GEN_H)
 	clang-tidy --quiet --checks=-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling $(filter %.c,$(LINT_SRC)) -- $(CFLAGS_BASE) $(GRPC_CF) $(FUSE_CF) -Inamenode -Idatanode -Ijobs -Imount 2>/dev/null
 
 # libFuzzer harnesses for what parses untrusted bytes: data-transfer
-# headers and frames, job specs, config files, block access tokens. Each runs FUZZ_SECONDS.
+# headers and frames, job specs, config files, block access tokens, the
+# shuffle server and its reply parser, exports and topology files, mount
+# options and job status files. Each runs FUZZ_SECONDS.
 FUZZ_SECONDS ?= 30
 FUZZ_CC = clang
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE -I$(B)/gen -Ifs -Ijobs $(GRPC_CF)
@@ -192,7 +194,10 @@ fuzz: $(GEN_H)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $(B)/fuzz/job_spec tests/fuzz/fuzz_job_spec.c jobs/job_spec.c $(FUZZ_BASE) $(FS_LD)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $(B)/fuzz/config tests/fuzz/fuzz_config.c fs/cdl_config.c $(FUZZ_BASE) $(FS_LD)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $(B)/fuzz/token tests/fuzz/fuzz_token.c fs/cdl_token.c $(FUZZ_BASE) $(GEN_C) $(FS_LD)
-	@for f in dt_header job_spec config token; do \
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $(B)/fuzz/shuffle tests/fuzz/fuzz_shuffle.c jobs/job_shuffle.c jobs/job_sort.c jobs/job_spec.c jobs/job_counter.c fs/cdl_dt.c $(FUZZ_BASE) $(GEN_C) $(FS_LD)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -Inamenode -o $(B)/fuzz/files tests/fuzz/fuzz_files.c namenode/nn_exports.c namenode/nn_place.c fs/cdl_sec.c $(FUZZ_BASE) $(GEN_C) $(FS_LD)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -Imount -o $(B)/fuzz/text tests/fuzz/fuzz_text.c mount/mnt_opts.c jobs/job_status.c $(FUZZ_BASE) $(FS_LD)
+	@for f in dt_header job_spec config token shuffle files text; do \
 		echo "fuzzing $$f for $(FUZZ_SECONDS) s"; \
 		mkdir -p $(B)/fuzz/corpus-$$f; \
 		$(B)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -max_len=70000 $(B)/fuzz/corpus-$$f >$(B)/fuzz/$$f.log 2>&1 \

@@ -17,26 +17,30 @@ struct nn_topology {
 int nn_topology_load(const char *file, nn_topology **out, char *err, size_t errlen)
 {
 	nn_topology *t = xcalloc(1, sizeof(*t));
-	*out = t;
-	if (!file || !*file)
+	*out = NULL;
+	if (!file || !*file) {
+		*out = t;
 		return 0;
-	FILE *f = fopen(file, "r");
+	}
+	FILE *f = fopen(file, "re");
 	if (!f) {
-		snprintf(err, errlen, "cannot open topology file '%s'", file);
-		return -errno;
+		int e = errno;
+		snprintf(err, errlen, "cannot open topology file '%s': %s", file, strerror(e));
+		nn_topology_free(t);
+		return -e;
 	}
 	char line[1024];
-	int lineno = 0;
+	int lineno = 0, rc = 0;
 	while (fgets(line, sizeof(line), f)) {
 		lineno++;
-		char *h = strtok(line, " \t\r\n");
+		char *save, *h = strtok_r(line, " \t\r\n", &save);
 		if (!h || h[0] == '#')
 			continue;
-		char *r = strtok(NULL, " \t\r\n");
-		if (!r || r[0] != '/' || strtok(NULL, " \t\r\n")) {
+		char *r = strtok_r(NULL, " \t\r\n", &save);
+		if (!r || r[0] != '/' || strtok_r(NULL, " \t\r\n", &save)) {
 			snprintf(err, errlen, "%s line %d: expected 'host /rack'", file, lineno);
-			fclose(f);
-			return -EINVAL;
+			rc = -EINVAL;
+			break;
 		}
 		t->host = xrealloc(t->host, (t->n + 1) * sizeof(char *));
 		t->rack = xrealloc(t->rack, (t->n + 1) * sizeof(char *));
@@ -45,6 +49,11 @@ int nn_topology_load(const char *file, nn_topology **out, char *err, size_t errl
 		t->n++;
 	}
 	fclose(f);
+	if (rc < 0) {
+		nn_topology_free(t);
+		return rc;
+	}
+	*out = t;
 	return 0;
 }
 

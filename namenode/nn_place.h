@@ -14,8 +14,8 @@
 
 typedef struct nn_topology nn_topology;
 
-/* NULL file = everything on the default rack. 0 or -errno with a message
- * naming the line in err. */
+/* NULL file = everything on the default rack. 0, or -errno with a message
+ * naming the line in err and *out NULL. */
 int nn_topology_load(const char *file, nn_topology **out, char *err, size_t errlen);
 const char *nn_topology_rack(const nn_topology *t, const char *host);
 void nn_topology_free(nn_topology *t);

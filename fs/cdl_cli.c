@@ -992,6 +992,7 @@ enum {
 	UP_JT_PORT,
 	UP_INSECURE,
 	UP_EXPORTS,
+	UP_ENCRYPT,
 	UP_N
 };
 
@@ -1026,6 +1027,8 @@ static const struct up_setting {
     [UP_JT_PORT] = {"jt-port", "CAUDAL_JT_PORT", "9001", "jobtracker RPC port"},
     [UP_INSECURE] = {"insecure", "CAUDAL_UP_INSECURE", "no",
 		     "plaintext RPC believing every claimed uid (yes|no; benchmarks only)"},
+    [UP_ENCRYPT] = {"encrypt-data", "CAUDAL_ENCRYPT_DATA", NULL,
+		    "TLS on the data port too (yes|no; default no)"},
     [UP_EXPORTS] = {"exports", "CAUDAL_EXPORTS", NULL,
 		    "namenode exports file: which mounts may act for users, ro, maproot"},
 };
@@ -1122,6 +1125,7 @@ static void nn_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "sync", upv[UP_SYNC]);
 	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
 	d_arg(x, "exports", upv[UP_EXPORTS]);
+	d_arg(x, "encrypt_data", upv[UP_ENCRYPT]);
 }
 
 static void dn_args(struct daemon *x, const struct upctx *u, int i)
@@ -1133,6 +1137,7 @@ static void dn_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "data_dir", x->dir);
 	d_arg(x, "heartbeat_ms", upv[UP_HEARTBEAT]);
 	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
+	d_arg(x, "encrypt_data", upv[UP_ENCRYPT]);
 }
 
 static int wait_cluster(const struct upctx *u, int want);

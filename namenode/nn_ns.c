@@ -2269,12 +2269,21 @@ H(UpdatePipeline)
 		rc = -EINVAL;
 		goto done;
 	}
+	/* the survivors are nodes of the block's pipeline, each once: a
+	 * writer cannot get a token (and replicas) for datanodes it chooses */
 	nn_dn *keep[MAX_REPLICATION];
-	for (size_t i = 0; i < req->n_nodes; i++)
-		if (!(keep[i] = nn_dn_find(ns->bl, req->nodes[i]))) {
+	for (size_t i = 0; i < req->n_nodes; i++) {
+		bool held = false, twice = false;
+		keep[i] = nn_dn_find(ns->bl, req->nodes[i]);
+		for (uint16_t j = 0; keep[i] && j < k->nloc; j++)
+			held |= k->locs[j] == keep[i]->idx;
+		for (size_t j = 0; keep[i] && j < i; j++)
+			twice |= keep[j] == keep[i];
+		if (!keep[i] || !held || twice) {
 			rc = -EINVAL;
 			goto done;
 		}
+	}
 	uint64_t gen = n->blocks[n->nblocks - 1].gen + 1;
 	n->blocks[n->nblocks - 1].gen = gen;
 	nn_tx t;

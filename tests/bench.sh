@@ -14,7 +14,8 @@
 #         `tr | sort | uniq -c` and an awk hash count on the local disk
 #   sec   what security costs: namenode ops/s (sync=batch) and put/get of
 #         SEC_SIZE_MB with mutual TLS and block tokens (the default) beside
-#         the same cluster started --insecure=yes, interleaved
+#         the same cluster started --insecure=yes, and with --encrypt-data,
+#         interleaved
 #
 # Results go to stdout and to $B/bench/results-DATE.txt.
 set -uo pipefail
@@ -123,17 +124,18 @@ fi
 
 if [[ " $SECTIONS " == *" sec "* ]]; then
 	log ""
-	log "## sec: mutual TLS and block tokens (secure) beside --insecure=yes, interleaved"
+	log "## sec: mutual TLS and block tokens (secure) beside --insecure=yes and --encrypt-data=yes, interleaved"
 	head -c $((SEC_SIZE_MB << 20)) /dev/urandom >"$W/sec-src"
 	declare -A SEC_NN
-	for mode in secure insecure; do
+	for mode in secure insecure encrypted; do
 		HOMES+=("$W/sec-$mode")
-		flag=no
-		[ $mode = insecure ] && flag=yes
-		SEC_NN[$mode]=$(start_cluster "$W/sec-$mode" --sync=batch --insecure=$flag) || exit 1
+		flags=(--insecure=no)
+		[ $mode = insecure ] && flags=(--insecure=yes)
+		[ $mode = encrypted ] && flags=(--insecure=no --encrypt-data=yes)
+		SEC_NN[$mode]=$(start_cluster "$W/sec-$mode" --sync=batch "${flags[@]}") || exit 1
 	done
 	for run in $(seq 1 "$RUNS"); do
-		for mode in secure insecure; do
+		for mode in secure insecure encrypted; do
 			export CAUDAL_HOME=$W/sec-$mode CAUDAL_NAMENODE=${SEC_NN[$mode]}
 			res=$("$B/bench/nn_bench" "$CAUDAL_NAMENODE" "/bench-$run" 4 2000 | tr '\n\t' ' =')
 			drop_caches

@@ -164,6 +164,25 @@ tls_flags() { # NAME
 	echo "--tls_ca=$c/ca.crt --tls_cert=$c/$1.crt --tls_key=$c/$1.key"
 }
 
+# Builds a small C client of the tests (SRC) against the tree's libcaudal
+# into OUT, with the sanitizers the library was built with (make asan).
+# The tools are attackers and throw-away clients, not the product: their own
+# leaks at exit are not checked (the daemons' are).
+build_tool() { # SRC OUT
+	local san= extra=
+	if nm "$B/libcaudal.a" 2>/dev/null | grep __asan_init >/dev/null; then
+		san="-fsanitize=address,undefined"
+		extra=$T/.tool_asan_options.c
+		printf '%s\n' 'const char *__asan_default_options(void);' \
+			'const char *__asan_default_options(void) { return "detect_leaks=0"; }' >"$extra"
+	fi
+	# shellcheck disable=SC2046,SC2086
+	cc -std=gnu11 -O1 -g $san -D_GNU_SOURCE -pthread -I"$B/gen" -I"$ROOT/fs" \
+		$(pkg-config --cflags grpc libprotobuf-c) -o "$2" "$1" $extra "$B/libcaudal.a" \
+		$(pkg-config --libs grpc libprotobuf-c libxxhash inih openssl) -lm ||
+		fail "cannot build '$1'"
+}
+
 # Pid of a daemon of the cluster (namenode, dn1, dn2, ...), from its pid file.
 daemon_pid() { sed -n 1p "$CAUDAL_HOME/pids/$1.pid"; }
 

@@ -185,16 +185,7 @@ fi
 
 say "a writer with a real token is cut off at the block size"
 WRITER=$T/sec_data_writer
-# built like the library it links (make asan builds it with sanitizers)
-san=
-if nm "$B/libcaudal.a" 2>/dev/null | grep __asan_init >/dev/null; then
-	san="-fsanitize=address,undefined"
-fi
-# shellcheck disable=SC2046,SC2086
-cc -std=gnu11 -O2 $san -D_GNU_SOURCE -pthread -I"$B/gen" -I"$ROOT/fs" $(pkg-config --cflags grpc libprotobuf-c) \
-	-o "$WRITER" "$ROOT/tests/e2e/sec_data_writer.c" "$B/libcaudal.a" \
-	$(pkg-config --libs grpc libprotobuf-c libxxhash inih openssl) -lm ||
-	fail "cannot build the writer"
+build_tool "$ROOT/tests/e2e/sec_data_writer.c" "$WRITER"
 "$WRITER" "$CAUDAL_NAMENODE" /big $((8 * BS)) >"$T/writer.out" 2>"$T/writer.err" ||
 	fail "writer failed: $(cat "$T/writer.err")"
 cat "$T/writer.out"

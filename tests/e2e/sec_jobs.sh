@@ -222,11 +222,7 @@ int main(int argc, char **argv)
 	return 0;
 }
 C
-# shellcheck disable=SC2046
-cc -std=gnu11 -O1 -D_GNU_SOURCE -pthread -I"$B/gen" -I"$ROOT/fs" $(pkg-config --cflags grpc libprotobuf-c) \
-	-o "$T/fake_tt" "$T/fake_tt.c" "$B/libcaudal.a" \
-	$(pkg-config --libs grpc libprotobuf-c libxxhash inih openssl) -lm ||
-	fail "cannot build the fake tracker"
+build_tool "$T/fake_tt.c" "$T/fake_tt"
 rhost=$(awk '$1 == "r-00000" && $5 == "RUNNING" { print $3; exit }' "$M/jobs/slow/tasks")
 rport=$(jobs_log jobtracker | sed -n "s/.*tasktracker '$rhost:\([0-9]*\)' registered.*/\1/p" | tail -n 1)
 [ -n "$rhost" ] && [ -n "$rport" ] || fail "no tracker of the reduce (host '$rhost', port '$rport')"

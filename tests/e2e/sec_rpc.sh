@@ -103,21 +103,13 @@ kill "$fake1" "$fake2" 2>/dev/null || true
 
 say "a writer's lease is tied to its certificate: its client name is not enough"
 THIEF=$T/sec_lease_thief
-# shellcheck disable=SC2046
-cc -std=gnu11 -O2 -D_GNU_SOURCE -pthread -I"$B/gen" -I"$ROOT/fs" $(pkg-config --cflags grpc libprotobuf-c) \
-	-o "$THIEF" "$ROOT/tests/e2e/sec_lease_thief.c" "$B/libcaudal.a" \
-	$(pkg-config --libs grpc libprotobuf-c libxxhash inih openssl) -lm ||
-	fail "cannot build the lease thief"
+build_tool "$ROOT/tests/e2e/sec_lease_thief.c" "$THIEF"
 "$THIEF" "$CAUDAL_NAMENODE" "$C" /nobody/leased >"$T/thief.out" 2>&1 || fail "lease thief: $(cat "$T/thief.out")"
 cat "$T/thief.out"
 
 say "a user who reports every replica of a file bad loses nobody the file"
 REPORTER=$T/sec_report_bad
-# shellcheck disable=SC2046
-cc -std=gnu11 -O2 -D_GNU_SOURCE -pthread -I"$B/gen" -I"$ROOT/fs" $(pkg-config --cflags grpc libprotobuf-c) \
-	-o "$REPORTER" "$ROOT/tests/e2e/sec_report_bad.c" "$B/libcaudal.a" \
-	$(pkg-config --libs grpc libprotobuf-c libxxhash inih openssl) -lm ||
-	fail "cannot build the reporter"
+build_tool "$ROOT/tests/e2e/sec_report_bad.c" "$REPORTER"
 caudal put "$T/secret" /pub-doc
 out=$("${nobody_env[@]}" "$REPORTER" "$CAUDAL_NAMENODE" /pub-doc) || fail "reporter: $out"
 assert_contains "$out" "reported "

@@ -68,7 +68,6 @@ struct srv_call {
 	cdl_peer peer;		   /* who called, filled when the call arrives */
 	grpc_status_code refuse;   /* non-OK: answer this without running the handler */
 	const char *refuse_detail; /* static text for refuse */
-	bool counted;		   /* holds a per-caller long-poll slot */
 };
 
 /* The caller of the handler running on this thread. */

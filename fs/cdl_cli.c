@@ -1996,14 +1996,11 @@ static int cmd_cert(int argc, char **argv)
 			printf("CA in '%s/ca.crt' (key ca.key, keep it safe)\n", dir);
 	} else if (!strcmp(what, "create-node") && argc == 3) {
 		enum cdl_role role = cdl_role_parse(argv[2]);
-		if (role == CDL_ROLE_NONE || role == CDL_ROLE_USER || role == CDL_ROLE_ADMIN ||
-		    role == CDL_ROLE_MOUNT) {
-			if (role != CDL_ROLE_MOUNT) {
-				free(dir);
-				return usage_error("cert: ROLE is namenode, datanode, jobtracker, "
-						   "tasktracker or mount, not '%s'",
-						   argv[2]);
-			}
+		if (role == CDL_ROLE_NONE || role == CDL_ROLE_USER || role == CDL_ROLE_ADMIN) {
+			free(dir);
+			return usage_error("cert: ROLE is namenode, datanode, jobtracker, "
+					   "tasktracker or mount, not '%s'",
+					   argv[2]);
 		}
 		char *crt = xasprintf("%s/%s-%s.crt", dir, argv[2], argv[1]);
 		char *key = xasprintf("%s/%s-%s.key", dir, argv[2], argv[1]);
@@ -2025,6 +2022,11 @@ static int cmd_cert(int argc, char **argv)
 					     admin ? "root" : argv[1], NULL, crt, key, 365);
 		/* the user's own key is theirs to read, nobody else's */
 		struct passwd *pw = admin ? NULL : getpwnam(argv[1]);
+		if (rc == 0 && !admin && !pw)
+			fprintf(stderr,
+				"caudal: no user '%s' on this host: the key stays root's; hand it "
+				"over to the user on theirs\n",
+				argv[1]);
 		if (rc == 0 && pw &&
 		    (chown(key, pw->pw_uid, pw->pw_gid) < 0 ||
 		     chown(crt, pw->pw_uid, pw->pw_gid) < 0))
@@ -2084,7 +2086,7 @@ static const struct command commands[] = {
     {"job", NULL, cmd_job, "", 0, 0,
      "job list|status [-v] NAME|watch NAME|kill NAME   jobs in /jobs"},
     {"cert", NULL, cmd_cert, "", 0, 0,
-     "cert create-ca|create-node HOST ROLE|create-client NAME|list [--dir DIR]"},
+     "cert create-ca|create-node HOST ROLE|create-client NAME|admin|list [--dir DIR]"},
     {"events", cmd_events, NULL, "f", 0, 1,
      "events [-f] [FROM]     namespace events from a transaction id (-f: follow)"},
 };

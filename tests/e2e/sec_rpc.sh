@@ -1,13 +1,15 @@
 #!/bin/bash
-# Identities on the control plane (issue 7, findings 1 and 3): every RPC
+# Identities on the control plane (issue 7, findings 1, 3 and 7): every RPC
 # port speaks mutual TLS with the cluster CA, and the certificate decides
 # who the caller is. Attacked as before: a plaintext client, a client of
 # another CA, a user certificate claiming uid 0, a user asking for
 # cluster-wide operations (decommission, events, fsck, checkpoints), a
 # datanode certificate registering for another host, a user certificate
-# registering a datanode. Each gets nothing and changes nothing; the honest
-# paths (root through the admin certificate, a user in a folder of their
-# own, the datanodes) keep working.
+# registering a datanode, a user who reports every replica of a file bad, a
+# writer's client name used by someone else, 300 long polls at once. Each
+# gets nothing and changes nothing; the honest paths (root through the admin
+# certificate, a user in a folder of their own, the datanodes, a true report
+# of a corrupt replica) keep working.
 source "$(dirname "$0")/../lib.sh"
 source "$(dirname "$0")/mount_lib.sh"
 cluster_up
@@ -133,6 +135,16 @@ wait_until 20 "the datanode verified block $bid" grep -q "verified block $bid as
 wait_until 30 "block $bid back to three good replicas" caudal fsck /
 caudal get /pub-doc "$T/pub.back2"
 assert_same_file "$T/pub.back2" "$T/secret"
+
+say "300 long polls at once: at most 16 wait, the rest are refused, a GetAttr stays quick"
+LP=$T/sec_longpoll
+build_tool "$ROOT/tests/e2e/sec_longpoll.c" "$LP"
+out=$("$LP" "$CAUDAL_NAMENODE" 300 /priv/secret) || fail "long-poll flood: $out"
+echo "$out"
+ms=$(echo "$out" | sed -n 's/^getattr \([0-9]*\) ms$/\1/p')
+refused=$(echo "$out" | sed -n 's/^refused \([0-9]*\) of 300$/\1/p')
+[ -n "$ms" ] && [ "$ms" -lt 1000 ] || fail "a GetAttr beside 300 long polls took ${ms:-?} ms"
+[ -n "$refused" ] && [ "$refused" -ge 284 ] || fail "only ${refused:-?} of 300 long polls refused"
 
 say "nothing was lost, and the honest paths work"
 caudal get /priv/secret "$T/back"

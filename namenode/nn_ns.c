@@ -2421,6 +2421,8 @@ H(Report)
 		rep->datanodes[rep->n_datanodes++] = info;
 	}
 	ns_unlock(ns);
+	/* set once at load, never changed: `caudal up` checks it is its own */
+	rep->cluster = cdl_arena_strdup(a, ns->cluster);
 }
 
 struct fsck {

@@ -3,12 +3,16 @@
  * thread then runs the monitor tick until SIGTERM/SIGINT. */
 #include <errno.h>
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,6 +22,7 @@
 #include "cdl_rpc.h"
 #include "cdl_sec.h"
 #include "cdl_util.h"
+#include "nn_check.h"
 #include "nn_ckpt.h"
 #include "nn_ns.h"
 #include "nn_place.h"
@@ -52,6 +57,7 @@ static struct {
 	int64_t checkpoint_keep;
 	char *restore;
 	char *exports;
+	bool check;
 	cdl_sec_cfg sec;
 } cfg;
 
@@ -105,6 +111,8 @@ static const cdl_cfg_key keys[] = {
      "copy this checkpoint folder into an empty --dir and exit"},
     {"exports", CDL_CFG_STR, &cfg.exports, "", 0, 0,
      "exports file: which mounts may act for other users, ro, maproot (nn_exports.h)"},
+    {"check", CDL_CFG_BOOL, &cfg.check, "false", 0, 0,
+     "check the invariants of the stopped namenode's --dir, print them and exit (1: violations)"},
     CDL_SEC_CFG_KEYS(cfg.sec),
     {NULL, 0, NULL, NULL, 0, 0, NULL},
 };
@@ -114,6 +122,8 @@ static nn_topology *topo;
 static nn_ns *ns;
 static cdl_rpc_server *srv;
 static struct MHD_Daemon *http;
+/* The secret /check asks for (hex), kept in DIR/check.token (0600). */
+static char check_token[33];
 
 static void on_signal(int sig)
 {
@@ -207,7 +217,25 @@ static enum MHD_Result http_cb(void *cls, struct MHD_Connection *conn, const cha
 		return MHD_NO;
 	char *body;
 	unsigned code = MHD_HTTP_OK;
-	if (!strcmp(url, "/metrics"))
+	if (!strcmp(url, "/check")) {
+		/* the check stops every operation while it scans, so only
+		 * whoever can read the metadata folder may ask for it */
+		const char *tok =
+		    MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token");
+		nn_check_report rep;
+		if (!tok || strlen(tok) != strlen(check_token) ||
+		    CRYPTO_memcmp(tok, check_token, strlen(check_token)) != 0) {
+			body = xstrdup("forbidden: /check?token= wants the token in the namenode's "
+				       "check.token\n");
+			code = MHD_HTTP_FORBIDDEN;
+		} else if (nn_check_run(ns, 1000, &rep) < 0) {
+			body = xstrdup("cannot read the metadata store\n");
+			code = MHD_HTTP_INTERNAL_SERVER_ERROR;
+		} else {
+			body = rep.text;
+			code = rep.violations ? MHD_HTTP_CONFLICT : MHD_HTTP_OK;
+		}
+	} else if (!strcmp(url, "/metrics"))
 		body = nn_ns_metrics_text(ns);
 	else if (!strcmp(url, "/"))
 		body = nn_ns_status_text(ns);
@@ -223,10 +251,38 @@ static enum MHD_Result http_cb(void *cls, struct MHD_Connection *conn, const cha
 	return ret;
 }
 
+/* A fresh random token for /check, written where only the namenode's user
+ * (and root) can read it: DIR/check.token, replaced atomically. */
+static int write_check_token(void)
+{
+	uint8_t raw[16];
+	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+		return -errno;
+	for (size_t i = 0; i < sizeof(raw); i++)
+		snprintf(check_token + 2 * i, 3, "%02x", raw[i]);
+	char *tmp = xasprintf("%s/check.token.tmp", cfg.dir);
+	char *path = xasprintf("%s/check.token", cfg.dir);
+	int rc = 0;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, check_token, strlen(check_token)) != (ssize_t)strlen(check_token) ||
+	    fsync(fd) < 0 || rename(tmp, path) < 0)
+		rc = errno ? -errno : -EIO;
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0)
+		cdl_err("cannot write the check token '%s': %s", path, strerror(-rc));
+	free(tmp);
+	free(path);
+	return rc;
+}
+
 static int step_http(void)
 {
 	if (!cfg.http_port)
 		return 0;
+	int rc = write_check_token();
+	if (rc < 0)
+		return rc;
 	struct sockaddr_in sa = {0};
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons((uint16_t)cfg.http_port);
@@ -252,6 +308,37 @@ static const struct {
     {step_namespace, "open namespace"}, {step_rpc, "start RPC server"},
     {step_http, "start HTTP server"},
 };
+
+/* --check: the invariants of a stopped namenode's metadata (the block map
+ * is the one loading builds, so this checks the records and counters). */
+static int offline_check(void)
+{
+	if (step_log() < 0)
+		return 2;
+	cdl_log_init("check", cdl_log_level_cur);
+	char *current = xasprintf("%s/CURRENT", cfg.dir);
+	bool exists = access(current, F_OK) == 0;
+	free(current);
+	if (!exists) {
+		/* opening an empty folder would format a new namespace there */
+		cdl_err("'%s' holds no metadata", cfg.dir);
+		return 2;
+	}
+	if (step_topology() < 0 || step_namespace() < 0)
+		return 2;
+	nn_check_report rep;
+	int rc = nn_check_run(ns, 1000, &rep);
+	if (rc == 0)
+		fputs(rep.text, stdout);
+	else
+		cdl_err("cannot check '%s': %s", cfg.dir, strerror(-rc));
+	int status = rc < 0 ? 2 : rep.violations ? 1 : 0;
+	nn_check_report_release(&rep);
+	nn_ns_close(ns);
+	nn_topology_free(topo);
+	cdl_config_release(keys);
+	return status;
+}
 
 /* --restore and --checkpoint: the Secondary NameNode's jobs. */
 static int checkpointer(void)
@@ -311,6 +398,8 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	if (cfg.check)
+		return offline_check();
 	if (cfg.restore[0] || cfg.checkpoint)
 		return checkpointer();
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {

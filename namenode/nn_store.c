@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <rocksdb/c.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,6 +23,9 @@ struct nn_store {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stop;
+	/* nn_store_inject: failures still to give, and their errno */
+	_Atomic unsigned fail_count[NN_STORE_NOPS];
+	_Atomic int fail_err[NN_STORE_NOPS];
 };
 
 struct nn_iter {
@@ -39,6 +43,37 @@ static int rocks_err(const char *what, char *err)
 	return -EIO;
 }
 
+/* An injected failure of op, if one is due: its -errno, else 0. */
+static int injected(nn_store *s, nn_store_op op)
+{
+	unsigned n = atomic_load(&s->fail_count[op]);
+	while (n && !atomic_compare_exchange_weak(&s->fail_count[op], &n, n - 1))
+		;
+	if (!n)
+		return 0;
+	int err = atomic_load(&s->fail_err[op]);
+	cdl_warn("injected failure of metadata %s: %s", op == NN_STORE_WRITE ? "write" : "sync",
+		 strerror(-err));
+	return err;
+}
+
+void nn_store_inject(nn_store *s, nn_store_op op, int err, unsigned count)
+{
+	atomic_store(&s->fail_err[op], err < 0 ? err : -EIO);
+	atomic_store(&s->fail_count[op], count);
+}
+
+/* Sync the WAL; 0 or -errno (logged). */
+static int wal_sync(nn_store *s)
+{
+	int rc = injected(s, NN_STORE_SYNC);
+	if (rc < 0)
+		return rc;
+	char *err = NULL;
+	rocksdb_flush_wal(s->db, 1, &err);
+	return err ? rocks_err("wal sync", err) : 0;
+}
+
 static void *flusher_main(void *arg)
 {
 	nn_store *s = arg;
@@ -51,10 +86,7 @@ static void *flusher_main(void *arg)
 		ts.tv_nsec %= 1000000000;
 		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 		pthread_mutex_unlock(&s->lock);
-		char *err = NULL;
-		rocksdb_flush_wal(s->db, 1, &err);
-		if (err)
-			rocks_err("wal sync", err);
+		wal_sync(s);
 		pthread_mutex_lock(&s->lock);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -157,6 +189,9 @@ void nn_batch_free(nn_batch *b)
 
 int nn_store_write(nn_store *s, nn_batch *b)
 {
+	int rc = injected(s, NN_STORE_WRITE);
+	if (rc < 0)
+		return rc;
 	char *err = NULL;
 	rocksdb_write(s->db, s->wopts, (rocksdb_writebatch_t *)b, &err);
 	return err ? rocks_err("write", err) : 0;
@@ -164,9 +199,7 @@ int nn_store_write(nn_store *s, nn_batch *b)
 
 int nn_store_sync(nn_store *s)
 {
-	char *err = NULL;
-	rocksdb_flush_wal(s->db, 1, &err);
-	return err ? rocks_err("wal sync", err) : 0;
+	return wal_sync(s);
 }
 
 nn_iter *nn_iter_new(nn_store *s, const void *prefix, size_t plen, const void *start, size_t slen)

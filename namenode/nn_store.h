@@ -40,6 +40,13 @@ int nn_store_write(nn_store *s, nn_batch *b);
 /* Sync the WAL: every write that returned before this call is durable. */
 int nn_store_sync(nn_store *s);
 
+/* Fault injection for the crash and fault tests: the next `count` calls
+ * of op fail with err (a negative errno) without reaching RocksDB, as a
+ * failing or full disk would make them fail (SQLite's fault hooks,
+ * FoundationDB's BUGGIFY in miniature). Safe from any thread. */
+typedef enum nn_store_op { NN_STORE_WRITE, NN_STORE_SYNC, NN_STORE_NOPS } nn_store_op;
+void nn_store_inject(nn_store *s, nn_store_op op, int err, unsigned count);
+
 /* Iterate keys starting with prefix, from the first key >= start (start
  * must itself begin with the prefix). */
 nn_iter *nn_iter_new(nn_store *s, const void *prefix, size_t plen, const void *start, size_t slen);

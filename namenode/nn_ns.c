@@ -381,16 +381,15 @@ static int tx_commit(nn_ns *ns, nn_tx *t)
 /* Release the namespace lock, then make this thread's writes durable
  * before its caller answers. Syncing outside the lock lets concurrent
  * operations share one WAL sync. A namenode that cannot sync its log
- * must not acknowledge anything more: it stops, as HDFS's does. */
+ * must not acknowledge anything more: nn_store_sync stops it, as the
+ * batch flusher does (nn_store.h). */
 static void ns_unlock(nn_ns *ns)
 {
 	pthread_mutex_unlock(&ns->lock);
 	if (tx_unsynced) {
 		tx_unsynced = false;
-		if (ns->conf.sync_always && nn_store_sync(ns->st) < 0) {
-			cdl_err("cannot sync the metadata log: stopping");
-			_exit(1);
-		}
+		if (ns->conf.sync_always)
+			nn_store_sync(ns->st);
 	}
 	if (tl_ndoomed) {
 		pthread_mutex_lock(&ns->lock);
@@ -2828,7 +2827,7 @@ static int format(nn_ns *ns)
 	int rc = tx_commit(ns, &t);
 	tx_unsynced = false;
 	if (rc == 0)
-		rc = nn_store_sync(ns->st);
+		nn_store_sync(ns->st);
 	if (rc == 0)
 		cdl_info("formatted a new namespace, cluster '%s'", ns->cluster);
 	return rc;

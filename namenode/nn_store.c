@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cdl_log.h"
 #include "cdl_util.h"
@@ -26,6 +27,9 @@ struct nn_store {
 	/* nn_store_inject: failures still to give, and their errno */
 	_Atomic unsigned fail_count[NN_STORE_NOPS];
 	_Atomic int fail_err[NN_STORE_NOPS];
+	_Atomic uint64_t tag_written; /* highest tag of a write that returned */
+	nn_store_synced_fn synced_fn;
+	void *synced_arg;
 };
 
 struct nn_iter {
@@ -63,15 +67,31 @@ void nn_store_inject(nn_store *s, nn_store_op op, int err, unsigned count)
 	atomic_store(&s->fail_count[op], count);
 }
 
-/* Sync the WAL; 0 or -errno (logged). */
-static int wal_sync(nn_store *s)
+/* Sync the WAL and tell the synced callback how far it reaches; a
+ * failure stops the process (nn_store.h says why), so the flusher and
+ * nn_store_sync share one policy. */
+static void wal_sync(nn_store *s)
 {
+	uint64_t upto = atomic_load(&s->tag_written);
 	int rc = injected(s, NN_STORE_SYNC);
-	if (rc < 0)
-		return rc;
-	char *err = NULL;
-	rocksdb_flush_wal(s->db, 1, &err);
-	return err ? rocks_err("wal sync", err) : 0;
+	if (rc == 0) {
+		char *err = NULL;
+		rocksdb_flush_wal(s->db, 1, &err);
+		if (err)
+			rc = rocks_err("wal sync", err);
+	}
+	if (rc < 0) {
+		cdl_err("cannot sync the metadata log: %s: stopping", strerror(-rc));
+		_exit(1);
+	}
+	if (s->synced_fn)
+		s->synced_fn(s->synced_arg, upto);
+}
+
+void nn_store_on_synced(nn_store *s, nn_store_synced_fn fn, void *arg)
+{
+	s->synced_fn = fn;
+	s->synced_arg = arg;
 }
 
 static void *flusher_main(void *arg)
@@ -187,19 +207,28 @@ void nn_batch_free(nn_batch *b)
 	rocksdb_writebatch_destroy((rocksdb_writebatch_t *)b);
 }
 
-int nn_store_write(nn_store *s, nn_batch *b)
+int nn_store_write_tag(nn_store *s, nn_batch *b, uint64_t tag)
 {
 	int rc = injected(s, NN_STORE_WRITE);
 	if (rc < 0)
 		return rc;
 	char *err = NULL;
 	rocksdb_write(s->db, s->wopts, (rocksdb_writebatch_t *)b, &err);
-	return err ? rocks_err("write", err) : 0;
+	if (err)
+		return rocks_err("write", err);
+	if (tag)
+		atomic_store(&s->tag_written, tag);
+	return 0;
 }
 
-int nn_store_sync(nn_store *s)
+int nn_store_write(nn_store *s, nn_batch *b)
 {
-	return wal_sync(s);
+	return nn_store_write_tag(s, b, 0);
+}
+
+void nn_store_sync(nn_store *s)
+{
+	wal_sync(s);
 }
 
 nn_iter *nn_iter_new(nn_store *s, const void *prefix, size_t plen, const void *start, size_t slen)

@@ -14,12 +14,20 @@
  * batch mode a flusher thread syncs the WAL every batch_ms, so a power
  * failure (not a process crash) can lose the last batch_ms of acknowledged
  * operations.
+ *
+ * A failed WAL sync stops the process, in either mode: once fsync has
+ * failed the kernel may have dropped the pages it could not write, so
+ * neither retrying nor going on can keep what was promised; a restart
+ * recovers from what the log really holds (PostgreSQL's answer to the
+ * same problem, and HDFS's namenode stops when its edit log fails). A
+ * failed write only fails its operation: nothing of it was applied.
  * Thread-safe (RocksDB is); the namenode serialises writers itself. */
 #ifndef NN_STORE_H
 #define NN_STORE_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct nn_store nn_store;
 typedef struct nn_batch nn_batch;
@@ -35,10 +43,20 @@ nn_batch *nn_batch_new(void);
 void nn_batch_put(nn_batch *b, const void *k, size_t kl, const void *v, size_t vl);
 void nn_batch_del(nn_batch *b, const void *k, size_t kl);
 void nn_batch_free(nn_batch *b);
-/* Apply the batch atomically; 0 or -EIO (logged). */
+/* Apply the batch atomically; 0 or -EIO (logged). nn_store_write_tag
+ * names the write with a tag (the namenode's transaction id: tags only
+ * grow) that a later sync reports to the synced callback. */
 int nn_store_write(nn_store *s, nn_batch *b);
-/* Sync the WAL: every write that returned before this call is durable. */
-int nn_store_sync(nn_store *s);
+int nn_store_write_tag(nn_store *s, nn_batch *b, uint64_t tag);
+/* Sync the WAL: every write that returned before this call is durable
+ * when it returns. When the sync fails it does not return (see above). */
+void nn_store_sync(nn_store *s);
+/* After every WAL sync (nn_store_sync's or the batch flusher's) fn gets
+ * the highest tag written before that sync began: everything up to it is
+ * durable. Called on the syncing thread with no store lock held. Set it
+ * once, before the first write. */
+typedef void (*nn_store_synced_fn)(void *arg, uint64_t tag);
+void nn_store_on_synced(nn_store *s, nn_store_synced_fn fn, void *arg);
 
 /* Fault injection for the crash and fault tests: the next `count` calls
  * of op fail with err (a negative errno) without reaching RocksDB, as a

@@ -179,6 +179,7 @@ typedef struct nn_tx {
 	size_t ndoomed, capdoomed;
 	uint64_t *doomed_leases; /* inode ids whose lease goes */
 	size_t nleases, capleases;
+	int64_t dinodes; /* inodes made less inodes removed: ns->inodes moves by it on commit */
 } nn_tx;
 
 static void tx_doom_block(nn_tx *t, uint64_t id)
@@ -299,15 +300,18 @@ static void tx_event(nn_tx *t, nn_ns *ns, Caudal__EventType type, const nn_inode
 		t->ev.size = inode_size(n);
 }
 
-static void meta_put(nn_ns *ns, nn_batch *b)
+/* The counters as they will be once the batch b is written: txid, first
+ * event kept and inode count are the transaction's own, the id counters
+ * ns's (they only grow, and a failed write skips ids). */
+static void meta_put(nn_ns *ns, nn_batch *b, uint64_t txid, uint64_t first_txid, uint64_t inodes)
 {
 	Caudal__MetaRec m = CAUDAL__META_REC__INIT;
 	m.next_ino = ns->next_ino;
 	m.next_block = ns->next_block;
-	m.txid = ns->txid;
+	m.txid = txid;
 	m.cluster = ns->cluster;
-	m.inodes = ns->inodes;
-	m.first_txid = ns->first_txid;
+	m.inodes = inodes;
+	m.first_txid = first_txid;
 	uint8_t buf[256];
 	size_t len = caudal__meta_rec__pack(&m, buf);
 	nn_batch_put(b, "Mmeta", 5, buf, len);
@@ -320,42 +324,48 @@ static __thread bool tx_unsynced;
 static __thread uint64_t *tl_doomed;
 static __thread size_t tl_ndoomed, tl_capdoomed;
 
-/* Commit: counters, the event and the records in one synced write. On
- * failure the in-memory counters are rolled back by the caller's reload
- * being unnecessary: ids are only ever skipped, never reused. */
+/* Commit: counters, the event and the records in one write (synced by
+ * ns_unlock or the flusher). The in-memory counters (txid, first_txid,
+ * inodes) and the soft state move only once the write succeeded, so a
+ * failed commit leaves memory as it found it; ids taken for it are
+ * skipped, never reused. */
 static void lease_del(nn_ns *ns, uint64_t ino);
 
 static int tx_commit(nn_ns *ns, nn_tx *t)
 {
-	ns->txid++;
+	uint64_t txid = ns->txid + 1, first_txid = ns->first_txid;
+	uint64_t inodes = (uint64_t)((int64_t)ns->inodes + t->dinodes);
 	if (t->has_event) {
-		t->ev.txid = ns->txid;
+		t->ev.txid = txid;
 		t->ev.time_ns = cdl_wall_ns();
 		size_t len = caudal__event__get_packed_size(&t->ev);
 		uint8_t *buf = xmalloc(len);
 		caudal__event__pack(&t->ev, buf);
 		uint8_t k[9];
 		k[0] = 'E';
-		cdl_put_be64(k + 1, ns->txid);
+		cdl_put_be64(k + 1, txid);
 		nn_batch_put(t->b, k, sizeof(k), buf, len);
 		free(buf);
 	}
 	/* keep the log bounded: every transaction pushes the one events_keep
 	 * older out (most transactions have an event; the rest delete nothing) */
-	if (ns->txid > (uint64_t)ns->conf.events_keep) {
-		uint64_t old = ns->txid - (uint64_t)ns->conf.events_keep;
+	if (txid > (uint64_t)ns->conf.events_keep) {
+		uint64_t old = txid - (uint64_t)ns->conf.events_keep;
 		uint8_t k[9];
 		k[0] = 'E';
 		cdl_put_be64(k + 1, old);
 		nn_batch_del(t->b, k, sizeof(k));
-		if (ns->first_txid <= old)
-			ns->first_txid = old + 1;
+		if (first_txid <= old)
+			first_txid = old + 1;
 	}
-	meta_put(ns, t->b);
-	int rc = nn_store_write(ns->st, t->b);
-	tx_unsynced = true;
+	meta_put(ns, t->b, txid, first_txid, inodes);
+	int rc = nn_store_write_tag(ns->st, t->b, txid);
 	nn_batch_free(t->b);
 	if (rc == 0) {
+		tx_unsynced = true;
+		ns->txid = txid;
+		ns->first_txid = first_txid;
+		ns->inodes = inodes;
 		/* the blocks go once the operation is durable: ns_unlock */
 		for (size_t i = 0; i < t->ndoomed; i++) {
 			if (tl_ndoomed == tl_capdoomed) {
@@ -1010,7 +1020,7 @@ static int mkdir_one(nn_ns *ns, nn_inode *parent, const char *name, uint32_t mod
 	tx_put_inode(&t, n);
 	tx_put_inode(&t, parent);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_MKDIR, n, NULL);
-	ns->inodes++;
+	t.dinodes = 1;
 	rc = tx_commit(ns, &t);
 	if (rc < 0) {
 		inode_free(n);
@@ -1186,7 +1196,7 @@ H(Create)
 		n->bs = bs;
 		link_child(&t, parent, n);
 		tx_put_inode(&t, parent);
-		ns->inodes++;
+		t.dinodes = 1;
 		tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_CREATE, n, NULL);
 	}
 	free(n->lease);
@@ -1242,7 +1252,7 @@ H(Symlink)
 	tx_put_inode(&t, parent);
 	tx_put_inode(&t, n);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_CREATE, n, NULL);
-	ns->inodes++;
+	t.dinodes = 1;
 	rc = tx_commit(ns, &t);
 done:
 	if (rc == 0)
@@ -1377,8 +1387,7 @@ static int remove_tree(nn_ns *ns, nn_tx *t, nn_inode *dir, nn_inode *child,
 	}
 	unlink_child(t, dir, child);
 	tx_del_inode(t, child->ino);
-	if (ns->inodes)
-		ns->inodes--;
+	t->dinodes--;
 	return 0;
 }
 

@@ -19,7 +19,49 @@
 #include "nn_ns.h"
 #include "test.h"
 
+static cdl_rpc_client *cl, *dl;
+static nn_ns *ns;
+static cdl_rpc_server *srv;
+static nn_topology *topo;
 static char dir[] = "/tmp/caudal-test-nncrash-XXXXXX";
+
+/* Open the namespace in dir: with sync_always, or in batch mode with a
+ * flusher so slow (a minute) that only the test's own nn_store_sync
+ * makes anything durable. */
+static void start(bool sync_always)
+{
+	nn_conf c = {.dir = dir,
+		     .block_size = 1 << 20,
+		     .replication = 3,
+		     .lease_ms = 60000,
+		     .heartbeat_ms = 1000,
+		     .report_ms = 10000,
+		     .dead_ms = 5000,
+		     .safemode_pct = 100,
+		     .events_keep = 1000,
+		     .sync_always = sync_always,
+		     .batch_ms = 60000};
+	char err[128];
+	nn_topology_load(NULL, &topo, err, sizeof(err));
+	CHECK_EQ(nn_ns_open(&c, topo, &ns), 0);
+	srv = cdl_rpc_server_new("127.0.0.1:0", 2);
+	CHECK_EQ(nn_ns_register(ns, srv), 0);
+	CHECK_EQ(cdl_rpc_server_start(srv), 0);
+	char t[64];
+	snprintf(t, sizeof(t), "127.0.0.1:%d", cdl_rpc_server_port(srv));
+	cl = cdl_rpc_client_new(t, &caudal__client_protocol__descriptor);
+	dl = cdl_rpc_client_new(t, &caudal__datanode_protocol__descriptor);
+}
+
+static void stop_nn(void)
+{
+	cdl_rpc_client_free(cl);
+	cdl_rpc_client_free(dl);
+	nn_ns_stop(ns);
+	cdl_rpc_server_free(srv, 1000);
+	nn_ns_close(ns);
+	nn_topology_free(topo);
+}
 
 /* A fresh, empty metadata folder for the next start(). */
 static void wipe(void)
@@ -27,6 +69,179 @@ static void wipe(void)
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir %s", dir, dir);
 	CHECK_EQ(system(cmd), 0);
+}
+
+static const Caudal__Cred root_cred = CAUDAL__CRED__INIT;
+
+/* Call method m of service (cl or dl); a request without a Cred acts as
+ * root, as in test_nn_ns.c. */
+static void *call_on(cdl_rpc_client *c, const char *m, const void *req)
+{
+	ProtobufCMessage *r = NULL;
+	const ProtobufCMessage *msg = req;
+	const ProtobufCFieldDescriptor *cf =
+	    protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "cred");
+	if (cf && !*(Caudal__Cred **)((char *)req + cf->offset))
+		*(const Caudal__Cred **)((char *)req + cf->offset) = &root_cred;
+	int rc = cdl_rpc_call_name(c, m, req, &r, 5000);
+	if (rc < 0) {
+		fprintf(stderr, "rpc %s failed: %d\n", m, rc);
+		exit(1);
+	}
+	return r;
+}
+
+static void *call(const char *m, const void *req)
+{
+	return call_on(cl, m, req);
+}
+
+static void rfree(void *r)
+{
+	protobuf_c_message_free_unpacked(r, NULL);
+}
+
+static int mkdir_as(const char *path, const Caudal__Cred *cred)
+{
+	Caudal__MkdirRequest q = CAUDAL__MKDIR_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	t.path = (char *)path;
+	q.target = &t;
+	q.mode = 0755;
+	q.cred = (Caudal__Cred *)cred;
+	Caudal__AttrReply *r = call("Mkdir", &q);
+	int e = (int)r->err;
+	rfree(r);
+	return e;
+}
+
+static int create_as(const char *path, const char *client, uint64_t *ino,
+		     const Caudal__Cred *cred)
+{
+	Caudal__CreateRequest q = CAUDAL__CREATE_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	t.path = (char *)path;
+	q.target = &t;
+	q.mode = 0644;
+	q.client = (char *)client;
+	q.cred = (Caudal__Cred *)cred;
+	Caudal__AttrReply *r = call("Create", &q);
+	int e = (int)r->err;
+	if (!e && ino)
+		*ino = r->attr->ino;
+	rfree(r);
+	return e;
+}
+
+static int complete(uint64_t ino, const char *client, uint64_t blk, uint64_t len)
+{
+	Caudal__CompleteRequest q = CAUDAL__COMPLETE_REQUEST__INIT;
+	Caudal__Replica last = CAUDAL__REPLICA__INIT;
+	q.ino = ino;
+	q.client = (char *)client;
+	last.id = blk;
+	last.length = len;
+	q.last = &last;
+	Caudal__Status *r = call("Complete", &q);
+	int e = (int)r->err;
+	rfree(r);
+	return e;
+}
+
+static int stat_path(const char *path, Caudal__Attr *out)
+{
+	Caudal__GetAttrRequest q = CAUDAL__GET_ATTR_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	t.path = (char *)path;
+	q.target = &t;
+	Caudal__AttrReply *r = call("GetAttr", &q);
+	int e = (int)r->err;
+	if (!e && out)
+		*out = *r->attr;
+	rfree(r);
+	return e;
+}
+
+static int del_as(const char *path, bool recursive, const Caudal__Cred *cred)
+{
+	Caudal__DeleteRequest q = CAUDAL__DELETE_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	t.path = (char *)path;
+	q.target = &t;
+	q.recursive = recursive;
+	q.cred = (Caudal__Cred *)cred;
+	Caudal__Status *r = call("Delete", &q);
+	int e = (int)r->err;
+	rfree(r);
+	return e;
+}
+
+static uint64_t files_counted(void)
+{
+	Caudal__Empty q = CAUDAL__EMPTY__INIT;
+	Caudal__StatfsReply *r = call("Statfs", &q);
+	uint64_t n = r->files;
+	rfree(r);
+	return n;
+}
+
+/* Defect C: the inode count moves only with a committed operation: not
+ * for a create whose commit fails, nor for a recursive delete that stops
+ * half-way at a directory the caller may not empty. */
+static void test_inode_count(void)
+{
+	wipe();
+	start(true);
+	Caudal__Cred user = CAUDAL__CRED__INIT;
+	user.uid = 1000;
+	user.gid = 1000;
+	uint64_t n0 = files_counted();
+	nn_store_inject(ns->st, NN_STORE_WRITE, -EIO, 1);
+	CHECK_EQ(create_as("/lost", "c1", NULL, NULL), EIO);
+	CHECK_EQ(stat_path("/lost", NULL), ENOENT);
+	nn_store_inject(ns->st, NN_STORE_WRITE, -EIO, 1);
+	CHECK_EQ(mkdir_as("/lostdir", NULL), EIO);
+	CHECK_EQ(files_counted(), n0);
+
+	/* /pub (0777) holds the user's /pub/d with the user's file f and
+	 * root's directory x (0755, not empty): `rm -r /pub/d` removes f
+	 * first, then may not empty x and fails as a whole */
+	CHECK_EQ(mkdir_as("/pub", NULL), 0);
+	{
+		Caudal__SetAttrRequest q = CAUDAL__SET_ATTR_REQUEST__INIT;
+		Caudal__Target t = CAUDAL__TARGET__INIT;
+		t.path = "/pub";
+		q.target = &t;
+		q.valid = CAUDAL__SET_ATTR_FIELD__SA_MODE;
+		q.mode = 0777;
+		Caudal__AttrReply *r = call("SetAttr", &q);
+		CHECK_EQ(r->err, 0);
+		rfree(r);
+	}
+	CHECK_EQ(mkdir_as("/pub/d", &user), 0);
+	uint64_t fino;
+	CHECK_EQ(create_as("/pub/d/f", "c1", &fino, &user), 0);
+	CHECK_EQ(complete(fino, "c1", 0, 0), 0);
+	CHECK_EQ(mkdir_as("/pub/d/x", NULL), 0);
+	CHECK_EQ(mkdir_as("/pub/d/x/y", NULL), 0);
+	uint64_t n1 = files_counted();
+	CHECK_EQ(n1, n0 + 5);
+	CHECK_EQ(del_as("/pub/d", true, &user), EACCES);
+	CHECK_EQ(stat_path("/pub/d/f", NULL), 0);
+	CHECK_EQ(files_counted(), n1);
+
+	/* a recursive delete whose commit fails */
+	nn_store_inject(ns->st, NN_STORE_WRITE, -EIO, 1);
+	CHECK_EQ(del_as("/pub/d", true, NULL), EIO);
+	CHECK_EQ(files_counted(), n1);
+	/* the stored count is the true one after a restart */
+	CHECK_EQ(mkdir_as("/pub/e", NULL), 0);
+	stop_nn();
+	start(true);
+	CHECK_EQ(files_counted(), n1 + 1);
+	CHECK_EQ(del_as("/pub", true, NULL), 0);
+	CHECK_EQ(files_counted(), n0);
+	stop_nn();
 }
 
 /* Defect E: a failed WAL sync stops the namenode in both sync modes, so
@@ -71,9 +286,12 @@ int main(void)
 	CHECK(mkdtemp(dir) != NULL);
 	/* children first: they must not inherit gRPC's threads */
 	test_sync_failure_stops();
+	cdl_rpc_global_init();
+	test_inode_count();
 
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	CHECK_EQ(system(cmd), 0);
+	cdl_rpc_global_shutdown();
 	return TEST_DONE();
 }

@@ -319,10 +319,14 @@ static void meta_put(nn_ns *ns, nn_batch *b, uint64_t txid, uint64_t first_txid,
 
 /* Set by tx_commit when this thread has written without a sync. */
 static __thread bool tx_unsynced;
-/* Blocks of files this thread removed, freed (and their replicas deleted)
- * only after the removal is synced, as HDFS invalidates after logSync. */
-static __thread uint64_t *tl_doomed;
-static __thread size_t tl_ndoomed, tl_capdoomed;
+
+/* A block whose removal was committed in transaction txid: it stays in
+ * the block map, and its replicas on the datanodes, until that
+ * transaction is durable (ns_synced), as HDFS invalidates after logSync.
+ * ns->doomed is in txid order. */
+struct nn_doomed {
+	uint64_t txid, id;
+};
 
 /* Commit: counters, the event and the records in one write (synced by
  * ns_unlock or the flusher). The in-memory counters (txid, first_txid,
@@ -366,13 +370,14 @@ static int tx_commit(nn_ns *ns, nn_tx *t)
 		ns->txid = txid;
 		ns->first_txid = first_txid;
 		ns->inodes = inodes;
-		/* the blocks go once the operation is durable: ns_unlock */
+		/* the blocks go once the operation is durable: ns_synced */
 		for (size_t i = 0; i < t->ndoomed; i++) {
-			if (tl_ndoomed == tl_capdoomed) {
-				tl_capdoomed = tl_capdoomed ? 2 * tl_capdoomed : 64;
-				tl_doomed = xrealloc(tl_doomed, tl_capdoomed * sizeof(uint64_t));
+			if (ns->ndoomed == ns->capdoomed) {
+				ns->capdoomed = ns->capdoomed ? 2 * ns->capdoomed : 64;
+				ns->doomed =
+				    xrealloc(ns->doomed, ns->capdoomed * sizeof(*ns->doomed));
 			}
-			tl_doomed[tl_ndoomed++] = t->doomed_blocks[i];
+			ns->doomed[ns->ndoomed++] = (struct nn_doomed){txid, t->doomed_blocks[i]};
 		}
 		for (size_t i = 0; i < t->nleases; i++)
 			lease_del(ns, t->doomed_leases[i]);
@@ -401,15 +406,25 @@ static void ns_unlock(nn_ns *ns)
 		if (ns->conf.sync_always)
 			nn_store_sync(ns->st);
 	}
-	if (tl_ndoomed) {
-		pthread_mutex_lock(&ns->lock);
-		for (size_t i = 0; i < tl_ndoomed; i++)
-			nn_blk_remove(ns->bl, tl_doomed[i]);
-		pthread_mutex_unlock(&ns->lock);
-		free(tl_doomed);
-		tl_doomed = NULL;
-		tl_ndoomed = tl_capdoomed = 0;
+}
+
+/* The WAL is synced up to transaction upto (nn_store_on_synced; called by
+ * ns_unlock's sync or the batch flusher, without ns->lock): free the
+ * blocks whose removal is now durable and wake the event readers. */
+static void ns_synced(void *arg, uint64_t upto)
+{
+	nn_ns *ns = arg;
+	pthread_mutex_lock(&ns->lock);
+	if (upto > ns->synced_txid) {
+		ns->synced_txid = upto;
+		size_t i = 0;
+		for (; i < ns->ndoomed && ns->doomed[i].txid <= upto; i++)
+			nn_blk_remove(ns->bl, ns->doomed[i].id);
+		ns->ndoomed -= i;
+		memmove(ns->doomed, ns->doomed + i, ns->ndoomed * sizeof(*ns->doomed));
+		pthread_cond_broadcast(&ns->txcond);
 	}
+	pthread_mutex_unlock(&ns->lock);
 }
 
 static void tx_abort(nn_tx *t)
@@ -930,12 +945,6 @@ static bool mutation_blocked(nn_ns *ns, uint32_t *err)
 		return true;
 	}
 	return false;
-}
-
-static void free_blocks(nn_ns *ns, const nn_inode *n, size_t from)
-{
-	for (size_t i = from; i < n->nblocks; i++)
-		nn_blk_remove(ns->bl, n->blocks[i].id);
 }
 
 static int64_t now_ns(void)
@@ -1567,24 +1576,41 @@ out:
 	free(dname);
 }
 
-/* Shrink a file to size: whole blocks past it are freed, the block it
- * falls in is shortened in the record (replicas keep their extra bytes,
- * which readers never ask for). */
-static void truncate_blocks(nn_ns *ns, nn_inode *n, uint64_t size)
+/* Shrink the record of a file to size: whole blocks past it are doomed in
+ * t (freed once t is durable, as a delete's are), the block it falls in is
+ * shortened (replicas keep their extra bytes, which readers never ask for;
+ * the block map follows after the commit: blk_follow_last). */
+static void truncate_blocks(nn_tx *t, nn_inode *n, uint64_t size)
 {
 	uint64_t off = 0;
 	size_t keep = 0;
 	for (; keep < n->nblocks && off < size; keep++) {
-		if (off + n->blocks[keep].len > size) {
+		if (off + n->blocks[keep].len > size)
 			n->blocks[keep].len = size - off;
-			nn_blk *k = nn_blk_get(ns->bl, n->blocks[keep].id);
-			if (k)
-				k->len = n->blocks[keep].len;
-		}
 		off += n->blocks[keep].len;
 	}
-	free_blocks(ns, n, keep);
+	for (size_t i = keep; i < n->nblocks; i++)
+		tx_doom_block(t, n->blocks[i].id);
 	n->nblocks = keep;
+}
+
+/* After a commit that settled block i of n: the block map takes its
+ * length from the record, and with finished it is no longer being
+ * written. */
+static void blk_follow(nn_ns *ns, const nn_inode *n, size_t i, bool finished)
+{
+	nn_blk *k = i < n->nblocks ? nn_blk_get(ns->bl, n->blocks[i].id) : NULL;
+	if (!k)
+		return;
+	k->len = n->blocks[i].len;
+	if (finished)
+		k->uc = false;
+}
+
+static void blk_follow_last(nn_ns *ns, const nn_inode *n, bool finished)
+{
+	if (n->nblocks)
+		blk_follow(ns, n, n->nblocks - 1, finished);
 }
 
 H(SetAttr)
@@ -1596,13 +1622,14 @@ H(SetAttr)
 	nn_inode *n = NULL;
 	int rc;
 	uint32_t v = req->valid;
+	bool cut = false;
 	pthread_mutex_lock(&ns->lock);
 	if (mutation_blocked(ns, &rep->err))
 		goto out;
 	if ((rc = resolve(ns, req->target, cred, &n)) < 0)
 		goto done;
 	bool owner = cred->uid == 0 || cred->uid == n->uid;
-	/* every check before any change: a truncate frees blocks at once */
+	/* every check before any change to n */
 	if (v & (CAUDAL__SET_ATTR_FIELD__SA_ATIME | CAUDAL__SET_ATTR_FIELD__SA_MTIME)) {
 		if (!owner) {
 			rc = -EPERM;
@@ -1663,8 +1690,7 @@ H(SetAttr)
 			rc = -EOPNOTSUPP;
 			goto done;
 		}
-		if (req->size < size)
-			truncate_blocks(ns, n, req->size);
+		cut = req->size < size;
 		n->mtime = now;
 	}
 	if (v & CAUDAL__SET_ATTR_FIELD__SA_ATIME)
@@ -1678,9 +1704,12 @@ H(SetAttr)
 	n->ctime = now;
 	nn_tx t;
 	tx_begin(&t);
+	if (cut)
+		truncate_blocks(&t, n, req->size);
 	tx_put_inode(&t, n);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_SETATTR, n, NULL);
-	rc = tx_commit(ns, &t);
+	if ((rc = tx_commit(ns, &t)) == 0 && cut)
+		blk_follow_last(ns, n, false);
 done:
 	if (rc == 0)
 		rep->attr = arena_attr(ns, a, n);
@@ -1713,19 +1742,20 @@ static int set_replication(nn_ns *ns, nn_inode *n, uint32_t repl, const Caudal__
 			return rc;
 	}
 	n->repl = repl;
-	for (size_t i = 0; i < n->nblocks; i++) {
+	n->ctime = now_ns();
+	nn_tx t;
+	tx_begin(&t);
+	tx_put_inode(&t, n);
+	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_SETATTR, n, NULL);
+	int rc = tx_commit(ns, &t);
+	for (size_t i = 0; rc == 0 && i < n->nblocks; i++) {
 		nn_blk *k = nn_blk_get(ns->bl, n->blocks[i].id);
 		if (k) {
 			k->repl = repl;
 			k->pending_until_ms = 0;
 		}
 	}
-	n->ctime = now_ns();
-	nn_tx t;
-	tx_begin(&t);
-	tx_put_inode(&t, n);
-	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_SETATTR, n, NULL);
-	return tx_commit(ns, &t);
+	return rc;
 }
 
 /* The user.caudal.blocks text: one line per block, "id length host,host". */
@@ -2068,20 +2098,15 @@ out:
 	inode_free(n);
 }
 
-/* Record the final length of the file's last block if r names it. */
-static int settle_last(nn_ns *ns, nn_inode *n, const Caudal__Replica *r, bool finished)
+/* Record the final length of the file's last block if r names it (in n:
+ * the block map follows once the record is committed, blk_follow_last). */
+static int settle_last(nn_inode *n, const Caudal__Replica *r)
 {
 	if (!r || !r->id)
 		return 0;
 	if (!n->nblocks || n->blocks[n->nblocks - 1].id != r->id)
 		return -EINVAL;
 	n->blocks[n->nblocks - 1].len = r->length;
-	nn_blk *k = nn_blk_get(ns->bl, r->id);
-	if (k) {
-		k->len = r->length;
-		if (finished)
-			k->uc = false;
-	}
 	return 0;
 }
 
@@ -2141,8 +2166,9 @@ H(AddBlock)
 			n->nblocks--;
 		}
 	}
-	if ((rc = settle_last(ns, n, req->previous, true)) < 0)
+	if ((rc = settle_last(n, req->previous)) < 0)
 		goto done;
+	bool settled = req->previous && req->previous->id;
 	int targets[MAX_REPLICATION];
 	size_t got = nn_blocks_choose(ns->bl, req->client_host[0] ? req->client_host : NULL,
 				      req->excluded, req->n_excluded, n->repl, targets);
@@ -2161,6 +2187,8 @@ H(AddBlock)
 	tx_put_inode(&t, n);
 	if ((rc = tx_commit(ns, &t)) < 0)
 		goto done;
+	if (settled)
+		blk_follow(ns, n, n->nblocks - 2, true);
 	nn_blk *k = nn_blk_add(ns->bl, br.id, br.gen, 0, n->ino, n->repl);
 	k->uc = true;
 	/* the pipeline's nodes are the expected locations until they report */
@@ -2191,23 +2219,21 @@ out:
 	inode_free(n);
 }
 
-/* Close a file: settle the last block, drop the lease, log EV_CLOSE. */
-static int close_file(nn_ns *ns, nn_inode *n)
+/* Close a file in transaction t (begun by the caller, who may have doomed
+ * blocks in it) and commit it: drop the lease, log EV_CLOSE; once
+ * committed, the last block is no longer being written. */
+static int close_file(nn_ns *ns, nn_inode *n, nn_tx *t)
 {
 	free(n->lease);
 	n->lease = NULL;
-	lease_del(ns, n->ino);
-	if (n->nblocks) {
-		nn_blk *k = nn_blk_get(ns->bl, n->blocks[n->nblocks - 1].id);
-		if (k)
-			k->uc = false;
-	}
+	tx_doom_lease(t, n->ino);
 	n->mtime = n->ctime = now_ns();
-	nn_tx t;
-	tx_begin(&t);
-	tx_put_inode(&t, n);
-	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_CLOSE, n, NULL);
-	return tx_commit(ns, &t);
+	tx_put_inode(t, n);
+	tx_event(t, ns, CAUDAL__EVENT_TYPE__EV_CLOSE, n, NULL);
+	int rc = tx_commit(ns, t);
+	if (rc == 0)
+		blk_follow_last(ns, n, true);
+	return rc;
 }
 
 H(Complete)
@@ -2235,16 +2261,17 @@ H(Complete)
 	}
 	if ((rc = lease_check(ns, n, holder(req->client))) < 0)
 		goto done;
-	if ((rc = settle_last(ns, n, req->last, !req->keep_lease)) < 0)
+	if ((rc = settle_last(n, req->last)) < 0)
 		goto done;
+	nn_tx t;
+	tx_begin(&t);
 	if (req->keep_lease) {
 		n->mtime = now_ns();
-		nn_tx t;
-		tx_begin(&t);
 		tx_put_inode(&t, n);
-		rc = tx_commit(ns, &t);
+		if ((rc = tx_commit(ns, &t)) == 0)
+			blk_follow_last(ns, n, false);
 	} else {
-		rc = close_file(ns, n);
+		rc = close_file(ns, n, &t);
 	}
 done:
 	rep->err = err_of(rc);
@@ -2919,12 +2946,17 @@ int nn_ns_open(const nn_conf *conf, nn_topology *topo, nn_ns **out)
 		}
 	}
 	rc = nn_store_open(conf->dir, conf->sync_always, (int)conf->batch_ms, &ns->st);
-	if (rc == 0)
+	if (rc == 0) {
+		nn_store_on_synced(ns->st, ns_synced, ns);
 		rc = load(ns);
+	}
 	if (rc < 0) {
 		nn_ns_close(ns);
 		return rc;
 	}
+	/* what the log holds now is what a restart would find */
+	nn_store_sync(ns->st);
+	ns->synced_txid = ns->txid;
 	ns->started_ms = cdl_now_ms();
 	g_exports = ns->exports;
 	ns->safemode = ns->bl->nblocks > 0;
@@ -2949,6 +2981,7 @@ void nn_ns_close(nn_ns *ns)
 		free(l->client);
 		free(l);
 	}
+	free(ns->doomed);
 	free(ns->cluster);
 	pthread_mutex_destroy(&ns->lock);
 	pthread_cond_destroy(&ns->txcond);
@@ -2973,6 +3006,8 @@ static void recover_lease(nn_ns *ns, struct nn_lease *l)
 		return;
 	}
 	cdl_warn("lease of '%s' on inode %" PRIu64 " expired: closing the file", l->client, n->ino);
+	nn_tx t;
+	tx_begin(&t);
 	if (n->nblocks) {
 		nn_brec *last = &n->blocks[n->nblocks - 1];
 		nn_blk *k = nn_blk_get(ns->bl, last->id);
@@ -2981,11 +3016,15 @@ static void recover_lease(nn_ns *ns, struct nn_lease *l)
 		/* an empty last block never got a byte: its locations are only the
 		 * pipeline the writer was given */
 		if (last->len == 0) {
-			nn_blk_remove(ns->bl, last->id);
+			tx_doom_block(&t, last->id);
 			n->nblocks--;
 		}
 	}
-	close_file(ns, n); /* drops the lease */
+	if (close_file(ns, n, &t) < 0) {
+		/* the lease stays; try again a lease period from now */
+		cdl_warn("cannot close inode %" PRIu64 " after its lease expired", n->ino);
+		l->renewed_ms = cdl_now_ms();
+	}
 	inode_free(n);
 }
 

@@ -8,7 +8,11 @@
  * namesystem lock does; RPC worker threads and the monitor thread take it.
  * In sync=always mode an operation's WAL sync happens after it releases
  * the lock and before it answers, so concurrent operations share syncs.
- * GetEvents waits on ns->txcond without holding it. */
+ * GetEvents waits on ns->txcond without holding it.
+ *
+ * Blocks leave the block map (and their replicas are deleted) only once
+ * the transaction that removed them is durable: the WAL sync's callback
+ * (nn_store_on_synced) frees them, whichever thread synced. */
 #ifndef NN_NS_H
 #define NN_NS_H
 
@@ -63,6 +67,9 @@ typedef struct nn_ns {
 	volatile bool stopping;
 	uint64_t ops; /* operations served, for /metrics */
 	uint64_t ops_failed;
+	uint64_t synced_txid;	  /* every transaction up to this one is durable */
+	struct nn_doomed *doomed; /* blocks of committed removals, freed once synced */
+	size_t ndoomed, capdoomed;
 } nn_ns;
 
 /* Open (formatting an empty directory) and load block map and leases. */

@@ -28,6 +28,7 @@ struct nn_store {
 	_Atomic unsigned fail_count[NN_STORE_NOPS];
 	_Atomic int fail_err[NN_STORE_NOPS];
 	_Atomic uint64_t tag_written; /* highest tag of a write that returned */
+	_Atomic uint64_t tag_synced;  /* highest tag reported to synced_fn */
 	nn_store_synced_fn synced_fn;
 	void *synced_arg;
 };
@@ -84,7 +85,11 @@ static void wal_sync(nn_store *s)
 		cdl_err("cannot sync the metadata log: %s: stopping", strerror(-rc));
 		_exit(1);
 	}
-	if (s->synced_fn)
+	/* the flusher syncs every batch_ms, mostly with nothing new to report */
+	uint64_t was = atomic_load(&s->tag_synced);
+	while (upto > was && !atomic_compare_exchange_weak(&s->tag_synced, &was, upto))
+		;
+	if (s->synced_fn && upto > was)
 		s->synced_fn(s->synced_arg, upto);
 }
 

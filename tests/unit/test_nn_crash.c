@@ -148,6 +148,30 @@ static int complete(uint64_t ino, const char *client, uint64_t blk, uint64_t len
 	return e;
 }
 
+/* AddBlock for ino; previous (0: none) with its final length; excluded
+ * datanode ids. The new block's id in *blk. */
+static int add_block(uint64_t ino, const char *client, uint64_t prev, uint64_t prev_len,
+		     char **excluded, size_t nexcluded, uint64_t *blk)
+{
+	Caudal__AddBlockRequest q = CAUDAL__ADD_BLOCK_REQUEST__INIT;
+	Caudal__Replica p = CAUDAL__REPLICA__INIT;
+	q.ino = ino;
+	q.client = (char *)client;
+	if (prev) {
+		p.id = prev;
+		p.length = prev_len;
+		q.previous = &p;
+	}
+	q.excluded = excluded;
+	q.n_excluded = nexcluded;
+	Caudal__AddBlockReply *r = call("AddBlock", &q);
+	int e = (int)r->err;
+	if (!e && blk)
+		*blk = r->block->id;
+	rfree(r);
+	return e;
+}
+
 static int stat_path(const char *path, Caudal__Attr *out)
 {
 	Caudal__GetAttrRequest q = CAUDAL__GET_ATTR_REQUEST__INIT;
@@ -158,6 +182,21 @@ static int stat_path(const char *path, Caudal__Attr *out)
 	int e = (int)r->err;
 	if (!e && out)
 		*out = *r->attr;
+	rfree(r);
+	return e;
+}
+
+static int truncate_to(const char *path, uint64_t size)
+{
+	Caudal__SetAttrRequest q = CAUDAL__SET_ATTR_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	t.path = (char *)path;
+	q.target = &t;
+	q.valid = CAUDAL__SET_ATTR_FIELD__SA_SIZE;
+	q.size = size;
+	q.client = "";
+	Caudal__AttrReply *r = call("SetAttr", &q);
+	int e = (int)r->err;
 	rfree(r);
 	return e;
 }
@@ -183,6 +222,124 @@ static uint64_t files_counted(void)
 	uint64_t n = r->files;
 	rfree(r);
 	return n;
+}
+
+static void register_dn(const char *id, const char *host)
+{
+	Caudal__RegisterRequest q = CAUDAL__REGISTER_REQUEST__INIT;
+	Caudal__DatanodeInfo n = CAUDAL__DATANODE_INFO__INIT;
+	n.id = (char *)id;
+	n.host = (char *)host;
+	n.data_port = 9866;
+	n.capacity = 1ULL << 40;
+	n.remaining = 1ULL << 39;
+	q.node = &n;
+	Caudal__RegisterReply *r = call_on(dl, "RegisterDatanode", &q);
+	CHECK_EQ(r->err, 0);
+	rfree(r);
+}
+
+static void register_dns(void)
+{
+	register_dn("dn1", "127.0.0.2");
+	register_dn("dn2", "127.0.0.3");
+	register_dn("dn3", "127.0.0.4");
+}
+
+/* Heartbeat of datanode id: how many deletions of block blk (0: of any
+ * block) its reply asks for. Takes the queued commands. */
+static int deletes_for(const char *id, uint64_t blk)
+{
+	Caudal__HeartbeatRequest q = CAUDAL__HEARTBEAT_REQUEST__INIT;
+	Caudal__DatanodeInfo n = CAUDAL__DATANODE_INFO__INIT;
+	n.id = (char *)id;
+	n.capacity = 1ULL << 40;
+	n.remaining = 1ULL << 39;
+	q.node = &n;
+	Caudal__HeartbeatReply *r = call_on(dl, "Heartbeat", &q);
+	int dels = 0;
+	for (size_t i = 0; i < r->n_commands; i++) {
+		const Caudal__Command *c = r->commands[i];
+		if (c->type != CAUDAL__COMMAND_TYPE__CMD_DELETE)
+			continue;
+		for (size_t j = 0; j < c->n_blocks; j++)
+			dels += !blk || c->blocks[j]->id == blk;
+	}
+	rfree(r);
+	return dels;
+}
+
+static int deletes_anywhere(uint64_t blk)
+{
+	return deletes_for("dn1", blk) + deletes_for("dn2", blk) + deletes_for("dn3", blk);
+}
+
+static void block_report(const char *id, uint64_t blk, uint64_t gen, uint64_t len)
+{
+	Caudal__BlockReportRequest q = CAUDAL__BLOCK_REPORT_REQUEST__INIT;
+	Caudal__Replica rep = CAUDAL__REPLICA__INIT, *reps[1] = {&rep};
+	rep.id = blk;
+	rep.gen = gen;
+	rep.length = len;
+	q.id = (char *)id;
+	q.replicas = reps;
+	q.n_replicas = 1;
+	Caudal__Status *r = call_on(dl, "BlockReport", &q);
+	CHECK_EQ(r->err, 0);
+	rfree(r);
+}
+
+/* Is block id in the namenode's block map? */
+static bool in_map(uint64_t id)
+{
+	pthread_mutex_lock(&ns->lock);
+	bool in = nn_blk_get(ns->bl, id) != NULL;
+	pthread_mutex_unlock(&ns->lock);
+	return in;
+}
+
+/* Defect B: a truncate frees the blocks past the new end through the same
+ * path as a delete: nothing if its commit fails, and only once it is
+ * durable (here in batch mode, where the flusher has not synced yet). */
+static void test_truncate_frees_after_sync(void)
+{
+	wipe();
+	start(true);
+	register_dns();
+	uint64_t ino, b1, b2;
+	CHECK_EQ(create_as("/t", "c1", &ino, NULL), 0);
+	CHECK_EQ(add_block(ino, "c1", 0, 0, NULL, 0, &b1), 0);
+	CHECK_EQ(add_block(ino, "c1", b1, 1 << 20, NULL, 0, &b2), 0);
+	CHECK_EQ(complete(ino, "c1", b2, 1000), 0);
+	CHECK_EQ(deletes_anywhere(0), 0);
+
+	/* the commit fails: no block leaves the map, no replica is deleted */
+	nn_store_inject(ns->st, NN_STORE_WRITE, -EIO, 1);
+	CHECK_EQ(truncate_to("/t", 10), EIO);
+	CHECK(in_map(b1) && in_map(b2));
+	CHECK_EQ(deletes_anywhere(0), 0);
+	Caudal__Attr at;
+	CHECK_EQ(stat_path("/t", &at), 0);
+	CHECK_EQ(at.size, (1 << 20) + 1000);
+	CHECK_EQ(at.blocks, 2);
+	stop_nn();
+
+	/* batch mode: acknowledged, but not durable until the WAL sync */
+	start(false);
+	register_dns();
+	block_report("dn1", b1, 1, 1 << 20);
+	block_report("dn2", b2, 1, 1000);
+	nn_ns_tick(ns);
+	CHECK(!ns->safemode);
+	CHECK_EQ(truncate_to("/t", 10), 0);
+	CHECK_EQ(stat_path("/t", &at), 0);
+	CHECK_EQ(at.size, 10);
+	CHECK(in_map(b2));
+	CHECK_EQ(deletes_anywhere(b2), 0);
+	nn_store_sync(ns->st);
+	CHECK(!in_map(b2));
+	CHECK(in_map(b1));
+	stop_nn();
 }
 
 /* Defect C: the inode count moves only with a committed operation: not
@@ -287,6 +444,7 @@ int main(void)
 	/* children first: they must not inherit gRPC's threads */
 	test_sync_failure_stops();
 	cdl_rpc_global_init();
+	test_truncate_frees_after_sync();
 	test_inode_count();
 
 	char cmd[128];

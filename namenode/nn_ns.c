@@ -2116,6 +2116,7 @@ H(AddBlock)
 	const Caudal__AddBlockRequest *req = (const void *)req_;
 	Caudal__AddBlockReply *rep = (void *)rep_;
 	nn_inode *n = NULL;
+	uint64_t abandoned = 0; /* the empty last block this call gives up */
 	int rc;
 	pthread_mutex_lock(&ns->lock);
 	if (mutation_blocked(ns, &rep->err))
@@ -2162,7 +2163,10 @@ H(AddBlock)
 				}
 				goto done;
 			}
-			nn_blk_remove(ns->bl, lb->id);
+			/* dropped from the record in this operation's transaction
+			 * and freed once it is durable: if no datanode can take a
+			 * new block, or the commit fails, nothing has changed */
+			abandoned = lb->id;
 			n->nblocks--;
 		}
 	}
@@ -2184,6 +2188,8 @@ H(AddBlock)
 	n->mtime = now_ns();
 	nn_tx t;
 	tx_begin(&t);
+	if (abandoned)
+		tx_doom_block(&t, abandoned);
 	tx_put_inode(&t, n);
 	if ((rc = tx_commit(ns, &t)) < 0)
 		goto done;

@@ -224,6 +224,20 @@ static uint64_t files_counted(void)
 	return n;
 }
 
+static uint64_t fsck_missing(void)
+{
+	Caudal__FsckRequest q = CAUDAL__FSCK_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	t.path = "/";
+	q.target = &t;
+	q.max_problems = 10;
+	Caudal__FsckReply *r = call("Fsck", &q);
+	CHECK_EQ(r->err, 0);
+	uint64_t n = r->missing;
+	rfree(r);
+	return n;
+}
+
 static void register_dn(const char *id, const char *host)
 {
 	Caudal__RegisterRequest q = CAUDAL__REGISTER_REQUEST__INIT;
@@ -296,6 +310,46 @@ static bool in_map(uint64_t id)
 	bool in = nn_blk_get(ns->bl, id) != NULL;
 	pthread_mutex_unlock(&ns->lock);
 	return in;
+}
+
+/* Defect A: an AddBlock that abandons the file's empty last block and then
+ * finds no datanode for a new one changes nothing: the block stays in the
+ * record and in the block map, a retry gets it again, and the file closes
+ * with the blocks it really has, reported whole after a restart. */
+static void test_abandon_without_targets(void)
+{
+	wipe();
+	start(true);
+	register_dns();
+	uint64_t ino, blk, again;
+	CHECK_EQ(create_as("/a", "c1", &ino, NULL), 0);
+	CHECK_EQ(add_block(ino, "c1", 0, 0, NULL, 0, &blk), 0);
+	/* the writer could reach none of its pipeline: nowhere to go */
+	char *all[3] = {"dn1", "dn2", "dn3"};
+	CHECK_EQ(add_block(ino, "c1", 0, 0, all, 3, NULL), ENOSPC);
+	CHECK(in_map(blk));
+	CHECK_EQ(deletes_anywhere(0), 0);
+	/* the writer tries again once the nodes are back */
+	CHECK_EQ(add_block(ino, "c1", 0, 0, NULL, 0, &again), 0);
+	CHECK_EQ(again, blk);
+	CHECK_EQ(complete(ino, "c1", again, 100), 0);
+	Caudal__Attr at;
+	CHECK_EQ(stat_path("/a", &at), 0);
+	CHECK_EQ(at.blocks, 1);
+	CHECK_EQ(at.size, 100);
+	block_report("dn1", again, 1, 100);
+	CHECK_EQ(fsck_missing(), 0);
+	stop_nn();
+
+	/* every block the records list gets reported: safe mode ends */
+	start(true);
+	CHECK(ns->safemode);
+	register_dns();
+	block_report("dn1", again, 1, 100);
+	nn_ns_tick(ns);
+	CHECK(!ns->safemode);
+	CHECK_EQ(fsck_missing(), 0);
+	stop_nn();
 }
 
 /* Defect B: a truncate frees the blocks past the new end through the same
@@ -444,6 +498,7 @@ int main(void)
 	/* children first: they must not inherit gRPC's threads */
 	test_sync_failure_stops();
 	cdl_rpc_global_init();
+	test_abandon_without_targets();
 	test_truncate_frees_after_sync();
 	test_inode_count();
 

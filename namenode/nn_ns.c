@@ -388,8 +388,6 @@ static int tx_commit(nn_ns *ns, nn_tx *t)
 	free(t->ev_path);
 	free(t->ev_dst);
 	t->b = NULL;
-	if (rc == 0)
-		pthread_cond_broadcast(&ns->txcond);
 	return rc;
 }
 
@@ -2614,7 +2612,9 @@ H(GetEvents)
 	uint32_t wait = req->wait_ms < MAX_WAIT_MS ? req->wait_ms : MAX_WAIT_MS;
 	uint64_t from = req->from_txid ? req->from_txid : 1;
 	pthread_mutex_lock(&ns->lock);
-	if (ns->txid < from && wait) {
+	/* only events of durable transactions: a reader acts on them, and a
+	 * power failure must not undo what it acted on (ns_synced wakes us) */
+	if (ns->synced_txid < from && wait) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += wait / 1000;
@@ -2623,11 +2623,12 @@ H(GetEvents)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000;
 		}
-		while (ns->txid < from && !ns->stopping)
+		while (ns->synced_txid < from && !ns->stopping)
 			if (pthread_cond_timedwait(&ns->txcond, &ns->lock, &ts) == ETIMEDOUT)
 				break;
 	}
-	rep->last_txid = ns->txid;
+	uint64_t upto = ns->synced_txid;
+	rep->last_txid = upto;
 	rep->first_txid = ns->first_txid;
 	uint8_t start[9];
 	start[0] = 'E';
@@ -2635,7 +2636,10 @@ H(GetEvents)
 	nn_iter *it = nn_iter_new(ns->st, "E", 1, start, sizeof(start));
 	rep->events = cdl_arena_alloc(a, (max + 1) * sizeof(*rep->events));
 	for (; nn_iter_valid(it) && rep->n_events < max; nn_iter_next(it)) {
-		size_t vl;
+		size_t kl, vl;
+		const char *k = nn_iter_key(it, &kl);
+		if (kl != 9 || cdl_get_be64((const uint8_t *)k + 1) > upto)
+			break;
 		const char *v = nn_iter_value(it, &vl);
 		Caudal__Event *e = caudal__event__unpack(NULL, vl, (const uint8_t *)v);
 		if (!e)

@@ -491,6 +491,49 @@ static void test_sync_failure_stops(void)
 	sync_fails_in_child(false);
 }
 
+/* Events from txid from on (waiting up to wait_ms): how many name path. */
+static int events_of(uint64_t from, uint32_t wait_ms, const char *path, uint64_t *last)
+{
+	Caudal__EventsRequest q = CAUDAL__EVENTS_REQUEST__INIT;
+	q.from_txid = from;
+	q.wait_ms = wait_ms;
+	Caudal__EventsReply *r = call("GetEvents", &q);
+	int n = 0;
+	for (size_t i = 0; i < r->n_events; i++) {
+		n += !strcmp(r->events[i]->path, path);
+		CHECK(r->events[i]->txid <= r->last_txid);
+	}
+	if (last)
+		*last = r->last_txid;
+	rfree(r);
+	return n;
+}
+
+/* GetEvents hands out only events of durable transactions: the
+ * jobtracker acts on them, and a power failure must not undo what it
+ * acted on. In batch mode (a flusher that has not run yet) a new event
+ * waits for the WAL sync. */
+static void test_events_after_sync(void)
+{
+	wipe();
+	start(false);
+	uint64_t last;
+	CHECK_EQ(mkdir_as("/seen", NULL), 0);
+	nn_store_sync(ns->st);
+	CHECK_EQ(events_of(1, 0, "/seen", &last), 1);
+	CHECK_EQ(mkdir_as("/pending", NULL), 0);
+	CHECK_EQ(events_of(1, 0, "/pending", NULL), 0);
+	/* a long poll for it waits, and ends empty, while it is not durable */
+	uint64_t t0 = (uint64_t)cdl_now_ms(), now_last;
+	CHECK_EQ(events_of(last + 1, 300, "/pending", &now_last), 0);
+	CHECK((uint64_t)cdl_now_ms() - t0 >= 250);
+	CHECK_EQ(now_last, last);
+	nn_store_sync(ns->st);
+	CHECK_EQ(events_of(last + 1, 0, "/pending", &now_last), 1);
+	CHECK_EQ(now_last, last + 1);
+	stop_nn();
+}
+
 int main(void)
 {
 	cdl_log_init("test", CDL_LOG_WARN);
@@ -501,6 +544,7 @@ int main(void)
 	test_abandon_without_targets();
 	test_truncate_frees_after_sync();
 	test_inode_count();
+	test_events_after_sync();
 
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

@@ -13,12 +13,15 @@
 #include <libgen.h>
 #include <limits.h>
 #include <pwd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1005,7 +1008,10 @@ static const struct up_setting {
     [UP_HOME] = {"home", "CAUDAL_HOME", ".caudal", "state folder"},
     [UP_NN_HOST] = {"nn-host", "CAUDAL_NN_HOST", "127.0.0.1", "namenode address"},
     [UP_NN_PORT] = {"nn-port", "CAUDAL_NN_PORT", "9000", "namenode RPC port"},
-    [UP_HTTP_PORT] = {"http-port", "CAUDAL_NN_HTTP_PORT", NULL, "namenode HTTP status port"},
+    /* the namenode's own default, given explicitly so that up knows the
+     * port to check (0: no HTTP server) */
+    [UP_HTTP_PORT] = {"http-port", "CAUDAL_NN_HTTP_PORT", "9870",
+		      "namenode HTTP status port (0: none)"},
     [UP_DN_PORT] = {"dn-port", "CAUDAL_DN_PORT", "9866",
 		    "datanode data port (each on its own address)"},
     [UP_DN_HOSTS] = {"dn-hosts", "CAUDAL_DN_HOSTS", "127.0.0.2,127.0.0.3,127.0.0.4",
@@ -1089,7 +1095,25 @@ struct daemon {
 	bool spawned;	    /* started by this invocation (our child) */
 	enum cdl_role role; /* its certificate's role and host */
 	const char *host;
+	/* the TCP ports it listens on, on host (0 = none), and the setting that
+	 * chooses each, for messages about a port held by another process */
+	unsigned port[2];
+	int port_key[2];
 };
+
+/* Records that d listens on the port of setting key (unset: none). */
+static void d_port(struct daemon *d, int key)
+{
+	unsigned long long v;
+	for (int i = 0; i < 2; i++)
+		if (!d->port[i]) {
+			if (upv[key] && parse_uint(upv[key], 65535, &v) == 0 && v) {
+				d->port[i] = (unsigned)v;
+				d->port_key[i] = key;
+			}
+			return;
+		}
+}
 
 static void d_arg(struct daemon *d, const char *key, const char *val)
 {
@@ -1106,7 +1130,8 @@ struct upctx {
 	int ndn;
 	struct daemon *ds; /* the whole table, for readiness checks */
 	int n;
-	int64_t end; /* start-up deadline (monotonic ms) */
+	int64_t end;	   /* start-up deadline (monotonic ms) */
+	char cluster[128]; /* the namenode's cluster id, once it answered */
 };
 
 static void nn_args(struct daemon *x, const struct upctx *u, int i)
@@ -1117,6 +1142,8 @@ static void nn_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "host", upv[UP_NN_HOST]);
 	d_arg(x, "port", upv[UP_NN_PORT]);
 	d_arg(x, "http_port", upv[UP_HTTP_PORT]);
+	d_port(x, UP_NN_PORT);
+	d_port(x, UP_HTTP_PORT);
 	d_arg(x, "block_size", upv[UP_BLOCK_SIZE]);
 	d_arg(x, "replication", upv[UP_REPLICATION]);
 	d_arg(x, "heartbeat_ms", upv[UP_HEARTBEAT]);
@@ -1135,19 +1162,21 @@ static void dn_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "host", u->hosts[i]);
 	d_arg(x, "port", upv[UP_DN_PORT]);
 	d_arg(x, "data_dir", x->dir);
+	d_port(x, UP_DN_PORT);
 	d_arg(x, "heartbeat_ms", upv[UP_HEARTBEAT]);
 	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
 	d_arg(x, "encrypt_data", upv[UP_ENCRYPT]);
 }
 
-static int wait_cluster(const struct upctx *u, int want);
+static int wait_cluster(struct upctx *u, int want);
+static bool any_died(const struct upctx *u);
 
-static int nn_ready(const struct upctx *u)
+static int nn_ready(struct upctx *u)
 {
 	return wait_cluster(u, 0);
 }
 
-static int dn_ready(const struct upctx *u)
+static int dn_ready(struct upctx *u)
 {
 	return wait_cluster(u, u->ndn);
 }
@@ -1177,12 +1206,12 @@ static void mount_args(struct daemon *x, const struct upctx *u, int i)
 }
 
 /* Ready when the mount point is a different filesystem from its parent. */
-static int mount_ready(const struct upctx *u)
+static int mount_ready(struct upctx *u)
 {
 	const char *mnt = upv[UP_MOUNT];
 	char *parent = xasprintf("%s/..", mnt);
 	int rc = -ETIMEDOUT;
-	while (cdl_now_ms() < u->end) {
+	while (cdl_now_ms() < u->end && !any_died(u)) {
 		struct stat a, b;
 		if (stat(mnt, &a) == 0 && stat(parent, &b) == 0 && a.st_dev != b.st_dev) {
 			rc = 0;
@@ -1202,6 +1231,7 @@ static void jt_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "host", upv[UP_NN_HOST]);
 	d_arg(x, "port", upv[UP_JT_PORT]);
 	d_arg(x, "work_dir", x->dir);
+	d_port(x, UP_JT_PORT);
 	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
 	/* root runs every daemon of this one-machine cluster already, so its
 	 * jobs may run as root too (README, "Security") */
@@ -1230,7 +1260,7 @@ static const struct dkind {
 	bool per_dn;   /* one per datanode address */
 	bool optional; /* skipped when its program is not built */
 	void (*args)(struct daemon *d, const struct upctx *u, int i);
-	int (*ready)(const struct upctx *u); /* after the rank started; 0 or -errno */
+	int (*ready)(struct upctx *u); /* after the rank started; 0 or -errno */
 	/* `caudal down`: run before SIGTERM (e.g. unmount); marker is the
 	 * daemon's state folder as recorded in its pid file */
 	void (*stop)(pid_t pid, const char *marker);
@@ -1304,9 +1334,12 @@ static int build_daemons(struct upctx *u, const char *bindir)
 	return n;
 }
 
-/* Is pid running program prog with marker in its command line? Checked
- * through /proc so a recycled pid is not mistaken for our daemon; a zombie
- * has no exe link and counts as stopped. */
+/* Is pid running program prog with marker, a folder, as one of its
+ * arguments (the whole argument, the value after its '=', or a path under
+ * it)? Checked through /proc so a recycled pid is not mistaken for our
+ * daemon, and whole so that the daemon of '/x/dn1' is not the one of
+ * '/x/dn10' nor of '/y/x/dn1'; a zombie has no exe link and counts as
+ * stopped. */
 static bool proc_matches(pid_t pid, const char *prog, const char *marker)
 {
 	if (pid <= 0 || (kill(pid, 0) < 0 && errno != EPERM))
@@ -1328,16 +1361,148 @@ static bool proc_matches(pid_t pid, const char *prog, const char *marker)
 	int fd = open(link, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return false;
-	char buf[8192];
+	char buf[16384];
 	ssize_t k = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (k <= 0)
 		return false;
-	for (ssize_t i = 0; i < k; i++)
-		if (buf[i] == '\0')
-			buf[i] = '\n';
 	buf[k] = '\0';
-	return strstr(buf, marker) != NULL;
+	size_t ml = strlen(marker);
+	for (char *arg = buf; arg < buf + k; arg += strlen(arg) + 1) {
+		char *v = strchr(arg, '=');
+		v = v ? v + 1 : arg;
+		if (!strncmp(v, marker, ml) && (v[ml] == '\0' || v[ml] == '/'))
+			return true;
+	}
+	return false;
+}
+
+/* ------------------------------------------------------------ ports */
+
+/* Inodes of the TCP sockets listening on host:port (host an IPv4 address;
+ * a wildcard listener counts too, as it takes the port from every address),
+ * read from /proc/net/tcp and tcp6. Returns how many, at most max. */
+static int port_listeners(const char *host, unsigned port, unsigned long *ino, int max)
+{
+	struct in_addr want;
+	if (inet_pton(AF_INET, host, &want) != 1)
+		want.s_addr = INADDR_ANY;
+	char v4mapped[40];
+	snprintf(v4mapped, sizeof(v4mapped), "0000000000000000FFFF0000%08X", (unsigned)want.s_addr);
+	int n = 0;
+	const char *files[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+	for (int f = 0; f < 2; f++) {
+		FILE *fp = fopen(files[f], "r");
+		if (!fp)
+			continue;
+		char line[512], addr[40];
+		unsigned lport, st;
+		unsigned long inode;
+		while (fgets(line, sizeof(line), fp) && n < max) {
+			if (sscanf(line, " %*u: %39[0-9A-Fa-f]:%X %*s %X %*s %*s %*s %*u %*u %lu",
+				   addr, &lport, &st, &inode) != 4)
+				continue;
+			if (st != 0x0A || lport != port) /* 0x0A: TCP_LISTEN */
+				continue;
+			bool match;
+			if (f == 0) {
+				unsigned a = (unsigned)strtoul(addr, NULL, 16);
+				match = a == INADDR_ANY || want.s_addr == INADDR_ANY ||
+					a == (unsigned)want.s_addr;
+			} else {
+				match = strspn(addr, "0") == strlen(addr) ||
+					want.s_addr == INADDR_ANY || !strcasecmp(addr, v4mapped);
+			}
+			if (match)
+				ino[n++] = inode;
+		}
+		fclose(fp);
+	}
+	return n;
+}
+
+/* Does pid hold one of the sockets ino? Through its open files in /proc:
+ * a process of ours, or any when run as root. */
+static bool pid_holds(pid_t pid, const unsigned long *ino, int n)
+{
+	char dir[64];
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	DIR *dp = opendir(dir);
+	if (!dp)
+		return false;
+	bool found = false;
+	struct dirent *e;
+	while (!found && (e = readdir(dp))) {
+		char target[64];
+		ssize_t k = readlinkat(dirfd(dp), e->d_name, target, sizeof(target) - 1);
+		if (k <= 0)
+			continue;
+		target[k] = '\0';
+		unsigned long v;
+		if (sscanf(target, "socket:[%lu]", &v) != 1)
+			continue;
+		for (int i = 0; i < n && !found; i++)
+			found = ino[i] == v;
+	}
+	closedir(dp);
+	return found;
+}
+
+/* Is pid listening on host:port? Only one process can (the daemons bind
+ * without SO_REUSEPORT), so this is also "pid is the one answering there". */
+static bool pid_listens(pid_t pid, const char *host, unsigned port)
+{
+	unsigned long ino[16];
+	int n = port_listeners(host, port, ino, 16);
+	return pid > 0 && n > 0 && pid_holds(pid, ino, n);
+}
+
+/* The process listening on host:port, 0 when none is seen (or it is
+ * another user's and we are not root); its program's name in prog. */
+static pid_t port_holder(const char *host, unsigned port, char *prog, size_t len)
+{
+	unsigned long ino[16];
+	int n = port_listeners(host, port, ino, 16);
+	if (n == 0)
+		return 0;
+	DIR *dp = opendir("/proc");
+	if (!dp)
+		return 0;
+	pid_t found = 0;
+	struct dirent *e;
+	while (!found && (e = readdir(dp))) {
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+		if (*end || pid <= 0 || !pid_holds((pid_t)pid, ino, n))
+			continue;
+		found = (pid_t)pid;
+		char link[64], exe[PATH_MAX];
+		snprintf(link, sizeof(link), "/proc/%ld/exe", pid);
+		ssize_t k = readlink(link, exe, sizeof(exe) - 1);
+		exe[k > 0 ? k : 0] = '\0';
+		copy_line(prog, len, k > 0 ? base_name(exe) : "?");
+	}
+	closedir(dp);
+	return found;
+}
+
+/* Says which process holds a port d wanted, if one does: the usual reason
+ * a daemon of a second cluster cannot start. True when it said so. */
+static bool say_port_conflict(const struct daemon *d, pid_t self)
+{
+	for (int i = 0; i < 2 && d->port[i]; i++) {
+		char prog[64];
+		pid_t who = port_holder(d->host, d->port[i], prog, sizeof(prog));
+		if (!who || who == self)
+			continue;
+		const struct up_setting *st = &up_settings[d->port_key[i]];
+		fprintf(stderr,
+			"caudal: cannot start %s '%s': port %u on %s is in use by another process "
+			"(pid %d, '%s'; another cluster?); choose another with --%s or %s\n",
+			d->name, d->addr, d->port[i], d->host, (int)who, prog, st->flag, st->env);
+		return true;
+	}
+	return false;
 }
 
 struct pidrec {
@@ -1487,7 +1652,9 @@ static void log_tail(const char *home, const struct daemon *d)
 	free(log);
 }
 
-/* Did a daemon this invocation started exit already? */
+/* Did a daemon this invocation started exit already? Says why (a port
+ * another process holds, else its exit status and log) and removes its pid
+ * file: the pid is free for reuse once reaped. */
 static bool spawned_died(const char *home, struct daemon *d)
 {
 	if (!d->spawned)
@@ -1496,6 +1663,13 @@ static bool spawned_died(const char *home, struct daemon *d)
 	pid_t r = waitpid(d->pid, &st, WNOHANG);
 	if (r != d->pid)
 		return false;
+	char *f = pidfile_path(home, d->name);
+	unlink(f);
+	free(f);
+	d->spawned = false;
+	d->pid = 0;
+	if (say_port_conflict(d, 0))
+		return true;
 	if (WIFEXITED(st))
 		fprintf(stderr, "caudal: cannot start %s '%s': it exited with status %d\n", d->name,
 			d->addr, WEXITSTATUS(st));
@@ -1503,21 +1677,76 @@ static bool spawned_died(const char *home, struct daemon *d)
 		fprintf(stderr, "caudal: cannot start %s '%s': killed by signal %d\n", d->name,
 			d->addr, WTERMSIG(st));
 	log_tail(home, d);
-	d->spawned = false;
-	d->pid = 0;
 	return true;
 }
 
-/* Waits until the namenode answers and `want` datanodes are live, or a
- * daemon this invocation started exits. */
-static int wait_cluster(const struct upctx *u, int want)
+/* Did any daemon this invocation started exit? */
+static bool any_died(const struct upctx *u)
+{
+	bool died = false;
+	for (int i = 0; i < u->n; i++)
+		died |= spawned_died(u->home, &u->ds[i]);
+	return died;
+}
+
+/* Waits until every daemon of rank that has a port listens on it itself:
+ * until then a client of that port may be talking to another process,
+ * e.g. another cluster's namenode started on the same port. */
+static int rank_listening(const struct upctx *u, int rank)
+{
+	for (int i = 0; i < u->n; i++) {
+		struct daemon *d = &u->ds[i];
+		for (int p = 0; d->rank == rank && p < 2 && d->port[p]; p++) {
+			while (!pid_listens(d->pid, d->host, d->port[p])) {
+				if (any_died(u))
+					return -ECHILD;
+				if (cdl_now_ms() >= u->end) {
+					if (!say_port_conflict(d, d->pid))
+						fprintf(stderr,
+							"caudal: cannot start %s '%s': it does not "
+							"listen on port %u after %s ms (log in "
+							"'%s/logs/%s.log')\n",
+							d->name, d->addr, d->port[p],
+							upv[UP_TIMEOUT], u->home, d->name);
+					return -ETIMEDOUT;
+				}
+				usleep(20 * 1000);
+			}
+		}
+	}
+	return 0;
+}
+
+/* Reads a one-line file of a daemon's folder (datanode_id, cluster_id)
+ * into buf; "" when it is not there yet. */
+static void read_small(const char *dir, const char *name, char *buf, size_t n)
+{
+	char *f = xasprintf("%s/%s", dir, name);
+	FILE *fp = fopen(f, "r");
+	free(f);
+	buf[0] = '\0';
+	if (!fp)
+		return;
+	if (!fgets(buf, (int)n, fp))
+		buf[0] = '\0';
+	fclose(fp);
+	buf[strcspn(buf, "\r\n")] = '\0';
+}
+
+/* Waits until the namenode answers and `want` datanodes of this state
+ * folder are live in its report, or a daemon this invocation started
+ * exits. The namenode listens on its port itself (rank_listening), so it
+ * is ours that answers; the datanodes counted are ours by their ids, and
+ * one that registered with a namenode of another cluster id (the
+ * namespace was formatted anew) is an error at once, as it would be
+ * refused forever. */
+static int wait_cluster(struct upctx *u, int want)
 {
 	bool nn_up = false;
 	int live = 0;
 	while (cdl_now_ms() < u->end) {
-		for (int i = 0; i < u->n; i++)
-			if (spawned_died(u->home, &u->ds[i]))
-				return -ECHILD;
+		if (any_died(u))
+			return -ECHILD;
 		/* a fresh channel per round: no reconnect backoff to wait out */
 		cdl_client *c = client_make(u->nn, 1000);
 		if (!c)
@@ -1526,15 +1755,40 @@ static int wait_cluster(const struct upctx *u, int want)
 		Caudal__ReportReply *rep;
 		int rc = cdl_client_call(c, CDL_NN_Report, &e.base, (ProtobufCMessage **)&rep);
 		cdl_client_free(c);
-		if (rc == 0) {
+		if (rc == 0 && rep->err == 0) {
 			nn_up = true;
 			live = 0;
-			for (size_t i = 0; rep->err == 0 && i < rep->n_datanodes; i++)
-				live += rep->datanodes[i]->alive;
-			free_msg(rep);
-			if (live >= want)
+			for (int i = 0; i < u->n; i++) {
+				const struct daemon *d = &u->ds[i];
+				if (d->role != CDL_ROLE_DATANODE)
+					continue;
+				char id[128], cid[128];
+				read_small(d->dir, "datanode_id", id, sizeof(id));
+				read_small(d->dir, "cluster_id", cid, sizeof(cid));
+				if (*cid && rep->cluster && *rep->cluster &&
+				    strcmp(cid, rep->cluster)) {
+					fprintf(
+					    stderr,
+					    "caudal: cannot start %s '%s': it belongs to cluster "
+					    "'%s', the namenode '%s' to cluster '%s'\n",
+					    d->name, d->addr, cid, u->nn, rep->cluster);
+					free_msg(rep);
+					return -EINVAL;
+				}
+				for (size_t k = 0; *id && k < rep->n_datanodes; k++)
+					if (rep->datanodes[k]->alive &&
+					    !strcmp(rep->datanodes[k]->id, id))
+						live++;
+			}
+			if (live >= want) {
+				snprintf(u->cluster, sizeof(u->cluster), "%s",
+					 rep->cluster ? rep->cluster : "");
+				free_msg(rep);
 				return 0;
+			}
 		}
+		if (rc == 0)
+			free_msg(rep);
 		usleep(100000);
 	}
 	if (!nn_up)
@@ -1546,6 +1800,39 @@ static int wait_cluster(const struct upctx *u, int want)
 			"(logs in '%s/logs')\n",
 			live, want, upv[UP_TIMEOUT], u->home);
 	return -ETIMEDOUT;
+}
+
+/* After a failed start: stops what this invocation started, so that
+ * nothing half-started goes on (a datanode talking to another cluster's
+ * namenode, say). They are our children, so the pids cannot be stale. */
+static void stop_spawned(struct upctx *u)
+{
+	for (int i = 0; i < u->n; i++)
+		if (u->ds[i].spawned)
+			kill(u->ds[i].pid, SIGTERM);
+	int64_t end = cdl_now_ms() + 10000;
+	for (int i = 0; i < u->n; i++) {
+		struct daemon *d = &u->ds[i];
+		if (!d->spawned)
+			continue;
+		int st = 0;
+		while (waitpid(d->pid, &st, WNOHANG) == 0) {
+			if (cdl_now_ms() >= end) {
+				kill(d->pid, SIGKILL);
+				waitpid(d->pid, &st, 0);
+				break;
+			}
+			usleep(20 * 1000);
+		}
+		/* one that failed on its own before the signal says why */
+		if (!WIFEXITED(st) || WEXITSTATUS(st) == 0 || !say_port_conflict(d, 0))
+			printf("%s stopped (pid %d)\n", d->name, (int)d->pid);
+		char *f = pidfile_path(u->home, d->name);
+		unlink(f);
+		free(f);
+		d->spawned = false;
+		d->pid = 0;
+	}
 }
 
 static void daemons_free(struct daemon *d, int n)
@@ -1765,6 +2052,9 @@ static int cmd_up(int argc, char **argv)
 			printf("%s %s started (pid %d)\n", d->name, d->addr, (int)d->pid);
 			fflush(stdout);
 		}
+		/* each answers on its own ports, not another cluster's daemon */
+		if (rank_listening(&u, rank))
+			goto out;
 		for (size_t k = 0; k < NKINDS; k++) {
 			/* a kind left out of this cluster (not built, not wanted) has nothing to
 			 * wait for */
@@ -1776,9 +2066,18 @@ static int cmd_up(int argc, char **argv)
 				goto out;
 		}
 	}
-	printf("cluster up: namenode %s, %d datanodes live, state in '%s'\n", nn, u.ndn, home);
+	/* a daemon of the last ranks (no port, no readiness check) may have
+	 * failed since */
+	if (any_died(&u))
+		goto out;
+	printf("cluster up: namenode %s, cluster '%s', %d datanodes live, state in '%s'\n", nn,
+	       u.cluster, u.ndn, home);
 	ret = 0;
 out:
+	if (ret) {
+		fflush(stdout);
+		stop_spawned(&u);
+	}
 	fflush(stdout);
 	free(nn);
 	free(bindir);
@@ -1817,6 +2116,22 @@ static int read_pidfiles(const char *home, struct pidrec **out)
 	}
 	free(dir);
 	return n;
+}
+
+/* Is the process of pid file r still the daemon it names: a program of
+ * ours (one of the kinds), given a folder of this state folder (home) on
+ * its command line? A pid file is only a claim: the pid may have been
+ * reused, by anything, and the file may name a folder of another
+ * cluster's, whose daemons `down` here must never signal. */
+static bool rec_running(const char *home, const struct pidrec *r)
+{
+	bool known = false;
+	for (size_t k = 0; k < NKINDS; k++)
+		known |= !strcmp(kinds[k].prog, r->prog);
+	size_t hl = strlen(home);
+	if (!known || strncmp(r->marker, home, hl) != 0 || r->marker[hl] != '/')
+		return false;
+	return proc_matches(r->pid, r->prog, r->marker);
 }
 
 static int cmp_rank_desc(const void *a, const void *b)
@@ -1860,9 +2175,13 @@ static int cmd_down(int argc, char **argv)
 			j++;
 		bool live[64] = {false};
 		for (int k = i; k < j && k - i < 64; k++) {
-			live[k - i] = proc_matches(rs[k].pid, rs[k].prog, rs[k].marker);
-			if (!live[k - i])
+			live[k - i] = rec_running(home, &rs[k]);
+			if (!live[k - i]) {
+				bool other = kill(rs[k].pid, 0) == 0 || errno == EPERM;
+				printf("%s not running (pid %d %s)\n", rs[k].name, (int)rs[k].pid,
+				       other ? "is another process, left alone" : "has exited");
 				continue;
+			}
 			for (size_t kk = 0; kk < NKINDS; kk++)
 				if (kinds[kk].stop && !strcmp(kinds[kk].prog, rs[k].prog))
 					kinds[kk].stop(rs[k].pid, rs[k].marker);
@@ -1932,7 +2251,7 @@ static int cmd_status(int argc, char **argv)
 	qsort(rs, (size_t)n, sizeof(*rs), cmp_rank_asc);
 	int running = 0;
 	for (int i = 0; i < n; i++) {
-		bool up = proc_matches(rs[i].pid, rs[i].prog, rs[i].marker);
+		bool up = rec_running(home, &rs[i]);
 		running += up;
 		if (up)
 			printf("%-10s running  pid %d\n", rs[i].name, (int)rs[i].pid);

@@ -60,7 +60,7 @@ BENCH_BIN = $(B)/bench/nn_bench
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps test unit e2e up down bench asan tsan lint clean fuzz install
+.PHONY: all deps test unit e2e up down bench asan tsan lint clean fuzz install crashtest
 all: $(PROGS) $(UNIT_BIN) $(BENCH_BIN)
 
 deps:
@@ -166,6 +166,12 @@ down:
 
 bench: all
 	@B=$(B) bash tests/bench.sh
+
+# The full namenode crash test (issue 8): 50 SIGKILLs of the namenode under a
+# random workload, bounded to 15 minutes (CRASH_KILLS, CRASH_TIME, CRASH_SEED
+# override; `make test` runs 5 kills as tests/e2e/crash_nn.sh).
+crashtest: all
+	@CRASH_KILLS=$${CRASH_KILLS:-50} CRASH_TIME=$${CRASH_TIME:-900} B=$(B) bash tests/e2e/crash_nn.sh
 
 asan:
 	$(MAKE) B=build-asan OPT="-O1 -g -fno-omit-frame-pointer" SAN="-fsanitize=address,undefined" test

@@ -196,8 +196,10 @@ static void scan_dirents(chk *c)
 		uint64_t ino = cdl_get_be64((const uint8_t *)v);
 		chk_ino *n = ino_find(c, ino);
 		if (!n) {
-			bad(c, "entry '%s' of directory %" PRIu64 " names inode %" PRIu64
-			    " which does not exist", name, parent, ino);
+			bad(c,
+			    "entry '%s' of directory %" PRIu64 " names inode %" PRIu64
+			    " which does not exist",
+			    name, parent, ino);
 		} else {
 			n->reached++;
 			if (n->parent != parent || strcmp(n->name, name))
@@ -243,10 +245,12 @@ static void check_tree(chk *c)
 	for (size_t i = 0; i < c->ninos; i++) {
 		chk_ino *n = &c->inos[i];
 		if (n->ino != ROOT_INO && n->reached != 1)
-			bad(c, "inode %" PRIu64 " ('%s' in %" PRIu64 ") is named by %u entries, not 1",
+			bad(c,
+			    "inode %" PRIu64 " ('%s' in %" PRIu64 ") is named by %u entries, not 1",
 			    n->ino, n->name, n->parent, n->reached);
 		else if (n->ino != ROOT_INO && !rooted(c, n))
-			bad(c, "inode %" PRIu64 " ('%s') does not reach the root through its parents",
+			bad(c,
+			    "inode %" PRIu64 " ('%s') does not reach the root through its parents",
 			    n->ino, n->name);
 		if (S_ISDIR(n->mode) &&
 		    (n->entries != n->seen_entries || n->subdirs != n->seen_subdirs))
@@ -266,8 +270,10 @@ static void check_map_entry(nn_blk *k, void *arg)
 	c->map_reported += k->nloc > 0;
 	chk_blk *b = bsearch(&k->id, c->blks, c->nblks, sizeof(chk_blk), blk_find_cmp);
 	if (!b) {
-		bad(c, "block %" PRIu64 " is in the block map (inode %" PRIu64
-		    ") but in no inode record", k->id, k->ino);
+		bad(c,
+		    "block %" PRIu64 " is in the block map (inode %" PRIu64
+		    ") but in no inode record",
+		    k->id, k->ino);
 		return;
 	}
 	b->in_map = true;
@@ -292,8 +298,8 @@ static void check_blocks(chk *c)
 			bad(c, "block %" PRIu64 " of inode %" PRIu64 " is not in the block map",
 			    c->blks[i].id, c->blks[i].ino);
 	if (c->nblks != c->ns->bl->nblocks)
-		bad(c, "the inode records list %zu blocks, the block counter says %" PRIu64, c->nblks,
-		    c->ns->bl->nblocks);
+		bad(c, "the inode records list %zu blocks, the block counter says %" PRIu64,
+		    c->nblks, c->ns->bl->nblocks);
 	if (c->map_blocks != c->ns->bl->nblocks)
 		bad(c, "the block map holds %" PRIu64 " blocks, its counter says %" PRIu64,
 		    c->map_blocks, c->ns->bl->nblocks);

@@ -220,8 +220,7 @@ static enum MHD_Result http_cb(void *cls, struct MHD_Connection *conn, const cha
 	if (!strcmp(url, "/check")) {
 		/* the check stops every operation while it scans, so only
 		 * whoever can read the metadata folder may ask for it */
-		const char *tok =
-		    MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token");
+		const char *tok = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token");
 		nn_check_report rep;
 		if (!tok || strlen(tok) != strlen(check_token) ||
 		    CRYPTO_memcmp(tok, check_token, strlen(check_token)) != 0) {

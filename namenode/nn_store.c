@@ -38,6 +38,7 @@ struct nn_iter {
 	rocksdb_readoptions_t *ro;
 	char *prefix;
 	size_t plen;
+	char *bound; /* the first key past the prefix (NULL: none) */
 };
 
 /* Convert a RocksDB error at the edge: log it, free it, return -EIO. */
@@ -243,6 +244,19 @@ nn_iter *nn_iter_new(nn_store *s, const void *prefix, size_t plen, const void *s
 	it->prefix = xmalloc(plen);
 	memcpy(it->prefix, prefix, plen);
 	it->plen = plen;
+	/* stop at the end of the prefix: a seek into an empty range would
+	 * otherwise walk on through whatever follows it, such as the
+	 * tombstones of trimmed events after the directory entries */
+	size_t bl = plen;
+	while (bl && ((const uint8_t *)prefix)[bl - 1] == 0xff)
+		bl--;
+	if (bl) {
+		/* RocksDB keeps a pointer to the bound: it lives as long as it */
+		it->bound = xmalloc(bl);
+		memcpy(it->bound, prefix, bl);
+		it->bound[bl - 1] = (char)(((const uint8_t *)prefix)[bl - 1] + 1);
+		rocksdb_readoptions_set_iterate_upper_bound(it->ro, it->bound, bl);
+	}
 	it->it = rocksdb_create_iterator(s->db, it->ro);
 	rocksdb_iter_seek(it->it, start, slen);
 	return it;
@@ -279,6 +293,7 @@ void nn_iter_free(nn_iter *it)
 	rocksdb_iter_destroy(it->it);
 	rocksdb_readoptions_destroy(it->ro);
 	free(it->prefix);
+	free(it->bound);
 	free(it);
 }
 

@@ -2481,7 +2481,7 @@ static void fsck_problem(struct fsck *f, const char *path, uint64_t id, const ch
 	free(s);
 }
 
-static void fsck_file(struct fsck *f, nn_inode *n, const char *path)
+static void fsck_file(struct fsck *f, const nn_inode *n, const char *path)
 {
 	Caudal__FsckReply *r = f->rep;
 	r->files++;
@@ -2520,7 +2520,50 @@ static void fsck_file(struct fsck *f, nn_inode *n, const char *path)
 	}
 }
 
-static void fsck_tree(struct fsck *f, nn_inode *n, const char *path, int depth)
+/* Entries fsck looks at per hold of the namespace lock, and how long it
+ * lets go between steps, so that heartbeats, block reports and clients do
+ * not wait for a whole subtree. A mutex is not fair: without the pause the
+ * walker would take it back before a waiter wakes (HDFS's content summary
+ * sleeps 500 us between its steps for the same reason). */
+#define FSCK_STEP     1024
+#define FSCK_PAUSE_US 500
+#define FSCK_DEPTH    4096
+
+/* One directory on fsck's walk: its entries after `after` are still to
+ * be looked at. The walk goes by inode id, so a directory renamed between
+ * steps is still walked (under its old path) and one removed is empty. */
+struct fsck_dir {
+	uint64_t ino;
+	char *path;
+	char *after; /* last entry looked at (NULL: none yet) */
+};
+
+/* Count directory n (at path) and, when cred may list and search it, push
+ * it for the walk; a directory the caller may not enter is named once
+ * instead and not looked into, as find(1) reports one. */
+static void fsck_enter(struct fsck *f, const nn_inode *n, const char *path,
+		       const Caudal__Cred *cred, struct fsck_dir *stack, size_t *depth)
+{
+	f->rep->dirs++;
+	if (perm(n, cred, R_OK | X_OK) < 0) {
+		if (f->rep->n_problems < f->max_problems) {
+			char *s = xasprintf("%s: not checked: permission denied", path);
+			f->rep->problems[f->rep->n_problems++] = cdl_arena_strdup(f->a, s);
+			free(s);
+		}
+		return;
+	}
+	if (*depth == FSCK_DEPTH)
+		return;
+	stack[(*depth)++] = (struct fsck_dir){n->ino, xstrdup(path), NULL};
+}
+
+/* Check the subtree at n (resolved for cred, at path) in steps of
+ * FSCK_STEP entries. Called with ns->lock held; releases and retakes it
+ * between steps, so what it reports is each step's view, as HDFS's fsck
+ * reports a namespace that changes while it runs. */
+static void fsck_walk(struct fsck *f, const nn_inode *n, const char *path,
+		      const Caudal__Cred *cred)
 {
 	if (S_ISREG(n->mode)) {
 		fsck_file(f, n, path);
@@ -2530,27 +2573,68 @@ static void fsck_tree(struct fsck *f, nn_inode *n, const char *path, int depth)
 		f->rep->symlinks++;
 		return;
 	}
-	f->rep->dirs++;
-	if (depth > 4096)
-		return;
-	uint8_t prefix[9];
-	prefix[0] = 'D';
-	cdl_put_be64(prefix + 1, n->ino);
-	nn_iter *it = nn_iter_new(f->ns->st, prefix, 9, prefix, 9);
-	for (; nn_iter_valid(it); nn_iter_next(it)) {
-		size_t vl, kl;
-		const char *k = nn_iter_key(it, &kl);
-		const char *v = nn_iter_value(it, &vl);
-		nn_inode *c;
-		if (vl != 8 || inode_load(f->ns, cdl_get_be64((const uint8_t *)v), &c) < 0)
-			continue;
-		char *cp =
-		    xasprintf("%s%s%.*s", path, strcmp(path, "/") ? "/" : "", (int)(kl - 9), k + 9);
-		fsck_tree(f, c, cp, depth + 1);
-		free(cp);
-		inode_free(c);
+	struct fsck_dir *stack = xcalloc(FSCK_DEPTH, sizeof(*stack));
+	size_t depth = 0;
+	unsigned budget = FSCK_STEP;
+	fsck_enter(f, n, path, cred, stack, &depth);
+	while (depth) {
+		struct fsck_dir *d = &stack[depth - 1];
+		uint8_t prefix[9], start[9 + CDL_NAME_MAX + 2];
+		prefix[0] = 'D';
+		cdl_put_be64(prefix + 1, d->ino);
+		memcpy(start, prefix, 9);
+		size_t sl = 9;
+		if (d->after) {
+			size_t al = strlen(d->after);
+			memcpy(start + 9, d->after, al);
+			start[9 + al] = '\0'; /* the first key after `after` */
+			sl = 10 + al;
+		}
+		nn_iter *it = nn_iter_new(f->ns->st, prefix, 9, start, sl);
+		budget--; /* a seek costs as much as an entry */
+		bool descend = false;
+		for (; !descend && budget && nn_iter_valid(it); nn_iter_next(it)) {
+			size_t vl, kl;
+			const char *k = nn_iter_key(it, &kl);
+			const char *v = nn_iter_value(it, &vl);
+			if (kl <= 9 || kl - 9 > CDL_NAME_MAX)
+				continue;
+			free(d->after);
+			d->after = xstrndup(k + 9, kl - 9);
+			budget--;
+			nn_inode *c;
+			if (vl != 8 || inode_load(f->ns, cdl_get_be64((const uint8_t *)v), &c) < 0)
+				continue;
+			char *cp = xasprintf("%s%s%s", d->path, strcmp(d->path, "/") ? "/" : "",
+					     d->after);
+			if (S_ISDIR(c->mode)) {
+				size_t was = depth;
+				fsck_enter(f, c, cp, cred, stack, &depth);
+				descend = depth > was; /* depth first: d resumes later */
+			} else if (S_ISLNK(c->mode)) {
+				f->rep->symlinks++;
+			} else {
+				fsck_file(f, c, cp);
+			}
+			free(cp);
+			inode_free(c);
+		}
+		bool done = !descend && budget && !nn_iter_valid(it);
+		nn_iter_free(it);
+		if (done) {
+			free(stack[depth - 1].path);
+			free(stack[depth - 1].after);
+			depth--;
+		}
+		if (!budget) {
+			/* let the others in; the walk holds ids, not pointers */
+			pthread_mutex_unlock(&f->ns->lock);
+			usleep(FSCK_PAUSE_US);
+			pthread_mutex_lock(&f->ns->lock);
+			budget = FSCK_STEP;
+		}
 	}
-	nn_iter_free(it);
+	free(stack);
 }
 
 H(Fsck)
@@ -2558,15 +2642,16 @@ H(Fsck)
 	nn_ns *ns = ctx;
 	const Caudal__FsckRequest *req = (const void *)req_;
 	Caudal__FsckReply *rep = (void *)rep_;
+	const Caudal__Cred *cred = cred_of(req->cred);
 	nn_inode *n = NULL;
 	pthread_mutex_lock(&ns->lock);
-	int rc = resolve(ns, req->target, cred_of(req->cred), &n);
+	int rc = resolve(ns, req->target, cred, &n);
 	if (rc == 0) {
 		struct fsck f = {ns, rep, a, req->max_problems < 1000 ? req->max_problems : 1000,
 				 nn_dn_live_count(ns->bl)};
 		rep->problems = cdl_arena_alloc(a, (f.max_problems + 1) * sizeof(char *));
 		char *path = inode_path(ns, n);
-		fsck_tree(&f, n, path, 0);
+		fsck_walk(&f, n, path, cred);
 		free(path);
 	}
 	ns_unlock(ns);
@@ -2813,7 +2898,7 @@ static const cdl_rpc_method client_methods[] = {
     {"RenewLease", h_RenewLease, 0, R_CLIENTS},
     {"Statfs", h_Statfs, 0, R_CLIENTS},
     {"Report", h_Report, 0, R_CLIENTS},
-    {"Fsck", h_Fsck, 0, R_ADMIN},
+    {"Fsck", h_Fsck, CDL_RPC_BLOCKING, R_ADMIN}, /* long: a thread of its own */
     {"ReportBad", h_ReportBad, 0, R_CLIENTS},
     {"GetEvents", h_GetEvents, CDL_RPC_BLOCKING, R_EVENTS},
     {"UpdatePipeline", h_UpdatePipeline, 0, R_CLIENTS},

@@ -5,6 +5,7 @@
  * (nn_store_inject), then checks that the block map, the records and the
  * counters still agree and that nothing not yet durable was acted on. */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -534,6 +535,117 @@ static void test_events_after_sync(void)
 	stop_nn();
 }
 
+/* Fsck of target path as cred: its reply (caller frees). */
+static Caudal__FsckReply *fsck_as(cdl_rpc_client *c, const char *path, const Caudal__Cred *cred)
+{
+	Caudal__FsckRequest q = CAUDAL__FSCK_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	t.path = (char *)path;
+	q.target = &t;
+	q.max_problems = 100;
+	q.cred = (Caudal__Cred *)cred;
+	Caudal__FsckReply *r = call_on(c, "Fsck", &q);
+	CHECK_EQ(r->err, 0);
+	return r;
+}
+
+struct fsck_run {
+	cdl_rpc_client *c;
+	int64_t t0, t1;
+	uint64_t dirs;
+};
+
+static void *fsck_thread(void *arg)
+{
+	struct fsck_run *fr = arg;
+	fr->t0 = cdl_now_ms();
+	Caudal__FsckReply *r = fsck_as(fr->c, "/", NULL);
+	fr->t1 = cdl_now_ms();
+	fr->dirs = r->dirs;
+	rfree(r);
+	return NULL;
+}
+
+/* Defect D, fsck: it walks in bounded steps and lets go of the namespace
+ * lock between them, so a GetAttr made while it walks a large tree is
+ * answered at once, not after the walk; and it does not look into a
+ * directory the caller may not list and search. */
+static void test_fsck_steps(void)
+{
+	wipe();
+	start(false);
+	/* /vault (0700 root) holds a file nobody may see */
+	CHECK_EQ(mkdir_as("/vault", NULL), 0);
+	uint64_t ino;
+	CHECK_EQ(create_as("/vault/secret", "c1", &ino, NULL), 0);
+	CHECK_EQ(complete(ino, "c1", 0, 0), 0);
+	{
+		Caudal__SetAttrRequest q = CAUDAL__SET_ATTR_REQUEST__INIT;
+		Caudal__Target t = CAUDAL__TARGET__INIT;
+		t.path = "/vault";
+		q.target = &t;
+		q.valid = CAUDAL__SET_ATTR_FIELD__SA_MODE;
+		q.mode = 0700;
+		Caudal__AttrReply *r = call("SetAttr", &q);
+		CHECK_EQ(r->err, 0);
+		rfree(r);
+	}
+	Caudal__Cred nobody = CAUDAL__CRED__INIT;
+	nobody.uid = 65534;
+	nobody.gid = 65534;
+	Caudal__FsckReply *r = fsck_as(cl, "/", &nobody);
+	CHECK_EQ(r->files, 0);
+	CHECK_EQ(r->dirs, 2);
+	CHECK_EQ(r->n_problems, 1);
+	if (r->n_problems)
+		CHECK(!strcmp(r->problems[0], "/vault: not checked: permission denied"));
+	rfree(r);
+	r = fsck_as(cl, "/", NULL);
+	CHECK_EQ(r->files, 1);
+	CHECK_EQ(r->n_problems, 0);
+	rfree(r);
+
+	/* a tree of some twenty steps of entries */
+	enum { WIDE = 200, DEEP = 100 };
+	char p[64];
+	for (int i = 0; i < WIDE; i++) {
+		snprintf(p, sizeof(p), "/big/d%03d", i);
+		CHECK_EQ(mkdir_as(i ? p : "/big", NULL), 0);
+		if (!i)
+			CHECK_EQ(mkdir_as(p, NULL), 0);
+		for (int j = 0; j < DEEP; j++) {
+			snprintf(p, sizeof(p), "/big/d%03d/e%02d", i, j);
+			CHECK_EQ(mkdir_as(p, NULL), 0);
+		}
+	}
+	char target[64];
+	snprintf(target, sizeof(target), "127.0.0.1:%d", cdl_rpc_server_port(srv));
+	struct fsck_run fr = {cdl_rpc_client_new(target, &caudal__client_protocol__descriptor), 0,
+			      0, 0};
+	pthread_t th;
+	CHECK_EQ(pthread_create(&th, NULL, fsck_thread, &fr), 0);
+	/* GetAttrs while the walk runs: the slowest of them */
+	int64_t worst = 0;
+	int during = 0;
+	usleep(2000);
+	while (!fr.t1) {
+		int64_t t0 = cdl_now_ms();
+		CHECK_EQ(stat_path("/big", NULL), 0);
+		int64_t t = cdl_now_ms() - t0;
+		worst = t > worst ? t : worst;
+		during++;
+	}
+	pthread_join(th, NULL);
+	cdl_rpc_client_free(fr.c);
+	CHECK_EQ(fr.dirs, 2 + 1 + WIDE + WIDE * DEEP);
+	int64_t walk = fr.t1 - fr.t0;
+	fprintf(stderr, "fsck of %d directories: %lld ms; %d GetAttrs meanwhile, the slowest %lld ms\n",
+		WIDE * DEEP, (long long)walk, during, (long long)worst);
+	CHECK(walk >= 40); /* long enough to tell */
+	CHECK(worst * 4 < walk);
+	stop_nn();
+}
+
 int main(void)
 {
 	cdl_log_init("test", CDL_LOG_WARN);
@@ -545,6 +657,7 @@ int main(void)
 	test_truncate_frees_after_sync();
 	test_inode_count();
 	test_events_after_sync();
+	test_fsck_steps();
 
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

@@ -523,6 +523,12 @@ def main():
             log("stopping at the first violation; replay with CRASH_SEED=%d" % SEED)
             break
         cl = Client(IO_MS)
+    if m is not None:
+        # the oracle itself must see a change it was not told of
+        cl.op("mkdir", ROOT + "/unmodelled")
+        obs, err = observe(cl)
+        if obs is None or not diff(m, obs):
+            violation("the oracle did not notice an unmodelled mkdir (%s)" % err)
     cl.close()
     log("figures: seed %d: %d namenode kills survived, %d operations (%d acknowledged, "
         "%d refused), in flight at a kill: %d applied, %d not; %d namespace checks, "
@@ -534,4 +540,14 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        rc = main()
+    except Exception:
+        # not a violation found but the driver unable to go on (a restart
+        # that failed, a client that died): exit 2 with the seed
+        import traceback
+        traceback.print_exc()
+        log("driver stopped, seed %d, after %d kills, %d violations" %
+            (SEED, stats["kills"], stats["violations"]))
+        rc = 2
+    sys.exit(rc)

@@ -45,12 +45,16 @@ NN = os.environ["CAUDAL_NAMENODE"]
 HTTP = "http://127.0.0.1:%s" % os.environ["CAUDAL_NN_HTTP_PORT"]
 LEASE_S = int(os.environ.get("CAUDAL_LEASE_MS", "2000")) / 1000.0
 TMP = os.environ.get("T", "/tmp")
+# after a namenode kill, the chance of also killing a writer, a datanode
+WRITER_SHARE = float(os.environ.get("CRASH_WRITER_SHARE", "0.3"))
+DN_SHARE = float(os.environ.get("CRASH_DN_SHARE", "0.2"))
 IO_MS = 2500  # a client gives up this long after the namenode died
 ROOT = "/w"
 
 rng = random.Random(SEED)
 stats = {"kills": 0, "ops": 0, "acked": 0, "failed": 0, "inflight_applied": 0,
-         "inflight_lost": 0, "checks": 0, "violations": 0}
+         "inflight_lost": 0, "checks": 0, "violations": 0, "writer_kills": 0,
+         "dn_kills": 0}
 
 
 def log(msg):
@@ -74,11 +78,11 @@ class Client:
     def op(self, *fields):
         self.p.stdin.write("\t".join(str(f) for f in fields) + "\n")
         self.p.stdin.flush()
-        lines = []
+        lines = self.lines = []  # what it printed, even if it dies midway
         while True:
             line = self.p.stdout.readline()
             if not line:
-                raise RuntimeError("crash_client exited during %r" % (fields,))
+                raise RuntimeError("crash_client exited during %r" % (fields[:2],))
             line = line.rstrip("\n")
             if line == "ok" or line.startswith("err "):
                 return line == "ok", line, lines
@@ -242,6 +246,8 @@ def send(cl, op):
         with open(local, "wb") as f:
             f.write(op[-1])
         fields = (op[0], op[1], local) + ((op[3],) if op[0] == "put" else ())
+        if op[2]:  # written op[2] bytes at a time, each synced
+            fields = (op[0] + "sync",) + fields[1:] + (op[2],)
     else:
         fields = op
     return cl.op(*fields)
@@ -255,9 +261,11 @@ def show(op):
 
 # ------------------------------------------------------------------ cluster
 
-def nn_pid():
+def daemon_pid(name):
+    """The pid of a daemon of the cluster (namenode, dn1, ...) from its pid
+    file, if that pid still runs the program the file names."""
     try:
-        with open(os.path.join(HOME, "pids", "namenode.pid")) as f:
+        with open(os.path.join(HOME, "pids", name + ".pid")) as f:
             pid, prog = f.read().split("\n")[:2]
         pid = int(pid)
         exe = os.readlink("/proc/%d/exe" % pid).replace(" (deleted)", "")
@@ -266,16 +274,24 @@ def nn_pid():
         return None
 
 
-def kill_nn():
-    pid = nn_pid()
-    if pid is None:
-        raise RuntimeError("no namenode to kill")
+def kill_pid(pid, what):
     os.kill(pid, signal.SIGKILL)
     for _ in range(200):
-        if not os.path.exists("/proc/%d" % pid) or open("/proc/%d/stat" % pid).read().split()[2] == "Z":
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return
+        except OSError:
             return
         time.sleep(0.02)
-    raise RuntimeError("namenode %d survived SIGKILL" % pid)
+    raise RuntimeError("%s (pid %d) survived SIGKILL" % (what, pid))
+
+
+def kill_nn():
+    pid = daemon_pid("namenode")
+    if pid is None:
+        raise RuntimeError("no namenode to kill")
+    kill_pid(pid, "namenode")
 
 
 def http(path):
@@ -388,10 +404,15 @@ def diff(m, obs, loose=None):
     return out
 
 
-def settle(m, obs, inflight):
+def settle(m, obs, inflight, durable=None):
     """The model after a restart: m itself, or m with the operation in
-    flight applied (a write in flight: any prefix of its bytes)."""
+    flight applied (a write in flight: any prefix of its bytes, at least
+    the durable size its last hsync acknowledged)."""
     d0 = diff(m, obs)
+    if not d0 and inflight and durable is not None:
+        violation("'%s' was hsynced at %d bytes, yet the file is as before it" %
+                  (show(inflight), durable))
+        return None
     if not d0:
         if inflight:
             stats["inflight_lost"] += 1
@@ -400,6 +421,9 @@ def settle(m, obs, inflight):
         m1 = apply(m, inflight)
         loose = inflight[1] if inflight[0] in ("put", "append") else None
         d1 = diff(m1, obs, loose)
+        if not d1 and loose and durable is not None and obs[loose]["size"] < durable:
+            d1 = ["%s: size %d after recovery, but %d bytes were hsynced" %
+                  (loose, obs[loose]["size"], durable)]
         if not d1:
             stats["inflight_applied"] += 1
             if loose:
@@ -415,9 +439,10 @@ def settle(m, obs, inflight):
     return None
 
 
-def check_round(m, inflight, mode, kill_no):
-    """After a restart: safe mode left, leases recovered, namespace against
-    the model, invariants, fsck. Returns the settled model."""
+def check_round(m, inflight, what, durable=None):
+    """After a kill: safe mode left, leases recovered, namespace against
+    the model, invariants, fsck. Returns the settled model (None after a
+    violation)."""
     wait_until("safe mode to end", safemode_off, 60)
     cl = Client(10000)
     try:
@@ -437,14 +462,13 @@ def check_round(m, inflight, mode, kill_no):
             time.sleep(0.5)
     finally:
         cl.close()
-    m = settle(m, obs, inflight)
+    m = settle(m, obs, inflight, durable)
     stats["checks"] += 1
     body = live_check()
     if not fsck_wait():
-        violation("fsck / not HEALTHY 60 s after restart %d" % kill_no)
+        violation("fsck / not HEALTHY 60 s after the %s" % what)
     if m is not None:
-        log("kill %d (namenode in sync %s): %d entries match, %s" %
-            (kill_no, mode, len(m), body.split("\n")[0]))
+        log("after the %s: %d entries match, %s" % (what, len(m), body.split("\n")[0]))
     return m
 
 
@@ -455,6 +479,79 @@ def fsck_wait():
             return True
         time.sleep(0.5)
     return False
+
+
+# ------------------------------------------------------------------ other kills
+
+def big_write(m):
+    files = [p for p, e in m.items() if e["k"] == "f"]
+    if files and rng.random() < 0.4:
+        return ("append", pick(files), CHUNK, rng.randbytes(rng.choice([300000, 1100000])))
+    dirs = [ROOT] + [p for p, e in m.items() if e["k"] == "d"]
+    p = new_name(m, pick(dirs), "f") or pick(files)
+    return ("put", p, CHUNK, rng.randint(1, 3), rng.randbytes(rng.choice([300000, 2500000])))
+
+
+CHUNK = 65536  # a kill's write is synced this often
+
+
+def synced(cl):
+    """The size the last "synced N" line of a write acknowledged."""
+    n = [int(x.split()[1]) for x in cl.lines if x.startswith("synced ")]
+    return n[-1] if n else None
+
+
+def writer_round(m):
+    """SIGKILL the writer in the middle of a put or append: the namenode
+    must recover its lease and close the file at a prefix of what was
+    written, everything else untouched."""
+    cl = Client(IO_MS)
+    op = big_write(m)
+    timer = threading.Timer(rng.uniform(0.01, 0.5), kill_pid, (cl.p.pid, "crash_client"))
+    timer.start()
+    try:
+        ok, line, _ = send(cl, op)
+    except (BrokenPipeError, RuntimeError):
+        ok, line = False, "writer killed"
+    timer.join()
+    durable = synced(cl)
+    cl.close()
+    stats["writer_kills"] += 1
+    stats["ops"] += 1
+    if ok:
+        stats["acked"] += 1
+        m = apply(m, op)
+    log("writer killed during '%s': %s (synced %s)" %
+        (show(op), "acknowledged" if ok else line, durable))
+    return check_round(m, None if ok else op, "writer kill %d" % stats["writer_kills"],
+                       durable)
+
+
+def datanode_round(m, mode):
+    """SIGKILL a datanode in the middle of a write, restart it with caudal
+    up: the write carries on or fails whole, fsck is HEALTHY again once
+    re-replication is done."""
+    name = "dn%d" % rng.randint(1, 3)
+    pid = daemon_pid(name)
+    if pid is None:
+        raise RuntimeError("no %s to kill" % name)
+    cl = Client(IO_MS)
+    op = big_write(m)
+    timer = threading.Timer(rng.uniform(0.01, 0.5), kill_pid, (pid, name))
+    timer.start()
+    ok, line, _ = send(cl, op)
+    timer.join()
+    durable = synced(cl)
+    cl.close()
+    stats["dn_kills"] += 1
+    stats["ops"] += 1
+    if ok:
+        stats["acked"] += 1
+        m = apply(m, op)
+    log("%s killed during '%s': %s (synced %s)" %
+        (name, show(op), "acknowledged" if ok else line, durable))
+    restart(mode)  # the namenode runs on; caudal up starts the datanode
+    return check_round(m, None if ok else op, "%s kill" % name, durable)
 
 
 # ------------------------------------------------------------------ main
@@ -518,7 +615,11 @@ def main():
         offline_check()
         was, running = running, ("batch" if k % 2 else "always")
         restart(running)
-        m = check_round(m, inflight, was, k)
+        m = check_round(m, inflight, "namenode kill %d (sync %s)" % (k, was))
+        if m is not None and rng.random() < WRITER_SHARE:
+            m = writer_round(m)
+        if m is not None and rng.random() < DN_SHARE:
+            m = datanode_round(m, running)
         if m is None:
             log("stopping at the first violation; replay with CRASH_SEED=%d" % SEED)
             break
@@ -530,10 +631,11 @@ def main():
         if obs is None or not diff(m, obs):
             violation("the oracle did not notice an unmodelled mkdir (%s)" % err)
     cl.close()
-    log("figures: seed %d: %d namenode kills survived, %d operations (%d acknowledged, "
-        "%d refused), in flight at a kill: %d applied, %d not; %d namespace checks, "
-        "%d violations, %.0fs" %
-        (SEED, stats["kills"], stats["ops"], stats["acked"], stats["failed"],
+    log("figures: seed %d: %d namenode kills survived (and %d writer kills, %d datanode "
+        "kills), %d operations (%d acknowledged, %d refused), in flight at a kill: %d "
+        "applied, %d not; %d namespace checks, %d violations, %.0fs" %
+        (SEED, stats["kills"], stats["writer_kills"], stats["dn_kills"], stats["ops"],
+         stats["acked"], stats["failed"],
          stats["inflight_applied"], stats["inflight_lost"], stats["checks"],
          stats["violations"], time.time() - start))
     return 1 if stats["violations"] else 0

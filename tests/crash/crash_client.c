@@ -7,8 +7,12 @@
  * Fields are separated by tabs (paths never hold one). Operations:
  *   mkdir P | put P LOCAL REPL | append P LOCAL | trunc P SIZE |
  *   chmod P OCTAL | mv SRC DST | rm P (recursive) | setx P NAME HEXVALUE |
- *   rmx P NAME | ln TARGET P | setrep P N | get P LOCAL | dump P
- * Each answers "ok" or "err ERRNO MESSAGE". dump first prints the tree
+ *   rmx P NAME | ln TARGET P | setrep P N | get P LOCAL | dump P |
+ *   putsync P LOCAL REPL CHUNK | appendsync P LOCAL CHUNK
+ * Each answers "ok" or "err ERRNO MESSAGE". putsync and appendsync write
+ * CHUNK bytes at a time, each followed by an hsync and a line "synced N"
+ * (N: the file's size, durable from then on), with a pause of 20 ms, so
+ * that a kill lands in the middle of the write. dump first prints the tree
  * under P, one line per entry, tab-separated:
  *   D path mode | F path mode size sha256 replication uc(0|1) |
  *   L path target | X path name hexvalue  (user.* attributes only)
@@ -100,6 +104,45 @@ static int op_file(const char *op, const char *path, const char *local, const ch
 				    : cdl_append_fd(cl, path, fd);
 	close(fd);
 	return rc;
+}
+
+static int op_file_sync(const char *path, const char *local, const char *repl, size_t chunk)
+{
+	Caudal__Attr *attr = NULL;
+	int rc = repl ? cdl_create(cl, path, 0644, (uint32_t)atoi(repl), 0, true, &attr)
+		      : cdl_append_open(cl, path, &attr);
+	if (rc < 0)
+		return rc;
+	cdl_writer *w;
+	rc = cdl_writer_open(cl, attr, &w);
+	protobuf_c_message_free_unpacked(&attr->base, NULL);
+	if (rc < 0)
+		return rc;
+	FILE *f = fopen(local, "rb");
+	if (!f) {
+		rc = -errno;
+		cdl_writer_abort(w);
+		return rc;
+	}
+	static char buf[1 << 20];
+	if (chunk == 0 || chunk > sizeof(buf))
+		chunk = sizeof(buf);
+	size_t n;
+	while (rc == 0 && (n = fread(buf, 1, chunk, f)) > 0) {
+		rc = cdl_writer_write(w, buf, n);
+		if (rc == 0)
+			rc = cdl_writer_sync(w);
+		if (rc == 0) {
+			printf("synced %llu\n", (unsigned long long)cdl_writer_size(w));
+			usleep(20 * 1000);
+		}
+	}
+	fclose(f);
+	if (rc < 0) {
+		cdl_writer_abort(w);
+		return rc;
+	}
+	return cdl_writer_close(w);
 }
 
 static int op_get(const char *path, const char *local)
@@ -242,6 +285,10 @@ static int run(char **f, int n)
 		return cdl_mkdir(cl, f[1], 0755, false);
 	if ((!strcmp(op, "put") && n == 4) || (!strcmp(op, "append") && n == 3))
 		return op_file(op, f[1], f[2], n == 4 ? f[3] : NULL);
+	if (!strcmp(op, "putsync") && n == 5)
+		return op_file_sync(f[1], f[2], f[3], strtoull(f[4], NULL, 10));
+	if (!strcmp(op, "appendsync") && n == 4)
+		return op_file_sync(f[1], f[2], NULL, strtoull(f[3], NULL, 10));
 	if (!strcmp(op, "trunc") && n == 3)
 		return setattr(f[1], CAUDAL__SET_ATTR_FIELD__SA_SIZE, 0, strtoull(f[2], NULL, 10));
 	if (!strcmp(op, "chmod") && n == 3)

@@ -327,6 +327,7 @@ def offline_check():
                         "--log_level=error"], capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         violation("offline check of the killed namenode's metadata:\n" + r.stdout + r.stderr)
+    return r.stdout.split("\n")[0]
 
 
 def live_check():
@@ -611,8 +612,8 @@ def main():
         timer.join()
         stats["kills"] += 1
         cl.close()
-        log("kill %d during '%s': %s" % (k, show(op), "acknowledged" if ok else line))
-        offline_check()
+        log("kill %d during '%s': %s; offline check: %s" %
+            (k, show(op), "acknowledged" if ok else line, offline_check()))
         was, running = running, ("batch" if k % 2 else "always")
         restart(running)
         m = check_round(m, inflight, "namenode kill %d (sync %s)" % (k, was))

@@ -468,9 +468,69 @@ def check_round(m, inflight, what, durable=None):
     body = live_check()
     if not fsck_wait():
         violation("fsck / not HEALTHY 60 s after the %s" % what)
+    elif m is not None:
+        cl = Client(10000)
+        try:
+            bad = replicas_settle(cl, m)
+        finally:
+            cl.close()
+        if bad:
+            violation("replicas on the datanodes' disks after the %s: %s" % (what, bad))
     if m is not None:
         log("after the %s: %d entries match, %s" % (what, len(m), body.split("\n")[0]))
     return m
+
+
+def disk_replicas():
+    """(block id, gen) -> datanodes holding it finalized, from their disks."""
+    out = {}
+    for dn in sorted(os.listdir(HOME)):
+        cur = os.path.join(HOME, dn, "current")
+        if not dn.startswith("dn") or not os.path.isdir(cur):
+            continue
+        for sub in os.listdir(cur):
+            try:
+                names = os.listdir(os.path.join(cur, sub))
+            except OSError:
+                continue
+            for f in names:
+                parts = f.split("_")
+                if len(parts) == 3 and parts[0] == "blk" and parts[2].isdigit():
+                    out.setdefault((int(parts[1]), int(parts[2])), []).append(dn)
+    return out
+
+
+def replicas_settle(cl, m):
+    """Once reports, deletions and re-replication are done, the datanodes'
+    disks hold exactly the namespace's blocks: each at its generation, as
+    many times as its file's replication, none orphaned. Returns a
+    description of what differs after 30 s, or None."""
+    want = {}
+    for p, e in m.items():
+        if e["k"] != "f":
+            continue
+        ok, line, lines = cl.op("blocks", p)
+        if not ok:
+            return "cannot get the blocks of '%s': %s" % (p, line)
+        for b in lines:
+            _, bid, gen, _ = b.split("\t")
+            want[(int(bid), int(gen))] = e["repl"]
+    end = time.time() + 30
+    while True:
+        have = disk_replicas()
+        bad = []
+        for k, n in want.items():
+            if len(have.get(k, [])) != n:
+                bad.append("block %d gen %d: %d replicas on disk, replication %d" %
+                           (k[0], k[1], len(have.get(k, [])), n))
+        for k, dns in have.items():
+            if k not in want:
+                bad.append("block %d gen %d on %s belongs to no file" % (k[0], k[1], ",".join(dns)))
+        if not bad:
+            return None
+        if time.time() > end:
+            return "; ".join(bad[:10])
+        time.sleep(0.5)
 
 
 def fsck_wait():

@@ -8,11 +8,12 @@
  *   mkdir P | put P LOCAL REPL | append P LOCAL | trunc P SIZE |
  *   chmod P OCTAL | mv SRC DST | rm P (recursive) | setx P NAME HEXVALUE |
  *   rmx P NAME | ln TARGET P | setrep P N | get P LOCAL | dump P |
- *   putsync P LOCAL REPL CHUNK | appendsync P LOCAL CHUNK
+ *   putsync P LOCAL REPL CHUNK | appendsync P LOCAL CHUNK | blocks P
  * Each answers "ok" or "err ERRNO MESSAGE". putsync and appendsync write
  * CHUNK bytes at a time, each followed by an hsync and a line "synced N"
  * (N: the file's size, durable from then on), with a pause of 20 ms, so
- * that a kill lands in the middle of the write. dump first prints the tree
+ * that a kill lands in the middle of the write. blocks prints a line
+ * "B id gen length" for each block of file P. dump first prints the tree
  * under P, one line per entry, tab-separated:
  *   D path mode | F path mode size sha256 replication uc(0|1) |
  *   L path target | X path name hexvalue  (user.* attributes only)
@@ -215,6 +216,25 @@ static int dump_xattrs(const char *path)
 	return rc;
 }
 
+static int blocks(const char *path)
+{
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__GetBlocksRequest q = CAUDAL__GET_BLOCKS_REQUEST__INIT;
+	t.path = (char *)path;
+	q.target = &t;
+	q.cred = cdl_client_cred(cl);
+	Caudal__GetBlocksReply *r = NULL;
+	int rc = cdl_client_call_err(cl, CDL_NN_GetBlocks, &q.base, (ProtobufCMessage **)&r);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < r->n_blocks; i++)
+		printf("B\t%llu\t%llu\t%llu\n", (unsigned long long)r->blocks[i]->id,
+		       (unsigned long long)r->blocks[i]->gen,
+		       (unsigned long long)r->blocks[i]->length);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return 0;
+}
+
 /* Print the tree under dir (depth first, names in order). */
 static int dump(const char *dir)
 {
@@ -320,6 +340,8 @@ static int run(char **f, int n)
 		q.cred = cdl_client_cred(cl);
 		return call_status(CDL_NN_SetReplication, &q.base);
 	}
+	if (!strcmp(op, "blocks") && n == 2)
+		return blocks(f[1]);
 	if (!strcmp(op, "get") && n == 3)
 		return op_get(f[1], f[2]);
 	if (!strcmp(op, "dump") && n == 2)

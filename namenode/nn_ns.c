@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@
 #define MIN_BLOCK_SIZE	CDL_CHUNK
 #define NN_MAX_GROUPS	64  /* supplementary groups a Cred may carry */
 #define NN_MAX_ID	255 /* client names, datanode ids, hosts and racks */
+#define WALK_DEPTH_MAX	4096 /* a path has at most CDL_PATH_MAX / 2 components */
 
 /* ---------------------------------------------------------------- inodes */
 
@@ -764,6 +766,25 @@ static int search_above(nn_ns *ns, const nn_inode *n, const Caudal__Cred *cred)
 	return -ELOOP; /* a parent chain that does not reach the root: corrupt */
 }
 
+/* Does n hang in the tree? Not when it is in a deleted subtree still
+ * being removed (reap): nothing may be added there, as its entries are
+ * removed in steps. search_above finds the same for other users. */
+static int reaches_root(nn_ns *ns, const nn_inode *n)
+{
+	uint64_t ino = n->ino;
+	for (int depth = 0; depth < WALK_DEPTH_MAX; depth++) {
+		if (ino == ROOT_INO)
+			return 0;
+		nn_inode *d;
+		int rc = inode_load(ns, ino, &d);
+		if (rc < 0)
+			return rc;
+		ino = d->parent;
+		inode_free(d);
+	}
+	return -ELOOP;
+}
+
 /* Resolve a Target to its inode. A target by id (ino, or parent+name)
  * checks search permission on the directories above as well. */
 static int resolve(nn_ns *ns, const Caudal__Target *t, const Caudal__Cred *cred, nn_inode **out)
@@ -816,6 +837,8 @@ static int resolve_parent(nn_ns *ns, const Caudal__Target *t, const Caudal__Cred
 			return rc;
 		/* the callers check the parent itself (W_OK|X_OK or X_OK) */
 		rc = S_ISDIR((*parent)->mode) ? search_above(ns, *parent, cred) : -ENOTDIR;
+		if (rc == 0 && (!cred || cred->uid == 0))
+			rc = reaches_root(ns, *parent);
 		if (rc < 0) {
 			inode_free(*parent);
 			*parent = NULL;
@@ -1352,50 +1375,20 @@ out:
 	rep->err = err_of(rc);
 }
 
-/* Remove child (and, for a directory, everything under it) from dir:
- * records deleted in t, blocks freed, leases dropped. */
 static int sticky_ok(const nn_inode *dir, const nn_inode *n, const Caudal__Cred *c);
 static int perm(const nn_inode *n, const Caudal__Cred *c, unsigned mask);
 
-/* cred (NULL: no checks) must be allowed to empty every directory it
- * descends into, as `rm -r` would need to be. */
-static int remove_tree(nn_ns *ns, nn_tx *t, nn_inode *dir, nn_inode *child,
-		       const Caudal__Cred *cred, int depth)
+/* Remove child, a file, symlink or empty directory, from dir in t: its
+ * records, its blocks and lease once t commits. */
+static void remove_leaf(nn_tx *t, nn_inode *dir, const nn_inode *child)
 {
-	if (depth > 4096)
-		return -ELOOP;
-	if (S_ISDIR(child->mode)) {
-		int rc = child->entries && cred ? perm(child, cred, 3) : 0;
-		if (rc < 0)
-			return rc;
-		uint8_t prefix[9];
-		prefix[0] = 'D';
-		cdl_put_be64(prefix + 1, child->ino);
-		nn_iter *it = nn_iter_new(ns->st, prefix, 9, prefix, 9);
-		for (; nn_iter_valid(it) && rc == 0; nn_iter_next(it)) {
-			size_t vl;
-			const char *v = nn_iter_value(it, &vl);
-			nn_inode *g;
-			if (vl != 8 || inode_load(ns, cdl_get_be64((const uint8_t *)v), &g) < 0)
-				continue;
-			rc = cred ? sticky_ok(child, g, cred) : 0;
-			if (rc == 0)
-				rc = remove_tree(ns, t, child, g, cred, depth + 1);
-			inode_free(g);
-		}
-		nn_iter_free(it);
-		if (rc < 0)
-			return rc;
-	} else {
-		for (size_t i = 0; i < child->nblocks; i++)
-			tx_doom_block(t, child->blocks[i].id);
-		if (child->lease)
-			tx_doom_lease(t, child->ino);
-	}
+	for (size_t i = 0; S_ISREG(child->mode) && i < child->nblocks; i++)
+		tx_doom_block(t, child->blocks[i].id);
+	if (child->lease)
+		tx_doom_lease(t, child->ino);
 	unlink_child(t, dir, child);
 	tx_del_inode(t, child->ino);
 	t->dinodes--;
-	return 0;
 }
 
 /* Sticky directories: only the owner of the entry or the directory (or
@@ -1407,27 +1400,275 @@ static int sticky_ok(const nn_inode *dir, const nn_inode *n, const Caudal__Cred 
 	return -EPERM;
 }
 
-H(Delete)
+/* A recursive delete in bounded steps. It checks, in steps, that the
+ * caller may empty every directory of the subtree (as `rm -r` needs);
+ * then one transaction takes the directory out of the tree (its entry
+ * goes, its parent becomes 0 and an 'X' record marks it: the delete is
+ * then durable, whole, and answered as such); then the subtree's records
+ * go in transactions of at most WALK_STEP records, children before their
+ * directory, the first in the handler and the rest from nn_ns_tick, so
+ * that a crash leaves a detached tree the next start finishes
+ * (reap_pending); the inode count falls as they go. Between steps the namespace lock is let go for
+ * WALK_PAUSE_US, so heartbeats, block reports and clients go on meanwhile
+ * (HDFS deletes a large tree's blocks incrementally the same way). */
+#define WALK_STEP     1024
+#define WALK_PAUSE_US 500
+#define WALK_DEPTH    WALK_DEPTH_MAX
+
+struct walk_frame {
+	uint64_t ino;
+	char *after; /* last entry looked at (NULL: none yet) */
+};
+
+/* Let other threads take the namespace lock, then take it back. */
+static void walk_pause(nn_ns *ns)
 {
-	nn_ns *ns = ctx;
-	const Caudal__DeleteRequest *req = (const void *)req_;
-	Caudal__Status *rep = (void *)rep_;
-	const Caudal__Cred *cred = cred_of(req->cred);
+	pthread_mutex_unlock(&ns->lock);
+	usleep(WALK_PAUSE_US);
+	pthread_mutex_lock(&ns->lock);
+}
+
+/* An iterator over the entries of directory f after f->after. */
+static nn_iter *walk_seek(nn_ns *ns, const struct walk_frame *f)
+{
+	uint8_t prefix[9], start[9 + CDL_NAME_MAX + 2];
+	prefix[0] = 'D';
+	cdl_put_be64(prefix + 1, f->ino);
+	memcpy(start, prefix, 9);
+	size_t sl = 9;
+	if (f->after) {
+		size_t al = strlen(f->after);
+		memcpy(start + 9, f->after, al);
+		start[9 + al] = '\0'; /* the first key after `after` */
+		sl = 10 + al;
+	}
+	return nn_iter_new(ns->st, prefix, 9, start, sl);
+}
+
+/* May cred empty every directory under top (write and search on each
+ * non-empty one, the sticky rule for each entry)? Walked in steps with
+ * ns->lock (held on entry and return) let go between them: a change made
+ * meanwhile inside the subtree is not seen, as `rm -r` does not see one
+ * either. 0 or -errno. */
+static int subtree_removable(nn_ns *ns, uint64_t top, const Caudal__Cred *cred)
+{
+	struct walk_frame *stack = xcalloc(WALK_DEPTH, sizeof(*stack));
+	size_t depth = 0;
+	unsigned budget = WALK_STEP;
+	int rc = 0;
+	stack[depth++] = (struct walk_frame){top, NULL};
+	while (depth && rc == 0) {
+		struct walk_frame *f = &stack[depth - 1];
+		nn_inode *d;
+		budget--;
+		if (inode_load(ns, f->ino, &d) < 0) { /* gone meanwhile */
+			free(f->after);
+			depth--;
+			continue;
+		}
+		if (!f->after && d->entries)
+			rc = perm(d, cred, W_OK | X_OK);
+		nn_iter *it = walk_seek(ns, f);
+		bool descend = false;
+		for (; rc == 0 && !descend && budget && nn_iter_valid(it); nn_iter_next(it)) {
+			size_t kl, vl;
+			const char *k = nn_iter_key(it, &kl);
+			const char *v = nn_iter_value(it, &vl);
+			if (kl <= 9 || kl - 9 > CDL_NAME_MAX)
+				continue;
+			free(f->after);
+			f->after = xstrndup(k + 9, kl - 9);
+			budget--;
+			nn_inode *c;
+			if (vl != 8 || inode_load(ns, cdl_get_be64((const uint8_t *)v), &c) < 0)
+				continue;
+			rc = sticky_ok(d, c, cred);
+			if (rc == 0 && S_ISDIR(c->mode) && c->entries) {
+				if (depth == WALK_DEPTH)
+					rc = -ELOOP;
+				else
+					stack[depth++] = (struct walk_frame){c->ino, NULL};
+				descend = true; /* depth first: f resumes later */
+			}
+			inode_free(c);
+		}
+		bool done = rc == 0 && !descend && budget && !nn_iter_valid(it);
+		nn_iter_free(it);
+		inode_free(d);
+		if (done) {
+			free(stack[depth - 1].after);
+			depth--;
+		}
+		if (!budget) {
+			walk_pause(ns);
+			budget = WALK_STEP;
+		}
+	}
+	while (depth)
+		free(stack[--depth].after);
+	free(stack);
+	return rc;
+}
+
+static void key_reap(uint8_t k[9], uint64_t ino)
+{
+	k[0] = 'X';
+	cdl_put_be64(k + 1, ino);
+}
+
+/* Remove the detached subtree under top (see above) in at most `steps`
+ * transactions of at most WALK_STEP records. Called with ns->lock held;
+ * lets it go between steps. 0 when it is all gone, 1 when steps ran out,
+ * or the -errno of a failed commit; what is left stays detached for
+ * reap_pending. */
+static int reap(nn_ns *ns, uint64_t top, unsigned steps)
+{
+	struct walk_frame *stack = xcalloc(WALK_DEPTH, sizeof(*stack));
+	size_t depth = 0;
+	int rc = 0;
+	stack[depth++] = (struct walk_frame){top, NULL};
+	while (depth && rc == 0 && steps--) {
+		nn_tx t;
+		tx_begin(&t);
+		for (unsigned budget = WALK_STEP; depth && budget;) {
+			struct walk_frame *f = &stack[depth - 1];
+			nn_iter *it = walk_seek(ns, f);
+			budget--;
+			bool descend = false;
+			for (; !descend && budget && nn_iter_valid(it); nn_iter_next(it)) {
+				size_t kl, vl;
+				const char *k = nn_iter_key(it, &kl);
+				const char *v = nn_iter_value(it, &vl);
+				if (kl <= 9 || kl - 9 > CDL_NAME_MAX)
+					continue;
+				free(f->after);
+				f->after = xstrndup(k + 9, kl - 9);
+				budget--;
+				nn_inode *c;
+				if (vl != 8 ||
+				    inode_load(ns, cdl_get_be64((const uint8_t *)v), &c) < 0) {
+					tx_del_dirent(&t, f->ino, f->after); /* names nothing */
+					continue;
+				}
+				if (S_ISDIR(c->mode) && depth < WALK_DEPTH) {
+					/* its entries first; it goes when f resumes */
+					stack[depth++] = (struct walk_frame){c->ino, NULL};
+					descend = true;
+				} else {
+					for (size_t i = 0; S_ISREG(c->mode) && i < c->nblocks; i++)
+						tx_doom_block(&t, c->blocks[i].id);
+					if (c->lease)
+						tx_doom_lease(&t, c->ino);
+					tx_del_dirent(&t, f->ino, f->after);
+					tx_del_inode(&t, c->ino);
+					t.dinodes--;
+				}
+				inode_free(c);
+			}
+			bool done = !descend && budget && !nn_iter_valid(it);
+			nn_iter_free(it);
+			if (!done)
+				continue;
+			/* every entry of f is gone: f itself, from its parent's
+			 * entries (the parent frame's cursor names it) or, for the
+			 * top, from the 'X' records */
+			if (depth >= 2) {
+				tx_del_dirent(&t, stack[depth - 2].ino, stack[depth - 2].after);
+			} else {
+				uint8_t k[9];
+				key_reap(k, top);
+				nn_batch_del(t.b, k, sizeof(k));
+			}
+			tx_del_inode(&t, f->ino);
+			t.dinodes--;
+			free(f->after);
+			depth--;
+		}
+		rc = tx_commit(ns, &t);
+		if (rc == 0 && depth && steps)
+			walk_pause(ns);
+	}
+	if (rc == 0 && depth)
+		rc = 1;
+	while (depth)
+		free(stack[--depth].after);
+	free(stack);
+	if (rc < 0)
+		cdl_warn("cannot remove the rest of deleted directory inode %" PRIu64
+			 " now: it is left for later",
+			 top);
+	return rc;
+}
+
+/* Finish every detached subtree ('X' records): at start, before the
+ * block map is built, and from nn_ns_tick after a reap failed. Takes
+ * ns->lock, and syncs what it did as an operation does (ns_unlock). */
+static void ns_unlock(nn_ns *ns);
+static int reap_pending(nn_ns *ns)
+{
+	int rc = 0;
+	pthread_mutex_lock(&ns->lock);
+	ns->reap_pending = false;
+	for (;;) {
+		nn_iter *it = nn_iter_new(ns->st, "X", 1, "X", 1);
+		uint64_t top = 0;
+		if (nn_iter_valid(it)) {
+			size_t kl;
+			const char *k = nn_iter_key(it, &kl);
+			if (kl == 9)
+				top = cdl_get_be64((const uint8_t *)k + 1);
+		}
+		nn_iter_free(it);
+		if (!top)
+			break;
+		cdl_info("removing the rest of deleted directory inode %" PRIu64, top);
+		if ((rc = reap(ns, top, UINT_MAX)) < 0) {
+			ns->reap_pending = true;
+			break;
+		}
+	}
+	ns_unlock(ns);
+	return rc;
+}
+
+/* Take the non-empty directory n out of parent in one transaction (see
+ * above), then remove what was under it: a small tree at once, the rest
+ * of a large one from nn_ns_tick, so that the handler does not hold up
+ * the other calls of its RPC worker thread either. */
+static int detach_and_reap(nn_ns *ns, nn_inode *parent, nn_inode *n)
+{
+	nn_tx t;
+	tx_begin(&t);
+	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_UNLINK, n, NULL);
+	unlink_child(&t, parent, n);
+	tx_put_inode(&t, parent);
+	n->parent = 0; /* no walk up from inside it reaches the root now */
+	tx_put_inode(&t, n);
+	uint8_t k[9];
+	key_reap(k, n->ino);
+	nn_batch_put(t.b, k, sizeof(k), "", 0);
+	int rc = tx_commit(ns, &t);
+	if (rc == 0 && reap(ns, n->ino, 1) != 0)
+		ns->reap_pending = true; /* the delete stands; nn_ns_tick goes on */
+	return rc;
+}
+
+/* One try of a Delete. Returns 1 with *check set when the subtree under
+ * the directory *check must first be checked for cred (then try again). */
+static int delete_entry(nn_ns *ns, const Caudal__DeleteRequest *req, const Caudal__Cred *cred,
+			uint64_t *check)
+{
 	nn_inode *parent = NULL, *n = NULL;
 	char *name = NULL;
 	uint64_t ino;
 	int rc;
-	(void)a;
-	pthread_mutex_lock(&ns->lock);
-	if (mutation_blocked(ns, &rep->err))
-		goto out;
 	if ((rc = resolve_parent(ns, req->target, cred, &parent, &name)) < 0)
 		goto done;
 	if ((rc = dirent_get(ns, parent->ino, name, &ino)) < 0)
 		goto done;
 	if ((rc = inode_load(ns, ino, &n)) < 0)
 		goto done;
-	if ((rc = perm(parent, cred, 3)) < 0 || (rc = sticky_ok(parent, n, cred)) < 0)
+	if ((rc = perm(parent, cred, W_OK | X_OK)) < 0 || (rc = sticky_ok(parent, n, cred)) < 0)
 		goto done;
 	if (req->kind == 1 && S_ISDIR(n->mode)) {
 		rc = -EISDIR;
@@ -1437,26 +1678,50 @@ H(Delete)
 		rc = -ENOTDIR;
 		goto done;
 	}
-	if (S_ISDIR(n->mode) && n->entries && !req->recursive) {
-		rc = -ENOTEMPTY;
+	if (S_ISDIR(n->mode) && n->entries) {
+		if (!req->recursive) {
+			rc = -ENOTEMPTY;
+		} else if (cred->uid != 0 && *check != n->ino) {
+			*check = n->ino;
+			rc = 1;
+		} else {
+			rc = detach_and_reap(ns, parent, n);
+		}
 		goto done;
 	}
 	nn_tx t;
 	tx_begin(&t);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_UNLINK, n, NULL);
-	if ((rc = remove_tree(ns, &t, parent, n, cred, 0)) < 0) {
-		tx_abort(&t);
-		goto done;
-	}
+	remove_leaf(&t, parent, n);
 	tx_put_inode(&t, parent);
 	rc = tx_commit(ns, &t);
 done:
-	rep->err = err_of(rc);
-out:
-	ns_unlock(ns);
 	inode_free(parent);
 	inode_free(n);
 	free(name);
+	return rc;
+}
+
+H(Delete)
+{
+	nn_ns *ns = ctx;
+	const Caudal__DeleteRequest *req = (const void *)req_;
+	Caudal__Status *rep = (void *)rep_;
+	const Caudal__Cred *cred = cred_of(req->cred);
+	(void)a;
+	pthread_mutex_lock(&ns->lock);
+	if (!mutation_blocked(ns, &rep->err)) {
+		/* the check lets go of the lock: the entry may name another
+		 * directory by the time it is done, which is checked in turn */
+		uint64_t check = 0;
+		int rc = delete_entry(ns, req, cred, &check);
+		for (int tries = 0; rc == 1 && tries < 3; tries++) {
+			if ((rc = subtree_removable(ns, check, cred)) == 0)
+				rc = delete_entry(ns, req, cred, &check);
+		}
+		rep->err = err_of(rc == 1 ? -EBUSY : rc);
+	}
+	ns_unlock(ns);
 }
 
 /* Is `anc` an ancestor of (or equal to) directory `ino`? */
@@ -1535,8 +1800,7 @@ H(Rename)
 			goto abort;
 		}
 		/* within one directory, sp is the copy written back */
-		if ((rc = remove_tree(ns, &t, sp->ino == dp->ino ? sp : dp, old, cred, 0)) < 0)
-			goto abort;
+		remove_leaf(&t, sp->ino == dp->ino ? sp : dp, old);
 	}
 	char *dst_path = NULL;
 	{
@@ -2988,6 +3252,10 @@ static int load(nn_ns *ns)
 	ns->inodes = m->inodes;
 	ns->cluster = xstrdup(m->cluster);
 	caudal__meta_rec__free_unpacked(m, NULL);
+	/* a recursive delete cut short by a crash: finish it first, so that
+	 * what it removes never enters the block map */
+	if ((rc = reap_pending(ns)) < 0)
+		return rc;
 	nn_iter *it = nn_iter_new(ns->st, "I", 1, "I", 1);
 	uint64_t files = 0;
 	for (; nn_iter_valid(it); nn_iter_next(it)) {
@@ -3147,7 +3415,10 @@ void nn_ns_tick(nn_ns *ns)
 				recover_lease(ns, l);
 		}
 	}
+	bool reap = ns->reap_pending && !ns->safemode;
 	ns_unlock(ns);
+	if (reap)
+		reap_pending(ns);
 }
 
 char *nn_ns_status_text(nn_ns *ns)

@@ -70,6 +70,7 @@ typedef struct nn_ns {
 	uint64_t synced_txid;	  /* every transaction up to this one is durable */
 	struct nn_doomed *doomed; /* blocks of committed removals, freed once synced */
 	size_t ndoomed, capdoomed;
+	bool reap_pending; /* a deleted subtree is left to remove (nn_ns_tick retries) */
 } nn_ns;
 
 /* Open (formatting an empty directory) and load block map and leases. */

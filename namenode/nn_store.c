@@ -27,6 +27,7 @@ struct nn_store {
 	/* nn_store_inject: failures still to give, and their errno */
 	_Atomic unsigned fail_count[NN_STORE_NOPS];
 	_Atomic int fail_err[NN_STORE_NOPS];
+	_Atomic unsigned fail_skip[NN_STORE_NOPS]; /* successes still to give first */
 	_Atomic uint64_t tag_written; /* highest tag of a write that returned */
 	_Atomic uint64_t tag_synced;  /* highest tag reported to synced_fn */
 	nn_store_synced_fn synced_fn;
@@ -52,6 +53,11 @@ static int rocks_err(const char *what, char *err)
 /* An injected failure of op, if one is due: its -errno, else 0. */
 static int injected(nn_store *s, nn_store_op op)
 {
+	unsigned skip = atomic_load(&s->fail_skip[op]);
+	while (skip && !atomic_compare_exchange_weak(&s->fail_skip[op], &skip, skip - 1))
+		;
+	if (skip)
+		return 0;
 	unsigned n = atomic_load(&s->fail_count[op]);
 	while (n && !atomic_compare_exchange_weak(&s->fail_count[op], &n, n - 1))
 		;
@@ -63,10 +69,16 @@ static int injected(nn_store *s, nn_store_op op)
 	return err;
 }
 
-void nn_store_inject(nn_store *s, nn_store_op op, int err, unsigned count)
+void nn_store_inject_after(nn_store *s, nn_store_op op, int err, unsigned skip, unsigned count)
 {
 	atomic_store(&s->fail_err[op], err < 0 ? err : -EIO);
+	atomic_store(&s->fail_skip[op], skip);
 	atomic_store(&s->fail_count[op], count);
+}
+
+void nn_store_inject(nn_store *s, nn_store_op op, int err, unsigned count)
+{
+	nn_store_inject_after(s, op, err, 0, count);
 }
 
 /* Sync the WAL and tell the synced callback how far it reaches; a

@@ -6,6 +6,8 @@
  *   'D' be64(parent) name       -> be64(ino)
  *   'E' be64(txid)              -> Event
  *   'M' "meta"                  -> MetaRec
+ *   'X' be64(ino)               -> "" (a deleted directory whose subtree is
+ *                                  still being removed: nn_ns.c, reap)
  *
  * Durability: writes reach the WAL file (write(2)) before nn_store_write
  * returns but are not synced by it. With sync on, the caller calls
@@ -64,6 +66,8 @@ void nn_store_on_synced(nn_store *s, nn_store_synced_fn fn, void *arg);
  * FoundationDB's BUGGIFY in miniature). Safe from any thread. */
 typedef enum nn_store_op { NN_STORE_WRITE, NN_STORE_SYNC, NN_STORE_NOPS } nn_store_op;
 void nn_store_inject(nn_store *s, nn_store_op op, int err, unsigned count);
+/* The same, once `skip` more calls of op have succeeded. */
+void nn_store_inject_after(nn_store *s, nn_store_op op, int err, unsigned skip, unsigned count);
 
 /* Iterate keys starting with prefix, from the first key >= start (start
  * must itself begin with the prefix). */

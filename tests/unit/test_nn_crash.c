@@ -17,6 +17,7 @@
 #include "cdl_log.h"
 #include "cdl_rpc.h"
 #include "cdl_util.h"
+#include "nn_check.h"
 #include "nn_ns.h"
 #include "test.h"
 
@@ -646,6 +647,122 @@ static void test_fsck_steps(void)
 	stop_nn();
 }
 
+struct tick_run {
+	int64_t t0, t1;
+};
+
+/* The monitor thread's work: one nn_ns_tick, which removes the rest of a
+ * large deleted tree. */
+static void *tick_thread(void *arg)
+{
+	struct tick_run *tr = arg;
+	tr->t0 = cdl_now_ms();
+	nn_ns_tick(ns);
+	tr->t1 = cdl_now_ms();
+	return NULL;
+}
+
+/* Make /NAME/dIII/eJJ: wide * deep directories (and every tenth a file). */
+static void make_tree(const char *name, int wide, int deep)
+{
+	char p[64];
+	snprintf(p, sizeof(p), "/%s", name);
+	CHECK_EQ(mkdir_as(p, NULL), 0);
+	for (int i = 0; i < wide; i++) {
+		snprintf(p, sizeof(p), "/%s/d%03d", name, i);
+		CHECK_EQ(mkdir_as(p, NULL), 0);
+		for (int j = 0; j < deep; j++) {
+			snprintf(p, sizeof(p), "/%s/d%03d/e%02d", name, i, j);
+			if (j % 10)
+				CHECK_EQ(mkdir_as(p, NULL), 0);
+			else
+				CHECK_EQ(create_as(p, "c1", NULL, NULL), 0);
+		}
+	}
+}
+
+/* nn_check finds no violation (nn_check.h). */
+static void invariants_hold(void)
+{
+	nn_check_report cr;
+	CHECK_EQ(nn_check_run(ns, 5, &cr), 0);
+	CHECK_EQ(cr.violations, 0);
+	if (cr.violations)
+		fprintf(stderr, "%s\n", cr.text);
+	nn_check_report_release(&cr);
+}
+
+/* Defect D, recursive delete: it removes a large tree in bounded steps,
+ * letting go of the namespace lock between them, so a GetAttr made
+ * meanwhile is answered at once; it is whole from the start (the entry
+ * goes first, in one transaction), and what a failure or a crash leaves
+ * of the tree is removed at the next start, never seen again. */
+static void test_delete_steps(void)
+{
+	wipe();
+	start(false);
+	register_dns();
+	uint64_t n0 = files_counted();
+	enum { WIDE = 200, DEEP = 100 };
+	make_tree("big", WIDE, DEEP);
+	CHECK_EQ(files_counted(), n0 + 1 + WIDE + WIDE * DEEP);
+	/* the reply comes after the first step: the entry is gone, the rest
+	 * of the tree goes from the monitor's tick */
+	int64_t d0 = cdl_now_ms();
+	CHECK_EQ(del_as("/big", true, NULL), 0);
+	int64_t answered = cdl_now_ms() - d0;
+	CHECK_EQ(stat_path("/big", NULL), ENOENT);
+	CHECK(files_counted() > n0);
+	struct tick_run tr = {0, 0};
+	pthread_t th;
+	CHECK_EQ(pthread_create(&th, NULL, tick_thread, &tr), 0);
+	int64_t worst = 0;
+	int during = 0;
+	usleep(2000);
+	while (!tr.t1) {
+		int64_t t0 = cdl_now_ms();
+		CHECK_EQ(stat_path("/", NULL), 0);
+		int64_t t = cdl_now_ms() - t0;
+		worst = t > worst ? t : worst;
+		during++;
+	}
+	pthread_join(th, NULL);
+	int64_t took = tr.t1 - tr.t0;
+	fprintf(stderr,
+		"delete of %d entries: answered in %lld ms, the rest %lld ms; %d GetAttrs "
+		"meanwhile, the slowest %lld ms\n",
+		WIDE * DEEP, (long long)answered, (long long)took, during, (long long)worst);
+	CHECK(answered * 4 < took);
+	CHECK(took >= 40); /* long enough to tell */
+	CHECK(worst * 4 < took);
+	CHECK_EQ(stat_path("/big", NULL), ENOENT);
+	CHECK_EQ(files_counted(), n0);
+	invariants_hold();
+
+	/* the entry goes in the first write; every later one fails: the
+	 * delete stands, the rest waits, and the next start removes it */
+	make_tree("r", 30, 100);
+	uint64_t fino, blk;
+	CHECK_EQ(create_as("/r/d000/file", "c1", &fino, NULL), 0);
+	CHECK_EQ(add_block(fino, "c1", 0, 0, NULL, 0, &blk), 0);
+	CHECK_EQ(complete(fino, "c1", blk, 10), 0);
+	nn_store_inject_after(ns->st, NN_STORE_WRITE, -EIO, 1, 1000000);
+	CHECK_EQ(del_as("/r", true, NULL), 0);
+	CHECK_EQ(stat_path("/r", NULL), ENOENT);
+	CHECK_EQ(stat_path("/r/d000/file", NULL), ENOENT);
+	CHECK(files_counted() > n0);
+	CHECK(in_map(blk));
+	nn_store_inject(ns->st, NN_STORE_WRITE, 0, 0);
+	stop_nn();
+	start(false);
+	CHECK_EQ(files_counted(), n0);
+	CHECK(!in_map(blk));
+	CHECK(!ns->safemode);
+	invariants_hold();
+	CHECK_EQ(mkdir_as("/r", NULL), 0);
+	stop_nn();
+}
+
 int main(void)
 {
 	cdl_log_init("test", CDL_LOG_WARN);
@@ -658,6 +775,7 @@ int main(void)
 	test_inode_count();
 	test_events_after_sync();
 	test_fsck_steps();
+	test_delete_steps();
 
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

@@ -1,9 +1,11 @@
-/* The namenode's failure paths (issue 8): what a failed commit, a failed
- * WAL sync or a crash between commit and sync may and may not leave
- * behind. Each test drives a namespace on a temporary RocksDB through the
- * real RPC layer and makes the metadata store fail on purpose
- * (nn_store_inject), then checks that the block map, the records and the
- * counters still agree and that nothing not yet durable was acted on. */
+/* The namenode's failure paths and long walks (issue 8): what a failed
+ * commit, a failed WAL sync or a crash between commit and sync may and may
+ * not leave behind, and that fsck and a recursive delete of a large tree
+ * let other calls through. Each test drives a namespace on a temporary
+ * RocksDB through the real RPC layer and makes the metadata store fail on
+ * purpose (nn_store_inject), then checks that the block map, the records
+ * and the counters still agree and that nothing not yet durable was acted
+ * on. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>

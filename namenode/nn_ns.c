@@ -30,8 +30,8 @@
 #define MAX_EVENTS	4096
 #define MAX_WAIT_MS	30000
 #define MIN_BLOCK_SIZE	CDL_CHUNK
-#define NN_MAX_GROUPS	64  /* supplementary groups a Cred may carry */
-#define NN_MAX_ID	255 /* client names, datanode ids, hosts and racks */
+#define NN_MAX_GROUPS	64   /* supplementary groups a Cred may carry */
+#define NN_MAX_ID	255  /* client names, datanode ids, hosts and racks */
 #define WALK_DEPTH_MAX	4096 /* a path has at most CDL_PATH_MAX / 2 components */
 
 /* ---------------------------------------------------------------- inodes */
@@ -2826,8 +2826,7 @@ static void fsck_enter(struct fsck *f, const nn_inode *n, const char *path,
  * FSCK_STEP entries. Called with ns->lock held; releases and retakes it
  * between steps, so what it reports is each step's view, as HDFS's fsck
  * reports a namespace that changes while it runs. */
-static void fsck_walk(struct fsck *f, const nn_inode *n, const char *path,
-		      const Caudal__Cred *cred)
+static void fsck_walk(struct fsck *f, const nn_inode *n, const char *path, const Caudal__Cred *cred)
 {
 	if (S_ISREG(n->mode)) {
 		fsck_file(f, n, path);
@@ -2869,8 +2868,8 @@ static void fsck_walk(struct fsck *f, const nn_inode *n, const char *path,
 			nn_inode *c;
 			if (vl != 8 || inode_load(f->ns, cdl_get_be64((const uint8_t *)v), &c) < 0)
 				continue;
-			char *cp = xasprintf("%s%s%s", d->path, strcmp(d->path, "/") ? "/" : "",
-					     d->after);
+			char *cp =
+			    xasprintf("%s%s%s", d->path, strcmp(d->path, "/") ? "/" : "", d->after);
 			if (S_ISDIR(c->mode)) {
 				size_t was = depth;
 				fsck_enter(f, c, cp, cred, stack, &depth);

@@ -28,8 +28,8 @@ struct nn_store {
 	_Atomic unsigned fail_count[NN_STORE_NOPS];
 	_Atomic int fail_err[NN_STORE_NOPS];
 	_Atomic unsigned fail_skip[NN_STORE_NOPS]; /* successes still to give first */
-	_Atomic uint64_t tag_written; /* highest tag of a write that returned */
-	_Atomic uint64_t tag_synced;  /* highest tag reported to synced_fn */
+	_Atomic uint64_t tag_written;		   /* highest tag of a write that returned */
+	_Atomic uint64_t tag_synced;		   /* highest tag reported to synced_fn */
 	nn_store_synced_fn synced_fn;
 	void *synced_arg;
 };

@@ -119,8 +119,7 @@ static int mkdir_as(const char *path, const Caudal__Cred *cred)
 	return e;
 }
 
-static int create_as(const char *path, const char *client, uint64_t *ino,
-		     const Caudal__Cred *cred)
+static int create_as(const char *path, const char *client, uint64_t *ino, const Caudal__Cred *cred)
 {
 	Caudal__CreateRequest q = CAUDAL__CREATE_REQUEST__INIT;
 	Caudal__Target t = CAUDAL__TARGET__INIT;
@@ -481,7 +480,8 @@ static void sync_fails_in_child(bool sync_always)
 			nn_store_sync(s);
 		else
 			sleep(3); /* some 600 flusher rounds */
-		_exit(0);     /* went on after the failure */
+		/* still here: it went on after the failure */
+		_exit(0);
 	}
 	int st = 0;
 	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
@@ -642,7 +642,8 @@ static void test_fsck_steps(void)
 	cdl_rpc_client_free(fr.c);
 	CHECK_EQ(fr.dirs, 2 + 1 + WIDE + WIDE * DEEP);
 	int64_t walk = fr.t1 - fr.t0;
-	fprintf(stderr, "fsck of %d directories: %lld ms; %d GetAttrs meanwhile, the slowest %lld ms\n",
+	fprintf(stderr,
+		"fsck of %d directories: %lld ms; %d GetAttrs meanwhile, the slowest %lld ms\n",
 		WIDE * DEEP, (long long)walk, during, (long long)worst);
 	CHECK(walk >= 40); /* long enough to tell */
 	CHECK(worst * 4 < walk);

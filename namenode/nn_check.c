@@ -30,6 +30,7 @@ typedef struct chk_ino {
 /* One block as an inode record lists it. */
 typedef struct chk_blk {
 	uint64_t id, gen, len, ino;
+	bool open; /* its file holds a lease */
 	bool in_map;
 } chk_blk;
 
@@ -153,7 +154,8 @@ static void scan_inodes(chk *c, const Caudal__MetaRec *m)
 			c->blks[c->nblks++] = (chk_blk){.id = r->blocks[i]->id,
 							.gen = r->blocks[i]->gen,
 							.len = r->blocks[i]->length,
-							.ino = kino};
+							.ino = kino,
+							.open = r->lease[0] != '\0'};
 			if (m && r->blocks[i]->id >= m->next_block)
 				bad(c,
 				    "inode %" PRIu64 ": block %" PRIu64
@@ -283,6 +285,13 @@ static void check_map_entry(nn_blk *k, void *arg)
 		    " length %" PRIu64 ", the block map inode %" PRIu64 " gen %" PRIu64
 		    " length %" PRIu64,
 		    k->id, b->ino, b->gen, b->len, k->ino, k->gen, k->len);
+	/* the monitor never re-replicates a block under construction: one
+	 * left so in a closed file stays short of replicas for good */
+	if (k->uc && !b->open)
+		bad(c,
+		    "block %" PRIu64 " of inode %" PRIu64 " is marked under construction, "
+		    "but the file is closed",
+		    k->id, b->ino);
 }
 
 static void check_blocks(chk *c)

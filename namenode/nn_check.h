@@ -2,7 +2,8 @@
  * RocksDB records ('M' counters, 'I' inodes, 'D' directory entries)
  * compared with each other and with the in-memory state: the block map
  * equals the blocks the inode records list (same gen, length and owner,
- * nothing more, nothing less), the counters equal what the scan counts,
+ * nothing more, nothing less; none under construction in a closed file),
+ * the counters equal what the scan counts,
  * every directory entry names an inode whose parent and name are that
  * entry's, every inode but the root is reached by exactly such an entry,
  * and a directory's entry and subdirectory counts are its entries'.

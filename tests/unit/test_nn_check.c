@@ -202,6 +202,24 @@ int main(void)
 	pthread_mutex_unlock(&ns->lock);
 	CHECK_EQ(check(), 0);
 
+	/* a block left under construction in a file that is closed */
+	pthread_mutex_lock(&ns->lock);
+	nn_blk_get(ns->bl, 1)->uc = true;
+	pthread_mutex_unlock(&ns->lock);
+	CHECK_EQ(check(), 0); /* /d/f still holds its writer's lease */
+	char *lease = f->lease;
+	f->lease = (char *)"";
+	rec_put(f);
+	CHECK_EQ(check(), 1);
+	CHECK(said("block 1 of inode"));
+	CHECK(said("is marked under construction, but the file is closed"));
+	pthread_mutex_lock(&ns->lock);
+	nn_blk_get(ns->bl, 1)->uc = false;
+	pthread_mutex_unlock(&ns->lock);
+	CHECK_EQ(check(), 0);
+	f->lease = lease;
+	rec_put(f);
+
 	/* a block the map holds but no record lists (an orphan) */
 	pthread_mutex_lock(&ns->lock);
 	nn_blk_add(ns->bl, 99, 1, 10, g_ino, 3);

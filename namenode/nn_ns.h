@@ -12,7 +12,10 @@
  *
  * Blocks leave the block map (and their replicas are deleted) only once
  * the transaction that removed them is durable: the WAL sync's callback
- * (nn_store_on_synced) frees them, whichever thread synced. */
+ * (nn_store_on_synced) frees them, whichever thread synced. Fsck and a
+ * recursive delete walk in steps and let go of the lock between them; a
+ * deleted tree's records are removed after its entry, partly by the
+ * monitor thread (nn_ns_tick). */
 #ifndef NN_NS_H
 #define NN_NS_H
 

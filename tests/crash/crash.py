@@ -100,10 +100,6 @@ class Client:
 # ------------------------------------------------------------------ model
 # path -> {"k": "d"|"f"|"l", "mode", "data" (bytes), "repl", "x" {name: bytes}, "t"}
 
-def parent(p):
-    return p.rsplit("/", 1)[0] or "/"
-
-
 def under(p, d):
     return p == d or p.startswith(d + "/")
 

@@ -23,7 +23,7 @@ cluster_up
 
 build_tool "$ROOT/tests/crash/crash_client.c" "$T/crash_client"
 export CRASH_CLIENT=$T/crash_client CAUDAL T
-export CRASH_KILLS=${CRASH_KILLS:-5} CRASH_TIME=${CRASH_TIME:-50}
+export CRASH_KILLS=${CRASH_KILLS:-5} CRASH_TIME=${CRASH_TIME:-45}
 rc=0
 python3 "$ROOT/tests/crash/crash.py" || rc=$?
 [ $rc -eq 1 ] && fail "the crash test found violations (seed above)"

@@ -50,6 +50,9 @@ SABOTAGE = os.environ.get("CRASH_SABOTAGE") == "rollback"
 # after a namenode kill, the chance of also killing a writer, a datanode
 WRITER_SHARE = float(os.environ.get("CRASH_WRITER_SHARE", "0.3"))
 DN_SHARE = float(os.environ.get("CRASH_DN_SHARE", "0.2"))
+# every datanode at once: off by default, it loses hsynced data today (see
+# tests/crash/repro_all_dn_killed.sh)
+ALLDN_SHARE = float(os.environ.get("CRASH_ALLDN_SHARE", "0"))
 IO_MS = 2500  # a client gives up this long after the namenode died
 ROOT = "/w"
 
@@ -589,6 +592,38 @@ def writer_round(m):
                        durable)
 
 
+def all_datanodes_round(m, mode):
+    """SIGKILL every datanode in the middle of a write that hsyncs, restart
+    them: what the last acknowledged hsync covered must survive (the
+    datanodes keep hsynced bytes of replicas being written), and the
+    file be readable and HEALTHY once they are back."""
+    cl = Client(IO_MS)
+    dirs = [ROOT] + [p for p, e in m.items() if e["k"] == "d"]
+    op = ("put", new_name(m, pick(dirs), "f") or ROOT + "/all-dn-%d" % stats["ops"], CHUNK,
+          rng.randint(1, 3), rng.randbytes(2500000))
+
+    def kill_all():
+        for i in (1, 2, 3):
+            pid = daemon_pid("dn%d" % i)
+            if pid is not None:
+                kill_pid(pid, "dn%d" % i)
+    timer = threading.Timer(rng.uniform(0.1, 0.6), kill_all)
+    timer.start()
+    ok, line, _ = send(cl, op)
+    timer.join()
+    durable = synced(cl)
+    cl.close()
+    stats["dn_kills"] += 3
+    stats["ops"] += 1
+    if ok:
+        stats["acked"] += 1
+        m = apply(m, op)
+    log("every datanode killed during '%s': %s (synced %s)" %
+        (show(op), "acknowledged" if ok else line, durable))
+    restart(mode)
+    return check_round(m, None if ok else op, "kill of every datanode", durable)
+
+
 def datanode_round(m, mode):
     """SIGKILL a datanode in the middle of a write, restart it with caudal
     up: the write carries on or fails whole, fsck is HEALTHY again once
@@ -701,6 +736,8 @@ def main():
             m = writer_round(m)
         if m is not None and rng.random() < DN_SHARE:
             m = datanode_round(m, running)
+        if m is not None and ALLDN_SHARE and rng.random() < ALLDN_SHARE:
+            m = all_datanodes_round(m, running)
         if m is None:
             log("stopping at the first violation; replay with CRASH_SEED=%d" % SEED)
             break

@@ -15,7 +15,7 @@
  * that a kill lands in the middle of the write. blocks prints a line
  * "B id gen length" for each block of file P. dump first prints the tree
  * under P, one line per entry, tab-separated:
- *   D path mode | F path mode size sha256 replication uc(0|1) |
+ *   D path mode | F path mode size sha256|unreadable-ERRNO replication uc(0|1) |
  *   L path target | X path name hexvalue  (user.* attributes only)
  * With the identity $CAUDAL_HOME gives (the admin certificate of a local
  * cluster). Built by the test with the tree's libcaudal (build_tool). */
@@ -276,14 +276,16 @@ static int dump(const char *dir)
 					protobuf_c_message_free_unpacked(&lr->base, NULL);
 				}
 			} else {
+				/* a file that cannot be read is listed as such: the
+				 * driver reports it rather than losing the listing */
 				char sha[65] = "";
-				rc = sha_file(e->attr->ino, sha);
-				if (rc == 0) {
-					printf("F\t%s\t%o\t%llu\t%s\t%u\t%d\n", p, mode & 07777,
-					       (unsigned long long)e->attr->size, sha,
-					       e->attr->replication, e->attr->under_construction);
-					rc = dump_xattrs(p);
-				}
+				int rrc = sha_file(e->attr->ino, sha);
+				if (rrc < 0)
+					snprintf(sha, sizeof(sha), "unreadable-%d", -rrc);
+				printf("F\t%s\t%o\t%llu\t%s\t%u\t%d\n", p, mode & 07777,
+				       (unsigned long long)e->attr->size, sha, e->attr->replication,
+				       e->attr->under_construction);
+				rc = dump_xattrs(p);
 			}
 			free(p);
 			snprintf(after, sizeof(after), "%s", e->name);

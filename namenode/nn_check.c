@@ -65,7 +65,8 @@ static int ino_cmp(const void *a, const void *b)
 
 static chk_ino *ino_find(chk *c, uint64_t ino)
 {
-	return bsearch(&ino, c->inos, c->ninos, sizeof(chk_ino), ino_cmp);
+	/* bsearch wants a non-null base even for no elements */
+	return c->ninos ? bsearch(&ino, c->inos, c->ninos, sizeof(chk_ino), ino_cmp) : NULL;
 }
 
 static int blk_sort_cmp(const void *a, const void *b)
@@ -270,7 +271,8 @@ static void check_map_entry(nn_blk *k, void *arg)
 	chk *c = arg;
 	c->map_blocks++;
 	c->map_reported += k->nloc > 0;
-	chk_blk *b = bsearch(&k->id, c->blks, c->nblks, sizeof(chk_blk), blk_find_cmp);
+	chk_blk *b =
+	    c->nblks ? bsearch(&k->id, c->blks, c->nblks, sizeof(chk_blk), blk_find_cmp) : NULL;
 	if (!b) {
 		bad(c,
 		    "block %" PRIu64 " is in the block map (inode %" PRIu64
@@ -296,7 +298,8 @@ static void check_map_entry(nn_blk *k, void *arg)
 
 static void check_blocks(chk *c)
 {
-	qsort(c->blks, c->nblks, sizeof(chk_blk), blk_sort_cmp);
+	if (c->nblks)
+		qsort(c->blks, c->nblks, sizeof(chk_blk), blk_sort_cmp);
 	for (size_t i = 1; i < c->nblks; i++)
 		if (c->blks[i].id == c->blks[i - 1].id)
 			bad(c, "block %" PRIu64 " is listed by inodes %" PRIu64 " and %" PRIu64,

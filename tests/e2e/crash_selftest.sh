@@ -20,5 +20,7 @@ python3 "$ROOT/tests/crash/crash.py" >"$T/out" 2>&1 || rc=$?
 cat "$T/out"
 [ $rc -eq 1 ] || fail "the sabotaged crash test exited $rc, not 1 (violations found)"
 assert_contains "$(cat "$T/out")" "VIOLATION (seed"
-assert_contains "$(cat "$T/out")" "not in the model"
+# the rolled-back namespace differs from the model in entries it lacks or
+# has too many of
+grep -Eq ': (missing|not in the model)' "$T/out" || fail "the violation names no entry"
 echo "PASS"

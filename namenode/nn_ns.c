@@ -421,7 +421,8 @@ static void ns_synced(void *arg, uint64_t upto)
 		for (; i < ns->ndoomed && ns->doomed[i].txid <= upto; i++)
 			nn_blk_remove(ns->bl, ns->doomed[i].id);
 		ns->ndoomed -= i;
-		memmove(ns->doomed, ns->doomed + i, ns->ndoomed * sizeof(*ns->doomed));
+		if (i && ns->ndoomed) /* (no memmove with a NULL list: UBSan) */
+			memmove(ns->doomed, ns->doomed + i, ns->ndoomed * sizeof(*ns->doomed));
 		pthread_cond_broadcast(&ns->txcond);
 	}
 	pthread_mutex_unlock(&ns->lock);

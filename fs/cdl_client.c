@@ -673,11 +673,15 @@ static int next_block(cdl_writer *w)
 
 /* Pipeline recovery (fs/cdl_dt.h): the current block's pipeline failed
  * with rc at position bad (1-based, 0 unknown: the first node, the one the
- * client talks to). Drops that node, has the namenode give the block a new
- * generation stamp with the survivors as its locations (UpdatePipeline),
- * and resumes the replica on them at the bytes every node acked, resending
- * the unacked packets. Each attempt drops one node, so this ends; with no
- * node left the write fails with EIO. Returns 0 when w->bw can go on. */
+ * client talks to). Drops that node, asks the namenode for a new generation
+ * stamp and a write token for the survivors (UpdatePipeline with prepare:
+ * the namenode's record does not change), resumes the replica on them at
+ * the bytes every node acked, resending the unacked packets, and only then
+ * has the namenode record the stamp with the survivors as the block's
+ * locations (UpdatePipeline with gen). If every survivor fails the record
+ * keeps the old stamp, under which the datanodes keep the hsynced bytes.
+ * Each attempt drops one node, so this ends; with no node left the write
+ * fails with EIO. Returns 0 when w->bw can go on. */
 static int recover(cdl_writer *w, int rc, int bad)
 {
 	while (w->ntg > 0) {
@@ -709,21 +713,35 @@ static int recover(cdl_writer *w, int rc, int bad)
 		req.block = w->cur_id;
 		req.n_nodes = w->ntg;
 		req.nodes = ids;
+		req.prepare = true;
 		Caudal__UpdatePipelineReply *rep;
 		int e = cdl_client_call_err(w->c, CDL_NN_UpdatePipeline, &req.base,
 					    (ProtobufCMessage **)&rep);
 		if (e) {
-			cdl_err("block %llu: cannot update its pipeline: %s",
+			cdl_err("block %llu: no new generation stamp for its pipeline: %s",
 				(unsigned long long)w->cur_id, strerror(-e));
 			return e;
 		}
 		uint64_t gen = rep->gen;
 		rc = cdl_block_writer_recover(w->bw, tp, w->ntg, gen, &rep->token, &bad);
 		protobuf_c_message_free_unpacked(&rep->base, NULL);
-		if (rc == 0) {
-			w->cur_gen = gen;
-			return 0;
+		if (rc != 0)
+			continue;
+		/* the survivors took the replica at gen: only now does the
+		 * namenode record it (and the survivors as the locations) */
+		req.prepare = false;
+		req.gen = gen;
+		e = cdl_client_call_err(w->c, CDL_NN_UpdatePipeline, &req.base,
+					(ProtobufCMessage **)&rep);
+		if (e) {
+			cdl_err("block %llu: cannot commit its pipeline at generation %llu: %s",
+				(unsigned long long)w->cur_id, (unsigned long long)gen,
+				strerror(-e));
+			return e;
 		}
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+		w->cur_gen = gen;
+		return 0;
 	}
 	cdl_err("block %llu: pipeline failed (%s) with no datanode left to continue on",
 		(unsigned long long)w->cur_id, strerror(-rc));

@@ -2549,10 +2549,42 @@ out:
 	inode_free(n);
 }
 
+/* The highest generation stamp a pipeline recovery handed out (prepare),
+ * over every block: a new one is above it and above the block's recorded
+ * stamp, so no stamp is handed out twice while the namenode runs, even if
+ * the recovery it was for never committed. Kept in memory only: a restarted
+ * namenode starts again from the recorded stamps. */
+static pthread_mutex_t pipeline_gen_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t pipeline_gen_issued;
+
+static uint64_t pipeline_gen_next(uint64_t recorded)
+{
+	pthread_mutex_lock(&pipeline_gen_lock);
+	uint64_t gen = (recorded > pipeline_gen_issued ? recorded : pipeline_gen_issued) + 1;
+	pipeline_gen_issued = gen;
+	pthread_mutex_unlock(&pipeline_gen_lock);
+	return gen;
+}
+
+/* A committed stamp (perhaps handed out before a restart of the namenode)
+ * is never handed out again. */
+static void pipeline_gen_note(uint64_t gen)
+{
+	pthread_mutex_lock(&pipeline_gen_lock);
+	if (gen > pipeline_gen_issued)
+		pipeline_gen_issued = gen;
+	pthread_mutex_unlock(&pipeline_gen_lock);
+}
+
 /* Pipeline recovery: the writer lost a node mid-block and carries on with
- * the survivors. The block gets a new generation stamp so that a replica
- * left on the lost node is recognisably stale, and its locations become
- * the survivors. */
+ * the survivors, in two steps as in HDFS. With `prepare` the namenode only
+ * hands out a new generation stamp and a write token naming the survivors
+ * (updateBlockForPipeline); the record does not change, so if every
+ * survivor fails too the replicas at the old stamp stay good. Once the
+ * survivors accepted the recovery the writer commits (`gen` set): the block
+ * gets that stamp, so that a replica left on a lost node is recognisably
+ * stale, and its locations become the survivors (updatePipeline). A request
+ * with neither (an older client) does both at once. */
 H(UpdatePipeline)
 {
 	nn_ns *ns = ctx;
@@ -2588,18 +2620,36 @@ H(UpdatePipeline)
 			goto done;
 		}
 	}
-	uint64_t gen = n->blocks[n->nblocks - 1].gen + 1;
-	n->blocks[n->nblocks - 1].gen = gen;
-	nn_tx t;
-	tx_begin(&t);
-	tx_put_inode(&t, n);
-	if ((rc = tx_commit(ns, &t)) < 0)
-		goto done;
-	k->gen = gen;
-	while (k->nloc)
-		nn_blk_del_loc(ns->bl, k, k->locs[0]);
-	for (size_t i = 0; i < req->n_nodes; i++)
-		nn_blk_add_loc(ns->bl, k, keep[i]->idx);
+	uint64_t recorded = n->blocks[n->nblocks - 1].gen, gen;
+	if (req->prepare) {
+		gen = pipeline_gen_next(recorded);
+	} else if (req->gen) {
+		/* commit: the stamp a prepare handed out (the survivors only took
+		 * it with the write token for it), newer than the record; after a
+		 * restart of the namenode it is no longer in memory, but it is
+		 * still what the survivors' replicas carry */
+		if (req->gen <= recorded) {
+			rc = -EINVAL;
+			goto done;
+		}
+		gen = req->gen;
+		pipeline_gen_note(gen);
+	} else {
+		gen = pipeline_gen_next(recorded);
+	}
+	if (!req->prepare) {
+		n->blocks[n->nblocks - 1].gen = gen;
+		nn_tx t;
+		tx_begin(&t);
+		tx_put_inode(&t, n);
+		if ((rc = tx_commit(ns, &t)) < 0)
+			goto done;
+		k->gen = gen;
+		while (k->nloc)
+			nn_blk_del_loc(ns->bl, k, k->locs[0]);
+		for (size_t i = 0; i < req->n_nodes; i++)
+			nn_blk_add_loc(ns->bl, k, keep[i]->idx);
+	}
 	rep->gen = gen;
 	Caudal__DatanodeInfo *survivors[MAX_REPLICATION];
 	for (size_t i = 0; i < req->n_nodes; i++) {
@@ -2609,9 +2659,9 @@ H(UpdatePipeline)
 	}
 	rep->token =
 	    nn_token_make(ns->tok, a, k->id, gen, CDL_TOKEN_WRITE, n->bs, survivors, req->n_nodes);
-	cdl_info("block %llu of inode %llu: pipeline now %zu node(s), generation %llu",
-		 (unsigned long long)k->id, (unsigned long long)n->ino, req->n_nodes,
-		 (unsigned long long)gen);
+	cdl_info("block %llu of inode %llu: pipeline %s %zu node(s), generation %llu",
+		 (unsigned long long)k->id, (unsigned long long)n->ino,
+		 req->prepare ? "recovering on" : "now", req->n_nodes, (unsigned long long)gen);
 done:
 	rep->err = err_of(rc);
 out:

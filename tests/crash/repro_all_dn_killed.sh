@@ -1,6 +1,8 @@
 #!/bin/bash
-# Reproduces a loss found by the crash test (2026-11-30), not part of
-# `make test` while it fails: every datanode is killed in the middle of a
+# Reproduced a loss found by the crash test (2026-11-30), mended since
+# (issue 8: the namenode records a pipeline recovery's new generation stamp
+# only once survivors accepted it); tests/e2e/core_alldn_killed.sh is the
+# same scenario as part of `make test`. Every datanode is killed in the middle of a
 # write that hsyncs every 64 KiB, then restarted. The datanodes keep the
 # hsynced bytes of the replica being written (dn log: "recovered replica
 # 'blk_2_1' at its synced length 393216") and report it at generation 1,
@@ -10,7 +12,7 @@
 # and has them deleted. The hsynced bytes are gone, fsck says the block is
 # missing for good, and a restarted namenode never leaves safe mode.
 #
-#   bash tests/crash/repro_all_dn_killed.sh     exits 1 while the loss happens
+#   bash tests/crash/repro_all_dn_killed.sh     exited 1 while the loss happened
 #
 # The same round in the crash test: CRASH_ALLDN_SHARE=1 CRASH_KILLS=1
 # bash tests/e2e/crash_nn.sh

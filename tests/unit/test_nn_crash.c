@@ -355,6 +355,94 @@ static void test_abandon_without_targets(void)
 	stop_nn();
 }
 
+/* UpdatePipeline with prepare or gen (0 for neither, an older client):
+ * the reply's err, its stamp in *gen. */
+static int update_pipeline(uint64_t ino, const char *client, uint64_t blk, char **nodes, size_t n,
+			   bool prepare, uint64_t *gen)
+{
+	Caudal__UpdatePipelineRequest q = CAUDAL__UPDATE_PIPELINE_REQUEST__INIT;
+	q.ino = ino;
+	q.client = (char *)client;
+	q.block = blk;
+	q.nodes = nodes;
+	q.n_nodes = n;
+	q.prepare = prepare;
+	q.gen = prepare ? 0 : *gen;
+	Caudal__UpdatePipelineReply *r = call("UpdatePipeline", &q);
+	int e = (int)r->err;
+	if (!e) {
+		CHECK(r->token.len > 0);
+		*gen = r->gen;
+	}
+	rfree(r);
+	return e;
+}
+
+/* The block's stamp and locations in the block map (ids into ids[]). */
+static uint64_t blk_state(uint64_t id, char ids[][16], size_t *n)
+{
+	pthread_mutex_lock(&ns->lock);
+	nn_blk *k = nn_blk_get(ns->bl, id);
+	CHECK(k != NULL);
+	*n = k->nloc;
+	for (uint16_t i = 0; i < k->nloc; i++)
+		snprintf(ids[i], 16, "%s", ns->bl->dns[k->locs[i]]->id);
+	uint64_t gen = k->gen;
+	pthread_mutex_unlock(&ns->lock);
+	return gen;
+}
+
+/* Issue 8: pipeline recoveries that no survivor accepted leave the record
+ * alone. A prepare hands out a new stamp (never the same twice) and a
+ * token but the block keeps its stamp and locations, so the replicas at
+ * the old stamp are still good when their datanodes report them; only a
+ * commit of a handed-out stamp moves the block to it and to the survivors. */
+static void test_pipeline_prepare_then_commit(void)
+{
+	wipe();
+	start(true);
+	register_dns();
+	uint64_t ino, blk;
+	CHECK_EQ(create_as("/p", "c1", &ino, NULL), 0);
+	CHECK_EQ(add_block(ino, "c1", 0, 0, NULL, 0, &blk), 0);
+	char ids[3][16];
+	size_t n;
+	CHECK_EQ(blk_state(blk, ids, &n), 1);
+	CHECK(n >= 2);
+	char *surv[3] = {ids[1], ids[2], NULL};
+
+	/* two recoveries towards nodes that all die: the record stays */
+	uint64_t g1 = 0, g2 = 0;
+	CHECK_EQ(update_pipeline(ino, "c1", blk, surv, n - 1, true, &g1), 0);
+	CHECK(g1 > 1);
+	CHECK_EQ(update_pipeline(ino, "c1", blk, surv, n - 1, true, &g2), 0);
+	CHECK(g2 > g1);
+	char now[3][16];
+	size_t m;
+	CHECK_EQ(blk_state(blk, now, &m), 1);
+	CHECK_EQ(m, n);
+	/* the nodes come back with the replica at the old stamp: kept */
+	block_report(ids[0], blk, 1, 65536);
+	CHECK_EQ(deletes_anywhere(blk), 0);
+
+	/* a commit must carry a stamp newer than the record */
+	uint64_t bad = 1;
+	CHECK_EQ(update_pipeline(ino, "c1", blk, surv, n - 1, false, &bad), EINVAL);
+	/* the survivors accepted g2: committed with them as the locations */
+	uint64_t g = g2;
+	CHECK_EQ(update_pipeline(ino, "c1", blk, surv, n - 1, false, &g), 0);
+	CHECK_EQ(g, g2);
+	CHECK_EQ(blk_state(blk, now, &m), g2);
+	CHECK_EQ(m, n - 1);
+	/* an older client: bump and commit at once, above every stamp handed out */
+	uint64_t g3 = 0;
+	CHECK_EQ(update_pipeline(ino, "c1", blk, surv, 1, false, &g3), 0);
+	CHECK(g3 > g2);
+	CHECK_EQ(blk_state(blk, now, &m), g3);
+	CHECK_EQ(m, 1);
+	stop_nn();
+}
+
 /* Defect B: a truncate frees the blocks past the new end through the same
  * path as a delete: nothing if its commit fails, and only once it is
  * durable (here in batch mode, where the flusher has not synced yet). */
@@ -775,6 +863,7 @@ int main(void)
 	test_sync_failure_stops();
 	cdl_rpc_global_init();
 	test_abandon_without_targets();
+	test_pipeline_prepare_then_commit();
 	test_truncate_frees_after_sync();
 	test_inode_count();
 	test_events_after_sync();

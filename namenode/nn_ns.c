@@ -2566,6 +2566,15 @@ static uint64_t pipeline_gen_next(uint64_t recorded)
 	return gen;
 }
 
+/* Was gen handed out by a prepare since this namenode started? */
+static bool pipeline_gen_issued_upto(uint64_t gen)
+{
+	pthread_mutex_lock(&pipeline_gen_lock);
+	bool issued = gen <= pipeline_gen_issued;
+	pthread_mutex_unlock(&pipeline_gen_lock);
+	return issued;
+}
+
 /* A committed stamp (perhaps handed out before a restart of the namenode)
  * is never handed out again. */
 static void pipeline_gen_note(uint64_t gen)
@@ -2628,7 +2637,10 @@ H(UpdatePipeline)
 		 * it with the write token for it), newer than the record; after a
 		 * restart of the namenode it is no longer in memory, but it is
 		 * still what the survivors' replicas carry */
-		if (req->gen <= recorded) {
+		/* and not any stamp the writer likes: a stamp far above the
+		 * record would make every good replica look stale */
+		if (req->gen <= recorded ||
+		    (!pipeline_gen_issued_upto(req->gen) && req->gen - recorded > 16)) {
 			rc = -EINVAL;
 			goto done;
 		}

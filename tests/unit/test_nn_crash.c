@@ -428,6 +428,11 @@ static void test_pipeline_prepare_then_commit(void)
 	/* a commit must carry a stamp newer than the record */
 	uint64_t bad = 1;
 	CHECK_EQ(update_pipeline(ino, "c1", blk, surv, n - 1, false, &bad), EINVAL);
+	/* and one the namenode handed out, not one far above every replica
+	 * (which would make the good ones look stale) */
+	bad = 1ull << 62;
+	CHECK_EQ(update_pipeline(ino, "c1", blk, surv, n - 1, false, &bad), EINVAL);
+	CHECK_EQ(blk_state(blk, now, &m), 1);
 	/* the survivors accepted g2: committed with them as the locations */
 	uint64_t g = g2;
 	CHECK_EQ(update_pipeline(ino, "c1", blk, surv, n - 1, false, &g), 0);

@@ -8,6 +8,8 @@
 # replicas are taken for stale and deleted: the hsynced bytes would be
 # lost, the block missing for good. Lease recovery then closes the file
 # with at least the hsynced bytes, readable, and fsck is healthy.
+# The same round in the crash test: CRASH_ALLDN_SHARE=1 CRASH_KILLS=1
+# bash tests/e2e/crash_nn.sh
 source "$(dirname "$0")/../lib.sh"
 export CAUDAL_LEASE_MS=2000
 cluster_up

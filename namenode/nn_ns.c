@@ -2905,18 +2905,7 @@ static void fsck_walk(struct fsck *f, const nn_inode *n, const char *path, const
 	fsck_enter(f, n, path, cred, stack, &depth);
 	while (depth) {
 		struct fsck_dir *d = &stack[depth - 1];
-		uint8_t prefix[9], start[9 + CDL_NAME_MAX + 2];
-		prefix[0] = 'D';
-		cdl_put_be64(prefix + 1, d->ino);
-		memcpy(start, prefix, 9);
-		size_t sl = 9;
-		if (d->after) {
-			size_t al = strlen(d->after);
-			memcpy(start + 9, d->after, al);
-			start[9 + al] = '\0'; /* the first key after `after` */
-			sl = 10 + al;
-		}
-		nn_iter *it = nn_iter_new(f->ns->st, prefix, 9, start, sl);
+		nn_iter *it = walk_seek(f->ns, &(struct walk_frame){d->ino, d->after});
 		budget--; /* a seek costs as much as an entry */
 		bool descend = false;
 		for (; !descend && budget && nn_iter_valid(it); nn_iter_next(it)) {

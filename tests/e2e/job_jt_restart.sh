@@ -25,15 +25,19 @@ job_expect early SUCCEEDED 60
 early_id=$(job_field early id)
 
 say "a slow job, restarted mid-run"
-job_submit slow 'input = /data/in.txt
+# Its maps wait (at most 60 s) for a gate file the test makes after the
+# restart, so the job cannot finish before the test sees it running
+# (a fixed sleep lost that race on a loaded machine).
+job_submit slow "input = /data/in.txt
 output = /out/slow
-map = exec: sleep 2; tr -s " \t" "\n\n" | grep . | sed "s/$/\t1/"
+map = exec: i=0; while [ ! -e $T/gate ] && [ \$i -lt 600 ]; do sleep 0.1; i=\$((i+1)); done; tr -s ' \\t' '\\n\\n' | grep . | sed 's/\$/\\t1/'
 reduce = sum
-reduces = 2'
+reduces = 2"
 job_wait_running slow 3 60
 old_id=$(job_field slow id)
 jobtracker_restart KILL
 say "jobtracker restarted (pid $(job_pid jobtracker))"
+touch "$T/gate"
 job_expect slow SUCCEEDED 120
 [ "$(job_field slow id)" != "$old_id" ] || fail "the job was not run again"
 wc_expected "$T/in.txt" >"$T/want"

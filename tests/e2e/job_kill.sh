@@ -13,10 +13,12 @@ jobs_up
 gen_text "$T/in.txt" 120000 13
 mkdir -p "$M/data"
 cp "$T/in.txt" "$M/data/in.txt"
-job_submit doomed 'input = /data/in.txt
+# The maps wait (at most 30 s) for a gate file that never comes, so the
+# job is still running when its spec is removed, however loaded the machine.
+job_submit doomed "input = /data/in.txt
 output = /out/doomed
-map = exec: sleep 3; cat
-reduces = 0'
+map = exec: i=0; while [ ! -e $T/gate ] && [ \$i -lt 300 ]; do sleep 0.1; i=\$((i+1)); done; cat
+reduces = 0"
 job_wait_running doomed 3 60
 say "remove the spec while $(grep -c ' RUNNING ' "$M/jobs/doomed/tasks") attempts run"
 rm "$M/jobs/doomed.job"

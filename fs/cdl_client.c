@@ -1167,6 +1167,11 @@ static ssize_t read_some(cdl_reader *r, void *buf, size_t n, uint64_t off)
 	uint64_t boff = off - b->offset;
 	if (n > b->length - boff)
 		n = (size_t)(b->length - boff);
+	if (b->id == 0) {
+		/* a hole (a file grown by truncate): zeros, stored nowhere */
+		memset(buf, 0, n);
+		return (ssize_t)n;
+	}
 
 	if (r->br && r->br_blk == (size_t)i && cdl_block_reader_pos(r->br) == boff) {
 		ssize_t k = cdl_block_reader_read(r->br, buf, n);

@@ -11,7 +11,6 @@
 
 #define WBUF_MIN     (64u << 10) /* first write-buffer allocation */
 #define DIRECT_WRITE (1u << 20)	 /* writes this big skip the buffer when it is empty */
-#define ZERO_CHUNK   (64u << 10)
 
 struct mnt_file {
 	pthread_mutex_t mu;
@@ -459,6 +458,8 @@ static int put_bytes(struct mnt_file *f, const char *buf, size_t n)
 	return 0;
 }
 
+static int truncate_handle(struct mnt_file *f, fuse_req_t req, uint64_t size);
+
 void mnt_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		  struct fuse_file_info *fi)
 {
@@ -483,6 +484,12 @@ void mnt_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, 
 			goto out;
 	}
 	uint64_t at = f->append ? f->wsize : (uint64_t)off;
+	if (at > f->wsize) {
+		/* past the end (lseek, dd seek=): the gap becomes a hole */
+		rc = truncate_handle(f, req, at);
+		if (rc)
+			goto out;
+	}
 	if (at != f->wsize) {
 		if (!f->warned)
 			cdl_warn("write at offset %llu of inode %llu refused: caudal files are "
@@ -653,23 +660,10 @@ out:
 
 /* ------------------------------------------------------------ truncate */
 
-static const char zeros[ZERO_CHUNK];
-
-/* Write n zero bytes through the handle (growing the file). f->mu held. */
-static int put_zeros(struct mnt_file *f, uint64_t n)
-{
-	while (n > 0) {
-		size_t k = n < ZERO_CHUNK ? (size_t)n : ZERO_CHUNK;
-		int rc = put_bytes(f, zeros, k);
-		if (rc)
-			return rc;
-		f->wsize += k;
-		n -= k;
-	}
-	return 0;
-}
-
-/* Truncate through an open write handle. f->mu held. */
+/* Truncate through an open write handle. f->mu held. Growing records a
+ * hole in the namenode (nothing is written, whatever the size); like a
+ * shrink it first completes what is written, since the hole follows the
+ * file's settled bytes. */
 static int truncate_handle(struct mnt_file *f, fuse_req_t req, uint64_t size)
 {
 	struct mnt_cred cred;
@@ -681,13 +675,7 @@ static int truncate_handle(struct mnt_file *f, fuse_req_t req, uint64_t size)
 		return rc;
 	if (size == f->wsize)
 		return 0;
-	if (size > f->wsize) {
-		rc = put_zeros(f, size - f->wsize);
-		f->unsynced = true;
-		mnt_itab_set_wsize(&f->m->itab, f->in, f->wsize);
-		return rc;
-	}
-	/* shrink: complete what is written (finalizing its last block), cut
+	/* complete what is written (finalizing its last block), cut or grow
 	 * it, and take the lease again to go on writing */
 	rc = finish_writer(f, req);
 	if (rc)
@@ -704,6 +692,7 @@ static int truncate_handle(struct mnt_file *f, fuse_req_t req, uint64_t size)
 	if (rc)
 		return rc;
 	f->wsize = size;
+	mnt_itab_set_wsize(&f->m->itab, f->in, f->wsize);
 	return lease_append(f, &cred.c, NULL);
 }
 
@@ -730,20 +719,6 @@ int mnt_file_truncate(struct mnt *m, fuse_req_t req, uint64_t ino, uint64_t size
 	rq.size = size;
 	rc = mnt_call_status(m, CDL_NN_SetAttr, &rq.base);
 	mnt_itab_cache_drop(&m->itab, ino);
-	if (rc != -EOPNOTSUPP)
-		return rc;
-	/* growing: append zeros up to size through a temporary handle */
-	struct mnt_file *g = file_new(m, ino, O_WRONLY);
-	pthread_mutex_lock(&g->mu);
-	rc = lease_append(g, &cred.c, NULL);
-	if (rc == 0) {
-		if (size > g->wsize)
-			rc = put_zeros(g, size - g->wsize);
-		int rc2 = finish_writer(g, req);
-		rc = rc ? rc : rc2;
-	}
-	pthread_mutex_unlock(&g->mu);
-	file_free(g);
 	return rc;
 }
 

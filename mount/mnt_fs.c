@@ -110,7 +110,9 @@ void mnt_attr_to_stat(const Caudal__Attr *a, struct stat *st)
 	st->st_gid = a->gid;
 	st->st_size = (off_t)a->size;
 	st->st_blksize = BLKSIZE_HINT;
-	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	/* a file's holes take no room (du), as a sparse local file's */
+	uint64_t held = S_ISREG(a->mode) ? a->stored : a->size;
+	st->st_blocks = (blkcnt_t)((held + 511) / 512);
 	st->st_atim.tv_sec = a->atime_ns / 1000000000;
 	st->st_atim.tv_nsec = a->atime_ns % 1000000000;
 	st->st_mtim.tv_sec = a->mtime_ns / 1000000000;

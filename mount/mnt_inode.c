@@ -219,8 +219,10 @@ void mnt_itab_overlay(struct mnt_itab *t, Caudal__Attr *a)
 {
 	pthread_mutex_lock(&t->mu);
 	struct mnt_inode *in = find(t, a->ino, false);
-	if (in && in->writer && in->wsize > a->size)
+	if (in && in->writer && in->wsize > a->size) {
+		a->stored += in->wsize - a->size; /* written here, not settled yet */
 		a->size = in->wsize;
+	}
 	pthread_mutex_unlock(&t->mu);
 }
 

@@ -148,6 +148,15 @@ static void scan_inodes(chk *c, const Caudal__MetaRec *m)
 			bad(c, "inode %" PRIu64 ": not a file but lists %zu blocks", kino,
 			    r->n_blocks);
 		for (size_t i = 0; i < r->n_blocks; i++) {
+			if (r->blocks[i]->id == 0) {
+				/* a hole stores nothing; it is never empty, and two
+				 * in a row would have been one */
+				if (r->blocks[i]->gen || !r->blocks[i]->length ||
+				    (i && r->blocks[i - 1]->id == 0))
+					bad(c, "inode %" PRIu64 ": malformed hole at block %zu",
+					    kino, i);
+				continue;
+			}
 			if (c->nblks == c->capblks) {
 				c->capblks = c->capblks ? 2 * c->capblks : 256;
 				c->blks = xrealloc(c->blks, c->capblks * sizeof(chk_blk));

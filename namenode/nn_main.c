@@ -39,6 +39,7 @@ static struct {
 	int64_t dead_ms;
 	int64_t lease_ms;
 	int64_t safemode_pct;
+	int64_t max_file_size;
 	int64_t events_keep;
 	char *sync;
 	int64_t batch_ms;
@@ -80,6 +81,8 @@ static const cdl_cfg_key keys[] = {
      "a writer's lease expires after this long without renewal"},
     {"safemode_pct", CDL_CFG_INT, &cfg.safemode_pct, "100", 0, 100,
      "leave safe mode when this percentage of blocks has a replica"},
+    {"max_file_size", CDL_CFG_INT, &cfg.max_file_size, "1125899906842624", 65536, INT64_MAX,
+     "largest file size in bytes: growing a file past it gets EFBIG"},
     {"events_keep", CDL_CFG_INT, &cfg.events_keep, "1000000", 1000, 1000000000,
      "namespace events kept for GetEvents"},
     {"sync", CDL_CFG_STR, &cfg.sync, "always", 0, 0,
@@ -172,6 +175,7 @@ static int step_namespace(void)
 	    .report_ms = cfg.report_ms,
 	    .dead_ms = cfg.dead_ms,
 	    .safemode_pct = cfg.safemode_pct,
+	    .max_file_size = cfg.max_file_size,
 	    .events_keep = cfg.events_keep,
 	    .sync_always = !strcmp(cfg.sync, "always"),
 	    .batch_ms = cfg.batch_ms,

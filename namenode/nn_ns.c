@@ -186,6 +186,8 @@ typedef struct nn_tx {
 
 static void tx_doom_block(nn_tx *t, uint64_t id)
 {
+	if (id == 0)
+		return; /* a hole: nothing stored */
 	if (t->ndoomed == t->capdoomed) {
 		t->capdoomed = t->capdoomed ? 2 * t->capdoomed : 16;
 		t->doomed_blocks = xrealloc(t->doomed_blocks, t->capdoomed * sizeof(uint64_t));
@@ -876,6 +878,9 @@ static void fill_attr(nn_ns *ns, const nn_inode *n, Caudal__Attr *a)
 	a->block_size = n->bs;
 	a->under_construction = n->lease != NULL;
 	a->blocks = (uint32_t)n->nblocks;
+	for (size_t i = 0; S_ISREG(n->mode) && i < n->nblocks; i++)
+		if (n->blocks[i].id)
+			a->stored += n->blocks[i].len;
 }
 
 static Caudal__Attr *arena_attr(nn_ns *ns, cdl_arena *a, const nn_inode *n)
@@ -1857,6 +1862,36 @@ static void truncate_blocks(nn_tx *t, nn_inode *n, uint64_t size)
 	n->nblocks = keep;
 }
 
+/* Can n grow to size with a hole? Not past max_file_size (EFBIG), and
+ * not while its last block is being written: the hole would have to
+ * follow bytes not yet settled (the mount finishes its block first). */
+static int grow_check(nn_ns *ns, const nn_inode *n, uint64_t size)
+{
+	if (size > (uint64_t)ns->conf.max_file_size)
+		return -EFBIG;
+	if (n->nblocks) {
+		nn_blk *k = nn_blk_get(ns->bl, n->blocks[n->nblocks - 1].id);
+		if (k && k->uc)
+			return -EBUSY;
+	}
+	return 0;
+}
+
+/* Grow the record of a file to size with a hole: a block entry with id 0,
+ * which stores nothing and reads as zeros (a trailing hole grows instead
+ * of adding a second one). The file's bytes cost nothing, whatever the
+ * size, as a sparse file on a local disk. */
+static void grow_hole(nn_inode *n, uint64_t size)
+{
+	uint64_t more = size - inode_size(n);
+	if (n->nblocks && n->blocks[n->nblocks - 1].id == 0) {
+		n->blocks[n->nblocks - 1].len += more;
+		return;
+	}
+	n->blocks = xrealloc(n->blocks, (n->nblocks + 1) * sizeof(nn_brec));
+	n->blocks[n->nblocks++] = (nn_brec){0, 0, more};
+}
+
 /* After a commit that settled block i of n: the block map takes its
  * length from the record, and with finished it is no longer being
  * written. */
@@ -1885,7 +1920,7 @@ H(SetAttr)
 	nn_inode *n = NULL;
 	int rc;
 	uint32_t v = req->valid;
-	bool cut = false;
+	bool cut = false, grow = false;
 	pthread_mutex_lock(&ns->lock);
 	if (mutation_blocked(ns, &rep->err))
 		goto out;
@@ -1946,14 +1981,10 @@ H(SetAttr)
 			goto done;
 		}
 		uint64_t size = inode_size(n);
-		if (req->size > size) {
-			cdl_info("truncate of inode %" PRIu64 " to %" PRIu64
-				 " bytes would grow it: not supported",
-				 n->ino, req->size);
-			rc = -EOPNOTSUPP;
+		if (req->size > size && (rc = grow_check(ns, n, req->size)) < 0)
 			goto done;
-		}
 		cut = req->size < size;
+		grow = req->size > size;
 		n->mtime = now;
 	}
 	if (v & CAUDAL__SET_ATTR_FIELD__SA_ATIME)
@@ -1969,6 +2000,8 @@ H(SetAttr)
 	tx_begin(&t);
 	if (cut)
 		truncate_blocks(&t, n, req->size);
+	if (grow)
+		grow_hole(n, req->size);
 	tx_put_inode(&t, n);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_SETATTR, n, NULL);
 	if ((rc = tx_commit(ns, &t)) == 0 && cut)
@@ -2021,7 +2054,8 @@ static int set_replication(nn_ns *ns, nn_inode *n, uint32_t repl, const Caudal__
 	return rc;
 }
 
-/* The user.caudal.blocks text: one line per block, "id length host,host". */
+/* The user.caudal.blocks text: one line per block, "id length host,host"
+ * ("-" when no live datanode holds it; a hole is "0 length hole"). */
 static char *blocks_text(nn_ns *ns, const nn_inode *n)
 {
 	size_t cap = 256, len = 0;
@@ -2045,7 +2079,8 @@ static char *blocks_text(nn_ns *ns, const nn_inode *n)
 			first = 0;
 		}
 		if (first)
-			m += snprintf(line + m, sizeof(line) - (size_t)m, "-");
+			m += snprintf(line + m, sizeof(line) - (size_t)m,
+				      n->blocks[i].id ? "-" : "hole");
 		m += snprintf(line + m, sizeof(line) - (size_t)m, "\n");
 		while (len + (size_t)m + 1 > cap)
 			s = xrealloc(s, cap *= 2);
@@ -2525,7 +2560,8 @@ H(Complete)
 		bool same = n->nblocks && req->last &&
 			    n->blocks[n->nblocks - 1].id == req->last->id &&
 			    n->blocks[n->nblocks - 1].len == req->last->length;
-		rc = (none && !n->nblocks) || same ? 0 : -EBADF;
+		bool no_last = !n->nblocks || n->blocks[n->nblocks - 1].id == 0;
+		rc = (none && no_last) || same ? 0 : -EBADF;
 		goto done;
 	}
 	if ((rc = lease_check(ns, n, holder(req->client))) < 0)
@@ -2816,6 +2852,8 @@ static void fsck_file(struct fsck *f, const nn_inode *n, const char *path)
 	if (n->lease)
 		r->open_files++;
 	for (size_t i = 0; i < n->nblocks; i++) {
+		if (n->blocks[i].id == 0)
+			continue; /* a hole: nothing stored, nothing to check */
 		nn_blk *k = nn_blk_get(f->ns->bl, n->blocks[i].id);
 		r->blocks++;
 		r->wanted += n->repl;
@@ -3320,6 +3358,8 @@ static int load(nn_ns *ns)
 		if (S_ISREG(r->mode)) {
 			files++;
 			for (size_t i = 0; i < r->n_blocks; i++) {
+				if (r->blocks[i]->id == 0)
+					continue; /* a hole */
 				nn_blk *k =
 				    nn_blk_add(ns->bl, r->blocks[i]->id, r->blocks[i]->gen,
 					       r->blocks[i]->length, r->ino, r->replication);
@@ -3342,6 +3382,8 @@ int nn_ns_open(const nn_conf *conf, nn_topology *topo, nn_ns **out)
 {
 	nn_ns *ns = xcalloc(1, sizeof(*ns));
 	ns->conf = *conf;
+	if (ns->conf.max_file_size <= 0)
+		ns->conf.max_file_size = (int64_t)1 << 50;
 	pthread_mutex_init(&ns->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);

@@ -46,6 +46,9 @@ typedef struct nn_conf {
 	int64_t token_key_roll_ms; /* the signing key changes this often (0: 1 hour) */
 	bool encrypt_data;	   /* tell clients to use TLS on the data port */
 
+	/* larger file sizes get EFBIG (0: 1 PiB) */
+	int64_t max_file_size;
+
 	char *exports; /* exports file (nn_exports.h); NULL or "": none */
 } nn_conf;
 

@@ -124,17 +124,19 @@ import os, sys
 fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY, 0o644)
 os.write(fd, b"0123456789")
 os.ftruncate(fd, 4)
+os.write(fd, b"AB")          # the offset is 10, past the new end: a hole of 6 zeros
 try:
-    os.write(fd, b"AB")      # the offset is 10, past the new end: refused
-    sys.exit("a write past the end after ftruncate succeeded")
+    os.lseek(fd, 4, os.SEEK_SET)
+    os.write(fd, b"CD")      # inside the file: refused, HDFS files are append-only
+    sys.exit("a write inside the file after ftruncate succeeded")
 except OSError as e:
     if e.errno != 95:
         raise
-os.lseek(fd, 4, os.SEEK_SET)
-os.write(fd, b"AB")          # at the end: fine
+os.lseek(fd, 12, os.SEEK_SET)
+os.write(fd, b"EF")          # at the end: fine
 os.close(fd)
 PY
-assert_eq "$(cat "$M/ftrunc")" 0123AB "ftruncate on an open file, then a write at the end"
+assert_eq "$(od -An -c "$M/ftrunc" | tr -s ' ')" " 0 1 2 3 \\0 \\0 \\0 \\0 \\0 \\0 A B E F" "ftruncate on an open file, a write past the end, then at the end"
 
 say "one writer per file: EBUSY"
 echo first >"$M/busy"

@@ -11,6 +11,7 @@
 #include "cdl_log.h"
 #include "cdl_rpc.h"
 #include "nn_ckpt.h"
+#include "nn_check.h"
 #include "nn_ns.h"
 #include "test.h"
 
@@ -392,6 +393,98 @@ static void register_dn(const char *id, const char *host)
 	rfree(r);
 }
 
+static int set_size(uint64_t ino, uint64_t size, const char *client, Caudal__Attr *out)
+{
+	Caudal__SetAttrRequest q = CAUDAL__SET_ATTR_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	t.ino = ino;
+	q.target = &t;
+	q.valid = CAUDAL__SET_ATTR_FIELD__SA_SIZE;
+	q.size = size;
+	q.client = (char *)client;
+	q.cred = &root;
+	Caudal__AttrReply *r = call("SetAttr", &q);
+	int e = (int)r->err;
+	if (!e && out)
+		*out = *r->attr;
+	rfree(r);
+	return e;
+}
+
+/* Sparse growth (issue 9): a truncate that grows records a hole (a block
+ * entry with id 0) whatever the size, up to max_file_size (EFBIG past it);
+ * holes store nothing, merge, shrink, are followed by new blocks, are
+ * listed by GetBlocks without replicas, and keep nn_check and fsck clean.
+ * ino is a closed file of one 12345-byte block blk. */
+static void test_sparse(uint64_t ino, uint64_t blk)
+{
+	Caudal__Attr at;
+	CHECK_EQ(set_size(ino, (uint64_t)1 << 40, NULL, &at), 0);
+	CHECK_EQ(at.size, (uint64_t)1 << 40);
+	CHECK_EQ(at.stored, 12345);
+	CHECK_EQ(at.blocks, 2);
+	CHECK_EQ(set_size(ino, ((uint64_t)1 << 50) + 1, NULL, NULL), EFBIG);
+	CHECK_EQ(set_size(ino, ((uint64_t)1 << 41), NULL, &at), 0);
+	CHECK_EQ(at.blocks, 2);			      /* the trailing hole grew, no second one */
+	CHECK_EQ(set_size(ino, 20000, NULL, &at), 0); /* shrink into the hole */
+	CHECK_EQ(at.size, 20000);
+	CHECK_EQ(at.stored, 12345);
+
+	/* a new block after the hole, then the block list */
+	Caudal__OpenWriteRequest ap = CAUDAL__OPEN_WRITE_REQUEST__INIT;
+	Caudal__Target apt = CAUDAL__TARGET__INIT;
+	apt.ino = ino;
+	ap.target = &apt;
+	ap.client = "c1";
+	ap.cred = &root;
+	Caudal__AttrReply *apr = call("Append", &ap);
+	CHECK_EQ(apr->err, 0);
+	rfree(apr);
+	/* growing while a block is being written is refused: the hole would
+	 * follow bytes not settled yet */
+	Caudal__AddBlockRequest ab = CAUDAL__ADD_BLOCK_REQUEST__INIT;
+	ab.ino = ino;
+	ab.client = "c1";
+	Caudal__AddBlockReply *abr = call("AddBlock", &ab);
+	CHECK_EQ(abr->err, 0);
+	uint64_t b2 = abr->err ? 0 : abr->block->id;
+	CHECK(!abr->err && abr->block->offset == 20000);
+	rfree(abr);
+	CHECK_EQ(set_size(ino, 30000, "c1", NULL), EBUSY);
+	CHECK_EQ(complete(ino, "c1", b2, 100), 0);
+
+	Caudal__GetBlocksRequest gq = CAUDAL__GET_BLOCKS_REQUEST__INIT;
+	Caudal__Target gt = CAUDAL__TARGET__INIT;
+	gt.ino = ino;
+	gq.target = &gt;
+	gq.cred = &root;
+	Caudal__GetBlocksReply *gr = call("GetBlocks", &gq);
+	CHECK_EQ(gr->err, 0);
+	CHECK_EQ(gr->n_blocks, 3);
+	if (gr->n_blocks == 3) {
+		CHECK_EQ(gr->blocks[0]->id, blk);
+		CHECK_EQ(gr->blocks[1]->id, 0);
+		CHECK_EQ(gr->blocks[1]->offset, 12345);
+		CHECK_EQ(gr->blocks[1]->length, 20000 - 12345);
+		CHECK_EQ(gr->blocks[1]->n_locs, 0);
+		CHECK_EQ(gr->blocks[2]->id, b2);
+		CHECK_EQ(gr->blocks[2]->offset, 20000);
+	}
+	rfree(gr);
+
+	nn_check_report rep;
+	CHECK_EQ(nn_check_run(ns, 20, &rep), 0);
+	CHECK_EQ(rep.violations, 0);
+	if (rep.violations)
+		fprintf(stderr, "%s\n", rep.text);
+	nn_check_report_release(&rep);
+
+	/* back to one block: the hole and the block after it go */
+	CHECK_EQ(set_size(ino, 12345, NULL, &at), 0);
+	CHECK_EQ(at.blocks, 1);
+	CHECK_EQ(at.stored, 12345);
+}
+
 int main(void)
 {
 	cdl_log_init("test", CDL_LOG_WARN);
@@ -475,9 +568,10 @@ int main(void)
 	CHECK_EQ(abr->err, EBUSY);
 	rfree(abr);
 	CHECK_EQ(complete(ino, "c1", blk, 12345), 0);
-	CHECK_EQ(complete(ino, "c1", blk, 12345), 0); /* a retried Complete */
+	CHECK_EQ(complete(ino, "c1", blk, 12345), 0);	/* a retried Complete */
 	CHECK_EQ(complete(ino, "c1", blk, 999), EBADF); /* not what was closed */
 	CHECK_EQ(create("/a/f", "c1", false, NULL, &root), EEXIST);
+	test_sparse(ino, blk);
 	CHECK_EQ(stat_path("/a/f", &at, &root), 0);
 	CHECK_EQ(at.size, 12345);
 	CHECK_EQ(at.blocks, 1); /* the abandoned block is gone */

@@ -186,7 +186,13 @@ static void fmt_time(int64_t ns, char *buf, size_t n)
 static void fmt_mode(uint32_t mode, char out[11])
 {
 	uint32_t type = mode & 0170000;
-	out[0] = type == 0040000 ? 'd' : type == 0120000 ? 'l' : '-';
+	out[0] = type == 0040000   ? 'd'
+		 : type == 0120000 ? 'l'
+		 : type == 0010000 ? 'p'
+		 : type == 0140000 ? 's'
+		 : type == 0020000 ? 'c'
+		 : type == 0060000 ? 'b'
+				   : '-';
 	const char *rwx = "rwxrwxrwx";
 	for (int i = 0; i < 9; i++)
 		out[1 + i] = mode & (1u << (8 - i)) ? rwx[i] : '-';
@@ -208,6 +214,14 @@ static const char *type_name(uint32_t mode)
 		return "symlink";
 	case 0100000:
 		return "file";
+	case 0010000:
+		return "fifo";
+	case 0140000:
+		return "socket";
+	case 0020000:
+		return "character device";
+	case 0060000:
+		return "block device";
 	default:
 		return "unknown";
 	}

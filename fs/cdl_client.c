@@ -55,6 +55,7 @@ static const char *const nn_method_names[CDL_NN_NMETHODS] = {
     [CDL_NN_GetEvents] = "GetEvents",
     [CDL_NN_UpdatePipeline] = "UpdatePipeline",
     [CDL_NN_Decommission] = "Decommission",
+    [CDL_NN_Mknod] = "Mknod",
 };
 
 struct cdl_client {

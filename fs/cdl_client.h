@@ -48,6 +48,7 @@ enum cdl_nn_method {
 	CDL_NN_GetEvents,
 	CDL_NN_UpdatePipeline,
 	CDL_NN_Decommission,
+	CDL_NN_Mknod,
 	CDL_NN_NMETHODS
 };
 

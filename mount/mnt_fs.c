@@ -109,6 +109,7 @@ void mnt_attr_to_stat(const Caudal__Attr *a, struct stat *st)
 	st->st_uid = a->uid;
 	st->st_gid = a->gid;
 	st->st_size = (off_t)a->size;
+	st->st_rdev = (dev_t)a->rdev;
 	st->st_blksize = BLKSIZE_HINT;
 	/* a file's holes take no room (du), as a sparse local file's */
 	uint64_t held = S_ISREG(a->mode) ? a->stored : a->size;
@@ -380,39 +381,28 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	reply_entry_attr(req, m, rc, rep);
 }
 
-/* mknod: regular files only (created empty and closed at once); devices,
- * fifos and sockets have no place in HDFS. */
+/* Fifos, sockets, devices (root only, checked by the namenode) and empty
+ * regular files: metadata-only inodes. The kernel serves a fifo's or a
+ * device's I/O itself, so nothing else reaches the mount for them. */
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-	(void)rdev;
 	struct mnt *m = mnt_of(req);
 	if (m->opts->ro) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	if (!S_ISREG(mode)) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
 	Caudal__Target t = CAUDAL__TARGET__INIT;
 	struct mnt_cred cred;
-	Caudal__CreateRequest rq = CAUDAL__CREATE_REQUEST__INIT;
+	Caudal__MknodRequest rq = CAUDAL__MKNOD_REQUEST__INIT;
 	t.parent = parent;
 	t.name = (char *)name;
 	mnt_cred(req, &cred);
 	rq.target = &t;
 	rq.cred = &cred.c;
-	rq.mode = mode & 07777;
-	rq.exclusive = true;
-	rq.client = (char *)cdl_client_name(m->cl);
+	rq.mode = (uint32_t)mode;
+	rq.rdev = (uint64_t)rdev;
 	Caudal__AttrReply *rep = NULL;
-	int rc = mnt_call(m, CDL_NN_Create, &rq.base, (ProtobufCMessage **)&rep);
-	if (rc == 0 && rep->attr) {
-		Caudal__CompleteRequest cq = CAUDAL__COMPLETE_REQUEST__INIT;
-		cq.ino = rep->attr->ino;
-		cq.client = rq.client;
-		rc = mnt_call_status(m, CDL_NN_Complete, &cq.base);
-	}
+	int rc = mnt_call(m, CDL_NN_Mknod, &rq.base, (ProtobufCMessage **)&rep);
 	reply_entry_attr(req, m, rc, rep);
 }
 

@@ -62,6 +62,7 @@ typedef struct nn_inode {
 	char *lease;
 	uint32_t subdirs;
 	uint64_t entries;
+	uint64_t rdev; /* devices */
 } nn_inode;
 
 struct nn_lease {
@@ -150,6 +151,7 @@ static int inode_load(nn_ns *ns, uint64_t ino, nn_inode **out)
 		n->blocks[i].len = r->blocks[i]->length;
 	}
 	n->link = r->link[0] ? xstrdup(r->link) : NULL;
+	n->rdev = r->rdev;
 	n->nx = r->n_xattrs;
 	n->x = xcalloc(r->n_xattrs + 1, sizeof(nn_xattr));
 	for (size_t i = 0; i < r->n_xattrs; i++) {
@@ -237,6 +239,7 @@ static void tx_put_inode(nn_tx *t, const nn_inode *n)
 	r.n_blocks = n->nblocks;
 	r.blocks = rp;
 	r.link = n->link ? n->link : "";
+	r.rdev = n->rdev;
 	Caudal__XattrRec *xs = xcalloc(n->nx + 1, sizeof(*xs));
 	Caudal__XattrRec **xp = xcalloc(n->nx + 1, sizeof(*xp));
 	for (size_t i = 0; i < n->nx; i++) {
@@ -878,6 +881,7 @@ static void fill_attr(nn_ns *ns, const nn_inode *n, Caudal__Attr *a)
 	a->block_size = n->bs;
 	a->under_construction = n->lease != NULL;
 	a->blocks = (uint32_t)n->nblocks;
+	a->rdev = n->rdev;
 	for (size_t i = 0; S_ISREG(n->mode) && i < n->nblocks; i++)
 		if (n->blocks[i].id)
 			a->stored += n->blocks[i].len;
@@ -1211,7 +1215,9 @@ H(Create)
 			rc = -EBUSY;
 			goto abort;
 		}
-		if (S_ISLNK(n->mode)) {
+		if (!S_ISREG(n->mode)) {
+			/* a symlink, fifo, socket or device is not a file to
+			 * overwrite: it would keep its type and get blocks */
 			rc = -EEXIST;
 			goto abort;
 		}
@@ -1284,6 +1290,70 @@ H(Symlink)
 	tx_begin(&t);
 	n = inode_new(ns, parent->ino, name, S_IFLNK | 0777, cred, parent);
 	n->link = xstrdup(req->link);
+	link_child(&t, parent, n);
+	tx_put_inode(&t, parent);
+	tx_put_inode(&t, n);
+	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_CREATE, n, NULL);
+	t.dinodes = 1;
+	rc = tx_commit(ns, &t);
+done:
+	if (rc == 0)
+		rep->attr = arena_attr(ns, a, n);
+	rep->err = err_of(rc);
+out:
+	ns_unlock(ns);
+	inode_free(parent);
+	inode_free(n);
+	free(name);
+}
+
+/* A special file (fifo, socket, device) or an empty closed regular file:
+ * metadata only, as MooseFS stores them, so that tar and rsync -a copy a
+ * tree holding them. Devices need root, as mknod(2) needs CAP_MKNOD. */
+H(Mknod)
+{
+	nn_ns *ns = ctx;
+	const Caudal__MknodRequest *req = (const void *)req_;
+	Caudal__AttrReply *rep = (void *)rep_;
+	const Caudal__Cred *cred = cred_of(req->cred);
+	nn_inode *parent = NULL, *n = NULL;
+	char *name = NULL;
+	uint64_t ino;
+	int rc;
+	pthread_mutex_lock(&ns->lock);
+	if (mutation_blocked(ns, &rep->err))
+		goto out;
+	uint32_t type = req->mode & S_IFMT;
+	if (type != S_IFIFO && type != S_IFSOCK && type != S_IFCHR && type != S_IFBLK &&
+	    type != S_IFREG) {
+		rc = -EINVAL;
+		goto done;
+	}
+	bool dev = type == S_IFCHR || type == S_IFBLK;
+	if (dev && cred->uid != 0) {
+		rc = -EPERM;
+		goto done;
+	}
+	if (!dev && req->rdev) {
+		rc = -EINVAL;
+		goto done;
+	}
+	if ((rc = resolve_parent(ns, req->target, cred, &parent, &name)) < 0)
+		goto done;
+	if ((rc = perm(parent, cred, 3)) < 0)
+		goto done;
+	if ((rc = dirent_get(ns, parent->ino, name, &ino)) != -ENOENT) {
+		rc = rc == 0 ? -EEXIST : rc;
+		goto done;
+	}
+	nn_tx t;
+	tx_begin(&t);
+	n = inode_new(ns, parent->ino, name, type | (req->mode & 07777), cred, parent);
+	n->rdev = req->rdev;
+	if (type == S_IFREG) {
+		n->repl = (uint32_t)ns->conf.replication;
+		n->bs = (uint64_t)ns->conf.block_size;
+	}
 	link_child(&t, parent, n);
 	tx_put_inode(&t, parent);
 	tx_put_inode(&t, n);
@@ -3256,6 +3326,7 @@ static const cdl_rpc_method client_methods[] = {
     {"GetEvents", h_GetEvents, CDL_RPC_BLOCKING, R_EVENTS},
     {"UpdatePipeline", h_UpdatePipeline, 0, R_CLIENTS},
     {"Decommission", h_Decommission, 0, R_ADMIN},
+    {"Mknod", h_Mknod, 0, R_CLIENTS},
     {NULL, NULL, 0, 0},
 };
 

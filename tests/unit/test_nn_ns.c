@@ -485,6 +485,57 @@ static void test_sparse(uint64_t ino, uint64_t blk)
 	CHECK_EQ(at.stored, 12345);
 }
 
+static int mknod_as(const char *path, uint32_t mode, uint64_t rdev, const Caudal__Cred *cred,
+		    Caudal__Attr *out)
+{
+	Caudal__MknodRequest q = CAUDAL__MKNOD_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	t.path = (char *)path;
+	q.target = &t;
+	q.mode = mode;
+	q.rdev = rdev;
+	q.cred = (Caudal__Cred *)cred;
+	Caudal__AttrReply *r = call("Mknod", &q);
+	int e = (int)r->err;
+	if (!e && out)
+		*out = *r->attr;
+	rfree(r);
+	return e;
+}
+
+/* Special files (issue 9): fifos and sockets for anyone who may create
+ * there, devices for root only, no other type, no device number on a
+ * fifo; a special file is never overwritten into a file with blocks. */
+static void test_mknod(const Caudal__Cred *usr)
+{
+	Caudal__Attr at;
+	CHECK_EQ(mkdir_p("/spec", false, &root), 0);
+	CHECK_EQ(set_mode("/spec", 01777, &root), 0);
+	CHECK_EQ(mknod_as("/spec/fifo", S_IFIFO | 0640, 0, usr, &at), 0);
+	CHECK_EQ(at.mode, S_IFIFO | 0640);
+	CHECK_EQ(at.uid, usr->uid);
+	CHECK_EQ(mknod_as("/spec/sock", S_IFSOCK | 0755, 0, usr, NULL), 0);
+	CHECK_EQ(mknod_as("/spec/dev", S_IFCHR | 0600, 0x0103, usr, NULL), EPERM);
+	CHECK_EQ(mknod_as("/spec/dev", S_IFCHR | 0600, 0x0103, &root, &at), 0);
+	CHECK_EQ(at.rdev, 0x0103);
+	CHECK_EQ(stat_path("/spec/dev", &at, &root), 0);
+	CHECK_EQ(at.rdev, 0x0103);
+	CHECK_EQ(mknod_as("/spec/blk", S_IFBLK | 0600, 0x0700, &root, NULL), 0);
+	CHECK_EQ(mknod_as("/spec/d", S_IFDIR | 0755, 0, &root, NULL), EINVAL);
+	CHECK_EQ(mknod_as("/spec/l", S_IFLNK | 0777, 0, &root, NULL), EINVAL);
+	CHECK_EQ(mknod_as("/spec/f2", S_IFIFO | 0644, 5, &root, NULL), EINVAL);
+	CHECK_EQ(mknod_as("/spec/fifo", S_IFIFO | 0644, 0, &root, NULL), EEXIST);
+	CHECK_EQ(mknod_as("/nope/fifo", S_IFIFO | 0644, 0, &root, NULL), ENOENT);
+	CHECK_EQ(mknod_as("/x", S_IFIFO | 0644, 0, usr, NULL), EACCES); /* / is 0755 */
+	CHECK_EQ(mknod_as("/spec/reg", S_IFREG | 0644, 0, usr, &at), 0);
+	CHECK(!at.under_construction);
+	CHECK_EQ(create("/spec/fifo", "c9", true, NULL, &root), EEXIST);
+	CHECK_EQ(create("/spec/dev", "c9", true, NULL, &root), EEXIST);
+	CHECK_EQ(stat_path("/spec/fifo", &at, &root), 0);
+	CHECK_EQ(at.mode & S_IFMT, S_IFIFO);
+	CHECK_EQ(at.blocks, 0);
+}
+
 int main(void)
 {
 	cdl_log_init("test", CDL_LOG_WARN);
@@ -572,6 +623,7 @@ int main(void)
 	CHECK_EQ(complete(ino, "c1", blk, 999), EBADF); /* not what was closed */
 	CHECK_EQ(create("/a/f", "c1", false, NULL, &root), EEXIST);
 	test_sparse(ino, blk);
+	test_mknod(&user);
 	CHECK_EQ(stat_path("/a/f", &at, &root), 0);
 	CHECK_EQ(at.size, 12345);
 	CHECK_EQ(at.blocks, 1); /* the abandoned block is gone */

@@ -28,6 +28,7 @@ struct mnt_file {
 	int werr;      /* the stream failed: reported by every later write and flush */
 	bool unsynced; /* written since the last sync or completion */
 	bool warned;   /* the offset refusal was logged */
+	bool written;  /* written or truncated through this handle, ever */
 	/* reading */
 	cdl_reader *r; /* opened at the first read */
 	char *rbuf;    /* read-ahead: bytes [roff, roff + rlen) of the file */
@@ -367,6 +368,7 @@ void mnt_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 	rq.overwrite = (fi->flags & O_TRUNC) != 0;
 	Caudal__AttrReply *rep = NULL;
 	int rc = mnt_call(m, CDL_NN_Create, &rq.base, (ProtobufCMessage **)&rep);
+	mnt_note_made(m, parent, name, rc, rep);
 	if (rc == 0 && !rep->attr) {
 		protobuf_c_message_free_unpacked(&rep->base, NULL);
 		rc = -EIO;
@@ -483,6 +485,7 @@ void mnt_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, 
 		if (rc)
 			goto out;
 	}
+	f->written = true;
 	uint64_t at = f->append ? f->wsize : (uint64_t)off;
 	if (at > f->wsize) {
 		/* past the end (lseek, dd seek=): the gap becomes a hole */
@@ -548,7 +551,12 @@ void mnt_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct mnt_file *f = fh_of(fi);
 	int rc = 0;
 	pthread_mutex_lock(&f->mu);
-	if (f->wr) {
+	/* Nothing written through this handle (a create, touch, an open for
+	 * writing that wrote nothing): there is nothing for close() to report,
+	 * so the Complete waits for the release, which the kernel does not
+	 * wait for. A create then costs close() no round trip. */
+	bool idle = f->w && !f->written && !f->werr && !mnt_itab_has_times(&f->m->itab, f->in);
+	if (f->wr && !idle) {
 		rc = finish_writer(f, req);
 		f->werr = 0; /* reported once, here; a later write starts afresh */
 	}
@@ -671,6 +679,7 @@ static int truncate_handle(struct mnt_file *f, fuse_req_t req, uint64_t size)
 	int rc;
 	if (f->werr)
 		return f->werr;
+	f->written = true;
 	if (!f->w && (rc = lease_append(f, &cred.c, NULL)) != 0)
 		return rc;
 	if (size == f->wsize)

@@ -175,6 +175,18 @@ static void reply_entry_attr(fuse_req_t req, struct mnt *m, int rc, Caudal__Attr
 		mnt_itab_forget(&m->itab, e.ino, 1); /* interrupted: the kernel has no ref */
 }
 
+void mnt_note_made(struct mnt *m, uint64_t parent, const char *name, int rc,
+		   const Caudal__AttrReply *rep)
+{
+	if (rc == 0 && rep && rep->attr) {
+		if (S_ISDIR(rep->attr->mode))
+			mnt_dcache_made_dir(&m->dc, rep->attr->ino, rep->attr->version);
+		mnt_dcache_added(&m->dc, parent, name, rep->parent_version);
+	} else if (rc == -EEXIST) {
+		mnt_dcache_forget(&m->dc, parent); /* it said absent: it was wrong */
+	}
+}
+
 /* ------------------------------------------------------------ lifecycle */
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -220,6 +232,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	Caudal__GetAttrRequest rq = CAUDAL__GET_ATTR_REQUEST__INIT;
 	if (strlen(name) > CDL_NAME_MAX) {
 		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	if (mnt_dcache_absent(&m->dc, parent, name)) {
+		fuse_reply_err(req, ENOENT); /* a directory this mount made, known whole */
 		return;
 	}
 	t.parent = parent;
@@ -378,6 +394,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	rq.mode = mode & 07777;
 	Caudal__AttrReply *rep = NULL;
 	int rc = mnt_call(m, CDL_NN_Mkdir, &rq.base, (ProtobufCMessage **)&rep);
+	mnt_note_made(m, parent, name, rc, rep);
 	reply_entry_attr(req, m, rc, rep);
 }
 
@@ -403,6 +420,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	rq.rdev = (uint64_t)rdev;
 	Caudal__AttrReply *rep = NULL;
 	int rc = mnt_call(m, CDL_NN_Mknod, &rq.base, (ProtobufCMessage **)&rep);
+	mnt_note_made(m, parent, name, rc, rep);
 	reply_entry_attr(req, m, rc, rep);
 }
 
@@ -424,6 +442,7 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 	rq.link = (char *)link;
 	Caudal__AttrReply *rep = NULL;
 	int rc = mnt_call(m, CDL_NN_Symlink, &rq.base, (ProtobufCMessage **)&rep);
+	mnt_note_made(m, parent, name, rc, rep);
 	reply_entry_attr(req, m, rc, rep);
 }
 
@@ -443,7 +462,13 @@ static void do_delete(fuse_req_t req, fuse_ino_t parent, const char *name, uint3
 	rq.target = &t;
 	rq.cred = &cred.c;
 	rq.kind = kind;
-	mnt_reply_err(req, mnt_call_status(m, CDL_NN_Delete, &rq.base));
+	/* names change: the directory is no longer known whole (before the
+	 * call, so no lookup meanwhile trusts it, and after, in case one
+	 * re-made it) */
+	mnt_dcache_forget(&m->dc, parent);
+	int rc = mnt_call_status(m, CDL_NN_Delete, &rq.base);
+	mnt_dcache_forget(&m->dc, parent);
+	mnt_reply_err(req, rc);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -480,7 +505,12 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	rq.dst = &dst;
 	rq.cred = &cred.c;
 	rq.noreplace = (flags & RENAME_NOREPLACE) != 0;
-	mnt_reply_err(req, mnt_call_status(m, CDL_NN_Rename, &rq.base));
+	mnt_dcache_forget(&m->dc, parent);
+	mnt_dcache_forget(&m->dc, newparent);
+	int rc = mnt_call_status(m, CDL_NN_Rename, &rq.base);
+	mnt_dcache_forget(&m->dc, parent);
+	mnt_dcache_forget(&m->dc, newparent);
+	mnt_reply_err(req, rc);
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)

@@ -20,6 +20,7 @@
 
 #include "caudal.pb-c.h"
 #include "cdl_client.h"
+#include "mnt_dcache.h"
 #include "mnt_inode.h"
 #include "mnt_opts.h"
 
@@ -28,12 +29,18 @@ struct mnt {
 	cdl_client *cl;
 	struct fuse_session *se;
 	struct mnt_itab itab;
+	struct mnt_dcache dc;	     /* names of directories this mount made */
 	int64_t last_unreach_log_ms; /* rate limit of "namenode unreachable" lines */
 	pthread_mutex_t files_mu;    /* guards files */
 	struct mnt_file *files;	     /* every open file handle (mnt_file.c) */
 };
 
 extern const struct fuse_lowlevel_ops mnt_ops;
+
+/* After a Create, Mkdir, Mknod or Symlink of name in parent that returned
+ * rc and rep: keeps the directory cache (mnt_dcache.h) up to date. */
+void mnt_note_made(struct mnt *m, uint64_t parent, const char *name, int rc,
+		   const Caudal__AttrReply *rep);
 
 /* Supplementary groups sent with a caller's Cred at most: the namenode
  * counts as many (NN_MAX_GROUPS), as does libcaudal's own client. */

@@ -203,6 +203,14 @@ void mnt_itab_pending_times(struct mnt_itab *t, uint64_t ino, uint32_t valid, in
 	pthread_mutex_unlock(&t->mu);
 }
 
+bool mnt_itab_has_times(struct mnt_itab *t, struct mnt_inode *in)
+{
+	pthread_mutex_lock(&t->mu);
+	bool has = in->pend_valid != 0;
+	pthread_mutex_unlock(&t->mu);
+	return has;
+}
+
 uint32_t mnt_itab_take_times(struct mnt_itab *t, struct mnt_inode *in, int64_t *atime_ns,
 			     int64_t *mtime_ns)
 {

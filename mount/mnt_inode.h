@@ -87,6 +87,7 @@ void mnt_itab_pending_times(struct mnt_itab *t, uint64_t ino, uint32_t valid, in
 			    int64_t mtime_ns);
 uint32_t mnt_itab_take_times(struct mnt_itab *t, struct mnt_inode *in, int64_t *atime_ns,
 			     int64_t *mtime_ns);
+bool mnt_itab_has_times(struct mnt_itab *t, struct mnt_inode *in);
 
 /* Call fn on each handle writing an inode (collected under the lock, called
  * without it). Only at unmount, when no FUSE thread runs. */

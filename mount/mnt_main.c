@@ -202,6 +202,7 @@ int main(int argc, char **argv)
 	pthread_mutex_init(&m.files_mu, NULL);
 	m.cl = cl;
 	mnt_itab_init(&m.itab);
+	mnt_dcache_init(&m.dc, (int64_t)(o.entry_timeout * 1000));
 
 	/* default_permissions always: the kernel checks each caller's rights
 	 * before the namenode checks them again, which allow_other needs */
@@ -256,8 +257,13 @@ out_signals:
 out_session:
 	fuse_session_destroy(se);
 out_client:
-	if (m.itab.slots)
+	if (m.itab.slots) {
+		cdl_info("lookups answered by the directory cache: %llu of %llu",
+			 (unsigned long long)m.dc.hits,
+			 (unsigned long long)(m.dc.hits + m.dc.misses));
 		mnt_itab_release(&m.itab);
+		mnt_dcache_destroy(&m.dc);
+	}
 	cdl_client_free(cl);
 	cdl_rpc_global_shutdown();
 out_opts:

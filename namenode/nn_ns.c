@@ -62,7 +62,8 @@ typedef struct nn_inode {
 	char *lease;
 	uint32_t subdirs;
 	uint64_t entries;
-	uint64_t rdev; /* devices */
+	uint64_t rdev;	  /* devices */
+	uint64_t version; /* directories: entries added or removed, ever */
 } nn_inode;
 
 struct nn_lease {
@@ -152,6 +153,7 @@ static int inode_load(nn_ns *ns, uint64_t ino, nn_inode **out)
 	}
 	n->link = r->link[0] ? xstrdup(r->link) : NULL;
 	n->rdev = r->rdev;
+	n->version = r->version;
 	n->nx = r->n_xattrs;
 	n->x = xcalloc(r->n_xattrs + 1, sizeof(nn_xattr));
 	for (size_t i = 0; i < r->n_xattrs; i++) {
@@ -240,6 +242,7 @@ static void tx_put_inode(nn_tx *t, const nn_inode *n)
 	r.blocks = rp;
 	r.link = n->link ? n->link : "";
 	r.rdev = n->rdev;
+	r.version = n->version;
 	Caudal__XattrRec *xs = xcalloc(n->nx + 1, sizeof(*xs));
 	Caudal__XattrRec **xp = xcalloc(n->nx + 1, sizeof(*xp));
 	for (size_t i = 0; i < n->nx; i++) {
@@ -882,6 +885,7 @@ static void fill_attr(nn_ns *ns, const nn_inode *n, Caudal__Attr *a)
 	a->under_construction = n->lease != NULL;
 	a->blocks = (uint32_t)n->nblocks;
 	a->rdev = n->rdev;
+	a->version = n->version;
 	for (size_t i = 0; S_ISREG(n->mode) && i < n->nblocks; i++)
 		if (n->blocks[i].id)
 			a->stored += n->blocks[i].len;
@@ -1005,6 +1009,7 @@ static void link_child(nn_tx *t, nn_inode *dir, nn_inode *child)
 {
 	tx_put_dirent(t, dir->ino, child->name, child->ino);
 	dir->entries++;
+	dir->version++;
 	if (S_ISDIR(child->mode))
 		dir->subdirs++;
 	dir->mtime = dir->ctime = now_ns();
@@ -1013,6 +1018,7 @@ static void link_child(nn_tx *t, nn_inode *dir, nn_inode *child)
 static void unlink_child(nn_tx *t, nn_inode *dir, const nn_inode *child)
 {
 	tx_del_dirent(t, dir->ino, child->name);
+	dir->version++;
 	if (dir->entries)
 		dir->entries--;
 	if (S_ISDIR(child->mode) && dir->subdirs)
@@ -1125,8 +1131,10 @@ H(Mkdir)
 		goto done;
 	rc = mkdir_one(ns, parent, name, req->mode, cred, &n);
 done:
-	if (rc == 0 && n)
+	if (rc == 0 && n) {
 		rep->attr = arena_attr(ns, a, n);
+		rep->parent_version = parent ? parent->version : 0;
+	}
 	rep->err = err_of(rc);
 out:
 	ns_unlock(ns);
@@ -1250,8 +1258,10 @@ H(Create)
 abort:
 	tx_abort(&t);
 done:
-	if (rc == 0)
+	if (rc == 0) {
 		rep->attr = arena_attr(ns, a, n);
+		rep->parent_version = parent ? parent->version : 0;
+	}
 	rep->err = err_of(rc);
 out:
 	ns_unlock(ns);
@@ -1297,8 +1307,10 @@ H(Symlink)
 	t.dinodes = 1;
 	rc = tx_commit(ns, &t);
 done:
-	if (rc == 0)
+	if (rc == 0) {
 		rep->attr = arena_attr(ns, a, n);
+		rep->parent_version = parent ? parent->version : 0;
+	}
 	rep->err = err_of(rc);
 out:
 	ns_unlock(ns);
@@ -1361,8 +1373,10 @@ H(Mknod)
 	t.dinodes = 1;
 	rc = tx_commit(ns, &t);
 done:
-	if (rc == 0)
+	if (rc == 0) {
 		rep->attr = arena_attr(ns, a, n);
+		rep->parent_version = parent ? parent->version : 0;
+	}
 	rep->err = err_of(rc);
 out:
 	ns_unlock(ns);

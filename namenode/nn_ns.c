@@ -2024,11 +2024,16 @@ H(SetAttr)
 	}
 	int64_t now = now_ns();
 	if (v & CAUDAL__SET_ATTR_FIELD__SA_MODE) {
-		if (!owner) {
+		uint32_t mode = req->mode & 07777, old = n->mode & 07777;
+		const uint32_t ids = S_ISUID | S_ISGID;
+		/* a write by someone else clears setuid and setgid (the kernel
+		 * asks for it): allowed to anyone who may write, since it
+		 * only takes rights away */
+		bool drops_ids = mode != old && !(mode & ~old) && (mode & ~ids) == (old & ~ids);
+		if (!owner && !(drops_ids && perm(n, cred, 2) == 0)) {
 			rc = -EPERM;
 			goto done;
 		}
-		uint32_t mode = req->mode & 07777;
 		/* a non-root owner outside the group loses setgid, as on Linux */
 		if (cred->uid != 0 && !in_group(cred, n->gid))
 			mode &= ~(uint32_t)S_ISGID;

@@ -536,6 +536,27 @@ static void test_mknod(const Caudal__Cred *usr)
 	CHECK_EQ(at.blocks, 0);
 }
 
+/* A write by someone else clears setuid and setgid (the kernel asks with a
+ * chmod as the writer): allowed to a caller who may write, if it only
+ * takes those bits away; any other chmod by a non-owner is EPERM. */
+static void test_suid_drop(const Caudal__Cred *usr)
+{
+	uint64_t ino;
+	Caudal__Attr at;
+	CHECK_EQ(create("/spec/suid", "c8", false, &ino, &root), 0);
+	CHECK_EQ(complete(ino, "c8", 0, 0), 0);
+	CHECK_EQ(set_mode("/spec/suid", 06777, &root), 0);
+	CHECK_EQ(set_mode("/spec/suid", 06777, usr), EPERM); /* no change: still not the owner's */
+	CHECK_EQ(set_mode("/spec/suid", 06776, usr), EPERM); /* takes another bit */
+	CHECK_EQ(set_mode("/spec/suid", 0777, usr), 0);
+	CHECK_EQ(stat_path("/spec/suid", &at, &root), 0);
+	CHECK_EQ(at.mode & 07777, 0777);
+	CHECK_EQ(set_mode("/spec/suid", 04755, &root), 0);
+	CHECK_EQ(set_mode("/spec/suid", 0755, usr), EPERM); /* may not write it */
+	CHECK_EQ(stat_path("/spec/suid", &at, &root), 0);
+	CHECK_EQ(at.mode & 07777, 04755);
+}
+
 int main(void)
 {
 	cdl_log_init("test", CDL_LOG_WARN);
@@ -624,6 +645,7 @@ int main(void)
 	CHECK_EQ(create("/a/f", "c1", false, NULL, &root), EEXIST);
 	test_sparse(ino, blk);
 	test_mknod(&user);
+	test_suid_drop(&user);
 	CHECK_EQ(stat_path("/a/f", &at, &root), 0);
 	CHECK_EQ(at.size, 12345);
 	CHECK_EQ(at.blocks, 1); /* the abandoned block is gone */

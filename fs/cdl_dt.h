@@ -51,6 +51,16 @@
  * treated as before recovery existed: its last hsynced length is finalized
  * and reported, or it is dropped.
  *
+ * Replacement nodes (HDFS ReplaceDatanodeOnFailure): when the survivors
+ * are fewer than the file's replication the namenode may hand out new
+ * datanodes with the stamp. Before the recovery the writer asks a survivor
+ * to copy the acked bytes to them (DT_TRANSFER: header op, block, gen = the
+ * recorded stamp, length = the acked bytes, targets = the new nodes, a copy
+ * token; the survivor answers once the copy is stored, as a finalized
+ * replica of that stamp, through a DT_WRITE of its own), appends them to
+ * the pipeline and runs the recovery with recover_gen = the recorded stamp,
+ * which takes their copies over like the survivors' replicas.
+ *
  * All integers big-endian. Every length read off the wire is bounded before
  * use. Functions here are blocking with timeouts (SO_RCVTIMEO/SO_SNDTIMEO);
  * an object is used by one thread at a time. */

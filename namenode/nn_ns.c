@@ -2687,10 +2687,13 @@ H(UpdatePipeline)
 	}
 	/* replacements: live datanodes in service outside the pipeline */
 	int more[MAX_REPLICATION];
-	size_t nmore = 0;
-	if (req->add) {
+	size_t nmore = 0, want = req->add;
+	/* no more than the file's replication lacks */
+	if (req->n_nodes + want > n->repl)
+		want = n->repl > req->n_nodes ? n->repl - req->n_nodes : 0;
+	if (want) {
 		nmore = nn_blocks_choose_more(ns->bl, k, pipe, req->n_nodes, req->exclude,
-					      req->n_exclude, req->add, more);
+					      req->n_exclude, want, more);
 		for (size_t i = 0; i < nmore; i++)
 			nn_blk_offer(ns->bl, k->id, gen, more[i]);
 	}

@@ -448,6 +448,9 @@ static void test_pipeline_prepare_then_commit(void)
 	stop_nn();
 }
 
+/* How many replacements the last prepare_add got. */
+static size_t last_nadded;
+
 /* UpdatePipeline's prepare asking for `add` replacements; *added gets the
  * id of the first one handed out ("" none), *ncopy the copy token's size. */
 static int prepare_add(uint64_t ino, uint64_t blk, char **nodes, size_t n, uint32_t add,
@@ -471,6 +474,7 @@ static int prepare_add(uint64_t ino, uint64_t blk, char **nodes, size_t n, uint3
 	if (!e) {
 		*gen = r->gen;
 		CHECK(r->n_added <= add);
+		last_nadded = r->n_added;
 		if (r->n_added)
 			snprintf(added, 16, "%s", r->added[0]->id);
 		*ncopy = r->copy_token.len;
@@ -531,6 +535,12 @@ static void test_pipeline_replace(void)
 
 	/* abuse: a live datanode never handed out for this block is refused,
 	 * in a prepare and in a commit */
+	uint64_t gx0 = 0;
+	/* two spares now, but no more than the replication (3) lacks */
+	register_dn("dn6", "127.0.0.7");
+	char more[16];
+	CHECK_EQ(prepare_add(ino, blk, surv, 2, 5, NULL, 0, &gx0, more, &ncopy), 0);
+	CHECK_EQ(last_nadded, 1);
 	register_dn("dn5", "127.0.0.6");
 	char *rogue[3] = {ids[1], ids[2], "dn5"};
 	uint64_t gx = 0;
@@ -566,9 +576,10 @@ static void test_pipeline_replace(void)
 	for (size_t j = 0; j < m; j++)
 		has_spare |= !strcmp(now[j], spare);
 	CHECK(has_spare);
-	/* every live node is in the pipeline now: none to add */
+	/* a replacement is never a node of the pipeline or a location */
 	CHECK_EQ(prepare_add(ino, blk, surv, 2, 1, NULL, 0, &g, added, &ncopy), 0);
-	CHECK(added[0] == 0 || !strcmp(added, ids[0]) || !strcmp(added, "dn5"));
+	CHECK_EQ(last_nadded, 1);
+	CHECK(strcmp(added, ids[1]) && strcmp(added, ids[2]) && strcmp(added, spare));
 	stop_nn();
 }
 

@@ -2732,9 +2732,9 @@ H(UpdatePipeline)
 		 (unsigned long long)k->id, (unsigned long long)n->ino,
 		 req->prepare ? "recovering on" : "now", req->n_nodes, nmore ? " adding " : "",
 		 nmore ? ns->bl->dns[more[0]]->id : "", (unsigned long long)gen);
-	if (req->add && !nmore)
-		cdl_info("block %llu: no datanode to add to its pipeline (%u wanted)",
-			 (unsigned long long)k->id, req->add);
+	if (want && !nmore)
+		cdl_info("block %llu: no datanode to add to its pipeline (%zu wanted)",
+			 (unsigned long long)k->id, want);
 done:
 	rep->err = err_of(rc);
 out:

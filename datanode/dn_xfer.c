@@ -600,6 +600,57 @@ out:
 		dn_wr_abandon(wr);
 }
 
+/* ---------------------------------------------------------------- transfer */
+
+static int copy_replica(dn_store *s, uint64_t id, uint64_t gen, uint64_t out_gen, uint64_t limit,
+			bool rbw_ok, const Caudal__DtTarget *const *targets, size_t ntargets,
+			const ProtobufCBinaryData *token, const char *self, int timeout_ms);
+
+/* DT_TRANSFER: a writer adds a replacement datanode to the pipeline of a
+ * block (HDFS transferBlock): copy the first h->length bytes of the local
+ * replica (being written, parked or finalized, under h->gen or newer: the
+ * bytes every node acked) to h->targets as a replica of h->gen, then
+ * answer. The copy token for (block, gen) must name this datanode and
+ * every target, and allow that many bytes. */
+static void serve_transfer(conn *c, const Caudal__DtHeader *h)
+{
+	dn_xfer *x = c->x;
+	uint64_t maxlen;
+	if (h->n_targets < 1 || h->n_targets > CDL_DT_MAX_TARGETS) {
+		send_refusal(c->fd, EINVAL, "a transfer needs 1 to 32 targets", 0);
+		return;
+	}
+	if (check_token(c, h, CDL_TOKEN_COPY, "transfer", &maxlen) < 0)
+		return;
+	if (h->length > maxlen) {
+		cdl_warn("refusing transfer of %" PRIu64 " bytes of block %" PRIu64
+			 " from '%s': past the block size %" PRIu64,
+			 h->length, h->block, c->peer, maxlen);
+		send_refusal(c->fd, EFBIG, "transfer length past the block size", 0);
+		return;
+	}
+	int rc = copy_replica(x->s, h->block, h->gen, h->gen, h->length, true,
+			      (const Caudal__DtTarget *const *)h->targets, h->n_targets, &h->token,
+			      dn_store_id(x->s), x->io_timeout_ms);
+	if (rc < 0) {
+		cdl_warn("block %" PRIu64 ": cannot copy %" PRIu64 " bytes to '%s:%u' for '%s': %s",
+			 h->block, h->length, h->targets[0]->host ? h->targets[0]->host : "",
+			 h->targets[0]->port, h->client ? h->client : c->peer, strerror(-rc));
+		send_refusal(c->fd, (uint32_t)-rc,
+			     rc == -ENOENT   ? "replica not found"
+			     : rc == -ERANGE ? "replica shorter than the transfer length"
+					     : strerror(-rc),
+			     0);
+		return;
+	}
+	cdl_info("block %" PRIu64 ": copied %" PRIu64 " bytes under generation %" PRIu64
+		 " to '%s:%u' for '%s'",
+		 h->block, h->length, h->gen, h->targets[0]->host, h->targets[0]->port,
+		 h->client ? h->client : c->peer);
+	Caudal__DtReply rep = CAUDAL__DT_REPLY__INIT;
+	(void)cdl_dt_send_reply(c->fd, &rep);
+}
+
 /* ---------------------------------------------------------------- server */
 
 /* A connection that opens with a TLS handshake is handed to the TLS relay
@@ -683,6 +734,9 @@ static void *conn_main(void *arg)
 		break;
 	case CAUDAL__DT_OP__DT_WRITE:
 		serve_write(c, h);
+		break;
+	case CAUDAL__DT_OP__DT_TRANSFER:
+		serve_transfer(c, h);
 		break;
 	default:
 		cdl_warn("dropping connection from '%s': unknown operation %d", c->peer,
@@ -936,24 +990,37 @@ void dn_xfer_stop(dn_xfer *x)
 
 /* ---------------------------------------------------------------- replication */
 
-int dn_xfer_replicate(dn_store *s, uint64_t id, uint64_t gen,
-		      const Caudal__DtTarget *const *targets, size_t ntargets,
-		      const ProtobufCBinaryData *token, const char *self, int timeout_ms)
+/* Copy the first `limit` bytes (UINT64_MAX: all) of the local replica of
+ * id under gen or newer to a pipeline of targets as a replica of out_gen
+ * (0: the local replica's stamp). rbw_ok: a replica being written may be
+ * the source, else -EAGAIN. -ERANGE if it holds fewer than limit bytes. */
+static int copy_replica(dn_store *s, uint64_t id, uint64_t gen, uint64_t out_gen, uint64_t limit,
+			bool rbw_ok, const Caudal__DtTarget *const *targets, size_t ntargets,
+			const ProtobufCBinaryData *token, const char *self, int timeout_ms)
 {
 	dn_rd rd;
 	int rc = dn_store_open_read(s, id, gen, &rd);
 	if (rc < 0)
 		return rc;
-	if (rd.rbw) {
+	if (rd.rbw && !rbw_ok) {
 		dn_rd_release(&rd);
 		return -EAGAIN;
 	}
+	uint64_t len = rd.len;
+	if (limit != UINT64_MAX) {
+		if (len < limit) {
+			dn_rd_release(&rd);
+			return -ERANGE;
+		}
+		len = limit;
+	}
 	cdl_block_writer *w = NULL;
-	rc = cdl_block_writer_open(targets, ntargets, id, rd.gen, token, self, timeout_ms, &w);
+	rc = cdl_block_writer_open(targets, ntargets, id, out_gen ? out_gen : rd.gen, token, self,
+				   timeout_ms, &w);
 	if (rc < 0)
 		goto out;
 	uint8_t *buf = xmalloc(CDL_CHUNK);
-	uint64_t nchunks = (rd.len + CDL_CHUNK - 1) / CDL_CHUNK;
+	uint64_t nchunks = (len + CDL_CHUNK - 1) / CDL_CHUNK;
 	for (uint64_t idx = 0; idx < nchunks; idx++) {
 		size_t n;
 		uint64_t sum;
@@ -963,6 +1030,9 @@ int dn_xfer_replicate(dn_store *s, uint64_t id, uint64_t gen,
 			snprintf(why, sizeof(why), "checksum mismatch in chunk %" PRIu64, idx);
 			dn_store_mark_corrupt(s, id, rd.gen, why);
 		}
+		/* a chunk is verified whole, then cut to the bytes wanted */
+		if (rc == 0 && idx * CDL_CHUNK + n > len)
+			n = (size_t)(len - idx * CDL_CHUNK);
 		if (rc == 0)
 			rc = cdl_block_writer_write(w, buf, n);
 		if (rc < 0)
@@ -973,9 +1043,17 @@ int dn_xfer_replicate(dn_store *s, uint64_t id, uint64_t gen,
 		cdl_block_writer_abort(w);
 		goto out;
 	}
-	uint64_t len;
-	rc = cdl_block_writer_close(w, false, &len);
+	uint64_t wrote;
+	rc = cdl_block_writer_close(w, false, &wrote);
 out:
 	dn_rd_release(&rd);
 	return rc;
+}
+
+int dn_xfer_replicate(dn_store *s, uint64_t id, uint64_t gen,
+		      const Caudal__DtTarget *const *targets, size_t ntargets,
+		      const ProtobufCBinaryData *token, const char *self, int timeout_ms)
+{
+	return copy_replica(s, id, gen, 0, UINT64_MAX, false, targets, ntargets, token, self,
+			    timeout_ms);
 }

@@ -24,6 +24,10 @@
  * responder thread per connection reads the downstream acks). A header
  * that is garbage or too large drops only its connection.
  *
+ * DT_TRANSFER (a writer adding a replacement node to its pipeline) copies
+ * the first `length` bytes of a local replica, even one being written, to
+ * its targets the same way, with a copy token naming this node and them.
+ *
  * Also the replication used by CMD_REPLICATE: read a local replica and
  * write it through a pipeline with cdl_block_writer.
  *

@@ -498,6 +498,8 @@ struct cdl_writer {
 	/* datanodes this writer could not reach */
 	char *excluded[CDL_MAX_EXCLUDED];
 	size_t nexcluded;
+	uint32_t repl;	     /* the file's replication: what a recovery replaces up to */
+	bool replace_warned; /* said once that no replacement could be added */
 };
 
 int cdl_writer_open(cdl_client *c, const Caudal__Attr *attr, cdl_writer **out)
@@ -512,6 +514,7 @@ int cdl_writer_open(cdl_client *c, const Caudal__Attr *attr, cdl_writer **out)
 	w->ino = attr->ino;
 	w->block_size = attr->block_size;
 	w->size = attr->size;
+	w->repl = attr->replication;
 	writer_register(c);
 	*out = w;
 	return 0;
@@ -672,19 +675,84 @@ static int next_block(cdl_writer *w)
 	return rc;
 }
 
+/* Prepare rounds of one recovery that may ask for replacement datanodes:
+ * each replacement that fails is dropped like any node, so this bounds the
+ * recovery. */
+#define CDL_REPLACE_TRIES 3
+
+/* Replacement datanodes (HDFS addDatanode2ExistingPipeline): the namenode
+ * handed out rep->added for the pipeline of the current block. The last
+ * survivor copies the bytes every node acked to them under the recorded
+ * stamp (cdl_block_transfer, HDFS transferBlock), and they join the end of
+ * w->tg, so that the recovery takes their copy over with the survivors'
+ * replicas. With none handed out, or when the copy fails, the pipeline
+ * carries on with the survivors (said once per writer; a failed copy's
+ * targets are excluded from the next try). */
+static void add_replacements(cdl_writer *w, const Caudal__UpdatePipelineReply *rep, size_t want)
+{
+	size_t n = rep->n_added < want ? rep->n_added : want;
+	if (n > CDL_DT_MAX_TARGETS - w->ntg)
+		n = CDL_DT_MAX_TARGETS - w->ntg;
+	const char *why = "no datanode to spare";
+	if (n > 0) {
+		Caudal__DtTarget tg[CDL_DT_MAX_TARGETS];
+		const Caudal__DtTarget *tp[CDL_DT_MAX_TARGETS];
+		for (size_t i = 0; i < n; i++) {
+			caudal__dt_target__init(&tg[i]);
+			tg[i].host = rep->added[i]->host;
+			tg[i].port = rep->added[i]->data_port;
+			tg[i].id = rep->added[i]->id;
+			tp[i] = &tg[i];
+		}
+		const struct wtarget *src = &w->tg[w->ntg - 1];
+		uint64_t acked = cdl_block_writer_acked(w->bw);
+		int rc =
+		    cdl_block_transfer(src->host, (int)src->port, w->cur_id, w->cur_gen, acked, tp,
+				       n, &rep->copy_token, w->c->name, w->c->rpc_timeout_ms);
+		if (rc == 0) {
+			for (size_t i = 0; i < n; i++) {
+				w->tg[w->ntg].id = xstrdup(tg[i].id);
+				w->tg[w->ntg].host = xstrdup(tg[i].host);
+				w->tg[w->ntg].port = tg[i].port;
+				w->ntg++;
+				cdl_info("block %llu of inode %llu: datanode '%s:%u' added to the "
+					 "pipeline with %llu bytes copied from '%s:%u'",
+					 (unsigned long long)w->cur_id, (unsigned long long)w->ino,
+					 tg[i].host, tg[i].port, (unsigned long long)acked,
+					 src->host, src->port);
+			}
+			return;
+		}
+		why = strerror(-rc);
+		for (size_t i = 0; i < n; i++)
+			exclude(w, tg[i].id);
+	}
+	if (!w->replace_warned)
+		cdl_warn("block %llu of inode %llu: no replacement datanode for its pipeline (%s); "
+			 "carrying on with %zu of %u",
+			 (unsigned long long)w->cur_id, (unsigned long long)w->ino, why, w->ntg,
+			 w->repl);
+	w->replace_warned = true;
+}
+
 /* Pipeline recovery (fs/cdl_dt.h): the current block's pipeline failed
  * with rc at position bad (1-based, 0 unknown: the first node, the one the
  * client talks to). Drops that node, asks the namenode for a new generation
  * stamp and a write token for the survivors (UpdatePipeline with prepare:
  * the namenode's record does not change), resumes the replica on them at
  * the bytes every node acked, resending the unacked packets, and only then
- * has the namenode record the stamp with the survivors as the block's
+ * has the namenode record the stamp with the new pipeline as the block's
  * locations (UpdatePipeline with gen). If every survivor fails the record
  * keeps the old stamp, under which the datanodes keep the hsynced bytes.
- * Each attempt drops one node, so this ends; with no node left the write
- * fails with EIO. Returns 0 when w->bw can go on. */
+ * When the file's replication is 2 or more and the survivors are fewer, the
+ * prepare also asks for replacements (add_replacements): HDFS's default
+ * ReplaceDatanodeOnFailure policy, simplified to "whenever short", see
+ * docs/decisions.md. Each attempt drops one node and only
+ * CDL_REPLACE_TRIES attempts add any, so this ends; with no node left the
+ * write fails with EIO. Returns 0 when w->bw can go on. */
 static int recover(cdl_writer *w, int rc, int bad)
 {
+	int replace_tries = 0;
 	while (w->ntg > 0) {
 		size_t idx = bad_index(w, bad);
 		cdl_warn("block %llu of inode %llu: datanode '%s:%u' failed in the pipeline (%s); "
@@ -697,8 +765,37 @@ static int recover(cdl_writer *w, int rc, int bad)
 		if (w->ntg == 0)
 			break;
 
+		size_t want = 0;
+		if (w->repl >= 2 && w->ntg < w->repl && replace_tries < CDL_REPLACE_TRIES) {
+			want = w->repl - w->ntg;
+			replace_tries++;
+		}
 		Caudal__UpdatePipelineRequest req = CAUDAL__UPDATE_PIPELINE_REQUEST__INIT;
 		char *ids[CDL_DT_MAX_TARGETS];
+		for (size_t i = 0; i < w->ntg; i++)
+			ids[i] = w->tg[i].id;
+		req.ino = w->ino;
+		req.client = w->c->name;
+		req.block = w->cur_id;
+		req.n_nodes = w->ntg;
+		req.nodes = ids;
+		req.prepare = true;
+		req.add = (uint32_t)want;
+		if (want) {
+			req.n_exclude = w->nexcluded;
+			req.exclude = w->excluded;
+		}
+		Caudal__UpdatePipelineReply *rep;
+		int e = cdl_client_call_err(w->c, CDL_NN_UpdatePipeline, &req.base,
+					    (ProtobufCMessage **)&rep);
+		if (e) {
+			cdl_err("block %llu: no new generation stamp for its pipeline: %s",
+				(unsigned long long)w->cur_id, strerror(-e));
+			return e;
+		}
+		uint64_t gen = rep->gen;
+		if (want)
+			add_replacements(w, rep, want);
 		Caudal__DtTarget tg[CDL_DT_MAX_TARGETS];
 		const Caudal__DtTarget *tp[CDL_DT_MAX_TARGETS];
 		for (size_t i = 0; i < w->ntg; i++) {
@@ -709,29 +806,20 @@ static int recover(cdl_writer *w, int rc, int bad)
 			tg[i].id = w->tg[i].id;
 			tp[i] = &tg[i];
 		}
-		req.ino = w->ino;
-		req.client = w->c->name;
-		req.block = w->cur_id;
-		req.n_nodes = w->ntg;
-		req.nodes = ids;
-		req.prepare = true;
-		Caudal__UpdatePipelineReply *rep;
-		int e = cdl_client_call_err(w->c, CDL_NN_UpdatePipeline, &req.base,
-					    (ProtobufCMessage **)&rep);
-		if (e) {
-			cdl_err("block %llu: no new generation stamp for its pipeline: %s",
-				(unsigned long long)w->cur_id, strerror(-e));
-			return e;
-		}
-		uint64_t gen = rep->gen;
-		rc = cdl_block_writer_recover(w->bw, tp, w->ntg, gen, &rep->token, &bad);
+		/* from the recorded stamp: a replacement's copy carries it */
+		rc = cdl_block_writer_recover_from(w->bw, tp, w->ntg, w->cur_gen, gen, &rep->token,
+						   &bad);
 		protobuf_c_message_free_unpacked(&rep->base, NULL);
 		if (rc != 0)
 			continue;
-		/* the survivors took the replica at gen: only now does the
-		 * namenode record it (and the survivors as the locations) */
+		/* the new pipeline took the replica at gen: only now does the
+		 * namenode record it (and the pipeline as the locations) */
 		req.prepare = false;
 		req.gen = gen;
+		req.add = 0;
+		req.n_exclude = 0;
+		req.exclude = NULL;
+		req.n_nodes = w->ntg;
 		e = cdl_client_call_err(w->c, CDL_NN_UpdatePipeline, &req.base,
 					(ProtobufCMessage **)&rep);
 		if (e) {

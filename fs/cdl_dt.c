@@ -817,15 +817,22 @@ int cdl_block_writer_recover(cdl_block_writer *w, const Caudal__DtTarget *const 
 			     size_t ntargets, uint64_t gen, const ProtobufCBinaryData *token,
 			     int *bad)
 {
+	return cdl_block_writer_recover_from(w, targets, ntargets, w->gen, gen, token, bad);
+}
+
+int cdl_block_writer_recover_from(cdl_block_writer *w, const Caudal__DtTarget *const *targets,
+				  size_t ntargets, uint64_t from_gen, uint64_t gen,
+				  const ProtobufCBinaryData *token, int *bad)
+{
 	*bad = 0;
-	if (gen <= w->gen)
+	if (gen <= w->gen || from_gen > w->gen)
 		return -EINVAL;
 	if (w->fd >= 0)
 		close(w->fd);
 	w->fd = -1;
 	w->bad = 0;
 	int fd = writer_connect(targets, ntargets, w->block, gen, token, w->client, w->timeout_ms,
-				true, w->gen, w->acked_bytes, bad);
+				true, from_gen, w->acked_bytes, bad);
 	if (fd < 0) {
 		w->bad = *bad;
 		return w->err = fd;
@@ -892,4 +899,46 @@ uint64_t cdl_block_writer_gen(const cdl_block_writer *w)
 int cdl_block_writer_bad_target(const cdl_block_writer *w)
 {
 	return w->bad;
+}
+
+/* ---------------------------------------------------------------- transfer */
+
+int cdl_block_transfer(const char *host, int port, uint64_t block, uint64_t gen, uint64_t length,
+		       const Caudal__DtTarget *const *targets, size_t ntargets,
+		       const ProtobufCBinaryData *token, const char *client, int timeout_ms)
+{
+	if (ntargets < 1 || ntargets > CDL_DT_MAX_TARGETS)
+		return -EINVAL;
+	/* the survivor answers once the copy is stored: allow for 10 MB/s */
+	int64_t wait = (int64_t)timeout_ms + (int64_t)(length >> 20) * 100;
+	int io_ms = wait > 600000 ? 600000 : (int)wait;
+	int fd = cdl_dt_connect(host, port, timeout_ms, io_ms);
+	if (fd < 0)
+		return fd;
+	Caudal__DtHeader h = CAUDAL__DT_HEADER__INIT;
+	h.op = CAUDAL__DT_OP__DT_TRANSFER;
+	h.block = block;
+	h.gen = gen;
+	h.length = length;
+	h.client = (char *)(client ? client : "");
+	h.n_targets = ntargets;
+	h.targets = (Caudal__DtTarget **)targets;
+	if (token)
+		h.token = *token;
+	Caudal__DtReply *rep = NULL;
+	int rc = cdl_dt_send_header(fd, &h);
+	if (rc == 0)
+		rc = cdl_dt_recv_reply(fd, &rep);
+	if (rc == 0 && !rep)
+		rc = -EPROTO;
+	if (rc == 0 && rep->err) {
+		rc = rep->err > 4095 ? -EIO : -(int)rep->err;
+		cdl_debug("transfer of block %llu refused by '%s:%d': %s",
+			  (unsigned long long)block, host, port,
+			  rep->message && *rep->message ? rep->message : strerror(-rc));
+	}
+	if (rep)
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+	close(fd);
+	return rc;
 }

@@ -51,6 +51,16 @@
  * treated as before recovery existed: its last hsynced length is finalized
  * and reported, or it is dropped.
  *
+ * Replacement nodes (HDFS ReplaceDatanodeOnFailure): when the survivors
+ * are fewer than the file's replication the namenode may hand out new
+ * datanodes with the stamp. Before the recovery the writer asks a survivor
+ * to copy the acked bytes to them (DT_TRANSFER: header op, block, gen = the
+ * recorded stamp, length = the acked bytes, targets = the new nodes, a copy
+ * token; the survivor answers once the copy is stored, as a finalized
+ * replica of that stamp, through a DT_WRITE of its own), appends them to
+ * the pipeline and runs the recovery with recover_gen = the recorded stamp,
+ * which takes their copies over like the survivors' replicas.
+ *
  * All integers big-endian. Every length read off the wire is bounded before
  * use. Functions here are blocking with timeouts (SO_RCVTIMEO/SO_SNDTIMEO);
  * an object is used by one thread at a time. */
@@ -186,6 +196,14 @@ int cdl_block_writer_close_ex(cdl_block_writer *w, bool sync, uint64_t *length, 
 int cdl_block_writer_recover(cdl_block_writer *w, const Caudal__DtTarget *const *targets,
 			     size_t ntargets, uint64_t gen, const ProtobufCBinaryData *token,
 			     int *bad);
+/* Same, resuming replicas written under a generation in [from_gen, gen)
+ * (from_gen at most the writer's current one): the stamp the namenode
+ * recorded, so that a replacement node holding a copy made under it
+ * (cdl_block_transfer) is taken over along with survivors that already
+ * took a stamp of a failed attempt. */
+int cdl_block_writer_recover_from(cdl_block_writer *w, const Caudal__DtTarget *const *targets,
+				  size_t ntargets, uint64_t from_gen, uint64_t gen,
+				  const ProtobufCBinaryData *token, int *bad);
 /* Drop the connection without finishing the replica (after a successful
  * finish: just release). Frees w. */
 void cdl_block_writer_abort(cdl_block_writer *w);
@@ -197,5 +215,19 @@ uint64_t cdl_block_writer_acked(const cdl_block_writer *w);
 uint64_t cdl_block_writer_gen(const cdl_block_writer *w);
 /* After a failure: 1-based position of the target that failed, 0 unknown. */
 int cdl_block_writer_bad_target(const cdl_block_writer *w);
+
+/* Adding a replacement datanode to a pipeline (HDFS transferBlock): ask
+ * the datanode at host:port, a survivor of the pipeline of block, to copy
+ * the first `length` bytes of its replica (being written, parked, or
+ * finalized, under gen or a newer stamp) to targets (1..CDL_DT_MAX_TARGETS,
+ * in pipeline order), where they are stored as a replica finalized under
+ * gen that the following recovery (cdl_block_writer_recover_from) takes
+ * over. token: the copy token for (block, gen) naming the survivor and the
+ * targets (UpdatePipelineReply.copy_token). Blocks until the copy is
+ * stored, with timeouts that grow with length. 0 or -errno (-EACCES: the
+ * token was refused, -ERANGE: the replica is shorter than length). */
+int cdl_block_transfer(const char *host, int port, uint64_t block, uint64_t gen, uint64_t length,
+		       const Caudal__DtTarget *const *targets, size_t ntargets,
+		       const ProtobufCBinaryData *token, const char *client, int timeout_ms);
 
 #endif

@@ -151,6 +151,7 @@ void nn_blocks_free(nn_blocks *b)
 	free(b->map->keys);
 	free(b->map->vals);
 	free(b->map);
+	free(b->offers);
 	for (int i = 0; i < b->ndn; i++) {
 		cmds_free(b->dns[i]);
 		free(b->dns[i]->id);
@@ -374,10 +375,30 @@ static bool has_corrupt(const nn_blk *k, int dn)
 	return false;
 }
 
-/* A reported replica is good when it has the block's generation and at
- * least the recorded length (a truncate shortens only the record). */
-static bool replica_ok(const nn_blk *k, const Caudal__Replica *r)
+/* A replica of a block under construction stamped newer than the record:
+ * a pipeline recovery whose commit has not come (it is on its way, or
+ * every node of the new pipeline died before it). As HDFS keeps the
+ * replicas of a block under construction, it is kept if the stamp was
+ * handed out for this block or is close above the record; deleting it as
+ * stale would lose the block's newest bytes. */
+static bool replica_ahead(const nn_blocks *b, const nn_blk *k, const Caudal__Replica *r)
 {
+	if (!k->uc || r->gen <= k->gen || r->gen - k->gen > UINT32_MAX)
+		return false;
+	return r->gen - k->gen <= NN_GEN_AHEAD_MAX || nn_blk_offered_gen(b, k->id, r->gen);
+}
+
+/* A reported replica is good when it has the block's generation and at
+ * least the recorded length (a truncate shortens only the record), or is
+ * one of a pipeline recovery of the block being written (replica_ahead,
+ * noted in k->ahead for lease recovery). */
+static bool replica_ok(const nn_blocks *b, nn_blk *k, const Caudal__Replica *r)
+{
+	if (replica_ahead(b, k, r)) {
+		if (r->gen - k->gen > k->ahead)
+			k->ahead = (uint32_t)(r->gen - k->gen);
+		return true;
+	}
 	return r->gen == k->gen && (k->uc || r->length >= k->len);
 }
 
@@ -390,7 +411,7 @@ void nn_dn_received(nn_blocks *b, nn_dn *d, const Caudal__Replica *r)
 	}
 	if (k->uc && r->length > k->len)
 		k->len = r->length; /* the writer has not reported it yet */
-	if (!replica_ok(k, r)) {
+	if (!replica_ok(b, k, r)) {
 		nn_dn_queue_delete(d, r->id, r->gen);
 		return;
 	}
@@ -447,7 +468,7 @@ void nn_dn_block_report(nn_blocks *b, nn_dn *d, Caudal__Replica **reps, size_t n
 	size_t nseen = 0;
 	for (size_t i = 0; i < n; i++) {
 		nn_blk *k = nn_blk_get(b, reps[i]->id);
-		if (!k || !replica_ok(k, reps[i])) {
+		if (!k || !replica_ok(b, k, reps[i])) {
 			if (!k || !has_corrupt(k, d->idx))
 				nn_dn_queue_delete(d, reps[i]->id, reps[i]->gen);
 			continue;
@@ -573,6 +594,51 @@ size_t nn_blocks_choose(nn_blocks *b, const char *writer_host, char **excluded, 
 	nn_candidate c[NN_MAX_DN];
 	candidates(b, c, excluded, nexcluded, 0);
 	return nn_place_choose(c, (size_t)b->ndn, writer_host, NULL, 0, want, out, &b->seed);
+}
+
+size_t nn_blocks_choose_more(nn_blocks *b, const nn_blk *k, const int *pipeline, size_t npipeline,
+			     char **excluded, size_t nexcluded, size_t want, int *out)
+{
+	nn_candidate c[NN_MAX_DN];
+	int chosen[64];
+	size_t nch = 0;
+	candidates(b, c, excluded, nexcluded, 0);
+	for (size_t i = 0; i < npipeline && nch < 64; i++)
+		if (pipeline[i] >= 0 && pipeline[i] < b->ndn) {
+			c[pipeline[i]].usable = false;
+			chosen[nch++] = pipeline[i];
+		}
+	for (int i = 0; i < k->nloc; i++)
+		c[k->locs[i]].usable = false;
+	if (want > 8)
+		want = 8;
+	return nn_place_choose(c, (size_t)b->ndn, NULL, chosen, nch, want, out, &b->seed);
+}
+
+void nn_blk_offer(nn_blocks *b, uint64_t id, uint64_t gen, int dn)
+{
+	if (!b->offers)
+		b->offers = xcalloc(NN_MAX_OFFERS, sizeof(*b->offers));
+	b->offers[b->offer_next] = (nn_offer){id, gen, dn};
+	b->offer_next = (b->offer_next + 1) % NN_MAX_OFFERS;
+	if (b->noffers < NN_MAX_OFFERS)
+		b->noffers++;
+}
+
+bool nn_blk_offered_dn(const nn_blocks *b, uint64_t id, int dn)
+{
+	for (uint32_t i = 0; dn >= 0 && i < b->noffers; i++)
+		if (b->offers[i].block == id && b->offers[i].dn == dn)
+			return true;
+	return false;
+}
+
+bool nn_blk_offered_gen(const nn_blocks *b, uint64_t id, uint64_t gen)
+{
+	for (uint32_t i = 0; i < b->noffers; i++)
+		if (b->offers[i].block == id && b->offers[i].gen == gen)
+			return true;
+	return false;
 }
 
 struct need {

@@ -40,9 +40,21 @@ typedef struct nn_blk {
 	uint16_t nloc, locap;
 	uint16_t *locs; /* datanode indices */
 	uint16_t ncorrupt, corcap;
+	/* uc: a replica kept by a report is this far above gen, a stamp a
+	 * pipeline recovery handed out and never committed (0: none) */
+	uint32_t ahead;
 	uint16_t *corrupt;	  /* datanode indices with a corrupt replica */
 	int64_t pending_until_ms; /* replication scheduled; wait before retrying */
 } nn_blk;
+
+/* Stamps and replacement datanodes pipeline recoveries handed out
+ * (UpdatePipeline prepare), remembered for the commit and the block
+ * reports; the oldest are forgotten past NN_MAX_OFFERS. */
+#define NN_MAX_OFFERS 4096
+typedef struct nn_offer {
+	uint64_t block, gen;
+	int dn; /* datanode index, -1: the stamp alone */
+} nn_offer;
 
 typedef struct nn_blocks {
 	nn_dn *dns[NN_MAX_DN];
@@ -53,6 +65,8 @@ typedef struct nn_blocks {
 	int64_t last_monitor_ms;
 	uint64_t seed;
 	uint64_t nblocks, nreported; /* blocks, blocks with >=1 replica (safe mode) */
+	nn_offer *offers;	     /* ring of NN_MAX_OFFERS, allocated on first use */
+	uint32_t noffers, offer_next;
 } nn_blocks;
 
 nn_blocks *nn_blocks_new(nn_topology *topo, int64_t dead_ms);
@@ -95,6 +109,25 @@ int nn_blk_live(const nn_blocks *b, const nn_blk *k);
 /* Choose pipeline targets for a new block (dn indices into out). */
 size_t nn_blocks_choose(nn_blocks *b, const char *writer_host, char **excluded, size_t nexcluded,
 			size_t want, int *out);
+/* Choose up to want replacement datanodes for the pipeline of block k
+ * (HDFS getAdditionalDatanode): live, in service, not among pipeline[]
+ * (datanode indices), k's locations or the excluded ids, placed by the rack
+ * rule relative to the pipeline. Returns how many went to out. */
+size_t nn_blocks_choose_more(nn_blocks *b, const nn_blk *k, const int *pipeline, size_t npipeline,
+			     char **excluded, size_t nexcluded, size_t want, int *out);
+
+/* ---- pipeline recovery (UpdatePipeline)
+ * A prepare hands out stamp gen for block id, and maybe replacement
+ * datanodes: remember them (dn -1: the stamp alone). The commit takes as
+ * locations only current ones and ones handed out for the block; a block
+ * report keeps a replica of a block under construction whose stamp is
+ * newer than the record if it was handed out, or is at most
+ * NN_GEN_AHEAD_MAX above it (after a restart of the namenode, which
+ * forgets what it handed out), and notes it in k->ahead. */
+#define NN_GEN_AHEAD_MAX 16
+void nn_blk_offer(nn_blocks *b, uint64_t id, uint64_t gen, int dn);
+bool nn_blk_offered_dn(const nn_blocks *b, uint64_t id, int dn);
+bool nn_blk_offered_gen(const nn_blocks *b, uint64_t id, uint64_t gen);
 
 /* One pass of the monitor: mark dead datanodes, schedule re-replication
  * (fewest live replicas first) and removal of excess replicas. Does

@@ -2710,15 +2710,43 @@ static void pipeline_gen_note(uint64_t gen)
 	pthread_mutex_unlock(&pipeline_gen_lock);
 }
 
+/* Lease recovery: a pipeline recovery of the last block that was handed a
+ * stamp and never committed it (every node of the new pipeline died before
+ * the commit, then came back) left replicas newer than the record, which
+ * the block reports kept (k->ahead, nn_blocks.h). The file is closed at the
+ * newest such stamp: those replicas hold the newest bytes and stay good,
+ * ones at older stamps become stale. Changes the record in n, which the
+ * caller commits. */
+static void pipeline_gen_settle(nn_ns *ns, nn_inode *n)
+{
+	nn_brec *last = n->nblocks ? &n->blocks[n->nblocks - 1] : NULL;
+	nn_blk *k = last ? nn_blk_get(ns->bl, last->id) : NULL;
+	/* (k->gen is ahead of the record when a close failed after this) */
+	if (!k || !k->uc || k->gen + k->ahead <= last->gen)
+		return;
+	cdl_info("block %llu of inode %llu: taking generation %llu of replicas from an "
+		 "uncommitted pipeline recovery (record %llu)",
+		 (unsigned long long)k->id, (unsigned long long)n->ino,
+		 (unsigned long long)(k->gen + k->ahead), (unsigned long long)last->gen);
+	last->gen = k->gen + k->ahead;
+	k->gen = last->gen;
+	k->ahead = 0;
+	pipeline_gen_note(k->gen);
+}
+
 /* Pipeline recovery: the writer lost a node mid-block and carries on with
  * the survivors, in two steps as in HDFS. With `prepare` the namenode only
  * hands out a new generation stamp and a write token naming the survivors
  * (updateBlockForPipeline); the record does not change, so if every
- * survivor fails too the replicas at the old stamp stay good. Once the
- * survivors accepted the recovery the writer commits (`gen` set): the block
- * gets that stamp, so that a replica left on a lost node is recognisably
- * stale, and its locations become the survivors (updatePipeline). A request
- * with neither (an older client) does both at once. */
+ * survivor fails too the replicas at the old stamp stay good. A prepare may
+ * also ask for replacement datanodes (`add`, getAdditionalDatanode): they
+ * are chosen like a new block's, remembered for the block, named by the
+ * write token, and get a copy token for the recorded stamp, with which a
+ * survivor copies its replica to them (DT_TRANSFER). Once the new pipeline
+ * accepted the recovery the writer commits (`gen` set): the block gets
+ * that stamp, so that a replica left on a lost node is recognisably stale,
+ * and its locations become the nodes named (updatePipeline). A request with
+ * neither (an older client) does both at once. */
 H(UpdatePipeline)
 {
 	nn_ns *ns = ctx;
@@ -2735,28 +2763,36 @@ H(UpdatePipeline)
 		goto done;
 	nn_blk *k = nn_blk_get(ns->bl, req->block);
 	if (!n->nblocks || n->blocks[n->nblocks - 1].id != req->block || !k || !k->uc ||
-	    req->n_nodes == 0 || req->n_nodes > MAX_REPLICATION) {
+	    req->n_nodes == 0 || req->n_nodes > MAX_REPLICATION ||
+	    req->add > MAX_REPLICATION - req->n_nodes || req->n_exclude > NN_MAX_DN ||
+	    (req->add && !req->prepare)) {
 		rc = -EINVAL;
 		goto done;
 	}
-	/* the survivors are nodes of the block's pipeline, each once: a
-	 * writer cannot get a token (and replicas) for datanodes it chooses */
+	/* the nodes are the block's locations, or replacements handed out for
+	 * it, each once: a writer cannot get a token (and replicas) for
+	 * datanodes it chooses */
 	nn_dn *keep[MAX_REPLICATION];
+	int pipe[MAX_REPLICATION];
 	for (size_t i = 0; i < req->n_nodes; i++) {
 		bool held = false, twice = false;
 		keep[i] = nn_dn_find(ns->bl, req->nodes[i]);
 		for (uint16_t j = 0; keep[i] && j < k->nloc; j++)
 			held |= k->locs[j] == keep[i]->idx;
+		if (keep[i] && !held)
+			held = nn_blk_offered_dn(ns->bl, k->id, keep[i]->idx);
 		for (size_t j = 0; keep[i] && j < i; j++)
 			twice |= keep[j] == keep[i];
 		if (!keep[i] || !held || twice) {
 			rc = -EINVAL;
 			goto done;
 		}
+		pipe[i] = keep[i]->idx;
 	}
 	uint64_t recorded = n->blocks[n->nblocks - 1].gen, gen;
 	if (req->prepare) {
 		gen = pipeline_gen_next(recorded);
+		nn_blk_offer(ns->bl, k->id, gen, -1);
 	} else if (req->gen) {
 		/* commit: the stamp a prepare handed out (the survivors only took
 		 * it with the write token for it), newer than the record; after a
@@ -2764,8 +2800,8 @@ H(UpdatePipeline)
 		 * still what the survivors' replicas carry */
 		/* and not any stamp the writer likes: a stamp far above the
 		 * record would make every good replica look stale */
-		if (req->gen <= recorded ||
-		    (!pipeline_gen_issued_upto(req->gen) && req->gen - recorded > 16)) {
+		if (req->gen <= recorded || (!pipeline_gen_issued_upto(req->gen) &&
+					     req->gen - recorded > NN_GEN_AHEAD_MAX)) {
 			rc = -EINVAL;
 			goto done;
 		}
@@ -2774,6 +2810,18 @@ H(UpdatePipeline)
 	} else {
 		gen = pipeline_gen_next(recorded);
 	}
+	/* replacements: live datanodes in service outside the pipeline */
+	int more[MAX_REPLICATION];
+	size_t nmore = 0, want = req->add;
+	/* no more than the file's replication lacks */
+	if (req->n_nodes + want > n->repl)
+		want = n->repl > req->n_nodes ? n->repl - req->n_nodes : 0;
+	if (want) {
+		nmore = nn_blocks_choose_more(ns->bl, k, pipe, req->n_nodes, req->exclude,
+					      req->n_exclude, want, more);
+		for (size_t i = 0; i < nmore; i++)
+			nn_blk_offer(ns->bl, k->id, gen, more[i]);
+	}
 	if (!req->prepare) {
 		n->blocks[n->nblocks - 1].gen = gen;
 		nn_tx t;
@@ -2781,6 +2829,8 @@ H(UpdatePipeline)
 		tx_put_inode(&t, n);
 		if ((rc = tx_commit(ns, &t)) < 0)
 			goto done;
+		/* replicas kept at a stamp up to this one are now stale or current */
+		k->ahead = k->gen + k->ahead > gen ? (uint32_t)(k->gen + k->ahead - gen) : 0;
 		k->gen = gen;
 		while (k->nloc)
 			nn_blk_del_loc(ns->bl, k, k->locs[0]);
@@ -2788,17 +2838,28 @@ H(UpdatePipeline)
 			nn_blk_add_loc(ns->bl, k, keep[i]->idx);
 	}
 	rep->gen = gen;
-	Caudal__DatanodeInfo *survivors[MAX_REPLICATION];
-	for (size_t i = 0; i < req->n_nodes; i++) {
-		survivors[i] = cdl_arena_alloc(a, sizeof(*survivors[i]));
-		caudal__datanode_info__init(survivors[i]);
-		nn_dn_info(keep[i], survivors[i], cdl_now_ms(), a);
+	Caudal__DatanodeInfo **named = cdl_arena_alloc(a, (req->n_nodes + nmore) * sizeof(*named));
+	for (size_t i = 0; i < req->n_nodes + nmore; i++) {
+		named[i] = cdl_arena_alloc(a, sizeof(*named[i]));
+		caudal__datanode_info__init(named[i]);
+		nn_dn_info(i < req->n_nodes ? keep[i] : ns->bl->dns[more[i - req->n_nodes]],
+			   named[i], cdl_now_ms(), a);
 	}
-	rep->token =
-	    nn_token_make(ns->tok, a, k->id, gen, CDL_TOKEN_WRITE, n->bs, survivors, req->n_nodes);
-	cdl_info("block %llu of inode %llu: pipeline %s %zu node(s), generation %llu",
+	rep->token = nn_token_make(ns->tok, a, k->id, gen, CDL_TOKEN_WRITE, n->bs, named,
+				   req->n_nodes + nmore);
+	if (nmore) {
+		rep->added = named + req->n_nodes;
+		rep->n_added = nmore;
+		rep->copy_token = nn_token_make(ns->tok, a, k->id, recorded, CDL_TOKEN_COPY, n->bs,
+						named, req->n_nodes + nmore);
+	}
+	cdl_info("block %llu of inode %llu: pipeline %s %zu node(s)%s%s, generation %llu",
 		 (unsigned long long)k->id, (unsigned long long)n->ino,
-		 req->prepare ? "recovering on" : "now", req->n_nodes, (unsigned long long)gen);
+		 req->prepare ? "recovering on" : "now", req->n_nodes, nmore ? " adding " : "",
+		 nmore ? ns->bl->dns[more[0]]->id : "", (unsigned long long)gen);
+	if (want && !nmore)
+		cdl_info("block %llu: no datanode to add to its pipeline (%zu wanted)",
+			 (unsigned long long)k->id, want);
 done:
 	rep->err = err_of(rc);
 out:
@@ -3554,6 +3615,7 @@ static void recover_lease(nn_ns *ns, struct nn_lease *l)
 	cdl_warn("lease of '%s' on inode %" PRIu64 " expired: closing the file", l->client, n->ino);
 	nn_tx t;
 	tx_begin(&t);
+	pipeline_gen_settle(ns, n);
 	if (n->nblocks) {
 		nn_brec *last = &n->blocks[n->nblocks - 1];
 		nn_blk *k = nn_blk_get(ns->bl, last->id);

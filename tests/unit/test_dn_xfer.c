@@ -297,6 +297,116 @@ static void test_hsync(node **nodes)
 	free(data);
 }
 
+/* DT_TRANSFER with block tokens: only a copy token for the block and
+ * stamp naming the survivor and every target gets a copy made; a missing
+ * token, a write token, one for another stamp, or one that does not name
+ * the target is refused and leaves nothing on the target. */
+static void test_transfer_tokens(const char *root)
+{
+	cdl_keyring *nn = cdl_keyring_new();
+	CHECK(cdl_keyring_roll(nn, cdl_token_now_ms(), 3600000, 600000) == 0, "roll");
+	cdl_arena a;
+	cdl_arena_init(&a);
+	size_t nkeys;
+	Caudal__BlockKey **keys = cdl_keyring_export(nn, &a, cdl_token_now_ms(), &nkeys);
+	node k[3];
+	cdl_keyring *kr[3];
+	memset(k, 0, sizeof(k));
+	for (int i = 0; i < 3; i++) {
+		snprintf(k[i].dir, sizeof(k[i].dir), "%.200s/keyed%d", root, i);
+		pthread_mutex_init(&k[i].mu, NULL);
+		kr[i] = cdl_keyring_new();
+		cdl_keyring_set(kr[i], keys, nkeys);
+		int rc = dn_store_open(k[i].dir, &k[i].s);
+		dn_xfer_opts o = {.host = "127.0.0.1",
+				  .port = 0,
+				  .max_xceivers = 64,
+				  .io_timeout_ms = TMO,
+				  .keys = kr[i]};
+		if (rc == 0)
+			rc = dn_xfer_start(k[i].s, &o, &k[i].x);
+		CHECK(rc == 0, "keyed node %d: %s", i, strerror(-rc));
+		if (rc < 0)
+			return;
+		k[i].port = dn_xfer_port(k[i].x);
+		caudal__dt_target__init(&k[i].t);
+		k[i].t.host = "127.0.0.1";
+		k[i].t.port = (uint32_t)k[i].port;
+		k[i].t.id = (char *)dn_store_id(k[i].s);
+	}
+	const Caudal__DtTarget *all[3] = {&k[0].t, &k[1].t, &k[2].t};
+	size_t len = CDL_CHUNK + 5;
+	uint8_t *data = xmalloc(len);
+	pattern(data, len, 17);
+	ProtobufCBinaryData tw = {0, NULL}, tc = {0, NULL}, tc2 = {0, NULL}, tcold = {0, NULL},
+			    tcread = {0, NULL};
+	cdl_token_spec sp = {.block = 660,
+			     .gen = 3,
+			     .modes = CDL_TOKEN_WRITE,
+			     .max_length = 1 << 20,
+			     .nodes = all,
+			     .nnodes = 1,
+			     .lifetime_ms = 600000};
+	CHECK(cdl_token_sign(nn, &sp, cdl_token_now_ms(), &tw) == 0, "sign write");
+	cdl_block_writer *w = NULL;
+	int rc = cdl_block_writer_open(all, 1, 660, 3, &tw, "test", TMO, &w);
+	CHECK(rc == 0, "keyed open: %s", strerror(-rc));
+	if (rc == 0) {
+		CHECK(cdl_block_writer_write(w, data, len) == 0, "keyed write");
+		CHECK(cdl_block_writer_sync(w) == 0, "keyed sync");
+	}
+	/* copy tokens: naming the survivor and k[1]; the survivor alone; an
+	 * older stamp; a read token */
+	sp.modes = CDL_TOKEN_COPY;
+	sp.nnodes = 2;
+	CHECK(cdl_token_sign(nn, &sp, cdl_token_now_ms(), &tc) == 0, "sign copy");
+	sp.nnodes = 1;
+	CHECK(cdl_token_sign(nn, &sp, cdl_token_now_ms(), &tc2) == 0, "sign copy, one node");
+	sp.nnodes = 2;
+	sp.gen = 2;
+	CHECK(cdl_token_sign(nn, &sp, cdl_token_now_ms(), &tcold) == 0, "sign old");
+	sp.gen = 3;
+	sp.modes = CDL_TOKEN_READ;
+	CHECK(cdl_token_sign(nn, &sp, cdl_token_now_ms(), &tcread) == 0, "sign read");
+	const Caudal__DtTarget *to1[1] = {&k[1].t}, *to2[1] = {&k[2].t};
+	rc = cdl_block_transfer("127.0.0.1", k[0].port, 660, 3, len, to1, 1, NULL, "test", TMO);
+	CHECK(rc == -EACCES, "transfer without a token: %d", rc);
+	rc = cdl_block_transfer("127.0.0.1", k[0].port, 660, 3, len, to1, 1, &tw, "test", TMO);
+	CHECK(rc == -EACCES, "transfer with a write token: %d", rc);
+	rc = cdl_block_transfer("127.0.0.1", k[0].port, 660, 3, len, to1, 1, &tcread, "test", TMO);
+	CHECK(rc == -EACCES, "transfer with a read token: %d", rc);
+	rc = cdl_block_transfer("127.0.0.1", k[0].port, 660, 3, len, to1, 1, &tcold, "test", TMO);
+	CHECK(rc == -EACCES, "transfer with another stamp's token: %d", rc);
+	rc = cdl_block_transfer("127.0.0.1", k[0].port, 660, 3, len, to1, 1, &tc2, "test", TMO);
+	CHECK(rc == -EACCES, "transfer to a node the token does not name: %d", rc);
+	rc = cdl_block_transfer("127.0.0.1", k[0].port, 660, 3, len, to2, 1, &tc, "test", TMO);
+	CHECK(rc == -EACCES, "transfer to k2, not named: %d", rc);
+	/* the token names k[0] and k[1], but k[1] is not the one holding it */
+	rc = cdl_block_transfer("127.0.0.1", k[2].port, 660, 3, len, to1, 1, &tc, "test", TMO);
+	CHECK(rc == -EACCES, "transfer asked of a node the token does not name: %d", rc);
+	CHECK(!dn_store_has(k[1].s, 660, 3, NULL) && !dn_store_has(k[2].s, 660, 3, NULL),
+	      "a refused transfer left a replica");
+	rc = cdl_block_transfer("127.0.0.1", k[0].port, 660, 3, len, to1, 1, &tc, "test", TMO);
+	CHECK(rc == 0, "transfer with the copy token: %s", strerror(-rc));
+	uint64_t l = 0;
+	CHECK(dn_store_has(k[1].s, 660, 3, &l) && l == len, "copy holds %" PRIu64, l);
+	CHECK(!dn_store_has(k[2].s, 660, 3, NULL), "k2 got a copy");
+	if (w)
+		cdl_block_writer_abort(w);
+	free(tw.data);
+	free(tc.data);
+	free(tc2.data);
+	free(tcold.data);
+	free(tcread.data);
+	free(data);
+	for (int i = 0; i < 3; i++) {
+		stop_node(&k[i]);
+		cdl_keyring_free(kr[i]);
+	}
+	cdl_arena_release(&a);
+	cdl_keyring_free(nn);
+}
+
 int main(void)
 {
 	cdl_log_init("test", CDL_LOG_WARN);
@@ -321,6 +431,7 @@ int main(void)
 	test_sizes(p3, "pipeline 0,1,2");
 	test_ranges(&n[1]);
 	test_hsync(p3);
+	test_transfer_tokens(root);
 
 	/* ---- corruption: flip a byte in node 1's copy of block 106 */
 	{
@@ -468,6 +579,61 @@ int main(void)
 		check_read(&n[2], 600, 2, data, len, 0, 0);
 		rc = dn_xfer_replicate(n[3].s, 601, 1, t, 2, NULL, "dn3", TMO);
 		CHECK(rc == -ENOENT, "replicate missing block: %d", rc);
+		free(data);
+	}
+
+	/* ---- a replacement node (DT_TRANSFER): a survivor copies the acked
+	 * bytes of its replica being written to a new node, under the old
+	 * stamp, and the recovery takes the copy over with the survivors' */
+	{
+		size_t len = 5 * CDL_CHUNK + 777, first = 2 * CDL_CHUNK + 1000;
+		uint8_t *data = xmalloc(len);
+		pattern(data, len, 13);
+		const Caudal__DtTarget *t[3] = {&n[0].t, &n[1].t, &n[2].t};
+		cdl_block_writer *w;
+		int rc = cdl_block_writer_open(t, 2, 650, 1, NULL, "test", TMO, &w);
+		CHECK(rc == 0, "open for transfer");
+		if (rc == 0) {
+			CHECK(cdl_block_writer_write(w, data, first) == 0, "first part");
+			CHECK(cdl_block_writer_sync(w) == 0, "sync before transfer");
+			CHECK(cdl_block_writer_acked(w) == first, "acked %" PRIu64,
+			      cdl_block_writer_acked(w));
+			/* bounds: more than the replica holds, more than a block, a
+			 * block not held */
+			rc = cdl_block_transfer("127.0.0.1", n[1].port, 650, 1, first + 1, t + 2, 1,
+						NULL, "test", TMO);
+			CHECK(rc == -ERANGE, "transfer past the replica: %d", rc);
+			rc = cdl_block_transfer("127.0.0.1", n[1].port, 650, 1, 1ULL << 37, t + 2,
+						1, NULL, "test", TMO);
+			CHECK(rc == -EFBIG, "transfer past a block: %d", rc);
+			rc = cdl_block_transfer("127.0.0.1", n[1].port, 651, 1, 10, t + 2, 1, NULL,
+						"test", TMO);
+			CHECK(rc == -ENOENT, "transfer of a missing block: %d", rc);
+			CHECK(!dn_store_has(n[2].s, 650, 1, NULL),
+			      "refused transfer left a replica");
+			rc = cdl_block_transfer("127.0.0.1", n[1].port, 650, 1, first, t + 2, 1,
+						NULL, "test", TMO);
+			CHECK(rc == 0, "transfer: %s", strerror(-rc));
+			uint64_t l = 0;
+			CHECK(dn_store_has(n[2].s, 650, 1, &l) && l == first,
+			      "replacement holds %" PRIu64 " bytes", l);
+			check_read(&n[2], 650, 1, data, first, 0, 0);
+			int bad = 0;
+			rc = cdl_block_writer_recover_from(w, t, 3, 1, 2, NULL, &bad);
+			CHECK(rc == 0, "recovery with the replacement: %s (bad %d)", strerror(-rc),
+			      bad);
+			if (rc == 0)
+				rc = cdl_block_writer_write(w, data + first, len - first);
+			uint64_t got = 0;
+			if (rc == 0)
+				rc = cdl_block_writer_close(w, false, &got);
+			else
+				cdl_block_writer_abort(w);
+			CHECK(rc == 0 && got == len, "write after the recovery: %d, %" PRIu64, rc,
+			      got);
+			for (int i = 0; i < 3; i++)
+				check_read(&n[i], 650, 2, data, len, 0, 0);
+		}
 		free(data);
 	}
 

@@ -115,6 +115,70 @@ int main(void)
 	nn_blocks_monitor(b, now + 40000, false);
 	CHECK(d1->alive && d2->alive && d3->alive);
 
+	/* a block being written: a replica stamped newer than the record (a
+	 * pipeline recovery whose commit did not come) is kept when the stamp
+	 * was handed out for it or is close above the record, and noted in
+	 * k->ahead; far above and never handed out, or older, it is stale */
+	nn_blk *w = nn_blk_add(b, 9, 5, 0, 43, 3);
+	w->uc = true;
+	Caudal__Replica r9 = CAUDAL__REPLICA__INIT, *r9s[1] = {&r9};
+	r9.id = 9;
+	r9.length = 65536;
+	r9.gen = 5 + NN_GEN_AHEAD_MAX;
+	nn_dn_block_report(b, d1, r9s, 1);
+	CHECK_EQ(count_cmds(b, d1, CAUDAL__COMMAND_TYPE__CMD_DELETE, &a), 0);
+	CHECK_EQ(w->nloc, 1);
+	CHECK_EQ(w->ahead, NN_GEN_AHEAD_MAX);
+	r9.gen = 5 + NN_GEN_AHEAD_MAX + 1;
+	nn_dn_received(b, d2, &r9);
+	CHECK_EQ(count_cmds(b, d2, CAUDAL__COMMAND_TYPE__CMD_DELETE, &a), 1);
+	CHECK_EQ(w->nloc, 1);
+	nn_blk_offer(b, 9, 5 + 1000, -1);
+	r9.gen = 5 + 1000;
+	nn_dn_received(b, d2, &r9);
+	CHECK_EQ(count_cmds(b, d2, CAUDAL__COMMAND_TYPE__CMD_DELETE, &a), 0);
+	CHECK_EQ(w->nloc, 2);
+	CHECK_EQ(w->ahead, 1000);
+	r9.gen = 4;
+	nn_dn_received(b, d3, &r9);
+	CHECK_EQ(count_cmds(b, d3, CAUDAL__COMMAND_TYPE__CMD_DELETE, &a), 1);
+	/* once the block is finished a newer stamp is stale like any other */
+	w->uc = false;
+	w->len = 65536;
+	r9.gen = 6;
+	nn_dn_received(b, d3, &r9);
+	CHECK_EQ(count_cmds(b, d3, CAUDAL__COMMAND_TYPE__CMD_DELETE, &a), 1);
+
+	/* handed-out replacements are remembered per block, the oldest
+	 * forgotten past the bound */
+	nn_blk_offer(b, 9, 7, d3->idx);
+	CHECK(nn_blk_offered_dn(b, 9, d3->idx));
+	CHECK(!nn_blk_offered_dn(b, 9, d1->idx));
+	CHECK(!nn_blk_offered_dn(b, 10, d3->idx));
+	for (int i = 0; i < NN_MAX_OFFERS; i++)
+		nn_blk_offer(b, 100 + (uint64_t)i, 1, d1->idx);
+	CHECK(!nn_blk_offered_dn(b, 9, d3->idx));
+	CHECK(nn_blk_offered_dn(b, 100 + NN_MAX_OFFERS - 1, d1->idx));
+
+	/* replacements: live, in service, outside the pipeline, the block's
+	 * locations and the excluded */
+	nn_dn *d4 = reg(b, "d4", "10.0.0.4", now + 40000);
+	nn_dn *d5 = reg(b, "d5", "10.0.0.5", now + 40000);
+	nn_blk *p = nn_blk_add(b, 11, 1, 0, 44, 3);
+	p->uc = true;
+	nn_blk_add_loc(b, p, d1->idx);
+	int pipe[1] = {d2->idx}, more[8];
+	char *ex[1] = {"d4"};
+	size_t got = nn_blocks_choose_more(b, p, pipe, 1, ex, 1, 3, more);
+	CHECK_EQ(got, 2);
+	for (size_t i = 0; i < got; i++)
+		CHECK(more[i] == d3->idx || more[i] == d5->idx);
+	d5->decommissioning = true;
+	got = nn_blocks_choose_more(b, p, pipe, 1, ex, 1, 3, more);
+	CHECK_EQ(got, 1);
+	CHECK_EQ(more[0], d3->idx);
+	(void)d4;
+
 	cdl_arena_release(&a);
 	nn_blocks_free(b);
 	nn_topology_free(topo);

@@ -448,6 +448,217 @@ static void test_pipeline_prepare_then_commit(void)
 	stop_nn();
 }
 
+/* How many replacements the last prepare_add got. */
+static size_t last_nadded;
+
+/* UpdatePipeline's prepare asking for `add` replacements; *added gets the
+ * id of the first one handed out ("" none), *ncopy the copy token's size. */
+static int prepare_add(uint64_t ino, uint64_t blk, char **nodes, size_t n, uint32_t add,
+		       char **exclude, size_t nexclude, uint64_t *gen, char added[16],
+		       size_t *ncopy)
+{
+	Caudal__UpdatePipelineRequest q = CAUDAL__UPDATE_PIPELINE_REQUEST__INIT;
+	q.ino = ino;
+	q.client = "c1";
+	q.block = blk;
+	q.nodes = nodes;
+	q.n_nodes = n;
+	q.prepare = true;
+	q.add = add;
+	q.exclude = exclude;
+	q.n_exclude = nexclude;
+	Caudal__UpdatePipelineReply *r = call("UpdatePipeline", &q);
+	int e = (int)r->err;
+	added[0] = 0;
+	*ncopy = 0;
+	if (!e) {
+		*gen = r->gen;
+		CHECK(r->n_added <= add);
+		last_nadded = r->n_added;
+		if (r->n_added)
+			snprintf(added, 16, "%s", r->added[0]->id);
+		*ncopy = r->copy_token.len;
+	}
+	rfree(r);
+	return e;
+}
+
+/* Replacement datanodes (HDFS ReplaceDatanodeOnFailure): a prepare may ask
+ * for nodes to add to a pipeline that lost one; the namenode picks live
+ * ones outside the pipeline and the block's locations (and the writer's
+ * excluded), with a copy token for the transfer. A commit takes as
+ * locations only the block's and those handed out for it: a writer cannot
+ * get replicas placed on a datanode of its choosing. */
+static void test_pipeline_replace(void)
+{
+	wipe();
+	start(true);
+	register_dns();
+	register_dn("dn4", "127.0.0.5");
+	uint64_t ino, blk;
+	CHECK_EQ(create_as("/r", "c1", &ino, NULL), 0);
+	CHECK_EQ(add_block(ino, "c1", 0, 0, NULL, 0, &blk), 0);
+	char ids[4][16];
+	size_t n;
+	CHECK_EQ(blk_state(blk, ids, &n), 1);
+	CHECK_EQ(n, 3);
+	/* the datanode not in the pipeline */
+	const char *spare = NULL;
+	static const char *all[4] = {"dn1", "dn2", "dn3", "dn4"};
+	for (int i = 0; i < 4; i++) {
+		bool in = false;
+		for (size_t j = 0; j < n; j++)
+			in |= !strcmp(ids[j], all[i]);
+		if (!in)
+			spare = all[i];
+	}
+	CHECK(spare != NULL);
+	char *surv[4] = {ids[1], ids[2], NULL, NULL};
+
+	/* bounds: too many wanted, or `add` on a commit */
+	uint64_t g = 0;
+	char added[16];
+	size_t ncopy;
+	CHECK_EQ(prepare_add(ino, blk, surv, 2, 31, NULL, 0, &g, added, &ncopy), EINVAL);
+	/* the spare excluded by the writer: nothing to add (the dropped node
+	 * is still a location and is not handed out either), not an error */
+	char *ex[1] = {(char *)spare};
+	CHECK_EQ(prepare_add(ino, blk, surv, 2, 1, ex, 1, &g, added, &ncopy), 0);
+	CHECK_EQ(added[0], 0);
+	CHECK_EQ(ncopy, 0);
+	/* the spare is handed out, with a copy token */
+	uint64_t g1 = 0;
+	CHECK_EQ(prepare_add(ino, blk, surv, 2, 1, NULL, 0, &g1, added, &ncopy), 0);
+	CHECK(g1 > g);
+	CHECK(!strcmp(added, spare));
+	CHECK(ncopy > 0);
+
+	/* abuse: a live datanode never handed out for this block is refused,
+	 * in a prepare and in a commit */
+	uint64_t gx0 = 0;
+	/* two spares now, but no more than the replication (3) lacks */
+	register_dn("dn6", "127.0.0.7");
+	char more[16];
+	CHECK_EQ(prepare_add(ino, blk, surv, 2, 5, NULL, 0, &gx0, more, &ncopy), 0);
+	CHECK_EQ(last_nadded, 1);
+	register_dn("dn5", "127.0.0.6");
+	char *rogue[3] = {ids[1], ids[2], "dn5"};
+	uint64_t gx = 0;
+	CHECK_EQ(update_pipeline(ino, "c1", blk, rogue, 3, true, &gx), EINVAL);
+	gx = g1;
+	CHECK_EQ(update_pipeline(ino, "c1", blk, rogue, 3, false, &gx), EINVAL);
+	char now[4][16];
+	size_t m;
+	CHECK_EQ(blk_state(blk, now, &m), 1);
+	CHECK_EQ(m, 3);
+	/* a second block's replacement does not count for this one */
+	{
+		Caudal__UpdatePipelineRequest q = CAUDAL__UPDATE_PIPELINE_REQUEST__INIT;
+		q.ino = ino;
+		q.client = "c1";
+		q.block = blk;
+		q.nodes = surv;
+		q.n_nodes = 2;
+		q.add = 1;
+		q.gen = g1;
+		Caudal__UpdatePipelineReply *r = call("UpdatePipeline", &q);
+		CHECK_EQ(r->err, EINVAL); /* add only with prepare */
+		rfree(r);
+	}
+
+	/* the survivors and the replacement took g1: committed, 3 locations */
+	surv[2] = added;
+	uint64_t gc = g1;
+	CHECK_EQ(update_pipeline(ino, "c1", blk, surv, 3, false, &gc), 0);
+	CHECK_EQ(blk_state(blk, now, &m), g1);
+	CHECK_EQ(m, 3);
+	bool has_spare = false;
+	for (size_t j = 0; j < m; j++)
+		has_spare |= !strcmp(now[j], spare);
+	CHECK(has_spare);
+	/* a replacement is never a node of the pipeline or a location */
+	CHECK_EQ(prepare_add(ino, blk, surv, 2, 1, NULL, 0, &g, added, &ncopy), 0);
+	CHECK_EQ(last_nadded, 1);
+	CHECK(strcmp(added, ids[1]) && strcmp(added, ids[2]) && strcmp(added, spare));
+	stop_nn();
+}
+
+/* Issue 8's last window: the survivors of a recovery took the prepared
+ * stamp and all died before the commit. Their replicas come back newer
+ * than the record: a block report keeps them (a stamp handed out for the
+ * block, or close above the record, not any), and lease recovery closes
+ * the file at that stamp, so they stay good after it while the dropped
+ * node's old-stamp copy is stale. */
+static void test_pipeline_uncommitted_stamp(void)
+{
+	wipe();
+	start(true);
+	register_dns();
+	uint64_t ino, blk;
+	CHECK_EQ(create_as("/u", "c1", &ino, NULL), 0);
+	CHECK_EQ(add_block(ino, "c1", 0, 0, NULL, 0, &blk), 0);
+	char ids[3][16];
+	size_t n;
+	CHECK_EQ(blk_state(blk, ids, &n), 1);
+	CHECK_EQ(n, 3);
+	char *surv[2] = {ids[1], ids[2]};
+	/* an hsync recorded 65536 bytes */
+	{
+		Caudal__CompleteRequest q = CAUDAL__COMPLETE_REQUEST__INIT;
+		Caudal__Replica last = CAUDAL__REPLICA__INIT;
+		q.ino = ino;
+		q.client = "c1";
+		q.keep_lease = true;
+		last.id = blk;
+		last.gen = 1;
+		last.length = 65536;
+		q.last = &last;
+		Caudal__Status *r = call("Complete", &q);
+		CHECK_EQ(r->err, 0);
+		rfree(r);
+	}
+	uint64_t g1 = 0;
+	CHECK_EQ(update_pipeline(ino, "c1", blk, surv, 2, true, &g1), 0);
+	/* the survivors finalized their hsynced bytes at g1 and restarted */
+	block_report(ids[1], blk, g1, 65536);
+	block_report(ids[2], blk, g1, 65536);
+	CHECK_EQ(deletes_anywhere(blk), 0);
+	/* a stamp nobody handed out, far above the record, is still stale */
+	block_report(ids[0], blk, g1 + 1000, 65536);
+	CHECK_EQ(deletes_for(ids[0], blk), 1);
+	block_report(ids[0], blk, 1, 65536);
+
+	/* the writer is gone: lease recovery closes at g1 */
+	pthread_mutex_lock(&ns->lock);
+	ns->conf.lease_ms = 0;
+	pthread_mutex_unlock(&ns->lock);
+	usleep(2000);
+	nn_ns_tick(ns);
+	Caudal__Attr at;
+	CHECK_EQ(stat_path("/u", &at), 0);
+	char now[3][16];
+	size_t m;
+	CHECK_EQ(blk_state(blk, now, &m), g1);
+	/* the next full reports: the g1 replicas are good, the old one stale */
+	block_report(ids[1], blk, g1, 65536);
+	block_report(ids[2], blk, g1, 65536);
+	block_report(ids[0], blk, 1, 65536);
+	CHECK_EQ(deletes_for(ids[1], blk), 0);
+	CHECK_EQ(deletes_for(ids[2], blk), 0);
+	CHECK_EQ(deletes_for(ids[0], blk), 1);
+	CHECK_EQ(blk_state(blk, now, &m), g1);
+	CHECK_EQ(m, 2);
+	CHECK_EQ(fsck_missing(), 0);
+	stop_nn();
+
+	/* after a restart the record has g1: the replicas are still good */
+	start(true);
+	register_dns();
+	block_report(ids[1], blk, g1, 65536);
+	CHECK_EQ(deletes_for(ids[1], blk), 0);
+	stop_nn();
+}
+
 /* Defect B: a truncate frees the blocks past the new end through the same
  * path as a delete: nothing if its commit fails, and only once it is
  * durable (here in batch mode, where the flusher has not synced yet). */
@@ -869,6 +1080,8 @@ int main(void)
 	cdl_rpc_global_init();
 	test_abandon_without_targets();
 	test_pipeline_prepare_then_commit();
+	test_pipeline_replace();
+	test_pipeline_uncommitted_stamp();
 	test_truncate_frees_after_sync();
 	test_inode_count();
 	test_events_after_sync();

@@ -366,6 +366,7 @@ static const cdl_rpc_method nn_table[] = {
     {"GetEvents", h_nosys, 0, 0},
     {"UpdatePipeline", h_nosys, 0, 0},
     {"Decommission", h_nosys, 0, 0},
+    {"Mknod", h_nosys, 0, 0},
     {NULL, NULL, 0, 0},
 };
 

@@ -171,7 +171,7 @@ bench: all
 # random workload, bounded to 15 minutes (CRASH_KILLS, CRASH_TIME, CRASH_SEED
 # override; `make test` runs 5 kills as tests/e2e/crash_nn.sh).
 crashtest: all
-	@CRASH_KILLS=$${CRASH_KILLS:-50} CRASH_TIME=$${CRASH_TIME:-900} B=$(B) bash tests/e2e/crash_nn.sh
+	@CRASH_KILLS=$${CRASH_KILLS:-50} CRASH_TIME=$${CRASH_TIME:-900} CRASH_ALLDN_SHARE=$${CRASH_ALLDN_SHARE:-0.1} B=$(B) bash tests/e2e/crash_nn.sh
 
 asan:
 	$(MAKE) B=build-asan OPT="-O1 -g -fno-omit-frame-pointer" SAN="-fsanitize=address,undefined" test

@@ -50,9 +50,9 @@ SABOTAGE = os.environ.get("CRASH_SABOTAGE") == "rollback"
 # after a namenode kill, the chance of also killing a writer, a datanode
 WRITER_SHARE = float(os.environ.get("CRASH_WRITER_SHARE", "0.3"))
 DN_SHARE = float(os.environ.get("CRASH_DN_SHARE", "0.2"))
-# every datanode at once: off by default, since one window still loses
-# hsynced data (survivors accept a new stamp and all die before it is
-# committed; docs/decisions.md, "Pipeline recovery")
+# every datanode of a pipeline at once (after a namenode kill): `make
+# crashtest` turns it on; off in the short run of `make test`, which
+# covers it with tests/e2e/core_alldn_killed.sh
 ALLDN_SHARE = float(os.environ.get("CRASH_ALLDN_SHARE", "0"))
 IO_MS = 2500  # a client gives up this long after the namenode died
 ROOT = "/w"

@@ -39,6 +39,7 @@ typedef struct nn_conf {
 	int64_t events_keep;  /* namespace events kept in the log */
 	bool sync_always;     /* sync the WAL on every operation */
 	int64_t batch_ms;     /* batch mode: WAL sync interval */
+	int64_t reserved_mb;  /* mutations fail with ENOSPC below this much free (0: no check) */
 	char *topology;	      /* host -> rack file */
 
 	/* block access tokens (nn_token.h) */

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,14 @@ struct nn_store {
 	_Atomic uint64_t tag_synced;		   /* highest tag reported to synced_fn */
 	nn_store_synced_fn synced_fn;
 	void *synced_arg;
+	char *dir;
+	_Atomic uint64_t reserve; /* bytes kept free on the metadata disk */
+	_Atomic bool low;	  /* below the reserve at the last check (for the log) */
+	/* RocksDB failed a write: its WAL writer is poisoned (another append
+	 * or a sync of it aborts Debian's assert-enabled build) and the DB
+	 * refuses writes until reopened, so nn_store refuses them itself */
+	_Atomic int broken;    /* 0 or the -errno the failed write gave */
+	_Atomic bool unsynced; /* a write returned since the last sync began */
 };
 
 struct nn_iter {
@@ -42,12 +51,45 @@ struct nn_iter {
 	char *bound; /* the first key past the prefix (NULL: none) */
 };
 
-/* Convert a RocksDB error at the edge: log it, free it, return -EIO. */
+/* Convert a RocksDB error at the edge: log it, free it, return -ENOSPC
+ * for a full disk (RocksDB's NoSpace and SpaceLimit statuses name it in
+ * their text, the C API gives no code), else -EIO. */
 static int rocks_err(const char *what, char *err)
 {
 	cdl_err("rocksdb %s: %s", what, err);
+	int rc = strstr(err, "No space left") || strstr(err, "space limit") ? -ENOSPC : -EIO;
 	rocksdb_free(err);
-	return -EIO;
+	return rc;
+}
+
+/* -ENOSPC when the metadata disk has less than the reserve free, else 0.
+ * One statvfs per mutation (about a microsecond), so space that comes back
+ * is seen by the next operation. */
+static int space_check(nn_store *s)
+{
+	uint64_t reserve = atomic_load(&s->reserve);
+	if (!reserve)
+		return 0;
+	struct statvfs v;
+	if (statvfs(s->dir, &v) < 0)
+		return 0; /* cannot tell: let RocksDB find out */
+	uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
+	bool low = avail < reserve;
+	bool was = atomic_exchange(&s->low, low);
+	if (low && !was)
+		cdl_err("metadata disk of '%s': %llu KiB free, below the reserve of %llu KiB: "
+			"refusing namespace changes (ENOSPC) until space is freed",
+			s->dir, (unsigned long long)(avail >> 10),
+			(unsigned long long)(reserve >> 10));
+	else if (!low && was)
+		cdl_info("metadata disk of '%s': %llu KiB free again: accepting namespace changes",
+			 s->dir, (unsigned long long)(avail >> 10));
+	return low ? -ENOSPC : 0;
+}
+
+void nn_store_set_reserve(nn_store *s, uint64_t bytes)
+{
+	atomic_store(&s->reserve, bytes);
 }
 
 /* An injected failure of op, if one is due: its -errno, else 0. */
@@ -87,8 +129,15 @@ void nn_store_inject(nn_store *s, nn_store_op op, int err, unsigned count)
 static void wal_sync(nn_store *s)
 {
 	uint64_t upto = atomic_load(&s->tag_written);
+	bool pending = atomic_exchange(&s->unsynced, false);
 	int rc = injected(s, NN_STORE_SYNC);
-	if (rc == 0) {
+	if (rc == 0 && atomic_load(&s->broken)) {
+		/* the WAL writer is poisoned: nothing can be synced; with
+		 * nothing written since the last sync there is nothing to lose */
+		if (!pending)
+			return;
+		rc = atomic_load(&s->broken);
+	} else if (rc == 0) {
 		char *err = NULL;
 		rocksdb_flush_wal(s->db, 1, &err);
 		if (err)
@@ -146,6 +195,12 @@ int nn_store_open(const char *dir, bool sync, int batch_ms, nn_store **out)
 	/* in batch mode writes must reach the WAL file at once, not sit in a
 	 * user-space buffer, so that only a power failure can lose them */
 	rocksdb_options_set_manual_wal_flush(s->opts, 0);
+	/* RocksDB's own LOG lives on the metadata disk, and Debian's build
+	 * aborts (an assert) when a file is written again after a failed
+	 * write: on a full disk the second line logged would kill the
+	 * namenode. Keep it to fatal messages; the errors RocksDB returns are
+	 * logged by nn_store (rocks_err). */
+	rocksdb_options_set_info_log_level(s->opts, 4 /* FATAL_LEVEL */);
 	char *err = NULL;
 	s->db = rocksdb_open(s->opts, dir, &err);
 	if (err) {
@@ -154,6 +209,7 @@ int nn_store_open(const char *dir, bool sync, int batch_ms, nn_store **out)
 		free(s);
 		return rc;
 	}
+	s->dir = xstrdup(dir);
 	s->sync = sync;
 	s->batch_ms = batch_ms > 0 ? batch_ms : 5;
 	s->wopts = rocksdb_writeoptions_create();
@@ -178,7 +234,8 @@ void nn_store_close(nn_store *s)
 		pthread_mutex_unlock(&s->lock);
 		pthread_join(s->flusher, NULL);
 		char *err = NULL;
-		rocksdb_flush_wal(s->db, 1, &err);
+		if (!atomic_load(&s->broken))
+			rocksdb_flush_wal(s->db, 1, &err);
 		if (err)
 			rocks_err("wal sync", err);
 	}
@@ -188,6 +245,7 @@ void nn_store_close(nn_store *s)
 	rocksdb_options_destroy(s->opts);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
+	free(s->dir);
 	free(s);
 }
 
@@ -228,12 +286,24 @@ void nn_batch_free(nn_batch *b)
 int nn_store_write_tag(nn_store *s, nn_batch *b, uint64_t tag)
 {
 	int rc = injected(s, NN_STORE_WRITE);
+	if (rc == 0)
+		rc = atomic_load(&s->broken);
+	if (rc == 0)
+		rc = space_check(s);
 	if (rc < 0)
 		return rc;
 	char *err = NULL;
 	rocksdb_write(s->db, s->wopts, (rocksdb_writebatch_t *)b, &err);
-	if (err)
-		return rocks_err("write", err);
+	if (err) {
+		rc = rocks_err("write", err);
+		atomic_store(&s->broken, rc);
+		cdl_err(
+		    "metadata store stopped taking writes: namespace changes fail with %s until "
+		    "the namenode is restarted (reads go on)",
+		    strerror(-rc));
+		return rc;
+	}
+	atomic_store(&s->unsynced, true);
 	if (tag)
 		atomic_store(&s->tag_written, tag);
 	return 0;
@@ -311,6 +381,13 @@ void nn_iter_free(nn_iter *it)
 
 int nn_store_checkpoint(nn_store *s, const char *dir)
 {
+	/* a checkpoint copies the MANIFEST and OPTIONS files beside the
+	 * database: not into the reserve, and not with a poisoned store */
+	int rc = atomic_load(&s->broken);
+	if (rc == 0)
+		rc = space_check(s);
+	if (rc < 0)
+		return rc;
 	char *err = NULL;
 	rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &err);
 	if (err)

@@ -14,6 +14,8 @@
 #include "cdl_log.h"
 #include "cdl_util.h"
 
+#define REOPEN_MIN (16u << 20) /* free bytes a reopen needs (reopen) */
+
 struct nn_store {
 	rocksdb_t *db;
 	rocksdb_options_t *opts;
@@ -39,11 +41,17 @@ struct nn_store {
 	/* RocksDB failed a write: its WAL writer is poisoned (another append
 	 * or a sync of it aborts Debian's assert-enabled build) and the DB
 	 * refuses writes until reopened, so nn_store refuses them itself */
-	_Atomic int broken;    /* 0 or the -errno the failed write gave */
+	_Atomic int broken; /* 0 or the -errno the failed write gave */
+	/* taken shared by every use of db, exclusively by reopen (the
+	 * namenode's lock already keeps its other threads out: this is for
+	 * the syncs it makes outside that lock) */
+	pthread_rwlock_t rw;
+	_Atomic int iters;     /* iterators alive (a reopen waits for none) */
 	_Atomic bool unsynced; /* a write returned since the last sync began */
 };
 
 struct nn_iter {
+	nn_store *s;
 	rocksdb_iterator_t *it;
 	rocksdb_readoptions_t *ro;
 	char *prefix;
@@ -129,13 +137,16 @@ void nn_store_inject(nn_store *s, nn_store_op op, int err, unsigned count)
 static void wal_sync(nn_store *s)
 {
 	uint64_t upto = atomic_load(&s->tag_written);
+	pthread_rwlock_rdlock(&s->rw);
 	bool pending = atomic_exchange(&s->unsynced, false);
 	int rc = injected(s, NN_STORE_SYNC);
 	if (rc == 0 && atomic_load(&s->broken)) {
 		/* the WAL writer is poisoned: nothing can be synced; with
 		 * nothing written since the last sync there is nothing to lose */
-		if (!pending)
+		if (!pending) {
+			pthread_rwlock_unlock(&s->rw);
 			return;
+		}
 		rc = atomic_load(&s->broken);
 	} else if (rc == 0) {
 		char *err = NULL;
@@ -143,6 +154,7 @@ static void wal_sync(nn_store *s)
 		if (err)
 			rc = rocks_err("wal sync", err);
 	}
+	pthread_rwlock_unlock(&s->rw);
 	if (rc < 0) {
 		cdl_err("cannot sync the metadata log: %s: stopping", strerror(-rc));
 		_exit(1);
@@ -217,6 +229,7 @@ int nn_store_open(const char *dir, bool sync, int batch_ms, nn_store **out)
 	s->ropts = rocksdb_readoptions_create();
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
+	pthread_rwlock_init(&s->rw, NULL);
 	if (!sync)
 		pthread_create(&s->flusher, NULL, flusher_main, s);
 	*out = s;
@@ -245,6 +258,7 @@ void nn_store_close(nn_store *s)
 	rocksdb_options_destroy(s->opts);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
+	pthread_rwlock_destroy(&s->rw);
 	free(s->dir);
 	free(s);
 }
@@ -252,7 +266,9 @@ void nn_store_close(nn_store *s)
 int nn_store_get(nn_store *s, const void *key, size_t klen, char **val, size_t *vlen)
 {
 	char *err = NULL;
+	pthread_rwlock_rdlock(&s->rw);
 	*val = rocksdb_get(s->db, s->ropts, key, klen, vlen, &err);
+	pthread_rwlock_unlock(&s->rw);
 	if (err)
 		return rocks_err("get", err);
 	return *val ? 0 : -ENOENT;
@@ -283,23 +299,76 @@ void nn_batch_free(nn_batch *b)
 	rocksdb_writebatch_destroy((rocksdb_writebatch_t *)b);
 }
 
+/* RocksDB failed a write and stopped writing (its C API has no
+ * DB::Resume, and 7.8 does not resume by itself after a failed WAL
+ * append): space is back, so close it and open it again, as a restart
+ * would. The open replays the WAL (every write that returned; the failed
+ * one's torn record is dropped) and flushes it to tables, so what the
+ * namenode holds in memory is what the store holds. If the open fails
+ * the store is opened read-only to go on serving reads, and the next
+ * write tries again; if that fails too the process stops (a restart
+ * recovers the same way). Returns 0, or the error writes still get. */
+static int reopen(nn_store *s)
+{
+	/* the open writes tables, a MANIFEST and a WAL: not on a disk that
+	 * has just failed (a failed open aborts Debian's build as a failed
+	 * write does), so wait for the reserve, or REOPEN_MIN without one */
+	struct statvfs v;
+	uint64_t need = atomic_load(&s->reserve);
+	if (need < REOPEN_MIN)
+		need = REOPEN_MIN;
+	if (statvfs(s->dir, &v) < 0 || (uint64_t)v.f_bavail * v.f_frsize < need)
+		return atomic_load(&s->broken);
+	if (atomic_load(&s->iters)) /* not with a reader inside it */
+		return atomic_load(&s->broken);
+	pthread_rwlock_wrlock(&s->rw);
+	int rc = atomic_load(&s->broken);
+	if (!rc) { /* another thread reopened it */
+		pthread_rwlock_unlock(&s->rw);
+		return 0;
+	}
+	rocksdb_close(s->db);
+	char *err = NULL;
+	s->db = rocksdb_open(s->opts, s->dir, &err);
+	if (!err) {
+		atomic_store(&s->broken, 0);
+		/* the open made everything it replayed durable */
+		atomic_store(&s->unsynced, false);
+		cdl_info("metadata store reopened: taking namespace changes again");
+		rc = 0;
+	} else {
+		rocks_err("reopen", err);
+		err = NULL;
+		s->db = rocksdb_open_for_read_only(s->opts, s->dir, 0, &err);
+		if (err) {
+			rocks_err("read-only reopen", err);
+			cdl_err("cannot reopen the metadata store: stopping");
+			_exit(1);
+		}
+	}
+	pthread_rwlock_unlock(&s->rw);
+	return rc;
+}
+
 int nn_store_write_tag(nn_store *s, nn_batch *b, uint64_t tag)
 {
 	int rc = injected(s, NN_STORE_WRITE);
 	if (rc == 0)
-		rc = atomic_load(&s->broken);
-	if (rc == 0)
 		rc = space_check(s);
+	if (rc == 0 && atomic_load(&s->broken))
+		rc = reopen(s);
 	if (rc < 0)
 		return rc;
 	char *err = NULL;
+	pthread_rwlock_rdlock(&s->rw);
 	rocksdb_write(s->db, s->wopts, (rocksdb_writebatch_t *)b, &err);
+	pthread_rwlock_unlock(&s->rw);
 	if (err) {
 		rc = rocks_err("write", err);
 		atomic_store(&s->broken, rc);
 		cdl_err(
 		    "metadata store stopped taking writes: namespace changes fail with %s until "
-		    "the namenode is restarted (reads go on)",
+		    "space is freed (reads go on)",
 		    strerror(-rc));
 		return rc;
 	}
@@ -339,7 +408,11 @@ nn_iter *nn_iter_new(nn_store *s, const void *prefix, size_t plen, const void *s
 		it->bound[bl - 1] = (char)(((const uint8_t *)prefix)[bl - 1] + 1);
 		rocksdb_readoptions_set_iterate_upper_bound(it->ro, it->bound, bl);
 	}
+	pthread_rwlock_rdlock(&s->rw);
 	it->it = rocksdb_create_iterator(s->db, it->ro);
+	pthread_rwlock_unlock(&s->rw);
+	it->s = s;
+	atomic_fetch_add(&s->iters, 1);
 	rocksdb_iter_seek(it->it, start, slen);
 	return it;
 }
@@ -373,6 +446,7 @@ void nn_iter_free(nn_iter *it)
 	if (!it)
 		return;
 	rocksdb_iter_destroy(it->it);
+	atomic_fetch_sub(&it->s->iters, 1);
 	rocksdb_readoptions_destroy(it->ro);
 	free(it->prefix);
 	free(it->bound);
@@ -389,10 +463,12 @@ int nn_store_checkpoint(nn_store *s, const char *dir)
 	if (rc < 0)
 		return rc;
 	char *err = NULL;
+	pthread_rwlock_rdlock(&s->rw);
 	rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &err);
-	if (err)
-		return rocks_err("checkpoint", err);
-	rocksdb_checkpoint_create(cp, dir, 0, &err);
-	rocksdb_checkpoint_object_destroy(cp);
+	if (!err)
+		rocksdb_checkpoint_create(cp, dir, 0, &err);
+	if (cp)
+		rocksdb_checkpoint_object_destroy(cp);
+	pthread_rwlock_unlock(&s->rw);
 	return err ? rocks_err("checkpoint", err) : 0;
 }

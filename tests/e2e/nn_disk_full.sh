@@ -4,6 +4,9 @@
 # the CLI while reads go on and the namenode stays up; once the filler is
 # removed changes work again without a restart; after a restart every
 # acknowledged change is there, no refused one is, and fsck is HEALTHY.
+# Then the same without the reserve (reserved_mb=0), where RocksDB itself
+# meets ENOSPC in its WAL: the namenode must neither die nor hang, and
+# reopens the store once space is back.
 source "$(dirname "$0")/../lib.sh"
 
 # the namenode's metadata folder is $CAUDAL_HOME/nn (caudal up): mount the
@@ -78,4 +81,36 @@ assert_same_file "$T/f3" "$T/f3.back"
 wait_until 30 "fsck HEALTHY" caudal fsck /
 assert_ok caudal fsck /
 assert_contains "$OUT" "HEALTHY"
+
+say "no reserve: RocksDB's own write fails with ENOSPC"
+stop_daemon namenode TERM
+CAUDAL_NN_RESERVED_MB=0 caudal up >/dev/null
+NNPID=$(daemon_pid namenode)
+wait_until 30 "namenode back" caudal mkdir /raw
+dd if=/dev/zero of="$NNDIR/filler" bs=1M 2>/dev/null || true
+dd if=/dev/zero of="$NNDIR/filler2" bs=4k 2>/dev/null || true
+# the WAL's last page takes a few more records before the disk says no
+n=0
+while caudal mkdir "/raw/d$n" 2>"$T/err"; do
+	n=$((n + 1))
+	[ $n -lt 2000 ] || fail "2000 directories made on a full disk"
+done
+assert_contains "$(cat "$T/err")" "No space left on device" "the first refused mkdir"
+assert_fails caudal mkdir /raw/again
+assert_contains "$OUT" "No space left on device"
+pid_is "$NNPID" caudal-namenode || fail "the namenode died when RocksDB met ENOSPC"
+assert_eq "$(caudal ls /raw | wc -l)" "$n" "directories listed on the full disk"
+rm -f "$NNDIR/filler" "$NNDIR/filler2"
+caudal mkdir /raw/back
+grep -q "metadata store reopened" "$CAUDAL_HOME/logs/namenode.log" ||
+	fail "the namenode did not reopen its store"
+pid_is "$NNPID" caudal-namenode || fail "the namenode was restarted"
+stop_daemon namenode KILL
+caudal up >/dev/null
+wait_until 30 "namenode back" caudal ls /raw
+assert_eq "$(caudal ls /raw | wc -l)" "$((n + 1))" "directories after a crash"
+for i in 0 $((n - 1)); do assert_ok caudal stat "/raw/d$i"; done
+assert_ok caudal stat /raw/back
+assert_fails caudal stat /raw/again
+assert_fails caudal stat "/raw/d$n"
 echo "PASS"

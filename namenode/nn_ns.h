@@ -51,6 +51,7 @@ typedef struct nn_conf {
 } nn_conf;
 
 struct nn_lease;
+struct nn_recovery;
 struct nn_token;
 struct nn_exports;
 
@@ -75,6 +76,7 @@ typedef struct nn_ns {
 	struct nn_doomed *doomed; /* blocks of committed removals, freed once synced */
 	size_t ndoomed, capdoomed;
 	bool reap_pending; /* a deleted subtree is left to remove (nn_ns_tick retries) */
+	struct nn_recovery *recoveries; /* lease recoveries waiting for datanodes */
 } nn_ns;
 
 /* Open (formatting an empty directory) and load block map and leases. */

@@ -338,9 +338,14 @@ static void recover_block(dn_nn *n, uint64_t id, uint64_t gen, uint64_t new_gen)
 	dn_xfer_cut_writers(n->x, id, gen, new_gen);
 	uint64_t len = 0;
 	dn_wr *w = NULL;
-	int rc = dn_store_replica_length(n->s, id, gen, new_gen, &len);
-	if (rc == 0)
-		rc = dn_store_recover(n->s, id, gen, new_gen, len, RECOVER_WAIT_MS, &w);
+	int rc = -ERANGE;
+	/* a parked replica abandoned meanwhile is finalized at its hsynced
+	 * length, shorter than it was: look again */
+	for (int tries = 0; tries < 3 && rc == -ERANGE; tries++) {
+		rc = dn_store_replica_length(n->s, id, gen, new_gen, &len);
+		if (rc == 0)
+			rc = dn_store_recover(n->s, id, gen, new_gen, len, RECOVER_WAIT_MS, &w);
+	}
 	if (rc == 0)
 		rc = dn_wr_finalize(w, true);
 	if (rc == 0) {

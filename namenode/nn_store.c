@@ -311,21 +311,22 @@ void nn_batch_free(nn_batch *b)
 static int reopen(nn_store *s)
 {
 	/* the open writes tables, a MANIFEST and a WAL: not on a disk that
-	 * has just failed (a failed open aborts Debian's build as a failed
-	 * write does), so wait for the reserve, or REOPEN_MIN without one */
+	 * is still full (a failed write inside the open risks the assert a
+	 * failed WAL write does), so wait for the reserve, or REOPEN_MIN
+	 * without one */
 	struct statvfs v;
 	uint64_t need = atomic_load(&s->reserve);
 	if (need < REOPEN_MIN)
 		need = REOPEN_MIN;
 	if (statvfs(s->dir, &v) < 0 || (uint64_t)v.f_bavail * v.f_frsize < need)
 		return atomic_load(&s->broken);
-	if (atomic_load(&s->iters)) /* not with a reader inside it */
-		return atomic_load(&s->broken);
 	pthread_rwlock_wrlock(&s->rw);
 	int rc = atomic_load(&s->broken);
-	if (!rc) { /* another thread reopened it */
+	/* not with an iterator alive (a walk that let go of the namespace
+	 * lock between steps): the next write tries again */
+	if (!rc || atomic_load(&s->iters)) {
 		pthread_rwlock_unlock(&s->rw);
-		return 0;
+		return rc;
 	}
 	rocksdb_close(s->db);
 	char *err = NULL;
@@ -410,9 +411,9 @@ nn_iter *nn_iter_new(nn_store *s, const void *prefix, size_t plen, const void *s
 	}
 	pthread_rwlock_rdlock(&s->rw);
 	it->it = rocksdb_create_iterator(s->db, it->ro);
-	pthread_rwlock_unlock(&s->rw);
 	it->s = s;
-	atomic_fetch_add(&s->iters, 1);
+	atomic_fetch_add(&s->iters, 1); /* before a reopen can look */
+	pthread_rwlock_unlock(&s->rw);
 	rocksdb_iter_seek(it->it, start, slen);
 	return it;
 }

@@ -8,6 +8,7 @@
 # meets ENOSPC in its WAL: the namenode must neither die nor hang, and
 # reopens the store once space is back.
 source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/mount_lib.sh"
 
 # the namenode's metadata folder is $CAUDAL_HOME/nn (caudal up): mount the
 # tmpfs there before the cluster starts. The trap unmounts it (lazily, so a
@@ -19,6 +20,7 @@ register_mount "$NNDIR"
 export CAUDAL_NN_RESERVED_MB=${CAUDAL_NN_RESERVED_MB:-8}
 cluster_up
 NNPID=$(daemon_pid namenode)
+mount_caudal "$T/m"
 
 say "before: acknowledged changes"
 caudal mkdir -p /keep/a
@@ -39,6 +41,10 @@ for cmd in "mkdir /refused-dir" "put $T/f2 /refused-file" "append $T/f2 /keep/f1
 	assert_fails caudal $cmd
 	assert_contains "$OUT" "No space left on device" "caudal $cmd"
 done
+# and through the mount
+assert_fails_with "No space left on device" mkdir "$T/m/refused-mnt"
+assert_fails_with "No space left on device" cp "$T/f2" "$T/m/refused-cp"
+assert_same_file "$T/f1" "$T/m/keep/f1"
 grep -q "below the reserve" "$CAUDAL_HOME/logs/namenode.log" ||
 	fail "the namenode did not log why it refuses changes"
 
@@ -63,14 +69,17 @@ grep -q "free again" "$CAUDAL_HOME/logs/namenode.log" ||
 	fail "the namenode did not log that it accepts changes again"
 [ "$(daemon_pid namenode)" = "$NNPID" ] || fail "the namenode was restarted"
 
+mkdir "$T/m/after/by-mount"
+umount_caudal "$T/m"
+
 say "restart: every acknowledged change is there, no refused one"
 stop_daemon namenode TERM
 caudal up >/dev/null
 wait_until 30 "namenode back" caudal ls /
-for p in /keep /keep/f1 /after /after/a /after/f3; do
+for p in /keep /keep/f1 /after /after/a /after/f3 /after/by-mount; do
 	assert_ok caudal stat "$p"
 done
-for p in /refused-dir /refused-file /keep/moved /keep/a; do
+for p in /refused-dir /refused-file /refused-mnt /refused-cp /keep/moved /keep/a; do
 	assert_fails caudal stat "$p"
 done
 assert_eq "$(field replication caudal stat /keep/f1)" 2 "replication of /keep/f1"

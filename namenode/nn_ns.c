@@ -947,12 +947,14 @@ static const char *holder(const char *client)
  * the shortest length reported (every kept replica holds it, and every
  * byte a writer had acked is on every replica of its pipeline), with the
  * new stamp and the reporting nodes as locations, once every holder asked
- * reported or at the deadline. A round that got no report at all is tried
- * again with a newer stamp (RECOVERY_ROUNDS in all); then the file is
- * closed as before the datanodes were asked: at the longest length
+ * answered (or died), or at the deadline. A round that got no report at
+ * all is tried again with a newer stamp (RECOVERY_ROUNDS in all); then the
+ * file is closed as before the datanodes were asked: at the longest length
  * reported under the old stamp. */
-#define RECOVERY_ROUNDS	 3
-#define RECOVERY_WAIT_MS 15000 /* beyond a few heartbeats, per round */
+#define RECOVERY_ROUNDS 3
+/* per round, beyond two heartbeats: a holder waits up to 5 s for the
+ * writer to let go of its replica (dn_nn.c), then syncs and reports it */
+#define RECOVERY_WAIT_MS 8000
 
 struct nn_recovery {
 	struct nn_recovery *next;
@@ -3674,9 +3676,9 @@ static void recoveries_tick(nn_ns *ns, int64_t now)
 {
 	for (struct nn_recovery *r = ns->recoveries, *next; r; r = next) {
 		next = r->next;
-		bool all = true;
+		bool all = true; /* a holder that died is not waited for */
 		for (int i = 0; i < r->n; i++)
-			all &= r->h[i].answered;
+			all &= r->h[i].answered || !ns->bl->dns[r->h[i].dn]->alive;
 		if ((all || now >= r->deadline_ms) && recovery_finish(ns, r))
 			recovery_drop(ns, r);
 	}

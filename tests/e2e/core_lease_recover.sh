@@ -4,7 +4,10 @@
 # every holder of the block move its replica to a new stamp and closes the
 # file at the hsynced length with that stamp, every replica carrying it.
 # When the writer wakes up (SIGCONT) its further writes, sync and close fail
-# and the closed file is unchanged.
+# and the closed file is unchanged. Then a holder that stops answering with
+# the writer: the file is still closed, on the replicas that answered, and
+# once the holder is back its old replica goes and the block is copied back
+# to three replicas under the new stamp.
 source "$(dirname "$0")/../lib.sh"
 export CAUDAL_LEASE_MS=2000
 cluster_up
@@ -61,4 +64,36 @@ caudal get /f "$T/f.out2"
 assert_same_file "$T/synced" "$T/f.out2"
 assert_eq "$(on_disk "$GEN")" 3 "replicas under the new stamp after the stale writer"
 wait_until 30 "fsck HEALTHY" caudal fsck /
+
+say "a holder stops with the writer: the file is closed on the others"
+mkfifo "$T/in2"
+"$T/writer" "$CAUDAL_NAMENODE" /g "$T/data" $NSYNC <"$T/in2" >"$T/out2" 2>&1 &
+WPID=$!
+register_pid $WPID
+exec 3>"$T/in2"
+wait_until 30 "the second writer's hsync" grep -q "^synced $NSYNC" "$T/out2"
+read -r GID GOLD _ _ GHOSTS <<<"$(caudal blocks /g)"
+SILENT=${GHOSTS##*,}
+SILENT=${SILENT%:*}
+SDN=$(basename "$(dn_dir_of_host "$SILENT")")
+kill -STOP "$(daemon_pid "$SDN")" $WPID
+gclosed() { [ "$(field under_construction caudal stat /g)" = no ]; }
+wait_until 40 "/g closed without $SDN" gclosed
+read -r _ GGEN _ GLEN GHOSTS2 <<<"$(caudal blocks /g)"
+[ "$GGEN" -gt "$GOLD" ] || fail "/g kept its stamp $GOLD (now $GGEN)"
+assert_eq "$GLEN" $NSYNC "length of /g's recovered block"
+case $GHOSTS2 in *"$SILENT:"*) fail "the silent holder $SILENT is a location: $GHOSTS2" ;; esac
+caudal get /g "$T/g.out"
+assert_same_file "$T/synced" "$T/g.out"
+kill -CONT "$(daemon_pid "$SDN")" $WPID
+exec 3>&-
+wait $WPID || true
+say "the silent holder is back: its stale replica goes, the block is copied back"
+gone_old() { [ -z "$(find "$CAUDAL_HOME/$SDN/current" -name "blk_${GID}_$GOLD")" ]; }
+wait_until 40 "the old replica removed from $SDN" gone_old
+three() { [ "$(find "$CAUDAL_HOME"/dn*/current -name "blk_${GID}_$GGEN" | wc -l)" = 3 ]; }
+wait_until 40 "three replicas of /g under the new stamp" three
+wait_until 30 "fsck HEALTHY" caudal fsck /
+caudal get /g "$T/g.out2"
+assert_same_file "$T/synced" "$T/g.out2"
 echo "PASS"

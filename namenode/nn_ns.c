@@ -3578,7 +3578,9 @@ static bool recovery_report(nn_ns *ns, nn_dn *d, const Caudal__Replica *r)
 		}
 		return true;
 	}
-	if (!k->uc)
+	/* stamps count up from 1: one near the top of the range is forged
+	 * (noting it would wrap the next stamp), and goes as stale */
+	if (!k->uc || r->gen > UINT64_MAX / 2)
 		return false;
 	/* no stamp handed out from now on may be at or below it */
 	pipeline_gen_note(r->gen);

@@ -983,6 +983,10 @@ static void test_lease_recovery_new_stamp(void)
 	uint64_t gen = g[0];
 	CHECK(gen > old);
 	CHECK_EQ(recover_cmds(ids[0], blk, &o[0], &g[0]), 0);
+	/* a forged stamp at the top of the range for the block being
+	 * recovered is deleted as stale, and moves no stamp */
+	received(ids[2], blk, UINT64_MAX - 1, 5000, false);
+	CHECK_EQ(deletes_for(ids[2], blk), 1);
 	/* the writer lost the file */
 	CHECK_EQ(complete(ino, "c1", blk, 100), EBADF);
 	CHECK_EQ(add_block(ino, "c1", blk, 100, NULL, 0, NULL), EBADF);

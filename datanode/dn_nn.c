@@ -315,6 +315,13 @@ static void queue_recover(dn_nn *n, const Caudal__Command *c)
 			pthread_mutex_unlock(&n->mu);
 			return;
 		}
+	if (n->ncopies >= MAX_PENDING_COPIES) {
+		/* the namenode tries again with a newer stamp */
+		pthread_mutex_unlock(&n->mu);
+		cdl_warn("dropping recovery of block %" PRIu64 ": %d commands queued", c->block->id,
+			 MAX_PENDING_COPIES);
+		return;
+	}
 	copy_cmd *k = xcalloc(1, sizeof(*k));
 	k->id = c->block->id;
 	k->gen = c->block->gen;

@@ -954,7 +954,8 @@ static const char *holder(const char *client)
 #define RECOVERY_ROUNDS 3
 /* per round, beyond two heartbeats: a holder waits up to 5 s for the
  * writer to let go of its replica (dn_nn.c), then syncs and reports it */
-#define RECOVERY_WAIT_MS 8000
+#define RECOVERY_WAIT_MS  8000
+#define RECOVERY_CMDS_MAX 64 /* CMD_RECOVER per heartbeat reply; the rest wait for the next */
 
 struct nn_recovery {
 	struct nn_recovery *next;
@@ -3524,7 +3525,9 @@ static bool recovery_round(nn_ns *ns, struct nn_recovery *rec, const nn_blk *k)
 	return true;
 }
 
-/* The CMD_RECOVER commands due to datanode d, added to its heartbeat reply. */
+/* The CMD_RECOVER commands due to datanode d, added to its heartbeat reply
+ * (at most RECOVERY_CMDS_MAX). A round's deadline counts from its last
+ * command sent. */
 static void recovery_commands(nn_ns *ns, nn_dn *d, Caudal__HeartbeatReply *rep, cdl_arena *a)
 {
 	size_t due = 0;
@@ -3533,12 +3536,16 @@ static void recovery_commands(nn_ns *ns, nn_dn *d, Caudal__HeartbeatReply *rep, 
 			due += r->h[i].dn == d->idx && !r->h[i].sent;
 	if (!due)
 		return;
+	if (due > RECOVERY_CMDS_MAX)
+		due = RECOVERY_CMDS_MAX;
+	int64_t deadline = cdl_now_ms() + ns->conf.heartbeat_ms + RECOVERY_WAIT_MS;
+	size_t cap = rep->n_commands + due;
 	Caudal__Command **cs = cdl_arena_alloc(a, (rep->n_commands + due) * sizeof(*cs));
 	if (rep->n_commands)
 		memcpy(cs, rep->commands, rep->n_commands * sizeof(*cs));
 	rep->commands = cs;
 	for (struct nn_recovery *r = ns->recoveries; r; r = r->next)
-		for (int i = 0; i < r->n; i++) {
+		for (int i = 0; i < r->n && rep->n_commands < cap; i++) {
 			if (r->h[i].dn != d->idx || r->h[i].sent)
 				continue;
 			Caudal__Command *c = cdl_arena_alloc(a, sizeof(*c));
@@ -3551,6 +3558,8 @@ static void recovery_commands(nn_ns *ns, nn_dn *d, Caudal__HeartbeatReply *rep, 
 			c->new_gen = r->gen;
 			rep->commands[rep->n_commands++] = c;
 			r->h[i].sent = true;
+			if (r->deadline_ms < deadline)
+				r->deadline_ms = deadline;
 		}
 }
 

@@ -874,6 +874,9 @@ static void test_disk_full(void)
 	CHECK_EQ(mkdir_as("/before", NULL), 0);
 	uint64_t fino;
 	CHECK_EQ(create_as("/before/f", "c1", &fino, NULL), 0);
+	/* a write the disk refuses (injected) fails with ENOSPC, not EIO */
+	nn_store_inject(ns->st, NN_STORE_WRITE, -ENOSPC, 1);
+	CHECK_EQ(mkdir_as("/refused", NULL), ENOSPC);
 	nn_store_set_reserve(ns->st, UINT64_MAX / 2);
 	CHECK_EQ(mkdir_as("/refused", NULL), ENOSPC);
 	CHECK_EQ(create_as("/before/g", "c1", NULL, NULL), ENOSPC);

@@ -14,7 +14,7 @@
 #include "cdl_log.h"
 #include "cdl_util.h"
 
-#define REOPEN_MIN (16u << 20) /* free bytes a reopen needs (reopen) */
+#define REOPEN_MIN (16u << 20) /* free bytes a reopen waits for when there is no reserve */
 
 struct nn_store {
 	rocksdb_t *db;
@@ -38,9 +38,9 @@ struct nn_store {
 	char *dir;
 	_Atomic uint64_t reserve; /* bytes kept free on the metadata disk */
 	_Atomic bool low;	  /* below the reserve at the last check (for the log) */
-	/* RocksDB failed a write: its WAL writer is poisoned (another append
-	 * or a sync of it aborts Debian's assert-enabled build) and the DB
-	 * refuses writes until reopened, so nn_store refuses them itself */
+	/* RocksDB failed a write: its WAL writer is poisoned (a sync of it
+	 * aborts Debian's assert-enabled build) and the DB refuses writes
+	 * until reopened, so nn_store refuses them itself */
 	_Atomic int broken; /* 0 or the -errno the failed write gave */
 	/* taken shared by every use of db, exclusively by reopen (the
 	 * namenode's lock already keeps its other threads out: this is for

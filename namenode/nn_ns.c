@@ -945,7 +945,8 @@ static const char *holder(const char *client)
  * old writer off, moves its replica to the new stamp at the length it
  * holds and reports it received under that stamp. The file is closed at
  * the shortest length reported (every kept replica holds it, and every
- * byte a writer had acked is on every replica of its pipeline), with the
+ * byte a writer had acked is on every replica of its pipeline; a replica
+ * shorter than the length recorded is not kept), with the
  * new stamp and the reporting nodes as locations, once every holder asked
  * answered (or died), or at the deadline. A round that got no report at
  * all is tried again with a newer stamp (RECOVERY_ROUNDS in all); then the
@@ -3624,14 +3625,34 @@ static bool recovery_finish(nn_ns *ns, struct nn_recovery *rec)
 		inode_free(n);
 		return true; /* closed or changed meanwhile */
 	}
+	/* the replicas kept: those holding at least the length the record
+	 * has (what the writer's hsyncs made visible; a node that fell out
+	 * of the pipeline without a committed update may hold less), closed
+	 * at the shortest of them; with none, the longest there is */
 	int got = 0;
-	uint64_t len = UINT64_MAX;
+	uint64_t len = UINT64_MAX, longest = 0;
+	bool keep[MAX_REPLICATION] = {false};
 	for (int i = 0; i < rec->n; i++)
-		if (rec->h[i].got) {
+		if (rec->h[i].got && rec->h[i].len >= last->len) {
+			keep[i] = true;
 			got++;
 			if (rec->h[i].len < len)
 				len = rec->h[i].len;
+		} else if (rec->h[i].got && rec->h[i].len > longest) {
+			longest = rec->h[i].len;
 		}
+	if (!got && longest) {
+		cdl_warn("block %" PRIu64 " of inode %" PRIu64
+			 ": every recovered replica is shorter "
+			 "than the %" PRIu64 " bytes recorded: keeping the longest, %" PRIu64,
+			 rec->block, rec->ino, last->len, longest);
+		len = longest;
+		for (int i = 0; i < rec->n; i++)
+			if (rec->h[i].got && rec->h[i].len == longest) {
+				keep[i] = true;
+				got++;
+			}
+	}
 	bool silent = false;
 	for (int i = 0; i < rec->n; i++)
 		silent |= !rec->h[i].answered;
@@ -3672,7 +3693,7 @@ static bool recovery_finish(nn_ns *ns, struct nn_recovery *rec)
 		while (k->nloc)
 			nn_blk_del_loc(ns->bl, k, k->locs[0]);
 		for (int i = 0; i < rec->n; i++)
-			if (rec->h[i].got)
+			if (keep[i])
 				nn_blk_add_loc(ns->bl, k, rec->h[i].dn);
 	}
 	cdl_info("inode %" PRIu64 " closed by lease recovery: %" PRIu64

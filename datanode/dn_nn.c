@@ -25,9 +25,14 @@ static const char *const method_names[M_COUNT] = {"RegisterDatanode", "Heartbeat
 /* Replication commands waiting for the worker; more are dropped (the
  * namenode asks again). */
 #define MAX_PENDING_COPIES 256
+/* Longest wait, in a lease recovery, for the replica's writer to let go. */
+#define RECOVER_WAIT_MS 5000
 
+/* A command for the worker: a copy (CMD_REPLICATE), or with new_gen set a
+ * lease recovery (CMD_RECOVER), queued ahead of the copies. */
 typedef struct copy_cmd {
 	uint64_t id, gen;
+	uint64_t new_gen;
 	size_t n;
 	Caudal__DtTarget *targets;
 	ProtobufCBinaryData token; /* the command's copy token (malloc'd) */
@@ -272,7 +277,7 @@ static void queue_copy(dn_nn *n, const Caudal__Command *c)
 	pthread_mutex_lock(&n->mu);
 	bool dup = false;
 	for (copy_cmd *o = n->copies; o; o = o->next)
-		if (o->id == k->id && !strcmp(o->targets[0].id, k->targets[0].id))
+		if (!o->new_gen && o->id == k->id && !strcmp(o->targets[0].id, k->targets[0].id))
 			dup = true;
 	if (dup || n->ncopies >= MAX_PENDING_COPIES) {
 		pthread_mutex_unlock(&n->mu);
@@ -298,6 +303,72 @@ static void queue_copy(dn_nn *n, const Caudal__Command *c)
 	pthread_mutex_unlock(&n->mu);
 }
 
+/* CMD_RECOVER goes to the worker: taking the replica over may wait for its
+ * writer to let go (seconds), which the heartbeat thread must not. */
+static void queue_recover(dn_nn *n, const Caudal__Command *c)
+{
+	if (!c->block || !c->block->id || c->new_gen <= c->block->gen)
+		return;
+	pthread_mutex_lock(&n->mu);
+	for (copy_cmd *o = n->copies; o; o = o->next)
+		if (o->new_gen && o->id == c->block->id && o->new_gen == c->new_gen) {
+			pthread_mutex_unlock(&n->mu);
+			return;
+		}
+	if (n->ncopies >= MAX_PENDING_COPIES) {
+		/* the namenode tries again with a newer stamp */
+		pthread_mutex_unlock(&n->mu);
+		cdl_warn("dropping recovery of block %" PRIu64 ": %d commands queued", c->block->id,
+			 MAX_PENDING_COPIES);
+		return;
+	}
+	copy_cmd *k = xcalloc(1, sizeof(*k));
+	k->id = c->block->id;
+	k->gen = c->block->gen;
+	k->new_gen = c->new_gen;
+	k->next = n->copies;
+	n->copies = k;
+	if (!n->copies_tail)
+		n->copies_tail = k;
+	n->ncopies++;
+	pthread_cond_signal(&n->cmd_cv);
+	pthread_mutex_unlock(&n->mu);
+}
+
+/* Lease recovery of block id (CMD_RECOVER): cut its writer off, and move
+ * the replica held under a stamp in [gen, new_gen) to new_gen at the
+ * length it holds, finalized and synced; the store reports it received.
+ * Without one to move, say so with a deleted report under new_gen, so that
+ * the namenode does not wait for this node. */
+static void recover_block(dn_nn *n, uint64_t id, uint64_t gen, uint64_t new_gen)
+{
+	dn_xfer_cut_writers(n->x, id, gen, new_gen);
+	uint64_t len = 0;
+	dn_wr *w = NULL;
+	int rc = -ERANGE;
+	/* a parked replica abandoned meanwhile is finalized at its hsynced
+	 * length, shorter than it was: look again */
+	for (int tries = 0; tries < 3 && rc == -ERANGE; tries++) {
+		rc = dn_store_replica_length(n->s, id, gen, new_gen, &len);
+		if (rc == 0)
+			rc = dn_store_recover(n->s, id, gen, new_gen, len, RECOVER_WAIT_MS, &w);
+	}
+	if (rc == 0)
+		rc = dn_wr_finalize(w, true);
+	if (rc == 0) {
+		cdl_info("block %" PRIu64 ": recovered at %" PRIu64
+			 " bytes under generation %" PRIu64 " as the namenode asked",
+			 id, len, new_gen);
+		return;
+	}
+	cdl_warn("block %" PRIu64 ": cannot recover generation %" PRIu64 " as %" PRIu64 ": %s", id,
+		 gen, new_gen, strerror(-rc));
+	pthread_mutex_lock(&n->mu);
+	replist_add(&n->del, id, new_gen, 0);
+	pthread_cond_signal(&n->ibr_cv);
+	pthread_mutex_unlock(&n->mu);
+}
+
 static void run_commands(dn_nn *n, Caudal__HeartbeatReply *rep)
 {
 	for (size_t i = 0; i < rep->n_commands; i++) {
@@ -317,6 +388,9 @@ static void run_commands(dn_nn *n, Caudal__HeartbeatReply *rep)
 			pthread_mutex_lock(&n->mu);
 			n->registered = false;
 			pthread_mutex_unlock(&n->mu);
+			break;
+		case CAUDAL__COMMAND_TYPE__CMD_RECOVER:
+			queue_recover(n, c);
 			break;
 		case CAUDAL__COMMAND_TYPE__CMD_REPORT:
 			pthread_mutex_lock(&n->mu);
@@ -501,6 +575,12 @@ static void *cmd_main(void *arg)
 		n->ncopies--;
 		pthread_mutex_unlock(&n->mu);
 
+		if (k->new_gen) {
+			recover_block(n, k->id, k->gen, k->new_gen);
+			free(k);
+			pthread_mutex_lock(&n->mu);
+			continue;
+		}
 		const Caudal__DtTarget **t = xmalloc(k->n * sizeof(*t));
 		for (size_t i = 0; i < k->n; i++)
 			t[i] = &k->targets[i];

@@ -1283,3 +1283,25 @@ int dn_store_delete(dn_store *s, uint64_t id, uint64_t gen)
 	}
 	return rc;
 }
+
+int dn_store_replica_length(dn_store *s, uint64_t id, uint64_t old_gen, uint64_t gen, uint64_t *len)
+{
+	int rc = -ENOENT;
+	pthread_mutex_lock(&s->mu);
+	dn_wr *cand = NULL; /* the one dn_store_recover would take */
+	for (dn_wr *o = s->rbw; o; o = o->next)
+		if (o->id == id && o->gen >= old_gen && o->gen < gen && !o->superseded)
+			cand = o;
+	if (cand) {
+		*len = __atomic_load_n(&cand->len, __ATOMIC_ACQUIRE);
+		rc = 0;
+	} else {
+		rep *r = map_find(s, id);
+		if (r && r->gen >= old_gen && r->gen < gen) {
+			*len = r->len;
+			rc = 0;
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}

@@ -142,6 +142,13 @@ bool dn_wr_park(dn_wr *w, int ms, bool (*cancel)(void *), void *ctx);
 int dn_store_recover(dn_store *s, uint64_t id, uint64_t old_gen, uint64_t gen, uint64_t offset,
 		     int wait_ms, dn_wr **out);
 
+/* The length of the replica dn_store_recover(id, old_gen, gen) would take
+ * (the one being written, else the finalized one): bytes written so far.
+ * 0 or -ENOENT. For lease recovery (CMD_RECOVER), which keeps what a
+ * replica holds. */
+int dn_store_replica_length(dn_store *s, uint64_t id, uint64_t old_gen, uint64_t gen,
+			    uint64_t *len);
+
 /* Remove a finalized replica (gen 0 = whatever generation is held) and
  * raise DN_EV_DELETED. Also removes a corrupt copy kept aside. 0 or
  * -ENOENT. */

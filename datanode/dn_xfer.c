@@ -394,6 +394,11 @@ static void cut_stale_writers(dn_xfer *x, const conn *self, uint64_t block, uint
 	pthread_mutex_unlock(&x->mu);
 }
 
+void dn_xfer_cut_writers(dn_xfer *x, uint64_t block, uint64_t old_gen, uint64_t gen)
+{
+	cut_stale_writers(x, NULL, block, old_gen, gen);
+}
+
 static bool xfer_stopping(void *arg)
 {
 	dn_xfer *x = arg;

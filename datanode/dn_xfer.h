@@ -65,6 +65,11 @@ unsigned dn_xfer_active(const dn_xfer *x);
 /* Stop accepting, cut every connection, wait for their threads, free. */
 void dn_xfer_stop(dn_xfer *x);
 
+/* Cut the connections writing block under a stamp in [old_gen, gen), so
+ * that their replica is parked for a recovery (lease recovery's
+ * CMD_RECOVER; a DT_WRITE recovery does the same). */
+void dn_xfer_cut_writers(dn_xfer *x, uint64_t block, uint64_t old_gen, uint64_t gen);
+
 /* Copy the local finalized replica (id, gen) to a pipeline of targets,
  * presenting token (the copy token of the namenode's command; NULL =
  * none). A local checksum failure marks the replica corrupt and returns

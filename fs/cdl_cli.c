@@ -1010,6 +1010,7 @@ enum {
 	UP_INSECURE,
 	UP_EXPORTS,
 	UP_ENCRYPT,
+	UP_NN_RESERVED,
 	UP_N
 };
 
@@ -1049,6 +1050,8 @@ static const struct up_setting {
 		     "plaintext RPC believing every claimed uid (yes|no; benchmarks only)"},
     [UP_ENCRYPT] = {"encrypt-data", "CAUDAL_ENCRYPT_DATA", NULL,
 		    "TLS on the data port too (yes|no; default no)"},
+    [UP_NN_RESERVED] = {"nn-reserved-mb", "CAUDAL_NN_RESERVED_MB", NULL,
+			"MiB the namenode keeps free on its metadata disk (default 100)"},
     [UP_EXPORTS] = {"exports", "CAUDAL_EXPORTS", NULL,
 		    "namenode exports file: which mounts may act for users, ro, maproot"},
 };
@@ -1166,6 +1169,7 @@ static void nn_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "sync", upv[UP_SYNC]);
 	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
 	d_arg(x, "exports", upv[UP_EXPORTS]);
+	d_arg(x, "reserved_mb", upv[UP_NN_RESERVED]);
 	d_arg(x, "encrypt_data", upv[UP_ENCRYPT]);
 }
 

@@ -43,6 +43,7 @@ static struct {
 	int64_t events_keep;
 	char *sync;
 	int64_t batch_ms;
+	int64_t reserved_mb;
 	char *topology;
 	int64_t token_lifetime_ms;
 	int64_t token_key_roll_ms;
@@ -88,6 +89,8 @@ static const cdl_cfg_key keys[] = {
     {"sync", CDL_CFG_STR, &cfg.sync, "always", 0, 0,
      "always: sync every operation; batch: sync the WAL every batch_ms"},
     {"batch_ms", CDL_CFG_INT, &cfg.batch_ms, "5", 1, 1000, "WAL sync interval in batch mode"},
+    {"reserved_mb", CDL_CFG_INT, &cfg.reserved_mb, "100", 0, 1 << 20,
+     "namespace changes fail with ENOSPC while the metadata disk has less free (MiB; 0: no check)"},
     {"topology", CDL_CFG_STR, &cfg.topology, "", 0, 0, "file of 'host /rack' lines"},
     {"token_lifetime_ms", CDL_CFG_INT, &cfg.token_lifetime_ms, "600000", 1000, 86400000,
      "block access tokens are valid this long"},
@@ -179,6 +182,7 @@ static int step_namespace(void)
 	    .events_keep = cfg.events_keep,
 	    .sync_always = !strcmp(cfg.sync, "always"),
 	    .batch_ms = cfg.batch_ms,
+	    .reserved_mb = cfg.reserved_mb,
 	    .topology = cfg.topology,
 	    .token_lifetime_ms = cfg.token_lifetime_ms,
 	    .token_key_roll_ms = cfg.token_key_roll_ms,

@@ -952,10 +952,63 @@ static const char *holder(const char *client)
 	return tl_holder;
 }
 
-/* The writer must hold the file's lease. */
+/* A lease recovery waiting for the datanodes (HDFS's block recovery, driven
+ * by the namenode rather than a primary datanode): each live holder of the
+ * file's last block gets CMD_RECOVER in its next heartbeat reply, cuts the
+ * old writer off, moves its replica to the new stamp at the length it
+ * holds and reports it received under that stamp. The file is closed at
+ * the shortest length reported (every kept replica holds it, and every
+ * byte a writer had acked is on every replica of its pipeline; a replica
+ * shorter than the length recorded is not kept), with the
+ * new stamp and the reporting nodes as locations, once every holder asked
+ * answered (or died), or at the deadline. A round that got no report at
+ * all is tried again with a newer stamp (RECOVERY_ROUNDS in all); then the
+ * file is closed as before the datanodes were asked: at the longest length
+ * reported under the old stamp. */
+#define RECOVERY_ROUNDS 3
+/* per round, beyond two heartbeats: a holder waits up to 5 s for the
+ * writer to let go of its replica (dn_nn.c), then syncs and reports it */
+#define RECOVERY_WAIT_MS  8000
+#define RECOVERY_CMDS_MAX 64 /* CMD_RECOVER per heartbeat reply; the rest wait for the next */
+
+struct nn_recovery {
+	struct nn_recovery *next;
+	uint64_t ino, block, old_gen, gen;
+	int64_t deadline_ms;
+	int rounds;
+	int n;
+	struct {
+		int dn;
+		bool sent, answered, got; /* got: recovered, at len bytes */
+		uint64_t len;
+	} h[MAX_REPLICATION];
+};
+
+static struct nn_recovery *recovery_of_ino(nn_ns *ns, uint64_t ino)
+{
+	for (struct nn_recovery *r = ns->recoveries; r; r = r->next)
+		if (r->ino == ino)
+			return r;
+	return NULL;
+}
+
+static struct nn_recovery *recovery_of_block(nn_ns *ns, uint64_t block)
+{
+	for (struct nn_recovery *r = ns->recoveries; r; r = r->next)
+		if (r->block == block)
+			return r;
+	return NULL;
+}
+
+static void recovery_commands(nn_ns *ns, nn_dn *d, Caudal__HeartbeatReply *rep, cdl_arena *a);
+static bool recovery_report(nn_ns *ns, nn_dn *d, const Caudal__Replica *r);
+static bool recovery_refused(nn_ns *ns, nn_dn *d, const Caudal__Replica *r);
+
+/* The writer must hold the file's lease, and it must not have expired:
+ * once a lease recovery started the writer has lost the file, as in HDFS. */
 static int lease_check(nn_ns *ns, const nn_inode *n, const char *client)
 {
-	if (!n->lease)
+	if (!n->lease || recovery_of_ino(ns, n->ino))
 		return -EBADF;
 	if (strcmp(n->lease, client))
 		return -EBUSY;
@@ -3315,6 +3368,7 @@ H(Heartbeat)
 	} else {
 		nn_dn_heartbeat(ns->bl, d, req->node, cdl_now_ms());
 		nn_dn_take_commands(ns->bl, d, rep, a, 64);
+		recovery_commands(ns, d, rep, a);
 		copy_tokens(ns, rep, a);
 		rep->keys = nn_token_keys(ns->tok, a, &rep->n_keys);
 	}
@@ -3335,7 +3389,24 @@ H(BlockReport)
 		return;
 	}
 	if (d) {
-		nn_dn_block_report(ns->bl, d, req->replicas, req->n_replicas);
+		/* replicas under a stamp newer than the record: a recovery's
+		 * (recovery_report); the rest go through the usual checks */
+		Caudal__Replica **usual = xcalloc(req->n_replicas + 1, sizeof(*usual));
+		Caudal__Replica **newer = xcalloc(req->n_replicas + 1, sizeof(*newer));
+		size_t nu = 0, nnew = 0;
+		for (size_t i = 0; i < req->n_replicas; i++) {
+			nn_blk *k = nn_blk_get(ns->bl, req->replicas[i]->id);
+			if (k && req->replicas[i]->gen > k->gen)
+				newer[nnew++] = req->replicas[i];
+			else
+				usual[nu++] = req->replicas[i];
+		}
+		nn_dn_block_report(ns->bl, d, usual, nu);
+		for (size_t i = 0; i < nnew; i++)
+			if (!recovery_report(ns, d, newer[i]))
+				nn_dn_received(ns->bl, d, newer[i]);
+		free(usual);
+		free(newer);
 		cdl_info("block report from '%s': %zu replicas", d->id, req->n_replicas);
 	}
 	ns_unlock(ns);
@@ -3357,9 +3428,11 @@ H(BlockReceived)
 	}
 	if (d) {
 		for (size_t i = 0; i < req->n_received; i++)
-			nn_dn_received(ns->bl, d, req->received[i]);
+			if (!recovery_report(ns, d, req->received[i]))
+				nn_dn_received(ns->bl, d, req->received[i]);
 		for (size_t i = 0; i < req->n_deleted; i++)
-			nn_dn_deleted(ns->bl, d, req->deleted[i]);
+			if (!recovery_refused(ns, d, req->deleted[i]))
+				nn_dn_deleted(ns->bl, d, req->deleted[i]);
 		for (size_t i = 0; i < req->n_corrupt; i++)
 			nn_dn_corrupt(ns->bl, d, req->corrupt[i]->id);
 	}
@@ -3555,6 +3628,7 @@ int nn_ns_open(const nn_conf *conf, nn_topology *topo, nn_ns **out)
 	rc = nn_store_open(conf->dir, conf->sync_always, (int)conf->batch_ms, &ns->st);
 	if (rc == 0) {
 		nn_store_on_synced(ns->st, ns_synced, ns);
+		nn_store_set_reserve(ns->st, (uint64_t)conf->reserved_mb << 20);
 		rc = load(ns);
 	}
 	if (rc < 0) {
@@ -3589,6 +3663,11 @@ void nn_ns_close(nn_ns *ns)
 		free(l);
 	}
 	free(ns->doomed);
+	while (ns->recoveries) {
+		struct nn_recovery *r = ns->recoveries;
+		ns->recoveries = r->next;
+		free(r);
+	}
 	free(ns->cluster);
 	pthread_mutex_destroy(&ns->lock);
 	pthread_cond_destroy(&ns->txcond);
@@ -3603,8 +3682,236 @@ void nn_ns_stop(nn_ns *ns)
 	ns_unlock(ns);
 }
 
-/* An expired lease: the writer is gone. Settle the last block from what
- * the datanodes reported and close the file (HDFS lease recovery). */
+/* ---------------------------------------------------------------- lease recovery */
+
+static void recovery_drop(nn_ns *ns, struct nn_recovery *rec)
+{
+	for (struct nn_recovery **p = &ns->recoveries; *p; p = &(*p)->next)
+		if (*p == rec) {
+			*p = rec->next;
+			free(rec);
+			return;
+		}
+}
+
+/* A new round: a stamp above every one handed out, and the holders to ask
+ * (the block's live locations). False when no holder is live. */
+static bool recovery_round(nn_ns *ns, struct nn_recovery *rec, const nn_blk *k)
+{
+	rec->n = 0;
+	for (uint16_t i = 0; i < k->nloc && rec->n < MAX_REPLICATION; i++) {
+		nn_dn *d = ns->bl->dns[k->locs[i]];
+		if (!d->alive)
+			continue;
+		rec->h[rec->n].dn = d->idx;
+		rec->h[rec->n].sent = rec->h[rec->n].answered = rec->h[rec->n].got = false;
+		rec->h[rec->n].len = 0;
+		rec->n++;
+	}
+	if (!rec->n)
+		return false;
+	rec->gen = pipeline_gen_next(rec->gen > rec->old_gen ? rec->gen : rec->old_gen);
+	rec->rounds++;
+	rec->deadline_ms = cdl_now_ms() + 2 * ns->conf.heartbeat_ms + RECOVERY_WAIT_MS;
+	cdl_info("block %" PRIu64 " of inode %" PRIu64 ": recovering generation %" PRIu64
+		 " as %" PRIu64 " on %d datanode(s) (round %d)",
+		 rec->block, rec->ino, rec->old_gen, rec->gen, rec->n, rec->rounds);
+	return true;
+}
+
+/* The CMD_RECOVER commands due to datanode d, added to its heartbeat reply
+ * (at most RECOVERY_CMDS_MAX). A round's deadline counts from its last
+ * command sent. */
+static void recovery_commands(nn_ns *ns, nn_dn *d, Caudal__HeartbeatReply *rep, cdl_arena *a)
+{
+	size_t due = 0;
+	for (struct nn_recovery *r = ns->recoveries; r; r = r->next)
+		for (int i = 0; i < r->n; i++)
+			due += r->h[i].dn == d->idx && !r->h[i].sent;
+	if (!due)
+		return;
+	if (due > RECOVERY_CMDS_MAX)
+		due = RECOVERY_CMDS_MAX;
+	int64_t deadline = cdl_now_ms() + ns->conf.heartbeat_ms + RECOVERY_WAIT_MS;
+	size_t cap = rep->n_commands + due;
+	Caudal__Command **cs = cdl_arena_alloc(a, (rep->n_commands + due) * sizeof(*cs));
+	if (rep->n_commands)
+		memcpy(cs, rep->commands, rep->n_commands * sizeof(*cs));
+	rep->commands = cs;
+	for (struct nn_recovery *r = ns->recoveries; r; r = r->next)
+		for (int i = 0; i < r->n && rep->n_commands < cap; i++) {
+			if (r->h[i].dn != d->idx || r->h[i].sent)
+				continue;
+			Caudal__Command *c = cdl_arena_alloc(a, sizeof(*c));
+			caudal__command__init(c);
+			c->type = CAUDAL__COMMAND_TYPE__CMD_RECOVER;
+			c->block = cdl_arena_alloc(a, sizeof(*c->block));
+			caudal__replica__init(c->block);
+			c->block->id = r->block;
+			c->block->gen = r->old_gen;
+			c->new_gen = r->gen;
+			rep->commands[rep->n_commands++] = c;
+			r->h[i].sent = true;
+			if (r->deadline_ms < deadline)
+				r->deadline_ms = deadline;
+		}
+}
+
+/* A replica reported by d under a stamp newer than the block's record,
+ * which a lease recovery (or a pipeline recovery not yet committed, or one
+ * cut short by a restart of the namenode) gave it. True when it was taken
+ * here: the recovery's answer, or a replica of a block still being
+ * written, kept as a location for its coming recovery rather than deleted
+ * as stale. False: the usual report handling applies. */
+static bool recovery_report(nn_ns *ns, nn_dn *d, const Caudal__Replica *r)
+{
+	nn_blk *k = nn_blk_get(ns->bl, r->id);
+	if (!k || r->gen <= k->gen)
+		return false;
+	struct nn_recovery *rec = recovery_of_block(ns, r->id);
+	if (rec && r->gen == rec->gen) {
+		int i = 0;
+		while (i < rec->n && rec->h[i].dn != d->idx)
+			i++;
+		if (i == rec->n && rec->n < MAX_REPLICATION) /* not asked, but has it */
+			rec->h[rec->n++].dn = d->idx;
+		if (i < rec->n) {
+			rec->h[i].sent = rec->h[i].answered = rec->h[i].got = true;
+			rec->h[i].len = r->length;
+		}
+		return true;
+	}
+	/* stamps count up from 1: one near the top of the range is forged
+	 * (noting it would wrap the next stamp), and goes as stale */
+	if (!k->uc || r->gen > UINT64_MAX / 2)
+		return false;
+	/* no stamp handed out from now on may be at or below it */
+	pipeline_gen_note(r->gen);
+	nn_blk_add_loc(ns->bl, k, d->idx);
+	return true;
+}
+
+/* A datanode's answer that it has no replica to recover (a deleted report
+ * under the recovery's stamp, which no replica has yet): true when taken. */
+static bool recovery_refused(nn_ns *ns, nn_dn *d, const Caudal__Replica *r)
+{
+	struct nn_recovery *rec = recovery_of_block(ns, r->id);
+	if (!rec || r->gen != rec->gen)
+		return false;
+	for (int i = 0; i < rec->n; i++)
+		if (rec->h[i].dn == d->idx && !rec->h[i].got)
+			rec->h[i].sent = rec->h[i].answered = true;
+	return true;
+}
+
+/* Close the file of a recovery whose holders answered (or whose time is
+ * up). False when it must wait (a new round was started, or the close
+ * could not be committed and is tried again). */
+static bool recovery_finish(nn_ns *ns, struct nn_recovery *rec)
+{
+	nn_inode *n;
+	if (inode_load(ns, rec->ino, &n) < 0)
+		return true; /* deleted meanwhile */
+	nn_brec *last = n->nblocks ? &n->blocks[n->nblocks - 1] : NULL;
+	nn_blk *k = last ? nn_blk_get(ns->bl, last->id) : NULL;
+	if (!n->lease || !k || last->id != rec->block || last->gen != rec->old_gen) {
+		inode_free(n);
+		return true; /* closed or changed meanwhile */
+	}
+	/* the replicas kept: those holding at least the length the record
+	 * has (what the writer's hsyncs made visible; a node that fell out
+	 * of the pipeline without a committed update may hold less), closed
+	 * at the shortest of them; with none, the longest there is */
+	int got = 0;
+	uint64_t len = UINT64_MAX, longest = 0;
+	bool keep[MAX_REPLICATION] = {false};
+	for (int i = 0; i < rec->n; i++)
+		if (rec->h[i].got && rec->h[i].len >= last->len) {
+			keep[i] = true;
+			got++;
+			if (rec->h[i].len < len)
+				len = rec->h[i].len;
+		} else if (rec->h[i].got && rec->h[i].len > longest) {
+			longest = rec->h[i].len;
+		}
+	if (!got && longest) {
+		cdl_warn("block %" PRIu64 " of inode %" PRIu64
+			 ": every recovered replica is shorter "
+			 "than the %" PRIu64 " bytes recorded: keeping the longest, %" PRIu64,
+			 rec->block, rec->ino, last->len, longest);
+		len = longest;
+		for (int i = 0; i < rec->n; i++)
+			if (rec->h[i].got && rec->h[i].len == longest) {
+				keep[i] = true;
+				got++;
+			}
+	}
+	bool silent = false;
+	for (int i = 0; i < rec->n; i++)
+		silent |= !rec->h[i].answered;
+	if (!got && silent && rec->rounds < RECOVERY_ROUNDS && recovery_round(ns, rec, k)) {
+		inode_free(n);
+		return false;
+	}
+	nn_tx t;
+	tx_begin(&t);
+	if (got) {
+		last->gen = rec->gen;
+		last->len = len;
+	} else {
+		cdl_warn("block %" PRIu64 " of inode %" PRIu64 ": no datanode recovered it: "
+			 "closing at the longest length reported",
+			 rec->block, rec->ino);
+		if (k->len > last->len)
+			last->len = k->len;
+	}
+	if (last->len == 0) {
+		/* an empty last block never got a byte: its locations are only
+		 * the pipeline the writer was given */
+		tx_doom_block(&t, last->id);
+		n->nblocks--;
+	}
+	bool emptied = n->nblocks == 0 || n->blocks[n->nblocks - 1].id != rec->block;
+	if (close_file(ns, n, &t) < 0) {
+		cdl_warn("cannot close inode %" PRIu64 " after its lease expired: trying again",
+			 n->ino);
+		rec->deadline_ms = cdl_now_ms() + ns->conf.heartbeat_ms;
+		inode_free(n);
+		return false;
+	}
+	if (got && !emptied) {
+		/* the block now has the stamp and the locations of the
+		 * recovered replicas; any other copy is stale */
+		k->gen = rec->gen;
+		while (k->nloc)
+			nn_blk_del_loc(ns->bl, k, k->locs[0]);
+		for (int i = 0; i < rec->n; i++)
+			if (keep[i])
+				nn_blk_add_loc(ns->bl, k, rec->h[i].dn);
+	}
+	cdl_info("inode %" PRIu64 " closed by lease recovery: %" PRIu64
+		 " bytes, last block %" PRIu64 " generation %" PRIu64 " on %d recovered replica(s)",
+		 n->ino, inode_size(n), rec->block, got ? rec->gen : rec->old_gen, got);
+	inode_free(n);
+	return true;
+}
+
+/* Recoveries whose holders have all answered, or whose time is up. */
+static void recoveries_tick(nn_ns *ns, int64_t now)
+{
+	for (struct nn_recovery *r = ns->recoveries, *next; r; r = next) {
+		next = r->next;
+		bool all = true; /* a holder that died is not waited for */
+		for (int i = 0; i < r->n; i++)
+			all &= r->h[i].answered || !ns->bl->dns[r->h[i].dn]->alive;
+		if ((all || now >= r->deadline_ms) && recovery_finish(ns, r))
+			recovery_drop(ns, r);
+	}
+}
+
+/* An expired lease: the writer is gone. Have the holders of the last block
+ * recover it under a new stamp (above), or with no live holder, settle it
+ * from what the datanodes reported and close the file at once. */
 static void recover_lease(nn_ns *ns, struct nn_lease *l)
 {
 	nn_inode *n;
@@ -3613,12 +3920,25 @@ static void recover_lease(nn_ns *ns, struct nn_lease *l)
 		return;
 	}
 	cdl_warn("lease of '%s' on inode %" PRIu64 " expired: closing the file", l->client, n->ino);
+	nn_blk *k = n->nblocks ? nn_blk_get(ns->bl, n->blocks[n->nblocks - 1].id) : NULL;
+	if (k && k->uc) {
+		struct nn_recovery *rec = xcalloc(1, sizeof(*rec));
+		rec->ino = n->ino;
+		rec->block = k->id;
+		rec->old_gen = n->blocks[n->nblocks - 1].gen;
+		if (recovery_round(ns, rec, k)) {
+			rec->next = ns->recoveries;
+			ns->recoveries = rec;
+			inode_free(n);
+			return;
+		}
+		free(rec);
+	}
 	nn_tx t;
 	tx_begin(&t);
 	pipeline_gen_settle(ns, n);
 	if (n->nblocks) {
 		nn_brec *last = &n->blocks[n->nblocks - 1];
-		nn_blk *k = nn_blk_get(ns->bl, last->id);
 		if (k && k->len > last->len)
 			last->len = k->len;
 		/* an empty last block never got a byte: its locations are only the
@@ -3656,9 +3976,10 @@ void nn_ns_tick(nn_ns *ns)
 	if (!ns->safemode) {
 		for (struct nn_lease *l = ns->leases, *next; l; l = next) {
 			next = l->next;
-			if (now - l->renewed_ms > ns->conf.lease_ms)
+			if (now - l->renewed_ms > ns->conf.lease_ms && !recovery_of_ino(ns, l->ino))
 				recover_lease(ns, l);
 		}
+		recoveries_tick(ns, now);
 	}
 	bool reap = ns->reap_pending && !ns->safemode;
 	ns_unlock(ns);

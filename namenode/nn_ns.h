@@ -39,6 +39,7 @@ typedef struct nn_conf {
 	int64_t events_keep;  /* namespace events kept in the log */
 	bool sync_always;     /* sync the WAL on every operation */
 	int64_t batch_ms;     /* batch mode: WAL sync interval */
+	int64_t reserved_mb;  /* mutations fail with ENOSPC below this much free (0: no check) */
 	char *topology;	      /* host -> rack file */
 
 	/* block access tokens (nn_token.h) */
@@ -53,6 +54,7 @@ typedef struct nn_conf {
 } nn_conf;
 
 struct nn_lease;
+struct nn_recovery;
 struct nn_token;
 struct nn_exports;
 
@@ -77,6 +79,7 @@ typedef struct nn_ns {
 	struct nn_doomed *doomed; /* blocks of committed removals, freed once synced */
 	size_t ndoomed, capdoomed;
 	bool reap_pending; /* a deleted subtree is left to remove (nn_ns_tick retries) */
+	struct nn_recovery *recoveries; /* lease recoveries waiting for datanodes */
 } nn_ns;
 
 /* Open (formatting an empty directory) and load block map and leases. */

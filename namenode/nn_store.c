@@ -7,11 +7,14 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cdl_log.h"
 #include "cdl_util.h"
+
+#define REOPEN_MIN (16u << 20) /* free bytes a reopen waits for when there is no reserve */
 
 struct nn_store {
 	rocksdb_t *db;
@@ -32,9 +35,23 @@ struct nn_store {
 	_Atomic uint64_t tag_synced;		   /* highest tag reported to synced_fn */
 	nn_store_synced_fn synced_fn;
 	void *synced_arg;
+	char *dir;
+	_Atomic uint64_t reserve; /* bytes kept free on the metadata disk */
+	_Atomic bool low;	  /* below the reserve at the last check (for the log) */
+	/* RocksDB failed a write: its WAL writer is poisoned (a sync of it
+	 * aborts Debian's assert-enabled build) and the DB refuses writes
+	 * until reopened, so nn_store refuses them itself */
+	_Atomic int broken; /* 0 or the -errno the failed write gave */
+	/* taken shared by every use of db, exclusively by reopen (the
+	 * namenode's lock already keeps its other threads out: this is for
+	 * the syncs it makes outside that lock) */
+	pthread_rwlock_t rw;
+	_Atomic int iters;     /* iterators alive (a reopen waits for none) */
+	_Atomic bool unsynced; /* a write returned since the last sync began */
 };
 
 struct nn_iter {
+	nn_store *s;
 	rocksdb_iterator_t *it;
 	rocksdb_readoptions_t *ro;
 	char *prefix;
@@ -42,12 +59,45 @@ struct nn_iter {
 	char *bound; /* the first key past the prefix (NULL: none) */
 };
 
-/* Convert a RocksDB error at the edge: log it, free it, return -EIO. */
+/* Convert a RocksDB error at the edge: log it, free it, return -ENOSPC
+ * for a full disk (RocksDB's NoSpace and SpaceLimit statuses name it in
+ * their text, the C API gives no code), else -EIO. */
 static int rocks_err(const char *what, char *err)
 {
 	cdl_err("rocksdb %s: %s", what, err);
+	int rc = strstr(err, "No space left") || strstr(err, "space limit") ? -ENOSPC : -EIO;
 	rocksdb_free(err);
-	return -EIO;
+	return rc;
+}
+
+/* -ENOSPC when the metadata disk has less than the reserve free, else 0.
+ * One statvfs per mutation (about a microsecond), so space that comes back
+ * is seen by the next operation. */
+static int space_check(nn_store *s)
+{
+	uint64_t reserve = atomic_load(&s->reserve);
+	if (!reserve)
+		return 0;
+	struct statvfs v;
+	if (statvfs(s->dir, &v) < 0)
+		return 0; /* cannot tell: let RocksDB find out */
+	uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
+	bool low = avail < reserve;
+	bool was = atomic_exchange(&s->low, low);
+	if (low && !was)
+		cdl_err("metadata disk of '%s': %llu KiB free, below the reserve of %llu KiB: "
+			"refusing namespace changes (ENOSPC) until space is freed",
+			s->dir, (unsigned long long)(avail >> 10),
+			(unsigned long long)(reserve >> 10));
+	else if (!low && was)
+		cdl_info("metadata disk of '%s': %llu KiB free again: accepting namespace changes",
+			 s->dir, (unsigned long long)(avail >> 10));
+	return low ? -ENOSPC : 0;
+}
+
+void nn_store_set_reserve(nn_store *s, uint64_t bytes)
+{
+	atomic_store(&s->reserve, bytes);
 }
 
 /* An injected failure of op, if one is due: its -errno, else 0. */
@@ -87,13 +137,24 @@ void nn_store_inject(nn_store *s, nn_store_op op, int err, unsigned count)
 static void wal_sync(nn_store *s)
 {
 	uint64_t upto = atomic_load(&s->tag_written);
+	pthread_rwlock_rdlock(&s->rw);
+	bool pending = atomic_exchange(&s->unsynced, false);
 	int rc = injected(s, NN_STORE_SYNC);
-	if (rc == 0) {
+	if (rc == 0 && atomic_load(&s->broken)) {
+		/* the WAL writer is poisoned: nothing can be synced; with
+		 * nothing written since the last sync there is nothing to lose */
+		if (!pending) {
+			pthread_rwlock_unlock(&s->rw);
+			return;
+		}
+		rc = atomic_load(&s->broken);
+	} else if (rc == 0) {
 		char *err = NULL;
 		rocksdb_flush_wal(s->db, 1, &err);
 		if (err)
 			rc = rocks_err("wal sync", err);
 	}
+	pthread_rwlock_unlock(&s->rw);
 	if (rc < 0) {
 		cdl_err("cannot sync the metadata log: %s: stopping", strerror(-rc));
 		_exit(1);
@@ -146,6 +207,12 @@ int nn_store_open(const char *dir, bool sync, int batch_ms, nn_store **out)
 	/* in batch mode writes must reach the WAL file at once, not sit in a
 	 * user-space buffer, so that only a power failure can lose them */
 	rocksdb_options_set_manual_wal_flush(s->opts, 0);
+	/* RocksDB's own LOG lives on the metadata disk, and Debian's build
+	 * aborts (an assert) when a file is written again after a failed
+	 * write: on a full disk the second line logged would kill the
+	 * namenode. Keep it to fatal messages; the errors RocksDB returns are
+	 * logged by nn_store (rocks_err). */
+	rocksdb_options_set_info_log_level(s->opts, 4 /* FATAL_LEVEL */);
 	char *err = NULL;
 	s->db = rocksdb_open(s->opts, dir, &err);
 	if (err) {
@@ -154,6 +221,7 @@ int nn_store_open(const char *dir, bool sync, int batch_ms, nn_store **out)
 		free(s);
 		return rc;
 	}
+	s->dir = xstrdup(dir);
 	s->sync = sync;
 	s->batch_ms = batch_ms > 0 ? batch_ms : 5;
 	s->wopts = rocksdb_writeoptions_create();
@@ -161,6 +229,7 @@ int nn_store_open(const char *dir, bool sync, int batch_ms, nn_store **out)
 	s->ropts = rocksdb_readoptions_create();
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
+	pthread_rwlock_init(&s->rw, NULL);
 	if (!sync)
 		pthread_create(&s->flusher, NULL, flusher_main, s);
 	*out = s;
@@ -178,7 +247,8 @@ void nn_store_close(nn_store *s)
 		pthread_mutex_unlock(&s->lock);
 		pthread_join(s->flusher, NULL);
 		char *err = NULL;
-		rocksdb_flush_wal(s->db, 1, &err);
+		if (!atomic_load(&s->broken))
+			rocksdb_flush_wal(s->db, 1, &err);
 		if (err)
 			rocks_err("wal sync", err);
 	}
@@ -188,13 +258,17 @@ void nn_store_close(nn_store *s)
 	rocksdb_options_destroy(s->opts);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
+	pthread_rwlock_destroy(&s->rw);
+	free(s->dir);
 	free(s);
 }
 
 int nn_store_get(nn_store *s, const void *key, size_t klen, char **val, size_t *vlen)
 {
 	char *err = NULL;
+	pthread_rwlock_rdlock(&s->rw);
 	*val = rocksdb_get(s->db, s->ropts, key, klen, vlen, &err);
+	pthread_rwlock_unlock(&s->rw);
 	if (err)
 		return rocks_err("get", err);
 	return *val ? 0 : -ENOENT;
@@ -225,15 +299,81 @@ void nn_batch_free(nn_batch *b)
 	rocksdb_writebatch_destroy((rocksdb_writebatch_t *)b);
 }
 
+/* RocksDB failed a write and stopped writing (its C API has no
+ * DB::Resume, and 7.8 does not resume by itself after a failed WAL
+ * append): space is back, so close it and open it again, as a restart
+ * would. The open replays the WAL (every write that returned; the failed
+ * one's torn record is dropped) and flushes it to tables, so what the
+ * namenode holds in memory is what the store holds. If the open fails
+ * the store is opened read-only to go on serving reads, and the next
+ * write tries again; if that fails too the process stops (a restart
+ * recovers the same way). Returns 0, or the error writes still get. */
+static int reopen(nn_store *s)
+{
+	/* the open writes tables, a MANIFEST and a WAL: not on a disk that
+	 * is still full (a failed write inside the open risks the assert a
+	 * failed WAL write does), so wait for the reserve, or REOPEN_MIN
+	 * without one */
+	struct statvfs v;
+	uint64_t need = atomic_load(&s->reserve);
+	if (need < REOPEN_MIN)
+		need = REOPEN_MIN;
+	if (statvfs(s->dir, &v) < 0 || (uint64_t)v.f_bavail * v.f_frsize < need)
+		return atomic_load(&s->broken);
+	pthread_rwlock_wrlock(&s->rw);
+	int rc = atomic_load(&s->broken);
+	/* not with an iterator alive (a walk that let go of the namespace
+	 * lock between steps): the next write tries again */
+	if (!rc || atomic_load(&s->iters)) {
+		pthread_rwlock_unlock(&s->rw);
+		return rc;
+	}
+	rocksdb_close(s->db);
+	char *err = NULL;
+	s->db = rocksdb_open(s->opts, s->dir, &err);
+	if (!err) {
+		atomic_store(&s->broken, 0);
+		/* the open made everything it replayed durable */
+		atomic_store(&s->unsynced, false);
+		cdl_info("metadata store reopened: taking namespace changes again");
+		rc = 0;
+	} else {
+		rocks_err("reopen", err);
+		err = NULL;
+		s->db = rocksdb_open_for_read_only(s->opts, s->dir, 0, &err);
+		if (err) {
+			rocks_err("read-only reopen", err);
+			cdl_err("cannot reopen the metadata store: stopping");
+			_exit(1);
+		}
+	}
+	pthread_rwlock_unlock(&s->rw);
+	return rc;
+}
+
 int nn_store_write_tag(nn_store *s, nn_batch *b, uint64_t tag)
 {
 	int rc = injected(s, NN_STORE_WRITE);
+	if (rc == 0)
+		rc = space_check(s);
+	if (rc == 0 && atomic_load(&s->broken))
+		rc = reopen(s);
 	if (rc < 0)
 		return rc;
 	char *err = NULL;
+	pthread_rwlock_rdlock(&s->rw);
 	rocksdb_write(s->db, s->wopts, (rocksdb_writebatch_t *)b, &err);
-	if (err)
-		return rocks_err("write", err);
+	pthread_rwlock_unlock(&s->rw);
+	if (err) {
+		rc = rocks_err("write", err);
+		atomic_store(&s->broken, rc);
+		cdl_err(
+		    "metadata store stopped taking writes: namespace changes fail with %s until "
+		    "space is freed (reads go on)",
+		    strerror(-rc));
+		return rc;
+	}
+	atomic_store(&s->unsynced, true);
 	if (tag)
 		atomic_store(&s->tag_written, tag);
 	return 0;
@@ -269,7 +409,11 @@ nn_iter *nn_iter_new(nn_store *s, const void *prefix, size_t plen, const void *s
 		it->bound[bl - 1] = (char)(((const uint8_t *)prefix)[bl - 1] + 1);
 		rocksdb_readoptions_set_iterate_upper_bound(it->ro, it->bound, bl);
 	}
+	pthread_rwlock_rdlock(&s->rw);
 	it->it = rocksdb_create_iterator(s->db, it->ro);
+	it->s = s;
+	atomic_fetch_add(&s->iters, 1); /* before a reopen can look */
+	pthread_rwlock_unlock(&s->rw);
 	rocksdb_iter_seek(it->it, start, slen);
 	return it;
 }
@@ -303,6 +447,7 @@ void nn_iter_free(nn_iter *it)
 	if (!it)
 		return;
 	rocksdb_iter_destroy(it->it);
+	atomic_fetch_sub(&it->s->iters, 1);
 	rocksdb_readoptions_destroy(it->ro);
 	free(it->prefix);
 	free(it->bound);
@@ -311,11 +456,20 @@ void nn_iter_free(nn_iter *it)
 
 int nn_store_checkpoint(nn_store *s, const char *dir)
 {
+	/* a checkpoint copies the MANIFEST and OPTIONS files beside the
+	 * database: not into the reserve, and not with a poisoned store */
+	int rc = atomic_load(&s->broken);
+	if (rc == 0)
+		rc = space_check(s);
+	if (rc < 0)
+		return rc;
 	char *err = NULL;
+	pthread_rwlock_rdlock(&s->rw);
 	rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &err);
-	if (err)
-		return rocks_err("checkpoint", err);
-	rocksdb_checkpoint_create(cp, dir, 0, &err);
-	rocksdb_checkpoint_object_destroy(cp);
+	if (!err)
+		rocksdb_checkpoint_create(cp, dir, 0, &err);
+	if (cp)
+		rocksdb_checkpoint_object_destroy(cp);
+	pthread_rwlock_unlock(&s->rw);
 	return err ? rocks_err("checkpoint", err) : 0;
 }

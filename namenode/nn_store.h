@@ -23,6 +23,17 @@
  * recovers from what the log really holds (PostgreSQL's answer to the
  * same problem, and HDFS's namenode stops when its edit log fails). A
  * failed write only fails its operation: nothing of it was applied.
+ *
+ * A full disk: every write first checks that the metadata disk keeps the
+ * reserve free (nn_store_set_reserve; HDFS's namenode resource checker
+ * keeps 100 MB) and fails with -ENOSPC without reaching RocksDB when it
+ * does not, so RocksDB never meets ENOSPC in its WAL, flushes or
+ * compactions; reads go on, and writes succeed again as soon as space is
+ * freed. Should RocksDB fail a write all the same (the disk filled between
+ * the check and the write), the store refuses every later write with that
+ * error until the namenode is restarted: RocksDB has stopped writing, and
+ * its C API cannot resume it; a sync still owed then fails (and stops the
+ * process, as above).
  * Thread-safe (RocksDB is); the namenode serialises writers itself. */
 #ifndef NN_STORE_H
 #define NN_STORE_H
@@ -37,6 +48,9 @@ typedef struct nn_iter nn_iter;
 
 int nn_store_open(const char *dir, bool sync, int batch_ms, nn_store **out);
 void nn_store_close(nn_store *s);
+/* Writes (and checkpoints) fail with -ENOSPC while the disk of the
+ * store's directory has fewer than bytes free (0: no check). */
+void nn_store_set_reserve(nn_store *s, uint64_t bytes);
 /* 0 with *val (free with nn_store_free), -ENOENT, or -EIO. */
 int nn_store_get(nn_store *s, const void *key, size_t klen, char **val, size_t *vlen);
 void nn_store_free(void *val);
@@ -45,7 +59,7 @@ nn_batch *nn_batch_new(void);
 void nn_batch_put(nn_batch *b, const void *k, size_t kl, const void *v, size_t vl);
 void nn_batch_del(nn_batch *b, const void *k, size_t kl);
 void nn_batch_free(nn_batch *b);
-/* Apply the batch atomically; 0 or -EIO (logged). nn_store_write_tag
+/* Apply the batch atomically; 0, -ENOSPC or -EIO (logged). nn_store_write_tag
  * names the write with a tag (the namenode's transaction id: tags only
  * grow) that a later sync reports to the synced callback. */
 int nn_store_write(nn_store *s, nn_batch *b);

@@ -50,10 +50,11 @@ static struct fake {
 	size_t last_report_n;
 	bool report_has[16]; /* block ids 0..15 seen in the last full report */
 	int received[16], deleted[16], corrupt[16];
+	uint64_t received_gen[16], received_len[16], deleted_gen[16];
 	int64_t received_at_ms[16];
 	/* the next heartbeat reply carries this command */
 	int cmd; /* CommandType, 0 = none */
-	uint64_t cmd_block, cmd_gen;
+	uint64_t cmd_block, cmd_gen, cmd_new_gen;
 	char tgt_host[64], tgt_id[80];
 	uint32_t tgt_port;
 	bool refuse_unknown; /* answer CMD_REREGISTER to heartbeats */
@@ -115,6 +116,9 @@ static void h_heartbeat(void *ctx, const ProtobufCMessage *req, ProtobufCMessage
 			c->n_blocks = 1;
 			c->blocks = cdl_arena_alloc(a, sizeof(*c->blocks));
 			c->blocks[0] = b;
+		} else if (type == CAUDAL__COMMAND_TYPE__CMD_RECOVER) {
+			c->block = b;
+			c->new_gen = fk.cmd_new_gen;
 		} else if (type == CAUDAL__COMMAND_TYPE__CMD_REPLICATE) {
 			c->block = b;
 			Caudal__DatanodeInfo *t = cdl_arena_alloc(a, sizeof(*t));
@@ -184,11 +188,15 @@ static void h_received(void *ctx, const ProtobufCMessage *req, ProtobufCMessage 
 	for (size_t i = 0; i < r->n_received; i++)
 		if (r->received[i]->id < 16) {
 			fk.received[r->received[i]->id]++;
+			fk.received_gen[r->received[i]->id] = r->received[i]->gen;
+			fk.received_len[r->received[i]->id] = r->received[i]->length;
 			fk.received_at_ms[r->received[i]->id] = cdl_now_ms();
 		}
 	for (size_t i = 0; i < r->n_deleted; i++)
-		if (r->deleted[i]->id < 16)
+		if (r->deleted[i]->id < 16) {
 			fk.deleted[r->deleted[i]->id]++;
+			fk.deleted_gen[r->deleted[i]->id] = r->deleted[i]->gen;
+		}
 	for (size_t i = 0; i < r->n_corrupt; i++)
 		if (r->corrupt[i]->id < 16)
 			fk.corrupt[r->corrupt[i]->id]++;
@@ -253,6 +261,22 @@ static int put(dn_store *s, uint64_t id, const uint8_t *d, size_t len)
 		return rc;
 	}
 	return dn_wr_finalize(w, false);
+}
+
+/* Sets the next heartbeat's command to CMD_RECOVER of block id. */
+static void cmd_recover(uint64_t id, uint64_t gen, uint64_t new_gen)
+{
+	pthread_mutex_lock(&fk.mu);
+	fk.cmd = CAUDAL__COMMAND_TYPE__CMD_RECOVER;
+	fk.cmd_block = id;
+	fk.cmd_gen = gen;
+	fk.cmd_new_gen = new_gen;
+	pthread_mutex_unlock(&fk.mu);
+}
+
+static void *park_main(void *arg)
+{
+	return dn_wr_park(arg, 10000, NULL, NULL) ? arg : NULL;
 }
 
 static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
@@ -415,6 +439,50 @@ int main(void)
 		cdl_arena_release(&a);
 		cdl_keyring_free(old);
 	}
+
+	/* CMD_RECOVER (lease recovery): a finalized replica moves to the new
+	 * stamp at its length and is reported received under it */
+	cmd_recover(3, 1, 2);
+	CHECK(wait_for(&fk.received[3], 2, 3000), "recovered block 3 not reported");
+	pthread_mutex_lock(&fk.mu);
+	CHECK(fk.received_gen[3] == 2 && fk.received_len[3] == 500,
+	      "block 3 reported as gen %" PRIu64 ", %" PRIu64 " bytes", fk.received_gen[3],
+	      fk.received_len[3]);
+	pthread_mutex_unlock(&fk.mu);
+	uint64_t rlen = 0;
+	CHECK(dn_store_has(s, 3, 2, &rlen) && rlen == 500, "block 3 not held under gen 2");
+	/* a replica still being written (its writer gone, parked) is taken
+	 * over, finalized at what it holds and synced */
+	{
+		dn_wr *w;
+		CHECK(dn_store_create(s, 5, 1, &w) == 0, "create block 5");
+		CHECK(dn_wr_append(w, data, 700, cdl_xxh3(data, 700)) == 0, "append block 5");
+		pthread_t pt;
+		pthread_create(&pt, NULL, park_main, w);
+		cmd_recover(5, 1, 3);
+		CHECK(wait_for(&fk.received[5], 1, 8000), "recovered block 5 not reported");
+		void *taken = NULL;
+		pthread_join(pt, &taken);
+		CHECK(taken != NULL, "the parked replica was not taken over");
+		pthread_mutex_lock(&fk.mu);
+		CHECK(fk.received_gen[5] == 3 && fk.received_len[5] == 700,
+		      "block 5 reported as gen %" PRIu64 ", %" PRIu64 " bytes", fk.received_gen[5],
+		      fk.received_len[5]);
+		pthread_mutex_unlock(&fk.mu);
+		CHECK(dn_store_has(s, 5, 3, &rlen) && rlen == 700, "block 5 not held under gen 3");
+	}
+	/* nothing to recover (no replica, or a stamp not newer): a deleted
+	 * report under the new stamp says so, nothing changes */
+	cmd_recover(9, 1, 4);
+	CHECK(wait_for(&fk.deleted[9], 1, 3000), "no answer for a missing replica");
+	pthread_mutex_lock(&fk.mu);
+	CHECK(fk.deleted_gen[9] == 4, "refusal under gen %" PRIu64, fk.deleted_gen[9]);
+	pthread_mutex_unlock(&fk.mu);
+	int dels = get(&fk.deleted[3]), recvs = get(&fk.received[3]);
+	cmd_recover(3, 1, 2); /* gen 2 is held: not below the new stamp */
+	CHECK(wait_for(&fk.deleted[3], dels + 1, 3000), "no answer for a stale recovery");
+	CHECK(get(&fk.received[3]) == recvs && dn_store_has(s, 3, 2, NULL),
+	      "a recovery to the stamp held changed block 3");
 
 	/* CMD_REREGISTER: register again and send a full report */
 	int reg0 = get(&fk.registers), rep0 = get(&fk.reports);

@@ -32,12 +32,14 @@ static char dir[] = "/tmp/caudal-test-nncrash-XXXXXX";
 /* Open the namespace in dir: with sync_always, or in batch mode with a
  * flusher so slow (a minute) that only the test's own nn_store_sync
  * makes anything durable. */
+static int64_t lease_ms = 60000; /* of the namenodes start() opens */
+
 static void start(bool sync_always)
 {
 	nn_conf c = {.dir = dir,
 		     .block_size = 1 << 20,
 		     .replication = 3,
-		     .lease_ms = 60000,
+		     .lease_ms = lease_ms,
 		     .heartbeat_ms = 1000,
 		     .report_ms = 10000,
 		     .dead_ms = 5000,
@@ -1071,6 +1073,251 @@ static void test_delete_steps(void)
 	stop_nn();
 }
 
+/* Metadata disk full: below the reserve every change fails with ENOSPC
+ * and changes nothing, reads go on, and once space is back changes work
+ * without a restart; a restart finds exactly what was acknowledged. The
+ * reserve is set above any disk's size to stand for a full disk. */
+static void test_disk_full(void)
+{
+	wipe();
+	start(true);
+	uint64_t n0 = files_counted();
+	CHECK_EQ(mkdir_as("/before", NULL), 0);
+	uint64_t fino;
+	CHECK_EQ(create_as("/before/f", "c1", &fino, NULL), 0);
+	/* a write the disk refuses (injected) fails with ENOSPC, not EIO */
+	nn_store_inject(ns->st, NN_STORE_WRITE, -ENOSPC, 1);
+	CHECK_EQ(mkdir_as("/refused", NULL), ENOSPC);
+	nn_store_set_reserve(ns->st, UINT64_MAX / 2);
+	CHECK_EQ(mkdir_as("/refused", NULL), ENOSPC);
+	CHECK_EQ(create_as("/before/g", "c1", NULL, NULL), ENOSPC);
+	CHECK_EQ(complete(fino, "c1", 0, 0), ENOSPC);
+	CHECK_EQ(del_as("/before", true, NULL), ENOSPC);
+	/* reads go on */
+	CHECK_EQ(stat_path("/before/f", NULL), 0);
+	CHECK_EQ(stat_path("/refused", NULL), ENOENT);
+	CHECK_EQ(files_counted(), n0 + 2);
+	/* space is back */
+	nn_store_set_reserve(ns->st, 1);
+	CHECK_EQ(complete(fino, "c1", 0, 0), 0);
+	CHECK_EQ(mkdir_as("/after", NULL), 0);
+	stop_nn();
+	start(true);
+	CHECK_EQ(stat_path("/before/f", NULL), 0);
+	CHECK_EQ(stat_path("/after", NULL), 0);
+	CHECK_EQ(stat_path("/refused", NULL), ENOENT);
+	CHECK_EQ(stat_path("/before/g", NULL), ENOENT);
+	CHECK_EQ(files_counted(), n0 + 3);
+	invariants_hold();
+	stop_nn();
+}
+
+/* Heartbeat of datanode id: the CMD_RECOVER of block blk in its reply (how
+ * many; the last one's stamps in *old and *gen). Takes the queued commands. */
+static int recover_cmds(const char *id, uint64_t blk, uint64_t *old, uint64_t *gen)
+{
+	Caudal__HeartbeatRequest q = CAUDAL__HEARTBEAT_REQUEST__INIT;
+	Caudal__DatanodeInfo n = CAUDAL__DATANODE_INFO__INIT;
+	n.id = (char *)id;
+	n.capacity = 1ULL << 40;
+	n.remaining = 1ULL << 39;
+	q.node = &n;
+	Caudal__HeartbeatReply *r = call_on(dl, "Heartbeat", &q);
+	int cnt = 0;
+	for (size_t i = 0; i < r->n_commands; i++) {
+		const Caudal__Command *c = r->commands[i];
+		if (c->type != CAUDAL__COMMAND_TYPE__CMD_RECOVER || !c->block ||
+		    c->block->id != blk)
+			continue;
+		cnt++;
+		*old = c->block->gen;
+		*gen = c->new_gen;
+	}
+	rfree(r);
+	return cnt;
+}
+
+/* BlockReceived from datanode id: one replica received, or deleted. */
+static void received(const char *id, uint64_t blk, uint64_t gen, uint64_t len, bool deleted)
+{
+	Caudal__BlockReceivedRequest q = CAUDAL__BLOCK_RECEIVED_REQUEST__INIT;
+	Caudal__Replica rep = CAUDAL__REPLICA__INIT, *reps[1] = {&rep};
+	rep.id = blk;
+	rep.gen = gen;
+	rep.length = len;
+	q.id = (char *)id;
+	if (deleted) {
+		q.deleted = reps;
+		q.n_deleted = 1;
+	} else {
+		q.received = reps;
+		q.n_received = 1;
+	}
+	Caudal__Status *r = call_on(dl, "BlockReceived", &q);
+	CHECK_EQ(r->err, 0);
+	rfree(r);
+}
+
+/* hsync: Complete with keep_lease, recording len bytes of the last block. */
+static int hsync_len(uint64_t ino, const char *client, uint64_t blk, uint64_t len)
+{
+	Caudal__CompleteRequest q = CAUDAL__COMPLETE_REQUEST__INIT;
+	Caudal__Replica last = CAUDAL__REPLICA__INIT;
+	q.ino = ino;
+	q.client = (char *)client;
+	last.id = blk;
+	last.length = len;
+	q.last = &last;
+	q.keep_lease = true;
+	Caudal__Status *r = call("Complete", &q);
+	int e = (int)r->err;
+	rfree(r);
+	return e;
+}
+
+/* Expire the lease of the file whose last block is blk and take the
+ * CMD_RECOVER each holder in ids gets: its new stamp (the same for all). */
+static uint64_t expire_and_recover(uint64_t blk, char ids[][16], size_t n, uint64_t old)
+{
+	uint64_t o[3] = {0}, g[3] = {0};
+	int got[3] = {0};
+	bool all = false;
+	for (int tries = 0; tries < 200 && !all; tries++) {
+		nn_ns_tick(ns);
+		all = true;
+		for (size_t i = 0; i < n; i++) {
+			got[i] += recover_cmds(ids[i], blk, &o[i], &g[i]);
+			all &= got[i] > 0;
+		}
+		if (!all)
+			usleep(50000);
+	}
+	for (size_t i = 0; i < n; i++) {
+		CHECK_EQ(got[i], 1);
+		CHECK_EQ(o[i], old);
+		CHECK_EQ(g[i], g[0]);
+	}
+	CHECK(g[0] > old);
+	return g[0];
+}
+
+/* Issue 8: lease recovery moves the last block to a new stamp. Once the
+ * lease expires each holder is told to recover the block under a new
+ * stamp; the writer is refused from then on; the file is closed at the
+ * shortest length the holders recovered, under the new stamp, with the
+ * recovering nodes as its locations, without waiting for a node that
+ * answered it has nothing. A replica under a stamp nobody handed out, and
+ * the old stamp's, are deleted; a restart keeps the outcome. */
+static void test_lease_recovery_new_stamp(void)
+{
+	wipe();
+	lease_ms = 1000;
+	start(true);
+	register_dns();
+	uint64_t ino, blk;
+	CHECK_EQ(create_as("/r", "c1", &ino, NULL), 0);
+	CHECK_EQ(add_block(ino, "c1", 0, 0, NULL, 0, &blk), 0);
+	char ids[3][16];
+	size_t n;
+	uint64_t old = blk_state(blk, ids, &n);
+	CHECK_EQ(n, 3);
+
+	/* the lease expires: every holder gets the command, once */
+	uint64_t gen = expire_and_recover(blk, ids, 3, old), o0, g0;
+	CHECK_EQ(recover_cmds(ids[0], blk, &o0, &g0), 0);
+	/* a forged stamp at the top of the range for the block being
+	 * recovered is deleted as stale, and moves no stamp */
+	received(ids[2], blk, UINT64_MAX - 1, 5000, false);
+	CHECK_EQ(deletes_for(ids[2], blk), 1);
+	/* the writer lost the file */
+	CHECK_EQ(complete(ino, "c1", blk, 100), EBADF);
+	CHECK_EQ(add_block(ino, "c1", blk, 100, NULL, 0, NULL), EBADF);
+
+	/* two holders recovered different lengths, the third has nothing */
+	received(ids[0], blk, gen, 5000, false);
+	received(ids[1], blk, gen, 4000, false);
+	nn_ns_tick(ns);
+	{
+		Caudal__GetAttrRequest q = CAUDAL__GET_ATTR_REQUEST__INIT;
+		Caudal__Target t = CAUDAL__TARGET__INIT;
+		t.path = "/r";
+		q.target = &t;
+		Caudal__AttrReply *r = call("GetAttr", &q);
+		CHECK_EQ(r->err, 0);
+		CHECK(r->attr->under_construction); /* still waiting for the third */
+		rfree(r);
+	}
+	received(ids[2], blk, gen, 0, true);
+	nn_ns_tick(ns);
+	{
+		Caudal__GetAttrRequest q = CAUDAL__GET_ATTR_REQUEST__INIT;
+		Caudal__Target t = CAUDAL__TARGET__INIT;
+		t.path = "/r";
+		q.target = &t;
+		Caudal__AttrReply *r = call("GetAttr", &q);
+		CHECK_EQ(r->err, 0);
+		CHECK(!r->attr->under_construction);
+		CHECK_EQ(r->attr->size, 4000);
+		rfree(r);
+	}
+	char now[3][16];
+	CHECK_EQ(blk_state(blk, now, &n), gen);
+	CHECK_EQ(n, 2);
+	CHECK(!strcmp(now[0], ids[0]) || !strcmp(now[1], ids[0]));
+	CHECK(!strcmp(now[0], ids[1]) || !strcmp(now[1], ids[1]));
+	/* the old stamp, and a stamp above the one handed out, are stale */
+	block_report(ids[2], blk, old, 5000);
+	CHECK_EQ(deletes_for(ids[2], blk), 1);
+	received(ids[2], blk, gen + 5, 5000, false);
+	CHECK_EQ(deletes_for(ids[2], blk), 1);
+	CHECK_EQ(deletes_for(ids[0], blk), 0);
+	invariants_hold();
+
+	/* a restart keeps the new stamp and length */
+	stop_nn();
+	start(true);
+	register_dns();
+	block_report(ids[0], blk, gen, 5000);
+	block_report(ids[1], blk, gen, 4000);
+	CHECK_EQ(deletes_for(ids[0], blk) + deletes_for(ids[1], blk), 0);
+	CHECK_EQ(blk_state(blk, now, &n), gen);
+	CHECK_EQ(n, 2);
+
+	/* a replica shorter than what the writer's hsync recorded (a node
+	 * that fell out of the pipeline) is not kept, nor does it cut the
+	 * file short */
+	uint64_t ino2, blk2;
+	nn_ns_tick(ns); /* out of safe mode: the block was reported */
+	CHECK_EQ(create_as("/s", "c2", &ino2, NULL), 0);
+	CHECK_EQ(add_block(ino2, "c2", 0, 0, NULL, 0, &blk2), 0);
+	CHECK_EQ(hsync_len(ino2, "c2", blk2, 3000), 0);
+	uint64_t old2 = blk_state(blk2, ids, &n);
+	CHECK_EQ(n, 3);
+	uint64_t gen2 = expire_and_recover(blk2, ids, 3, old2);
+	received(ids[0], blk2, gen2, 5000, false);
+	received(ids[1], blk2, gen2, 2000, false);
+	received(ids[2], blk2, gen2, 4000, false);
+	nn_ns_tick(ns);
+	{
+		Caudal__GetAttrRequest q = CAUDAL__GET_ATTR_REQUEST__INIT;
+		Caudal__Target t = CAUDAL__TARGET__INIT;
+		t.path = "/s";
+		q.target = &t;
+		Caudal__AttrReply *r = call("GetAttr", &q);
+		CHECK_EQ(r->err, 0);
+		CHECK(!r->attr->under_construction);
+		CHECK_EQ(r->attr->size, 4000);
+		rfree(r);
+	}
+	CHECK_EQ(blk_state(blk2, now, &n), gen2);
+	CHECK_EQ(n, 2);
+	for (size_t i = 0; i < n; i++)
+		CHECK(strcmp(now[i], ids[1]) != 0);
+	invariants_hold();
+	stop_nn();
+	lease_ms = 60000;
+}
+
 int main(void)
 {
 	cdl_log_init("test", CDL_LOG_WARN);
@@ -1087,6 +1334,8 @@ int main(void)
 	test_events_after_sync();
 	test_fsck_steps();
 	test_delete_steps();
+	test_disk_full();
+	test_lease_recovery_new_stamp();
 
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

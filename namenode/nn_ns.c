@@ -3787,6 +3787,10 @@ static bool recovery_report(nn_ns *ns, nn_dn *d, const Caudal__Replica *r)
 		return false;
 	/* no stamp handed out from now on may be at or below it */
 	pipeline_gen_note(r->gen);
+	/* a lease recovery that finds no live holder settles at it
+	 * (pipeline_gen_settle) rather than leave it stale */
+	if (r->gen - k->gen <= UINT32_MAX && r->gen - k->gen > k->ahead)
+		k->ahead = (uint32_t)(r->gen - k->gen);
 	nn_blk_add_loc(ns->bl, k, d->idx);
 	return true;
 }

@@ -588,9 +588,12 @@ static void test_pipeline_replace(void)
 /* Issue 8's last window: the survivors of a recovery took the prepared
  * stamp and all died before the commit. Their replicas come back newer
  * than the record: a block report keeps them (a stamp handed out for the
- * block, or close above the record, not any), and lease recovery closes
- * the file at that stamp, so they stay good after it while the dropped
- * node's old-stamp copy is stale. */
+ * block, or close above the record, not a forged one), and lease recovery
+ * takes them over under a new stamp, so they stay good after it while the
+ * dropped node's old-stamp copy is stale. */
+static uint64_t expire_and_recover(uint64_t blk, char ids[][16], size_t n, uint64_t old);
+static void received(const char *id, uint64_t blk, uint64_t gen, uint64_t len, bool deleted);
+
 static void test_pipeline_uncommitted_stamp(void)
 {
 	wipe();
@@ -625,38 +628,48 @@ static void test_pipeline_uncommitted_stamp(void)
 	block_report(ids[1], blk, g1, 65536);
 	block_report(ids[2], blk, g1, 65536);
 	CHECK_EQ(deletes_anywhere(blk), 0);
-	/* a stamp nobody handed out, far above the record, is still stale */
-	block_report(ids[0], blk, g1 + 1000, 65536);
+	/* a stamp at the top of the range is forged: stale */
+	block_report(ids[0], blk, UINT64_MAX - 1, 65536);
 	CHECK_EQ(deletes_for(ids[0], blk), 1);
 	block_report(ids[0], blk, 1, 65536);
 
-	/* the writer is gone: lease recovery closes at g1 */
+	/* the writer is gone: lease recovery has every holder move its
+	 * replica to a new stamp; the survivors' g1 replicas are taken over
+	 * (the dropped node has nothing at that length) and the file closes
+	 * at the new stamp with them */
 	pthread_mutex_lock(&ns->lock);
 	ns->conf.lease_ms = 0;
 	pthread_mutex_unlock(&ns->lock);
 	usleep(2000);
+	uint64_t g2 = expire_and_recover(blk, ids, 3, 1);
+	CHECK(g2 > g1);
+	received(ids[1], blk, g2, 65536, false);
+	received(ids[2], blk, g2, 65536, false);
+	received(ids[0], blk, g2, 0, true);
 	nn_ns_tick(ns);
 	Caudal__Attr at;
 	CHECK_EQ(stat_path("/u", &at), 0);
+	CHECK(!at.under_construction);
+	CHECK_EQ(at.size, 65536);
 	char now[3][16];
 	size_t m;
-	CHECK_EQ(blk_state(blk, now, &m), g1);
-	/* the next full reports: the g1 replicas are good, the old one stale */
-	block_report(ids[1], blk, g1, 65536);
-	block_report(ids[2], blk, g1, 65536);
+	CHECK_EQ(blk_state(blk, now, &m), g2);
+	/* the next full reports: the g2 replicas are good, the old one stale */
+	block_report(ids[1], blk, g2, 65536);
+	block_report(ids[2], blk, g2, 65536);
 	block_report(ids[0], blk, 1, 65536);
 	CHECK_EQ(deletes_for(ids[1], blk), 0);
 	CHECK_EQ(deletes_for(ids[2], blk), 0);
 	CHECK_EQ(deletes_for(ids[0], blk), 1);
-	CHECK_EQ(blk_state(blk, now, &m), g1);
+	CHECK_EQ(blk_state(blk, now, &m), g2);
 	CHECK_EQ(m, 2);
 	CHECK_EQ(fsck_missing(), 0);
 	stop_nn();
 
-	/* after a restart the record has g1: the replicas are still good */
+	/* after a restart the record has g2: the replicas are still good */
 	start(true);
 	register_dns();
-	block_report(ids[1], blk, g1, 65536);
+	block_report(ids[1], blk, g2, 65536);
 	CHECK_EQ(deletes_for(ids[1], blk), 0);
 	stop_nn();
 }

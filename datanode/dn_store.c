@@ -991,20 +991,29 @@ int dn_store_open_opts(const char *dirs, const dn_store_opts *o, dn_store **out)
 		s->vols[i] = v;
 	}
 	free(names);
+	/* the same directory twice would hold every replica twice */
+	dev_t *dev = xcalloc(nn, sizeof(*dev));
+	ino_t *ino = xcalloc(nn, sizeof(*ino));
+	for (size_t i = 0; i < nn; i++) {
+		struct stat st;
+		if (cdl_mkdirs(s->vols[i]->dir) < 0 || stat(s->vols[i]->dir, &st) < 0)
+			continue; /* vol_open says why */
+		dev[i] = st.st_dev;
+		ino[i] = st.st_ino;
+		for (size_t j = 0; j < i; j++)
+			if (ino[j] && dev[j] == dev[i] && ino[j] == ino[i]) {
+				cdl_err("data dir '%s' is listed twice (as '%s')", s->vols[i]->dir,
+					s->vols[j]->dir);
+				rc = -EINVAL;
+			}
+	}
+	free(dev);
+	free(ino);
+	if (rc < 0)
+		goto fail;
 	for (size_t i = 0; i < nn; i++) {
 		dn_vol *v = s->vols[i];
 		int vrc = vol_open(v);
-		/* the same directory twice would hold every replica twice */
-		struct stat a, b;
-		for (size_t j = 0; vrc == 0 && j < i; j++)
-			if (!s->vols[j]->failed && stat(v->dir, &a) == 0 &&
-			    stat(s->vols[j]->dir, &b) == 0 && a.st_dev == b.st_dev &&
-			    a.st_ino == b.st_ino) {
-				cdl_err("data dir '%s' is listed twice (as '%s')", v->dir,
-					s->vols[j]->dir);
-				rc = -EINVAL;
-				goto fail;
-			}
 		if (vrc < 0) {
 			v->failed = true;
 			s->nfailed++;

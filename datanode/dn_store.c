@@ -392,7 +392,7 @@ out:
 /* Take v out of service for good: its replicas leave the map and are
  * reported deleted, its writers are cut off. Past the tolerated count the
  * store's on_fatal hook is called. */
-static void vol_fail(dn_vol *v, const char *what, int err)
+static void vol_fail(dn_vol *v, const char *why)
 {
 	dn_store *s = v->s;
 	pthread_mutex_lock(&s->mu);
@@ -429,9 +429,9 @@ static void vol_fail(dn_vol *v, const char *what, int err)
 	void (*hook)(void *) = s->on_fatal;
 	void *hctx = s->fatal_ctx;
 	pthread_mutex_unlock(&s->mu);
-	cdl_err("data dir '%s' failed (%s: %s): taken out of service; its %zu replicas are "
-		"reported lost",
-		v->dir, what, strerror(-err), n);
+	cdl_err("data dir '%s' failed (%s): taken out of service; its %zu replicas are reported "
+		"lost",
+		v->dir, why, n);
 	for (size_t i = 0; i < n; i++)
 		emit(s, DN_EV_DELETED, lost[i].id, lost[i].gen, lost[i].len);
 	free(lost);
@@ -460,10 +460,10 @@ static int vol_check(dn_vol *v, const char *after)
 		pthread_mutex_unlock(&s->mu);
 		rc = 0;
 	} else if (!failed && rc < 0) {
-		char what[96];
-		snprintf(what, sizeof(what), "probe%s%s", after ? " after " : "",
-			 after ? after : "");
-		vol_fail(v, what, rc);
+		char why[192];
+		snprintf(why, sizeof(why), "%s%sprobe: %s", after ? after : "", after ? "; " : "",
+			 strerror(-rc));
+		vol_fail(v, why);
 	} else if (!failed) {
 		uint64_t avail, total;
 		if (vol_room(v, &avail, &total) == 0) {

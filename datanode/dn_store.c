@@ -465,7 +465,7 @@ static int vol_check(dn_vol *v, const char *after)
 			 strerror(-rc));
 		vol_fail(v, why);
 	} else if (!failed) {
-		uint64_t avail, total;
+		uint64_t avail = 0, total = 0;
 		if (vol_room(v, &avail, &total) == 0) {
 			pthread_mutex_lock(&s->mu);
 			refresh_full(v, avail);

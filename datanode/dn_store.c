@@ -296,6 +296,13 @@ static bool no_space(int rc)
 	return rc == -ENOSPC || rc == -EDQUOT;
 }
 
+/* A probe that fails for want of a process resource says nothing of the
+ * disk. */
+static bool inconclusive(int rc)
+{
+	return rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM || rc == -EINTR || rc == -EAGAIN;
+}
+
 /* Bytes free to a new replica on v, and the volume's size; -errno. */
 static int vol_room(const dn_vol *v, uint64_t *avail, uint64_t *total)
 {
@@ -459,6 +466,8 @@ static int vol_check(dn_vol *v, const char *after)
 		set_full(v, PROBE_BYTES, strerror(-rc));
 		pthread_mutex_unlock(&s->mu);
 		rc = 0;
+	} else if (!failed && inconclusive(rc)) {
+		cdl_warn("data dir '%s': probe inconclusive: %s", v->dir, strerror(-rc));
 	} else if (!failed && rc < 0) {
 		char why[192];
 		snprintf(why, sizeof(why), "%s%sprobe: %s", after ? after : "", after ? "; " : "",
@@ -1499,6 +1508,7 @@ static void writers_down(dn_vol *v)
 int dn_store_create(dn_store *s, uint64_t id, uint64_t gen, dn_wr **out)
 {
 	/* a volume that turns out full or failed is skipped the next time */
+	int last = -ENOSPC;
 	for (size_t attempt = 0; attempt <= s->nvols; attempt++) {
 		pthread_mutex_lock(&s->mu);
 		rep *r = map_find(s, id);
@@ -1526,6 +1536,7 @@ int dn_store_create(dn_store *s, uint64_t id, uint64_t gen, dn_wr **out)
 			cdl_err("cannot create replica '%s': %s", path, strerror(-rc));
 			free(path);
 			vol_error(v, rc, 1, "creating a replica");
+			last = rc;
 			if (no_space(rc) || io_fault(rc))
 				continue;
 			return rc;
@@ -1547,7 +1558,7 @@ int dn_store_create(dn_store *s, uint64_t id, uint64_t gen, dn_wr **out)
 		*out = w;
 		return 0;
 	}
-	return -ENOSPC;
+	return last;
 }
 
 static void push_sum(dn_wr *w, uint64_t sum)

@@ -8,8 +8,8 @@
 # A tmpfs of SIZE (e.g. 8m) at DIR, unmounted by the trap.
 mount_tmpfs() { # DIR SIZE
 	mkdir -p "$1"
-	mount -t tmpfs -o "size=$2" tmpfs "$1" || fail "cannot mount a tmpfs on '$1'"
 	register_mount "$1"
+	mount -t tmpfs -o "size=$2" tmpfs "$1" || fail "cannot mount a tmpfs on '$1'"
 }
 
 # An ext4 of SIZE (e.g. 64M) on a loop device at DIR; the trap unmounts it
@@ -19,8 +19,8 @@ mount_ext4() { # DIR SIZE
 	mkdir -p "$1"
 	truncate -s "$2" "$1.img"
 	mkfs.ext4 -q -F "$1.img" || fail "cannot make an ext4 in '$1.img'"
-	mount -o loop "$1.img" "$1" || fail "cannot mount '$1.img'"
 	register_mount "$1"
+	mount -o loop "$1.img" "$1" || fail "cannot mount '$1.img'"
 }
 
 # Bytes free on the filesystem of DIR.

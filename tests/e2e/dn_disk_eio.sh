@@ -1,6 +1,7 @@
 #!/bin/bash
 # A data dir whose disk dies (an ext4 shut down with EXT4_IOC_SHUTDOWN:
-# every I/O returns EIO) is taken out: with failed_volumes_tolerated=1 the
+# every I/O returns EIO), here under a write, is taken out: with
+# failed_volumes_tolerated=1 the
 # datanode goes on with its other dir, its lost replicas are reported and
 # made again (here on the other dir), fsck is HEALTHY again and every file
 # reads back identical; with the default 0 the datanode stops (non-zero,
@@ -57,16 +58,36 @@ wait_until 20 "every replica of dn1 on $VA" replicas_are "$VA" "$nblocks"
 assert_eq "$(replicas_in "$VB")" 0 "replicas on the emptier-looking tmpfs"
 assert_ok caudal fsck /
 
-say "the ext4 dies: dn1 goes on, the lost replicas are made again"
+say "the ext4 dies under a write: the write goes on without dn1"
+# f4 is written in two halves; the disk dies between them
+i=4
+sizes+=($((3 * BS + 5)))
+mkfile "$T/f$i" "${sizes[$i]}"
+mkfifo "$T/gate"
+{
+	head -c "$BS" "$T/f$i"
+	read -r _ <"$T/gate"
+	tail -c +$((BS + 1)) "$T/f$i"
+} | caudal put -b 4M - "/f$i" &
+PUT=$!
+rbw_len() { find "$VA/tmp" -name 'blk_*' ! -name '*.sync' -printf '%s\n' 2>/dev/null | sort -n | tail -n 1; }
+rbw_started() { [ "$(rbw_len)" -ge $((BS / 2)) ] 2>/dev/null; }
+wait_until 20 "f4's replica being written on $VA" rbw_started
 "$SHUT" "$VA"
-# reads right away fail over from the dead replicas
+echo go >"$T/gate"
+wait "$PUT" || fail "put of f4 failed after dn1's dir died"
+nblocks=$((nblocks + 1))
+# reads fail over from the dead replicas
 for i in "${!sizes[@]}"; do
 	caudal get "/f$i" "$T/back$i"
 	assert_same_file "$T/back$i" "$T/f$i"
 done
 wait_until 20 "dn1 took $VA out" grep -q "data dir '$VA' failed" "$DN_LOG"
 grep "data dir '$VA' failed" "$DN_LOG"
+assert_eq "$(grep -c "data dir '$VA' failed" "$DN_LOG")" 1 "lines saying $VA failed"
 pid_is "$DN1" caudal-datanode || fail "dn1 stopped with one failed dir of one tolerated"
+
+say "the lost replicas are made again on dn1's other dir"
 wait_until 40 "re-replication onto $VB" replicas_are "$VB" "$nblocks"
 wait_until 20 "fsck healthy" caudal fsck /
 for i in "${!sizes[@]}"; do

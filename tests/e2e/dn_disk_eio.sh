@@ -1,11 +1,11 @@
 #!/bin/bash
 # A data dir whose disk dies (an ext4 shut down with EXT4_IOC_SHUTDOWN:
-# every I/O returns EIO), here under a write, is taken out: with
-# failed_volumes_tolerated=1 the
-# datanode goes on with its other dir, its lost replicas are reported and
-# made again (here on the other dir), fsck is HEALTHY again and every file
-# reads back identical; with the default 0 the datanode stops (non-zero,
-# saying why) and the data stays readable from the other datanodes.
+# every I/O returns EIO), here under a write, is taken out: the write goes
+# on without that datanode; with failed_volumes_tolerated=1 the datanode
+# goes on with its other dir, its lost replicas are reported and made again
+# (here on the other dir), fsck is HEALTHY again and every file reads back
+# identical; with the default 0 the datanode stops (non-zero, saying why)
+# and the data stays readable from the other datanodes.
 # Misconfigured data dirs are refused at start.
 source "$(dirname "$0")/../lib.sh"
 source "$(dirname "$0")/dn_disk_lib.sh"

@@ -6,12 +6,14 @@
  * SIGINT and stops the modules in reverse order. Signals are blocked in
  * every thread and taken synchronously by main with sigwait. */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cdl_config.h"
 #include "cdl_daemon.h"
@@ -28,6 +30,9 @@ static struct {
 	char *host;
 	int64_t port;
 	char *data_dir;
+	int64_t du_reserved;
+	int64_t failed_volumes_tolerated;
+	int64_t disk_check_ms;
 	int64_t heartbeat_ms;
 	int64_t report_ms;
 	int64_t scan_rate;
@@ -49,7 +54,14 @@ static const cdl_cfg_key cfg_tab[] = {
      "address to bind the data port to and to advertise"},
     {"port", CDL_CFG_INT, &cfg.port, "9866", 0, 65535, "data-transfer port (0 picks one)"},
     {"data_dir", CDL_CFG_STR, &cfg.data_dir, "/var/lib/caudal/datanode", 0, 0,
-     "folder holding the block store"},
+     "folder holding the block store; several, comma-separated, spread the replicas over "
+     "them (one per disk)"},
+    {"du_reserved", CDL_CFG_INT, &cfg.du_reserved, "0", 0, INT64_MAX,
+     "bytes left free on each data dir for other uses"},
+    {"failed_volumes_tolerated", CDL_CFG_INT, &cfg.failed_volumes_tolerated, "0", 0,
+     DN_MAX_VOLS - 1, "failed data dirs the datanode goes on with; one more stops it"},
+    {"disk_check_ms", CDL_CFG_INT, &cfg.disk_check_ms, "5000", 0, 3600000,
+     "probe every data dir this often, ms (0 = only after an I/O error)"},
     {"heartbeat_ms", CDL_CFG_INT, &cfg.heartbeat_ms, "3000", 100, 600000, "heartbeat interval, ms"},
     {"report_ms", CDL_CFG_INT, &cfg.report_ms, "3600000", 1000, 86400000,
      "full block report interval, ms"},
@@ -81,10 +93,24 @@ static cdl_keyring *keys; /* block-token keys: dn_nn fills, dn_xfer checks */
 static dn_xfer *xfer;
 static dn_nn *nn;
 static dn_scan *scan;
+static volatile sig_atomic_t disks_failed;
+
+/* Too many data dirs failed (the store said which): stop as on SIGTERM,
+ * but exit non-zero. */
+static void on_disks_failed(void *ctx)
+{
+	(void)ctx;
+	disks_failed = 1;
+	kill(getpid(), SIGTERM);
+}
 
 static int init_store(void)
 {
-	int rc = dn_store_open(cfg.data_dir, &store);
+	dn_store_opts o = {.reserved = (uint64_t)cfg.du_reserved,
+			   .failed_tolerated = (int)cfg.failed_volumes_tolerated,
+			   .check_ms = (int)cfg.disk_check_ms,
+			   .on_fatal = on_disks_failed};
+	int rc = dn_store_open_opts(cfg.data_dir, &o, &store);
 	if (rc == 0)
 		keys = cdl_keyring_new();
 	return rc;
@@ -197,6 +223,12 @@ int main(int argc, char **argv)
 	cdl_daemon_use_sec(&cfg.sec);
 
 	int status = cdl_daemon_run(steps, NSTEPS, ready);
+	if (disks_failed) {
+		cdl_err("datanode stopped: more data dirs failed than failed_volumes_tolerated "
+			"(%" PRId64 ")",
+			cfg.failed_volumes_tolerated);
+		status = 1;
+	}
 	cdl_config_release(cfg_tab);
 	return status;
 }

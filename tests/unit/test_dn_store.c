@@ -2,8 +2,11 @@
  * sidecars, reads that verify, corruption detected by reads and by the
  * scanner, the persistent id and the data-dir lock, the start-up scan
  * (bad sidecars moved aside, hsynced replicas recovered after a crash,
- * unsynced ones dropped), superseded writers, deletes and usage figures.
- * Exits non-zero on any failure. */
+ * unsynced ones dropped), superseded writers, deletes and usage figures;
+ * several data dirs: the id shared and mixed ids refused, placement by free
+ * space, a full dir (ENOSPC, reserve; on tmpfs mounts when run as root),
+ * a failed dir whose replicas are reported deleted, and the tolerated
+ * count. Exits non-zero on any failure. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -12,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -159,6 +163,290 @@ static void crash_writer(const char *dir, uint64_t id, const uint8_t *d, size_t 
 	int st = 0;
 	waitpid(pid, &st, 0);
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "crash writer exit %d", WEXITSTATUS(st));
+}
+
+static int fatal_calls;
+static void on_fatal(void *ctx)
+{
+	(void)ctx;
+	__atomic_add_fetch(&fatal_calls, 1, __ATOMIC_SEQ_CST);
+}
+
+static void write_line(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	CHECK(f && fprintf(f, "%s\n", text) > 0, "write '%s'", path);
+	if (f)
+		fclose(f);
+}
+
+static char *read_line(const char *path)
+{
+	char buf[128] = "";
+	FILE *f = fopen(path, "r");
+	if (f) {
+		if (!fgets(buf, sizeof(buf), f))
+			buf[0] = '\0';
+		fclose(f);
+	}
+	buf[strcspn(buf, "\n")] = '\0';
+	return xstrdup(buf);
+}
+
+/* Ids shared over the dirs; bad lists refused. */
+static void test_vol_config(const char *root)
+{
+	char *a = xasprintf("%s/ca", root), *b = xasprintf("%s/cb", root);
+	char *list = xasprintf("%s,%s", a, b);
+	dn_store *s = NULL;
+	CHECK(dn_store_open(list, &s) == 0, "open two dirs");
+	if (s) {
+		char *ia = xasprintf("%s/datanode_id", a), *ib = xasprintf("%s/datanode_id", b);
+		char *x = read_line(ia), *y = read_line(ib);
+		CHECK(*x && !strcmp(x, y) && !strcmp(x, dn_store_id(s)), "id '%s' vs '%s'", x, y);
+		CHECK(!strcmp(dn_store_dir(s), list), "dirs as configured");
+		CHECK(dn_store_set_cluster(s, "cid-9") == 0, "set cluster");
+		dn_store_free(s);
+		free(x);
+		free(y);
+		char *cb = xasprintf("%s/cluster_id", b);
+		x = read_line(cb);
+		CHECK(!strcmp(x, "cid-9"), "cluster id in every dir: '%s'", x);
+		free(x);
+		/* a third dir joins: it gets the id */
+		char *c = xasprintf("%s/cc", root);
+		char *list3 = xasprintf("%s, %s ,%s", a, b, c);
+		s = NULL;
+		CHECK(dn_store_open(list3, &s) == 0, "open three dirs (spaces trimmed)");
+		char *ic = xasprintf("%s/datanode_id", c);
+		x = read_line(ia);
+		y = read_line(ic);
+		CHECK(!strcmp(x, y), "id copied to a new dir");
+		dn_store_free(s);
+		free(x);
+		free(y);
+		/* another datanode's dir, another cluster's dir */
+		write_line(ic, "someone-else");
+		s = NULL;
+		CHECK(dn_store_open(list3, &s) == -EINVAL && !s, "dirs of two datanodes mixed");
+		x = read_line(ia);
+		write_line(ic, x);
+		free(x);
+		char *cc = xasprintf("%s/cluster_id", c);
+		write_line(cc, "cid-other");
+		CHECK(dn_store_open(list3, &s) == -EINVAL, "dirs of two clusters mixed");
+		unlink(cc);
+		CHECK(dn_store_open(list3, &s) == 0, "cluster id copied");
+		dn_store_free(s);
+		x = read_line(cc);
+		CHECK(!strcmp(x, "cid-9"), "cluster id copied: '%s'", x);
+		free(x);
+		free(cc);
+		free(ic);
+		free(list3);
+		free(c);
+		free(cb);
+		free(ia);
+		free(ib);
+	}
+	/* bad lists */
+	char *twice = xasprintf("%s,%s/.", a, a);
+	CHECK(dn_store_open(twice, &s) == -EINVAL, "a dir twice");
+	char *empty = xasprintf("%s,,%s", a, b);
+	CHECK(dn_store_open(empty, &s) == -EINVAL, "an empty entry");
+	CHECK(dn_store_open("", &s) == -EINVAL, "no dir");
+	dn_store_opts o = {.failed_tolerated = 2};
+	CHECK(dn_store_open_opts(list, &o, &s) == -EINVAL, "tolerated >= dirs");
+	o.failed_tolerated = -1;
+	CHECK(dn_store_open_opts(list, &o, &s) == -EINVAL, "tolerated < 0");
+	char *many = xstrdup(a);
+	for (int i = 0; i < DN_MAX_VOLS; i++) {
+		char *m = xasprintf("%s,%s/m%d", many, root, i);
+		free(many);
+		many = m;
+	}
+	CHECK(dn_store_open(many, &s) == -EINVAL, "more than %d dirs", DN_MAX_VOLS);
+	/* a dir that cannot be made counts as failed */
+	char *file = xasprintf("%s/plainfile", root);
+	write_line(file, "x");
+	char *bad = xasprintf("%s,%s/sub", a, file);
+	CHECK(dn_store_open(bad, &s) == -ENOTDIR, "a dir that cannot be made, none tolerated");
+	o.failed_tolerated = 1;
+	s = NULL;
+	CHECK(dn_store_open_opts(bad, &o, &s) == 0 && s, "a dir that cannot be made, tolerated");
+	if (s) {
+		CHECK(dn_store_failed_volumes(s) == 1, "failed at start");
+		dn_vol_info vi[2];
+		CHECK(dn_store_volumes(s, vi, 2) == 2 && !vi[0].failed && vi[1].failed,
+		      "volume states");
+		dn_store_free(s);
+	}
+	free(bad);
+	free(file);
+	free(many);
+	free(twice);
+	free(empty);
+	free(list);
+	free(a);
+	free(b);
+}
+
+/* Two dirs on one filesystem: concurrent writers spread; a failed dir's
+ * replicas are reported deleted; the tolerated count. */
+static void test_vol_fail(const char *root, const uint8_t *d)
+{
+	char *a = xasprintf("%s/fa", root), *b = xasprintf("%s/fb", root);
+	char *list = xasprintf("%s,%s", a, b);
+	dn_store_opts o = {.failed_tolerated = 1, .on_fatal = on_fatal};
+	dn_store *s = NULL;
+	CHECK(dn_store_open_opts(list, &o, &s) == 0, "open two dirs");
+	if (!s)
+		goto out;
+	dn_store_set_listener(s, listener, NULL);
+	/* equal room: two replicas written at once go to both dirs */
+	dn_wr *w1, *w2;
+	CHECK(dn_store_create(s, 101, 1, &w1) == 0, "create 101");
+	CHECK(dn_store_create(s, 102, 1, &w2) == 0, "create 102");
+	CHECK(dn_wr_append(w1, d, 1000, cdl_xxh3(d, 1000)) == 0, "append 101");
+	CHECK(dn_wr_append(w2, d, 2000, cdl_xxh3(d, 2000)) == 0, "append 102");
+	CHECK(dn_wr_finalize(w1, true) == 0 && dn_wr_finalize(w2, true) == 0, "finalize");
+	int v1 = dn_store_volume_of(s, 101), v2 = dn_store_volume_of(s, 102);
+	CHECK(v1 >= 0 && v2 >= 0 && v1 != v2, "concurrent replicas in dirs %d and %d", v1, v2);
+	CHECK(dn_store_volume_of(s, 999) == -ENOENT, "volume of a missing replica");
+	dn_usage u;
+	CHECK(dn_store_usage(s, &u) == 0 && u.blocks == 2, "usage of two dirs");
+	uint64_t cap2 = u.capacity;
+	/* the dir of 102 dies (its folder vanishes, as an unmounted disk's) */
+	int del0 = events(DN_EV_DELETED);
+	char *dead = v2 == 0 ? a : b;
+	nftw(dead, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	CHECK(dn_store_check(s) == 1, "one failed dir");
+	CHECK(events(DN_EV_DELETED) == del0 + 1 && ev_last_id[DN_EV_DELETED] == 102 &&
+		  ev_last_len[DN_EV_DELETED] == 2000,
+	      "the lost replica is reported deleted");
+	CHECK(!dn_store_has(s, 102, 1, NULL), "lost replica still held");
+	uint8_t *back = NULL;
+	uint64_t l = 0;
+	CHECK(get(s, 101, 1, &back, &l) == 0 && l == 1000 && !memcmp(back, d, 1000),
+	      "the other dir still serves");
+	free(back);
+	CHECK(dn_store_check(s) == 1 && events(DN_EV_DELETED) == del0 + 1, "failed only once");
+	CHECK(__atomic_load_n(&fatal_calls, __ATOMIC_SEQ_CST) == 0, "one tolerated failure fatal");
+	CHECK(dn_store_usage(s, &u) == 0 && u.blocks == 1 && u.capacity < cap2,
+	      "usage without the failed dir");
+	/* new replicas go to the healthy dir */
+	CHECK(put(s, 103, 1, d, 500, false) == 0 && dn_store_volume_of(s, 103) == v1,
+	      "new replica in the healthy dir");
+	dn_replica_info *ri;
+	size_t n = dn_store_list(s, &ri);
+	CHECK(n == 2, "list after the failure: %zu", n);
+	free(ri);
+	/* the last dir fails too: fatal, though within the count */
+	nftw(v1 == 0 ? a : b, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	CHECK(dn_store_check(s) == 2, "both failed");
+	CHECK(__atomic_load_n(&fatal_calls, __ATOMIC_SEQ_CST) == 1, "no dir left: fatal");
+	dn_wr *w;
+	CHECK(dn_store_create(s, 104, 1, &w) == -ENOSPC, "create with no dir left");
+	dn_store_free(s);
+
+	/* none tolerated: the first failure is fatal */
+	fatal_calls = 0;
+	o.failed_tolerated = 0;
+	s = NULL;
+	CHECK(dn_store_open_opts(list, &o, &s) == 0, "reopen");
+	if (s) {
+		nftw(b, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+		CHECK(dn_store_check(s) == 1, "one failed");
+		CHECK(__atomic_load_n(&fatal_calls, __ATOMIC_SEQ_CST) == 1,
+		      "a failure past the tolerated count is fatal");
+		dn_store_free(s);
+	}
+	/* the checker thread finds a failure on its own */
+	fatal_calls = 0;
+	o.failed_tolerated = 1;
+	o.check_ms = 50;
+	s = NULL;
+	CHECK(dn_store_open_opts(list, &o, &s) == 0, "reopen with a checker");
+	if (s) {
+		nftw(b, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+		for (int i = 0; i < 200 && dn_store_failed_volumes(s) == 0; i++)
+			usleep(20 * 1000);
+		CHECK(dn_store_failed_volumes(s) == 1, "the checker found the failed dir");
+		dn_store_free(s);
+	}
+out:
+	free(list);
+	free(a);
+	free(b);
+}
+
+/* Full dirs, on tmpfs mounts of known sizes (root only). */
+static void test_vol_full(const char *root, const uint8_t *d, size_t dlen)
+{
+	char *a = xasprintf("%s/ta", root), *b = xasprintf("%s/tb", root);
+	mkdir(a, 0755);
+	mkdir(b, 0755);
+	if (mount("tmpfs", a, "tmpfs", 0, "size=3m") < 0) {
+		printf("test_dn_store: full dirs not tested: cannot mount a tmpfs (%s)\n",
+		       strerror(errno));
+		goto out;
+	}
+	if (mount("tmpfs", b, "tmpfs", 0, "size=1m") < 0) {
+		umount2(a, MNT_DETACH);
+		goto out;
+	}
+	char *list = xasprintf("%s,%s", b, a);
+	dn_store *s = NULL;
+	CHECK(dn_store_open(list, &s) == 0, "open two tmpfs dirs");
+	if (s) {
+		dn_store_set_listener(s, listener, NULL);
+		/* the most free bytes win, whatever the order */
+		CHECK(put(s, 201, 1, d, 1000, false) == 0 && dn_store_volume_of(s, 201) == 1,
+		      "replica on the larger dir");
+		/* a replica larger than the dir: ENOSPC mid-write makes it full */
+		size_t big = 4 * 1024 * 1024;
+		CHECK(dlen >= big, "pattern too short");
+		CHECK(put(s, 202, 1, d, big, false) == -ENOSPC, "write past the dir's end");
+		dn_vol_info vi[2];
+		CHECK(dn_store_volumes(s, vi, 2) == 2 && vi[1].full && !vi[0].full,
+		      "the larger dir is full");
+		/* still the larger by free bytes, but full: the other takes it */
+		CHECK(put(s, 203, 1, d, 1000, false) == 0 && dn_store_volume_of(s, 203) == 0,
+		      "new replica on the dir with room");
+		dn_usage u;
+		CHECK(dn_store_usage(s, &u) == 0 && u.remaining < 1024 * 1024,
+		      "a full dir's room not counted: %" PRIu64, u.remaining);
+		/* space comes back */
+		CHECK(mount(NULL, a, NULL, MS_REMOUNT, "size=64m") == 0, "grow tmpfs");
+		CHECK(dn_store_check(s) == 0, "check");
+		CHECK(dn_store_volumes(s, vi, 2) == 2 && !vi[1].full, "room again");
+		CHECK(put(s, 204, 1, d, 1000, false) == 0 && dn_store_volume_of(s, 204) == 1,
+		      "the dir with room again takes replicas");
+		uint8_t *back = NULL;
+		uint64_t l = 0;
+		CHECK(get(s, 203, 1, &back, &l) == 0 && l == 1000 && !memcmp(back, d, 1000),
+		      "read back");
+		free(back);
+		dn_store_free(s);
+	}
+	/* a reserve larger than a dir's free space makes it full from the start */
+	dn_store_opts o = {.reserved = 2 * 1024 * 1024};
+	s = NULL;
+	CHECK(dn_store_open_opts(list, &o, &s) == 0, "open with a reserve");
+	if (s) {
+		dn_vol_info vi[2];
+		CHECK(dn_store_volumes(s, vi, 2) == 2 && vi[0].full && !vi[1].full,
+		      "the small dir is full under the reserve");
+		CHECK(put(s, 205, 1, d, 1000, false) == 0 && dn_store_volume_of(s, 205) == 1,
+		      "replica on the dir above its reserve");
+		dn_store_free(s);
+	}
+	free(list);
+	umount2(a, MNT_DETACH);
+	umount2(b, MNT_DETACH);
+out:
+	free(a);
+	free(b);
 }
 
 int main(void)
@@ -361,6 +649,17 @@ int main(void)
 	}
 	CHECK(left == 0, "tmp/ not emptied at start: %d files", left);
 	dn_store_free(s);
+
+	/* ---- several data dirs */
+	test_vol_config(root);
+	test_vol_fail(root, d);
+	{
+		size_t blen = 4 * 1024 * 1024;
+		uint8_t *bd = xmalloc(blen);
+		pattern(bd, blen, 7);
+		test_vol_full(root, bd, blen);
+		free(bd);
+	}
 
 	nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	free(tdir);

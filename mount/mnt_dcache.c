@@ -2,15 +2,24 @@
  * (mnt_dcache.h). */
 #include "mnt_dcache.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <xxhash.h>
 
+#include "cdl_client.h"
+#include "cdl_log.h"
 #include "cdl_util.h"
 
 struct mnt_dc_dir {
 	uint64_t ino, version;
 	int64_t confirmed_ms;
+	/* this mount's create-like calls in it not answered yet, and the
+	 * newest version an event showed meanwhile: an event may come before
+	 * the reply of the call that caused it, so it is judged at the reply */
+	uint32_t inflight;
+	uint64_t ev_max;
 	size_t n, cap; /* names held; slots (a power of two, at most half full) */
 	char **slot;   /* open addressing, linear probing */
 };
@@ -60,6 +69,11 @@ void mnt_dcache_init(struct mnt_dcache *c, int64_t ttl_ms)
 
 void mnt_dcache_destroy(struct mnt_dcache *c)
 {
+	if (c->started) {
+		__atomic_store_n(&c->stop, true, __ATOMIC_RELEASE);
+		pthread_join(c->thread, NULL);
+		c->started = false;
+	}
 	for (size_t i = 0; i < MNT_DC_DIRS; i++)
 		dir_free(c->dirs[i]);
 	pthread_mutex_destroy(&c->mu);
@@ -107,12 +121,32 @@ void mnt_dcache_made_dir(struct mnt_dcache *c, uint64_t ino, uint64_t version)
 	pthread_mutex_unlock(&c->mu);
 }
 
+void mnt_dcache_begin(struct mnt_dcache *c, uint64_t dir)
+{
+	pthread_mutex_lock(&c->mu);
+	size_t i = find(c, dir);
+	if (i < MNT_DC_DIRS)
+		c->dirs[i]->inflight++;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void mnt_dcache_failed(struct mnt_dcache *c, uint64_t dir)
+{
+	pthread_mutex_lock(&c->mu);
+	size_t i = find(c, dir);
+	if (i < MNT_DC_DIRS)
+		drop(c, i); /* the call's outcome is unknown */
+	pthread_mutex_unlock(&c->mu);
+}
+
 void mnt_dcache_added(struct mnt_dcache *c, uint64_t dir, const char *name, uint64_t version)
 {
 	pthread_mutex_lock(&c->mu);
 	size_t i = find(c, dir);
 	if (i < MNT_DC_DIRS) {
 		struct mnt_dc_dir *d = c->dirs[i];
+		if (d->inflight)
+			d->inflight--;
 		size_t s = probe(d, name);
 		if (version == d->version + 1 && !d->slot[s] && d->n < MNT_DC_NAMES) {
 			d->slot[s] = xstrdup(name);
@@ -125,7 +159,12 @@ void mnt_dcache_added(struct mnt_dcache *c, uint64_t dir, const char *name, uint
 			d->confirmed_ms = cdl_now_ms(); /* an existing name: nothing changed */
 		} else {
 			drop(c, i); /* someone else changed it, or it is too large */
+			d = NULL;
 		}
+		/* an event past every reply, with no call left to explain it:
+		 * someone else's change */
+		if (d && !d->inflight && d->ev_max > d->version)
+			drop(c, i);
 	}
 	pthread_mutex_unlock(&c->mu);
 }
@@ -148,8 +187,8 @@ bool mnt_dcache_absent(struct mnt_dcache *c, uint64_t dir, const char *name)
 		struct mnt_dc_dir *d = c->dirs[i];
 		if (cdl_now_ms() - d->confirmed_ms > c->ttl_ms)
 			drop(c, i);
-		else
-			absent = !d->slot[probe(d, name)];
+		else /* (an event not yet explained by a reply: ask) */
+			absent = c->live && d->ev_max <= d->version && !d->slot[probe(d, name)];
 	}
 	if (absent)
 		c->hits++;
@@ -157,4 +196,120 @@ bool mnt_dcache_absent(struct mnt_dcache *c, uint64_t dir, const char *name)
 		c->misses++;
 	pthread_mutex_unlock(&c->mu);
 	return absent;
+}
+
+void mnt_dcache_changed(struct mnt_dcache *c, uint64_t dir, uint64_t version)
+{
+	pthread_mutex_lock(&c->mu);
+	size_t i = find(c, dir);
+	/* at the version or below: a change this mount made (its reply came
+	 * first) or already knew of; past it, with a call of this mount in
+	 * flight, perhaps that call's: judged at its reply */
+	if (i < MNT_DC_DIRS && c->dirs[i]->version < version) {
+		struct mnt_dc_dir *d = c->dirs[i];
+		if (d->inflight) {
+			if (version > d->ev_max)
+				d->ev_max = version;
+		} else {
+			drop(c, i);
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+void mnt_dcache_set_live(struct mnt_dcache *c, bool live)
+{
+	pthread_mutex_lock(&c->mu);
+	/* what was learnt out of step with the log may be stale either way */
+	for (size_t i = 0; i < MNT_DC_DIRS; i++)
+		drop(c, i);
+	c->live = live;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* How long one poll waits for an event: also how long a stop may take. */
+#define FOLLOW_WAIT_MS 1000
+
+/* One GetEvents from *from; applies the events and moves *from past them.
+ * 0, or -errno (the caller forgets everything and starts again). */
+static int follow_once(struct mnt_dcache *c, uint64_t *from, bool *caught_up)
+{
+	Caudal__EventsRequest q = CAUDAL__EVENTS_REQUEST__INIT;
+	q.from_txid = *from;
+	q.max = 1024;
+	q.wait_ms = *from ? FOLLOW_WAIT_MS : 0;
+	Caudal__EventsReply *r = NULL;
+	int rc = cdl_client_call_err(c->cl, CDL_NN_GetEvents, &q.base, (ProtobufCMessage **)&r);
+	if (rc)
+		return rc;
+	if (*from == 0) {
+		/* the first poll only learns where the log is */
+		*from = r->last_txid + 1;
+	} else if (r->first_txid > *from && r->n_events == 0) {
+		rc = -ESTALE; /* events we missed were trimmed */
+	} else {
+		for (size_t i = 0; i < r->n_events; i++) {
+			const Caudal__Event *e = r->events[i];
+			size_t n = e->n_dirs < e->n_dir_versions ? e->n_dirs : e->n_dir_versions;
+			for (size_t j = 0; j < n; j++)
+				mnt_dcache_changed(c, e->dirs[j], e->dir_versions[j]);
+			if (e->txid >= *from)
+				*from = e->txid + 1;
+		}
+		/* fewer than asked: everything up to last_txid was seen */
+		if (r->n_events < q.max && r->last_txid >= *from)
+			*from = r->last_txid + 1;
+	}
+	*caught_up = rc == 0;
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return rc;
+}
+
+static void *follow_main(void *arg)
+{
+	struct mnt_dcache *c = arg;
+	uint64_t from = 0;
+	bool warned = false;
+	while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+		bool caught_up = false;
+		int rc = follow_once(c, &from, &caught_up);
+		if (rc == 0) {
+			if (caught_up && !c->live) {
+				mnt_dcache_set_live(c, true);
+				cdl_info("directory cache on: following the namespace event log "
+					 "from transaction %llu",
+					 (unsigned long long)from);
+			}
+			warned = false;
+			continue;
+		}
+		mnt_dcache_set_live(c, false);
+		from = 0;
+		if (rc == -EACCES || rc == -EPERM) {
+			cdl_warn("the namenode does not let this mount follow its event log (%s): "
+				 "every lookup asks it",
+				 strerror(-rc));
+			break;
+		}
+		if (!warned)
+			cdl_info(
+			    "directory cache off until the event log can be followed again: %s",
+			    strerror(-rc));
+		warned = true;
+		for (int i = 0; i < 10 && !__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE); i++)
+			usleep(100 * 1000);
+	}
+	return NULL;
+}
+
+int mnt_dcache_follow(struct mnt_dcache *c, struct cdl_client *cl)
+{
+	if (c->ttl_ms <= 0)
+		return 0;
+	c->cl = cl;
+	int rc = pthread_create(&c->thread, NULL, follow_main, c);
+	if (rc)
+		return -rc;
+	c->started = true;
+	return 0;
 }

@@ -9,10 +9,17 @@
  * namenode adds one for every entry added or removed): if it is exactly one
  * above what the cache holds, nobody else changed the directory since and
  * the new name is added; any other value forgets the directory. A removal
- * or rename through this mount forgets it too. A directory not confirmed
- * this way within the entry timeout is forgotten, so a name another client
- * made is missed for at most that long, as the kernel's own entry cache
- * misses a removal (MooseFS's mfsentrycacheto bounds the same).
+ * or rename through this mount forgets it too.
+ *
+ * Other clients' changes: a thread follows the namespace event log
+ * (GetEvents long polls); every event names the directories whose entries
+ * it changed with their versions after it, and a directory cached at an
+ * older version is forgotten. The cache answers only while the follower is
+ * in step (after its first poll, and not after a failed one, which forgets
+ * everything), so a name another client makes is hidden only until its
+ * event arrives (milliseconds; its transaction must be durable first). As
+ * a last bound, a directory not confirmed by this mount's own calls within
+ * the entry timeout is forgotten too.
  *
  * Bounded: at most MNT_DC_DIRS directories (the least recently confirmed
  * goes) of at most MNT_DC_NAMES names each (a larger one is forgotten).
@@ -29,18 +36,40 @@
 
 struct mnt_dc_dir;
 
+struct cdl_client;
+
 struct mnt_dcache {
 	pthread_mutex_t mu;
 	int64_t ttl_ms; /* forget a directory not confirmed for this long; 0: off */
+	bool live;	/* in step with the event log: may answer */
 	struct mnt_dc_dir *dirs[MNT_DC_DIRS];
 	uint64_t hits, misses; /* lookups answered here, and not */
+	/* the event follower */
+	struct cdl_client *cl;
+	pthread_t thread;
+	bool started, stop;
 };
 
 void mnt_dcache_init(struct mnt_dcache *c, int64_t ttl_ms);
+/* Stops the follower (within about a second) and frees everything. */
 void mnt_dcache_destroy(struct mnt_dcache *c);
+/* Start following the event log through cl; until its first poll answers
+ * (and for good if the namenode refuses this mount the log) the cache
+ * answers nothing. 0 or -errno. */
+int mnt_dcache_follow(struct mnt_dcache *c, struct cdl_client *cl);
+/* An event: dir's entries changed, its version is now version. */
+void mnt_dcache_changed(struct mnt_dcache *c, uint64_t dir, uint64_t version);
+/* In step with the log or not (the follower, or tests): forgets
+ * everything either way; answers only while live. */
+void mnt_dcache_set_live(struct mnt_dcache *c, bool live);
 
 /* This mount made directory ino (empty, at version). */
 void mnt_dcache_made_dir(struct mnt_dcache *c, uint64_t ino, uint64_t version);
+/* A create-like call in dir is about to be sent: an event it causes may
+ * arrive before its reply. Every begin is followed by added or failed. */
+void mnt_dcache_begin(struct mnt_dcache *c, uint64_t dir);
+/* That call failed in a way that may have changed dir: forget it. */
+void mnt_dcache_failed(struct mnt_dcache *c, uint64_t dir);
 /* A create-like call made name in dir; version is the reply's
  * parent_version. */
 void mnt_dcache_added(struct mnt_dcache *c, uint64_t dir, const char *name, uint64_t version);

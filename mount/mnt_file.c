@@ -367,6 +367,7 @@ void mnt_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 	rq.exclusive = (fi->flags & O_EXCL) != 0;
 	rq.overwrite = (fi->flags & O_TRUNC) != 0;
 	Caudal__AttrReply *rep = NULL;
+	mnt_dcache_begin(&m->dc, parent);
 	int rc = mnt_call(m, CDL_NN_Create, &rq.base, (ProtobufCMessage **)&rep);
 	mnt_note_made(m, parent, name, rc, rep);
 	if (rc == 0 && !rep->attr) {

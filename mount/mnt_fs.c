@@ -182,8 +182,10 @@ void mnt_note_made(struct mnt *m, uint64_t parent, const char *name, int rc,
 		if (S_ISDIR(rep->attr->mode))
 			mnt_dcache_made_dir(&m->dc, rep->attr->ino, rep->attr->version);
 		mnt_dcache_added(&m->dc, parent, name, rep->parent_version);
-	} else if (rc == -EEXIST) {
-		mnt_dcache_forget(&m->dc, parent); /* it said absent: it was wrong */
+	} else {
+		/* EEXIST: it said absent and was wrong; a transport error: the
+		 * call may have been done */
+		mnt_dcache_failed(&m->dc, parent);
 	}
 }
 
@@ -393,6 +395,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	rq.cred = &cred.c;
 	rq.mode = mode & 07777;
 	Caudal__AttrReply *rep = NULL;
+	mnt_dcache_begin(&m->dc, parent);
 	int rc = mnt_call(m, CDL_NN_Mkdir, &rq.base, (ProtobufCMessage **)&rep);
 	mnt_note_made(m, parent, name, rc, rep);
 	reply_entry_attr(req, m, rc, rep);
@@ -419,6 +422,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	rq.mode = (uint32_t)mode;
 	rq.rdev = (uint64_t)rdev;
 	Caudal__AttrReply *rep = NULL;
+	mnt_dcache_begin(&m->dc, parent);
 	int rc = mnt_call(m, CDL_NN_Mknod, &rq.base, (ProtobufCMessage **)&rep);
 	mnt_note_made(m, parent, name, rc, rep);
 	reply_entry_attr(req, m, rc, rep);
@@ -441,6 +445,7 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 	rq.cred = &cred.c;
 	rq.link = (char *)link;
 	Caudal__AttrReply *rep = NULL;
+	mnt_dcache_begin(&m->dc, parent);
 	int rc = mnt_call(m, CDL_NN_Symlink, &rq.base, (ProtobufCMessage **)&rep);
 	mnt_note_made(m, parent, name, rc, rep);
 	reply_entry_attr(req, m, rc, rep);

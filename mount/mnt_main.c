@@ -241,6 +241,9 @@ int main(int argc, char **argv)
 		detach_stdio(&o);
 	tell_parent(0);
 
+	if (mnt_dcache_follow(&m.dc, cl) != 0)
+		cdl_warn("cannot start the event follower: the directory cache is off");
+
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_clone_fd(lc, 1);
 	fuse_loop_cfg_set_max_threads(lc, (unsigned)o.max_threads);

@@ -179,6 +179,10 @@ typedef struct nn_tx {
 	Caudal__Event ev;
 	bool has_event;
 	char *ev_path, *ev_dst;
+	/* directories whose entries changed, with their versions after: the
+	 * event carries them, for the mounts' directory caches */
+	uint64_t ev_dirs[4], ev_dir_versions[4];
+	size_t nev_dirs;
 	/* applied to the soft state only once the batch is written, so an
 	 * operation that fails half-way frees nothing */
 	uint64_t *doomed_blocks;
@@ -351,6 +355,9 @@ static int tx_commit(nn_ns *ns, nn_tx *t)
 	uint64_t inodes = (uint64_t)((int64_t)ns->inodes + t->dinodes);
 	if (t->has_event) {
 		t->ev.txid = txid;
+		t->ev.n_dirs = t->ev.n_dir_versions = t->nev_dirs;
+		t->ev.dirs = t->ev_dirs;
+		t->ev.dir_versions = t->ev_dir_versions;
 		t->ev.time_ns = cdl_wall_ns();
 		size_t len = caudal__event__get_packed_size(&t->ev);
 		uint8_t *buf = xmalloc(len);
@@ -1058,11 +1065,26 @@ static nn_inode *inode_new(nn_ns *ns, uint64_t parent, const char *name, uint32_
 }
 
 /* Add entry name -> child in dir (records written by the caller's tx). */
+/* Note that dir's entries changed in t (its version after the change). */
+static void tx_dir_changed(nn_tx *t, const nn_inode *dir)
+{
+	size_t i = 0;
+	while (i < t->nev_dirs && t->ev_dirs[i] != dir->ino)
+		i++;
+	if (i == 4)
+		return; /* no operation changes more than four */
+	t->ev_dirs[i] = dir->ino;
+	t->ev_dir_versions[i] = dir->version;
+	if (i == t->nev_dirs)
+		t->nev_dirs++;
+}
+
 static void link_child(nn_tx *t, nn_inode *dir, nn_inode *child)
 {
 	tx_put_dirent(t, dir->ino, child->name, child->ino);
 	dir->entries++;
 	dir->version++;
+	tx_dir_changed(t, dir);
 	if (S_ISDIR(child->mode))
 		dir->subdirs++;
 	dir->mtime = dir->ctime = now_ns();
@@ -1072,6 +1094,7 @@ static void unlink_child(nn_tx *t, nn_inode *dir, const nn_inode *child)
 {
 	tx_del_dirent(t, dir->ino, child->name);
 	dir->version++;
+	tx_dir_changed(t, dir);
 	if (dir->entries)
 		dir->entries--;
 	if (S_ISDIR(child->mode) && dir->subdirs)
@@ -3289,6 +3312,14 @@ H(GetEvents)
 		*c = *e;
 		c->path = cdl_arena_strdup(a, e->path);
 		c->dst = cdl_arena_strdup(a, e->dst);
+		size_t nd = e->n_dirs < e->n_dir_versions ? e->n_dirs : e->n_dir_versions;
+		c->n_dirs = c->n_dir_versions = nd;
+		c->dirs = cdl_arena_alloc(a, (nd + 1) * sizeof(uint64_t));
+		c->dir_versions = cdl_arena_alloc(a, (nd + 1) * sizeof(uint64_t));
+		if (nd) {
+			memcpy(c->dirs, e->dirs, nd * sizeof(uint64_t));
+			memcpy(c->dir_versions, e->dir_versions, nd * sizeof(uint64_t));
+		}
 		caudal__event__free_unpacked(e, NULL);
 		rep->events[rep->n_events++] = c;
 	}
@@ -3448,8 +3479,11 @@ H(BlockReceived)
 	(CDL_ROLE_BIT(CDL_ROLE_MOUNT) | CDL_ROLE_BIT(CDL_ROLE_ADMIN) |                             \
 	 CDL_ROLE_BIT(CDL_ROLE_USER) | CDL_ROLE_BIT(CDL_ROLE_JOBTRACKER) |                         \
 	 CDL_ROLE_BIT(CDL_ROLE_TASKTRACKER))
-#define R_ADMIN	   CDL_ROLE_BIT(CDL_ROLE_ADMIN)
-#define R_EVENTS   (CDL_ROLE_BIT(CDL_ROLE_ADMIN) | CDL_ROLE_BIT(CDL_ROLE_JOBTRACKER))
+#define R_ADMIN CDL_ROLE_BIT(CDL_ROLE_ADMIN)
+/* mounts follow the log to keep their directory caches (mnt_dcache.h) */
+#define R_EVENTS                                                                                   \
+	(CDL_ROLE_BIT(CDL_ROLE_ADMIN) | CDL_ROLE_BIT(CDL_ROLE_JOBTRACKER) |                        \
+	 CDL_ROLE_BIT(CDL_ROLE_MOUNT))
 #define R_DATANODE CDL_ROLE_BIT(CDL_ROLE_DATANODE)
 
 static const cdl_rpc_method client_methods[] = {

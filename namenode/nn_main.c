@@ -40,6 +40,7 @@ static struct {
 	int64_t lease_ms;
 	int64_t safemode_pct;
 	int64_t max_file_size;
+	int64_t cache_mb;
 	int64_t events_keep;
 	char *sync;
 	int64_t batch_ms;
@@ -82,6 +83,8 @@ static const cdl_cfg_key keys[] = {
      "a writer's lease expires after this long without renewal"},
     {"safemode_pct", CDL_CFG_INT, &cfg.safemode_pct, "100", 0, 100,
      "leave safe mode when this percentage of blocks has a replica"},
+    {"cache_mb", CDL_CFG_INT, &cfg.cache_mb, "256", 8, 1048576,
+     "RocksDB block cache for the namespace, MiB"},
     {"max_file_size", CDL_CFG_INT, &cfg.max_file_size, "1125899906842624", 65536, INT64_MAX,
      "largest file size in bytes: growing a file past it gets EFBIG"},
     {"events_keep", CDL_CFG_INT, &cfg.events_keep, "1000000", 1000, 1000000000,
@@ -179,6 +182,7 @@ static int step_namespace(void)
 	    .dead_ms = cfg.dead_ms,
 	    .safemode_pct = cfg.safemode_pct,
 	    .max_file_size = cfg.max_file_size,
+	    .cache_mb = cfg.cache_mb,
 	    .events_keep = cfg.events_keep,
 	    .sync_always = !strcmp(cfg.sync, "always"),
 	    .batch_ms = cfg.batch_ms,

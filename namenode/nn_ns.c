@@ -3659,7 +3659,8 @@ int nn_ns_open(const nn_conf *conf, nn_topology *topo, nn_ns **out)
 			return rc;
 		}
 	}
-	rc = nn_store_open(conf->dir, conf->sync_always, (int)conf->batch_ms, &ns->st);
+	rc = nn_store_open(conf->dir, conf->sync_always, (int)conf->batch_ms, conf->cache_mb,
+			   &ns->st);
 	if (rc == 0) {
 		nn_store_on_synced(ns->st, ns_synced, ns);
 		nn_store_set_reserve(ns->st, (uint64_t)conf->reserved_mb << 20);

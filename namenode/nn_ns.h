@@ -49,6 +49,8 @@ typedef struct nn_conf {
 
 	/* larger file sizes get EFBIG (0: 1 PiB) */
 	int64_t max_file_size;
+	/* RocksDB block cache, MiB (0: 256) */
+	int64_t cache_mb;
 
 	char *exports; /* exports file (nn_exports.h); NULL or "": none */
 } nn_conf;

@@ -19,6 +19,8 @@
 struct nn_store {
 	rocksdb_t *db;
 	rocksdb_options_t *opts;
+	rocksdb_block_based_table_options_t *table;
+	rocksdb_cache_t *cache;
 	rocksdb_writeoptions_t *wopts;
 	rocksdb_readoptions_t *ropts;
 	bool sync;
@@ -192,7 +194,7 @@ static void *flusher_main(void *arg)
 	return NULL;
 }
 
-int nn_store_open(const char *dir, bool sync, int batch_ms, nn_store **out)
+int nn_store_open(const char *dir, bool sync, int batch_ms, int64_t cache_mb, nn_store **out)
 {
 	int rc = cdl_mkdirs(dir);
 	if (rc < 0) {
@@ -213,11 +215,24 @@ int nn_store_open(const char *dir, bool sync, int batch_ms, nn_store **out)
 	 * namenode. Keep it to fatal messages; the errors RocksDB returns are
 	 * logged by nn_store (rocks_err). */
 	rocksdb_options_set_info_log_level(s->opts, 4 /* FATAL_LEVEL */);
+	/* Tuned for the namespace: most reads are point lookups of inode
+	 * records and directory entries, many of names that do not exist (a
+	 * create's lookup): a bloom filter per table answers those without
+	 * reading a block, and the block cache holds the hot records. */
+	s->cache = rocksdb_cache_create_lru((size_t)(cache_mb > 0 ? cache_mb : 256) << 20);
+	s->table = rocksdb_block_based_options_create();
+	rocksdb_block_based_options_set_block_cache(s->table, s->cache);
+	rocksdb_block_based_options_set_filter_policy(s->table,
+						      rocksdb_filterpolicy_create_bloom_full(10));
+	rocksdb_block_based_options_set_cache_index_and_filter_blocks(s->table, 1);
+	rocksdb_options_set_block_based_table_factory(s->opts, s->table);
 	char *err = NULL;
 	s->db = rocksdb_open(s->opts, dir, &err);
 	if (err) {
 		rc = rocks_err("open", err);
 		rocksdb_options_destroy(s->opts);
+		rocksdb_block_based_options_destroy(s->table);
+		rocksdb_cache_destroy(s->cache);
 		free(s);
 		return rc;
 	}
@@ -256,6 +271,8 @@ void nn_store_close(nn_store *s)
 	rocksdb_writeoptions_destroy(s->wopts);
 	rocksdb_readoptions_destroy(s->ropts);
 	rocksdb_options_destroy(s->opts);
+	rocksdb_block_based_options_destroy(s->table);
+	rocksdb_cache_destroy(s->cache);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	pthread_rwlock_destroy(&s->rw);

@@ -46,7 +46,7 @@ typedef struct nn_store nn_store;
 typedef struct nn_batch nn_batch;
 typedef struct nn_iter nn_iter;
 
-int nn_store_open(const char *dir, bool sync, int batch_ms, nn_store **out);
+int nn_store_open(const char *dir, bool sync, int batch_ms, int64_t cache_mb, nn_store **out);
 void nn_store_close(nn_store *s);
 /* Writes (and checkpoints) fail with -ENOSPC while the disk of the
  * store's directory has fewer than bytes free (0: no check). */

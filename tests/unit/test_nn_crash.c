@@ -787,7 +787,7 @@ static void sync_fails_in_child(bool sync_always)
 		cdl_log_init("child", CDL_LOG_ERROR);
 		wipe();
 		nn_store *s;
-		if (nn_store_open(dir, sync_always, 5, &s) < 0)
+		if (nn_store_open(dir, sync_always, 5, 0, &s) < 0)
 			_exit(3);
 		nn_store_inject(s, NN_STORE_SYNC, -EIO, 1);
 		nn_batch *b = nn_batch_new();

@@ -105,6 +105,12 @@ int cdl_writer_write(cdl_writer *w, const void *buf, size_t n);
 /* hsync: every replica of what was written has synced, and the namenode
  * knows the new length (visible to readers). */
 int cdl_writer_sync(cdl_writer *w);
+/* A file of at most min(Attr.inline_max, block size) bytes is kept inline
+ * in its inode: the writer holds it and sends it whole in Complete (no
+ * block, no datanode); past the limit its bytes go into a first block.
+ * cdl_writer_spill moves them there now (a truncate past the limit needs
+ * the file in blocks). */
+int cdl_writer_spill(cdl_writer *w);
 /* Finish the last block and complete the file; frees w even on error. */
 int cdl_writer_close(cdl_writer *w);
 /* Stop writing without completing (the lease will expire). Frees w. */

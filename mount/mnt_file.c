@@ -698,6 +698,17 @@ static int truncate_handle(struct mnt_file *f, fuse_req_t req, uint64_t size)
 	rq.valid = CAUDAL__SET_ATTR_FIELD__SA_SIZE;
 	rq.size = size;
 	rc = mnt_call_status(f->m, CDL_NN_SetAttr, &rq.base);
+	if (rc == -EOPNOTSUPP) {
+		/* an inline file grown past the inline limit: its bytes move
+		 * into a block first, then the growth is a hole */
+		if ((rc = lease_append(f, &cred.c, NULL)) != 0)
+			return rc;
+		if ((rc = cdl_writer_spill(f->w)) != 0)
+			f->werr = rc;
+		if ((rc = finish_writer(f, req)) != 0)
+			return rc;
+		rc = mnt_call_status(f->m, CDL_NN_SetAttr, &rq.base);
+	}
 	if (rc)
 		return rc;
 	f->wsize = size;
@@ -727,6 +738,18 @@ int mnt_file_truncate(struct mnt *m, fuse_req_t req, uint64_t ino, uint64_t size
 	rq.valid = CAUDAL__SET_ATTR_FIELD__SA_SIZE;
 	rq.size = size;
 	rc = mnt_call_status(m, CDL_NN_SetAttr, &rq.base);
+	if (rc == -EOPNOTSUPP) {
+		/* an inline file grown past the inline limit: through a
+		 * handle of our own, which moves its bytes into a block */
+		struct mnt_file *tf = file_new(m, ino, O_WRONLY);
+		pthread_mutex_lock(&tf->mu);
+		rc = truncate_handle(tf, req, size);
+		int e = finish_writer(tf, req);
+		pthread_mutex_unlock(&tf->mu);
+		file_free(tf);
+		if (rc == 0)
+			rc = e;
+	}
 	mnt_itab_cache_drop(&m->itab, ino);
 	return rc;
 }

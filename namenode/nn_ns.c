@@ -64,6 +64,8 @@ typedef struct nn_inode {
 	uint64_t entries;
 	uint64_t rdev;	  /* devices */
 	uint64_t version; /* directories: entries added or removed, ever */
+	uint8_t *inl;	  /* files: inline bytes (InodeRec.inline_data) */
+	size_t inl_len;
 } nn_inode;
 
 struct nn_lease {
@@ -86,19 +88,41 @@ static void inode_free(nn_inode *n)
 	}
 	free(n->x);
 	free(n->lease);
+	free(n->inl);
 	free(n);
 }
 
+/* Bytes in n's block list, holes included. */
+static uint64_t blocks_size(const nn_inode *n)
+{
+	uint64_t s = 0;
+	for (size_t i = 0; i < n->nblocks; i++)
+		s += n->blocks[i].len;
+	return s;
+}
+
+/* An inline file's bytes are its content, also while it moves into its
+ * first block (which is not visible until settled: inline_settle). */
 static uint64_t inode_size(const nn_inode *n)
 {
 	if (S_ISLNK(n->mode))
 		return strlen(n->link ? n->link : "");
 	if (S_ISDIR(n->mode))
 		return 4096;
-	uint64_t s = 0;
-	for (size_t i = 0; i < n->nblocks; i++)
-		s += n->blocks[i].len;
-	return s;
+	if (n->inl_len)
+		return n->inl_len;
+	return blocks_size(n);
+}
+
+static void inline_set(nn_inode *n, const uint8_t *data, size_t len)
+{
+	free(n->inl);
+	n->inl = NULL;
+	n->inl_len = len;
+	if (len) {
+		n->inl = xmalloc(len);
+		memcpy(n->inl, data, len);
+	}
 }
 
 static void key_ino(uint8_t k[9], uint64_t ino)
@@ -166,6 +190,7 @@ static int inode_load(nn_ns *ns, uint64_t ino, nn_inode **out)
 	n->lease = r->lease[0] ? xstrdup(r->lease) : NULL;
 	n->subdirs = r->subdirs;
 	n->entries = r->entries;
+	inline_set(n, r->inline_data.data, r->inline_data.len);
 	caudal__inode_rec__free_unpacked(r, NULL);
 	*out = n;
 	return 0;
@@ -257,6 +282,8 @@ static void tx_put_inode(nn_tx *t, const nn_inode *n)
 	r.lease = n->lease ? n->lease : "";
 	r.subdirs = n->subdirs;
 	r.entries = n->entries;
+	r.inline_data.data = n->inl;
+	r.inline_data.len = n->inl_len;
 	size_t len = caudal__inode_rec__get_packed_size(&r);
 	uint8_t *buf = xmalloc(len);
 	caudal__inode_rec__pack(&r, buf);
@@ -870,7 +897,6 @@ static int resolve_parent(nn_ns *ns, const Caudal__Target *t, const Caudal__Cred
 
 static void fill_attr(nn_ns *ns, const nn_inode *n, Caudal__Attr *a)
 {
-	(void)ns;
 	a->ino = n->ino;
 	a->mode = n->mode;
 	a->uid = n->uid;
@@ -883,10 +909,17 @@ static void fill_attr(nn_ns *ns, const nn_inode *n, Caudal__Attr *a)
 	a->replication = n->repl;
 	a->block_size = n->bs;
 	a->under_construction = n->lease != NULL;
-	a->blocks = (uint32_t)n->nblocks;
+	a->blocks = n->inl_len ? 0 : (uint32_t)n->nblocks;
 	a->rdev = n->rdev;
 	a->version = n->version;
-	for (size_t i = 0; S_ISREG(n->mode) && i < n->nblocks; i++)
+	if (!S_ISREG(n->mode))
+		return;
+	a->inline_max = (uint64_t)ns->conf.inline_max;
+	if (n->inl_len) {
+		a->stored = n->inl_len;
+		return;
+	}
+	for (size_t i = 0; i < n->nblocks; i++)
 		if (n->blocks[i].id)
 			a->stored += n->blocks[i].len;
 }
@@ -1210,7 +1243,7 @@ H(Create)
 			goto abort;
 		}
 		if (!req->exclusive && n->lease && !strcmp(n->lease, holder(req->client)) &&
-		    n->nblocks == 0) {
+		    n->nblocks == 0 && n->inl_len == 0) {
 			/* our own create, retried after its reply was lost */
 			tx_abort(&t);
 			goto done;
@@ -1234,6 +1267,7 @@ H(Create)
 		for (size_t i = 0; i < n->nblocks; i++)
 			tx_doom_block(&t, n->blocks[i].id);
 		n->nblocks = 0;
+		inline_set(n, NULL, 0);
 		n->mtime = n->ctime = now_ns();
 		n->repl = repl;
 		n->bs = bs;
@@ -1928,6 +1962,66 @@ out:
 	free(dname);
 }
 
+/* ---------------------------------------------------------------- inline files
+ * A file of at most inline_limit bytes lives in its inode record
+ * (InodeRec.inline_data, sent whole by the writer's Complete) and has no
+ * blocks. When it outgrows the limit, its writer writes all its bytes,
+ * old and new, into a first block; until that block is settled at least
+ * as long as the inline bytes, the file is "moving": the record holds
+ * both, and the inline bytes stay its content (size, GetBlocks). The
+ * settling transaction drops them; a writer that never gets that far
+ * leaves the inline bytes, and its block is dropped (Complete without
+ * it, lease recovery, a new Append by the same holder). */
+
+/* The most bytes n may keep inline: inline_max, and no more than a block
+ * (the first block takes them all when the file outgrows them). */
+static uint64_t inline_limit(const nn_ns *ns, const nn_inode *n)
+{
+	uint64_t m = (uint64_t)ns->conf.inline_max;
+	return m < n->bs ? m : n->bs;
+}
+
+static bool inline_moving(const nn_inode *n)
+{
+	return n->inl_len && n->nblocks;
+}
+
+/* n's first block was just settled: once it holds at least the inline
+ * bytes it is the file's content, and they go in the same transaction.
+ * A shorter block cannot take their place (-EINVAL: the writer writes
+ * the inline bytes first, so only a broken writer settles less). */
+static int inline_settle(nn_inode *n)
+{
+	if (!inline_moving(n))
+		return 0;
+	if (n->blocks[0].len < n->inl_len)
+		return -EINVAL;
+	inline_set(n, NULL, 0);
+	return 0;
+}
+
+/* Give up moving n into blocks: they are doomed in t, the inline bytes
+ * stay the file's content. */
+static void inline_abandon(nn_tx *t, nn_inode *n)
+{
+	for (size_t i = 0; i < n->nblocks; i++)
+		tx_doom_block(t, n->blocks[i].id);
+	n->nblocks = 0;
+}
+
+/* Cut or grow (with zeros) an inline file's bytes to size. */
+static void inline_resize(nn_inode *n, uint64_t size)
+{
+	if (size == 0) {
+		inline_set(n, NULL, 0);
+		return;
+	}
+	n->inl = xrealloc(n->inl, (size_t)size);
+	if (size > n->inl_len)
+		memset(n->inl + n->inl_len, 0, (size_t)size - n->inl_len);
+	n->inl_len = (size_t)size;
+}
+
 /* Shrink the record of a file to size: whole blocks past it are doomed in
  * t (freed once t is durable, as a delete's are), the block it falls in is
  * shortened (replicas keep their extra bytes, which readers never ask for;
@@ -2064,9 +2158,20 @@ H(SetAttr)
 			rc = -EBUSY;
 			goto done;
 		}
+		if (inline_moving(n)) {
+			rc = -EBUSY; /* its writer is moving it into a block */
+			goto done;
+		}
 		uint64_t size = inode_size(n);
 		if (req->size > size && (rc = grow_check(ns, n, req->size)) < 0)
 			goto done;
+		/* an inline file stays inline: growing it past the limit needs
+		 * its bytes in a block first, which only a writer can do (the
+		 * client library does it and asks again: cdl_writer_spill) */
+		if (n->inl_len && req->size > size && req->size > inline_limit(ns, n)) {
+			rc = -EOPNOTSUPP;
+			goto done;
+		}
 		cut = req->size < size;
 		grow = req->size > size;
 		n->mtime = now;
@@ -2082,13 +2187,16 @@ H(SetAttr)
 	n->ctime = now;
 	nn_tx t;
 	tx_begin(&t);
-	if (cut)
+	bool inl = n->inl_len > 0;
+	if (inl && (cut || grow))
+		inline_resize(n, req->size);
+	else if (cut)
 		truncate_blocks(&t, n, req->size);
-	if (grow)
+	else if (grow)
 		grow_hole(n, req->size);
 	tx_put_inode(&t, n);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_SETATTR, n, NULL);
-	if ((rc = tx_commit(ns, &t)) == 0 && cut)
+	if ((rc = tx_commit(ns, &t)) == 0 && cut && !inl)
 		blk_follow_last(ns, n, false);
 done:
 	if (rc == 0)
@@ -2139,9 +2247,12 @@ static int set_replication(nn_ns *ns, nn_inode *n, uint32_t repl, const Caudal__
 }
 
 /* The user.caudal.blocks text: one line per block, "id length host,host"
- * ("-" when no live datanode holds it; a hole is "0 length hole"). */
+ * ("-" when no live datanode holds it; a hole is "0 length hole"); an
+ * inline file is the one line "inline length". */
 static char *blocks_text(nn_ns *ns, const nn_inode *n)
 {
+	if (n->inl_len)
+		return xasprintf("inline %zu\n", n->inl_len);
 	size_t cap = 256, len = 0;
 	char *s = xmalloc(cap);
 	s[0] = '\0';
@@ -2416,7 +2527,15 @@ H(GetBlocks)
 		rc = S_ISDIR(n->mode) ? -EISDIR : -EINVAL;
 	if (rc == 0)
 		rc = perm(n, cred, 4);
-	if (rc == 0) {
+	if (rc == 0 && n->inl_len) {
+		/* inline: the bytes themselves, no block (also while moving) */
+		rep->attr = arena_attr(ns, a, n);
+		if (req->offset < n->inl_len) {
+			rep->inline_data.data = cdl_arena_alloc(a, n->inl_len);
+			memcpy(rep->inline_data.data, n->inl, n->inl_len);
+			rep->inline_data.len = n->inl_len;
+		}
+	} else if (rc == 0) {
 		rep->attr = arena_attr(ns, a, n);
 		rep->blocks = cdl_arena_alloc(a, (n->nblocks + 1) * sizeof(*rep->blocks));
 		uint64_t off = 0, end = req->length && req->length <= UINT64_MAX - req->offset
@@ -2467,13 +2586,24 @@ H(Append)
 	n->lease = xstrdup(holder(req->client));
 	nn_tx t;
 	tx_begin(&t);
+	/* the same holder again while its earlier writer was moving the file
+	 * into a block: that move is over, the inline bytes are the file */
+	if (inline_moving(n))
+		inline_abandon(&t, n);
 	tx_put_inode(&t, n);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_APPEND, n, NULL);
 	if ((rc = tx_commit(ns, &t)) == 0)
 		lease_add(ns, n->ino, holder(req->client));
 done:
-	if (rc == 0)
+	if (rc == 0) {
 		rep->attr = arena_attr(ns, a, n);
+		if (n->inl_len) {
+			/* the writer continues them: inline, or in a first block */
+			rep->attr->inline_data.data = cdl_arena_alloc(a, n->inl_len);
+			memcpy(rep->attr->inline_data.data, n->inl, n->inl_len);
+			rep->attr->inline_data.len = n->inl_len;
+		}
+	}
 	rep->err = err_of(rc);
 out:
 	ns_unlock(ns);
@@ -2533,7 +2663,7 @@ H(AddBlock)
 				caudal__located_block__init(rep->block);
 				rep->block->id = lb->id;
 				rep->block->gen = lb->gen;
-				rep->block->offset = inode_size(n);
+				rep->block->offset = blocks_size(n);
 				rep->block->locs =
 				    cdl_arena_alloc(a, (lk->nloc + 1) * sizeof(*rep->block->locs));
 				for (int j = 0; j < lk->nloc; j++) {
@@ -2555,6 +2685,12 @@ H(AddBlock)
 	if ((rc = settle_last(n, req->previous)) < 0)
 		goto done;
 	bool settled = req->previous && req->previous->id;
+	if (settled && (rc = inline_settle(n)) < 0)
+		goto done;
+	if (inline_moving(n)) {
+		rc = -EINVAL; /* a second block before the first took the inline bytes */
+		goto done;
+	}
 	int targets[MAX_REPLICATION];
 	size_t got = nn_blocks_choose(ns->bl, req->client_host[0] ? req->client_host : NULL,
 				      req->excluded, req->n_excluded, n->repl, targets);
@@ -2564,7 +2700,7 @@ H(AddBlock)
 		goto done;
 	}
 	nn_brec br = {ns->next_block++, 1, 0};
-	uint64_t off = inode_size(n);
+	uint64_t off = blocks_size(n);
 	n->blocks = xrealloc(n->blocks, (n->nblocks + 1) * sizeof(nn_brec));
 	n->blocks[n->nblocks++] = br;
 	n->mtime = now_ns();
@@ -2624,6 +2760,26 @@ static int close_file(nn_ns *ns, nn_inode *n, nn_tx *t)
 	return rc;
 }
 
+/* Complete with inline bytes: they become the file's whole content. They
+ * may only extend what it holds (acknowledged bytes never change), and
+ * only on a file without blocks, within its inline limit. */
+static int inline_put(nn_ns *ns, nn_inode *n, const Caudal__CompleteRequest *req)
+{
+	const ProtobufCBinaryData *d = &req->inline_data;
+	if (req->last && req->last->id)
+		return -EINVAL;
+	if (d->len > inline_limit(ns, n)) {
+		cdl_warn("inode %" PRIu64 ": %zu inline bytes refused: the limit is %" PRIu64,
+			 n->ino, d->len, inline_limit(ns, n));
+		return -EFBIG;
+	}
+	if (n->nblocks || d->len < n->inl_len ||
+	    (n->inl_len && memcmp(d->data, n->inl, n->inl_len)))
+		return -EINVAL;
+	inline_set(n, d->data, d->len);
+	return 0;
+}
+
 H(Complete)
 {
 	nn_ns *ns = ctx;
@@ -2645,15 +2801,31 @@ H(Complete)
 			    n->blocks[n->nblocks - 1].id == req->last->id &&
 			    n->blocks[n->nblocks - 1].len == req->last->length;
 		bool no_last = !n->nblocks || n->blocks[n->nblocks - 1].id == 0;
-		rc = (none && no_last) || same ? 0 : -EBADF;
+		const ProtobufCBinaryData *d = &req->inline_data;
+		bool same_inline = !n->nblocks && d->len == n->inl_len &&
+				   (!d->len || !memcmp(d->data, n->inl, d->len));
+		if (d->len)
+			rc = none && same_inline ? 0 : -EBADF;
+		else
+			rc = (none && no_last) || same ? 0 : -EBADF;
 		goto done;
 	}
 	if ((rc = lease_check(ns, n, holder(req->client))) < 0)
 		goto done;
-	if ((rc = settle_last(n, req->last)) < 0)
-		goto done;
+	if (req->inline_data.len) {
+		if ((rc = inline_put(ns, n, req)) < 0)
+			goto done;
+	} else {
+		if ((rc = settle_last(n, req->last)) < 0)
+			goto done;
+		if (req->last && req->last->id && (rc = inline_settle(n)) < 0)
+			goto done;
+	}
 	nn_tx t;
 	tx_begin(&t);
+	/* closed before its first block took the inline bytes: they stay */
+	if (!req->keep_lease && inline_moving(n))
+		inline_abandon(&t, n);
 	if (req->keep_lease) {
 		n->mtime = now_ns();
 		tx_put_inode(&t, n);
@@ -2935,6 +3107,10 @@ static void fsck_file(struct fsck *f, const nn_inode *n, const char *path)
 	r->bytes += inode_size(n);
 	if (n->lease)
 		r->open_files++;
+	if (n->inl_len) {
+		r->inline_files++;
+		r->inline_bytes += n->inl_len;
+	}
 	for (size_t i = 0; i < n->nblocks; i++) {
 		if (n->blocks[i].id == 0)
 			continue; /* a hole: nothing stored, nothing to check */
@@ -3469,6 +3645,10 @@ int nn_ns_open(const nn_conf *conf, nn_topology *topo, nn_ns **out)
 	ns->conf = *conf;
 	if (ns->conf.max_file_size <= 0)
 		ns->conf.max_file_size = (int64_t)1 << 50;
+	if (ns->conf.inline_max < 0)
+		ns->conf.inline_max = 0;
+	if (ns->conf.inline_max > NN_INLINE_CAP)
+		ns->conf.inline_max = NN_INLINE_CAP;
 	pthread_mutex_init(&ns->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -3549,7 +3729,18 @@ static void recover_lease(nn_ns *ns, struct nn_lease *l)
 	cdl_warn("lease of '%s' on inode %" PRIu64 " expired: closing the file", l->client, n->ino);
 	nn_tx t;
 	tx_begin(&t);
-	if (n->nblocks) {
+	if (inline_moving(n)) {
+		/* the writer died moving the file into its first block: the
+		 * block replaces the inline bytes only if the datanodes report
+		 * it holds them all */
+		nn_blk *k = nn_blk_get(ns->bl, n->blocks[0].id);
+		if (n->nblocks == 1 && k && k->len > n->blocks[0].len)
+			n->blocks[0].len = k->len;
+		if (n->nblocks == 1 && n->blocks[0].len >= n->inl_len)
+			inline_set(n, NULL, 0);
+		else
+			inline_abandon(&t, n);
+	} else if (n->nblocks) {
 		nn_brec *last = &n->blocks[n->nblocks - 1];
 		nn_blk *k = nn_blk_get(ns->bl, last->id);
 		if (k && k->len > last->len)

@@ -27,6 +27,10 @@
 #include "nn_blocks.h"
 #include "nn_store.h"
 
+/* Largest inline_max: inline bytes travel in the inode record and in one
+ * RPC message. */
+#define NN_INLINE_CAP (1 << 20)
+
 typedef struct nn_conf {
 	char *dir;	      /* metadata directory */
 	int64_t block_size;   /* default bytes per block */
@@ -48,6 +52,10 @@ typedef struct nn_conf {
 
 	/* larger file sizes get EFBIG (0: 1 PiB) */
 	int64_t max_file_size;
+
+	/* a file of at most this many bytes (and at most its block size) lives
+	 * in its inode record, without blocks (0: off; at most NN_INLINE_CAP) */
+	int64_t inline_max;
 
 	char *exports; /* exports file (nn_exports.h); NULL or "": none */
 } nn_conf;

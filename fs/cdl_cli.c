@@ -694,6 +694,8 @@ static int cmd_fsck(struct opts *o)
 	       (unsigned long long)r->corrupt, (unsigned long long)r->missing);
 	printf("distinct-host violations: %llu\nopen files: %llu\n",
 	       (unsigned long long)r->distinct_hosts_violations, (unsigned long long)r->open_files);
+	printf("inline files: %llu\ninline bytes: %llu\n", (unsigned long long)r->inline_files,
+	       (unsigned long long)r->inline_bytes);
 	for (size_t i = 0; i < r->n_problems; i++)
 		printf("problem: %s\n", r->problems[i]);
 	printf("status: %s\n", ok ? "HEALTHY" : "UNHEALTHY");

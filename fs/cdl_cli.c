@@ -541,6 +541,9 @@ static int print_blocks(const char *path, bool table)
 	    cdl_client_call_err(client(), CDL_NN_GetBlocks, &req.base, (ProtobufCMessage **)&rep);
 	if (rc)
 		return rc;
+	if (rep->n_blocks == 0 && rep->inline_data.len)
+		printf(table ? "inline %zu\n" : "inline: %zu bytes in the inode record\n",
+		       rep->inline_data.len);
 	for (size_t i = 0; i < rep->n_blocks; i++) {
 		Caudal__LocatedBlock *b = rep->blocks[i];
 		if (table)

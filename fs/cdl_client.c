@@ -832,6 +832,8 @@ int cdl_writer_write(cdl_writer *w, const void *buf, size_t n)
 	const char *p = buf;
 	if (w->err)
 		return w->err;
+	if (n == 0)
+		return 0;
 	if (w->inl_on && w->inl_len <= w->inl_limit && n <= w->inl_limit - w->inl_len) {
 		if (w->inl_len + n > w->inl_cap) {
 			size_t nc = w->inl_cap ? w->inl_cap : 4096;

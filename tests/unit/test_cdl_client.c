@@ -335,7 +335,7 @@ static void h_complete(void *ctx, const ProtobufCMessage *req, ProtobufCMessage 
 	pthread_mutex_lock(&nn_mu);
 	if (ncomplete < 16) {
 		complete_inline[ncomplete] = r->inline_data.len;
-		if (r->inline_data.len <= sizeof(last_inline))
+		if (r->inline_data.len && r->inline_data.len <= sizeof(last_inline))
 			memcpy(last_inline, r->inline_data.data, r->inline_data.len);
 		complete_len[ncomplete] = r->last ? r->last->length : (uint64_t)-1;
 		complete_keep[ncomplete++] = r->keep_lease;

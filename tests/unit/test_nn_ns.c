@@ -616,7 +616,7 @@ static char *blocks_xattr(const char *path)
 	q.name = "user.caudal.blocks";
 	Caudal__XattrReply *r = call("GetXattr", &q);
 	CHECK_EQ(r->err, 0);
-	char *s = strndup((const char *)r->value.data, r->value.len);
+	char *s = r->value.len ? strndup((const char *)r->value.data, r->value.len) : strdup("");
 	rfree(r);
 	return s;
 }

@@ -692,6 +692,22 @@ static void test_inline(void)
 	char *huge = calloc(1, 32u << 20);
 	CHECK_EQ(complete_inline(hino, "i1", huge, 32u << 20, false), EFBIG);
 	free(huge);
+	/* 100 MiB never reaches the handler: the RPC layer refuses any
+	 * message over CDL_RPC_MAX_MSG, and the namenode serves on */
+	{
+		size_t hl = 100u << 20;
+		uint8_t *h = calloc(1, hl);
+		Caudal__CompleteRequest q = CAUDAL__COMPLETE_REQUEST__INIT;
+		q.ino = hino;
+		q.client = "i1";
+		q.inline_data.data = h;
+		q.inline_data.len = hl;
+		ProtobufCMessage *r = NULL;
+		CHECK(cdl_rpc_call_name(cl, "Complete", &q.base, &r, 20000) < 0);
+		if (r)
+			rfree(r);
+		free(h);
+	}
 	CHECK_EQ(complete_inline(hino, "i1", "ok", 2, false), 0);
 	expect_content("/inl/huge", "ok", 2);
 	/* not the lease holder; a block and inline bytes at once */

@@ -746,6 +746,8 @@ static int cmd_report(struct opts *o)
 	printf("capacity: %s\nused: %s\nremaining: %s\n", cap, used, rem);
 	printf("files: %llu\nblocks: %llu\nsafe mode: %s\n", (unsigned long long)st->files,
 	       (unsigned long long)st->blocks, st->safemode ? "on" : "off");
+	printf("inline files: %llu\ninline bytes: %llu\n", (unsigned long long)st->inline_files,
+	       (unsigned long long)st->inline_bytes);
 	free_msg(rep);
 	free_msg(st);
 	return 0;

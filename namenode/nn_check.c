@@ -43,7 +43,7 @@ typedef struct chk {
 	chk_blk *blks;
 	size_t nblks, capblks;
 	uint64_t map_blocks, map_reported;
-	uint64_t inline_files;
+	uint64_t inline_files, inline_bytes;
 } chk;
 
 /* Record one violation (listed while under max_lines, always counted). */
@@ -119,6 +119,7 @@ static void check_inline(chk *c, const Caudal__InodeRec *r, uint64_t kino)
 	if (!len)
 		return;
 	c->inline_files++;
+	c->inline_bytes += len;
 	if (!S_ISREG(r->mode))
 		bad(c, "inode %" PRIu64 ": not a file but holds %zu inline bytes", kino, len);
 	if (len > NN_INLINE_CAP || len > r->block_size)
@@ -372,6 +373,11 @@ int nn_check_run(nn_ns *ns, size_t max_lines, nn_check_report *r)
 		if (c.ninos != ns->inodes)
 			bad(&c, "%zu inode records, the namenode counts %" PRIu64, c.ninos,
 			    ns->inodes);
+		if (c.inline_files != ns->inline_files || c.inline_bytes != ns->inline_bytes)
+			bad(&c,
+			    "%" PRIu64 " inline files of %" PRIu64 " bytes in the records, the "
+			    "namenode counts %" PRIu64 " of %" PRIu64,
+			    c.inline_files, c.inline_bytes, ns->inline_files, ns->inline_bytes);
 	}
 	pthread_mutex_unlock(&ns->lock);
 	if (m)

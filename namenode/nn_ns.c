@@ -211,7 +211,15 @@ typedef struct nn_tx {
 	uint64_t *doomed_leases; /* inode ids whose lease goes */
 	size_t nleases, capleases;
 	int64_t dinodes; /* inodes made less inodes removed: ns->inodes moves by it on commit */
+	int64_t dinline_files, dinline_bytes; /* the same for inline files and bytes */
 } nn_tx;
+
+/* A file's inline bytes go from was to now bytes in t. */
+static void tx_inline_delta(nn_tx *t, size_t was, size_t now)
+{
+	t->dinline_files += (int64_t)(now > 0) - (int64_t)(was > 0);
+	t->dinline_bytes += (int64_t)now - (int64_t)was;
+}
 
 static void tx_doom_block(nn_tx *t, uint64_t id)
 {
@@ -407,6 +415,8 @@ static int tx_commit(nn_ns *ns, nn_tx *t)
 		ns->txid = txid;
 		ns->first_txid = first_txid;
 		ns->inodes = inodes;
+		ns->inline_files = (uint64_t)((int64_t)ns->inline_files + t->dinline_files);
+		ns->inline_bytes = (uint64_t)((int64_t)ns->inline_bytes + t->dinline_bytes);
 		/* the blocks go once the operation is durable: ns_synced */
 		for (size_t i = 0; i < t->ndoomed; i++) {
 			if (ns->ndoomed == ns->capdoomed) {
@@ -1267,6 +1277,7 @@ H(Create)
 		for (size_t i = 0; i < n->nblocks; i++)
 			tx_doom_block(&t, n->blocks[i].id);
 		n->nblocks = 0;
+		tx_inline_delta(&t, n->inl_len, 0);
 		inline_set(n, NULL, 0);
 		n->mtime = n->ctime = now_ns();
 		n->repl = repl;
@@ -1510,6 +1521,7 @@ static void remove_leaf(nn_tx *t, nn_inode *dir, const nn_inode *child)
 		tx_doom_block(t, child->blocks[i].id);
 	if (child->lease)
 		tx_doom_lease(t, child->ino);
+	tx_inline_delta(t, child->inl_len, 0);
 	unlink_child(t, dir, child);
 	tx_del_inode(t, child->ino);
 	t->dinodes--;
@@ -1683,6 +1695,7 @@ static int reap(nn_ns *ns, uint64_t top, unsigned steps)
 						tx_doom_block(&t, c->blocks[i].id);
 					if (c->lease)
 						tx_doom_lease(&t, c->ino);
+					tx_inline_delta(&t, c->inl_len, 0);
 					tx_del_dirent(&t, f->ino, f->after);
 					tx_del_inode(&t, c->ino);
 					t.dinodes--;
@@ -2188,9 +2201,10 @@ H(SetAttr)
 	nn_tx t;
 	tx_begin(&t);
 	bool inl = n->inl_len > 0;
-	if (inl && (cut || grow))
+	if (inl && (cut || grow)) {
+		tx_inline_delta(&t, n->inl_len, (size_t)req->size);
 		inline_resize(n, req->size);
-	else if (cut)
+	} else if (cut)
 		truncate_blocks(&t, n, req->size);
 	else if (grow)
 		grow_hole(n, req->size);
@@ -2682,6 +2696,7 @@ H(AddBlock)
 			n->nblocks--;
 		}
 	}
+	size_t inl_was = n->inl_len;
 	if ((rc = settle_last(n, req->previous)) < 0)
 		goto done;
 	bool settled = req->previous && req->previous->id;
@@ -2706,6 +2721,7 @@ H(AddBlock)
 	n->mtime = now_ns();
 	nn_tx t;
 	tx_begin(&t);
+	tx_inline_delta(&t, inl_was, n->inl_len);
 	if (abandoned)
 		tx_doom_block(&t, abandoned);
 	tx_put_inode(&t, n);
@@ -2812,6 +2828,7 @@ H(Complete)
 	}
 	if ((rc = lease_check(ns, n, holder(req->client))) < 0)
 		goto done;
+	size_t inl_was = n->inl_len;
 	if (req->inline_data.len) {
 		if ((rc = inline_put(ns, n, req)) < 0)
 			goto done;
@@ -2823,6 +2840,7 @@ H(Complete)
 	}
 	nn_tx t;
 	tx_begin(&t);
+	tx_inline_delta(&t, inl_was, n->inl_len);
 	/* closed before its first block took the inline bytes: they stay */
 	if (!req->keep_lease && inline_moving(n))
 		inline_abandon(&t, n);
@@ -3061,6 +3079,8 @@ H(Statfs)
 	rep->files = ns->inodes;
 	rep->blocks = ns->bl->nblocks;
 	rep->safemode = ns->safemode;
+	rep->inline_files = ns->inline_files;
+	rep->inline_bytes = ns->inline_bytes;
 	ns_unlock(ns);
 }
 
@@ -3629,6 +3649,8 @@ static int load(nn_ns *ns)
 			}
 			if (r->lease[0])
 				lease_add(ns, r->ino, r->lease);
+			ns->inline_files += r->inline_data.len > 0;
+			ns->inline_bytes += r->inline_data.len;
 		}
 		caudal__inode_rec__free_unpacked(r, NULL);
 	}
@@ -3736,9 +3758,10 @@ static void recover_lease(nn_ns *ns, struct nn_lease *l)
 		nn_blk *k = nn_blk_get(ns->bl, n->blocks[0].id);
 		if (n->nblocks == 1 && k && k->len > n->blocks[0].len)
 			n->blocks[0].len = k->len;
-		if (n->nblocks == 1 && n->blocks[0].len >= n->inl_len)
+		if (n->nblocks == 1 && n->blocks[0].len >= n->inl_len) {
+			tx_inline_delta(&t, n->inl_len, 0);
 			inline_set(n, NULL, 0);
-		else
+		} else
 			inline_abandon(&t, n);
 	} else if (n->nblocks) {
 		nn_brec *last = &n->blocks[n->nblocks - 1];

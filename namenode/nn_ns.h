@@ -71,6 +71,9 @@ typedef struct nn_ns {
 	nn_store *st;
 	nn_blocks *bl;
 	uint64_t next_ino, next_block, txid, first_txid, inodes;
+	/* files kept inline and their bytes: counted at load, moved by each
+	 * commit (nn_check recounts them) */
+	uint64_t inline_files, inline_bytes;
 	char *cluster;
 	bool safemode;
 	uint64_t uc_blocks; /* blocks under construction when loaded (not awaited in safe mode) */

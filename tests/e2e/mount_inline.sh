@@ -148,7 +148,11 @@ check_all() {
 	done
 	cmp "$L/app" "$M/app" || fail "app differs $1"
 	cmp "$L/tr" "$M/tr" || fail "tr differs $1"
+	# caudal report's count (the namenode's counter) agrees with fsck's walk
+	assert_eq "$(caudal report | sed -n 's/^inline files: //p')" "$(fsck_field 'inline files')" "inline files in report and fsck $1"
+	assert_eq "$(caudal report | sed -n 's/^inline bytes: //p')" "$(fsck_field 'inline bytes')" "inline bytes in report and fsck $1"
 }
+check_all "before a restart"
 # shellcheck disable=SC2046
 "$BIN/caudal-namenode" --checkpoint --once --namenode="$CAUDAL_NAMENODE" \
 	--checkpoint_dir="$T/ck" --log_level=warn $(tls_flags namenode) || fail "checkpoint failed"

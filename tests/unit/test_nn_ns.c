@@ -868,10 +868,34 @@ static void test_inline(void)
 	CHECK_EQ(stat_path("/inl/huge", &at, &root), 0);
 	CHECK_EQ(at.size, 2);
 	check_clean();
+	/* a rename over an inline file drops it from the counts */
+	ns->conf.inline_max = 65536;
+	uint64_t r1, r2;
+	CHECK_EQ(create("/inl/r1", "i1", false, &r1, &root), 0);
+	CHECK_EQ(complete_inline(r1, "i1", big, 10, false), 0);
+	CHECK_EQ(create("/inl/r2", "i1", false, &r2, &root), 0);
+	CHECK_EQ(complete_inline(r2, "i1", big, 20, false), 0);
+	CHECK_EQ(ren("/inl/r1", "/inl/r2"), 0);
+	expect_content("/inl/r2", big, 10);
+	check_clean();
+	CHECK_EQ(del("/inl/r2", false, 0), 0);
 	ns->conf.inline_max = was_max;
 	free(big);
+	/* Statfs (caudal report) counts them too, through deletes */
+	Caudal__Empty e = CAUDAL__EMPTY__INIT;
+	Caudal__StatfsReply *sr = call("Statfs", &e);
+	CHECK_EQ(sr->inline_files, 3);
+	CHECK_EQ(sr->inline_bytes, 65536 + 2 + 30000);
+	rfree(sr);
+	CHECK_EQ(del("/inl/huge", false, 0), 0);
+	check_clean();
 	/* the rest of the test restarts expecting no block (no safe mode) */
 	CHECK_EQ(del("/inl", true, 0), 0);
+	sr = call("Statfs", &e);
+	CHECK_EQ(sr->inline_files, 0);
+	CHECK_EQ(sr->inline_bytes, 0);
+	rfree(sr);
+	check_clean();
 }
 
 /* Special files (issue 9): fifos and sockets for anyone who may create

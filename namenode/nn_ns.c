@@ -3627,7 +3627,7 @@ static int load(nn_ns *ns)
 	if ((rc = reap_pending(ns)) < 0)
 		return rc;
 	nn_iter *it = nn_iter_new(ns->st, "I", 1, "I", 1);
-	uint64_t files = 0;
+	uint64_t files = 0, inl_files = 0, inl_bytes = 0;
 	for (; nn_iter_valid(it); nn_iter_next(it)) {
 		const char *val = nn_iter_value(it, &vl);
 		Caudal__InodeRec *r = caudal__inode_rec__unpack(NULL, vl, (const uint8_t *)val);
@@ -3649,12 +3649,15 @@ static int load(nn_ns *ns)
 			}
 			if (r->lease[0])
 				lease_add(ns, r->ino, r->lease);
-			ns->inline_files += r->inline_data.len > 0;
-			ns->inline_bytes += r->inline_data.len;
+			inl_files += r->inline_data.len > 0;
+			inl_bytes += r->inline_data.len;
 		}
 		caudal__inode_rec__free_unpacked(r, NULL);
 	}
 	nn_iter_free(it);
+	/* counted here, whatever the reap above moved them by */
+	ns->inline_files = inl_files;
+	ns->inline_bytes = inl_bytes;
 	cdl_info("loaded namespace: %" PRIu64 " inodes, %" PRIu64 " files, %" PRIu64
 		 " blocks, txid %" PRIu64,
 		 ns->inodes, files, ns->bl->nblocks, ns->txid);

@@ -1183,6 +1183,22 @@ int cdl_reader_open(cdl_client *c, uint64_t ino, cdl_reader **out)
 	return 0;
 }
 
+int cdl_reader_open_inline(cdl_client *c, uint64_t ino, Caudal__GetBlocksReply *rep,
+			   cdl_reader **out)
+{
+	if (!rep || !rep->attr || rep->n_blocks || rep->attr->blocks || !rep->attr->size ||
+	    rep->inline_data.len != rep->attr->size)
+		return -EINVAL;
+	cdl_reader *r = xcalloc(1, sizeof(*r));
+	r->c = c;
+	r->ino = ino;
+	pthread_mutex_init(&r->mu, NULL);
+	r->gb = rep;
+	r->size = rep->attr->size;
+	*out = r;
+	return 0;
+}
+
 int cdl_reader_open_path(cdl_client *c, const char *path, cdl_reader **out)
 {
 	Caudal__Attr *a;

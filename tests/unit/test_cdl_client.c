@@ -620,6 +620,37 @@ static void test_inline_write(const char *addr)
 	/* ... and refuses to start without them */
 	ap.inline_data.len = 0;
 	CHECK_EQ(cdl_writer_open(c, &ap, &w), -EPROTO);
+
+	/* a reader from a GetBlocks reply holding an inline file: served from
+	 * it (the reply names an inode the fake namenode does not know, so any
+	 * call would fail) */
+	Caudal__GetBlocksReply gr = CAUDAL__GET_BLOCKS_REPLY__INIT;
+	Caudal__Attr ga = CAUDAL__ATTR__INIT;
+	ga.ino = 999;
+	ga.mode = 0100644;
+	ga.size = 5000;
+	ga.block_size = BLOCK;
+	gr.attr = &ga;
+	gr.inline_data.data = content;
+	gr.inline_data.len = 5000;
+	uint8_t packed[6000], got[6000];
+	size_t pl = caudal__get_blocks_reply__pack(&gr, packed);
+	Caudal__GetBlocksReply *un = caudal__get_blocks_reply__unpack(NULL, pl, packed);
+	cdl_reader *r = NULL;
+	CHECK_EQ(cdl_reader_open_inline(c, 999, un, &r), 0);
+	CHECK_EQ(cdl_reader_size(r), 5000);
+	CHECK_EQ(cdl_reader_pread(r, got, sizeof(got), 0), 5000);
+	CHECK(!memcmp(got, content, 5000));
+	CHECK_EQ(cdl_reader_pread(r, got, 100, 4950), 50);
+	CHECK(!memcmp(got, content + 4950, 50));
+	CHECK_EQ(cdl_reader_pread(r, got, 100, 5000), 0);
+	cdl_reader_close(r);
+	/* not the whole file inline: refused, the reply stays the caller's */
+	gr.inline_data.len = 10;
+	pl = caudal__get_blocks_reply__pack(&gr, packed);
+	un = caudal__get_blocks_reply__unpack(NULL, pl, packed);
+	CHECK_EQ(cdl_reader_open_inline(c, 999, un, &r), -EINVAL);
+	protobuf_c_message_free_unpacked(&un->base, NULL);
 	create_inline_max = 0;
 	cdl_client_free(c);
 }

@@ -541,6 +541,9 @@ static int print_blocks(const char *path, bool table)
 	    cdl_client_call_err(client(), CDL_NN_GetBlocks, &req.base, (ProtobufCMessage **)&rep);
 	if (rc)
 		return rc;
+	if (rep->n_blocks == 0 && rep->inline_data.len)
+		printf(table ? "inline %zu\n" : "inline: %zu bytes in the inode record\n",
+		       rep->inline_data.len);
 	for (size_t i = 0; i < rep->n_blocks; i++) {
 		Caudal__LocatedBlock *b = rep->blocks[i];
 		if (table)
@@ -694,6 +697,8 @@ static int cmd_fsck(struct opts *o)
 	       (unsigned long long)r->corrupt, (unsigned long long)r->missing);
 	printf("distinct-host violations: %llu\nopen files: %llu\n",
 	       (unsigned long long)r->distinct_hosts_violations, (unsigned long long)r->open_files);
+	printf("inline files: %llu\ninline bytes: %llu\n", (unsigned long long)r->inline_files,
+	       (unsigned long long)r->inline_bytes);
 	for (size_t i = 0; i < r->n_problems; i++)
 		printf("problem: %s\n", r->problems[i]);
 	printf("status: %s\n", ok ? "HEALTHY" : "UNHEALTHY");
@@ -741,6 +746,8 @@ static int cmd_report(struct opts *o)
 	printf("capacity: %s\nused: %s\nremaining: %s\n", cap, used, rem);
 	printf("files: %llu\nblocks: %llu\nsafe mode: %s\n", (unsigned long long)st->files,
 	       (unsigned long long)st->blocks, st->safemode ? "on" : "off");
+	printf("inline files: %llu\ninline bytes: %llu\n", (unsigned long long)st->inline_files,
+	       (unsigned long long)st->inline_bytes);
 	free_msg(rep);
 	free_msg(st);
 	return 0;

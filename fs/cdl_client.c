@@ -500,6 +500,13 @@ struct cdl_writer {
 	size_t nexcluded;
 	uint32_t repl;	     /* the file's replication: what a recovery replaces up to */
 	bool replace_warned; /* said once that no replacement could be added */
+	/* inline (inl_on): the whole file is held here while it fits
+	 * inl_limit and goes to the namenode in Complete, which holds the
+	 * first inl_sent bytes of it already */
+	bool inl_on;
+	char *inl;
+	size_t inl_len, inl_cap, inl_sent;
+	uint64_t inl_limit;
 };
 
 int cdl_writer_open(cdl_client *c, const Caudal__Attr *attr, cdl_writer **out)
@@ -509,12 +516,31 @@ int cdl_writer_open(cdl_client *c, const Caudal__Attr *attr, cdl_writer **out)
 			attr ? (unsigned long long)attr->ino : 0ULL);
 		return -EINVAL;
 	}
+	bool inline_file = attr->blocks == 0 && attr->size > 0;
+	if (inline_file && attr->inline_data.len != attr->size) {
+		cdl_err("cannot write inode %llu: its %llu inline bytes did not come with its "
+			"attributes",
+			(unsigned long long)attr->ino, (unsigned long long)attr->size);
+		return -EPROTO;
+	}
 	cdl_writer *w = xcalloc(1, sizeof(*w));
 	w->c = c;
 	w->ino = attr->ino;
 	w->block_size = attr->block_size;
 	w->size = attr->size;
 	w->repl = attr->replication;
+	w->inl_limit = attr->inline_max < attr->block_size ? attr->inline_max : attr->block_size;
+	/* a file without blocks is written inline while it fits; an inline
+	 * file is continued from its bytes (which move into a first block
+	 * once it outgrows the limit) */
+	if (inline_file || (attr->blocks == 0 && w->inl_limit > 0)) {
+		w->inl_on = true;
+		w->inl_cap = inline_file ? attr->size : 0;
+		w->inl = inline_file ? xmalloc(w->inl_cap) : NULL;
+		if (inline_file)
+			memcpy(w->inl, attr->inline_data.data, attr->size);
+		w->inl_len = w->inl_sent = inline_file ? attr->size : 0;
+	}
 	writer_register(c);
 	*out = w;
 	return 0;
@@ -865,11 +891,55 @@ static int finish_block(cdl_writer *w)
 	return 0;
 }
 
+/* The file outgrew its inline limit: its bytes so far (old and new) go
+ * first into its first block, through the pipeline. The namenode keeps
+ * the inline bytes it holds as the file's content until that block is
+ * settled at least as long. */
+static int spill(cdl_writer *w)
+{
+	char *b = w->inl;
+	size_t len = w->inl_len;
+	w->inl_on = false;
+	w->inl = NULL;
+	w->inl_len = w->inl_cap = 0;
+	w->size -= len;
+	int rc = len ? cdl_writer_write(w, b, len) : 0;
+	free(b);
+	return rc;
+}
+
+int cdl_writer_spill(cdl_writer *w)
+{
+	if (w->err)
+		return w->err;
+	return w->inl_on ? spill(w) : 0;
+}
+
 int cdl_writer_write(cdl_writer *w, const void *buf, size_t n)
 {
 	const char *p = buf;
 	if (w->err)
 		return w->err;
+	if (n == 0)
+		return 0;
+	if (w->inl_on && w->inl_len <= w->inl_limit && n <= w->inl_limit - w->inl_len) {
+		if (w->inl_len + n > w->inl_cap) {
+			size_t nc = w->inl_cap ? w->inl_cap : 4096;
+			while (nc < w->inl_len + n)
+				nc *= 2;
+			w->inl_cap = nc < w->inl_limit ? nc : (size_t)w->inl_limit;
+			w->inl = xrealloc(w->inl, w->inl_cap);
+		}
+		memcpy(w->inl + w->inl_len, p, n);
+		w->inl_len += n;
+		w->size += n;
+		return 0;
+	}
+	if (w->inl_on) {
+		int rc = spill(w);
+		if (rc)
+			return rc;
+	}
 	while (n > 0) {
 		int rc;
 		if (!w->bw && (rc = next_block(w)) != 0) {
@@ -912,6 +982,10 @@ static int complete(cdl_writer *w, bool keep_lease)
 	req.ino = w->ino;
 	req.client = w->c->name;
 	req.keep_lease = keep_lease;
+	if (w->inl_on && w->inl_len > w->inl_sent) {
+		req.inline_data.data = (uint8_t *)w->inl;
+		req.inline_data.len = w->inl_len;
+	}
 	if (w->bw) {
 		last.id = w->cur_id;
 		last.gen = w->cur_gen;
@@ -923,13 +997,18 @@ static int complete(cdl_writer *w, bool keep_lease)
 		last.length = w->prev_len;
 		req.last = &last;
 	}
-	return call_status(w->c, CDL_NN_Complete, &req.base);
+	int rc = call_status(w->c, CDL_NN_Complete, &req.base);
+	if (rc == 0 && w->inl_on)
+		w->inl_sent = w->inl_len;
+	return rc;
 }
 
 int cdl_writer_sync(cdl_writer *w)
 {
 	if (w->err)
 		return w->err;
+	if (w->inl_on && w->inl_len == w->inl_sent)
+		return 0; /* the namenode holds every byte already */
 	while (w->bw) {
 		int rc = cdl_block_writer_sync(w->bw);
 		if (rc == 0)
@@ -948,6 +1027,7 @@ int cdl_writer_sync(cdl_writer *w)
 
 static void writer_free(cdl_writer *w)
 {
+	free(w->inl);
 	clear_excluded(w);
 	clear_targets(w);
 	writer_unregister(w->c);
@@ -1191,6 +1271,22 @@ int cdl_reader_open(cdl_client *c, uint64_t ino, cdl_reader **out)
 	return 0;
 }
 
+int cdl_reader_open_inline(cdl_client *c, uint64_t ino, Caudal__GetBlocksReply *rep,
+			   cdl_reader **out)
+{
+	if (!rep || !rep->attr || rep->n_blocks || rep->attr->blocks || !rep->attr->size ||
+	    rep->inline_data.len != rep->attr->size)
+		return -EINVAL;
+	cdl_reader *r = xcalloc(1, sizeof(*r));
+	r->c = c;
+	r->ino = ino;
+	pthread_mutex_init(&r->mu, NULL);
+	r->gb = rep;
+	r->size = rep->attr->size;
+	*out = r;
+	return 0;
+}
+
 int cdl_reader_open_path(cdl_client *c, const char *path, cdl_reader **out)
 {
 	Caudal__Attr *a;
@@ -1249,6 +1345,16 @@ static size_t order_replicas(const cdl_reader *r, const Caudal__LocatedBlock *b,
  * once every replica failed, even after refreshing the locations. */
 static ssize_t read_some(cdl_reader *r, void *buf, size_t n, uint64_t off)
 {
+	const ProtobufCBinaryData *inl = &r->gb->inline_data;
+	if (inl->len) {
+		/* an inline file: its bytes came with GetBlocks */
+		if (off >= inl->len)
+			return 0;
+		if (n > inl->len - off)
+			n = (size_t)(inl->len - off);
+		memcpy(buf, inl->data + off, n);
+		return (ssize_t)n;
+	}
 	ssize_t i = find_block(r, off);
 	if (i < 0)
 		return 0;

@@ -105,6 +105,12 @@ int cdl_writer_write(cdl_writer *w, const void *buf, size_t n);
 /* hsync: every replica of what was written has synced, and the namenode
  * knows the new length (visible to readers). */
 int cdl_writer_sync(cdl_writer *w);
+/* A file of at most min(Attr.inline_max, block size) bytes is kept inline
+ * in its inode: the writer holds it and sends it whole in Complete (no
+ * block, no datanode); past the limit its bytes go into a first block.
+ * cdl_writer_spill moves them there now (a truncate past the limit needs
+ * the file in blocks). */
+int cdl_writer_spill(cdl_writer *w);
 /* Finish the last block and complete the file; frees w even on error. */
 int cdl_writer_close(cdl_writer *w);
 /* Stop writing without completing (the lease will expire). Frees w. */
@@ -135,6 +141,12 @@ typedef struct cdl_reader cdl_reader;
 /* Open inode ino (fetches its block locations). */
 int cdl_reader_open(cdl_client *c, uint64_t ino, cdl_reader **out);
 int cdl_reader_open_path(cdl_client *c, const char *path, cdl_reader **out);
+/* A reader of inode ino from a GetBlocks reply the caller already has,
+ * when it holds an inline file whole (no block, the bytes of all of it):
+ * it takes rep (freed with the reader) and asks nothing more. -EINVAL,
+ * rep left to the caller, for anything else. */
+int cdl_reader_open_inline(cdl_client *c, uint64_t ino, Caudal__GetBlocksReply *rep,
+			   cdl_reader **out);
 /* Up to n bytes at off; returns bytes read (0 at EOF) or -errno. A short
  * count happens only at EOF. */
 ssize_t cdl_reader_pread(cdl_reader *r, void *buf, size_t n, uint64_t off);

@@ -498,7 +498,9 @@ static struct jtask *pick_map(job_jt *jt, struct job *j, struct tracker *tr, enu
 		struct jtask *t = &j->maps[i];
 		if (t->state != T_PENDING || avoid(jt, t, tr))
 			continue;
-		if (has_str(t->hosts, t->nhosts, tr->host)) {
+		/* no hosts: an inline file, read from the namenode, as near
+		 * to one tracker as to any */
+		if (t->nhosts == 0 || has_str(t->hosts, t->nhosts, tr->host)) {
 			*loc = L_DATA;
 			j->skip_since_ms = 0;
 			return t;
@@ -1094,7 +1096,8 @@ static void write_status(job_jt *jt, struct job *j, bool only_status)
 
 /* ------------------------------------------------------------ the driver */
 
-/* Add one split per block of file path to j. */
+/* Add one split per block of file path to j (an inline file: one split
+ * of all of it, with no hosts, since its bytes come from the namenode). */
 static int plan_file(struct job *j, const char *path, char *err, size_t errlen)
 {
 	Caudal__Target tg = CAUDAL__TARGET__INIT;
@@ -1107,6 +1110,23 @@ static int plan_file(struct job *j, const char *path, char *err, size_t errlen)
 	if (rc) {
 		snprintf(err, errlen, "cannot read the blocks of '%s': %s", path, strerror(-rc));
 		return rc;
+	}
+	if (rep->n_blocks == 0 && rep->inline_data.len) {
+		if (j->nmaps >= SPLITS_MAX) {
+			rc = -E2BIG;
+			snprintf(err, errlen, "more than %d splits", SPLITS_MAX);
+		} else {
+			j->maps = xrealloc(j->maps, (j->nmaps + 1) * sizeof(*j->maps));
+			struct jtask *t = &j->maps[j->nmaps];
+			memset(t, 0, sizeof(*t));
+			t->map = true;
+			t->index = (unsigned)j->nmaps;
+			t->path = xstrdup(path);
+			t->length = rep->inline_data.len;
+			t->hosts = xcalloc(1, sizeof(char *));
+			t->racks = xcalloc(1, sizeof(char *));
+			j->nmaps++;
+		}
 	}
 	for (size_t i = 0; i < rep->n_blocks; i++) {
 		const Caudal__LocatedBlock *b = rep->blocks[i];

@@ -271,9 +271,11 @@ static int open_write(struct mnt_file *f, fuse_req_t req, int flags)
  * (default_permissions), but against attributes up to attr_timeout old, and
  * the reads that follow go with the mount's own credentials, so this is
  * where the caller's right to read is checked against the namespace as it
- * is. A GetBlocks from an offset past any end names no block: it costs
- * what a GetAttr costs, and the namenode checks read permission on the
- * file (and search permission on the directories above) for the Cred. */
+ * is. A GetBlocks of the first byte names at most one block, and for an
+ * inline file brings its bytes, which the reader then serves without
+ * asking again (one namenode round trip per small file); the namenode
+ * checks read permission on the file (and search permission on the
+ * directories above) for the Cred. */
 static int may_read(struct mnt *m, fuse_req_t req, uint64_t ino, Caudal__GetBlocksReply **out)
 {
 	Caudal__Target t = CAUDAL__TARGET__INIT;
@@ -283,7 +285,8 @@ static int may_read(struct mnt *m, fuse_req_t req, uint64_t ino, Caudal__GetBloc
 	mnt_cred(req, &cred);
 	rq.target = &t;
 	rq.cred = &cred.c;
-	rq.offset = UINT64_MAX;
+	rq.offset = 0;
+	rq.length = 1;
 	Caudal__GetBlocksReply *rep;
 	int rc = mnt_call(m, CDL_NN_GetBlocks, &rq.base, (ProtobufCMessage **)&rep);
 	if (rc)
@@ -328,7 +331,8 @@ void mnt_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fi->keep_cache = keep;
 			if (!keep)
 				refresh_kernel_attr(m, ino);
-			protobuf_c_message_free_unpacked(&rep->base, NULL);
+			if (cdl_reader_open_inline(m->cl, ino, rep, &f->r) != 0)
+				protobuf_c_message_free_unpacked(&rep->base, NULL);
 		}
 	}
 	if (rc) {
@@ -699,6 +703,17 @@ static int truncate_handle(struct mnt_file *f, fuse_req_t req, uint64_t size)
 	rq.valid = CAUDAL__SET_ATTR_FIELD__SA_SIZE;
 	rq.size = size;
 	rc = mnt_call_status(f->m, CDL_NN_SetAttr, &rq.base);
+	if (rc == -EOPNOTSUPP) {
+		/* an inline file grown past the inline limit: its bytes move
+		 * into a block first, then the growth is a hole */
+		if ((rc = lease_append(f, &cred.c, NULL)) != 0)
+			return rc;
+		if ((rc = cdl_writer_spill(f->w)) != 0)
+			f->werr = rc;
+		if ((rc = finish_writer(f, req)) != 0)
+			return rc;
+		rc = mnt_call_status(f->m, CDL_NN_SetAttr, &rq.base);
+	}
 	if (rc)
 		return rc;
 	f->wsize = size;
@@ -728,6 +743,18 @@ int mnt_file_truncate(struct mnt *m, fuse_req_t req, uint64_t ino, uint64_t size
 	rq.valid = CAUDAL__SET_ATTR_FIELD__SA_SIZE;
 	rq.size = size;
 	rc = mnt_call_status(m, CDL_NN_SetAttr, &rq.base);
+	if (rc == -EOPNOTSUPP) {
+		/* an inline file grown past the inline limit: through a
+		 * handle of our own, which moves its bytes into a block */
+		struct mnt_file *tf = file_new(m, ino, O_WRONLY);
+		pthread_mutex_lock(&tf->mu);
+		rc = truncate_handle(tf, req, size);
+		int e = finish_writer(tf, req);
+		pthread_mutex_unlock(&tf->mu);
+		file_free(tf);
+		if (rc == 0)
+			rc = e;
+	}
 	mnt_itab_cache_drop(&m->itab, ino);
 	return rc;
 }

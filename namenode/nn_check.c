@@ -43,6 +43,7 @@ typedef struct chk {
 	chk_blk *blks;
 	size_t nblks, capblks;
 	uint64_t map_blocks, map_reported;
+	uint64_t inline_files, inline_bytes;
 } chk;
 
 /* Record one violation (listed while under max_lines, always counted). */
@@ -109,6 +110,28 @@ static int scan_meta(chk *c, Caudal__MetaRec **out)
 	return 0;
 }
 
+/* An inline file's bytes: only a file has them, at most NN_INLINE_CAP
+ * and a block; with blocks only while its writer moves them into its
+ * first block (one block, not a hole, under a lease). */
+static void check_inline(chk *c, const Caudal__InodeRec *r, uint64_t kino)
+{
+	size_t len = r->inline_data.len;
+	if (!len)
+		return;
+	c->inline_files++;
+	c->inline_bytes += len;
+	if (!S_ISREG(r->mode))
+		bad(c, "inode %" PRIu64 ": not a file but holds %zu inline bytes", kino, len);
+	if (len > NN_INLINE_CAP || len > r->block_size)
+		bad(c,
+		    "inode %" PRIu64
+		    ": %zu inline bytes, over the cap (%d) or its block size (%" PRIu64 ")",
+		    kino, len, NN_INLINE_CAP, r->block_size);
+	if (r->n_blocks && (!r->lease[0] || r->n_blocks != 1 || r->blocks[0]->id == 0))
+		bad(c, "inode %" PRIu64 ": holds inline bytes and %zu block(s)%s", kino,
+		    r->n_blocks, r->lease[0] ? "" : " while closed");
+}
+
 /* Every 'I' record: decodable, keyed by its own id, ids below the stored
  * next ids; its blocks collected for the block-map comparison. */
 static void scan_inodes(chk *c, const Caudal__MetaRec *m)
@@ -147,6 +170,7 @@ static void scan_inodes(chk *c, const Caudal__MetaRec *m)
 		if (!S_ISREG(r->mode) && r->n_blocks)
 			bad(c, "inode %" PRIu64 ": not a file but lists %zu blocks", kino,
 			    r->n_blocks);
+		check_inline(c, r, kino);
 		for (size_t i = 0; i < r->n_blocks; i++) {
 			if (r->blocks[i]->id == 0) {
 				/* a hole stores nothing; it is never empty, and two
@@ -349,6 +373,11 @@ int nn_check_run(nn_ns *ns, size_t max_lines, nn_check_report *r)
 		if (c.ninos != ns->inodes)
 			bad(&c, "%zu inode records, the namenode counts %" PRIu64, c.ninos,
 			    ns->inodes);
+		if (c.inline_files != ns->inline_files || c.inline_bytes != ns->inline_bytes)
+			bad(&c,
+			    "%" PRIu64 " inline files of %" PRIu64 " bytes in the records, the "
+			    "namenode counts %" PRIu64 " of %" PRIu64,
+			    c.inline_files, c.inline_bytes, ns->inline_files, ns->inline_bytes);
 	}
 	pthread_mutex_unlock(&ns->lock);
 	if (m)
@@ -369,13 +398,13 @@ int nn_check_run(nn_ns *ns, size_t max_lines, nn_check_report *r)
 	}
 	r->inodes = c.ninos;
 	r->blocks = c.nblks;
+	r->inline_files = c.inline_files;
 	r->violations = c.violations;
-	char *head = xasprintf("%s %" PRIu64 " inodes, %" PRIu64 " files, %" PRIu64
-			       " directories, %" PRIu64 " symlinks, %" PRIu64 " blocks, %zu "
-			       "violations%s\n",
-			       c.violations ? "bad" : "ok", r->inodes, r->files, r->dirs,
-			       r->symlinks, r->blocks, c.violations,
-			       c.violations > max_lines ? " (first ones listed)" : "");
+	char *head = xasprintf(
+	    "%s %" PRIu64 " inodes, %" PRIu64 " files, %" PRIu64 " directories, %" PRIu64
+	    " symlinks, %" PRIu64 " blocks, %" PRIu64 " inline files, %zu violations%s\n",
+	    c.violations ? "bad" : "ok", r->inodes, r->files, r->dirs, r->symlinks, r->blocks,
+	    r->inline_files, c.violations, c.violations > max_lines ? " (first ones listed)" : "");
 	r->text = xasprintf("%s%s", head, body);
 	free(head);
 	free(body);

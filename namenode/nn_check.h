@@ -25,7 +25,8 @@
 typedef struct nn_check_report {
 	size_t violations; /* lines in text after the summary */
 	uint64_t inodes, files, dirs, symlinks, blocks;
-	char *text; /* "ok ..." summary line, then one line per violation (malloc) */
+	uint64_t inline_files; /* files whose bytes are in their inode record */
+	char *text;	       /* "ok ..." summary line, then one line per violation (malloc) */
 } nn_check_report;
 
 /* Scan and check; takes and releases ns->lock. Stops listing (not

@@ -41,6 +41,7 @@ static struct {
 	int64_t safemode_pct;
 	int64_t max_file_size;
 	int64_t cache_mb;
+	int64_t inline_max;
 	int64_t events_keep;
 	char *sync;
 	int64_t batch_ms;
@@ -87,6 +88,8 @@ static const cdl_cfg_key keys[] = {
      "RocksDB block cache for the namespace, MiB"},
     {"max_file_size", CDL_CFG_INT, &cfg.max_file_size, "1125899906842624", 65536, INT64_MAX,
      "largest file size in bytes: growing a file past it gets EFBIG"},
+    {"inline_max", CDL_CFG_INT, &cfg.inline_max, "65536", 0, NN_INLINE_CAP,
+     "files of at most this many bytes live in their inode record, without blocks (0 = off)"},
     {"events_keep", CDL_CFG_INT, &cfg.events_keep, "1000000", 1000, 1000000000,
      "namespace events kept for GetEvents"},
     {"sync", CDL_CFG_STR, &cfg.sync, "always", 0, 0,
@@ -183,6 +186,7 @@ static int step_namespace(void)
 	    .safemode_pct = cfg.safemode_pct,
 	    .max_file_size = cfg.max_file_size,
 	    .cache_mb = cfg.cache_mb,
+	    .inline_max = cfg.inline_max,
 	    .events_keep = cfg.events_keep,
 	    .sync_always = !strcmp(cfg.sync, "always"),
 	    .batch_ms = cfg.batch_ms,

@@ -64,6 +64,8 @@ typedef struct nn_inode {
 	uint64_t entries;
 	uint64_t rdev;	  /* devices */
 	uint64_t version; /* directories: entries added or removed, ever */
+	uint8_t *inl;	  /* files: inline bytes (InodeRec.inline_data) */
+	size_t inl_len;
 } nn_inode;
 
 struct nn_lease {
@@ -86,19 +88,41 @@ static void inode_free(nn_inode *n)
 	}
 	free(n->x);
 	free(n->lease);
+	free(n->inl);
 	free(n);
 }
 
+/* Bytes in n's block list, holes included. */
+static uint64_t blocks_size(const nn_inode *n)
+{
+	uint64_t s = 0;
+	for (size_t i = 0; i < n->nblocks; i++)
+		s += n->blocks[i].len;
+	return s;
+}
+
+/* An inline file's bytes are its content, also while it moves into its
+ * first block (which is not visible until settled: inline_settle). */
 static uint64_t inode_size(const nn_inode *n)
 {
 	if (S_ISLNK(n->mode))
 		return strlen(n->link ? n->link : "");
 	if (S_ISDIR(n->mode))
 		return 4096;
-	uint64_t s = 0;
-	for (size_t i = 0; i < n->nblocks; i++)
-		s += n->blocks[i].len;
-	return s;
+	if (n->inl_len)
+		return n->inl_len;
+	return blocks_size(n);
+}
+
+static void inline_set(nn_inode *n, const uint8_t *data, size_t len)
+{
+	free(n->inl);
+	n->inl = NULL;
+	n->inl_len = len;
+	if (len) {
+		n->inl = xmalloc(len);
+		memcpy(n->inl, data, len);
+	}
 }
 
 static void key_ino(uint8_t k[9], uint64_t ino)
@@ -166,6 +190,7 @@ static int inode_load(nn_ns *ns, uint64_t ino, nn_inode **out)
 	n->lease = r->lease[0] ? xstrdup(r->lease) : NULL;
 	n->subdirs = r->subdirs;
 	n->entries = r->entries;
+	inline_set(n, r->inline_data.data, r->inline_data.len);
 	caudal__inode_rec__free_unpacked(r, NULL);
 	*out = n;
 	return 0;
@@ -190,7 +215,15 @@ typedef struct nn_tx {
 	uint64_t *doomed_leases; /* inode ids whose lease goes */
 	size_t nleases, capleases;
 	int64_t dinodes; /* inodes made less inodes removed: ns->inodes moves by it on commit */
+	int64_t dinline_files, dinline_bytes; /* the same for inline files and bytes */
 } nn_tx;
+
+/* A file's inline bytes go from was to now bytes in t. */
+static void tx_inline_delta(nn_tx *t, size_t was, size_t now)
+{
+	t->dinline_files += (int64_t)(now > 0) - (int64_t)(was > 0);
+	t->dinline_bytes += (int64_t)now - (int64_t)was;
+}
 
 static void tx_doom_block(nn_tx *t, uint64_t id)
 {
@@ -261,6 +294,8 @@ static void tx_put_inode(nn_tx *t, const nn_inode *n)
 	r.lease = n->lease ? n->lease : "";
 	r.subdirs = n->subdirs;
 	r.entries = n->entries;
+	r.inline_data.data = n->inl;
+	r.inline_data.len = n->inl_len;
 	size_t len = caudal__inode_rec__get_packed_size(&r);
 	uint8_t *buf = xmalloc(len);
 	caudal__inode_rec__pack(&r, buf);
@@ -387,6 +422,8 @@ static int tx_commit(nn_ns *ns, nn_tx *t)
 		ns->txid = txid;
 		ns->first_txid = first_txid;
 		ns->inodes = inodes;
+		ns->inline_files = (uint64_t)((int64_t)ns->inline_files + t->dinline_files);
+		ns->inline_bytes = (uint64_t)((int64_t)ns->inline_bytes + t->dinline_bytes);
 		/* the blocks go once the operation is durable: ns_synced */
 		for (size_t i = 0; i < t->ndoomed; i++) {
 			if (ns->ndoomed == ns->capdoomed) {
@@ -877,7 +914,6 @@ static int resolve_parent(nn_ns *ns, const Caudal__Target *t, const Caudal__Cred
 
 static void fill_attr(nn_ns *ns, const nn_inode *n, Caudal__Attr *a)
 {
-	(void)ns;
 	a->ino = n->ino;
 	a->mode = n->mode;
 	a->uid = n->uid;
@@ -890,10 +926,17 @@ static void fill_attr(nn_ns *ns, const nn_inode *n, Caudal__Attr *a)
 	a->replication = n->repl;
 	a->block_size = n->bs;
 	a->under_construction = n->lease != NULL;
-	a->blocks = (uint32_t)n->nblocks;
+	a->blocks = n->inl_len ? 0 : (uint32_t)n->nblocks;
 	a->rdev = n->rdev;
 	a->version = n->version;
-	for (size_t i = 0; S_ISREG(n->mode) && i < n->nblocks; i++)
+	if (!S_ISREG(n->mode))
+		return;
+	a->inline_max = (uint64_t)ns->conf.inline_max;
+	if (n->inl_len) {
+		a->stored = n->inl_len;
+		return;
+	}
+	for (size_t i = 0; i < n->nblocks; i++)
 		if (n->blocks[i].id)
 			a->stored += n->blocks[i].len;
 }
@@ -1286,7 +1329,7 @@ H(Create)
 			goto abort;
 		}
 		if (!req->exclusive && n->lease && !strcmp(n->lease, holder(req->client)) &&
-		    n->nblocks == 0) {
+		    n->nblocks == 0 && n->inl_len == 0) {
 			/* our own create, retried after its reply was lost */
 			tx_abort(&t);
 			goto done;
@@ -1310,6 +1353,8 @@ H(Create)
 		for (size_t i = 0; i < n->nblocks; i++)
 			tx_doom_block(&t, n->blocks[i].id);
 		n->nblocks = 0;
+		tx_inline_delta(&t, n->inl_len, 0);
+		inline_set(n, NULL, 0);
 		n->mtime = n->ctime = now_ns();
 		n->repl = repl;
 		n->bs = bs;
@@ -1552,6 +1597,7 @@ static void remove_leaf(nn_tx *t, nn_inode *dir, const nn_inode *child)
 		tx_doom_block(t, child->blocks[i].id);
 	if (child->lease)
 		tx_doom_lease(t, child->ino);
+	tx_inline_delta(t, child->inl_len, 0);
 	unlink_child(t, dir, child);
 	tx_del_inode(t, child->ino);
 	t->dinodes--;
@@ -1725,6 +1771,7 @@ static int reap(nn_ns *ns, uint64_t top, unsigned steps)
 						tx_doom_block(&t, c->blocks[i].id);
 					if (c->lease)
 						tx_doom_lease(&t, c->ino);
+					tx_inline_delta(&t, c->inl_len, 0);
 					tx_del_dirent(&t, f->ino, f->after);
 					tx_del_inode(&t, c->ino);
 					t.dinodes--;
@@ -2004,6 +2051,66 @@ out:
 	free(dname);
 }
 
+/* ---------------------------------------------------------------- inline files
+ * A file of at most inline_limit bytes lives in its inode record
+ * (InodeRec.inline_data, sent whole by the writer's Complete) and has no
+ * blocks. When it outgrows the limit, its writer writes all its bytes,
+ * old and new, into a first block; until that block is settled at least
+ * as long as the inline bytes, the file is "moving": the record holds
+ * both, and the inline bytes stay its content (size, GetBlocks). The
+ * settling transaction drops them; a writer that never gets that far
+ * leaves the inline bytes, and its block is dropped (Complete without
+ * it, lease recovery, a new Append by the same holder). */
+
+/* The most bytes n may keep inline: inline_max, and no more than a block
+ * (the first block takes them all when the file outgrows them). */
+static uint64_t inline_limit(const nn_ns *ns, const nn_inode *n)
+{
+	uint64_t m = (uint64_t)ns->conf.inline_max;
+	return m < n->bs ? m : n->bs;
+}
+
+static bool inline_moving(const nn_inode *n)
+{
+	return n->inl_len && n->nblocks;
+}
+
+/* n's first block was just settled: once it holds at least the inline
+ * bytes it is the file's content, and they go in the same transaction.
+ * A shorter block cannot take their place (-EINVAL: the writer writes
+ * the inline bytes first, so only a broken writer settles less). */
+static int inline_settle(nn_inode *n)
+{
+	if (!inline_moving(n))
+		return 0;
+	if (n->blocks[0].len < n->inl_len)
+		return -EINVAL;
+	inline_set(n, NULL, 0);
+	return 0;
+}
+
+/* Give up moving n into blocks: they are doomed in t, the inline bytes
+ * stay the file's content. */
+static void inline_abandon(nn_tx *t, nn_inode *n)
+{
+	for (size_t i = 0; i < n->nblocks; i++)
+		tx_doom_block(t, n->blocks[i].id);
+	n->nblocks = 0;
+}
+
+/* Cut or grow (with zeros) an inline file's bytes to size. */
+static void inline_resize(nn_inode *n, uint64_t size)
+{
+	if (size == 0) {
+		inline_set(n, NULL, 0);
+		return;
+	}
+	n->inl = xrealloc(n->inl, (size_t)size);
+	if (size > n->inl_len)
+		memset(n->inl + n->inl_len, 0, (size_t)size - n->inl_len);
+	n->inl_len = (size_t)size;
+}
+
 /* Shrink the record of a file to size: whole blocks past it are doomed in
  * t (freed once t is durable, as a delete's are), the block it falls in is
  * shortened (replicas keep their extra bytes, which readers never ask for;
@@ -2145,9 +2252,20 @@ H(SetAttr)
 			rc = -EBUSY;
 			goto done;
 		}
+		if (inline_moving(n)) {
+			rc = -EBUSY; /* its writer is moving it into a block */
+			goto done;
+		}
 		uint64_t size = inode_size(n);
 		if (req->size > size && (rc = grow_check(ns, n, req->size)) < 0)
 			goto done;
+		/* an inline file stays inline: growing it past the limit needs
+		 * its bytes in a block first, which only a writer can do (the
+		 * client library does it and asks again: cdl_writer_spill) */
+		if (n->inl_len && req->size > size && req->size > inline_limit(ns, n)) {
+			rc = -EOPNOTSUPP;
+			goto done;
+		}
 		cut = req->size < size;
 		grow = req->size > size;
 		n->mtime = now;
@@ -2163,13 +2281,17 @@ H(SetAttr)
 	n->ctime = now;
 	nn_tx t;
 	tx_begin(&t);
-	if (cut)
+	bool inl = n->inl_len > 0;
+	if (inl && (cut || grow)) {
+		tx_inline_delta(&t, n->inl_len, (size_t)req->size);
+		inline_resize(n, req->size);
+	} else if (cut)
 		truncate_blocks(&t, n, req->size);
-	if (grow)
+	else if (grow)
 		grow_hole(n, req->size);
 	tx_put_inode(&t, n);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_SETATTR, n, NULL);
-	if ((rc = tx_commit(ns, &t)) == 0 && cut)
+	if ((rc = tx_commit(ns, &t)) == 0 && cut && !inl)
 		blk_follow_last(ns, n, false);
 done:
 	if (rc == 0)
@@ -2220,9 +2342,12 @@ static int set_replication(nn_ns *ns, nn_inode *n, uint32_t repl, const Caudal__
 }
 
 /* The user.caudal.blocks text: one line per block, "id length host,host"
- * ("-" when no live datanode holds it; a hole is "0 length hole"). */
+ * ("-" when no live datanode holds it; a hole is "0 length hole"); an
+ * inline file is the one line "inline length". */
 static char *blocks_text(nn_ns *ns, const nn_inode *n)
 {
+	if (n->inl_len)
+		return xasprintf("inline %zu\n", n->inl_len);
 	size_t cap = 256, len = 0;
 	char *s = xmalloc(cap);
 	s[0] = '\0';
@@ -2497,7 +2622,15 @@ H(GetBlocks)
 		rc = S_ISDIR(n->mode) ? -EISDIR : -EINVAL;
 	if (rc == 0)
 		rc = perm(n, cred, 4);
-	if (rc == 0) {
+	if (rc == 0 && n->inl_len) {
+		/* inline: the bytes themselves, no block (also while moving) */
+		rep->attr = arena_attr(ns, a, n);
+		if (req->offset < n->inl_len) {
+			rep->inline_data.data = cdl_arena_alloc(a, n->inl_len);
+			memcpy(rep->inline_data.data, n->inl, n->inl_len);
+			rep->inline_data.len = n->inl_len;
+		}
+	} else if (rc == 0) {
 		rep->attr = arena_attr(ns, a, n);
 		rep->blocks = cdl_arena_alloc(a, (n->nblocks + 1) * sizeof(*rep->blocks));
 		uint64_t off = 0, end = req->length && req->length <= UINT64_MAX - req->offset
@@ -2548,13 +2681,24 @@ H(Append)
 	n->lease = xstrdup(holder(req->client));
 	nn_tx t;
 	tx_begin(&t);
+	/* the same holder again while its earlier writer was moving the file
+	 * into a block: that move is over, the inline bytes are the file */
+	if (inline_moving(n))
+		inline_abandon(&t, n);
 	tx_put_inode(&t, n);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_APPEND, n, NULL);
 	if ((rc = tx_commit(ns, &t)) == 0)
 		lease_add(ns, n->ino, holder(req->client));
 done:
-	if (rc == 0)
+	if (rc == 0) {
 		rep->attr = arena_attr(ns, a, n);
+		if (n->inl_len) {
+			/* the writer continues them: inline, or in a first block */
+			rep->attr->inline_data.data = cdl_arena_alloc(a, n->inl_len);
+			memcpy(rep->attr->inline_data.data, n->inl, n->inl_len);
+			rep->attr->inline_data.len = n->inl_len;
+		}
+	}
 	rep->err = err_of(rc);
 out:
 	ns_unlock(ns);
@@ -2614,7 +2758,7 @@ H(AddBlock)
 				caudal__located_block__init(rep->block);
 				rep->block->id = lb->id;
 				rep->block->gen = lb->gen;
-				rep->block->offset = inode_size(n);
+				rep->block->offset = blocks_size(n);
 				rep->block->locs =
 				    cdl_arena_alloc(a, (lk->nloc + 1) * sizeof(*rep->block->locs));
 				for (int j = 0; j < lk->nloc; j++) {
@@ -2633,9 +2777,16 @@ H(AddBlock)
 			n->nblocks--;
 		}
 	}
+	size_t inl_was = n->inl_len;
 	if ((rc = settle_last(n, req->previous)) < 0)
 		goto done;
 	bool settled = req->previous && req->previous->id;
+	if (settled && (rc = inline_settle(n)) < 0)
+		goto done;
+	if (inline_moving(n)) {
+		rc = -EINVAL; /* a second block before the first took the inline bytes */
+		goto done;
+	}
 	int targets[MAX_REPLICATION];
 	size_t got = nn_blocks_choose(ns->bl, req->client_host[0] ? req->client_host : NULL,
 				      req->excluded, req->n_excluded, n->repl, targets);
@@ -2645,12 +2796,13 @@ H(AddBlock)
 		goto done;
 	}
 	nn_brec br = {ns->next_block++, 1, 0};
-	uint64_t off = inode_size(n);
+	uint64_t off = blocks_size(n);
 	n->blocks = xrealloc(n->blocks, (n->nblocks + 1) * sizeof(nn_brec));
 	n->blocks[n->nblocks++] = br;
 	n->mtime = now_ns();
 	nn_tx t;
 	tx_begin(&t);
+	tx_inline_delta(&t, inl_was, n->inl_len);
 	if (abandoned)
 		tx_doom_block(&t, abandoned);
 	tx_put_inode(&t, n);
@@ -2705,6 +2857,26 @@ static int close_file(nn_ns *ns, nn_inode *n, nn_tx *t)
 	return rc;
 }
 
+/* Complete with inline bytes: they become the file's whole content. They
+ * may only extend what it holds (acknowledged bytes never change), and
+ * only on a file without blocks, within its inline limit. */
+static int inline_put(nn_ns *ns, nn_inode *n, const Caudal__CompleteRequest *req)
+{
+	const ProtobufCBinaryData *d = &req->inline_data;
+	if (req->last && req->last->id)
+		return -EINVAL;
+	if (d->len > inline_limit(ns, n)) {
+		cdl_warn("inode %" PRIu64 ": %zu inline bytes refused: the limit is %" PRIu64,
+			 n->ino, d->len, inline_limit(ns, n));
+		return -EFBIG;
+	}
+	if (n->nblocks || d->len < n->inl_len ||
+	    (n->inl_len && memcmp(d->data, n->inl, n->inl_len)))
+		return -EINVAL;
+	inline_set(n, d->data, d->len);
+	return 0;
+}
+
 H(Complete)
 {
 	nn_ns *ns = ctx;
@@ -2726,15 +2898,33 @@ H(Complete)
 			    n->blocks[n->nblocks - 1].id == req->last->id &&
 			    n->blocks[n->nblocks - 1].len == req->last->length;
 		bool no_last = !n->nblocks || n->blocks[n->nblocks - 1].id == 0;
-		rc = (none && no_last) || same ? 0 : -EBADF;
+		const ProtobufCBinaryData *d = &req->inline_data;
+		bool same_inline = !n->nblocks && d->len == n->inl_len &&
+				   (!d->len || !memcmp(d->data, n->inl, d->len));
+		if (d->len)
+			rc = none && same_inline ? 0 : -EBADF;
+		else
+			rc = (none && no_last) || same ? 0 : -EBADF;
 		goto done;
 	}
 	if ((rc = lease_check(ns, n, holder(req->client))) < 0)
 		goto done;
-	if ((rc = settle_last(n, req->last)) < 0)
-		goto done;
+	size_t inl_was = n->inl_len;
+	if (req->inline_data.len) {
+		if ((rc = inline_put(ns, n, req)) < 0)
+			goto done;
+	} else {
+		if ((rc = settle_last(n, req->last)) < 0)
+			goto done;
+		if (req->last && req->last->id && (rc = inline_settle(n)) < 0)
+			goto done;
+	}
 	nn_tx t;
 	tx_begin(&t);
+	tx_inline_delta(&t, inl_was, n->inl_len);
+	/* closed before its first block took the inline bytes: they stay */
+	if (!req->keep_lease && inline_moving(n))
+		inline_abandon(&t, n);
 	if (req->keep_lease) {
 		n->mtime = now_ns();
 		tx_put_inode(&t, n);
@@ -3031,6 +3221,8 @@ H(Statfs)
 	rep->files = ns->inodes;
 	rep->blocks = ns->bl->nblocks;
 	rep->safemode = ns->safemode;
+	rep->inline_files = ns->inline_files;
+	rep->inline_bytes = ns->inline_bytes;
 	ns_unlock(ns);
 }
 
@@ -3077,6 +3269,10 @@ static void fsck_file(struct fsck *f, const nn_inode *n, const char *path)
 	r->bytes += inode_size(n);
 	if (n->lease)
 		r->open_files++;
+	if (n->inl_len) {
+		r->inline_files++;
+		r->inline_bytes += n->inl_len;
+	}
 	for (size_t i = 0; i < n->nblocks; i++) {
 		if (n->blocks[i].id == 0)
 			continue; /* a hole: nothing stored, nothing to check */
@@ -3604,7 +3800,7 @@ static int load(nn_ns *ns)
 	if ((rc = reap_pending(ns)) < 0)
 		return rc;
 	nn_iter *it = nn_iter_new(ns->st, "I", 1, "I", 1);
-	uint64_t files = 0;
+	uint64_t files = 0, inl_files = 0, inl_bytes = 0;
 	for (; nn_iter_valid(it); nn_iter_next(it)) {
 		const char *val = nn_iter_value(it, &vl);
 		Caudal__InodeRec *r = caudal__inode_rec__unpack(NULL, vl, (const uint8_t *)val);
@@ -3626,10 +3822,15 @@ static int load(nn_ns *ns)
 			}
 			if (r->lease[0])
 				lease_add(ns, r->ino, r->lease);
+			inl_files += r->inline_data.len > 0;
+			inl_bytes += r->inline_data.len;
 		}
 		caudal__inode_rec__free_unpacked(r, NULL);
 	}
 	nn_iter_free(it);
+	/* counted here, whatever the reap above moved them by */
+	ns->inline_files = inl_files;
+	ns->inline_bytes = inl_bytes;
 	cdl_info("loaded namespace: %" PRIu64 " inodes, %" PRIu64 " files, %" PRIu64
 		 " blocks, txid %" PRIu64,
 		 ns->inodes, files, ns->bl->nblocks, ns->txid);
@@ -3642,6 +3843,10 @@ int nn_ns_open(const nn_conf *conf, nn_topology *topo, nn_ns **out)
 	ns->conf = *conf;
 	if (ns->conf.max_file_size <= 0)
 		ns->conf.max_file_size = (int64_t)1 << 50;
+	if (ns->conf.inline_max < 0)
+		ns->conf.inline_max = 0;
+	if (ns->conf.inline_max > NN_INLINE_CAP)
+		ns->conf.inline_max = NN_INLINE_CAP;
 	pthread_mutex_init(&ns->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -3904,7 +4109,18 @@ static bool recovery_finish(nn_ns *ns, struct nn_recovery *rec)
 		if (k->len > last->len)
 			last->len = k->len;
 	}
-	if (last->len == 0) {
+	if (inline_moving(n)) {
+		/* the writer died moving the file into its first block: the
+		 * block replaces the inline bytes only if the recovered
+		 * replicas hold them all; else it goes and the bytes stay */
+		if (got && n->nblocks == 1 && len >= n->inl_len) {
+			tx_inline_delta(&t, n->inl_len, 0);
+			inline_set(n, NULL, 0);
+		} else {
+			inline_abandon(&t, n);
+			got = 0;
+		}
+	} else if (last->len == 0) {
 		/* an empty last block never got a byte: its locations are only
 		 * the pipeline the writer was given */
 		tx_doom_block(&t, last->id);
@@ -3976,7 +4192,19 @@ static void recover_lease(nn_ns *ns, struct nn_lease *l)
 	nn_tx t;
 	tx_begin(&t);
 	pipeline_gen_settle(ns, n);
-	if (n->nblocks) {
+	if (inline_moving(n)) {
+		/* the writer died moving the file into its first block: the
+		 * block replaces the inline bytes only if the datanodes report
+		 * it holds them all */
+		nn_blk *k0 = nn_blk_get(ns->bl, n->blocks[0].id);
+		if (n->nblocks == 1 && k0 && k0->len > n->blocks[0].len)
+			n->blocks[0].len = k0->len;
+		if (n->nblocks == 1 && n->blocks[0].len >= n->inl_len) {
+			tx_inline_delta(&t, n->inl_len, 0);
+			inline_set(n, NULL, 0);
+		} else
+			inline_abandon(&t, n);
+	} else if (n->nblocks) {
 		nn_brec *last = &n->blocks[n->nblocks - 1];
 		if (k && k->len > last->len)
 			last->len = k->len;

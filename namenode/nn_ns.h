@@ -27,6 +27,10 @@
 #include "nn_blocks.h"
 #include "nn_store.h"
 
+/* Largest inline_max: inline bytes travel in the inode record and in one
+ * RPC message. */
+#define NN_INLINE_CAP (1 << 20)
+
 typedef struct nn_conf {
 	char *dir;	      /* metadata directory */
 	int64_t block_size;   /* default bytes per block */
@@ -52,6 +56,10 @@ typedef struct nn_conf {
 	/* RocksDB block cache, MiB (0: 256) */
 	int64_t cache_mb;
 
+	/* a file of at most this many bytes (and at most its block size) lives
+	 * in its inode record, without blocks (0: off; at most NN_INLINE_CAP) */
+	int64_t inline_max;
+
 	char *exports; /* exports file (nn_exports.h); NULL or "": none */
 } nn_conf;
 
@@ -67,6 +75,9 @@ typedef struct nn_ns {
 	nn_store *st;
 	nn_blocks *bl;
 	uint64_t next_ino, next_block, txid, first_txid, inodes;
+	/* files kept inline and their bytes: counted at load, moved by each
+	 * commit (nn_check recounts them) */
+	uint64_t inline_files, inline_bytes;
 	char *cluster;
 	bool safemode;
 	uint64_t uc_blocks; /* blocks under construction when loaded (not awaited in safe mode) */

@@ -180,6 +180,11 @@ static char excluded_seen[64];
 static uint64_t complete_len[16];
 static bool complete_keep[16];
 static int ncomplete;
+/* inline files: what Create says of inline_max, the bytes each Complete
+ * carried */
+static uint64_t create_inline_max;
+static size_t complete_inline[16];
+static uint8_t last_inline[70000];
 static pthread_mutex_t nn_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void set_err(ProtobufCMessage *reply, uint32_t err)
@@ -292,6 +297,7 @@ static void h_create(void *ctx, const ProtobufCMessage *req, ProtobufCMessage *r
 	(void)ctx, (void)req;
 	Caudal__AttrReply *o = (void *)reply;
 	o->attr = mk_attr(a, WRITE_INO, 0);
+	o->attr->inline_max = create_inline_max;
 }
 
 static void h_addblock(void *ctx, const ProtobufCMessage *req, ProtobufCMessage *reply,
@@ -328,6 +334,9 @@ static void h_complete(void *ctx, const ProtobufCMessage *req, ProtobufCMessage 
 	(void)ctx, (void)reply, (void)a;
 	pthread_mutex_lock(&nn_mu);
 	if (ncomplete < 16) {
+		complete_inline[ncomplete] = r->inline_data.len;
+		if (r->inline_data.len && r->inline_data.len <= sizeof(last_inline))
+			memcpy(last_inline, r->inline_data.data, r->inline_data.len);
 		complete_len[ncomplete] = r->last ? r->last->length : (uint64_t)-1;
 		complete_keep[ncomplete++] = r->keep_lease;
 	}
@@ -560,6 +569,106 @@ static void test_write(const char *addr)
 	cdl_client_free(c);
 }
 
+/* Inline files: with inline_max from Create, a small file goes whole in
+ * Complete (hsync sends what there is, keeping the lease), no block, no
+ * datanode; one that outgrows the limit writes all its bytes through a
+ * block; an append to an inline file continues its bytes; a reader serves
+ * an inline file from the GetBlocks reply. Runs after test_write. */
+static void test_inline_write(const char *addr)
+{
+	cdl_client *c = mk_client(addr, 5000, 2000);
+	create_inline_max = 65536;
+	int adds = addblock_calls, done = ncomplete;
+	size_t dn_bytes = dn_good.wlen;
+	Caudal__Attr *attr = NULL;
+	cdl_writer *w = NULL;
+	CHECK_EQ(cdl_create(c, "/small", 0644, 0, 0, false, &attr), 0);
+	CHECK_EQ(cdl_writer_open(c, attr, &w), 0);
+	protobuf_c_message_free_unpacked(&attr->base, NULL);
+	CHECK_EQ(cdl_writer_write(w, content, 1000), 0);
+	CHECK_EQ(cdl_writer_sync(w), 0);
+	CHECK_EQ(ncomplete, done + 1);
+	CHECK(complete_keep[done]);
+	CHECK_EQ(complete_inline[done], 1000);
+	CHECK_EQ(cdl_writer_sync(w), 0); /* nothing new: no call */
+	CHECK_EQ(ncomplete, done + 1);
+	CHECK_EQ(cdl_writer_write(w, content + 1000, 64536), 0); /* 64 KiB exactly */
+	CHECK_EQ(cdl_writer_size(w), 65536);
+	CHECK_EQ(cdl_writer_close(w), 0);
+	CHECK_EQ(ncomplete, done + 2);
+	CHECK(!complete_keep[done + 1]);
+	CHECK_EQ(complete_inline[done + 1], 65536);
+	CHECK_EQ(complete_len[done + 1], (uint64_t)-1); /* no block named */
+	CHECK(!memcmp(last_inline, content, 65536));
+	CHECK_EQ(addblock_calls, adds);
+	CHECK_EQ(dn_good.wlen, dn_bytes);
+
+	/* one byte more: every byte goes through a block */
+	CHECK_EQ(cdl_create(c, "/small2", 0644, 0, 0, false, &attr), 0);
+	CHECK_EQ(cdl_writer_open(c, attr, &w), 0);
+	protobuf_c_message_free_unpacked(&attr->base, NULL);
+	CHECK_EQ(cdl_writer_write(w, content, 65536), 0);
+	CHECK_EQ(addblock_calls, adds);
+	CHECK_EQ(cdl_writer_write(w, content + 65536, 1), 0);
+	CHECK_EQ(addblock_calls, adds + 1);
+	CHECK_EQ(cdl_writer_close(w), 0);
+	CHECK_EQ(complete_inline[done + 2], 0);
+	CHECK_EQ(complete_len[done + 2], 65537);
+	CHECK_EQ(dn_good.wlen, dn_bytes + 65537);
+	CHECK(!memcmp(dn_good.wbuf + dn_bytes, content, 65537));
+
+	/* an append to an inline file continues its bytes */
+	Caudal__Attr ap = CAUDAL__ATTR__INIT;
+	ap.ino = WRITE_INO;
+	ap.mode = 0100644;
+	ap.size = 3;
+	ap.block_size = BLOCK;
+	ap.inline_max = 65536;
+	ap.inline_data.data = (uint8_t *)"abc";
+	ap.inline_data.len = 3;
+	CHECK_EQ(cdl_writer_open(c, &ap, &w), 0);
+	CHECK_EQ(cdl_writer_write(w, "de", 2), 0);
+	CHECK_EQ(cdl_writer_close(w), 0);
+	CHECK_EQ(complete_inline[done + 3], 5);
+	CHECK(!memcmp(last_inline, "abcde", 5));
+	/* ... and refuses to start without them */
+	ap.inline_data.len = 0;
+	CHECK_EQ(cdl_writer_open(c, &ap, &w), -EPROTO);
+
+	/* a reader from a GetBlocks reply holding an inline file: served from
+	 * it (the reply names an inode the fake namenode does not know, so any
+	 * call would fail) */
+	Caudal__GetBlocksReply gr = CAUDAL__GET_BLOCKS_REPLY__INIT;
+	Caudal__Attr ga = CAUDAL__ATTR__INIT;
+	ga.ino = 999;
+	ga.mode = 0100644;
+	ga.size = 5000;
+	ga.block_size = BLOCK;
+	gr.attr = &ga;
+	gr.inline_data.data = content;
+	gr.inline_data.len = 5000;
+	uint8_t packed[6000], got[6000];
+	size_t pl = caudal__get_blocks_reply__pack(&gr, packed);
+	Caudal__GetBlocksReply *un = caudal__get_blocks_reply__unpack(NULL, pl, packed);
+	cdl_reader *r = NULL;
+	CHECK_EQ(cdl_reader_open_inline(c, 999, un, &r), 0);
+	CHECK_EQ(cdl_reader_size(r), 5000);
+	CHECK_EQ(cdl_reader_pread(r, got, sizeof(got), 0), 5000);
+	CHECK(!memcmp(got, content, 5000));
+	CHECK_EQ(cdl_reader_pread(r, got, 100, 4950), 50);
+	CHECK(!memcmp(got, content + 4950, 50));
+	CHECK_EQ(cdl_reader_pread(r, got, 100, 5000), 0);
+	cdl_reader_close(r);
+	/* not the whole file inline: refused, the reply stays the caller's */
+	gr.inline_data.len = 10;
+	pl = caudal__get_blocks_reply__pack(&gr, packed);
+	un = caudal__get_blocks_reply__unpack(NULL, pl, packed);
+	CHECK_EQ(cdl_reader_open_inline(c, 999, un, &r), -EINVAL);
+	protobuf_c_message_free_unpacked(&un->base, NULL);
+	create_inline_max = 0;
+	cdl_client_free(c);
+}
+
 int main(void)
 {
 	cdl_log_init("test", CDL_LOG_ERROR);
@@ -584,6 +693,7 @@ int main(void)
 	test_retries(addr);
 	test_read(addr);
 	test_write(addr);
+	test_inline_write(addr);
 
 	cdl_rpc_server_free(s, 500);
 	dn_stop(&dn_bad);

@@ -503,6 +503,457 @@ static int mknod_as(const char *path, uint32_t mode, uint64_t rdev, const Caudal
 	return e;
 }
 
+/* ---- small files inline (issue 9) */
+
+static int complete_inline(uint64_t ino, const char *client, const void *data, size_t len,
+			   bool keep)
+{
+	Caudal__CompleteRequest q = CAUDAL__COMPLETE_REQUEST__INIT;
+	q.ino = ino;
+	q.client = (char *)client;
+	q.keep_lease = keep;
+	q.inline_data.data = (uint8_t *)data;
+	q.inline_data.len = len;
+	Caudal__Status *r = call("Complete", &q);
+	int e = (int)r->err;
+	rfree(r);
+	return e;
+}
+
+static int complete_keep(uint64_t ino, const char *client, uint64_t blk, uint64_t len)
+{
+	Caudal__CompleteRequest q = CAUDAL__COMPLETE_REQUEST__INIT;
+	Caudal__Replica last = CAUDAL__REPLICA__INIT;
+	q.ino = ino;
+	q.client = (char *)client;
+	q.keep_lease = true;
+	last.id = blk;
+	last.length = len;
+	q.last = &last;
+	Caudal__Status *r = call("Complete", &q);
+	int e = (int)r->err;
+	rfree(r);
+	return e;
+}
+
+/* Append as client: the reply's attributes must carry the inline bytes
+ * (exactly want_len of them, equal to want). */
+static int append_inline(const char *path, const char *client, const void *want, size_t want_len)
+{
+	Caudal__OpenWriteRequest q = CAUDAL__OPEN_WRITE_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	t.path = (char *)path;
+	q.target = &t;
+	q.client = (char *)client;
+	Caudal__AttrReply *r = call("Append", &q);
+	int e = (int)r->err;
+	if (!e) {
+		CHECK_EQ(r->attr->inline_data.len, want_len);
+		CHECK_EQ(r->attr->size, want_len);
+		CHECK_EQ(r->attr->blocks, 0);
+		CHECK(want_len == 0 || !memcmp(r->attr->inline_data.data, want, want_len));
+	}
+	rfree(r);
+	return e;
+}
+
+/* AddBlock naming the previous block prev (0: none) of length plen; the
+ * new block's id in *blk. */
+static int add_block_after(uint64_t ino, const char *client, uint64_t prev, uint64_t plen,
+			   uint64_t *blk)
+{
+	Caudal__AddBlockRequest q = CAUDAL__ADD_BLOCK_REQUEST__INIT;
+	Caudal__Replica p = CAUDAL__REPLICA__INIT;
+	q.ino = ino;
+	q.client = (char *)client;
+	if (prev) {
+		p.id = prev;
+		p.gen = 1;
+		p.length = plen;
+		q.previous = &p;
+	}
+	Caudal__AddBlockReply *r = call("AddBlock", &q);
+	int e = (int)r->err;
+	if (!e) {
+		*blk = r->block->id;
+		if (!prev)
+			CHECK_EQ(r->block->offset, 0);
+	}
+	rfree(r);
+	return e;
+}
+
+/* GetBlocks of path: its inline bytes must be want (want_len of them, no
+ * block), or with want NULL there must be blocks and no inline bytes. */
+static void expect_content(const char *path, const void *want, size_t want_len)
+{
+	Caudal__GetBlocksRequest q = CAUDAL__GET_BLOCKS_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	t.path = (char *)path;
+	q.target = &t;
+	Caudal__GetBlocksReply *r = call("GetBlocks", &q);
+	CHECK_EQ(r->err, 0);
+	if (!r->err && want) {
+		CHECK_EQ(r->n_blocks, 0);
+		CHECK_EQ(r->attr->size, want_len);
+		CHECK_EQ(r->attr->stored, want_len);
+		CHECK_EQ(r->attr->inline_max, 65536);
+		CHECK_EQ(r->inline_data.len, want_len);
+		CHECK(!want_len || !memcmp(r->inline_data.data, want, want_len));
+	} else if (!r->err) {
+		CHECK(r->n_blocks > 0);
+		CHECK_EQ(r->inline_data.len, 0);
+	}
+	rfree(r);
+}
+
+static char *blocks_xattr(const char *path)
+{
+	Caudal__XattrRequest q = CAUDAL__XATTR_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	t.path = (char *)path;
+	q.target = &t;
+	q.name = "user.caudal.blocks";
+	Caudal__XattrReply *r = call("GetXattr", &q);
+	CHECK_EQ(r->err, 0);
+	char *s = r->value.len ? strndup((const char *)r->value.data, r->value.len) : strdup("");
+	rfree(r);
+	return s;
+}
+
+/* What each test datanode holds, as it told the namenode: lease
+ * recovery asks it to move those replicas to a new stamp. */
+static struct {
+	const char *dn;
+	uint64_t id, len;
+} held[64];
+static size_t nheld;
+
+static void report_replica(const char *dn, uint64_t id, uint64_t gen, uint64_t len, bool deleted)
+{
+	Caudal__BlockReceivedRequest q = CAUDAL__BLOCK_RECEIVED_REQUEST__INIT;
+	Caudal__Replica rp = CAUDAL__REPLICA__INIT;
+	Caudal__Replica *rpp = &rp;
+	rp.id = id;
+	rp.gen = gen;
+	rp.length = len;
+	q.id = (char *)dn;
+	if (deleted) {
+		q.deleted = &rpp;
+		q.n_deleted = 1;
+	} else {
+		q.received = &rpp;
+		q.n_received = 1;
+	}
+	ProtobufCMessage *r;
+	CHECK_EQ(cdl_rpc_call_name(dl, "BlockReceived", &q.base, &r, 5000), 0);
+	CHECK_EQ(((Caudal__Status *)r)->err, 0);
+	rfree(r);
+}
+
+static void block_received(const char *dn, uint64_t id, uint64_t len)
+{
+	report_replica(dn, id, 1, len, false);
+	if (nheld < sizeof(held) / sizeof(held[0]))
+		held[nheld++] = (typeof(held[0])){dn, id, len};
+}
+
+/* Expire every lease now (the lease monitor's work), and have the test
+ * datanodes answer the recovery commands as honest ones do: a replica
+ * they hold moves to the new stamp at its length, else they have none. */
+static void expire_leases(void)
+{
+	int64_t was = ns->conf.lease_ms;
+	ns->conf.lease_ms = 0;
+	usleep(5000);
+	nn_ns_tick(ns);
+	ns->conf.lease_ms = was;
+	static const char *dns[] = {"dn1", "dn2", "dn3"};
+	for (int round = 0; round < 4; round++) {
+		int cmds = 0;
+		for (size_t d = 0; d < 3; d++) {
+			Caudal__HeartbeatRequest q = CAUDAL__HEARTBEAT_REQUEST__INIT;
+			Caudal__DatanodeInfo n = CAUDAL__DATANODE_INFO__INIT;
+			n.id = (char *)dns[d];
+			n.capacity = 1ULL << 40;
+			n.remaining = 1ULL << 39;
+			q.node = &n;
+			ProtobufCMessage *r;
+			CHECK_EQ(cdl_rpc_call_name(dl, "Heartbeat", &q.base, &r, 5000), 0);
+			Caudal__HeartbeatReply *hr = (Caudal__HeartbeatReply *)r;
+			for (size_t i = 0; i < hr->n_commands; i++) {
+				const Caudal__Command *c = hr->commands[i];
+				if (c->type != CAUDAL__COMMAND_TYPE__CMD_RECOVER || !c->block)
+					continue;
+				cmds++;
+				size_t h = 0;
+				while (h < nheld &&
+				       (strcmp(held[h].dn, dns[d]) || held[h].id != c->block->id))
+					h++;
+				if (h < nheld)
+					report_replica(dns[d], c->block->id, c->new_gen,
+						       held[h].len, false);
+				else
+					report_replica(dns[d], c->block->id, c->new_gen, 0, true);
+			}
+			rfree(r);
+		}
+		nn_ns_tick(ns);
+		if (!cmds)
+			break;
+	}
+}
+
+static void check_clean(void)
+{
+	nn_check_report rep;
+	CHECK_EQ(nn_check_run(ns, 20, &rep), 0);
+	CHECK_EQ(rep.violations, 0);
+	if (rep.violations)
+		fprintf(stderr, "%s\n", rep.text);
+	nn_check_report_release(&rep);
+}
+
+/* Small files inline (issue 9): a file of at most inline_max bytes (and a
+ * block) is sent whole in Complete and kept in its inode record; one byte
+ * more is refused (it goes to blocks); an append extends the bytes or moves
+ * the file into a first block, which replaces them only once settled at
+ * least as long; lease recovery keeps whichever holds every byte; a huge
+ * Complete is refused; nn_check and fsck know inline files. Needs the
+ * datanodes registered. */
+static void test_inline(void)
+{
+	int64_t was_max = ns->conf.inline_max;
+	ns->conf.inline_max = 65536;
+	char *big = malloc(200000);
+	for (int i = 0; i < 200000; i++)
+		big[i] = (char)('a' + i % 23);
+	CHECK_EQ(mkdir_p("/inl", false, &root), 0);
+
+	/* exactly the limit: inline; one more byte: refused, nothing changed */
+	uint64_t ino;
+	CHECK_EQ(create("/inl/max", "i1", false, &ino, &root), 0);
+	CHECK_EQ(complete_inline(ino, "i1", big, 65537, false), EFBIG);
+	CHECK_EQ(complete_inline(ino, "i1", big, 65536, false), 0);
+	CHECK_EQ(complete_inline(ino, "i1", big, 65536, false), 0);   /* a retry */
+	CHECK_EQ(complete_inline(ino, "i1", big, 100, false), EBADF); /* not what was closed */
+	expect_content("/inl/max", big, 65536);
+	char *x = blocks_xattr("/inl/max");
+	CHECK(!strcmp(x, "inline 65536\n"));
+	free(x);
+
+	/* the abuse case: a Complete of 32 MiB is refused, whole */
+	uint64_t hino;
+	CHECK_EQ(create("/inl/huge", "i1", false, &hino, &root), 0);
+	char *huge = calloc(1, 32u << 20);
+	CHECK_EQ(complete_inline(hino, "i1", huge, 32u << 20, false), EFBIG);
+	free(huge);
+	/* 100 MiB never reaches the handler: the RPC layer refuses any
+	 * message over CDL_RPC_MAX_MSG, and the namenode serves on */
+	{
+		size_t hl = 100u << 20;
+		uint8_t *h = calloc(1, hl);
+		Caudal__CompleteRequest q = CAUDAL__COMPLETE_REQUEST__INIT;
+		q.ino = hino;
+		q.client = "i1";
+		q.inline_data.data = h;
+		q.inline_data.len = hl;
+		ProtobufCMessage *r = NULL;
+		CHECK(cdl_rpc_call_name(cl, "Complete", &q.base, &r, 20000) < 0);
+		if (r)
+			rfree(r);
+		free(h);
+	}
+	CHECK_EQ(complete_inline(hino, "i1", "ok", 2, false), 0);
+	expect_content("/inl/huge", "ok", 2);
+	/* not the lease holder; a block and inline bytes at once */
+	uint64_t sino, blk;
+	CHECK_EQ(create("/inl/s", "i1", false, &sino, &root), 0);
+	CHECK_EQ(complete_inline(sino, "other", "zz", 2, true), EBUSY);
+	CHECK_EQ(add_block_after(sino, "i1", 0, 0, &blk), 0);
+	CHECK_EQ(complete_inline(sino, "i1", "zz", 2, false), EINVAL);
+	CHECK_EQ(complete(sino, "i1", blk, 70000), 0);
+
+	/* hsync of an inline file, then more, then close: bytes only grow */
+	uint64_t gino;
+	CHECK_EQ(create("/inl/grow", "i1", false, &gino, &root), 0);
+	CHECK_EQ(complete_inline(gino, "i1", big, 1000, true), 0);
+	expect_content("/inl/grow", big, 1000);
+	CHECK_EQ(complete_inline(gino, "i1", big + 1, 2000, true), EINVAL); /* rewrites bytes */
+	CHECK_EQ(complete_inline(gino, "i1", big, 999, true), EINVAL);	    /* shrinks */
+	CHECK_EQ(complete_inline(gino, "i1", big, 4096, false), 0);
+	expect_content("/inl/grow", big, 4096);
+
+	/* append within the limit: the reply gives the old bytes */
+	CHECK_EQ(append_inline("/inl/grow", "i2", big, 4096), 0);
+	CHECK_EQ(complete_inline(gino, "i2", big, 8192, false), 0);
+	expect_content("/inl/grow", big, 8192);
+
+	/* append past the limit: old and new bytes into a first block; until
+	 * it is settled at least as long, the inline bytes are the file */
+	CHECK_EQ(append_inline("/inl/grow", "i3", big, 8192), 0);
+	CHECK_EQ(add_block_after(gino, "i3", 0, 0, &blk), 0);
+	expect_content("/inl/grow", big, 8192);
+	x = blocks_xattr("/inl/grow");
+	CHECK(!strcmp(x, "inline 8192\n"));
+	free(x);
+	check_clean();
+	Caudal__Attr at;
+	CHECK_EQ(set_size(gino, 100, "i3", &at), EBUSY);	/* not while moving */
+	CHECK_EQ(complete_keep(gino, "i3", blk, 8000), EINVAL); /* shorter than the bytes */
+	expect_content("/inl/grow", big, 8192);
+	uint64_t blk2;
+	CHECK_EQ(add_block_after(gino, "i3", 0, 0, &blk2), 0); /* the same empty block again */
+	CHECK_EQ(blk2, blk);
+	CHECK_EQ(complete_keep(gino, "i3", blk, 70000), 0); /* hsync: the block takes over */
+	expect_content("/inl/grow", NULL, 0);
+	CHECK_EQ(stat_path("/inl/grow", &at, &root), 0);
+	CHECK_EQ(at.size, 70000);
+	CHECK_EQ(at.blocks, 1);
+	CHECK_EQ(complete(gino, "i3", blk, 70000), 0);
+	check_clean();
+
+	/* the writer dies moving the file, its block never reported: lease
+	 * recovery drops the block, the inline bytes stay */
+	uint64_t dino;
+	CHECK_EQ(create("/inl/die1", "i1", false, &dino, &root), 0);
+	CHECK_EQ(complete_inline(dino, "i1", big, 30000, false), 0);
+	CHECK_EQ(append_inline("/inl/die1", "dead1", big, 30000), 0);
+	CHECK_EQ(add_block_after(dino, "dead1", 0, 0, &blk), 0);
+	/* its block reported with every inline byte: recovery keeps the block */
+	uint64_t eino, eblk;
+	CHECK_EQ(create("/inl/die2", "i1", false, &eino, &root), 0);
+	CHECK_EQ(complete_inline(eino, "i1", big, 30000, false), 0);
+	CHECK_EQ(append_inline("/inl/die2", "dead2", big, 30000), 0);
+	CHECK_EQ(add_block_after(eino, "dead2", 0, 0, &eblk), 0);
+	block_received("dn1", eblk, 30500);
+	/* a block with fewer bytes than the inline ones never replaces them */
+	uint64_t fino, fblk;
+	CHECK_EQ(create("/inl/die3", "i1", false, &fino, &root), 0);
+	CHECK_EQ(complete_inline(fino, "i1", big, 30000, false), 0);
+	CHECK_EQ(append_inline("/inl/die3", "dead3", big, 30000), 0);
+	CHECK_EQ(add_block_after(fino, "dead3", 0, 0, &fblk), 0);
+	block_received("dn2", fblk, 20000);
+	expire_leases();
+	expect_content("/inl/die1", big, 30000);
+	CHECK_EQ(stat_path("/inl/die1", &at, &root), 0);
+	CHECK(!at.under_construction);
+	expect_content("/inl/die2", NULL, 0);
+	CHECK_EQ(stat_path("/inl/die2", &at, &root), 0);
+	CHECK_EQ(at.size, 30500);
+	CHECK(!at.under_construction);
+	expect_content("/inl/die3", big, 30000);
+	check_clean();
+
+	/* the same holder appending again while its earlier writer was moving
+	 * the file: that move is abandoned, the inline bytes stay */
+	CHECK_EQ(append_inline("/inl/die1", "i4", big, 30000), 0);
+	CHECK_EQ(add_block_after(dino, "i4", 0, 0, &blk), 0);
+	CHECK_EQ(append_inline("/inl/die1", "i4", big, 30000), 0);
+	CHECK_EQ(complete_inline(dino, "i4", big, 30001, false), 0);
+	expect_content("/inl/die1", big, 30001);
+	/* closed while moving, without its block: the inline bytes stay */
+	CHECK_EQ(append_inline("/inl/die1", "i5", big, 30001), 0);
+	CHECK_EQ(add_block_after(dino, "i5", 0, 0, &blk), 0);
+	CHECK_EQ(complete(dino, "i5", 0, 0), 0);
+	expect_content("/inl/die1", big, 30001);
+	/* a second block before the first took the inline bytes: refused */
+	CHECK_EQ(append_inline("/inl/die1", "i6", big, 30001), 0);
+	CHECK_EQ(add_block_after(dino, "i6", 0, 0, &blk), 0);
+	CHECK_EQ(add_block_after(dino, "i6", blk, 100, &blk2), EINVAL);
+	CHECK_EQ(add_block_after(dino, "i6", blk, 65536, &blk2), 0);
+	CHECK_EQ(complete(dino, "i6", blk2, 10), 0);
+	expect_content("/inl/die1", NULL, 0);
+	CHECK_EQ(stat_path("/inl/die1", &at, &root), 0);
+	CHECK_EQ(at.size, 65546);
+	check_clean();
+
+	/* truncate: cut, grow with zeros within the limit; past it the bytes
+	 * must move into a block first (EOPNOTSUPP) */
+	uint64_t tino;
+	CHECK_EQ(create("/inl/t", "i1", false, &tino, &root), 0);
+	CHECK_EQ(complete_inline(tino, "i1", big, 5000, false), 0);
+	CHECK_EQ(set_size(tino, 3000, "", &at), 0);
+	expect_content("/inl/t", big, 3000);
+	CHECK_EQ(set_size(tino, 65536, "", &at), 0);
+	char *z = calloc(1, 65536);
+	memcpy(z, big, 3000);
+	expect_content("/inl/t", z, 65536);
+	free(z);
+	CHECK_EQ(set_size(tino, 65537, "", &at), EOPNOTSUPP);
+	CHECK_EQ(set_size(tino, 0, "", &at), 0);
+	CHECK_EQ(stat_path("/inl/t", &at, &root), 0);
+	CHECK_EQ(at.size, 0);
+	CHECK_EQ(at.blocks, 0);
+	x = blocks_xattr("/inl/t");
+	CHECK(!strcmp(x, ""));
+	free(x);
+
+	/* setrep is accepted and kept for when it becomes blocks */
+	Caudal__SetReplicationRequest rq = CAUDAL__SET_REPLICATION_REQUEST__INIT;
+	Caudal__Target rt = CAUDAL__TARGET__INIT;
+	rt.path = "/inl/max";
+	rq.target = &rt;
+	rq.replication = 2;
+	Caudal__Status *st = call("SetReplication", &rq);
+	CHECK_EQ(st->err, 0);
+	rfree(st);
+	CHECK_EQ(stat_path("/inl/max", &at, &root), 0);
+	CHECK_EQ(at.replication, 2);
+	expect_content("/inl/max", big, 65536);
+
+	/* fsck counts inline files and bytes */
+	Caudal__FsckRequest fq = CAUDAL__FSCK_REQUEST__INIT;
+	Caudal__Target ftg = CAUDAL__TARGET__INIT;
+	ftg.path = "/inl";
+	fq.target = &ftg;
+	Caudal__FsckReply *fr = call("Fsck", &fq);
+	CHECK_EQ(fr->err, 0);
+	CHECK_EQ(fr->inline_files, 3); /* max, huge, die3 */
+	CHECK_EQ(fr->inline_bytes, 65536 + 2 + 30000);
+	rfree(fr);
+
+	/* inline_max 0: off for new files; inline files stay readable */
+	ns->conf.inline_max = 0;
+	uint64_t oino;
+	CHECK_EQ(create("/inl/off", "i1", false, &oino, &root), 0);
+	CHECK_EQ(complete_inline(oino, "i1", "a", 1, false), EFBIG);
+	CHECK_EQ(complete(oino, "i1", 0, 0), 0);
+	CHECK_EQ(stat_path("/inl/off", &at, &root), 0);
+	CHECK_EQ(at.inline_max, 0);
+	CHECK_EQ(stat_path("/inl/huge", &at, &root), 0);
+	CHECK_EQ(at.size, 2);
+	check_clean();
+	/* a rename over an inline file drops it from the counts */
+	ns->conf.inline_max = 65536;
+	uint64_t r1, r2;
+	CHECK_EQ(create("/inl/r1", "i1", false, &r1, &root), 0);
+	CHECK_EQ(complete_inline(r1, "i1", big, 10, false), 0);
+	CHECK_EQ(create("/inl/r2", "i1", false, &r2, &root), 0);
+	CHECK_EQ(complete_inline(r2, "i1", big, 20, false), 0);
+	CHECK_EQ(ren("/inl/r1", "/inl/r2"), 0);
+	expect_content("/inl/r2", big, 10);
+	check_clean();
+	CHECK_EQ(del("/inl/r2", false, 0), 0);
+	ns->conf.inline_max = was_max;
+	free(big);
+	/* Statfs (caudal report) counts them too, through deletes */
+	Caudal__Empty e = CAUDAL__EMPTY__INIT;
+	Caudal__StatfsReply *sr = call("Statfs", &e);
+	CHECK_EQ(sr->inline_files, 3);
+	CHECK_EQ(sr->inline_bytes, 65536 + 2 + 30000);
+	rfree(sr);
+	CHECK_EQ(del("/inl/huge", false, 0), 0);
+	check_clean();
+	/* the rest of the test restarts expecting no block (no safe mode) */
+	CHECK_EQ(del("/inl", true, 0), 0);
+	sr = call("Statfs", &e);
+	CHECK_EQ(sr->inline_files, 0);
+	CHECK_EQ(sr->inline_bytes, 0);
+	rfree(sr);
+	check_clean();
+}
+
 /* Special files (issue 9): fifos and sockets for anyone who may create
  * there, devices for root only, no other type, no device number on a
  * fifo; a special file is never overwritten into a file with blocks. */
@@ -646,6 +1097,7 @@ int main(void)
 	test_sparse(ino, blk);
 	test_mknod(&user);
 	test_suid_drop(&user);
+	test_inline();
 	CHECK_EQ(stat_path("/a/f", &at, &root), 0);
 	CHECK_EQ(at.size, 12345);
 	CHECK_EQ(at.blocks, 1); /* the abandoned block is gone */

@@ -337,7 +337,8 @@ void mnt_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (rc) {
 		file_free(f);
-		mnt_reply_err(req, rc);
+		/* the inode is gone (see op_getattr): the kernel looks again */
+		mnt_reply_err(req, rc == -ENOENT ? -ESTALE : rc);
 		return;
 	}
 	fi->fh = (uintptr_t)f;

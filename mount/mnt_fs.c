@@ -271,7 +271,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	Caudal__AttrReply *rep;
 	int rc = mnt_getattr(m, req, ino, &rep);
 	if (rc) {
-		mnt_reply_err(req, rc);
+		/* the inode the kernel's cached entry names is gone (removed,
+		 * or replaced by a rename from another client): ESTALE has the
+		 * kernel look the path up again, as NFS does */
+		mnt_reply_err(req, rc == -ENOENT ? -ESTALE : rc);
 		return;
 	}
 	struct stat st;

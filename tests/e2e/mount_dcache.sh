@@ -49,6 +49,23 @@ PY
 assert_eq "$(cat "$M/e/theirs")" "from the CLI
 appended" "the other client's file after an append through the mount"
 
+say "a file another client replaced by a rename reads at once, new bytes"
+# the kernel's cached entry names the replaced inode: the mount answers
+# ESTALE and the kernel looks the name up again
+echo old >"$T/v1"
+echo new >"$T/v2"
+caudal put "$T/v1" /e/status
+assert_eq "$(cat "$M/e/status")" old "before the replace"
+for i in 1 2 3; do
+	caudal put "$T/v2" /e/status.tmp
+	caudal mv /e/status.tmp /e/status
+	assert_eq "$(cat "$M/e/status")" new "right after another client's rename over it ($i)"
+	assert_eq "$(stat -c %s "$M/e/status")" 4 "stat right after the rename ($i)"
+	caudal put "$T/v1" /e/status.tmp
+	caudal mv /e/status.tmp /e/status
+	assert_eq "$(cat "$M/e/status")" old "and back ($i)"
+done
+
 say "removals and renames through the mount are seen at once"
 rm "$M/d/f1"
 [ ! -e "$M/d/f1" ] || fail "a removed file is still there"

@@ -684,8 +684,12 @@ static int install(dn_store *s, dn_vol *v, dn_wr *w, const char *tmp, uint64_t i
 		char *sub = xasprintf("%s/current/%02x", v->dir, (unsigned)(id % NSUB));
 		int frc = fsync_dir(sub);
 		free(sub);
-		if (frc < 0)
+		if (frc < 0) {
 			vol_error(v, frc, 0, "syncing a directory");
+			/* not durable, and perhaps on a volume now taken out
+			 * (reported deleted): not reported received either */
+			rc = frc;
+		}
 	}
 out:
 	if (rc < 0) {
@@ -1814,6 +1818,10 @@ static int unfinalize(dn_store *s, rep *r, dn_wr **out)
 	w->sfd = -1;
 	w->path = path;
 	w->len = r->len;
+	/* it was finalized, so durable: a recovery that fails after this
+	 * abandons it back to a finalized replica rather than unlink the
+	 * only copy (which left the namenode listing a replica gone) */
+	w->synced = r->len;
 	w->next = s->rbw;
 	s->rbw = w;
 	map_remove(s, r);

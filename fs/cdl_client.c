@@ -292,6 +292,32 @@ int cdl_client_call(cdl_client *c, enum cdl_nn_method m, const ProtobufCMessage 
 	}
 }
 
+int cdl_client_call_once(cdl_client *c, enum cdl_nn_method m, const ProtobufCMessage *req,
+			 ProtobufCMessage **reply, int timeout_ms)
+{
+	*reply = NULL;
+	if ((unsigned)m >= CDL_NN_NMETHODS)
+		return -EINVAL;
+	const ProtobufCFieldDescriptor *cf =
+	    protobuf_c_message_descriptor_get_field_by_name(req->descriptor, "cred");
+	if (cf && cf->type == PROTOBUF_C_TYPE_MESSAGE) {
+		Caudal__Cred **slot = (Caudal__Cred **)((char *)req + cf->offset);
+		if (!*slot)
+			*slot = &c->cred;
+	}
+	ProtobufCMessage *rep = NULL;
+	int rc = cdl_rpc_call(c->rpc, (unsigned)m, req, &rep, timeout_ms);
+	if (rc)
+		return rc;
+	uint32_t err = cdl_reply_err(rep);
+	if (err) {
+		protobuf_c_message_free_unpacked(rep, NULL);
+		return -(int)err;
+	}
+	*reply = rep;
+	return 0;
+}
+
 /* Replies whose result is a submessage that a successful answer must
  * carry; callers dereference it without checking. */
 static const struct {

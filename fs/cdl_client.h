@@ -80,6 +80,10 @@ int cdl_client_call(cdl_client *c, enum cdl_nn_method m, const ProtobufCMessage 
  * then freed and *reply is NULL). */
 int cdl_client_call_err(cdl_client *c, enum cdl_nn_method m, const ProtobufCMessage *req,
 			ProtobufCMessage **reply);
+/* One attempt within timeout_ms, no retries (a caller that must stay
+ * responsive, e.g. to a stop); a reply err is returned as -err. */
+int cdl_client_call_once(cdl_client *c, enum cdl_nn_method m, const ProtobufCMessage *req,
+			 ProtobufCMessage **reply, int timeout_ms);
 /* The `err` field of any reply message (0 when it has none), found through
  * its descriptor. */
 uint32_t cdl_reply_err(const ProtobufCMessage *reply);

@@ -89,6 +89,8 @@ static size_t find(struct mnt_dcache *c, uint64_t ino)
 
 static void drop(struct mnt_dcache *c, size_t i)
 {
+	if (c->dirs[i])
+		c->names -= c->dirs[i]->n;
 	dir_free(c->dirs[i]);
 	c->dirs[i] = NULL;
 }
@@ -112,6 +114,13 @@ void mnt_dcache_made_dir(struct mnt_dcache *c, uint64_t ino, uint64_t version)
 		}
 	}
 	drop(c, i);
+	/* an event already showed it past that version: someone else made
+	 * a name in it before this reply was handled */
+	for (size_t j = 0; j < MNT_DC_RECENT; j++)
+		if (c->recent[j].ino == ino && c->recent[j].version > version) {
+			pthread_mutex_unlock(&c->mu);
+			return;
+		}
 	struct mnt_dc_dir *d = xcalloc(1, sizeof(*d));
 	d->ino = ino;
 	d->version = version;
@@ -148,9 +157,11 @@ void mnt_dcache_added(struct mnt_dcache *c, uint64_t dir, const char *name, uint
 		if (d->inflight)
 			d->inflight--;
 		size_t s = probe(d, name);
-		if (version == d->version + 1 && !d->slot[s] && d->n < MNT_DC_NAMES) {
+		if (version == d->version + 1 && !d->slot[s] && d->n < MNT_DC_NAMES &&
+		    c->names < MNT_DC_TOTAL) {
 			d->slot[s] = xstrdup(name);
 			d->n++;
+			c->names++;
 			if (2 * d->n > d->cap)
 				grow(d);
 			d->version = version;
@@ -205,7 +216,11 @@ void mnt_dcache_changed(struct mnt_dcache *c, uint64_t dir, uint64_t version)
 	/* at the version or below: a change this mount made (its reply came
 	 * first) or already knew of; past it, with a call of this mount in
 	 * flight, perhaps that call's: judged at its reply */
-	if (i < MNT_DC_DIRS && c->dirs[i]->version < version) {
+	if (i == MNT_DC_DIRS) {
+		c->recent[c->recent_pos].ino = dir;
+		c->recent[c->recent_pos].version = version;
+		c->recent_pos = (c->recent_pos + 1) % MNT_DC_RECENT;
+	} else if (c->dirs[i]->version < version) {
 		struct mnt_dc_dir *d = c->dirs[i];
 		if (d->inflight) {
 			if (version > d->ev_max)
@@ -239,13 +254,16 @@ static int follow_once(struct mnt_dcache *c, uint64_t *from, bool *caught_up)
 	q.max = 1024;
 	q.wait_ms = *from ? FOLLOW_WAIT_MS : 0;
 	Caudal__EventsReply *r = NULL;
-	int rc = cdl_client_call_err(c->cl, CDL_NN_GetEvents, &q.base, (ProtobufCMessage **)&r);
+	/* one attempt, so that a stop (unmount) never waits for the
+	 * client's retries against a namenode that is down */
+	int rc = cdl_client_call_once(c->cl, CDL_NN_GetEvents, &q.base, (ProtobufCMessage **)&r,
+				      FOLLOW_WAIT_MS + 2000);
 	if (rc)
 		return rc;
 	if (*from == 0) {
 		/* the first poll only learns where the log is */
 		*from = r->last_txid + 1;
-	} else if (r->first_txid > *from && r->n_events == 0) {
+	} else if (r->first_txid > *from) {
 		rc = -ESTALE; /* events we missed were trimmed */
 	} else {
 		for (size_t i = 0; i < r->n_events; i++) {

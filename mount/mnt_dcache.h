@@ -22,7 +22,8 @@
  * the entry timeout is forgotten too.
  *
  * Bounded: at most MNT_DC_DIRS directories (the least recently confirmed
- * goes) of at most MNT_DC_NAMES names each (a larger one is forgotten).
+ * goes) of at most MNT_DC_NAMES names each (a larger one is forgotten),
+ * MNT_DC_TOTAL names in all.
  * Thread-safe: one mutex. */
 #ifndef MNT_DCACHE_H
 #define MNT_DCACHE_H
@@ -31,8 +32,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MNT_DC_DIRS  256
-#define MNT_DC_NAMES 65536
+#define MNT_DC_DIRS   256
+#define MNT_DC_NAMES  65536
+#define MNT_DC_TOTAL  (1u << 20)
+#define MNT_DC_RECENT 1024
 
 struct mnt_dc_dir;
 
@@ -43,6 +46,13 @@ struct mnt_dcache {
 	int64_t ttl_ms; /* forget a directory not confirmed for this long; 0: off */
 	bool live;	/* in step with the event log: may answer */
 	struct mnt_dc_dir *dirs[MNT_DC_DIRS];
+	size_t names; /* held in every directory: at most MNT_DC_TOTAL */
+	/* the newest versions events showed for directories not held: one
+	 * this mount makes may have changed before its Mkdir reply came */
+	struct {
+		uint64_t ino, version;
+	} recent[MNT_DC_RECENT];
+	size_t recent_pos;
 	uint64_t hits, misses; /* lookups answered here, and not */
 	/* the event follower */
 	struct cdl_client *cl;

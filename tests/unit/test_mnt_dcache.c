@@ -64,6 +64,11 @@ static void test_versions(void)
 	mnt_dcache_changed(&c, 10, 3);
 	mnt_dcache_added(&c, 10, "b", 2);
 	CHECK(!mnt_dcache_absent(&c, 10, "x"));
+	/* someone else made a name in a directory this mount just made,
+	 * and the event came before the Mkdir reply: not cached */
+	mnt_dcache_changed(&c, 12, 1);
+	mnt_dcache_made_dir(&c, 12, 0);
+	CHECK(!mnt_dcache_absent(&c, 12, "x"));
 	/* a call that failed forgets */
 	mnt_dcache_made_dir(&c, 11, 0);
 	mnt_dcache_begin(&c, 11);

@@ -703,7 +703,11 @@ def main():
             killed.set()
         timer = threading.Timer(rng.uniform(0.05, 0.8), killer)
         meta_only = rng.random() < 0.5 or SABOTAGE
-        timer.start()
+        # the self-test needs acknowledged operations between its kills
+        # to see them lost: there the timer starts after three
+        acked_here = 0
+        if not SABOTAGE:
+            timer.start()
         inflight = None
         while True:
             op = gen_op(m, meta_only)
@@ -713,6 +717,9 @@ def main():
             if ok:
                 stats["acked"] += 1
                 m = apply(m, op)
+                acked_here += 1
+                if SABOTAGE and acked_here == 3:
+                    timer.start()
             elif killed.is_set():
                 inflight = None if was_killed else op
                 break

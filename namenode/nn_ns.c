@@ -1391,53 +1391,66 @@ out:
 	free(name);
 }
 
-H(Symlink)
+/* Make a metadata-only inode (symlink, fifo, socket, device, empty
+ * closed file) named by target: the parent must be writable and search-
+ * able and the name free. Fills rep (attributes and the parent's version)
+ * on success; returns 0 or -errno. ns->lock held. */
+static int make_leaf(nn_ns *ns, cdl_arena *a, const Caudal__Target *target,
+		     const Caudal__Cred *cred, uint32_t mode, const char *link, uint64_t rdev,
+		     Caudal__AttrReply *rep)
 {
-	nn_ns *ns = ctx;
-	const Caudal__SymlinkRequest *req = (const void *)req_;
-	Caudal__AttrReply *rep = (void *)rep_;
-	const Caudal__Cred *cred = cred_of(req->cred);
 	nn_inode *parent = NULL, *n = NULL;
 	char *name = NULL;
 	uint64_t ino;
 	int rc;
-	pthread_mutex_lock(&ns->lock);
-	if (mutation_blocked(ns, &rep->err))
+	if ((rc = resolve_parent(ns, target, cred, &parent, &name)) < 0)
 		goto out;
-	size_t ll = strlen(req->link);
-	if (ll == 0 || ll > CDL_PATH_MAX) {
-		rc = ll ? -ENAMETOOLONG : -EINVAL;
-		goto done;
-	}
-	if ((rc = resolve_parent(ns, req->target, cred, &parent, &name)) < 0)
-		goto done;
 	if ((rc = perm(parent, cred, 3)) < 0)
-		goto done;
+		goto out;
 	if ((rc = dirent_get(ns, parent->ino, name, &ino)) != -ENOENT) {
 		rc = rc == 0 ? -EEXIST : rc;
-		goto done;
+		goto out;
 	}
 	nn_tx t;
 	tx_begin(&t);
-	n = inode_new(ns, parent->ino, name, S_IFLNK | 0777, cred, parent);
-	n->link = xstrdup(req->link);
+	n = inode_new(ns, parent->ino, name, mode, cred, parent);
+	n->link = link ? xstrdup(link) : NULL;
+	n->rdev = rdev;
+	if (S_ISREG(mode)) {
+		n->repl = (uint32_t)ns->conf.replication;
+		n->bs = (uint64_t)ns->conf.block_size;
+	}
 	link_child(&t, parent, n);
 	tx_put_inode(&t, parent);
 	tx_put_inode(&t, n);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_CREATE, n, NULL);
 	t.dinodes = 1;
-	rc = tx_commit(ns, &t);
-done:
-	if (rc == 0) {
+	if ((rc = tx_commit(ns, &t)) == 0) {
 		rep->attr = arena_attr(ns, a, n);
-		rep->parent_version = parent ? parent->version : 0;
+		rep->parent_version = parent->version;
 	}
-	rep->err = err_of(rc);
 out:
-	ns_unlock(ns);
 	inode_free(parent);
 	inode_free(n);
 	free(name);
+	return rc;
+}
+
+H(Symlink)
+{
+	nn_ns *ns = ctx;
+	const Caudal__SymlinkRequest *req = (const void *)req_;
+	Caudal__AttrReply *rep = (void *)rep_;
+	pthread_mutex_lock(&ns->lock);
+	if (!mutation_blocked(ns, &rep->err)) {
+		size_t ll = strlen(req->link);
+		int rc = ll == 0 ? -EINVAL : ll > CDL_PATH_MAX ? -ENAMETOOLONG : 0;
+		if (rc == 0)
+			rc = make_leaf(ns, a, req->target, cred_of(req->cred), S_IFLNK | 0777,
+				       req->link, 0, rep);
+		rep->err = err_of(rc);
+	}
+	ns_unlock(ns);
 }
 
 /* A special file (fifo, socket, device) or an empty closed regular file:
@@ -1449,61 +1462,23 @@ H(Mknod)
 	const Caudal__MknodRequest *req = (const void *)req_;
 	Caudal__AttrReply *rep = (void *)rep_;
 	const Caudal__Cred *cred = cred_of(req->cred);
-	nn_inode *parent = NULL, *n = NULL;
-	char *name = NULL;
-	uint64_t ino;
-	int rc;
 	pthread_mutex_lock(&ns->lock);
-	if (mutation_blocked(ns, &rep->err))
-		goto out;
-	uint32_t type = req->mode & S_IFMT;
-	if (type != S_IFIFO && type != S_IFSOCK && type != S_IFCHR && type != S_IFBLK &&
-	    type != S_IFREG) {
-		rc = -EINVAL;
-		goto done;
+	if (!mutation_blocked(ns, &rep->err)) {
+		uint32_t type = req->mode & S_IFMT;
+		bool dev = type == S_IFCHR || type == S_IFBLK;
+		int rc = 0;
+		if (!dev && type != S_IFIFO && type != S_IFSOCK && type != S_IFREG)
+			rc = -EINVAL;
+		else if (dev && cred->uid != 0)
+			rc = -EPERM;
+		else if (!dev && req->rdev)
+			rc = -EINVAL;
+		if (rc == 0)
+			rc = make_leaf(ns, a, req->target, cred, type | (req->mode & 07777), NULL,
+				       req->rdev, rep);
+		rep->err = err_of(rc);
 	}
-	bool dev = type == S_IFCHR || type == S_IFBLK;
-	if (dev && cred->uid != 0) {
-		rc = -EPERM;
-		goto done;
-	}
-	if (!dev && req->rdev) {
-		rc = -EINVAL;
-		goto done;
-	}
-	if ((rc = resolve_parent(ns, req->target, cred, &parent, &name)) < 0)
-		goto done;
-	if ((rc = perm(parent, cred, 3)) < 0)
-		goto done;
-	if ((rc = dirent_get(ns, parent->ino, name, &ino)) != -ENOENT) {
-		rc = rc == 0 ? -EEXIST : rc;
-		goto done;
-	}
-	nn_tx t;
-	tx_begin(&t);
-	n = inode_new(ns, parent->ino, name, type | (req->mode & 07777), cred, parent);
-	n->rdev = req->rdev;
-	if (type == S_IFREG) {
-		n->repl = (uint32_t)ns->conf.replication;
-		n->bs = (uint64_t)ns->conf.block_size;
-	}
-	link_child(&t, parent, n);
-	tx_put_inode(&t, parent);
-	tx_put_inode(&t, n);
-	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_CREATE, n, NULL);
-	t.dinodes = 1;
-	rc = tx_commit(ns, &t);
-done:
-	if (rc == 0) {
-		rep->attr = arena_attr(ns, a, n);
-		rep->parent_version = parent ? parent->version : 0;
-	}
-	rep->err = err_of(rc);
-out:
 	ns_unlock(ns);
-	inode_free(parent);
-	inode_free(n);
-	free(name);
 }
 
 H(Readlink)

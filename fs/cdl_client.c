@@ -248,14 +248,10 @@ static bool retryable(int rc)
 	}
 }
 
-int cdl_client_call(cdl_client *c, enum cdl_nn_method m, const ProtobufCMessage *req,
-		    ProtobufCMessage **reply)
+/* Every request that can carry a Cred carries one: the namenode refuses a
+ * request without one rather than guess (DESIGN.md, "Security"). */
+static void fill_cred(cdl_client *c, const ProtobufCMessage *req)
 {
-	*reply = NULL;
-	if ((unsigned)m >= CDL_NN_NMETHODS)
-		return -EINVAL;
-	/* every request that can carry a Cred carries one: the namenode refuses
-	 * a request without one rather than guess (DESIGN.md, "Security") */
 	const ProtobufCFieldDescriptor *cf =
 	    protobuf_c_message_descriptor_get_field_by_name(req->descriptor, "cred");
 	if (cf && cf->type == PROTOBUF_C_TYPE_MESSAGE) {
@@ -263,6 +259,15 @@ int cdl_client_call(cdl_client *c, enum cdl_nn_method m, const ProtobufCMessage 
 		if (!*slot)
 			*slot = &c->cred;
 	}
+}
+
+int cdl_client_call(cdl_client *c, enum cdl_nn_method m, const ProtobufCMessage *req,
+		    ProtobufCMessage **reply)
+{
+	*reply = NULL;
+	if ((unsigned)m >= CDL_NN_NMETHODS)
+		return -EINVAL;
+	fill_cred(c, req);
 	int64_t end = cdl_now_ms() + c->io_timeout_ms;
 	int64_t backoff = CDL_BACKOFF_MIN;
 	for (int attempt = 1;; attempt++) {
@@ -298,13 +303,7 @@ int cdl_client_call_once(cdl_client *c, enum cdl_nn_method m, const ProtobufCMes
 	*reply = NULL;
 	if ((unsigned)m >= CDL_NN_NMETHODS)
 		return -EINVAL;
-	const ProtobufCFieldDescriptor *cf =
-	    protobuf_c_message_descriptor_get_field_by_name(req->descriptor, "cred");
-	if (cf && cf->type == PROTOBUF_C_TYPE_MESSAGE) {
-		Caudal__Cred **slot = (Caudal__Cred **)((char *)req + cf->offset);
-		if (!*slot)
-			*slot = &c->cred;
-	}
+	fill_cred(c, req);
 	ProtobufCMessage *rep = NULL;
 	int rc = cdl_rpc_call(c->rpc, (unsigned)m, req, &rep, timeout_ms);
 	if (rc)

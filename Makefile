@@ -13,11 +13,11 @@ PKG = pkg-config
 
 GRPC_CF := $(shell $(PKG) --cflags grpc libprotobuf-c 2>/dev/null)
 GRPC_LD := $(shell $(PKG) --libs grpc libprotobuf-c 2>/dev/null)
-FS_LD = $(GRPC_LD) $(shell $(PKG) --libs libxxhash inih openssl 2>/dev/null) -lm
+HTTP_LD := $(shell $(PKG) --libs libmicrohttpd 2>/dev/null)
+FS_LD = $(GRPC_LD) $(shell $(PKG) --libs libxxhash inih openssl 2>/dev/null) $(HTTP_LD) -lm
 ROCKS_LD := $(shell $(PKG) --libs rocksdb 2>/dev/null || echo -lrocksdb)
 FUSE_CF := $(shell $(PKG) --cflags fuse3 2>/dev/null)
 FUSE_LD := $(shell $(PKG) --libs fuse3 2>/dev/null)
-HTTP_LD := $(shell $(PKG) --libs libmicrohttpd 2>/dev/null)
 
 CFLAGS = $(CFLAGS_BASE) $(GRPC_CF) $(WARN)
 LDFLAGS += $(SAN) -pthread
@@ -105,7 +105,7 @@ $(BIN)/caudal: $(B)/obj/fs/cdl_cli.o $(CLI_JOB_O) $(LIB)
 
 $(BIN)/caudal-namenode: $(B)/obj/namenode/nn_main.o $(NN_O) $(LIB)
 	@mkdir -p $(BIN)
-	$(CC) $(LDFLAGS) -o $@ $^ $(ROCKS_LD) $(HTTP_LD) $(FS_LD)
+	$(CC) $(LDFLAGS) -o $@ $^ $(ROCKS_LD) $(FS_LD)
 
 $(BIN)/caudal-datanode: $(B)/obj/datanode/dn_main.o $(DN_O) $(LIB)
 	@mkdir -p $(BIN)
@@ -134,7 +134,7 @@ $(B)/bench/nn_bench: $(B)/obj/tests/bench/nn_bench.o $(LIB)
 # datanode's, test_job_* the jobs', test_mnt_* the mount's; all link libcaudal.
 $(B)/tests/test_nn_%: $(B)/obj/tests/unit/test_nn_%.o $(NN_O) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(ROCKS_LD) $(HTTP_LD) $(FS_LD)
+	$(CC) $(LDFLAGS) -o $@ $^ $(ROCKS_LD) $(FS_LD)
 $(B)/tests/test_dn_%: $(B)/obj/tests/unit/test_dn_%.o $(DN_O) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)

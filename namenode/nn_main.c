@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <signal.h>
@@ -19,6 +18,7 @@
 #include "cdl_config.h"
 #include "cdl_log.h"
 #include "cdl_daemon.h"
+#include "cdl_http.h"
 #include "cdl_rpc.h"
 #include "cdl_sec.h"
 #include "cdl_util.h"
@@ -133,7 +133,7 @@ static volatile sig_atomic_t stop;
 static nn_topology *topo;
 static nn_ns *ns;
 static cdl_rpc_server *srv;
-static struct MHD_Daemon *http;
+static cdl_http *http;
 /* The secret /check asks for (hex), kept in DIR/check.token (0600). */
 static char check_token[33];
 
@@ -224,46 +224,45 @@ static int step_rpc(void)
 	return rc;
 }
 
-static enum MHD_Result http_cb(void *cls, struct MHD_Connection *conn, const char *url,
-			       const char *method, const char *version, const char *upload,
-			       size_t *upload_size, void **con_cls)
+/* GET /check?token=: the invariants, for whoever can read the token. */
+static enum MHD_Result http_check(void *arg, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *upload, size_t *upload_size,
+				  void **con_cls)
 {
-	(void)cls, (void)version, (void)upload, (void)upload_size, (void)con_cls;
+	(void)arg, (void)url, (void)upload, (void)upload_size, (void)con_cls;
 	if (strcmp(method, "GET"))
 		return MHD_NO;
-	char *body;
-	unsigned code = MHD_HTTP_OK;
-	if (!strcmp(url, "/check")) {
-		/* the check stops every operation while it scans, so only
-		 * whoever can read the metadata folder may ask for it */
-		const char *tok = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token");
-		nn_check_report rep;
-		if (!tok || strlen(tok) != strlen(check_token) ||
-		    CRYPTO_memcmp(tok, check_token, strlen(check_token)) != 0) {
-			body = xstrdup("forbidden: /check?token= wants the token in the namenode's "
-				       "check.token\n");
-			code = MHD_HTTP_FORBIDDEN;
-		} else if (nn_check_run(ns, 1000, &rep) < 0) {
-			body = xstrdup("cannot read the metadata store\n");
-			code = MHD_HTTP_INTERNAL_SERVER_ERROR;
-		} else {
-			body = rep.text;
-			code = rep.violations ? MHD_HTTP_CONFLICT : MHD_HTTP_OK;
-		}
-	} else if (!strcmp(url, "/metrics"))
-		body = nn_ns_metrics_text(ns);
-	else if (!strcmp(url, "/"))
-		body = nn_ns_status_text(ns);
-	else {
-		body = xstrdup("not found\n");
-		code = MHD_HTTP_NOT_FOUND;
-	}
-	struct MHD_Response *r =
-	    MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-	MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
-	enum MHD_Result ret = MHD_queue_response(conn, code, r);
-	MHD_destroy_response(r);
-	return ret;
+	/* the check stops every operation while it scans, so only whoever
+	 * can read the metadata folder may ask for it */
+	const char *tok = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token");
+	nn_check_report rep;
+	if (!tok || strlen(tok) != strlen(check_token) ||
+	    CRYPTO_memcmp(tok, check_token, strlen(check_token)) != 0)
+		return cdl_http_reply_str(
+		    conn, MHD_HTTP_FORBIDDEN, "text/plain; charset=utf-8",
+		    xstrdup("forbidden: /check?token= wants the token in the namenode's "
+			    "check.token\n"));
+	if (nn_check_run(ns, 1000, &rep) < 0)
+		return cdl_http_reply_str(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
+					  "text/plain; charset=utf-8",
+					  xstrdup("cannot read the metadata store\n"));
+	return cdl_http_reply_str(conn, rep.violations ? MHD_HTTP_CONFLICT : MHD_HTTP_OK,
+				  "text/plain; charset=utf-8", rep.text);
+}
+
+/* GET /metrics and GET /: the counters and the status page, as text. */
+static enum MHD_Result http_text(void *arg, struct MHD_Connection *conn, const char *url,
+				 const char *method, const char *upload, size_t *upload_size,
+				 void **con_cls)
+{
+	(void)arg, (void)upload, (void)upload_size, (void)con_cls;
+	if (strcmp(method, "GET"))
+		return MHD_NO;
+	if (strcmp(url, "/metrics") && strcmp(url, "/"))
+		return cdl_http_reply_str(conn, MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8",
+					  xstrdup("not found\n"));
+	char *body = !strcmp(url, "/metrics") ? nn_ns_metrics_text(ns) : nn_ns_status_text(ns);
+	return cdl_http_reply_str(conn, MHD_HTTP_OK, "text/plain; charset=utf-8", body);
 }
 
 /* A fresh random token for /check, written where only the namenode's user
@@ -298,20 +297,14 @@ static int step_http(void)
 	int rc = write_check_token();
 	if (rc < 0)
 		return rc;
-	struct sockaddr_in sa = {0};
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)cfg.http_port);
-	if (inet_pton(AF_INET, cfg.host, &sa.sin_addr) != 1) {
-		cdl_err("config key 'host': '%s' is not an IPv4 address", cfg.host);
+	http = cdl_http_new(cfg.host, (int)cfg.http_port, "namenode HTTP");
+	if (!http)
 		return -EINVAL;
-	}
-	http = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)cfg.http_port, NULL,
-				NULL, http_cb, NULL, MHD_OPTION_SOCK_ADDR, &sa,
-				MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
-	if (!http) {
-		cdl_err("cannot serve HTTP on %s:%lld", cfg.host, (long long)cfg.http_port);
-		return -EADDRINUSE;
-	}
+	if ((rc = cdl_http_route(http, "/check", http_check, NULL, NULL)) < 0 ||
+	    (rc = cdl_http_route(http, "/metrics", http_text, NULL, NULL)) < 0 ||
+	    (rc = cdl_http_route(http, "/", http_text, NULL, NULL)) < 0 ||
+	    (rc = cdl_http_start(http)) < 0)
+		return rc;
 	return 0;
 }
 
@@ -430,8 +423,7 @@ int main(int argc, char **argv)
 		nn_ns_tick(ns);
 	}
 	cdl_info("stopping");
-	if (http)
-		MHD_stop_daemon(http);
+	cdl_http_free(http);
 	nn_ns_stop(ns);
 	cdl_rpc_server_free(srv, 2000);
 	nn_ckpt_shutdown();

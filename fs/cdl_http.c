@@ -1,0 +1,190 @@
+/* cdl_http: routes over libmicrohttpd; see cdl_http.h. */
+#include "cdl_http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cdl_log.h"
+#include "cdl_util.h"
+
+typedef struct route {
+	char prefix[CDL_HTTP_PREFIX];
+	size_t len;
+	bool subtree;
+	cdl_http_fn fn;
+	cdl_http_done_fn done;
+	void *arg;
+} route;
+
+struct cdl_http {
+	struct sockaddr_in sa;
+	char what[64];
+	route routes[CDL_HTTP_ROUTES];
+	size_t nroutes;
+	struct MHD_Daemon *d;
+};
+
+/* What a request carries between the handler's calls: its route (fixed at
+ * the first call) and the handler's own state. */
+typedef struct req {
+	const route *r;
+	void *inner;
+} req;
+
+cdl_http *cdl_http_new(const char *host, int port, const char *what)
+{
+	if (port < 0 || port > 65535)
+		return NULL;
+	cdl_http *h = xcalloc(1, sizeof(*h));
+	h->sa.sin_family = AF_INET;
+	h->sa.sin_port = htons((uint16_t)port);
+	if (inet_pton(AF_INET, host, &h->sa.sin_addr) != 1) {
+		cdl_err("%s: '%s' is not an IPv4 address", what, host);
+		free(h);
+		return NULL;
+	}
+	snprintf(h->what, sizeof(h->what), "%s", what);
+	return h;
+}
+
+int cdl_http_route(cdl_http *h, const char *prefix, cdl_http_fn fn, cdl_http_done_fn done,
+		   void *arg)
+{
+	size_t len = strlen(prefix);
+	if (h->d || !fn || len == 0 || prefix[0] != '/' || len >= CDL_HTTP_PREFIX)
+		return -EINVAL;
+	for (size_t i = 0; i < h->nroutes; i++)
+		if (!strcmp(h->routes[i].prefix, prefix))
+			return -EEXIST;
+	if (h->nroutes == CDL_HTTP_ROUTES)
+		return -ENOSPC;
+	route *r = &h->routes[h->nroutes++];
+	memcpy(r->prefix, prefix, len + 1);
+	r->len = len;
+	r->subtree = prefix[len - 1] == '/';
+	r->fn = fn;
+	r->done = done;
+	r->arg = arg;
+	return 0;
+}
+
+/* The longest route matching url, or NULL. A subtree route "/a/" also
+ * matches "/a" itself. */
+static const route *match(const cdl_http *h, const char *url)
+{
+	const route *best = NULL;
+	size_t ulen = strlen(url);
+	for (size_t i = 0; i < h->nroutes; i++) {
+		const route *r = &h->routes[i];
+		bool hit;
+		if (r->subtree)
+			hit = !strncmp(url, r->prefix, r->len) ||
+			      (ulen == r->len - 1 && !strncmp(url, r->prefix, ulen));
+		else
+			hit = !strcmp(url, r->prefix);
+		if (hit && (!best || r->len > best->len))
+			best = r;
+	}
+	return best;
+}
+
+static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const char *url,
+				const char *method, const char *version, const char *upload,
+				size_t *upload_size, void **con_cls)
+{
+	(void)version;
+	cdl_http *h = cls;
+	req *q = *con_cls;
+	if (!q) {
+		const route *r = match(h, url);
+		if (!r)
+			return cdl_http_reply_str(conn, MHD_HTTP_NOT_FOUND, "text/plain",
+						  xstrdup("not found\n"));
+		q = xcalloc(1, sizeof(*q));
+		q->r = r;
+		*con_cls = q;
+	}
+	return q->r->fn(q->r->arg, conn, url, method, upload, upload_size, &q->inner);
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+		      enum MHD_RequestTerminationCode toe)
+{
+	(void)cls, (void)conn, (void)toe;
+	req *q = *con_cls;
+	if (!q)
+		return;
+	if (q->r->done && q->inner)
+		q->r->done(q->r->arg, q->inner);
+	free(q);
+	*con_cls = NULL;
+}
+
+int cdl_http_start(cdl_http *h)
+{
+	h->d = MHD_start_daemon(
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
+	    ntohs(h->sa.sin_port), NULL, NULL, dispatch, h, MHD_OPTION_SOCK_ADDR, &h->sa,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)CDL_HTTP_CONNS,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)CDL_HTTP_PER_IP,
+	    MHD_OPTION_CONNECTION_TIMEOUT, CDL_HTTP_IDLE_S, MHD_OPTION_NOTIFY_COMPLETED, completed,
+	    h, MHD_OPTION_END);
+	if (!h->d) {
+		char a[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &h->sa.sin_addr, a, sizeof(a));
+		cdl_err("%s: cannot listen on %s:%u", h->what, a, ntohs(h->sa.sin_port));
+		return -EADDRINUSE;
+	}
+	return 0;
+}
+
+int cdl_http_port(const cdl_http *h)
+{
+	const union MHD_DaemonInfo *i =
+	    h->d ? MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT) : NULL;
+	return i ? (int)i->port : -1;
+}
+
+void cdl_http_free(cdl_http *h)
+{
+	if (!h)
+		return;
+	if (h->d)
+		MHD_stop_daemon(h->d);
+	free(h);
+}
+
+enum MHD_Result cdl_http_reply(struct MHD_Connection *conn, unsigned code, const char *ctype,
+			       const void *body, size_t len)
+{
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+	if (!r)
+		return MHD_NO;
+	if (ctype)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	enum MHD_Result ret = MHD_queue_response(conn, code, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+enum MHD_Result cdl_http_reply_str(struct MHD_Connection *conn, unsigned code, const char *ctype,
+				   char *body)
+{
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(body);
+		return MHD_NO;
+	}
+	if (ctype)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	enum MHD_Result ret = MHD_queue_response(conn, code, r);
+	MHD_destroy_response(r);
+	return ret;
+}

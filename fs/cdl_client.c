@@ -999,8 +999,10 @@ int cdl_writer_write(cdl_writer *w, const void *buf, size_t n)
 	return 0;
 }
 
-/* Tells the namenode the length so far (keep_lease) or closes the file. */
-static int complete(cdl_writer *w, bool keep_lease)
+/* Tells the namenode the length so far (keep_lease) or closes the file;
+ * closing, the file's attributes after it go to *closed if given (scalar
+ * fields; ino 0 if the namenode sent none). */
+static int complete(cdl_writer *w, bool keep_lease, Caudal__Attr *closed)
 {
 	Caudal__CompleteRequest req = CAUDAL__COMPLETE_REQUEST__INIT;
 	Caudal__Replica last = CAUDAL__REPLICA__INIT;
@@ -1022,10 +1024,19 @@ static int complete(cdl_writer *w, bool keep_lease)
 		last.length = w->prev_len;
 		req.last = &last;
 	}
-	int rc = call_status(w->c, CDL_NN_Complete, &req.base);
-	if (rc == 0 && w->inl_on)
+	Caudal__AttrReply *rep;
+	int rc = cdl_client_call_err(w->c, CDL_NN_Complete, &req.base, (ProtobufCMessage **)&rep);
+	if (rc)
+		return rc;
+	if (closed && rep->attr) {
+		*closed = *rep->attr;
+		closed->inline_data.data = NULL;
+		closed->inline_data.len = 0;
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	if (w->inl_on)
 		w->inl_sent = w->inl_len;
-	return rc;
+	return 0;
 }
 
 int cdl_writer_sync(cdl_writer *w)
@@ -1047,7 +1058,7 @@ int cdl_writer_sync(cdl_writer *w)
 			return rc;
 		}
 	}
-	return complete(w, true);
+	return complete(w, true, NULL);
 }
 
 static void writer_free(cdl_writer *w)
@@ -1061,11 +1072,19 @@ static void writer_free(cdl_writer *w)
 
 int cdl_writer_close(cdl_writer *w)
 {
+	return cdl_writer_close_attr(w, NULL);
+}
+
+int cdl_writer_close_attr(cdl_writer *w, Caudal__Attr *closed)
+{
+	if (closed) {
+		caudal__attr__init(closed);
+	}
 	int rc = w->err;
 	if (rc == 0 && w->bw)
 		rc = finish_block(w);
 	if (rc == 0)
-		rc = complete(w, false);
+		rc = complete(w, false, closed);
 	if (w->bw)
 		cdl_block_writer_abort(w->bw);
 	writer_free(w);

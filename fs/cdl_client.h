@@ -117,6 +117,9 @@ int cdl_writer_sync(cdl_writer *w);
 int cdl_writer_spill(cdl_writer *w);
 /* Finish the last block and complete the file; frees w even on error. */
 int cdl_writer_close(cdl_writer *w);
+/* The same, and the closed file's attributes into *closed (scalar fields;
+ * ino 0 when the namenode sent none), for a cache of them. */
+int cdl_writer_close_attr(cdl_writer *w, Caudal__Attr *closed);
 /* Stop writing without completing (the lease will expire). Frees w. */
 void cdl_writer_abort(cdl_writer *w);
 uint64_t cdl_writer_size(const cdl_writer *w); /* file size including buffered bytes */

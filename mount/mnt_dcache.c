@@ -271,6 +271,8 @@ static int follow_once(struct mnt_dcache *c, uint64_t *from, bool *caught_up)
 			size_t n = e->n_dirs < e->n_dir_versions ? e->n_dirs : e->n_dir_versions;
 			for (size_t j = 0; j < n; j++)
 				mnt_dcache_changed(c, e->dirs[j], e->dir_versions[j]);
+			if (c->on_event)
+				c->on_event(c->hook_arg, e);
 			if (e->txid >= *from)
 				*from = e->txid + 1;
 		}
@@ -294,6 +296,8 @@ static void *follow_main(void *arg)
 		if (rc == 0) {
 			if (caught_up && !c->live) {
 				mnt_dcache_set_live(c, true);
+				if (c->on_live)
+					c->on_live(c->hook_arg, true, from ? from - 1 : 0);
 				cdl_info("directory cache on: following the namespace event log "
 					 "from transaction %llu",
 					 (unsigned long long)from);
@@ -302,6 +306,8 @@ static void *follow_main(void *arg)
 			continue;
 		}
 		mnt_dcache_set_live(c, false);
+		if (c->on_live)
+			c->on_live(c->hook_arg, false, 0);
 		from = 0;
 		if (rc == -EACCES || rc == -EPERM) {
 			cdl_warn("the namenode does not let this mount follow its event log (%s): "
@@ -322,7 +328,7 @@ static void *follow_main(void *arg)
 
 int mnt_dcache_follow(struct mnt_dcache *c, struct cdl_client *cl)
 {
-	if (c->ttl_ms <= 0)
+	if (c->ttl_ms <= 0 && !c->on_event)
 		return 0;
 	c->cl = cl;
 	int rc = pthread_create(&c->thread, NULL, follow_main, c);

@@ -32,6 +32,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "caudal.pb-c.h"
+
 #define MNT_DC_DIRS   256
 #define MNT_DC_NAMES  65536
 #define MNT_DC_TOTAL  (1u << 20)
@@ -54,7 +56,11 @@ struct mnt_dcache {
 	} recent[MNT_DC_RECENT];
 	size_t recent_pos;
 	uint64_t hits, misses; /* lookups answered here, and not */
-	/* the event follower */
+	/* the event follower; each event and each change of step also go to
+	 * the hooks, if set before mnt_dcache_follow (the attribute cache) */
+	void (*on_event)(void *arg, const Caudal__Event *e);
+	void (*on_live)(void *arg, bool live, uint64_t txid);
+	void *hook_arg;
 	struct cdl_client *cl;
 	pthread_t thread;
 	bool started, stop;

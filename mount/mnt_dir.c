@@ -80,6 +80,8 @@ static int fetch(struct mnt *m, fuse_req_t req, struct mnt_dir *d)
 		if (!e->name || !e->attr)
 			continue;
 		struct stat st;
+		mnt_acache_put_attr(&m->ac, e->attr);
+		mnt_acache_put_name(&m->ac, d->ino, e->name, e->attr->ino, e->attr->txid);
 		mnt_itab_overlay(&m->itab, e->attr);
 		mnt_attr_to_stat(e->attr, &st);
 		add(d, e->name, &st);

@@ -102,6 +102,7 @@ static int start_writer(struct mnt_file *f, const Caudal__Attr *a)
 /* Tell the namenode we stop writing (Complete without a writer). */
 static int complete_empty(struct mnt *m, uint64_t ino)
 {
+	mnt_acache_inval(&m->ac, ino);
 	Caudal__CompleteRequest cq = CAUDAL__COMPLETE_REQUEST__INIT;
 	cq.ino = ino;
 	cq.client = (char *)cdl_client_name(m->cl);
@@ -179,6 +180,7 @@ static void apply_pending_times(struct mnt_file *f, fuse_req_t req)
 	rq.valid = v;
 	rq.atime_ns = at;
 	rq.mtime_ns = mt;
+	mnt_acache_inval(&f->m->ac, f->ino);
 	int rc = mnt_call_status(f->m, CDL_NN_SetAttr, &rq.base);
 	if (rc)
 		cdl_warn("cannot restore the times of inode %llu after closing it: %s",
@@ -198,9 +200,12 @@ static int finish_writer(struct mnt_file *f, fuse_req_t req)
 	if (rc) {
 		cdl_writer_abort(f->w);
 	} else {
-		rc = cdl_writer_close(f->w);
+		Caudal__Attr closed;
+		rc = cdl_writer_close_attr(f->w, &closed);
 		if (rc)
 			f->werr = rc;
+		else
+			mnt_acache_put_attr(&f->m->ac, &closed);
 	}
 	f->w = NULL;
 	f->unsynced = false;
@@ -225,6 +230,7 @@ static void refresh_kernel_attr(struct mnt *m, uint64_t ino)
  * O_TRUNC, truncate under it. */
 static int open_write(struct mnt_file *f, fuse_req_t req, int flags)
 {
+	mnt_acache_inval(&f->m->ac, f->ino); /* its size and times will move */
 	struct mnt_cred cred;
 	mnt_cred(req, &cred);
 	Caudal__AttrReply *rep = NULL;
@@ -338,6 +344,8 @@ void mnt_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (rc) {
 		file_free(f);
 		/* the inode is gone (see op_getattr): the kernel looks again */
+		if (rc == -ENOENT)
+			mnt_acache_gone(&m->ac, ino); /* its event has not come yet */
 		mnt_reply_err(req, rc == -ENOENT ? -ESTALE : rc);
 		return;
 	}
@@ -727,6 +735,7 @@ int mnt_file_truncate(struct mnt *m, fuse_req_t req, uint64_t ino, uint64_t size
 {
 	struct mnt_file *f = fi ? fh_of(fi) : NULL;
 	int rc;
+	mnt_acache_inval(&m->ac, ino);
 	if (f && f->wr && f->ino == ino) {
 		pthread_mutex_lock(&f->mu);
 		rc = truncate_handle(f, req, size);

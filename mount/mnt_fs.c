@@ -150,6 +150,7 @@ int mnt_getattr(struct mnt *m, fuse_req_t req, uint64_t ino, Caudal__AttrReply *
 		protobuf_c_message_free_unpacked(&rep->base, NULL);
 		return -EIO;
 	}
+	mnt_acache_put_attr(&m->ac, rep->attr);
 	mnt_itab_overlay(&m->itab, rep->attr);
 	*out = rep;
 	return 0;
@@ -182,6 +183,8 @@ void mnt_note_made(struct mnt *m, uint64_t parent, const char *name, int rc,
 		if (S_ISDIR(rep->attr->mode))
 			mnt_dcache_made_dir(&m->dc, rep->attr->ino, rep->attr->version);
 		mnt_dcache_added(&m->dc, parent, name, rep->parent_version);
+		mnt_acache_put_attr(&m->ac, rep->attr); /* (not a file being written) */
+		mnt_acache_put_name(&m->ac, parent, name, rep->attr->ino, rep->attr->txid);
 	} else {
 		/* EEXIST: it said absent and was wrong; a transport error: the
 		 * call may have been done */
@@ -240,6 +243,17 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOENT); /* a directory this mount made, known whole */
 		return;
 	}
+	/* a name read before and unchanged since (the kernel has checked the
+	 * caller may search parent: default_permissions) */
+	Caudal__Attr a;
+	if (mnt_acache_lookup(&m->ac, parent, name, &a)) {
+		struct fuse_entry_param e;
+		mnt_itab_overlay(&m->itab, &a);
+		mnt_entry_ref(m, &a, &e);
+		if (fuse_reply_entry(req, &e) != 0)
+			mnt_itab_forget(&m->itab, e.ino, 1);
+		return;
+	}
 	t.parent = parent;
 	t.name = (char *)name;
 	mnt_cred(req, &cred);
@@ -247,6 +261,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rq.cred = &cred.c;
 	Caudal__AttrReply *rep = NULL;
 	int rc = mnt_call(m, CDL_NN_GetAttr, &rq.base, (ProtobufCMessage **)&rep);
+	if (rc == 0 && rep->attr) {
+		mnt_acache_put_attr(&m->ac, rep->attr);
+		mnt_acache_put_name(&m->ac, parent, name, rep->attr->ino, rep->attr->txid);
+	}
 	reply_entry_attr(req, m, rc, rep);
 }
 
@@ -268,6 +286,14 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	(void)fi;
 	struct mnt *m = mnt_of(req);
+	Caudal__Attr a;
+	if (mnt_acache_attr(&m->ac, ino, &a)) {
+		struct stat st;
+		mnt_itab_overlay(&m->itab, &a);
+		mnt_attr_to_stat(&a, &st);
+		fuse_reply_attr(req, &st, m->opts->attr_timeout);
+		return;
+	}
 	Caudal__AttrReply *rep;
 	int rc = mnt_getattr(m, req, ino, &rep);
 	if (rc) {
@@ -337,7 +363,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	Caudal__AttrReply *rep = NULL;
 	if (rq.valid) {
+		mnt_acache_inval(&m->ac, ino);
 		rc = mnt_call(m, CDL_NN_SetAttr, &rq.base, (ProtobufCMessage **)&rep);
+		if (rc == 0 && rep->attr)
+			mnt_acache_put_attr(&m->ac, rep->attr);
 		if (rc == 0 && !rep->attr) {
 			protobuf_c_message_free_unpacked(&rep->base, NULL);
 			rc = -EIO;
@@ -474,8 +503,10 @@ static void do_delete(fuse_req_t req, fuse_ino_t parent, const char *name, uint3
 	 * call, so no lookup meanwhile trusts it, and after, in case one
 	 * re-made it) */
 	mnt_dcache_forget(&m->dc, parent);
+	mnt_acache_inval_entry(&m->ac, parent, name);
 	int rc = mnt_call_status(m, CDL_NN_Delete, &rq.base);
 	mnt_dcache_forget(&m->dc, parent);
+	mnt_acache_inval_entry(&m->ac, parent, name);
 	mnt_reply_err(req, rc);
 }
 
@@ -515,9 +546,13 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	rq.noreplace = (flags & RENAME_NOREPLACE) != 0;
 	mnt_dcache_forget(&m->dc, parent);
 	mnt_dcache_forget(&m->dc, newparent);
+	mnt_acache_inval_entry(&m->ac, parent, name);
+	mnt_acache_inval_entry(&m->ac, newparent, newname);
 	int rc = mnt_call_status(m, CDL_NN_Rename, &rq.base);
 	mnt_dcache_forget(&m->dc, parent);
 	mnt_dcache_forget(&m->dc, newparent);
+	mnt_acache_inval_entry(&m->ac, parent, name);
+	mnt_acache_inval_entry(&m->ac, newparent, newname);
 	mnt_reply_err(req, rc);
 }
 
@@ -593,7 +628,9 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	rq.value.data = (uint8_t *)value;
 	rq.value.len = size;
 	rq.flags = (flags & XATTR_CREATE ? 1u : 0u) | (flags & XATTR_REPLACE ? 2u : 0u);
+	mnt_acache_inval(&m->ac, ino);
 	int rc = mnt_call_status(m, CDL_NN_SetXattr, &rq.base);
+	mnt_acache_inval(&m->ac, ino);
 	if (rc == 0 && strncmp(name, "user.caudal.", 12) == 0)
 		mnt_itab_cache_drop(&m->itab, ino);
 	mnt_reply_err(req, rc);
@@ -685,7 +722,10 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	rq.target = &t;
 	rq.cred = &cred.c;
 	rq.name = (char *)name;
-	mnt_reply_err(req, mnt_call_status(m, CDL_NN_RemoveXattr, &rq.base));
+	mnt_acache_inval(&m->ac, ino);
+	int rc = mnt_call_status(m, CDL_NN_RemoveXattr, &rq.base);
+	mnt_acache_inval(&m->ac, ino);
+	mnt_reply_err(req, rc);
 }
 
 /* ------------------------------------------------------------ the table */

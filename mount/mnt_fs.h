@@ -20,6 +20,7 @@
 
 #include "caudal.pb-c.h"
 #include "cdl_client.h"
+#include "mnt_acache.h"
 #include "mnt_dcache.h"
 #include "mnt_inode.h"
 #include "mnt_opts.h"
@@ -30,6 +31,7 @@ struct mnt {
 	struct fuse_session *se;
 	struct mnt_itab itab;
 	struct mnt_dcache dc;	     /* names of directories this mount made */
+	struct mnt_acache ac;	     /* names and attributes read (mnt_acache.h) */
 	int64_t last_unreach_log_ms; /* rate limit of "namenode unreachable" lines */
 	pthread_mutex_t files_mu;    /* guards files */
 	struct mnt_file *files;	     /* every open file handle (mnt_file.c) */

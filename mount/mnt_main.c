@@ -46,6 +46,17 @@ static void tell_parent(char status)
 }
 
 /* Fork: the parent waits for the child's verdict and exits with it. */
+/* The event follower's hooks into the attribute cache. */
+static void ac_event(void *arg, const Caudal__Event *e)
+{
+	mnt_acache_event(arg, e);
+}
+
+static void ac_live(void *arg, bool live, uint64_t txid)
+{
+	mnt_acache_set_live(arg, live, txid);
+}
+
 static int go_background(void)
 {
 	int p[2];
@@ -203,6 +214,12 @@ int main(int argc, char **argv)
 	m.cl = cl;
 	mnt_itab_init(&m.itab);
 	mnt_dcache_init(&m.dc, (int64_t)(o.entry_timeout * 1000));
+	mnt_acache_init(&m.ac, (int64_t)(o.meta_timeout * 1000));
+	if (o.meta_timeout > 0) {
+		m.dc.on_event = ac_event;
+		m.dc.on_live = ac_live;
+		m.dc.hook_arg = &m.ac;
+	}
 
 	/* default_permissions always: the kernel checks each caller's rights
 	 * before the namenode checks them again, which allow_other needs */
@@ -261,11 +278,14 @@ out_session:
 	fuse_session_destroy(se);
 out_client:
 	if (m.itab.slots) {
-		cdl_info("lookups answered by the directory cache: %llu of %llu",
-			 (unsigned long long)m.dc.hits,
-			 (unsigned long long)(m.dc.hits + m.dc.misses));
+		cdl_info(
+		    "lookups answered by the directory cache: %llu of %llu; lookups and "
+		    "stats by the attribute cache: %llu of %llu",
+		    (unsigned long long)m.dc.hits, (unsigned long long)(m.dc.hits + m.dc.misses),
+		    (unsigned long long)m.ac.hits, (unsigned long long)(m.ac.hits + m.ac.misses));
 		mnt_itab_release(&m.itab);
 		mnt_dcache_destroy(&m.dc);
+		mnt_acache_destroy(&m.ac);
 	}
 	cdl_client_free(cl);
 	cdl_rpc_global_shutdown();

@@ -39,6 +39,9 @@ static const struct opt_def opt_tab[] = {
      "seconds the kernel caches attributes (default 1)"},
     {"entry_timeout", K_SECONDS, F(entry_timeout), 0, 3600,
      "seconds the kernel caches names (default 1)"},
+    {"meta_timeout", K_SECONDS, F(meta_timeout), 0, 3600,
+     "seconds the mount itself keeps names and attributes, kept coherent by the namespace "
+     "event log (default 30; 0: off)"},
     {"io_timeout", K_MSEC, F(io_timeout_ms), 0.1, 3600,
      "seconds before an operation on an unreachable cluster fails (default 20)"},
     {"rpc_timeout", K_MSEC, F(rpc_timeout_ms), 0.05, 3600,
@@ -100,6 +103,7 @@ static void set_defaults(struct mnt_opts *o, uid_t euid)
 	o->allow_other = euid == 0;
 	o->attr_timeout = 1.0;
 	o->entry_timeout = 1.0;
+	o->meta_timeout = 30.0;
 	o->io_timeout_ms = 20000;
 	o->rpc_timeout_ms = 10000;
 	o->probe_timeout_ms = 3000;

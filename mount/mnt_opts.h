@@ -18,6 +18,7 @@ struct mnt_opts {
 	char *mountpoint;     /* as given (owned); made absolute by main */
 	double attr_timeout;  /* s the kernel caches attributes */
 	double entry_timeout; /* s the kernel caches names */
+	double meta_timeout;  /* s the mount's own cache believes a read (mnt_acache.h) */
 	int io_timeout_ms;    /* an operation fails (ETIMEDOUT/EIO) after this long */
 	int rpc_timeout_ms;   /* deadline of one RPC attempt (<= io_timeout_ms) */
 	int probe_timeout_ms; /* the start-up Statfs must answer within this */

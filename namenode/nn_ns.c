@@ -929,6 +929,7 @@ static void fill_attr(nn_ns *ns, const nn_inode *n, Caudal__Attr *a)
 	a->blocks = n->inl_len ? 0 : (uint32_t)n->nblocks;
 	a->rdev = n->rdev;
 	a->version = n->version;
+	a->txid = ns->txid;
 	if (!S_ISREG(n->mode))
 		return;
 	a->inline_max = (uint64_t)ns->conf.inline_max;
@@ -1997,6 +1998,8 @@ H(Rename)
 		free(dpath);
 	}
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_RENAME, n, dst_path);
+	if (old)
+		t.ev.replaced = old->ino;
 	free(dst_path);
 	/* the same directory may be both parents: update one copy */
 	nn_inode *target_dir = sp->ino == dp->ino ? sp : dp;
@@ -2856,10 +2859,9 @@ H(Complete)
 {
 	nn_ns *ns = ctx;
 	const Caudal__CompleteRequest *req = (const void *)req_;
-	Caudal__Status *rep = (void *)rep_;
+	Caudal__AttrReply *rep = (void *)rep_;
 	nn_inode *n = NULL;
 	int rc;
-	(void)a;
 	pthread_mutex_lock(&ns->lock);
 	if (mutation_blocked(ns, &rep->err))
 		goto out;
@@ -2910,6 +2912,9 @@ H(Complete)
 	}
 done:
 	rep->err = err_of(rc);
+	/* the file as it now is (a mount caches it once closed) */
+	if (rc == 0 && n)
+		rep->attr = arena_attr(ns, a, n);
 out:
 	ns_unlock(ns);
 	inode_free(n);

@@ -75,7 +75,8 @@ static void file_free(struct mnt_file *f)
 	if (f->r)
 		cdl_reader_close(f->r);
 	mnt_itab_unset_writer(&f->m->itab, f->in, f);
-	mnt_itab_close(&f->m->itab, f->in);
+	if (mnt_itab_close(&f->m->itab, f->in))
+		mnt_hidden_closed(m, f->ino);
 	free(f->wbuf);
 	free(f->rbuf);
 	pthread_mutex_destroy(&f->mu);

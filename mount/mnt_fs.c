@@ -6,8 +6,10 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
+#include <time.h>
 
 #include "cdl_log.h"
 #include "cdl_util.h"
@@ -192,6 +194,8 @@ void mnt_note_made(struct mnt *m, uint64_t parent, const char *name, int rc,
 	}
 }
 
+static bool is_hidden(struct mnt *m, uint64_t ino);
+
 /* ------------------------------------------------------------ lifecycle */
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -291,6 +295,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		struct stat st;
 		mnt_itab_overlay(&m->itab, &a);
 		mnt_attr_to_stat(&a, &st);
+		if (is_hidden(m, ino))
+			st.st_nlink = 0; /* unlinked, still open */
 		fuse_reply_attr(req, &st, m->opts->attr_timeout);
 		return;
 	}
@@ -306,6 +312,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct stat st;
 	mnt_attr_to_stat(rep->attr, &st);
 	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	if (is_hidden(m, ino))
+		st.st_nlink = 0;
 	fuse_reply_attr(req, &st, m->opts->attr_timeout);
 }
 
@@ -483,6 +491,154 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 	reply_entry_attr(req, m, rc, rep);
 }
 
+/* ------------------------------------------------------------ unlinked while open */
+
+/* POSIX keeps a file that is unlinked while open readable and writable
+ * until its last close; HDFS removes it at once, and its readers fail. So
+ * an unlink of a file this mount has open renames it aside in its
+ * directory, as NFS clients do (.nfsXXXX), and removes it, as the caller
+ * who unlinked it, at the last close (or at unmount). Another mount's
+ * open handles are not known here: for them HDFS's semantics stay. */
+struct mnt_hidden {
+	uint64_t ino, parent;
+	char *name;
+	struct mnt_cred cred;
+	struct mnt_hidden *next;
+};
+
+/* Remove a hidden file. Called with hidden_mu held. */
+static void hidden_remove(struct mnt *m, struct mnt_hidden *h)
+{
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__DeleteRequest rq = CAUDAL__DELETE_REQUEST__INIT;
+	t.parent = h->parent;
+	t.name = h->name;
+	rq.target = &t;
+	h->cred.c.groups = h->cred.groups;
+	rq.cred = &h->cred.c;
+	rq.kind = 1;
+	mnt_dcache_forget(&m->dc, h->parent);
+	mnt_acache_inval_entry(&m->ac, h->parent, h->name);
+	int rc = mnt_call_status(m, CDL_NN_Delete, &rq.base);
+	mnt_dcache_forget(&m->dc, h->parent);
+	mnt_acache_inval_entry(&m->ac, h->parent, h->name);
+	if (rc && rc != -ENOENT)
+		cdl_warn(
+		    "cannot remove '%s' (inode %llu, unlinked while open) at its last close: %s",
+		    h->name, (unsigned long long)h->ino, strerror(-rc));
+	struct mnt_hidden **pp = &m->hidden;
+	while (*pp != h)
+		pp = &(*pp)->next;
+	*pp = h->next;
+	free(h->name);
+	free(h);
+	pthread_cond_broadcast(&m->hidden_cv);
+}
+
+void mnt_hidden_closed(struct mnt *m, uint64_t ino)
+{
+	pthread_mutex_lock(&m->hidden_mu);
+	for (struct mnt_hidden *h = m->hidden; h; h = h->next)
+		if (h->ino == ino) {
+			hidden_remove(m, h);
+			break;
+		}
+	pthread_mutex_unlock(&m->hidden_mu);
+}
+
+static bool is_hidden(struct mnt *m, uint64_t ino)
+{
+	bool found = false;
+	pthread_mutex_lock(&m->hidden_mu);
+	for (struct mnt_hidden *h = m->hidden; h && !found; h = h->next)
+		found = h->ino == ino;
+	pthread_mutex_unlock(&m->hidden_mu);
+	return found;
+}
+
+/* If parent's name is a file this mount has open, rename it aside and
+ * return 0 (the unlink is done), or the rename's -errno; 1: not open
+ * here, unlink it. */
+static int hide_if_open(struct mnt *m, fuse_req_t req, uint64_t parent, const char *name)
+{
+	pthread_mutex_lock(&m->files_mu);
+	bool any_open = m->files != NULL;
+	pthread_mutex_unlock(&m->files_mu);
+	if (!any_open)
+		return 1;
+	Caudal__Attr a;
+	struct mnt_cred cred;
+	mnt_cred(req, &cred);
+	if (!mnt_acache_lookup(&m->ac, parent, name, &a)) {
+		Caudal__Target t = CAUDAL__TARGET__INIT;
+		Caudal__GetAttrRequest rq = CAUDAL__GET_ATTR_REQUEST__INIT;
+		t.parent = parent;
+		t.name = (char *)name;
+		rq.target = &t;
+		rq.cred = &cred.c;
+		Caudal__AttrReply *rep;
+		if (mnt_call(m, CDL_NN_GetAttr, &rq.base, (ProtobufCMessage **)&rep) != 0)
+			return 1; /* the unlink says why */
+		a = *rep->attr;
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+	}
+	if (!S_ISREG(a.mode) || mnt_itab_nopen(&m->itab, a.ino) == 0)
+		return 1;
+	uint32_t salt;
+	if (getrandom(&salt, sizeof(salt), 0) != (ssize_t)sizeof(salt))
+		salt = (uint32_t)cdl_now_ms();
+	char *hidden = xasprintf(".caudal_hidden_%llx_%08x", (unsigned long long)a.ino, salt);
+	Caudal__Target src = CAUDAL__TARGET__INIT, dst = CAUDAL__TARGET__INIT;
+	Caudal__RenameRequest rq = CAUDAL__RENAME_REQUEST__INIT;
+	src.parent = parent;
+	src.name = (char *)name;
+	dst.parent = parent;
+	dst.name = hidden;
+	rq.src = &src;
+	rq.dst = &dst;
+	rq.cred = &cred.c;
+	rq.noreplace = true;
+	mnt_dcache_forget(&m->dc, parent);
+	mnt_acache_inval_entry(&m->ac, parent, name);
+	int rc = mnt_call_status(m, CDL_NN_Rename, &rq.base);
+	mnt_dcache_forget(&m->dc, parent);
+	mnt_acache_inval_entry(&m->ac, parent, name);
+	if (rc) {
+		free(hidden);
+		return rc;
+	}
+	struct mnt_hidden *h = xcalloc(1, sizeof(*h));
+	h->ino = a.ino;
+	h->parent = parent;
+	h->name = hidden;
+	h->cred = cred;
+	pthread_mutex_lock(&m->hidden_mu);
+	h->next = m->hidden;
+	m->hidden = h;
+	/* closed meanwhile: its last close found nothing to remove */
+	if (mnt_itab_nopen(&m->itab, a.ino) == 0)
+		hidden_remove(m, h);
+	pthread_mutex_unlock(&m->hidden_mu);
+	return 0;
+}
+
+/* A directory that holds only files hidden here still answers ENOTEMPTY
+ * until their last close, which the kernel sends after close() returned:
+ * wait for those removals (at most 2 s) before trying again. */
+static bool wait_hidden(struct mnt *m)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 2;
+	pthread_mutex_lock(&m->hidden_mu);
+	bool had = m->hidden != NULL;
+	while (m->hidden)
+		if (pthread_cond_timedwait(&m->hidden_cv, &m->hidden_mu, &until) != 0)
+			break;
+	pthread_mutex_unlock(&m->hidden_mu);
+	return had;
+}
+
 static void do_delete(fuse_req_t req, fuse_ino_t parent, const char *name, uint32_t kind)
 {
 	struct mnt *m = mnt_of(req);
@@ -502,9 +658,18 @@ static void do_delete(fuse_req_t req, fuse_ino_t parent, const char *name, uint3
 	/* names change: the directory is no longer known whole (before the
 	 * call, so no lookup meanwhile trusts it, and after, in case one
 	 * re-made it) */
+	if (kind == 1) {
+		int hrc = hide_if_open(m, req, parent, name);
+		if (hrc <= 0) {
+			mnt_reply_err(req, hrc);
+			return;
+		}
+	}
 	mnt_dcache_forget(&m->dc, parent);
 	mnt_acache_inval_entry(&m->ac, parent, name);
 	int rc = mnt_call_status(m, CDL_NN_Delete, &rq.base);
+	if (rc == -ENOTEMPTY && kind == 2 && wait_hidden(m))
+		rc = mnt_call_status(m, CDL_NN_Delete, &rq.base);
 	mnt_dcache_forget(&m->dc, parent);
 	mnt_acache_inval_entry(&m->ac, parent, name);
 	mnt_reply_err(req, rc);

@@ -35,6 +35,11 @@ struct mnt {
 	int64_t last_unreach_log_ms; /* rate limit of "namenode unreachable" lines */
 	pthread_mutex_t files_mu;    /* guards files */
 	struct mnt_file *files;	     /* every open file handle (mnt_file.c) */
+	/* files unlinked while open here, renamed aside until their last
+	 * close (mnt_hide_open); hidden_cv signals each removal */
+	pthread_mutex_t hidden_mu;
+	pthread_cond_t hidden_cv;
+	struct mnt_hidden *hidden;
 };
 
 extern const struct fuse_lowlevel_ops mnt_ops;
@@ -43,6 +48,10 @@ extern const struct fuse_lowlevel_ops mnt_ops;
  * rc and rep: keeps the directory cache (mnt_dcache.h) up to date. */
 void mnt_note_made(struct mnt *m, uint64_t parent, const char *name, int rc,
 		   const Caudal__AttrReply *rep);
+
+/* The last open handle of ino in this mount closed: if it was unlinked
+ * while open, remove it now. */
+void mnt_hidden_closed(struct mnt *m, uint64_t ino);
 
 /* Supplementary groups sent with a caller's Cred at most: the namenode
  * counts as many (NN_MAX_GROUPS), as does libcaudal's own client. */

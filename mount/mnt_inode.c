@@ -144,12 +144,22 @@ struct mnt_inode *mnt_itab_open(struct mnt_itab *t, uint64_t ino)
 	return in;
 }
 
-void mnt_itab_close(struct mnt_itab *t, struct mnt_inode *in)
+bool mnt_itab_close(struct mnt_itab *t, struct mnt_inode *in)
 {
 	pthread_mutex_lock(&t->mu);
-	in->nopen--;
+	bool last = --in->nopen == 0;
 	maybe_drop(t, in);
 	pthread_mutex_unlock(&t->mu);
+	return last;
+}
+
+uint32_t mnt_itab_nopen(struct mnt_itab *t, uint64_t ino)
+{
+	pthread_mutex_lock(&t->mu);
+	struct mnt_inode *in = find(t, ino, false);
+	uint32_t n = in ? in->nopen : 0;
+	pthread_mutex_unlock(&t->mu);
+	return n;
 }
 
 int mnt_itab_set_writer(struct mnt_itab *t, struct mnt_inode *in, struct mnt_file *f, uint64_t size)

@@ -60,7 +60,10 @@ size_t mnt_itab_count(struct mnt_itab *t);
 
 /* An open handle's reference: the entry stays until mnt_itab_close. */
 struct mnt_inode *mnt_itab_open(struct mnt_itab *t, uint64_t ino);
-void mnt_itab_close(struct mnt_itab *t, struct mnt_inode *in);
+/* True when that was the inode's last open handle in this mount. */
+bool mnt_itab_close(struct mnt_itab *t, struct mnt_inode *in);
+/* Open handles of ino in this mount. */
+uint32_t mnt_itab_nopen(struct mnt_itab *t, uint64_t ino);
 
 /* Make f the inode's writer: 0, or -EBUSY when another handle of this
  * mount writes it. mnt_itab_unset_writer clears it if it is f. */

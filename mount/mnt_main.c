@@ -211,6 +211,8 @@ int main(int argc, char **argv)
 	}
 	m.opts = &o;
 	pthread_mutex_init(&m.files_mu, NULL);
+	pthread_mutex_init(&m.hidden_mu, NULL);
+	pthread_cond_init(&m.hidden_cv, NULL);
 	m.cl = cl;
 	mnt_itab_init(&m.itab);
 	mnt_dcache_init(&m.dc, (int64_t)(o.entry_timeout * 1000));

@@ -331,7 +331,14 @@ static void h_complete(void *ctx, const ProtobufCMessage *req, ProtobufCMessage 
 		       cdl_arena *a)
 {
 	const Caudal__CompleteRequest *r = (const void *)req;
-	(void)ctx, (void)reply, (void)a;
+	Caudal__AttrReply *rep = (void *)reply;
+	(void)ctx;
+	/* the namenode answers with the file's attributes */
+	rep->attr = cdl_arena_alloc(a, sizeof(*rep->attr));
+	caudal__attr__init(rep->attr);
+	rep->attr->ino = r->ino;
+	rep->attr->mode = S_IFREG | 0644;
+	rep->attr->under_construction = r->keep_lease;
 	pthread_mutex_lock(&nn_mu);
 	if (ncomplete < 16) {
 		complete_inline[ncomplete] = r->inline_data.len;
@@ -349,34 +356,20 @@ static void h_status(void *ctx, const ProtobufCMessage *req, ProtobufCMessage *r
 }
 
 static const cdl_rpc_method nn_table[] = {
-    {"GetAttr", h_getattr, 0, 0},
-    {"Mkdir", h_nosys, 0, 0},
-    {"Create", h_create, 0, 0},
-    {"Symlink", h_nosys, 0, 0},
-    {"Readlink", h_nosys, 0, 0},
-    {"Readdir", h_nosys, 0, 0},
-    {"Delete", h_status, 0, 0},
-    {"Rename", h_nosys, 0, 0},
-    {"SetAttr", h_nosys, 0, 0},
-    {"GetXattr", h_nosys, 0, 0},
-    {"SetXattr", h_nosys, 0, 0},
-    {"ListXattr", h_nosys, 0, 0},
-    {"RemoveXattr", h_nosys, 0, 0},
-    {"SetReplication", h_nosys, 0, 0},
-    {"GetBlocks", h_getblocks, 0, 0},
-    {"Append", h_nosys, 0, 0},
-    {"AddBlock", h_addblock, 0, 0},
-    {"Complete", h_complete, 0, 0},
-    {"RenewLease", h_status, 0, 0},
-    {"Statfs", h_nosys, 0, 0},
-    {"Report", h_nosys, 0, 0},
-    {"Fsck", h_nosys, 0, 0},
-    {"ReportBad", h_reportbad, 0, 0},
-    {"GetEvents", h_nosys, 0, 0},
-    {"UpdatePipeline", h_nosys, 0, 0},
-    {"Decommission", h_nosys, 0, 0},
-    {"Mknod", h_nosys, 0, 0},
-    {NULL, NULL, 0, 0},
+    {"GetAttr", h_getattr, 0, 0},      {"Mkdir", h_nosys, 0, 0},
+    {"Create", h_create, 0, 0},	       {"Symlink", h_nosys, 0, 0},
+    {"Readlink", h_nosys, 0, 0},       {"Readdir", h_nosys, 0, 0},
+    {"Delete", h_status, 0, 0},	       {"Rename", h_nosys, 0, 0},
+    {"SetAttr", h_nosys, 0, 0},	       {"GetXattr", h_nosys, 0, 0},
+    {"SetXattr", h_nosys, 0, 0},       {"ListXattr", h_nosys, 0, 0},
+    {"RemoveXattr", h_nosys, 0, 0},    {"SetReplication", h_nosys, 0, 0},
+    {"GetBlocks", h_getblocks, 0, 0},  {"Append", h_nosys, 0, 0},
+    {"AddBlock", h_addblock, 0, 0},    {"Complete", h_complete, 0, 0},
+    {"RenewLease", h_status, 0, 0},    {"Statfs", h_nosys, 0, 0},
+    {"Report", h_nosys, 0, 0},	       {"Fsck", h_nosys, 0, 0},
+    {"ReportBad", h_reportbad, 0, 0},  {"GetEvents", h_nosys, 0, 0},
+    {"UpdatePipeline", h_nosys, 0, 0}, {"Decommission", h_nosys, 0, 0},
+    {"Mknod", h_nosys, 0, 0},	       {NULL, NULL, 0, 0},
 };
 
 /* ---------------------------------------------------------------- tests */

@@ -147,7 +147,7 @@ static int complete(uint64_t ino, const char *client, uint64_t blk, uint64_t len
 	last.id = blk;
 	last.length = len;
 	q.last = &last;
-	Caudal__Status *r = call("Complete", &q);
+	Caudal__AttrReply *r = call("Complete", &q);
 	int e = (int)r->err;
 	rfree(r);
 	return e;
@@ -618,7 +618,7 @@ static void test_pipeline_uncommitted_stamp(void)
 		last.gen = 1;
 		last.length = 65536;
 		q.last = &last;
-		Caudal__Status *r = call("Complete", &q);
+		Caudal__AttrReply *r = call("Complete", &q);
 		CHECK_EQ(r->err, 0);
 		rfree(r);
 	}
@@ -1182,7 +1182,7 @@ static int hsync_len(uint64_t ino, const char *client, uint64_t blk, uint64_t le
 	last.length = len;
 	q.last = &last;
 	q.keep_lease = true;
-	Caudal__Status *r = call("Complete", &q);
+	Caudal__AttrReply *r = call("Complete", &q);
 	int e = (int)r->err;
 	rfree(r);
 	return e;

@@ -128,7 +128,7 @@ static int complete(uint64_t ino, const char *client, uint64_t blk, uint64_t len
 	last.id = blk;
 	last.length = len;
 	q.last = &last;
-	Caudal__Status *r = call("Complete", &q);
+	Caudal__AttrReply *r = call("Complete", &q);
 	int e = (int)r->err;
 	rfree(r);
 	return e;
@@ -514,7 +514,7 @@ static int complete_inline(uint64_t ino, const char *client, const void *data, s
 	q.keep_lease = keep;
 	q.inline_data.data = (uint8_t *)data;
 	q.inline_data.len = len;
-	Caudal__Status *r = call("Complete", &q);
+	Caudal__AttrReply *r = call("Complete", &q);
 	int e = (int)r->err;
 	rfree(r);
 	return e;
@@ -530,7 +530,7 @@ static int complete_keep(uint64_t ino, const char *client, uint64_t blk, uint64_
 	last.id = blk;
 	last.length = len;
 	q.last = &last;
-	Caudal__Status *r = call("Complete", &q);
+	Caudal__AttrReply *r = call("Complete", &q);
 	int e = (int)r->err;
 	rfree(r);
 	return e;

@@ -302,6 +302,7 @@ static int may_read(struct mnt *m, fuse_req_t req, uint64_t ino, Caudal__GetBloc
 		protobuf_c_message_free_unpacked(&rep->base, NULL);
 		return -EIO;
 	}
+	mnt_acache_put_attr(&m->ac, rep->attr);
 	mnt_itab_overlay(&m->itab, rep->attr);
 	*out = rep;
 	return 0;

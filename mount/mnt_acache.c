@@ -23,7 +23,7 @@ struct mnt_ac_rec {
 
 static size_t bucket(uint64_t ino)
 {
-	return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> 32) & (MNT_AC_BUCKETS - 1);
+	return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> 29) & (MNT_AC_BUCKETS - 1);
 }
 
 static size_t name_bucket(uint64_t parent, const char *name)
@@ -50,6 +50,8 @@ void mnt_acache_init(struct mnt_acache *c, int64_t ttl_ms)
 	if (ttl_ms > 0) {
 		c->by_ino = xcalloc(MNT_AC_MAX, sizeof(*c->by_ino));
 		c->by_name = xcalloc(MNT_AC_MAX, sizeof(*c->by_name));
+		c->attr_bump = xcalloc(MNT_AC_BUCKETS, sizeof(*c->attr_bump));
+		c->name_bump = xcalloc(MNT_AC_BUCKETS, sizeof(*c->name_bump));
 	}
 }
 
@@ -62,6 +64,8 @@ void mnt_acache_destroy(struct mnt_acache *c)
 	}
 	free(c->by_ino);
 	free(c->by_name);
+	free(c->attr_bump);
+	free(c->name_bump);
 	pthread_mutex_destroy(&c->mu);
 }
 

@@ -30,7 +30,9 @@
  * (default_permissions, always set by mnt_main), against attributes that
  * come from here and are as coherent as the rest.
  *
- * Bounded: MNT_AC_MAX records, the oldest fetched goes first. One mutex. */
+ * Bounded: MNT_AC_MAX records, the oldest read goes first; MNT_AC_BUCKETS
+ * buckets of each kind (4 MiB in all), so that two inodes or names rarely
+ * share one (a shared bucket only costs a miss). One mutex. */
 #ifndef MNT_ACACHE_H
 #define MNT_ACACHE_H
 
@@ -42,17 +44,17 @@
 #include "caudal.pb-c.h"
 
 #define MNT_AC_MAX     (1u << 17)
-#define MNT_AC_BUCKETS 8192u
+#define MNT_AC_BUCKETS (1u << 18)
 
 struct mnt_ac_rec;
 
 struct mnt_acache {
 	pthread_mutex_t mu;
-	int64_t ttl_ms; /* 0: off */
-	bool live;	/* in step with the event log */
-	uint64_t epoch; /* nothing read before this transaction is believed */
-	uint64_t seen;	/* the newest transaction id seen in a reply or event */
-	uint64_t attr_bump[MNT_AC_BUCKETS], name_bump[MNT_AC_BUCKETS];
+	int64_t ttl_ms;			 /* 0: off */
+	bool live;			 /* in step with the event log */
+	uint64_t epoch;			 /* nothing read before this transaction is believed */
+	uint64_t seen;			 /* the newest transaction id seen in a reply or event */
+	uint64_t *attr_bump, *name_bump; /* MNT_AC_BUCKETS each */
 	struct mnt_ac_rec **by_ino, **by_name; /* MNT_AC_MAX slots each, chained */
 	struct mnt_ac_rec *oldest, *newest;    /* by read time, for eviction */
 	size_t count;

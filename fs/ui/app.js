@@ -62,6 +62,9 @@ function when(ms) {
   return d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 }
 
+/* A status file's ISO 8601 time, shorter: "2026-12-01 02:54:28Z". */
+function stamp(s) { return s && s !== '-' ? s.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-'; }
+
 function age(ms) {
   ms = Number(ms) || 0;
   if (ms < 60000) return (ms / 1000).toFixed(1) + 's';
@@ -361,7 +364,7 @@ async function jobs() {
     el('td', {'data-field': 'reduces', 'data-value': j.reduces_done + '/' + j.reduces}, progress(j.reduces_done, j.reduces, j.reduce_progress)),
     el('td', {class: 'num', 'data-field': 'locality'}, j.data_local_maps + ' / ' + j.rack_local_maps + ' / ' + j.remote_maps),
     td(j.failed_attempts, 'num' + (j.failed_attempts !== '0' ? ' warn' : '')),
-    td(j.submitted.replace('T', ' ').replace(/\.\d+Z$/, 'Z'), 'hide-narrow'),
+    td(stamp(j.submitted), 'hide-narrow'),
     td(j.elapsed, 'num'),
     el('td', {class: 'name bad', 'data-field': 'error'}, j.error === '-' ? '' : j.error)));
   return el('div', {}, el('h1', {}, 'Jobs (' + r.jobs.length + ')'),
@@ -375,10 +378,11 @@ async function jobs() {
 async function job(arg) {
   const j = await getJSON('/ui/api/job?name=' + encodeURIComponent(arg));
   const f = (k, label) => [label || k, field(k, j[k] || '-')];
+  const t = k => [k, field(k, stamp(j[k]), j[k])];
   const facts = card('Job', kv([
     ['state', el('dd', {'data-field': 'state'}, el('span', {class: 'badge ' + j.state}, j.state))],
     f('user'), f('id'), f('input'), f('output'), f('map'), f('reduce'), f('combine'),
-    f('submitted'), f('started'), f('finished'), f('elapsed')]));
+    t('submitted'), t('started'), t('finished'), f('elapsed')]));
   const prog = card('Progress', kv([
     ['maps', el('dd', {'data-field': 'maps', 'data-value': j.maps_done + '/' + j.maps}, progress(j.maps_done, j.maps, j.map_progress))],
     ['reduces', el('dd', {'data-field': 'reduces', 'data-value': j.reduces_done + '/' + j.reduces}, progress(j.reduces_done, j.reduces, j.reduce_progress))],

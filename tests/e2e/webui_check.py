@@ -53,7 +53,7 @@ def poll(what, fn):
             v = fn()
             if v:
                 return v
-        except (Fail, WebDriverException) as e:
+        except (Fail, WebDriverException, KeyError, IndexError, ValueError) as e:
             last = e
             if isinstance(e, UnexpectedAlertPresentException):
                 raise Fail("an alert opened: markup from the cluster ran as script")
@@ -156,6 +156,13 @@ def fsck(caudal):
     return dict(l.split(": ", 1) for l in out.splitlines() if ": " in l and not l.startswith("problem"))
 
 
+def attempt(what, fn):
+    """Run fn (which reads the page and raises Fail on a mismatch) until it
+    passes: the page redraws itself every few seconds, so an element read
+    may go stale under the reader, and the cluster may still be settling."""
+    return poll(what, lambda: fn() or True)
+
+
 def check_overview(ui, a):
     say("overview against caudal report and caudal fsck /")
     ui.open(a.nn, "overview", "overview")
@@ -176,34 +183,38 @@ def check_overview(ui, a):
             raise Fail("overview shows %s, the CLI says %s" % (got, want))
         if int(want["under_replicated"]) == 0:
             raise Fail("the test's over-asked file is not under-replicated yet")
-        return True
-    ui.redraw_until("overview equal to report and fsck", same)
-    # events: each one shown is in `caudal events`; the newest file made
-    # (the evil name) is there as text; the private folder's are not
-    rows = ui.d.find_elements(By.CSS_SELECTOR, "#events tbody tr")
-    shown = [(r.get_attribute("data-txid"), r.find_elements(By.TAG_NAME, "td")[2].text,
-              r.get_attribute("data-path")) for r in rows]
-    first = min(int(t) for t, _, _ in shown)
-    log = {}
-    for line in sh(a.caudal, "events", str(first)).splitlines():
-        m = re.match(r"^(\d+) .*? (none|create|close|append|rename|unlink|mkdir|setattr) (.*)$", line)
-        if m:
-            log[m.group(1)] = (m.group(2), m.group(3))
-    for txid, typ, path in shown:
-        if txid not in log or log[txid][0] != typ or not log[txid][1].startswith(path + " "):
-            raise Fail("event %s %s %s is not in caudal events: %s" % (txid, typ, path, log.get(txid)))
-    if not any(p == "/data/" + a.evil for _, _, p in shown):
-        raise Fail("recent events lack the evil file: %s" % shown)
-    if any("/private/" in p for _, _, p in shown):
-        raise Fail("recent events show a path under /private (mode 0700): %s" % shown)
-    if not any("/private/later.txt" in v[1] for v in log.values()):
-        raise Fail("caudal events lacks /private/later.txt, so its absence proves nothing")
-    if not ui.field("events_hidden")[0] or int(ui.field("events_hidden")[0]) < 1:
-        raise Fail("the overview does not say events were hidden")
-    # the link to the jobtracker's UI
-    links = [e.get_attribute("href") for e in ui.d.find_elements(By.CSS_SELECTOR, "#nav a")]
-    if not any(h.startswith(a.jt) for h in links):
-        raise Fail("the overview links nowhere to the jobtracker's UI: %s" % links)
+    attempt("overview equal to report and fsck", same)
+
+    def events():
+        # each event shown is in `caudal events`; the newest file made (the
+        # evil name) is there as text; the private folder's are not
+        rows = ui.d.find_elements(By.CSS_SELECTOR, "#events tbody tr")
+        shown = [(r.get_attribute("data-txid"), r.find_elements(By.TAG_NAME, "td")[2].text,
+                  r.get_attribute("data-path")) for r in rows]
+        if not shown:
+            raise Fail("no events shown")
+        first = min(int(t) for t, _, _ in shown)
+        log = {}
+        for line in sh(a.caudal, "events", str(first)).splitlines():
+            m = re.match(r"^(\d+) .*? (none|create|close|append|rename|unlink|mkdir|setattr) (.*)$", line)
+            if m:
+                log[m.group(1)] = (m.group(2), m.group(3))
+        for txid, typ, path in shown:
+            if txid not in log or log[txid][0] != typ or not log[txid][1].startswith(path + " "):
+                raise Fail("event %s %s %s is not in caudal events: %s" % (txid, typ, path, log.get(txid)))
+        if not any(p == "/data/" + a.evil for _, _, p in shown):
+            raise Fail("recent events lack the evil file: %s" % shown)
+        if any("/private/" in p for _, _, p in shown):
+            raise Fail("recent events show a path under /private (mode 0700): %s" % shown)
+        if not any("/private/later.txt" in v[1] for v in log.values()):
+            raise Fail("caudal events lacks /private/later.txt, so its absence proves nothing")
+        hidden = ui.field("events_hidden")[0]
+        if not hidden or int(hidden) < 1:
+            raise Fail("the overview does not say events were hidden")
+        links = [e.get_attribute("href") for e in ui.d.find_elements(By.CSS_SELECTOR, "#nav a")]
+        if not any(h.startswith(a.jt) for h in links):
+            raise Fail("the overview links nowhere to the jobtracker's UI: %s" % links)
+    attempt("recent events", events)
     ui.check_clean("overview")
     ui.shot("overview")
 
@@ -223,63 +234,70 @@ def check_datanodes(ui, a):
                 "blocks": int(ui.field("blocks", r)[1]), "id": r.get_attribute("data-id")}
         want = {k: {"rack": v["rack"], "state": v["state"], "blocks": v["blocks"], "id": v["id"]}
                 for k, v in dns.items()}
-        if got != want:
+        if got != want or len(want) != 3:
             ui.d.refresh()
             raise Fail("datanodes page shows %s, report says %s" % (got, want))
-        return len(want) == 3
-    ui.redraw_until("datanodes equal to report", same)
-    bars = ui.d.find_elements(By.CSS_SELECTOR, "#datanodes .bar")
-    if len(bars) != 3:
-        raise Fail("%d capacity bars for 3 datanodes" % len(bars))
+        bars = ui.d.find_elements(By.CSS_SELECTOR, "#datanodes .bar")
+        if len(bars) != 3:
+            raise Fail("%d capacity bars for 3 datanodes" % len(bars))
+    attempt("datanodes equal to report", same)
     ui.check_clean("datanodes")
     ui.shot("datanodes")
 
 
-def listing(ui):
-    rows = ui.d.find_elements(By.CSS_SELECTOR, "#listing tbody tr")
-    return {r.get_attribute("data-name"): r for r in rows}
+def names(ui):
+    return {r.get_attribute("data-name") for r in ui.d.find_elements(By.CSS_SELECTOR, "#listing tbody tr")}
 
 
 def check_browse(ui, a):
     say("file browser: folders, files and their blocks")
     ui.open(a.nn, "browse:/", "browse")
-    names = set(listing(ui))
-    want = set(os.listdir(a.mount))
-    if names != want:
-        raise Fail("/ lists %s, the mount %s" % (sorted(names), sorted(want)))
+
+    def root():
+        got, want = names(ui), set(os.listdir(a.mount))
+        if got != want:
+            raise Fail("/ lists %s, the mount %s" % (sorted(got), sorted(want)))
+    attempt("listing of /", root)
     ui.open(a.nn, "browse:/data", "browse")
-    rows = listing(ui)
-    if set(rows) != set(os.listdir(os.path.join(a.mount, "data"))):
-        raise Fail("/data lists %s, the mount %s" % (sorted(rows), os.listdir(os.path.join(a.mount, "data"))))
-    evil = rows.get(a.evil)
-    if evil is None or a.evil not in evil.text:
-        raise Fail("the file named %r is not listed as text" % a.evil)
-    size = int(ui.field("size", rows["a.txt"])[0])
-    if size != os.stat(os.path.join(a.mount, "data", "a.txt")).st_size:
-        raise Fail("a.txt's size in the listing is %d" % size)
+
+    def data():
+        want = set(os.listdir(os.path.join(a.mount, "data")))
+        rows = {r.get_attribute("data-name"): r
+                for r in ui.d.find_elements(By.CSS_SELECTOR, "#listing tbody tr")}
+        if set(rows) != want:
+            raise Fail("/data lists %s, the mount %s" % (sorted(rows), sorted(want)))
+        evil = rows[a.evil]
+        if a.evil not in evil.text:
+            raise Fail("the file named %r is not listed as text" % a.evil)
+        size = int(ui.field("size", rows["a.txt"])[0])
+        if size != os.stat(os.path.join(a.mount, "data", "a.txt")).st_size:
+            raise Fail("a.txt's size in the listing is %d" % size)
+    attempt("listing of /data", data)
     ui.check_clean("browse /data")
     ui.shot("browse")
 
     # a folder nobody may list is refused, not shown
     ui.open(a.nn, "browse:/private", "browse")
-    err = ui.error_box()
-    if not err or "ermission" not in err:
-        raise Fail("/private (0700) was not refused: %r" % err)
-    if "secret" in ui.d.find_element(By.ID, "main").text:
-        raise Fail("/private's entries are shown")
+
+    def private():
+        err = ui.error_box()
+        if not err or "ermission" not in err:
+            raise Fail("/private (0700) was not refused: %r" % err)
+        if "secret" in ui.d.find_element(By.ID, "main").text:
+            raise Fail("/private's entries are shown")
+    attempt("/private refused", private)
     ui.check_clean("browse /private", expect_http=403)
 
     # paging: a folder of more entries than a page
     ui.open(a.nn, "browse:/many", "browse")
-    first = listing(ui)
-    nxt = ui.d.find_element(By.PARTIAL_LINK_TEXT, "next")
-    nxt.click()
-    poll("second page of /many", lambda: set(listing(ui)) and set(listing(ui)) != set(first))
-    second = listing(ui)
-    total = set(first) | set(second)
-    if len(total) != len(first) + len(second) or total != set(os.listdir(os.path.join(a.mount, "many"))):
-        raise Fail("two pages of /many hold %d+%d names, the folder %d" %
-                   (len(first), len(second), len(os.listdir(os.path.join(a.mount, "many")))))
+    first = poll("first page of /many", lambda: len(names(ui)) == 200 and names(ui))
+    href = poll("next-page link", lambda: ui.d.find_element(By.PARTIAL_LINK_TEXT, "next").get_attribute("href"))
+    ui.d.get(href)
+    second = poll("second page of /many", lambda: names(ui) and names(ui) != first and names(ui))
+    total = first | second
+    want = set(os.listdir(os.path.join(a.mount, "many")))
+    if len(total) != len(first) + len(second) or total != want:
+        raise Fail("two pages of /many hold %d+%d names, the folder %d" % (len(first), len(second), len(want)))
     ui.check_clean("browse /many")
 
     say("a file's blocks against user.caudal.blocks")
@@ -292,27 +310,27 @@ def check_browse(ui, a):
         if len(f) == 3:  # "ID LENGTH HOST:PORT,HOST:PORT..."
             want[f[0]] = sorted(f[2].split(","))
 
-    def same():
+    def blocks():
         got = {}
         for r in ui.d.find_elements(By.CSS_SELECTOR, "#blocks tbody tr"):
             hosts = [h.get_attribute("data-host") for h in r.find_elements(By.CSS_SELECTOR, "[data-host]")]
-            got[r.get_attribute("data-block")] = hosts
-        g = {k: sorted(v) for k, v in got.items()}
-        w = want
-        if g != w:
+            got[r.get_attribute("data-block")] = sorted(hosts)
+        if got != want or len(got) != a.blocks:
             ui.d.refresh()
-            raise Fail("blocks page shows %s, user.caudal.blocks says %s" % (g, w))
-        return len(g) == a.blocks
-    ui.redraw_until("blocks equal to user.caudal.blocks", same)
-    if ui.field("replication")[0] != "3":
-        raise Fail("a.txt's replication shows %s" % ui.field("replication")[0])
+            raise Fail("blocks page shows %s, user.caudal.blocks says %s" % (got, want))
+        if ui.field("replication")[0] != "3":
+            raise Fail("a.txt's replication shows %s" % ui.field("replication")[0])
+    attempt("blocks equal to user.caudal.blocks", blocks)
     ui.check_clean("file /data/a.txt")
     ui.shot("file")
 
     # the file of the evil name: its page shows the name as text
     ui.open(a.nn, "file:" + quote("/data/" + a.evil), "file")
-    if a.evil not in ui.d.find_element(By.CSS_SELECTOR, "main h1").text:
-        raise Fail("the evil file's page does not show its name as text")
+
+    def evil():
+        if a.evil not in ui.d.find_element(By.CSS_SELECTOR, "main h1").text:
+            raise Fail("the evil file's page does not show its name as text")
+    attempt("the evil file's page", evil)
     ui.check_clean("file of the evil name")
 
 
@@ -346,55 +364,65 @@ def check_jobs(ui, a):
                     st["reduces_done"] + "/" + st["reduces"], "" if st["error"] == "-" else st["error"])
             if got != want:
                 raise Fail("job %r shows %s, its status file %s" % (name, got, want))
-            return True
-        ui.redraw_until("job %r equal to its status" % name, same)
-    # the link back to the namenode's UI
-    links = [e.get_attribute("href") for e in ui.d.find_elements(By.CSS_SELECTOR, "#nav a")]
-    if not any(h.startswith(a.nn) for h in links):
-        raise Fail("the jobs page links nowhere to the namenode's UI: %s" % links)
+        attempt("job %r equal to its status" % name, same)
+
+    def back():
+        links = [e.get_attribute("href") for e in ui.d.find_elements(By.CSS_SELECTOR, "#nav a")]
+        if not any(h.startswith(a.nn) for h in links):
+            raise Fail("the jobs page links nowhere to the namenode's UI: %s" % links)
+    attempt("link to the namenode's UI", back)
     ui.check_clean("jobs")
     ui.shot("jobs")
 
     say("a job's page: progress, counters and attempts against its files")
     ui.open(a.jt, "job:" + quote(a.job_ok), "job")
     st = status_of(a, a.job_ok)
-    if ui.field("maps")[0] != st["maps_done"] + "/" + st["maps"]:
-        raise Fail("maps shows %s" % ui.field("maps")[0])
     with open(os.path.join(a.mount, "jobs", a.job_ok, "counters")) as f:
-        want = sorted(tuple(l.split("\t")) for l in f.read().splitlines() if l)
-    got = sorted(tuple(r.get_attribute("data-counter").split("\t")) +
-                 (r.find_elements(By.TAG_NAME, "td")[2].text,)
-                 for r in ui.d.find_elements(By.CSS_SELECTOR, "#counters tbody tr"))
-    if got != want:
-        raise Fail("counters show %s, the counters file %s" % (got, want))
+        counters = sorted(tuple(l.split("\t")) for l in f.read().splitlines() if l)
     with open(os.path.join(a.mount, "jobs", a.job_ok, "tasks")) as f:
         tasks = sorted((l.split()[0], l.split()[1], l.split()[4]) for l in f.read().splitlines()
                        if l and not l.startswith("#"))
-    att = sorted((r.find_elements(By.TAG_NAME, "td")[0].text, r.find_elements(By.TAG_NAME, "td")[1].text,
-                  r.get_attribute("data-state"))
-                 for r in ui.d.find_elements(By.CSS_SELECTOR, "#attempts tbody tr"))
-    if att != tasks:
-        raise Fail("attempts show %s, the tasks file %s" % (att, tasks))
+
+    def job_ok():
+        if ui.field("maps")[0] != st["maps_done"] + "/" + st["maps"]:
+            raise Fail("maps shows %s" % ui.field("maps")[0])
+        got = sorted(tuple(r.get_attribute("data-counter").split("\t")) +
+                     (r.find_elements(By.TAG_NAME, "td")[2].text,)
+                     for r in ui.d.find_elements(By.CSS_SELECTOR, "#counters tbody tr"))
+        if got != counters:
+            raise Fail("counters show %s, the counters file %s" % (got, counters))
+        att = sorted((r.find_elements(By.TAG_NAME, "td")[0].text, r.find_elements(By.TAG_NAME, "td")[1].text,
+                      r.get_attribute("data-state"))
+                     for r in ui.d.find_elements(By.CSS_SELECTOR, "#attempts tbody tr"))
+        if att != tasks:
+            raise Fail("attempts show %s, the tasks file %s" % (att, tasks))
+    attempt("job %s equal to its files" % a.job_ok, job_ok)
     ui.check_clean("job %s" % a.job_ok)
     ui.shot("job")
 
     say("failed jobs: errors with markup in them are shown as text")
     ui.open(a.jt, "job:" + quote(a.job_bad), "job")
     st = status_of(a, a.job_bad)
-    err = ui.d.find_element(By.CSS_SELECTOR, 'pre[data-field="error"]').text
-    if err != st["error"] or "<img" not in err:
-        raise Fail("the bad spec's error shows %r, its status %r" % (err, st["error"]))
+
+    def bad():
+        err = ui.d.find_element(By.CSS_SELECTOR, 'pre[data-field="error"]').text
+        if err != st["error"] or "<img" not in err:
+            raise Fail("the bad spec's error shows %r, its status %r" % (err, st["error"]))
+    attempt("the bad spec's error", bad)
     ui.check_clean("job %s" % a.job_bad)
 
     ui.open(a.jt, "job:" + quote(a.job_evil), "job")
-    failed = ui.d.find_elements(By.CSS_SELECTOR, '#attempts tr[data-state="FAILED"]')
-    if len(failed) < 1:
-        raise Fail("no failed attempt is listed for %r" % a.job_evil)
-    text = ui.d.find_element(By.ID, "attempts").text
-    if a.stderr_marker not in text:
-        raise Fail("the failed attempts' stderr (%r) is not shown: %s" % (a.stderr_marker, text))
-    if a.job_evil not in ui.d.find_element(By.CSS_SELECTOR, "main h1").text:
-        raise Fail("the job's name is not shown as text")
+
+    def evil():
+        failed = ui.d.find_elements(By.CSS_SELECTOR, '#attempts tr[data-state="FAILED"]')
+        if len(failed) < 1:
+            raise Fail("no failed attempt is listed for %r" % a.job_evil)
+        text = ui.d.find_element(By.ID, "attempts").text
+        if a.stderr_marker not in text:
+            raise Fail("the failed attempts' stderr (%r) is not shown: %s" % (a.stderr_marker, text))
+        if a.job_evil not in ui.d.find_element(By.CSS_SELECTOR, "main h1").text:
+            raise Fail("the job's name is not shown as text")
+    attempt("the failed job of the evil name", evil)
     ui.check_clean("job of the evil name")
     ui.shot("job-failed")
 

@@ -11,7 +11,7 @@
 
 typedef struct job_ui {
 	job_jt *jt;
-	char *namenode_url;
+	const char *namenode_url;
 } job_ui;
 
 static char *info(const job_ui *u)
@@ -68,10 +68,10 @@ static enum MHD_Result http_ui(void *arg, struct MHD_Connection *conn, const cha
 
 int job_ui_register(cdl_http *h, job_jt *jt, const char *namenode_url)
 {
-	static job_ui *g_ui; /* as long as the process: the server calls it */
-	job_ui *u = g_ui = xcalloc(1, sizeof(*u));
+	static job_ui the_ui; /* one per process, as long as the server */
+	job_ui *u = &the_ui;
 	u->jt = jt;
-	u->namenode_url = xstrdup(namenode_url ? namenode_url : "");
+	u->namenode_url = namenode_url ? namenode_url : "";
 	int rc;
 	if ((rc = cdl_http_route(h, "/ui/", http_ui, NULL, u)) < 0 ||
 	    (rc = cdl_http_route(h, "/index.html", http_ui, NULL, u)) < 0 ||

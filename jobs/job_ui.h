@@ -11,8 +11,9 @@
 #include "cdl_http.h"
 #include "job_jt.h"
 
-/* Add the UI's routes to h (before it starts). namenode_url: the
- * namenode's UI, for the page's links to it ("" or NULL: none). */
+/* Add the UI's routes to h (before it starts); once per process.
+ * namenode_url: the namenode's UI, for the page's links to it ("" or NULL:
+ * none), which must outlive the server. */
 int job_ui_register(cdl_http *h, job_jt *jt, const char *namenode_url);
 
 #endif

@@ -19,7 +19,7 @@
 
 typedef struct nn_ui {
 	nn_ns *ns;
-	char *jobs_url;
+	const char *jobs_url;
 	pthread_mutex_t mu; /* the cached block states */
 	int64_t counted_ms;
 	struct block_states {
@@ -555,12 +555,11 @@ static enum MHD_Result http_ui(void *arg, struct MHD_Connection *conn, const cha
 
 int nn_ui_register(cdl_http *h, nn_ns *ns, const char *jobs_url)
 {
-	/* lives as long as the process, as the server that calls it */
-	static nn_ui *g_ui;
-	nn_ui *u = g_ui = xcalloc(1, sizeof(*u));
+	/* one per process, as long as the server that calls it */
+	static nn_ui the_ui = {.mu = PTHREAD_MUTEX_INITIALIZER};
+	nn_ui *u = &the_ui;
 	u->ns = ns;
-	u->jobs_url = xstrdup(jobs_url ? jobs_url : "");
-	pthread_mutex_init(&u->mu, NULL);
+	u->jobs_url = jobs_url ? jobs_url : "";
 	int rc;
 	if ((rc = cdl_http_route(h, "/ui/", http_ui, NULL, u)) < 0 ||
 	    (rc = cdl_http_route(h, "/status.txt", http_ui, NULL, u)) < 0 ||

@@ -25,8 +25,9 @@
 /* Recent namespace events on the overview. */
 #define NN_UI_EVENTS 25
 
-/* Add the UI's routes to h (before it starts). jobs_url: the jobtracker's
- * UI for the page's Jobs link ("" or NULL: none). 0 or -errno. */
+/* Add the UI's routes to h (before it starts); once per process. jobs_url:
+ * the jobtracker's UI for the page's Jobs link ("" or NULL: none), which
+ * must outlive the server. 0 or -errno. */
 int nn_ui_register(cdl_http *h, nn_ns *ns, const char *jobs_url);
 
 #endif

@@ -216,7 +216,8 @@ async function overview() {
     ['missing', field('missing', o.missing, o.missing, o.missing ? 'bad' : '')],
     ['corrupt', field('corrupt', o.corrupt, o.corrupt, o.corrupt ? 'bad' : '')],
     ['over-replicated', field('over_replicated', o.over_replicated, o.over_replicated)],
-    ['being written', field('under_construction', o.under_construction, o.under_construction)]]));
+    ['being written', field('under_construction', o.under_construction, o.under_construction)]]),
+    o.block_states_age_ms > 5000 ? el('p', {class: 'muted'}, 'counted ' + age(o.block_states_age_ms) + ' ago') : null);
   const ns = card('Namespace', kv([
     ['files', field('files', o.files, o.files)],
     ['inline files', field('inline_files', o.inline_files, o.inline_files)],

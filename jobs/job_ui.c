@@ -1,6 +1,7 @@
 /* job_ui: the jobtracker's web UI routes; see job_ui.h. */
 #include "job_ui.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,10 +10,32 @@
 #include "cdl_util.h"
 #include "job_status.h"
 
+/* The jobs list is made at most this often, whatever the number of
+ * browsers: making it renders every job held under the jobtracker's lock. */
+#define JOBS_CACHE_MS 1000
+
 typedef struct job_ui {
 	job_jt *jt;
 	const char *namenode_url;
+	pthread_mutex_t mu; /* the cached list */
+	char *jobs;
+	int64_t jobs_ms;
 } job_ui;
+
+/* The jobs list's JSON, a copy the caller frees. */
+static char *jobs_json(job_ui *u)
+{
+	pthread_mutex_lock(&u->mu);
+	int64_t now = cdl_now_ms();
+	if (!u->jobs || now - u->jobs_ms >= JOBS_CACHE_MS) {
+		free(u->jobs);
+		u->jobs = job_jt_ui_json(u->jt, NULL);
+		u->jobs_ms = now;
+	}
+	char *s = xstrdup(u->jobs);
+	pthread_mutex_unlock(&u->mu);
+	return s;
+}
 
 static char *info(const job_ui *u)
 {
@@ -45,8 +68,7 @@ static enum MHD_Result http_ui(void *arg, struct MHD_Connection *conn, const cha
 	if (!strcmp(url, "/ui/api/info"))
 		return cdl_ui_reply(conn, MHD_HTTP_OK, "application/json", info(u));
 	if (!strcmp(url, "/ui/api/jobs"))
-		return cdl_ui_reply(conn, MHD_HTTP_OK, "application/json",
-				    job_jt_ui_json(u->jt, NULL));
+		return cdl_ui_reply(conn, MHD_HTTP_OK, "application/json", jobs_json(u));
 	if (!strcmp(url, "/ui/api/job")) {
 		bool too_long = false;
 		const char *name = cdl_ui_arg(conn, "name", NULL, &too_long);
@@ -59,8 +81,7 @@ static enum MHD_Result http_ui(void *arg, struct MHD_Connection *conn, const cha
 	}
 	if (!strcmp(url, "/")) {
 		/* for curl and scripts: what the page shows */
-		return cdl_ui_reply(conn, MHD_HTTP_OK, "application/json",
-				    job_jt_ui_json(u->jt, NULL));
+		return cdl_ui_reply(conn, MHD_HTTP_OK, "application/json", jobs_json(u));
 	}
 	return cdl_ui_reply(conn, MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8",
 			    xstrdup("not found\n"));
@@ -68,7 +89,8 @@ static enum MHD_Result http_ui(void *arg, struct MHD_Connection *conn, const cha
 
 int job_ui_register(cdl_http *h, job_jt *jt, const char *namenode_url)
 {
-	static job_ui the_ui; /* one per process, as long as the server */
+	/* one per process, as long as the server */
+	static job_ui the_ui = {.mu = PTHREAD_MUTEX_INITIALIZER};
 	job_ui *u = &the_ui;
 	u->jt = jt;
 	u->namenode_url = namenode_url ? namenode_url : "";

@@ -30,6 +30,10 @@ GEN_O = $(patsubst $(B)/gen/%.c,$(B)/obj/gen/%.o,$(GEN_C))
 # fs/cdl_cli.c is the `caudal` program; every other fs/cdl_*.c is libcaudal.
 LIB_SRC = $(filter-out fs/cdl_cli.c,$(wildcard fs/cdl_*.c))
 LIB_O = $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRC)) $(GEN_O)
+# The web UI's page, script and style sheet (fs/ui/) are built into
+# libcaudal as C arrays (xxd -i), so a daemon serves them with no files.
+UI_ASSETS = fs/ui/index.html fs/ui/app.js fs/ui/style.css fs/ui/favicon.svg
+LIB_O += $(B)/obj/gen/cdl_ui_assets.o
 LIB = $(B)/libcaudal.a
 
 # Each daemon folder: *_main*.c hold main(); the rest link into tests too.
@@ -74,6 +78,10 @@ deps:
 $(B)/gen/%.pb-c.c $(B)/gen/%.pb-c.h: fs/%.proto
 	@mkdir -p $(B)/gen
 	protoc-c --proto_path=fs --c_out=$(B)/gen $<
+
+$(B)/gen/cdl_ui_assets.c: $(UI_ASSETS)
+	@mkdir -p $(B)/gen
+	for f in $(UI_ASSETS); do xxd -i $$f || exit 1; done >$@.tmp && mv $@.tmp $@
 
 $(B)/obj/gen/%.o: $(B)/gen/%.c
 	@mkdir -p $(dir $@)

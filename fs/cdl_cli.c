@@ -1014,6 +1014,7 @@ enum {
 	UP_MOUNT,
 	UP_JOBS,
 	UP_JT_PORT,
+	UP_JT_HTTP_PORT,
 	UP_INSECURE,
 	UP_EXPORTS,
 	UP_ENCRYPT,
@@ -1053,6 +1054,8 @@ static const struct up_setting {
     [UP_JOBS] = {"jobs", "CAUDAL_JOBS", "yes",
 		 "run the jobtracker and a tasktracker per datanode (yes|no)"},
     [UP_JT_PORT] = {"jt-port", "CAUDAL_JT_PORT", "9001", "jobtracker RPC port"},
+    [UP_JT_HTTP_PORT] = {"jt-http-port", "CAUDAL_JT_HTTP_PORT", "50030",
+			 "jobtracker web UI port, linked from the namenode's (0: none)"},
     [UP_INSECURE] = {"insecure", "CAUDAL_UP_INSECURE", "no",
 		     "plaintext RPC believing every claimed uid (yes|no; benchmarks only)"},
     [UP_ENCRYPT] = {"encrypt-data", "CAUDAL_ENCRYPT_DATA", NULL,
@@ -1178,6 +1181,13 @@ static void nn_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "exports", upv[UP_EXPORTS]);
 	d_arg(x, "reserved_mb", upv[UP_NN_RESERVED]);
 	d_arg(x, "encrypt_data", upv[UP_ENCRYPT]);
+	/* the namenode's web UI links to the jobtracker's (ours, or one
+	 * started by hand on that port when jobs=no) */
+	if (strcmp(upv[UP_JT_HTTP_PORT], "0")) {
+		char *url = xasprintf("http://%s:%s/", upv[UP_NN_HOST], upv[UP_JT_HTTP_PORT]);
+		d_arg(x, "jobs_url", url);
+		free(url);
+	}
 }
 
 static void dn_args(struct daemon *x, const struct upctx *u, int i)
@@ -1257,6 +1267,13 @@ static void jt_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "port", upv[UP_JT_PORT]);
 	d_arg(x, "work_dir", x->dir);
 	d_port(x, UP_JT_PORT);
+	d_arg(x, "http_port", upv[UP_JT_HTTP_PORT]);
+	d_port(x, UP_JT_HTTP_PORT);
+	if (strcmp(upv[UP_HTTP_PORT], "0")) {
+		char *url = xasprintf("http://%s:%s/", upv[UP_NN_HOST], upv[UP_HTTP_PORT]);
+		d_arg(x, "namenode_url", url);
+		free(url);
+	}
 	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
 	/* root runs every daemon of this one-machine cluster already, so its
 	 * jobs may run as root too (README, "Security") */

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "cdl_client.h"
 #include "cdl_log.h"
 #include "cdl_rpc.h"
+#include "cdl_ui.h"
 #include "cdl_util.h"
 #include "job_counter.h"
 #include "job_shuffle.h"
@@ -2093,4 +2095,216 @@ void job_jt_stop(job_jt *jt)
 	pthread_cond_destroy(&jt->work_cv);
 	pthread_cond_destroy(&jt->stop_cv);
 	free(jt);
+}
+
+/* ------------------------------------------------------------ web UI */
+
+/* The status-file fields the UI shows, in the file's words. */
+static const char *const ui_fields[] = {
+    "job",
+    "id",
+    "state",
+    "input",
+    "output",
+    "map",
+    "reduce",
+    "combine",
+    "maps",
+    "maps_done",
+    "reduces",
+    "reduces_done",
+    "map_progress",
+    "reduce_progress",
+    "data_local_maps",
+    "rack_local_maps",
+    "remote_maps",
+    "failed_attempts",
+    "killed_attempts",
+    "submitted",
+    "started",
+    "finished",
+    "elapsed",
+    "error",
+};
+
+/* Under mu: j's status as the status file says it (render), as members
+ * of the JSON object being written to f. */
+static void ui_status(job_jt *jt, struct job *j, FILE *f, bool detail)
+{
+	char *s, *t, *c;
+	size_t sl, tl, cl;
+	render(jt, j, &s, &sl, &t, &tl, &c, &cl);
+	bool first = true;
+	for (size_t i = 0; i < sizeof(ui_fields) / sizeof(ui_fields[0]); i++) {
+		char *v = job_status_field(s, sl, ui_fields[i]);
+		cdl_json_key(f, ui_fields[i], first);
+		first = false;
+		cdl_json_str(f, v ? v : "");
+		free(v);
+	}
+	cdl_json_key(f, "uid", false);
+	fprintf(f, "%u", j->spec_uid);
+	struct passwd pw, *pp = NULL;
+	char pbuf[1024];
+	cdl_json_key(f, "user", false);
+	if (getpwuid_r(j->spec_uid, &pw, pbuf, sizeof(pbuf), &pp) == 0 && pp)
+		cdl_json_str(f, pp->pw_name);
+	else
+		fprintf(f, "\"%u\"", j->spec_uid);
+	if (detail) {
+		/* the stderr tail of the failed attempt, one element a line */
+		cdl_json_key(f, "stderr", false);
+		fputc('[', f);
+		bool comma = false;
+		for (size_t pos = 0; pos < sl;) {
+			const char *l = s + pos;
+			const char *nl = memchr(l, '\n', sl - pos);
+			size_t n = nl ? (size_t)(nl - l) : sl - pos;
+			pos += n + 1;
+			if (n >= 8 && !memcmp(l, "stderr: ", 8)) {
+				if (comma)
+					fputc(',', f);
+				comma = true;
+				cdl_json_strn(f, l + 8, n - 8);
+			}
+		}
+		fputc(']', f);
+		/* counters: "GROUP<TAB>NAME<TAB>VALUE" lines */
+		cdl_json_key(f, "counters", false);
+		fputc('[', f);
+		comma = false;
+		for (size_t pos = 0; pos < cl;) {
+			const char *l = c + pos;
+			const char *nl = memchr(l, '\n', cl - pos);
+			size_t n = nl ? (size_t)(nl - l) : cl - pos;
+			pos += n + 1;
+			const char *t1 = memchr(l, '\t', n);
+			const char *t2 = t1 ? memchr(t1 + 1, '\t', n - (size_t)(t1 + 1 - l)) : NULL;
+			if (!t2)
+				continue;
+			fputs(comma ? ",[" : "[", f);
+			comma = true;
+			cdl_json_strn(f, l, (size_t)(t1 - l));
+			fputc(',', f);
+			cdl_json_strn(f, t1 + 1, (size_t)(t2 - t1 - 1));
+			fputc(',', f);
+			cdl_json_strn(f, t2 + 1, n - (size_t)(t2 + 1 - l));
+			fputc(']', f);
+		}
+		fputc(']', f);
+	}
+	free(s);
+	free(t);
+	free(c);
+}
+
+/* Under mu: j's attempts (at most JOB_UI_ATTEMPTS, failed ones first so
+ * that none is cut off) as a JSON array member. */
+static void ui_attempts(struct job *j, FILE *f)
+{
+	cdl_json_key(f, "attempts", false);
+	fputc('[', f);
+	size_t shown = 0, total = 0;
+	for (int failed_pass = 1; failed_pass >= 0; failed_pass--)
+		for (int pass = 0; pass < 2; pass++) {
+			struct jtask *ts = pass ? j->reds : j->maps;
+			size_t n = pass ? j->nreds : j->nmaps;
+			for (size_t i = 0; i < n; i++)
+				for (size_t k = 0; k < ts[i].natt; k++) {
+					struct jattempt *a = ts[i].att[k];
+					bool failed = a->state == CAUDAL__ATTEMPT_STATE__AS_FAILED;
+					if (failed != (failed_pass == 1))
+						continue;
+					total++;
+					if (shown == JOB_UI_ATTEMPTS)
+						continue;
+					int64_t e = a->end_ms ? a->end_ms : cdl_now_ms();
+					const char *st =
+					    a->state == CAUDAL__ATTEMPT_STATE__AS_RUNNING
+						? "RUNNING"
+					    : a->state == CAUDAL__ATTEMPT_STATE__AS_SUCCEEDED
+						? "SUCCEEDED"
+					    : failed ? "FAILED"
+						     : "KILLED";
+					char task[32];
+					snprintf(task, sizeof(task), "%c-%05u",
+						 ts[i].map ? 'm' : 'r', ts[i].index);
+					fputs(shown++ ? ",{" : "{", f);
+					cdl_json_key(f, "task", true);
+					cdl_json_str(f, task);
+					cdl_json_key(f, "attempt", false);
+					fprintf(f, "%u", a->num);
+					cdl_json_key(f, "host", false);
+					cdl_json_str(f, a->host);
+					cdl_json_key(f, "locality", false);
+					cdl_json_str(f, loc_names[a->loc]);
+					cdl_json_key(f, "state", false);
+					cdl_json_str(f, st);
+					cdl_json_key(f, "seconds", false);
+					fprintf(f, "%.2f", (double)(e - a->start_ms) / 1000.0);
+					cdl_json_key(f, "progress", false);
+					fprintf(f, "%.3f",
+						a->state == CAUDAL__ATTEMPT_STATE__AS_SUCCEEDED
+						    ? 1.0
+						    : (double)a->progress);
+					cdl_json_key(f, "error", false);
+					cdl_json_str(f, a->error);
+					cdl_json_key(f, "stderr", false);
+					cdl_json_str(f, a->stderr_tail);
+					fputc('}', f);
+				}
+		}
+	fputc(']', f);
+	cdl_json_key(f, "attempts_total", false);
+	fprintf(f, "%zu", total);
+}
+
+char *job_jt_ui_json(job_jt *jt, const char *name)
+{
+	char *buf;
+	size_t len;
+	FILE *f = open_memstream(&buf, &len);
+	bool found = false;
+	pthread_mutex_lock(&jt->mu);
+	if (name) {
+		/* the newest run of that name */
+		struct job *hit = NULL;
+		for (struct job *j = jt->jobs; j; j = j->next)
+			if (!strcmp(j->name, name))
+				hit = j;
+		if (hit) {
+			found = true;
+			fputc('{', f);
+			ui_status(jt, hit, f, true);
+			ui_attempts(hit, f);
+			fputc('}', f);
+		}
+	} else {
+		found = true;
+		size_t n = 0;
+		for (struct job *j = jt->jobs; j; j = j->next)
+			n++;
+		/* newest first, at most JOB_UI_JOBS */
+		struct job **v = xcalloc(n + 1, sizeof(*v));
+		size_t k = 0;
+		for (struct job *j = jt->jobs; j; j = j->next)
+			v[k++] = j;
+		fputs("{\"jobs\":[", f);
+		size_t shown = 0;
+		for (size_t i = n; i > 0 && shown < JOB_UI_JOBS; i--, shown++) {
+			fputs(shown ? ",{" : "{", f);
+			ui_status(jt, v[i - 1], f, false);
+			fputc('}', f);
+		}
+		fprintf(f, "],\"total\":%zu,\"forget_s\":%d}", n, JOB_FORGET_MS / 1000);
+		free(v);
+	}
+	pthread_mutex_unlock(&jt->mu);
+	fputc('\n', f);
+	fclose(f);
+	if (!found) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
 }

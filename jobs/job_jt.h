@@ -49,6 +49,15 @@ typedef struct job_jt job_jt;
 /* Start serving and following the jobs folder. 0 or -errno (logged). */
 int job_jt_start(const job_jt_opts *o, job_jt **out);
 int job_jt_port(const job_jt *jt);
+/* The web UI's JSON (docs/decisions.md, "Web UI"), from the state the
+ * status files are rendered from: name NULL, the jobs held (newest first,
+ * at most JOB_UI_JOBS) with their status fields; else the newest run of
+ * job name with its counters and attempts (at most JOB_UI_ATTEMPTS,
+ * failed ones first), or NULL when there is none. Caller frees. */
+#define JOB_UI_JOBS	200
+#define JOB_UI_ATTEMPTS 2000
+char *job_jt_ui_json(job_jt *jt, const char *name);
+
 /* Stop every thread and free. Running jobs keep their non-final status and
  * are resumed by the next jobtracker. */
 void job_jt_stop(job_jt *jt);

@@ -15,9 +15,11 @@
 
 #include "cdl_config.h"
 #include "cdl_daemon.h"
+#include "cdl_http.h"
 #include "cdl_log.h"
 #include "cdl_rpc.h"
 #include "job_jt.h"
+#include "job_ui.h"
 
 static struct {
 	char *namenode;
@@ -37,6 +39,8 @@ static struct {
 	int64_t status_ms;
 	int64_t io_timeout_ms;
 	char *log_level;
+	int64_t http_port;
+	char *namenode_url;
 	bool print_config;
 	cdl_sec_cfg sec;
 } cfg;
@@ -71,6 +75,10 @@ static const cdl_cfg_key cfg_tab[] = {
      "rewrite a running job's status files at least this often, ms"},
     {"io_timeout_ms", CDL_CFG_INT, &cfg.io_timeout_ms, "30000", 100, 3600000,
      "give up on a Caudal operation after this long, ms"},
+    {"http_port", CDL_CFG_INT, &cfg.http_port, "0", 0, 65535,
+     "web UI port on host (0: none; Hadoop's JobTracker used 50030)"},
+    {"namenode_url", CDL_CFG_STR, &cfg.namenode_url, "", 0, 0,
+     "the namenode's web UI, linked from the jobs pages (\"\": no link)"},
     {"log_level", CDL_CFG_STR, &cfg.log_level, "info", 0, 0, "error, warn, info or debug"},
     {"print_config", CDL_CFG_BOOL, &cfg.print_config, "false", 0, 0,
      "print the effective config and exit"},
@@ -107,9 +115,30 @@ static void fini_jt(void)
 	jt = NULL;
 }
 
+/* The web UI (jobs/job_ui.h) on http_port, once the jobtracker runs. */
+static cdl_http *http;
+
+static int init_http(void)
+{
+	if (!cfg.http_port)
+		return 0;
+	http = cdl_http_new(cfg.host, (int)cfg.http_port, "jobtracker HTTP");
+	if (!http)
+		return -EINVAL;
+	int rc = job_ui_register(http, jt, cfg.namenode_url);
+	return rc < 0 ? rc : cdl_http_start(http);
+}
+
+static void fini_http(void)
+{
+	cdl_http_free(http);
+	http = NULL;
+}
+
 static const cdl_step steps[] = {
     {cdl_daemon_rpc_init, cdl_daemon_rpc_fini, "rpc library"},
     {init_jt, fini_jt, "jobtracker"},
+    {init_http, fini_http, "web UI"},
 };
 #define NSTEPS (sizeof(steps) / sizeof(steps[0]))
 

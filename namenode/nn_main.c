@@ -26,6 +26,7 @@
 #include "nn_ckpt.h"
 #include "nn_ns.h"
 #include "nn_place.h"
+#include "nn_ui.h"
 
 static struct {
 	char *host;
@@ -61,6 +62,7 @@ static struct {
 	int64_t checkpoint_keep;
 	char *restore;
 	char *exports;
+	char *jobs_url;
 	bool check;
 	cdl_sec_cfg sec;
 } cfg;
@@ -123,6 +125,8 @@ static const cdl_cfg_key keys[] = {
      "copy this checkpoint folder into an empty --dir and exit"},
     {"exports", CDL_CFG_STR, &cfg.exports, "", 0, 0,
      "exports file: which mounts may act for other users, ro, maproot (nn_exports.h)"},
+    {"jobs_url", CDL_CFG_STR, &cfg.jobs_url, "", 0, 0,
+     "the jobtracker's web UI, linked from the namenode's (\"\": no link)"},
     {"check", CDL_CFG_BOOL, &cfg.check, "false", 0, 0,
      "check the invariants of the stopped namenode's --dir, print them and exit (1: violations)"},
     CDL_SEC_CFG_KEYS(cfg.sec),
@@ -302,8 +306,7 @@ static int step_http(void)
 		return -EINVAL;
 	if ((rc = cdl_http_route(http, "/check", http_check, NULL, NULL)) < 0 ||
 	    (rc = cdl_http_route(http, "/metrics", http_text, NULL, NULL)) < 0 ||
-	    (rc = cdl_http_route(http, "/", http_text, NULL, NULL)) < 0 ||
-	    (rc = cdl_http_start(http)) < 0)
+	    (rc = nn_ui_register(http, ns, cfg.jobs_url)) < 0 || (rc = cdl_http_start(http)) < 0)
 		return rc;
 	return 0;
 }

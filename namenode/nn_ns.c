@@ -3701,6 +3701,25 @@ static const cdl_rpc_method datanode_methods[] = {
     {NULL, NULL, 0, 0},
 };
 
+ProtobufCMessage *nn_ns_call(nn_ns *ns, const char *method, const ProtobufCMessage *req,
+			     cdl_arena *a)
+{
+	const ProtobufCServiceDescriptor *sd = &caudal__client_protocol__descriptor;
+	for (size_t i = 0; client_methods[i].name; i++) {
+		if (strcmp(client_methods[i].name, method))
+			continue;
+		const ProtobufCMethodDescriptor *md =
+		    protobuf_c_service_descriptor_get_method_by_name(sd, method);
+		if (!md || md->input != req->descriptor)
+			return NULL;
+		ProtobufCMessage *rep = cdl_arena_alloc(a, md->output->sizeof_message);
+		md->output->message_init(rep);
+		client_methods[i].handler(ns, req, rep, a);
+		return rep;
+	}
+	return NULL;
+}
+
 int nn_ns_register(nn_ns *ns, cdl_rpc_server *srv)
 {
 	int rc = cdl_rpc_server_add(srv, &caudal__client_protocol__descriptor, client_methods, ns);

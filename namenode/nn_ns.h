@@ -102,6 +102,13 @@ void nn_ns_close(nn_ns *ns);
 /* Add both services to an RPC server. */
 int nn_ns_register(nn_ns *ns, cdl_rpc_server *srv);
 
+/* Run ClientProtocol method (by its .proto name) in-process, as the RPC
+ * server would for req, without a peer: req's Cred is who acts (none:
+ * root), so an in-process caller passes the Cred it means. The reply lives
+ * in a; NULL for an unknown method or a req of the wrong type. */
+ProtobufCMessage *nn_ns_call(nn_ns *ns, const char *method, const ProtobufCMessage *req,
+			     cdl_arena *a);
+
 /* Periodic work: dead datanodes, replication, lease expiry, safe mode. */
 void nn_ns_tick(nn_ns *ns);
 

@@ -1018,6 +1018,10 @@ enum {
 	UP_EXPORTS,
 	UP_ENCRYPT,
 	UP_NN_RESERVED,
+	UP_DN_HTTP_PORT,
+	UP_JT_HTTP_PORT,
+	UP_TT_HTTP_PORT,
+	UP_MOUNT_METRICS_PORT,
 	UP_N
 };
 
@@ -1061,6 +1065,16 @@ static const struct up_setting {
 			"MiB the namenode keeps free on its metadata disk (default 100)"},
     [UP_EXPORTS] = {"exports", "CAUDAL_EXPORTS", NULL,
 		    "namenode exports file: which mounts may act for users, ro, maproot"},
+    /* /metrics (Prometheus) of the other daemons, at Hadoop's ports; the
+     * daemons' own default is off */
+    [UP_DN_HTTP_PORT] = {"dn-http-port", "CAUDAL_DN_HTTP_PORT", "9864",
+			 "datanode HTTP port, /metrics (each on its own address; 0: none)"},
+    [UP_JT_HTTP_PORT] = {"jt-http-port", "CAUDAL_JT_HTTP_PORT", "50030",
+			 "jobtracker HTTP port, /metrics (0: none)"},
+    [UP_TT_HTTP_PORT] = {"tt-http-port", "CAUDAL_TT_HTTP_PORT", "50060",
+			 "tasktracker HTTP port, /metrics (each on its datanode's address; 0: none)"},
+    [UP_MOUNT_METRICS_PORT] = {"mount-metrics-port", "CAUDAL_MOUNT_METRICS_PORT", "0",
+			       "the mount's /metrics port on 127.0.0.1 (0: none)"},
 };
 
 static const char *upv[UP_N];
@@ -1113,6 +1127,7 @@ struct daemon {
 	int rank;	  /* started in increasing rank, stopped in decreasing */
 	char *dir;	  /* state folder, also the marker in its command line */
 	char *addr;	  /* what it serves, for messages */
+	char *metrics;	  /* host:port of its /metrics, NULL: none */
 	char *argv[24];
 	int argc;
 	pid_t pid;	    /* running pid, 0 = not running */
@@ -1146,6 +1161,19 @@ static void d_arg(struct daemon *d, const char *key, const char *val)
 	d->argv[d->argc++] = key ? xasprintf("--%s=%s", key, val) : xstrdup(val);
 }
 
+/* Its HTTP port from setting key (none when 0), as the argument key, the
+ * port up waits for and where `up` says its /metrics are. */
+static void d_http(struct daemon *d, const char *argkey, int key, const char *host, bool wait)
+{
+	unsigned long long v;
+	if (!upv[key] || parse_uint(upv[key], 65535, &v) || !v)
+		return;
+	d_arg(d, argkey, upv[key]);
+	if (wait)
+		d_port(d, key);
+	d->metrics = xasprintf("%s:%llu", host, v);
+}
+
 /* What every daemon's arguments and readiness checks are built from. */
 struct upctx {
 	const char *home;
@@ -1168,6 +1196,9 @@ static void nn_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "http_port", upv[UP_HTTP_PORT]);
 	d_port(x, UP_NN_PORT);
 	d_port(x, UP_HTTP_PORT);
+	unsigned long long hp;
+	if (upv[UP_HTTP_PORT] && !parse_uint(upv[UP_HTTP_PORT], 65535, &hp) && hp)
+		x->metrics = xasprintf("%s:%llu", upv[UP_NN_HOST], hp);
 	d_arg(x, "block_size", upv[UP_BLOCK_SIZE]);
 	d_arg(x, "replication", upv[UP_REPLICATION]);
 	d_arg(x, "heartbeat_ms", upv[UP_HEARTBEAT]);
@@ -1188,6 +1219,7 @@ static void dn_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "port", upv[UP_DN_PORT]);
 	d_arg(x, "data_dir", x->dir);
 	d_port(x, UP_DN_PORT);
+	d_http(x, "http_port", UP_DN_HTTP_PORT, u->hosts[i], true);
 	d_arg(x, "heartbeat_ms", upv[UP_HEARTBEAT]);
 	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
 	d_arg(x, "encrypt_data", upv[UP_ENCRYPT]);
@@ -1224,7 +1256,11 @@ static void mount_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, NULL, mnt);
 	d_arg(x, NULL, "-f");
 	d_arg(x, NULL, "-o");
-	char *o = xasprintf("pidfile=%s/mount.pid", x->dir);
+	unsigned long long mp = 0;
+	if (upv[UP_MOUNT_METRICS_PORT] && !parse_uint(upv[UP_MOUNT_METRICS_PORT], 65535, &mp) && mp)
+		x->metrics = xasprintf("127.0.0.1:%llu", mp);
+	char *o = mp ? xasprintf("pidfile=%s/mount.pid,metrics_port=%llu", x->dir, mp)
+		     : xasprintf("pidfile=%s/mount.pid", x->dir);
 	d_arg(x, NULL, o);
 	free(o);
 	mkdir(x->dir, 0755);
@@ -1257,6 +1293,7 @@ static void jt_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "port", upv[UP_JT_PORT]);
 	d_arg(x, "work_dir", x->dir);
 	d_port(x, UP_JT_PORT);
+	d_http(x, "http_port", UP_JT_HTTP_PORT, upv[UP_NN_HOST], true);
 	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
 	/* root runs every daemon of this one-machine cluster already, so its
 	 * jobs may run as root too (README, "Security") */
@@ -1275,6 +1312,7 @@ static void tt_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "host", u->hosts[i]);
 	d_arg(x, "work_dir", x->dir);
 	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
+	d_http(x, "http_port", UP_TT_HTTP_PORT, u->hosts[i], true);
 }
 
 static const struct dkind {
@@ -1867,6 +1905,7 @@ static void daemons_free(struct daemon *d, int n)
 			free(d[i].argv[j]);
 		free(d[i].dir);
 		free(d[i].addr);
+		free(d[i].metrics);
 	}
 	free(d);
 }
@@ -2097,6 +2136,15 @@ static int cmd_up(int argc, char **argv)
 		goto out;
 	printf("cluster up: namenode %s, cluster '%s', %d datanodes live, state in '%s'\n", nn,
 	       u.cluster, u.ndn, home);
+	bool any = false;
+	for (int i = 0; i < u.n; i++)
+		if (u.ds[i].metrics) {
+			printf("%s %s=%s", any ? "," : "metrics (http://HOST:PORT/metrics):",
+			       u.ds[i].name, u.ds[i].metrics);
+			any = true;
+		}
+	if (any)
+		printf("\n");
 	ret = 0;
 out:
 	if (ret) {

@@ -49,6 +49,9 @@ typedef struct job_jt job_jt;
 /* Start serving and following the jobs folder. 0 or -errno (logged). */
 int job_jt_start(const job_jt_opts *o, job_jt **out);
 int job_jt_port(const job_jt *jt);
+/* Export its jobs, tasks and trackers into the process's metrics
+ * registry (cdl_metrics_global), read at each render. Once. */
+int job_jt_metrics(job_jt *jt);
 /* Stop every thread and free. Running jobs keep their non-final status and
  * are resumed by the next jobtracker. */
 void job_jt_stop(job_jt *jt);

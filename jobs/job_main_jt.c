@@ -15,7 +15,9 @@
 
 #include "cdl_config.h"
 #include "cdl_daemon.h"
+#include "cdl_http.h"
 #include "cdl_log.h"
+#include "cdl_metrics.h"
 #include "cdl_rpc.h"
 #include "job_jt.h"
 
@@ -23,6 +25,7 @@ static struct {
 	char *namenode;
 	char *host;
 	int64_t port;
+	int64_t http_port;
 	char *work_dir;
 	char *jobs_dir;
 	int64_t threads;
@@ -45,6 +48,8 @@ static const cdl_cfg_key cfg_tab[] = {
     {"namenode", CDL_CFG_STR, &cfg.namenode, "127.0.0.1:9000", 0, 0, "namenode address host:port"},
     {"host", CDL_CFG_STR, &cfg.host, "127.0.0.1", 0, 0, "address to serve JobProtocol on"},
     {"port", CDL_CFG_INT, &cfg.port, "9001", 0, 65535, "JobProtocol port (0 picks one)"},
+    {"http_port", CDL_CFG_INT, &cfg.http_port, "0", 0, 65535,
+     "HTTP port on host serving /metrics (0 = off; caudal up gives 50030)"},
     {"work_dir", CDL_CFG_STR, &cfg.work_dir, "/var/lib/caudal/jobtracker", 0, 0,
      "local folder (job history log)"},
     {"jobs_dir", CDL_CFG_STR, &cfg.jobs_dir, "/jobs", 0, 0,
@@ -107,9 +112,33 @@ static void fini_jt(void)
 	jt = NULL;
 }
 
+/* HTTP: /metrics (Prometheus), after the jobtracker so that its gauges have
+ * something to read. */
+static cdl_http *http;
+
+static int init_http(void)
+{
+	if (!cfg.http_port)
+		return 0;
+	cdl_metrics *r = cdl_metrics_global();
+	cdl_metrics_process(r);
+	int rc = job_jt_metrics(jt);
+	if (rc < 0)
+		return rc;
+	http = cdl_metrics_serve(cfg.host, (int)cfg.http_port, r, "jobtracker HTTP");
+	return http ? 0 : -EADDRINUSE;
+}
+
+static void fini_http(void)
+{
+	cdl_http_free(http);
+	http = NULL;
+}
+
 static const cdl_step steps[] = {
     {cdl_daemon_rpc_init, cdl_daemon_rpc_fini, "rpc library"},
     {init_jt, fini_jt, "jobtracker"},
+    {init_http, fini_http, "HTTP server"},
 };
 #define NSTEPS (sizeof(steps) / sizeof(steps[0]))
 

@@ -250,7 +250,8 @@ static int init_http(void)
 	cdl_metrics_process(r);
 	dg.cap = gauge(r, "caudal_datanode_capacity_bytes",
 		       "Bytes of the healthy data dirs, less the reserves.");
-	dg.used = gauge(r, "caudal_datanode_used_bytes", "Bytes of finalized replicas and sidecars.");
+	dg.used =
+	    gauge(r, "caudal_datanode_used_bytes", "Bytes of finalized replicas and sidecars.");
 	dg.rem = gauge(r, "caudal_datanode_remaining_bytes", "Bytes free for replicas.");
 	dg.blocks = gauge(r, "caudal_datanode_blocks", "Finalized replicas held.");
 	dg.xceivers = gauge(r, "caudal_datanode_xceivers", "Data-transfer connections served now.");

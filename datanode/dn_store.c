@@ -1398,12 +1398,13 @@ static cdl_series *disk_csum_errors;
 static pthread_once_t csum_once = PTHREAD_ONCE_INIT;
 static void csum_metric(void)
 {
-	disk_csum_errors = cdl_metric_at(
-	    cdl_metrics_counter(cdl_metrics_global(), "caudal_datanode_checksum_errors_total",
-				"Chunks that failed their checksum: stored ones read back (disk) or "
-				"packets received (network).",
-				"source"),
-	    "disk");
+	disk_csum_errors =
+	    cdl_metric_at(cdl_metrics_counter(
+			      cdl_metrics_global(), "caudal_datanode_checksum_errors_total",
+			      "Chunks that failed their checksum: stored ones read back (disk) or "
+			      "packets received (network).",
+			      "source"),
+			  "disk");
 }
 
 static int csum_error(void)

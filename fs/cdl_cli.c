@@ -1071,8 +1071,9 @@ static const struct up_setting {
 			 "datanode HTTP port, /metrics (each on its own address; 0: none)"},
     [UP_JT_HTTP_PORT] = {"jt-http-port", "CAUDAL_JT_HTTP_PORT", "50030",
 			 "jobtracker HTTP port, /metrics (0: none)"},
-    [UP_TT_HTTP_PORT] = {"tt-http-port", "CAUDAL_TT_HTTP_PORT", "50060",
-			 "tasktracker HTTP port, /metrics (each on its datanode's address; 0: none)"},
+    [UP_TT_HTTP_PORT] =
+	{"tt-http-port", "CAUDAL_TT_HTTP_PORT", "50060",
+	 "tasktracker HTTP port, /metrics (each on its datanode's address; 0: none)"},
     [UP_MOUNT_METRICS_PORT] = {"mount-metrics-port", "CAUDAL_MOUNT_METRICS_PORT", "0",
 			       "the mount's /metrics port on 127.0.0.1 (0: none)"},
 };
@@ -2139,8 +2140,9 @@ static int cmd_up(int argc, char **argv)
 	bool any = false;
 	for (int i = 0; i < u.n; i++)
 		if (u.ds[i].metrics) {
-			printf("%s %s=%s", any ? "," : "metrics (http://HOST:PORT/metrics):",
-			       u.ds[i].name, u.ds[i].metrics);
+			printf("%s %s=%s",
+			       any ? "," : "metrics (http://HOST:PORT/metrics):", u.ds[i].name,
+			       u.ds[i].metrics);
 			any = true;
 		}
 	if (any)

@@ -151,9 +151,9 @@ static void jm_init(void)
 	jm.started = cdl_metrics_counter(r, "caudal_jobtracker_attempts_started_total",
 					 "Task attempts started, by kind and (for maps) locality.",
 					 "kind,locality");
-	cdl_metric *f = cdl_metrics_counter(r, "caudal_jobtracker_attempts_failed_total",
-					    "Task attempts that failed (counted against their task).",
-					    "kind");
+	cdl_metric *f =
+	    cdl_metrics_counter(r, "caudal_jobtracker_attempts_failed_total",
+				"Task attempts that failed (counted against their task).", "kind");
 	jm.failed_map = cdl_metric_at(f, "map");
 	jm.failed_reduce = cdl_metric_at(f, "reduce");
 	cdl_metric *d = cdl_metrics_counter(r, "caudal_jobtracker_jobs_completed_total",
@@ -2095,14 +2095,14 @@ static void jt_collect(void *arg)
 	cdl_metric *jobs = cdl_metrics_gauge(
 	    r, "caudal_jobtracker_jobs",
 	    "Jobs the jobtracker holds, by state (ended ones until they are forgotten).", "state");
-	cdl_metric *tasks = cdl_metrics_gauge(r, "caudal_jobtracker_tasks",
-					      "Tasks of the jobs not ended, by kind and state.",
-					      "kind,state");
+	cdl_metric *tasks =
+	    cdl_metrics_gauge(r, "caudal_jobtracker_tasks",
+			      "Tasks of the jobs not ended, by kind and state.", "kind,state");
 	cdl_metric *trackers = cdl_metrics_gauge(r, "caudal_jobtracker_trackers",
 						 "Tasktrackers known, by state.", "state");
-	cdl_metric *slots = cdl_metrics_gauge(r, "caudal_jobtracker_slots",
-					      "Attempt slots of the live tasktrackers, by use.",
-					      "state");
+	cdl_metric *slots =
+	    cdl_metrics_gauge(r, "caudal_jobtracker_slots",
+			      "Attempt slots of the live tasktrackers, by use.", "state");
 	double nj[JOB_KILLED + 1] = {0}, nt[2][3] = {{0}};
 	double live = 0, lost = 0, total = 0, busy = 0;
 	pthread_mutex_lock(&jt->mu);

@@ -763,15 +763,15 @@ enum mop {
 	MOP_N
 };
 static const char *const mop_names[MOP_N] = {
-    "lookup",  "getattr",  "setattr",	  "readlink",	"mknod",      "mkdir",	  "unlink",
-    "rmdir",   "symlink",  "rename",	  "link",	"open",	      "create",	  "read",
-    "write",   "flush",	   "release",	  "fsync",	"opendir",    "readdir",  "readdirplus",
-    "releasedir", "fsyncdir", "statfs", "setxattr", "getxattr", "listxattr", "removexattr"};
+    "lookup",	  "getattr",  "setattr", "readlink", "mknod",	 "mkdir",     "unlink",
+    "rmdir",	  "symlink",  "rename",	 "link",     "open",	 "create",    "read",
+    "write",	  "flush",    "release", "fsync",    "opendir",	 "readdir",   "readdirplus",
+    "releasedir", "fsyncdir", "statfs",	 "setxattr", "getxattr", "listxattr", "removexattr"};
 static cdl_series *mop_secs[MOP_N];
 cdl_series *mnt_m_bytes_read, *mnt_m_bytes_written;
 static cdl_series *m_hits, *m_misses, *m_open, *m_inodes;
 
-#define TIMED(op, OP, params, args)                                                               \
+#define TIMED(op, OP, params, args)                                                                \
 	static void t_##op params                                                                  \
 	{                                                                                          \
 		int64_t t0 = cdl_now_ns();                                                         \
@@ -795,8 +795,7 @@ TIMED(symlink, MOP_SYMLINK, (fuse_req_t r, const char *l, fuse_ino_t p, const ch
 TIMED(rename, MOP_RENAME,
       (fuse_req_t r, fuse_ino_t p, const char *n, fuse_ino_t np, const char *nn, unsigned fl),
       (r, p, n, np, nn, fl))
-TIMED(link, MOP_LINK, (fuse_req_t r, fuse_ino_t i, fuse_ino_t np, const char *nn),
-      (r, i, np, nn))
+TIMED(link, MOP_LINK, (fuse_req_t r, fuse_ino_t i, fuse_ino_t np, const char *nn), (r, i, np, nn))
 TIMED(open, MOP_OPEN, (fuse_req_t r, fuse_ino_t i, ffi *f), (r, i, f))
 TIMED(create, MOP_CREATE, (fuse_req_t r, fuse_ino_t p, const char *n, mode_t m, ffi *f),
       (r, p, n, m, f))

@@ -78,8 +78,12 @@ UNIT_BIN = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 .PHONY: all deps test unit e2e up down bench asan tsan lint clean fuzz install crashtest
 all: $(PROGS) $(UNIT_BIN) $(BENCH_BIN)
 
+# One dpkg-query for the whole list; apt-get runs only when something is
+# missing.
 deps:
-	@missing=$$(for p in $$(grep -v '^#' deps.txt); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	@want=$$(grep -v '^#' deps.txt); \
+	have=$$(dpkg-query -W -f='$${Package} $${Status}\n' $$want 2>/dev/null | awk '/ ok installed$$/ { print $$1 }'); \
+	missing=$$(for p in $$want; do echo "$$have" | grep -qx "$$p" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
 		export DEBIAN_FRONTEND=noninteractive; \

@@ -205,8 +205,10 @@ PY
 flood=$!
 register_pid "$flood"
 wait_until 20 "the flood is in place" test -s "$T/flood.out"
-read -r held _ <"$T/flood.out"
+read -r held refused <"$T/flood.out"
+say "flood: tt1 holds $held of 200 connections from one address ($refused refused at connect)"
 [ "$held" -le 32 ] || fail "tt1 holds $held idle connections from one address (cap 32)"
+[ "$held" -ge 1 ] || fail "the flood reached nothing: no connection held"
 curl -sf --max-time 5 "http://${ADDR[tt1]}/metrics" >/dev/null ||
 	fail "tt1's /metrics did not answer during the flood"
 wait "$flood" || true

@@ -27,9 +27,11 @@ CFLAGS = $(CFLAGS_BASE) $(GRPC_CF) $(WARN)
 ifeq ($(V),1)
 Q =
 say = @true
+SILENT =
 else
 Q = @
 say = @printf '  %-7s %s\n'
+SILENT = -s
 endif
 LDFLAGS += $(SAN) -pthread
 
@@ -189,14 +191,14 @@ $(B)/tests/test_cdl_%: $(B)/obj/tests/unit/test_cdl_%.o $(LIB)
 # The whole suite: unit binaries, then end-to-end scripts; the runner prints
 # "N passed, N failed" last and fails if anything failed.
 test: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) $(SILENT) --no-print-directory all
 	@B=$(B) bash tests/run.sh $(T)
 
 unit: all
 	@B=$(B) bash tests/run.sh unit
 
 up: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) $(SILENT) --no-print-directory all
 	@$(BIN)/caudal up
 
 down:

@@ -108,11 +108,12 @@ ge "$(value namenode 'caudal_namenode_rpc_seconds_count{service="ClientProtocol"
 ge "$(value namenode 'caudal_namenode_rpc_seconds_count{service="DatanodeProtocol",method="Heartbeat"}')" 3 "heartbeats"
 assert_eq "$(value jobtracker 'caudal_jobtracker_jobs_completed_total{state="SUCCEEDED"}')" 1 "succeeded jobs"
 maps=$(job_field wc maps)
-assert_eq "$(value jobtracker 'caudal_jobtracker_attempts_started_total{kind="map",locality="data-local"}')" \
-	"$(job_field wc data_local_maps)" "data-local maps"
+# (at least: an attempt retried on a loaded machine starts again)
+ge "$(value jobtracker 'caudal_jobtracker_attempts_started_total{kind="map",locality="data-local"}')" \
+	"$(job_field wc data_local_maps)" "data-local map attempts"
 ge "$(value jobtracker 'caudal_jobtracker_rpc_seconds_count{service="JobProtocol",method="Report"}')" 1 "Report calls"
 ge "$(sum 'caudal_tasktracker_attempts_total{kind="map",result="succeeded"}' tt1 tt2 tt3)" "$maps" "maps run"
-assert_eq "$(sum 'caudal_tasktracker_attempts_total{kind="reduce",result="succeeded"}' tt1 tt2 tt3)" 2 "reduces run"
+ge "$(sum 'caudal_tasktracker_attempts_total{kind="reduce",result="succeeded"}' tt1 tt2 tt3)" 2 "reduces run"
 assert_eq "$(value tt1 'caudal_tasktracker_slots{state="total"}')" 2 "tt1's slots"
 ge "$(value mount caudal_mount_bytes_written_total)" "$wrote" "bytes written through the mount"
 ge "$(value mount caudal_mount_bytes_read_total)" "$(stat -c %s "$T/big")" "bytes read through the mount"

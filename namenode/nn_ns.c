@@ -4274,6 +4274,7 @@ static struct nn_gauges {
 	cdl_series *txid, *inodes, *files, *dirs, *inline_files, *inline_bytes, *blocks, *reported,
 	    *under, *corrupt, *missing, *pending_del, *pending_repl, *safemode, *cap, *used, *rem,
 	    *leases, *live, *dead, *decom, *decomd, *xceivers;
+	cdl_metric *dn_age, *dn_blocks, *dn_used, *dn_rem, *dn_alive; /* by datanode */
 } g;
 
 static void metrics_collect(void *arg)
@@ -4323,7 +4324,32 @@ static void metrics_collect(void *arg)
 	cdl_series_set(g.decom, decom);
 	cdl_series_set(g.decomd, decomd);
 	cdl_series_set(g.xceivers, (double)xc);
+	/* each datanode as this namenode sees it, set once the lock is let go
+	 * (a series lookup takes the registry's lock) */
+	int n = ns->bl->ndn;
+	struct dnrow {
+		char name[300];
+		double age, blocks, used, rem, alive;
+	} *rows = xcalloc((size_t)(n ? n : 1), sizeof(*rows));
+	int64_t now = cdl_now_ms();
+	for (int i = 0; i < n; i++) {
+		const nn_dn *d = ns->bl->dns[i];
+		snprintf(rows[i].name, sizeof(rows[i].name), "%s:%u", d->host, d->port);
+		rows[i].age = (double)(now - d->last_hb_ms) / 1e3;
+		rows[i].blocks = d->nblocks;
+		rows[i].used = (double)d->used;
+		rows[i].rem = (double)d->remaining;
+		rows[i].alive = d->alive;
+	}
 	pthread_mutex_unlock(&ns->lock);
+	for (int i = 0; i < n; i++) {
+		cdl_series_set(cdl_metric_at(g.dn_age, rows[i].name), rows[i].age);
+		cdl_series_set(cdl_metric_at(g.dn_blocks, rows[i].name), rows[i].blocks);
+		cdl_series_set(cdl_metric_at(g.dn_used, rows[i].name), rows[i].used);
+		cdl_series_set(cdl_metric_at(g.dn_rem, rows[i].name), rows[i].rem);
+		cdl_series_set(cdl_metric_at(g.dn_alive, rows[i].name), rows[i].alive);
+	}
+	free(rows);
 }
 
 static cdl_series *gauge(cdl_metrics *r, const char *name, const char *help)
@@ -4364,6 +4390,18 @@ int nn_ns_metrics(nn_ns *ns, cdl_metrics *r)
 			   "Data-transfer connections the live datanodes last reported, summed.");
 	cdl_metric *dn = cdl_metrics_gauge(r, "caudal_namenode_datanodes",
 					   "Registered datanodes by state.", "state");
+	g.dn_age = cdl_metrics_gauge(r, "caudal_namenode_datanode_heartbeat_age_seconds",
+				     "Time since each datanode's last heartbeat.", "datanode");
+	g.dn_blocks =
+	    cdl_metrics_gauge(r, "caudal_namenode_datanode_blocks",
+			      "Replicas each datanode holds, as the block map says.", "datanode");
+	g.dn_used = cdl_metrics_gauge(r, "caudal_namenode_datanode_used_bytes",
+				      "Bytes each datanode last reported used.", "datanode");
+	g.dn_rem = cdl_metrics_gauge(r, "caudal_namenode_datanode_remaining_bytes",
+				     "Bytes each datanode last reported free.", "datanode");
+	g.dn_alive =
+	    cdl_metrics_gauge(r, "caudal_namenode_datanode_live",
+			      "1 while a datanode is live, 0 once it is dead.", "datanode");
 	g.live = cdl_metric_at(dn, "live");
 	g.dead = cdl_metric_at(dn, "dead");
 	g.decom = cdl_metric_at(dn, "decommissioning");

@@ -20,6 +20,19 @@ FUSE_CF := $(shell $(PKG) --cflags fuse3 2>/dev/null)
 FUSE_LD := $(shell $(PKG) --libs fuse3 2>/dev/null)
 
 CFLAGS = $(CFLAGS_BASE) $(GRPC_CF) $(WARN)
+
+# Quiet by default: one short line per step ("CC fs/cdl_rpc.c"), as Redis
+# and the kernel do; `make V=1` prints the full commands. Compiler errors
+# and warnings show in full either way.
+ifeq ($(V),1)
+Q =
+say = @true
+SILENT =
+else
+Q = @
+say = @printf '  %-7s %s\n'
+SILENT = -s
+endif
 LDFLAGS += $(SAN) -pthread
 
 PROTOS = $(wildcard fs/*.proto)
@@ -64,11 +77,19 @@ BENCH_BIN = $(B)/bench/nn_bench
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 
+# Keep the unit tests' objects (make would delete them as intermediates,
+# and say so in a long "rm" line).
+.SECONDARY:
+
 .PHONY: all deps test unit e2e up down bench asan tsan lint clean fuzz install crashtest
 all: $(PROGS) $(UNIT_BIN) $(BENCH_BIN)
 
+# One dpkg-query for the whole list; apt-get runs only when something is
+# missing.
 deps:
-	@missing=$$(for p in $$(grep -v '^#' deps.txt); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	@want=$$(grep -v '^#' deps.txt); \
+	have=$$(dpkg-query -W -f='$${Package} $${Status}\n' $$want 2>/dev/null | awk '/ ok installed$$/ { print $$1 }'); \
+	missing=$$(for p in $$want; do echo "$$have" | grep -qx "$$p" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
 		export DEBIAN_FRONTEND=noninteractive; \
@@ -77,7 +98,8 @@ deps:
 
 $(B)/gen/%.pb-c.c $(B)/gen/%.pb-c.h: fs/%.proto
 	@mkdir -p $(B)/gen
-	protoc-c --proto_path=fs --c_out=$(B)/gen $<
+	$(say) PROTOC $<
+	$(Q)protoc-c --proto_path=fs --c_out=$(B)/gen $<
 
 $(B)/gen/cdl_ui_assets.c: $(UI_ASSETS)
 	@mkdir -p $(B)/gen
@@ -85,23 +107,28 @@ $(B)/gen/cdl_ui_assets.c: $(UI_ASSETS)
 
 $(B)/obj/gen/%.o: $(B)/gen/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(GRPC_CF) -c -o $@ $<
+	$(say) CC $<
+	$(Q)$(CC) $(CFLAGS_BASE) $(GRPC_CF) -c -o $@ $<
 
 $(B)/obj/mount/%.o: mount/%.c | $(GEN_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(FUSE_CF) -c -o $@ $<
+	$(say) CC $<
+	$(Q)$(CC) $(CFLAGS) $(FUSE_CF) -c -o $@ $<
 
 $(B)/obj/tests/%.o: tests/%.c | $(GEN_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(FUSE_CF) -Inamenode -Idatanode -Ijobs -Imount -c -o $@ $<
+	$(say) CC $<
+	$(Q)$(CC) $(CFLAGS) $(FUSE_CF) -Inamenode -Idatanode -Ijobs -Imount -c -o $@ $<
 
 $(B)/obj/%.o: %.c | $(GEN_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(say) CC $<
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(LIB): $(LIB_O)
 	@rm -f $@
-	ar rcs $@ $^
+	$(say) AR $@
+	$(Q)ar rcs $@ $^
 
 # The CLI's `caudal job` reads the jobtracker's status files with the jobs
 # folder's own reader of that format (docs/decisions.md).
@@ -109,64 +136,77 @@ CLI_JOB_O = $(B)/obj/jobs/job_cli.o $(B)/obj/jobs/job_status.o
 $(B)/obj/fs/cdl_cli.o: CFLAGS += -Ijobs
 $(BIN)/caudal: $(B)/obj/fs/cdl_cli.o $(CLI_JOB_O) $(LIB)
 	@mkdir -p $(BIN)
-	$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
 
 $(BIN)/caudal-namenode: $(B)/obj/namenode/nn_main.o $(NN_O) $(LIB)
 	@mkdir -p $(BIN)
-	$(CC) $(LDFLAGS) -o $@ $^ $(ROCKS_LD) $(FS_LD)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(ROCKS_LD) $(FS_LD)
 
 $(BIN)/caudal-datanode: $(B)/obj/datanode/dn_main.o $(DN_O) $(LIB)
 	@mkdir -p $(BIN)
-	$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
 
 $(BIN)/caudal-jobtracker: $(B)/obj/jobs/job_main_jt.o $(JOB_O) $(LIB)
 	@mkdir -p $(BIN)
-	$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
 
 $(BIN)/caudal-tasktracker: $(B)/obj/jobs/job_main_tt.o $(JOB_O) $(LIB)
 	@mkdir -p $(BIN)
-	$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
 
 $(BIN)/caudal-mount: $(B)/obj/mount/mnt_main.o $(MNT_O) $(LIB)
 	@mkdir -p $(BIN)
-	$(CC) $(LDFLAGS) -o $@ $^ $(FUSE_LD) $(FS_LD)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FUSE_LD) $(FS_LD)
 
 $(BIN)/mount.caudal: $(BIN)/caudal-mount
-	ln -sf caudal-mount $@
+	$(say) LN $@
+	$(Q)ln -sf caudal-mount $@
 
 $(B)/bench/nn_bench: $(B)/obj/tests/bench/nn_bench.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
 
 # Unit tests: test_nn_* link the namenode's modules, test_dn_* the
 # datanode's, test_job_* the jobs', test_mnt_* the mount's; all link libcaudal.
 $(B)/tests/test_nn_%: $(B)/obj/tests/unit/test_nn_%.o $(NN_O) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(ROCKS_LD) $(FS_LD)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(ROCKS_LD) $(FS_LD)
 $(B)/tests/test_dn_%: $(B)/obj/tests/unit/test_dn_%.o $(DN_O) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
 $(B)/tests/test_job_%: $(B)/obj/tests/unit/test_job_%.o $(JOB_O) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
 $(B)/tests/test_mnt_%: $(B)/obj/tests/unit/test_mnt_%.o $(MNT_O) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(FUSE_LD) $(FS_LD)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FUSE_LD) $(FS_LD)
 $(B)/tests/test_cdl_%: $(B)/obj/tests/unit/test_cdl_%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FS_LD)
 
 # The whole suite: unit binaries, then end-to-end scripts; the runner prints
 # "N passed, N failed" last and fails if anything failed.
 test: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) $(SILENT) --no-print-directory all
 	@B=$(B) bash tests/run.sh $(T)
 
 unit: all
 	@B=$(B) bash tests/run.sh unit
 
 up: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) $(SILENT) --no-print-directory all
 	@$(BIN)/caudal up
 
 down:

@@ -18,7 +18,9 @@
 #include "cdl_config.h"
 #include "cdl_daemon.h"
 #include "cdl_dtls.h"
+#include "cdl_http.h"
 #include "cdl_log.h"
+#include "cdl_metrics.h"
 #include "cdl_rpc.h"
 #include "dn_nn.h"
 #include "dn_scan.h"
@@ -29,6 +31,7 @@ static struct {
 	char *namenode;
 	char *host;
 	int64_t port;
+	int64_t http_port;
 	char *data_dir;
 	int64_t du_reserved;
 	int64_t failed_volumes_tolerated;
@@ -53,6 +56,8 @@ static const cdl_cfg_key cfg_tab[] = {
     {"host", CDL_CFG_STR, &cfg.host, "127.0.0.1", 0, 0,
      "address to bind the data port to and to advertise"},
     {"port", CDL_CFG_INT, &cfg.port, "9866", 0, 65535, "data-transfer port (0 picks one)"},
+    {"http_port", CDL_CFG_INT, &cfg.http_port, "0", 0, 65535,
+     "HTTP port on host serving /metrics (0 = off; HDFS uses 9864, which caudal up gives)"},
     {"data_dir", CDL_CFG_STR, &cfg.data_dir, "/var/lib/caudal/datanode", 0, 0,
      "folder holding the block store; several, comma-separated, spread the replicas over "
      "them (one per disk)"},
@@ -196,6 +201,82 @@ static void fini_scan(void)
 	scan = NULL;
 }
 
+/* ---- HTTP: /metrics (Prometheus). WebHDFS's datanode side joins this
+ * server (same port, more routes). */
+static cdl_http *http;
+
+static struct {
+	cdl_series *cap, *used, *rem, *blocks, *xceivers, *vol_ok, *vol_failed, *vol_full;
+	cdl_metric *vused, *vreplicas, *vfailed;
+} dg;
+
+static void collect(void *arg)
+{
+	(void)arg;
+	dn_usage u;
+	if (dn_store_usage(store, &u) == 0) {
+		cdl_series_set(dg.cap, (double)u.capacity);
+		cdl_series_set(dg.used, (double)u.used);
+		cdl_series_set(dg.rem, (double)u.remaining);
+		cdl_series_set(dg.blocks, u.blocks);
+	}
+	cdl_series_set(dg.xceivers, xfer ? dn_xfer_active(xfer) : 0);
+	dn_vol_info v[DN_MAX_VOLS];
+	size_t n = dn_store_volumes(store, v, DN_MAX_VOLS);
+	int ok = 0, failed = 0, full = 0;
+	for (size_t i = 0; i < n && i < DN_MAX_VOLS; i++) {
+		ok += !v[i].failed && !v[i].full;
+		failed += v[i].failed;
+		full += !v[i].failed && v[i].full;
+		cdl_series_set(cdl_metric_at(dg.vused, v[i].dir), (double)v[i].used);
+		cdl_series_set(cdl_metric_at(dg.vreplicas, v[i].dir), (double)v[i].replicas);
+		cdl_series_set(cdl_metric_at(dg.vfailed, v[i].dir), v[i].failed);
+	}
+	cdl_series_set(dg.vol_ok, ok);
+	cdl_series_set(dg.vol_failed, failed);
+	cdl_series_set(dg.vol_full, full);
+}
+
+static cdl_series *gauge(cdl_metrics *r, const char *name, const char *help)
+{
+	return cdl_metric_one(cdl_metrics_gauge(r, name, help, NULL));
+}
+
+static int init_http(void)
+{
+	if (!cfg.http_port)
+		return 0;
+	cdl_metrics *r = cdl_metrics_global();
+	cdl_metrics_process(r);
+	dg.cap = gauge(r, "caudal_datanode_capacity_bytes",
+		       "Bytes of the healthy data dirs, less the reserves.");
+	dg.used =
+	    gauge(r, "caudal_datanode_used_bytes", "Bytes of finalized replicas and sidecars.");
+	dg.rem = gauge(r, "caudal_datanode_remaining_bytes", "Bytes free for replicas.");
+	dg.blocks = gauge(r, "caudal_datanode_blocks", "Finalized replicas held.");
+	dg.xceivers = gauge(r, "caudal_datanode_xceivers", "Data-transfer connections served now.");
+	cdl_metric *vs = cdl_metrics_gauge(r, "caudal_datanode_volumes",
+					   "Data dirs by state (ok, failed, full).", "state");
+	dg.vol_ok = cdl_metric_at(vs, "ok");
+	dg.vol_failed = cdl_metric_at(vs, "failed");
+	dg.vol_full = cdl_metric_at(vs, "full");
+	dg.vused = cdl_metrics_gauge(r, "caudal_datanode_volume_used_bytes",
+				     "Bytes of finalized replicas on one data dir.", "dir");
+	dg.vreplicas = cdl_metrics_gauge(r, "caudal_datanode_volume_replicas",
+					 "Finalized replicas on one data dir.", "dir");
+	dg.vfailed = cdl_metrics_gauge(r, "caudal_datanode_volume_failed",
+				       "1 when a data dir has failed.", "dir");
+	cdl_metrics_collector(r, collect, NULL);
+	http = cdl_metrics_serve(cfg.host, (int)cfg.http_port, r, "datanode HTTP");
+	return http ? 0 : -EADDRINUSE;
+}
+
+static void fini_http(void)
+{
+	cdl_http_free(http);
+	http = NULL;
+}
+
 /* Start-up in order; shut-down in reverse. */
 static const cdl_step steps[] = {
     {init_store, fini_store, "block store"},
@@ -204,6 +285,7 @@ static const cdl_step steps[] = {
     {init_dtls, fini_dtls, "encrypted data transfer"},
     {init_nn, fini_nn, "namenode client"},
     {init_scan, fini_scan, "block scanner"},
+    {init_http, fini_http, "HTTP server"},
 };
 #define NSTEPS (sizeof(steps) / sizeof(steps[0]))
 

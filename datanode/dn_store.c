@@ -17,6 +17,7 @@
 
 #include "cdl_checksum.h"
 #include "cdl_log.h"
+#include "cdl_metrics.h"
 #include "cdl_util.h"
 
 #define NSUB 64
@@ -1391,6 +1392,28 @@ int dn_store_open_read(dn_store *s, uint64_t id, uint64_t gen, dn_rd *rd)
 	return -ENOENT;
 }
 
+/* Every stored chunk that fails its checksum, whoever read it (a client's
+ * read, a copy, the scanner). */
+static cdl_series *disk_csum_errors;
+static pthread_once_t csum_once = PTHREAD_ONCE_INIT;
+static void csum_metric(void)
+{
+	disk_csum_errors =
+	    cdl_metric_at(cdl_metrics_counter(
+			      cdl_metrics_global(), "caudal_datanode_checksum_errors_total",
+			      "Chunks that failed their checksum: stored ones read back (disk) or "
+			      "packets received (network).",
+			      "source"),
+			  "disk");
+}
+
+static int csum_error(void)
+{
+	pthread_once(&csum_once, csum_metric);
+	cdl_series_add(disk_csum_errors, 1);
+	return -EBADMSG;
+}
+
 int dn_rd_chunk(dn_rd *rd, uint64_t idx, void *buf, size_t *n, uint64_t *sum)
 {
 	uint64_t off = idx * CDL_CHUNK;
@@ -1417,10 +1440,10 @@ int dn_rd_chunk(dn_rd *rd, uint64_t idx, void *buf, size_t *n, uint64_t *sum)
 	if ((size_t)r != k) {
 		/* the file is shorter than recorded */
 		memset((uint8_t *)buf + r, 0, k - (size_t)r);
-		return -EBADMSG;
+		return csum_error();
 	}
 	if (idx >= rd->nsums || cdl_xxh3(buf, k) != rd->sums[idx])
-		return -EBADMSG;
+		return csum_error();
 	return 0;
 }
 

@@ -18,8 +18,54 @@
 #include "cdl_dt.h"
 #include "cdl_dtls.h"
 #include "cdl_log.h"
+#include "cdl_metrics.h"
 #include "cdl_token.h"
 #include "cdl_util.h"
+
+/* What /metrics counts here (caudal_datanode_*), looked up once. */
+static struct {
+	cdl_series *bytes_read, *bytes_written, *blocks_read, *blocks_written, *net_csum,
+	    *pipe_down, *pipe_up, *refused, *op_read, *op_write, *op_transfer, *op_replicate;
+} dm;
+static pthread_once_t dm_once = PTHREAD_ONCE_INIT;
+
+static void dm_init(void)
+{
+	cdl_metrics *r = cdl_metrics_global();
+	dm.bytes_read = cdl_metric_one(cdl_metrics_counter(r, "caudal_datanode_bytes_read_total",
+							   "Block bytes sent to readers.", NULL));
+	dm.bytes_written = cdl_metric_one(cdl_metrics_counter(
+	    r, "caudal_datanode_bytes_written_total",
+	    "Block bytes received and stored (client writes, pipelines, copies).", NULL));
+	dm.blocks_read = cdl_metric_one(cdl_metrics_counter(r, "caudal_datanode_blocks_read_total",
+							    "Block reads served.", NULL));
+	dm.blocks_written = cdl_metric_one(cdl_metrics_counter(
+	    r, "caudal_datanode_blocks_written_total", "Replicas received and finalized.", NULL));
+	cdl_metric *ce = cdl_metrics_counter(
+	    r, "caudal_datanode_checksum_errors_total",
+	    "Chunks that failed their checksum: stored ones read back (disk) or "
+	    "packets received (network).",
+	    "source");
+	(void)cdl_metric_at(ce, "disk"); /* counted by dn_store; shown from the start */
+	dm.net_csum = cdl_metric_at(ce, "network");
+	cdl_metric *pe =
+	    cdl_metrics_counter(r, "caudal_datanode_pipeline_errors_total",
+				"Write pipelines broken: the next datanode failed (downstream) or "
+				"the writer went away mid-block (upstream).",
+				"side");
+	dm.pipe_down = cdl_metric_at(pe, "downstream");
+	dm.pipe_up = cdl_metric_at(pe, "upstream");
+	dm.refused = cdl_metric_one(
+	    cdl_metrics_counter(r, "caudal_datanode_connections_refused_total",
+				"Data connections refused at a connection limit.", NULL));
+	cdl_metric *op = cdl_metrics_histogram(r, "caudal_datanode_op_seconds",
+					       "Data-transfer operations and their time, by kind.",
+					       "op", NULL, 0);
+	dm.op_read = cdl_metric_at(op, "read");
+	dm.op_write = cdl_metric_at(op, "write");
+	dm.op_transfer = cdl_metric_at(op, "transfer");
+	dm.op_replicate = cdl_metric_at(op, "replicate");
+}
 
 /* Packets a connection may hold between its receiver and its responder. */
 #define ACKQ 256
@@ -188,6 +234,7 @@ static void serve_read(conn *c, const Caudal__DtHeader *h)
 	rep.length = rd.len;
 	if (cdl_dt_send_reply(c->fd, &rep) < 0)
 		goto out;
+	cdl_series_add(dm.blocks_read, 1);
 	(void)posix_fadvise(rd.fd, (off_t)h->offset, (off_t)(end - h->offset),
 			    POSIX_FADV_SEQUENTIAL);
 	uint8_t *buf = xmalloc(CDL_CHUNK);
@@ -214,6 +261,7 @@ static void serve_read(conn *c, const Caudal__DtHeader *h)
 		}
 		if (cdl_dt_send_frame(c->fd, &f, buf) < 0)
 			break; /* the client went away */
+		cdl_series_add(dm.bytes_read, f.len);
 	}
 	free(buf);
 out:
@@ -290,6 +338,7 @@ static void *responder_main(void *arg)
 			if (rc < 0) {
 				cdl_warn("block %" PRIu64 ": no ack from the next datanode: %s",
 					 w->block, strerror(-rc));
+				cdl_series_add(dm.pipe_down, 1);
 				a.err = EIO;
 				a.bad = 2;
 			} else if (d.seq != p.seq) {
@@ -481,6 +530,7 @@ static void serve_write(conn *c, const Caudal__DtHeader *h)
 		if (w.down >= 0)
 			set_writing(c, h->block, h->gen, w.down);
 		if (w.down < 0) {
+			cdl_series_add(dm.pipe_down, 1);
 			send_refusal(c->fd, (uint32_t)-w.down, "pipeline setup failed",
 				     (uint32_t)bad);
 			goto out;
@@ -518,6 +568,8 @@ static void serve_write(conn *c, const Caudal__DtHeader *h)
 		} else if (rc == -EPROTO || rc == -EBADMSG) {
 			cdl_warn("block %" PRIu64 ": bad packet %" PRIu64 " from '%s': %s",
 				 h->block, expect, c->peer, strerror(-rc));
+			if (rc == -EBADMSG)
+				cdl_series_add(dm.net_csum, 1);
 			p.err = (uint32_t)-rc;
 			p.bad = 1;
 		} else if (rc < 0) {
@@ -528,6 +580,7 @@ static void serve_write(conn *c, const Caudal__DtHeader *h)
 			break;
 		}
 		if (!p.err && w.down >= 0 && cdl_dt_send_frame(w.down, &f, buf) < 0) {
+			cdl_series_add(dm.pipe_down, 1);
 			p.err = EIO;
 			p.bad = 2;
 		}
@@ -536,8 +589,10 @@ static void serve_write(conn *c, const Caudal__DtHeader *h)
 			p.bad = 1;
 			local_fail = true;
 		}
-		if (!p.err)
+		if (!p.err) {
 			got_data = true;
+			cdl_series_add(dm.bytes_written, f.len);
+		}
 		if (!p.err && (f.flags & CDL_DT_SYNC) && !(f.flags & CDL_DT_LAST) &&
 		    (rc = dn_wr_sync(wr)) < 0) {
 			p.err = (uint32_t)-rc;
@@ -553,6 +608,7 @@ static void serve_write(conn *c, const Caudal__DtHeader *h)
 				p.bad = 1;
 				local_fail = true;
 			} else {
+				cdl_series_add(dm.blocks_written, 1);
 				cdl_info("received block 'blk_%" PRIu64 "_%" PRIu64 "' (%" PRIu64
 					 " bytes) from '%s'",
 					 h->block, h->gen, len, h->client ? h->client : c->peer);
@@ -584,6 +640,8 @@ static void serve_write(conn *c, const Caudal__DtHeader *h)
 			shutdown(w.down, SHUT_RDWR);
 		pthread_join(responder, NULL);
 	}
+	if (!clean && up_gone)
+		cdl_series_add(dm.pipe_up, 1);
 out:
 	set_writing(c, 0, 0, -1);
 	if (w.down >= 0)
@@ -733,15 +791,19 @@ static void *conn_main(void *arg)
 				  strerror(-rc));
 		goto out;
 	}
+	int64_t t0 = cdl_now_ns();
 	switch (h->op) {
 	case CAUDAL__DT_OP__DT_READ:
 		serve_read(c, h);
+		cdl_series_observe(dm.op_read, cdl_metrics_since(t0));
 		break;
 	case CAUDAL__DT_OP__DT_WRITE:
 		serve_write(c, h);
+		cdl_series_observe(dm.op_write, cdl_metrics_since(t0));
 		break;
 	case CAUDAL__DT_OP__DT_TRANSFER:
 		serve_transfer(c, h);
+		cdl_series_observe(dm.op_transfer, cdl_metrics_since(t0));
 		break;
 	default:
 		cdl_warn("dropping connection from '%s': unknown operation %d", c->peer,
@@ -898,6 +960,7 @@ static void *accept_main(void *arg)
 			unsigned active = x->active, quiet = 0;
 			bool say = may_log(&x->conn_log, &quiet);
 			pthread_mutex_unlock(&x->mu);
+			cdl_series_add(dm.refused, 1);
 			if (say)
 				cdl_warn("refusing data connection from '%s': %s (%u connections; "
 					 "%u more refused unlogged)",
@@ -931,6 +994,7 @@ static void *accept_main(void *arg)
 
 int dn_xfer_start(dn_store *s, const dn_xfer_opts *o, dn_xfer **out)
 {
+	pthread_once(&dm_once, dm_init);
 	int port = 0;
 	int lfd = cdl_dt_listen(o->host, o->port, &port);
 	if (lfd < 0) {
@@ -1059,6 +1123,10 @@ int dn_xfer_replicate(dn_store *s, uint64_t id, uint64_t gen,
 		      const Caudal__DtTarget *const *targets, size_t ntargets,
 		      const ProtobufCBinaryData *token, const char *self, int timeout_ms)
 {
-	return copy_replica(s, id, gen, 0, UINT64_MAX, false, targets, ntargets, token, self,
-			    timeout_ms);
+	pthread_once(&dm_once, dm_init);
+	int64_t t0 = cdl_now_ns();
+	int rc = copy_replica(s, id, gen, 0, UINT64_MAX, false, targets, ntargets, token, self,
+			      timeout_ms);
+	cdl_series_observe(dm.op_replicate, cdl_metrics_since(t0));
+	return rc;
 }

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cdl_progress.h"
 #include "cdl_client.h"
 #include "job_cli.h"
 #include "cdl_log.h"
@@ -651,16 +652,29 @@ static int cmd_setrep(struct opts *o)
 	}
 	free_msg(rep);
 	if (o->set['w']) {
-		/* wait until the namenode has added or removed the replicas */
+		/* wait until the namenode has added or removed the replicas;
+		 * progress: blocks at the new replication */
 		int64_t end = cdl_now_ms() + g_timeout_ms;
+		cdl_progress pg;
+		cdl_progress_start(&pg, cdl_progress_wanted(o->set['q']), "blocks replicated",
+				   false, 0);
 		for (;;) {
 			Caudal__FsckReply *f;
 			rc = fsck_path(p, 0, &f);
 			bool ok = rc == 0 && f->under_replicated == 0 && f->over_replicated == 0;
+			if (rc == 0) {
+				uint64_t off = f->under_replicated + f->over_replicated;
+				cdl_progress_update(&pg, f->blocks > off ? f->blocks - off : 0,
+						    f->blocks ? f->blocks : 1);
+			}
 			free_msg(rc == 0 ? f : NULL);
-			if (ok)
+			if (ok) {
+				cdl_progress_end(&pg);
 				break;
+			}
 			if (cdl_now_ms() >= end) {
+				if (pg.on)
+					fputc('\n', stderr);
 				fail("wait for replication of", p, rc ? rc : -ETIMEDOUT);
 				free(p);
 				return 1;
@@ -762,14 +776,29 @@ static int cmd_decommission(struct opts *o)
 	req.cancel = o->set['c'];
 	req.cred = cdl_client_cred(client());
 	int64_t end = cdl_now_ms() + g_timeout_ms;
+	/* progress with -w: replicas copied of those pending at the start */
+	cdl_progress pg;
+	cdl_progress_start(&pg, o->set['w'] && cdl_progress_wanted(o->set['q']), "replicas copied",
+			   false, 0);
+	uint64_t first = UINT64_MAX;
 	for (;;) {
 		Caudal__DecommissionReply *r;
 		int rc = cdl_client_call_err(client(), CDL_NN_Decommission, &req.base,
 					     (ProtobufCMessage **)&r);
-		if (rc)
+		if (rc) {
+			if (pg.on)
+				fputc('\n', stderr);
 			return fail(req.cancel ? "recommission" : "decommission", o->pos[0], rc);
+		}
 		bool done = req.cancel || r->node->decommissioned;
+		if (first == UINT64_MAX || r->pending > first)
+			first = r->pending;
+		cdl_progress_update(&pg, first - r->pending, first ? first : 1);
 		if (done || !o->set['w'] || cdl_now_ms() >= end) {
+			if (done)
+				cdl_progress_end(&pg);
+			else if (pg.on)
+				fputc('\n', stderr);
 			printf("%s:%u %s (%llu replicas still to copy)\n", r->node->host,
 			       r->node->data_port,
 			       r->node->decommissioned	  ? "decommissioned"
@@ -846,6 +875,69 @@ static int cmd_events(struct opts *o)
 
 /* ------------------------------------------------------------ file commands */
 
+/* cdl_writer_write_fd with a progress line. */
+static int write_fd_progress(cdl_writer *w, int fd, cdl_progress *pg)
+{
+	size_t cap = 1 << 20;
+	char *buf = xmalloc(cap);
+	uint64_t done = 0;
+	int rc = 0;
+	for (;;) {
+		ssize_t k = read(fd, buf, cap);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			rc = -errno;
+			break;
+		}
+		if (k == 0)
+			break;
+		rc = cdl_writer_write(w, buf, (size_t)k);
+		if (rc)
+			break;
+		done += (uint64_t)k;
+		cdl_progress_update(pg, done, 0);
+	}
+	free(buf);
+	return rc;
+}
+
+/* cdl_get_fd with a progress line. */
+static int get_fd_progress(const char *path, int fd, bool quiet)
+{
+	cdl_reader *r;
+	int rc = cdl_reader_open_path(client(), path, &r);
+	if (rc)
+		return rc;
+	cdl_progress pg;
+	cdl_progress_start(&pg, cdl_progress_wanted(quiet), base_name(path), true,
+			   cdl_reader_size(r));
+	size_t cap = 1 << 20;
+	char *buf = xmalloc(cap);
+	uint64_t off = 0;
+	for (;;) {
+		ssize_t k = cdl_reader_pread(r, buf, cap, off);
+		if (k < 0) {
+			rc = (int)k;
+			break;
+		}
+		if (k == 0)
+			break;
+		rc = cdl_write_full(fd, buf, (size_t)k);
+		if (rc)
+			break;
+		off += (uint64_t)k;
+		cdl_progress_update(&pg, off, 0);
+	}
+	free(buf);
+	cdl_reader_close(r);
+	if (rc == 0)
+		cdl_progress_end(&pg);
+	else if (pg.on)
+		fputc('\n', stderr);
+	return rc;
+}
+
 static int cmd_put(struct opts *o)
 {
 	const char *local = o->pos[0];
@@ -866,7 +958,7 @@ static int cmd_put(struct opts *o)
 		return 1;
 	}
 	uint32_t mode = 0644;
-	struct stat st;
+	struct stat st = {0};
 	if (!from_stdin && fstat(fd, &st) == 0) {
 		if (S_ISDIR(st.st_mode)) {
 			close(fd);
@@ -900,7 +992,14 @@ static int cmd_put(struct opts *o)
 		free_msg(attr);
 	}
 	if (rc == 0) {
-		rc = cdl_writer_write_fd(w, fd);
+		cdl_progress pg;
+		cdl_progress_start(&pg, cdl_progress_wanted(o->set['q']), base_name(p), true,
+				   from_stdin || !S_ISREG(st.st_mode) ? 0 : (uint64_t)st.st_size);
+		rc = write_fd_progress(w, fd, &pg);
+		if (rc == 0)
+			cdl_progress_end(&pg);
+		else if (pg.on)
+			fputc('\n', stderr);
 		if (rc) {
 			cdl_writer_abort(w);
 		} else {
@@ -953,7 +1052,7 @@ static int cmd_get(struct opts *o)
 		fail("create", dest, rc);
 		goto out;
 	}
-	rc = cdl_get_fd(client(), p, fd);
+	rc = get_fd_progress(p, fd, o->set['q']);
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
 	if (rc) {
@@ -1014,11 +1113,14 @@ enum {
 	UP_MOUNT,
 	UP_JOBS,
 	UP_JT_PORT,
-	UP_JT_HTTP_PORT,
 	UP_INSECURE,
 	UP_EXPORTS,
 	UP_ENCRYPT,
 	UP_NN_RESERVED,
+	UP_DN_HTTP_PORT,
+	UP_JT_HTTP_PORT,
+	UP_TT_HTTP_PORT,
+	UP_MOUNT_METRICS_PORT,
 	UP_N
 };
 
@@ -1054,8 +1156,6 @@ static const struct up_setting {
     [UP_JOBS] = {"jobs", "CAUDAL_JOBS", "yes",
 		 "run the jobtracker and a tasktracker per datanode (yes|no)"},
     [UP_JT_PORT] = {"jt-port", "CAUDAL_JT_PORT", "9001", "jobtracker RPC port"},
-    [UP_JT_HTTP_PORT] = {"jt-http-port", "CAUDAL_JT_HTTP_PORT", "50030",
-			 "jobtracker web UI port, linked from the namenode's (0: none)"},
     [UP_INSECURE] = {"insecure", "CAUDAL_UP_INSECURE", "no",
 		     "plaintext RPC believing every claimed uid (yes|no; benchmarks only)"},
     [UP_ENCRYPT] = {"encrypt-data", "CAUDAL_ENCRYPT_DATA", NULL,
@@ -1064,6 +1164,17 @@ static const struct up_setting {
 			"MiB the namenode keeps free on its metadata disk (default 100)"},
     [UP_EXPORTS] = {"exports", "CAUDAL_EXPORTS", NULL,
 		    "namenode exports file: which mounts may act for users, ro, maproot"},
+    /* /metrics (Prometheus) of the other daemons, at Hadoop's ports; the
+     * daemons' own default is off */
+    [UP_DN_HTTP_PORT] = {"dn-http-port", "CAUDAL_DN_HTTP_PORT", "9864",
+			 "datanode HTTP port, /metrics (each on its own address; 0: none)"},
+    [UP_JT_HTTP_PORT] = {"jt-http-port", "CAUDAL_JT_HTTP_PORT", "50030",
+			 "jobtracker HTTP port: jobs web UI and /metrics (0: none)"},
+    [UP_TT_HTTP_PORT] =
+	{"tt-http-port", "CAUDAL_TT_HTTP_PORT", "50060",
+	 "tasktracker HTTP port, /metrics (each on its datanode's address; 0: none)"},
+    [UP_MOUNT_METRICS_PORT] = {"mount-metrics-port", "CAUDAL_MOUNT_METRICS_PORT", "0",
+			       "the mount's /metrics port on 127.0.0.1 (0: none)"},
 };
 
 static const char *upv[UP_N];
@@ -1116,6 +1227,7 @@ struct daemon {
 	int rank;	  /* started in increasing rank, stopped in decreasing */
 	char *dir;	  /* state folder, also the marker in its command line */
 	char *addr;	  /* what it serves, for messages */
+	char *metrics;	  /* host:port of its /metrics, NULL: none */
 	char *argv[24];
 	int argc;
 	pid_t pid;	    /* running pid, 0 = not running */
@@ -1149,6 +1261,19 @@ static void d_arg(struct daemon *d, const char *key, const char *val)
 	d->argv[d->argc++] = key ? xasprintf("--%s=%s", key, val) : xstrdup(val);
 }
 
+/* Its HTTP port from setting key (none when 0), as the argument key, the
+ * port up waits for and where `up` says its /metrics are. */
+static void d_http(struct daemon *d, const char *argkey, int key, const char *host, bool wait)
+{
+	unsigned long long v;
+	if (!upv[key] || parse_uint(upv[key], 65535, &v) || !v)
+		return;
+	d_arg(d, argkey, upv[key]);
+	if (wait)
+		d_port(d, key);
+	d->metrics = xasprintf("%s:%llu", host, v);
+}
+
 /* What every daemon's arguments and readiness checks are built from. */
 struct upctx {
 	const char *home;
@@ -1171,6 +1296,9 @@ static void nn_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "http_port", upv[UP_HTTP_PORT]);
 	d_port(x, UP_NN_PORT);
 	d_port(x, UP_HTTP_PORT);
+	unsigned long long hp;
+	if (upv[UP_HTTP_PORT] && !parse_uint(upv[UP_HTTP_PORT], 65535, &hp) && hp)
+		x->metrics = xasprintf("%s:%llu", upv[UP_NN_HOST], hp);
 	d_arg(x, "block_size", upv[UP_BLOCK_SIZE]);
 	d_arg(x, "replication", upv[UP_REPLICATION]);
 	d_arg(x, "heartbeat_ms", upv[UP_HEARTBEAT]);
@@ -1198,6 +1326,7 @@ static void dn_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "port", upv[UP_DN_PORT]);
 	d_arg(x, "data_dir", x->dir);
 	d_port(x, UP_DN_PORT);
+	d_http(x, "http_port", UP_DN_HTTP_PORT, u->hosts[i], true);
 	d_arg(x, "heartbeat_ms", upv[UP_HEARTBEAT]);
 	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
 	d_arg(x, "encrypt_data", upv[UP_ENCRYPT]);
@@ -1234,7 +1363,11 @@ static void mount_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, NULL, mnt);
 	d_arg(x, NULL, "-f");
 	d_arg(x, NULL, "-o");
-	char *o = xasprintf("pidfile=%s/mount.pid", x->dir);
+	unsigned long long mp = 0;
+	if (upv[UP_MOUNT_METRICS_PORT] && !parse_uint(upv[UP_MOUNT_METRICS_PORT], 65535, &mp) && mp)
+		x->metrics = xasprintf("127.0.0.1:%llu", mp);
+	char *o = mp ? xasprintf("pidfile=%s/mount.pid,metrics_port=%llu", x->dir, mp)
+		     : xasprintf("pidfile=%s/mount.pid", x->dir);
 	d_arg(x, NULL, o);
 	free(o);
 	mkdir(x->dir, 0755);
@@ -1267,8 +1400,7 @@ static void jt_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "port", upv[UP_JT_PORT]);
 	d_arg(x, "work_dir", x->dir);
 	d_port(x, UP_JT_PORT);
-	d_arg(x, "http_port", upv[UP_JT_HTTP_PORT]);
-	d_port(x, UP_JT_HTTP_PORT);
+	d_http(x, "http_port", UP_JT_HTTP_PORT, upv[UP_NN_HOST], true);
 	if (strcmp(upv[UP_HTTP_PORT], "0")) {
 		char *url = xasprintf("http://%s:%s/", upv[UP_NN_HOST], upv[UP_HTTP_PORT]);
 		d_arg(x, "namenode_url", url);
@@ -1292,6 +1424,7 @@ static void tt_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "host", u->hosts[i]);
 	d_arg(x, "work_dir", x->dir);
 	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
+	d_http(x, "http_port", UP_TT_HTTP_PORT, u->hosts[i], true);
 }
 
 static const struct dkind {
@@ -1884,6 +2017,7 @@ static void daemons_free(struct daemon *d, int n)
 			free(d[i].argv[j]);
 		free(d[i].dir);
 		free(d[i].addr);
+		free(d[i].metrics);
 	}
 	free(d);
 }
@@ -2114,6 +2248,16 @@ static int cmd_up(int argc, char **argv)
 		goto out;
 	printf("cluster up: namenode %s, cluster '%s', %d datanodes live, state in '%s'\n", nn,
 	       u.cluster, u.ndn, home);
+	bool any = false;
+	for (int i = 0; i < u.n; i++)
+		if (u.ds[i].metrics) {
+			printf("%s %s=%s",
+			       any ? "," : "metrics (http://HOST:PORT/metrics):", u.ds[i].name,
+			       u.ds[i].metrics);
+			any = true;
+		}
+	if (any)
+		printf("\n");
 	ret = 0;
 out:
 	if (ret) {
@@ -2427,22 +2571,23 @@ static const struct command commands[] = {
      "status                 local daemons and a short report"},
     {"ls", cmd_ls, NULL, "l", 0, 1, "ls [-l] [PATH]         list a directory"},
     {"mkdir", cmd_mkdir, NULL, "p", 1, 1000, "mkdir [-p] PATH...     make directories"},
-    {"put", cmd_put, NULL, "r:b:f", 2, 2,
-     "put LOCAL|- PATH [-r N] [-b SIZE] [-f]   copy a local file (or stdin) in"},
-    {"append", cmd_append, NULL, "", 2, 2, "append LOCAL|- PATH    append a local file (or stdin)"},
-    {"get", cmd_get, NULL, "", 1, 2, "get PATH [LOCAL|-]     copy a file out"},
+    {"put", cmd_put, NULL, "r:b:fq", 2, 2,
+     "put LOCAL|- PATH [-r N] [-b SIZE] [-f] [-q]   copy a local file (or stdin) in"},
+    {"append", cmd_append, NULL, "q", 2, 2,
+     "append [-q] LOCAL|- PATH   append a local file (or stdin)"},
+    {"get", cmd_get, NULL, "q", 1, 2, "get [-q] PATH [LOCAL|-]   copy a file out"},
     {"cat", cmd_cat, NULL, "", 1, 1000, "cat PATH...            print files"},
     {"rm", cmd_rm, NULL, "rf", 1, 1000, "rm [-r] PATH...        remove files (and trees with -r)"},
     {"mv", cmd_mv, NULL, "", 2, 2, "mv SRC DST             rename"},
     {"stat", cmd_stat, NULL, "", 1, 1, "stat PATH              attributes and blocks"},
     {"blocks", cmd_blocks, NULL, "", 1, 1,
      "blocks PATH            one line per block: id gen offset length host:port,..."},
-    {"setrep", cmd_setrep, NULL, "w", 2, 2,
-     "setrep [-w] N PATH     set a file's replication (-w: wait for it)"},
+    {"setrep", cmd_setrep, NULL, "wq", 2, 2,
+     "setrep [-w] [-q] N PATH   set a file's replication (-w: wait for it)"},
     {"report", cmd_report, NULL, "", 0, 0, "report                 datanodes and totals"},
     {"fsck", cmd_fsck, NULL, "v", 0, 1,
      "fsck [-v] [PATH]       check blocks and replicas; exit 1 when unhealthy"},
-    {"decommission", cmd_decommission, NULL, "cw", 1, 1,
+    {"decommission", cmd_decommission, NULL, "cwq", 1, 1,
      "decommission [-w] [-c] DATANODE   drain HOST:PORT or id (-w: wait; -c: cancel)"},
     {"job", NULL, cmd_job, "", 0, 0,
      "job list|status [-v] NAME|watch NAME|kill NAME   jobs in /jobs"},

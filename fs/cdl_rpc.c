@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cdl_log.h"
+#include "cdl_metrics.h"
 
 #define MAX_SERVICES 8
 /* Longest pause between a client channel's reconnect attempts. */
@@ -48,6 +49,8 @@ struct method_reg {
 	unsigned index;
 	char *path;
 	void *handle;
+	cdl_series *seconds; /* time from arrival to answer (NULL: no metrics) */
+	cdl_series *failed;  /* calls answered with a gRPC status other than OK */
 };
 
 enum call_state { CALL_WAIT, CALL_SENDING };
@@ -68,6 +71,7 @@ struct srv_call {
 	cdl_peer peer;		   /* who called, filled when the call arrives */
 	grpc_status_code refuse;   /* non-OK: answer this without running the handler */
 	const char *refuse_detail; /* static text for refuse */
+	int64_t arrived_ns;	   /* cdl_now_ns when the call was taken */
 };
 
 /* The caller of the handler running on this thread. */
@@ -103,6 +107,8 @@ struct cdl_rpc_server {
 	int npcount;
 	bool tls; /* listening with mutual TLS (else plaintext, roles unchecked) */
 	_Atomic int stopping;
+	cdl_metrics *metrics; /* cdl_rpc_server_metrics; NULL: none */
+	char *metrics_prefix;
 };
 
 /* Long polls at once, in all and per caller. Past these a long poll is
@@ -182,6 +188,7 @@ int cdl_rpc_server_add(cdl_rpc_server *s, const ProtobufCServiceDescriptor *desc
 		struct method_reg *m = &s->methods[s->nmethods++];
 		m->svc = svc;
 		m->index = i;
+		m->seconds = m->failed = NULL;
 		m->path = xasprintf("/%s/%s", desc->name, desc->methods[i].name);
 		m->handle = grpc_server_register_method(
 		    s->srv, m->path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
@@ -346,6 +353,11 @@ static void answer(cdl_rpc_server *s, struct srv_call *c)
 		cdl_debug("unknown method '%.*s'", (int)GRPC_SLICE_LENGTH(c->details.method),
 			  (const char *)GRPC_SLICE_START_PTR(c->details.method));
 	}
+	if (c->m && c->m->seconds) {
+		cdl_series_observe(c->m->seconds, cdl_metrics_since(c->arrived_ns));
+		if (st != GRPC_STATUS_OK)
+			cdl_series_add(c->m->failed, 1);
+	}
 	c->status_details = grpc_slice_from_copied_string(detail);
 	c->state = CALL_SENDING;
 	c->pending = 2;
@@ -504,6 +516,7 @@ static void *worker_main(void *arg)
 				continue;
 			}
 			struct method_reg *m = c->m;
+			c->arrived_ns = cdl_now_ns();
 			identify(s, c);
 			if (m && (m->svc->flags[m->index] & CDL_RPC_BLOCKING)) {
 				if (!s->stopping)
@@ -521,8 +534,44 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+void cdl_rpc_server_metrics(cdl_rpc_server *s, cdl_metrics *r, const char *prefix)
+{
+	s->metrics = r;
+	free(s->metrics_prefix);
+	s->metrics_prefix = xstrdup(prefix);
+}
+
+/* One latency histogram and one failure counter per method, looked up once
+ * here so that a call only touches atomics. */
+static void metrics_series(cdl_rpc_server *s)
+{
+	if (!s->metrics)
+		return;
+	char *name = xasprintf("%s_rpc_seconds", s->metrics_prefix);
+	cdl_metric *h = cdl_metrics_histogram(
+	    s->metrics, name,
+	    "Time from a call's arrival to its answer (long polls included), by method.",
+	    "service,method", NULL, 0);
+	free(name);
+	name = xasprintf("%s_rpc_failed_total", s->metrics_prefix);
+	cdl_metric *f =
+	    cdl_metrics_counter(s->metrics, name,
+				"Calls answered with a gRPC status other than OK (refused, "
+				"malformed, unauthenticated), by method.",
+				"service,method");
+	free(name);
+	for (int i = 0; i < s->nmethods; i++) {
+		struct method_reg *m = &s->methods[i];
+		const ProtobufCServiceDescriptor *d = m->svc->desc;
+		const char *svc = d->short_name ? d->short_name : d->name;
+		m->seconds = cdl_metric_at(h, svc, d->methods[m->index].name);
+		m->failed = cdl_metric_at(f, svc, d->methods[m->index].name);
+	}
+}
+
 int cdl_rpc_server_start(cdl_rpc_server *s)
 {
+	metrics_series(s);
 	s->cqs = xcalloc(s->nthreads, sizeof(*s->cqs));
 	for (int i = 0; i < s->nthreads; i++) {
 		s->cqs[i] = grpc_completion_queue_create_for_next(NULL);
@@ -610,6 +659,7 @@ void cdl_rpc_server_free(cdl_rpc_server *s, int grace_ms)
 		free(s->svcs[i].roles);
 	}
 	free(s->methods);
+	free(s->metrics_prefix);
 	free(s->pcount);
 	free(s->cqs);
 	free(s->threads);

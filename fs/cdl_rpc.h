@@ -62,6 +62,12 @@ cdl_rpc_server *cdl_rpc_server_new(const char *addr, int nthreads);
  * 0 or -EINVAL (logged, naming the method). */
 int cdl_rpc_server_add(cdl_rpc_server *srv, const ProtobufCServiceDescriptor *desc,
 		       const cdl_rpc_method *table, void *ctx);
+/* Before start: measure every call into r, as PREFIX_rpc_seconds (a
+ * histogram of the time from arrival to answer) and
+ * PREFIX_rpc_failed_total (gRPC status not OK), both by service and
+ * method; prefix is e.g. "caudal_namenode". */
+struct cdl_metrics;
+void cdl_rpc_server_metrics(cdl_rpc_server *srv, struct cdl_metrics *r, const char *prefix);
 /* Bind and start the workers; 0 or -EADDRINUSE/-EIO. */
 int cdl_rpc_server_start(cdl_rpc_server *srv);
 /* The port actually bound (after start). */

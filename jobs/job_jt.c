@@ -17,6 +17,7 @@
 
 #include "cdl_client.h"
 #include "cdl_log.h"
+#include "cdl_metrics.h"
 #include "cdl_rpc.h"
 #include "cdl_ui.h"
 #include "cdl_util.h"
@@ -136,6 +137,36 @@ struct job_jt {
 	pthread_t events_thread, monitor_thread;
 	bool events_started, monitor_started;
 };
+
+/* What /metrics counts as it happens (caudal_jobtracker_*); the gauges
+ * are read from memory at each render (jt_collect). */
+static struct {
+	cdl_metric *started; /* attempts started, by kind and locality */
+	cdl_series *failed_map, *failed_reduce;
+	cdl_series *done[JOB_KILLED + 1];
+} jm;
+static pthread_once_t jm_once = PTHREAD_ONCE_INIT;
+
+static void jm_init(void)
+{
+	cdl_metrics *r = cdl_metrics_global();
+	jm.started = cdl_metrics_counter(r, "caudal_jobtracker_attempts_started_total",
+					 "Task attempts started, by kind and (for maps) locality.",
+					 "kind,locality");
+	cdl_metric *f =
+	    cdl_metrics_counter(r, "caudal_jobtracker_attempts_failed_total",
+				"Task attempts that failed (counted against their task).", "kind");
+	jm.failed_map = cdl_metric_at(f, "map");
+	jm.failed_reduce = cdl_metric_at(f, "reduce");
+	cdl_metric *d = cdl_metrics_counter(r, "caudal_jobtracker_jobs_completed_total",
+					    "Jobs that ended, by final state.", "state");
+	for (int st = JOB_SUCCEEDED; st <= JOB_KILLED; st++)
+		jm.done[st] = cdl_metric_at(d, job_state_name((enum job_state)st));
+	for (int m = 0; m < 2; m++)
+		for (int l = L_NONE; l <= L_REMOTE; l++)
+			if (m == 1 ? l != L_NONE : l == L_NONE)
+				(void)cdl_metric_at(jm.started, m ? "map" : "reduce", loc_names[l]);
+}
 
 static void sleep_ms(int64_t ms)
 {
@@ -414,6 +445,7 @@ static void finish_attempt(job_jt *jt, struct job *j, struct jtask *t, struct ja
 	} else if (s->state == CAUDAL__ATTEMPT_STATE__AS_FAILED) {
 		a->state = CAUDAL__ATTEMPT_STATE__AS_FAILED;
 		t->failures++;
+		cdl_series_add(t->map ? jm.failed_map : jm.failed_reduce, 1);
 		if (a->tt && !has_str(t->failed_on, t->nfailed_on, a->tt->id))
 			push_str(&t->failed_on, &t->nfailed_on, a->tt->id);
 		if (t->failures >= jt->o.max_attempts && !ending) {
@@ -556,6 +588,7 @@ static void new_attempt(struct job *j, struct jtask *t, struct tracker *tr, enum
 	a->host = xstrdup(tr->host);
 	a->loc = loc;
 	a->state = CAUDAL__ATTEMPT_STATE__AS_RUNNING;
+	cdl_series_add(cdl_metric_at(jm.started, t->map ? "map" : "reduce", loc_names[loc]), 1);
 	a->start_ms = cdl_now_ms();
 	job_counters_init(&a->cnt);
 	t->att = xrealloc(t->att, (t->natt + 1) * sizeof(*t->att));
@@ -1638,6 +1671,8 @@ final:
 	write_status(jt, j, false);
 	if (j->state == JOB_FAILED && j->created_output)
 		cdl_delete(j->fs, j->spec.output, true); /* attempts still uploading */
+	if (j->state >= JOB_SUCCEEDED && j->state <= JOB_KILLED)
+		cdl_series_add(jm.done[j->state], 1);
 	cdl_info("job '%s' %s in %.2f s%s%s", j->name, job_state_name(j->state),
 		 (double)(j->end_ns - j->submit_ns) / 1e9, j->error ? ": " : "",
 		 j->error ? j->error : "");
@@ -2032,6 +2067,8 @@ int job_jt_start(const job_jt_opts *o, job_jt **out)
 		rc = -EIO;
 		goto fail;
 	}
+	pthread_once(&jm_once, jm_init);
+	cdl_rpc_server_metrics(jt->srv, cdl_metrics_global(), "caudal_jobtracker");
 	if ((rc = cdl_rpc_server_add(jt->srv, &caudal__job_protocol__descriptor, job_methods, jt)))
 		goto fail;
 	if ((rc = cdl_rpc_server_start(jt->srv))) {
@@ -2049,6 +2086,64 @@ int job_jt_start(const job_jt_opts *o, job_jt **out)
 fail:
 	job_jt_stop(jt);
 	return rc ? rc : -EIO;
+}
+
+/* The gauges: jobs in memory by state, their tasks by kind and state,
+ * trackers and their slots. */
+static void jt_collect(void *arg)
+{
+	job_jt *jt = arg;
+	cdl_metrics *r = cdl_metrics_global();
+	cdl_metric *jobs = cdl_metrics_gauge(
+	    r, "caudal_jobtracker_jobs",
+	    "Jobs the jobtracker holds, by state (ended ones until they are forgotten).", "state");
+	cdl_metric *tasks =
+	    cdl_metrics_gauge(r, "caudal_jobtracker_tasks",
+			      "Tasks of the jobs not ended, by kind and state.", "kind,state");
+	cdl_metric *trackers = cdl_metrics_gauge(r, "caudal_jobtracker_trackers",
+						 "Tasktrackers known, by state.", "state");
+	cdl_metric *slots =
+	    cdl_metrics_gauge(r, "caudal_jobtracker_slots",
+			      "Attempt slots of the live tasktrackers, by use.", "state");
+	double nj[JOB_KILLED + 1] = {0}, nt[2][3] = {{0}};
+	double live = 0, lost = 0, total = 0, busy = 0;
+	pthread_mutex_lock(&jt->mu);
+	for (const struct job *j = jt->jobs; j; j = j->next) {
+		if (j->state <= JOB_KILLED)
+			nj[j->state]++;
+		if (job_state_final(j->state))
+			continue;
+		for (size_t i = 0; i < j->nmaps; i++)
+			nt[1][j->maps[i].state]++;
+		for (size_t i = 0; i < j->nreds; i++)
+			nt[0][j->reds[i].state]++;
+	}
+	for (const struct tracker *t = jt->trackers; t; t = t->next) {
+		if (t->lost) {
+			lost++;
+			continue;
+		}
+		live++;
+		total += t->slots;
+		busy += t->running;
+	}
+	pthread_mutex_unlock(&jt->mu);
+	for (int st = JOB_PREP; st <= JOB_KILLED; st++)
+		cdl_series_set(cdl_metric_at(jobs, job_state_name((enum job_state)st)), nj[st]);
+	static const char *const tstate[] = {"pending", "running", "succeeded"};
+	for (int k = 0; k < 2; k++)
+		for (int st = 0; st < 3; st++)
+			cdl_series_set(cdl_metric_at(tasks, k ? "map" : "reduce", tstate[st]),
+				       nt[k][st]);
+	cdl_series_set(cdl_metric_at(trackers, "live"), live);
+	cdl_series_set(cdl_metric_at(trackers, "lost"), lost);
+	cdl_series_set(cdl_metric_at(slots, "total"), total);
+	cdl_series_set(cdl_metric_at(slots, "busy"), busy);
+}
+
+int job_jt_metrics(job_jt *jt)
+{
+	return cdl_metrics_collector(cdl_metrics_global(), jt_collect, jt);
 }
 
 int job_jt_port(const job_jt *jt)

@@ -58,6 +58,9 @@ int job_jt_port(const job_jt *jt);
 #define JOB_UI_ATTEMPTS 2000
 char *job_jt_ui_json(job_jt *jt, const char *name);
 
+/* Export its jobs, tasks and trackers into the process's metrics
+ * registry (cdl_metrics_global), read at each render. Once. */
+int job_jt_metrics(job_jt *jt);
 /* Stop every thread and free. Running jobs keep their non-final status and
  * are resumed by the next jobtracker. */
 void job_jt_stop(job_jt *jt);

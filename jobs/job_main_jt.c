@@ -17,6 +17,7 @@
 #include "cdl_daemon.h"
 #include "cdl_http.h"
 #include "cdl_log.h"
+#include "cdl_metrics.h"
 #include "cdl_rpc.h"
 #include "job_jt.h"
 #include "job_ui.h"
@@ -25,6 +26,7 @@ static struct {
 	char *namenode;
 	char *host;
 	int64_t port;
+	int64_t http_port;
 	char *work_dir;
 	char *jobs_dir;
 	int64_t threads;
@@ -39,7 +41,6 @@ static struct {
 	int64_t status_ms;
 	int64_t io_timeout_ms;
 	char *log_level;
-	int64_t http_port;
 	char *namenode_url;
 	bool print_config;
 	cdl_sec_cfg sec;
@@ -76,7 +77,7 @@ static const cdl_cfg_key cfg_tab[] = {
     {"io_timeout_ms", CDL_CFG_INT, &cfg.io_timeout_ms, "30000", 100, 3600000,
      "give up on a Caudal operation after this long, ms"},
     {"http_port", CDL_CFG_INT, &cfg.http_port, "0", 0, 65535,
-     "web UI port on host (0: none; Hadoop's JobTracker used 50030)"},
+     "HTTP port on host: jobs web UI and /metrics (0: none; caudal up gives Hadoop's 50030)"},
     {"namenode_url", CDL_CFG_STR, &cfg.namenode_url, "", 0, 0,
      "the namenode's web UI, linked from the jobs pages (\"\": no link)"},
     {"log_level", CDL_CFG_STR, &cfg.log_level, "info", 0, 0, "error, warn, info or debug"},
@@ -115,18 +116,26 @@ static void fini_jt(void)
 	jt = NULL;
 }
 
-/* The web UI (jobs/job_ui.h) on http_port, once the jobtracker runs. */
+/* HTTP, once the jobtracker runs: the web UI (jobs/job_ui.h) and
+ * /metrics (Prometheus), whose gauges read the jobtracker. */
 static cdl_http *http;
 
 static int init_http(void)
 {
 	if (!cfg.http_port)
 		return 0;
+	cdl_metrics *r = cdl_metrics_global();
+	cdl_metrics_process(r);
+	int rc = job_jt_metrics(jt);
+	if (rc < 0)
+		return rc;
 	http = cdl_http_new(cfg.host, (int)cfg.http_port, "jobtracker HTTP");
 	if (!http)
 		return -EINVAL;
-	int rc = job_ui_register(http, jt, cfg.namenode_url);
-	return rc < 0 ? rc : cdl_http_start(http);
+	if ((rc = job_ui_register(http, jt, cfg.namenode_url)) < 0 ||
+	    (rc = cdl_metrics_route(http, r)) < 0)
+		return rc;
+	return cdl_http_start(http);
 }
 
 static void fini_http(void)
@@ -138,7 +147,7 @@ static void fini_http(void)
 static const cdl_step steps[] = {
     {cdl_daemon_rpc_init, cdl_daemon_rpc_fini, "rpc library"},
     {init_jt, fini_jt, "jobtracker"},
-    {init_http, fini_http, "web UI"},
+    {init_http, fini_http, "HTTP server (web UI, /metrics)"},
 };
 #define NSTEPS (sizeof(steps) / sizeof(steps[0]))
 

@@ -18,7 +18,9 @@
 
 #include "cdl_config.h"
 #include "cdl_daemon.h"
+#include "cdl_http.h"
 #include "cdl_log.h"
+#include "cdl_metrics.h"
 #include "cdl_rpc.h"
 #include "job_task.h"
 #include "job_tt.h"
@@ -28,6 +30,7 @@ static struct {
 	char *namenode;
 	char *host;
 	int64_t port;
+	int64_t http_port;
 	int64_t slots;
 	char *work_dir;
 	int64_t sort_mb;
@@ -47,6 +50,8 @@ static const cdl_cfg_key cfg_tab[] = {
     {"host", CDL_CFG_STR, &cfg.host, "127.0.0.1", 0, 0,
      "this tracker's address: the host of the datanode beside it (locality)"},
     {"port", CDL_CFG_INT, &cfg.port, "0", 0, 65535, "shuffle port (0 picks one)"},
+    {"http_port", CDL_CFG_INT, &cfg.http_port, "0", 0, 65535,
+     "HTTP port on host serving /metrics (0 = off; caudal up gives 50060)"},
     {"slots", CDL_CFG_INT, &cfg.slots, "2", 1, 64, "attempts run at once"},
     {"work_dir", CDL_CFG_STR, &cfg.work_dir, "/var/lib/caudal/tasktracker", 0, 0,
      "local folder for attempts and map output"},
@@ -97,9 +102,33 @@ static void fini_tt(void)
 	tt = NULL;
 }
 
+/* HTTP: /metrics (Prometheus), after the tasktracker so that its gauges have
+ * something to read. */
+static cdl_http *http;
+
+static int init_http(void)
+{
+	if (!cfg.http_port)
+		return 0;
+	cdl_metrics *r = cdl_metrics_global();
+	cdl_metrics_process(r);
+	int rc = job_tt_metrics(tt);
+	if (rc < 0)
+		return rc;
+	http = cdl_metrics_serve(cfg.host, (int)cfg.http_port, r, "tasktracker HTTP");
+	return http ? 0 : -EADDRINUSE;
+}
+
+static void fini_http(void)
+{
+	cdl_http_free(http);
+	http = NULL;
+}
+
 static const cdl_step steps[] = {
     {cdl_daemon_rpc_init, cdl_daemon_rpc_fini, "rpc library"},
     {init_tt, fini_tt, "tasktracker"},
+    {init_http, fini_http, "HTTP server"},
 };
 #define NSTEPS (sizeof(steps) / sizeof(steps[0]))
 

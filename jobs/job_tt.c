@@ -18,6 +18,7 @@
 
 #include "cdl_client.h"
 #include "cdl_log.h"
+#include "cdl_metrics.h"
 #include "cdl_rpc.h"
 #include "cdl_util.h"
 #include "job_counter.h"
@@ -75,6 +76,40 @@ struct job_tt {
 };
 
 static void forget(job_tt *t, const char *id);
+
+/* caudal_tasktracker_* in the process's registry: attempts run, by kind
+ * and how they ended, with their time; the slots at each render. */
+static cdl_metric *tm_done, *tm_secs;
+static pthread_once_t tm_once = PTHREAD_ONCE_INIT;
+
+static void tm_init(void)
+{
+	cdl_metrics *r = cdl_metrics_global();
+	tm_done = cdl_metrics_counter(r, "caudal_tasktracker_attempts_total",
+				      "Task attempts run here, by kind and result.", "kind,result");
+	tm_secs = cdl_metrics_histogram(r, "caudal_tasktracker_attempt_seconds",
+					"Time of the attempts run here, by kind.", "kind", NULL, 0);
+	static const char *const res[] = {"succeeded", "failed", "killed"};
+	for (int k = 0; k < 2; k++) {
+		(void)cdl_metric_at(tm_secs, k ? "map" : "reduce");
+		for (int i = 0; i < 3; i++)
+			(void)cdl_metric_at(tm_done, k ? "map" : "reduce", res[i]);
+	}
+}
+
+static int free_slots(const job_tt *t);
+
+static void tt_collect(void *arg)
+{
+	job_tt *t = arg;
+	cdl_metric *slots = cdl_metrics_gauge(cdl_metrics_global(), "caudal_tasktracker_slots",
+					      "Attempt slots, by use.", "state");
+	pthread_mutex_lock(&t->mu);
+	int busy = t->o.slots - free_slots(t);
+	pthread_mutex_unlock(&t->mu);
+	cdl_series_set(cdl_metric_at(slots, "total"), t->o.slots);
+	cdl_series_set(cdl_metric_at(slots, "busy"), busy);
+}
 
 static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms)
 {
@@ -715,6 +750,13 @@ done:;
 							      : "failed",
 		 (double)(a->end_ms - a->start_ms) / 1000.0, a->error ? ": " : "",
 		 a->error ? a->error : "");
+	const char *kind = map ? "map" : "reduce";
+	cdl_series_add(cdl_metric_at(tm_done, kind,
+				     final == CAUDAL__ATTEMPT_STATE__AS_SUCCEEDED ? "succeeded"
+				     : final == CAUDAL__ATTEMPT_STATE__AS_KILLED  ? "killed"
+										  : "failed"),
+		       1);
+	cdl_series_observe(cdl_metric_at(tm_secs, kind), (double)(a->end_ms - a->start_ms) / 1e3);
 	report(t, a);
 	free(dir);
 	free(jobdir);
@@ -958,6 +1000,7 @@ static void *hb_main(void *arg)
 
 int job_tt_start(const job_tt_opts *o, job_tt **out)
 {
+	pthread_once(&tm_once, tm_init);
 	job_tt *t = xcalloc(1, sizeof(*t));
 	t->o = *o;
 	t->jobs_dir = xasprintf("%s/jobs", o->work_dir);
@@ -1000,6 +1043,11 @@ fail:
 	free(t->jobs_dir);
 	free(t);
 	return rc;
+}
+
+int job_tt_metrics(job_tt *t)
+{
+	return cdl_metrics_collector(cdl_metrics_global(), tt_collect, t);
 }
 
 int job_tt_port(const job_tt *t)

@@ -45,5 +45,8 @@ int job_tt_start(const job_tt_opts *o, job_tt **out);
 /* Kill every attempt, stop the threads, free. */
 void job_tt_stop(job_tt *t);
 int job_tt_port(const job_tt *t);
+/* Export its slots into the process's metrics registry
+ * (cdl_metrics_global), read at each render. Once. */
+int job_tt_metrics(job_tt *t);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cdl_log.h"
+#include "cdl_metrics.h"
 #include "cdl_util.h"
 #include "mnt_file.h"
 
@@ -58,6 +59,16 @@ static struct mnt_file *file_new(struct mnt *m, uint64_t ino, int flags)
 	m->files = f;
 	pthread_mutex_unlock(&m->files_mu);
 	return f;
+}
+
+size_t mnt_files_open(struct mnt *m)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&m->files_mu);
+	for (const struct mnt_file *f = m->files; f; f = f->next)
+		n++;
+	pthread_mutex_unlock(&m->files_mu);
+	return n;
 }
 
 /* Frees f; its writer must be gone. */
@@ -529,8 +540,10 @@ out:
 	pthread_mutex_unlock(&f->mu);
 	if (rc)
 		mnt_reply_err(req, rc);
-	else
+	else {
+		cdl_series_add(mnt_m_bytes_written, size);
 		fuse_reply_write(req, size);
+	}
 }
 
 /* Push everything written so far to every replica and tell the namenode
@@ -645,6 +658,7 @@ void mnt_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct 
 	/* fast path: the whole request is in the buffer */
 	if (o >= f->roff && o + size <= f->roff + f->rlen) {
 		f->rnext = o + size;
+		cdl_series_add(mnt_m_bytes_read, size);
 		fuse_reply_buf(req, f->rbuf + (o - f->roff), size);
 		pthread_mutex_unlock(&f->mu);
 		return;
@@ -675,10 +689,12 @@ void mnt_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct 
 	f->rnext = o + done;
 out:
 	pthread_mutex_unlock(&f->mu);
-	if (rc && done == 0)
+	if (rc && done == 0) {
 		mnt_reply_err(req, rc);
-	else
+	} else {
+		cdl_series_add(mnt_m_bytes_read, done);
 		fuse_reply_buf(req, out, done);
+	}
 	free(out);
 }
 

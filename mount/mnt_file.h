@@ -20,6 +20,8 @@
 
 #include "mnt_fs.h"
 
+/* File handles open now (for /metrics). */
+size_t mnt_files_open(struct mnt *m);
 void mnt_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void mnt_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		   struct fuse_file_info *fi);

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "cdl_log.h"
+#include "cdl_metrics.h"
 #include "cdl_util.h"
 #include "mnt_dir.h"
 #include "mnt_file.h"
@@ -895,7 +896,7 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 /* ------------------------------------------------------------ the table */
 
-const struct fuse_lowlevel_ops mnt_ops = {
+static const struct fuse_lowlevel_ops raw_ops = {
     .init = op_init,
     .destroy = op_destroy,
     .lookup = op_lookup,
@@ -929,3 +930,171 @@ const struct fuse_lowlevel_ops mnt_ops = {
     .listxattr = op_listxattr,
     .removexattr = op_removexattr,
 };
+
+/* ---------------------------------------------------------------- metrics */
+
+/* Every operation the kernel sends goes through a wrapper that times its
+ * handler (which replies before it returns, but for writes buffered in
+ * the handle) into caudal_mount_op_seconds{op}. */
+enum mop {
+	MOP_LOOKUP,
+	MOP_GETATTR,
+	MOP_SETATTR,
+	MOP_READLINK,
+	MOP_MKNOD,
+	MOP_MKDIR,
+	MOP_UNLINK,
+	MOP_RMDIR,
+	MOP_SYMLINK,
+	MOP_RENAME,
+	MOP_LINK,
+	MOP_OPEN,
+	MOP_CREATE,
+	MOP_READ,
+	MOP_WRITE,
+	MOP_FLUSH,
+	MOP_RELEASE,
+	MOP_FSYNC,
+	MOP_OPENDIR,
+	MOP_READDIR,
+	MOP_READDIRPLUS,
+	MOP_RELEASEDIR,
+	MOP_FSYNCDIR,
+	MOP_STATFS,
+	MOP_SETXATTR,
+	MOP_GETXATTR,
+	MOP_LISTXATTR,
+	MOP_REMOVEXATTR,
+	MOP_N
+};
+static const char *const mop_names[MOP_N] = {
+    "lookup",	  "getattr",  "setattr", "readlink", "mknod",	 "mkdir",     "unlink",
+    "rmdir",	  "symlink",  "rename",	 "link",     "open",	 "create",    "read",
+    "write",	  "flush",    "release", "fsync",    "opendir",	 "readdir",   "readdirplus",
+    "releasedir", "fsyncdir", "statfs",	 "setxattr", "getxattr", "listxattr", "removexattr"};
+static cdl_series *mop_secs[MOP_N];
+cdl_series *mnt_m_bytes_read, *mnt_m_bytes_written;
+static cdl_series *m_hits, *m_misses, *m_open, *m_inodes;
+
+#define TIMED(op, OP, params, args)                                                                \
+	static void t_##op params                                                                  \
+	{                                                                                          \
+		int64_t t0 = cdl_now_ns();                                                         \
+		raw_ops.op args;                                                                   \
+		cdl_series_observe(mop_secs[OP], cdl_metrics_since(t0));                           \
+	}
+
+typedef struct fuse_file_info ffi;
+TIMED(lookup, MOP_LOOKUP, (fuse_req_t r, fuse_ino_t p, const char *n), (r, p, n))
+TIMED(getattr, MOP_GETATTR, (fuse_req_t r, fuse_ino_t i, ffi *f), (r, i, f))
+TIMED(setattr, MOP_SETATTR, (fuse_req_t r, fuse_ino_t i, struct stat *a, int s, ffi *f),
+      (r, i, a, s, f))
+TIMED(readlink, MOP_READLINK, (fuse_req_t r, fuse_ino_t i), (r, i))
+TIMED(mknod, MOP_MKNOD, (fuse_req_t r, fuse_ino_t p, const char *n, mode_t m, dev_t d),
+      (r, p, n, m, d))
+TIMED(mkdir, MOP_MKDIR, (fuse_req_t r, fuse_ino_t p, const char *n, mode_t m), (r, p, n, m))
+TIMED(unlink, MOP_UNLINK, (fuse_req_t r, fuse_ino_t p, const char *n), (r, p, n))
+TIMED(rmdir, MOP_RMDIR, (fuse_req_t r, fuse_ino_t p, const char *n), (r, p, n))
+TIMED(symlink, MOP_SYMLINK, (fuse_req_t r, const char *l, fuse_ino_t p, const char *n),
+      (r, l, p, n))
+TIMED(rename, MOP_RENAME,
+      (fuse_req_t r, fuse_ino_t p, const char *n, fuse_ino_t np, const char *nn, unsigned fl),
+      (r, p, n, np, nn, fl))
+TIMED(link, MOP_LINK, (fuse_req_t r, fuse_ino_t i, fuse_ino_t np, const char *nn), (r, i, np, nn))
+TIMED(open, MOP_OPEN, (fuse_req_t r, fuse_ino_t i, ffi *f), (r, i, f))
+TIMED(create, MOP_CREATE, (fuse_req_t r, fuse_ino_t p, const char *n, mode_t m, ffi *f),
+      (r, p, n, m, f))
+TIMED(read, MOP_READ, (fuse_req_t r, fuse_ino_t i, size_t z, off_t o, ffi *f), (r, i, z, o, f))
+TIMED(write, MOP_WRITE, (fuse_req_t r, fuse_ino_t i, const char *b, size_t z, off_t o, ffi *f),
+      (r, i, b, z, o, f))
+TIMED(flush, MOP_FLUSH, (fuse_req_t r, fuse_ino_t i, ffi *f), (r, i, f))
+TIMED(release, MOP_RELEASE, (fuse_req_t r, fuse_ino_t i, ffi *f), (r, i, f))
+TIMED(fsync, MOP_FSYNC, (fuse_req_t r, fuse_ino_t i, int d, ffi *f), (r, i, d, f))
+TIMED(opendir, MOP_OPENDIR, (fuse_req_t r, fuse_ino_t i, ffi *f), (r, i, f))
+TIMED(readdir, MOP_READDIR, (fuse_req_t r, fuse_ino_t i, size_t z, off_t o, ffi *f),
+      (r, i, z, o, f))
+TIMED(readdirplus, MOP_READDIRPLUS, (fuse_req_t r, fuse_ino_t i, size_t z, off_t o, ffi *f),
+      (r, i, z, o, f))
+TIMED(releasedir, MOP_RELEASEDIR, (fuse_req_t r, fuse_ino_t i, ffi *f), (r, i, f))
+TIMED(fsyncdir, MOP_FSYNCDIR, (fuse_req_t r, fuse_ino_t i, int d, ffi *f), (r, i, d, f))
+TIMED(statfs, MOP_STATFS, (fuse_req_t r, fuse_ino_t i), (r, i))
+TIMED(setxattr, MOP_SETXATTR,
+      (fuse_req_t r, fuse_ino_t i, const char *n, const char *v, size_t z, int fl),
+      (r, i, n, v, z, fl))
+TIMED(getxattr, MOP_GETXATTR, (fuse_req_t r, fuse_ino_t i, const char *n, size_t z), (r, i, n, z))
+TIMED(listxattr, MOP_LISTXATTR, (fuse_req_t r, fuse_ino_t i, size_t z), (r, i, z))
+TIMED(removexattr, MOP_REMOVEXATTR, (fuse_req_t r, fuse_ino_t i, const char *n), (r, i, n))
+
+const struct fuse_lowlevel_ops mnt_ops = {
+    .init = op_init,
+    .destroy = op_destroy,
+    .lookup = t_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = t_getattr,
+    .setattr = t_setattr,
+    .readlink = t_readlink,
+    .mknod = t_mknod,
+    .mkdir = t_mkdir,
+    .unlink = t_unlink,
+    .rmdir = t_rmdir,
+    .symlink = t_symlink,
+    .rename = t_rename,
+    .link = t_link,
+    .open = t_open,
+    .create = t_create,
+    .read = t_read,
+    .write = t_write,
+    .flush = t_flush,
+    .release = t_release,
+    .fsync = t_fsync,
+    .opendir = t_opendir,
+    .readdir = t_readdir,
+    .readdirplus = t_readdirplus,
+    .releasedir = t_releasedir,
+    .fsyncdir = t_fsyncdir,
+    .statfs = t_statfs,
+    .setxattr = t_setxattr,
+    .getxattr = t_getxattr,
+    .listxattr = t_listxattr,
+    .removexattr = t_removexattr,
+};
+
+/* Read at each render: the directory cache's counts (kept under its own
+ * lock), the open handles and the inodes the kernel holds. */
+static void mnt_collect(void *arg)
+{
+	struct mnt *m = arg;
+	pthread_mutex_lock(&m->dc.mu);
+	uint64_t hits = m->dc.hits, misses = m->dc.misses;
+	pthread_mutex_unlock(&m->dc.mu);
+	cdl_series_counter_set(m_hits, (double)hits);
+	cdl_series_counter_set(m_misses, (double)misses);
+	cdl_series_set(m_open, (double)mnt_files_open(m));
+	cdl_series_set(m_inodes, (double)mnt_itab_count(&m->itab));
+}
+
+void mnt_metrics_init(struct mnt *m, cdl_metrics *r)
+{
+	cdl_metric *h = cdl_metrics_histogram(
+	    r, "caudal_mount_op_seconds",
+	    "Operations the kernel sent the mount and the time their handler took, by kind.", "op",
+	    NULL, 0);
+	for (int i = 0; i < MOP_N; i++)
+		mop_secs[i] = cdl_metric_at(h, mop_names[i]);
+	mnt_m_bytes_read = cdl_metric_one(cdl_metrics_counter(
+	    r, "caudal_mount_bytes_read_total", "Bytes read through the mount.", NULL));
+	mnt_m_bytes_written = cdl_metric_one(cdl_metrics_counter(
+	    r, "caudal_mount_bytes_written_total", "Bytes written through the mount.", NULL));
+	cdl_metric *dc = cdl_metrics_counter(
+	    r, "caudal_mount_dcache_lookups_total",
+	    "Lookups by whether the directory cache answered them (hit) or the namenode (miss).",
+	    "result");
+	m_hits = cdl_metric_at(dc, "hit");
+	m_misses = cdl_metric_at(dc, "miss");
+	m_open = cdl_metric_one(
+	    cdl_metrics_gauge(r, "caudal_mount_open_files", "File handles open now.", NULL));
+	m_inodes = cdl_metric_one(cdl_metrics_gauge(
+	    r, "caudal_mount_inodes", "Inodes the kernel holds references to.", NULL));
+	cdl_metrics_collector(r, mnt_collect, m);
+}

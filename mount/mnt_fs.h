@@ -44,6 +44,14 @@ struct mnt {
 
 extern const struct fuse_lowlevel_ops mnt_ops;
 
+/* Metrics (caudal_mount_*): every operation timed by kind, bytes read and
+ * written, the directory cache's hits and misses, open handles; into r,
+ * once, before the session runs. Until then nothing is counted. */
+struct cdl_metrics;
+struct cdl_series;
+void mnt_metrics_init(struct mnt *m, struct cdl_metrics *r);
+extern struct cdl_series *mnt_m_bytes_read, *mnt_m_bytes_written;
+
 /* After a Create, Mkdir, Mknod or Symlink of name in parent that returned
  * rc and rep: keeps the directory cache (mnt_dcache.h) up to date. */
 void mnt_note_made(struct mnt *m, uint64_t parent, const char *name, int rc,

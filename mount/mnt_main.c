@@ -21,7 +21,9 @@
 #include <unistd.h>
 
 #include "cdl_client.h"
+#include "cdl_http.h"
 #include "cdl_log.h"
+#include "cdl_metrics.h"
 #include "cdl_rpc.h"
 #include "cdl_sec.h"
 #include "cdl_util.h"
@@ -262,6 +264,17 @@ int main(int argc, char **argv)
 
 	if (mnt_dcache_follow(&m.dc, cl) != 0)
 		cdl_warn("cannot start the event follower: the directory cache is off");
+	/* after the fork to the background: the HTTP server's threads would
+	 * not survive it. Loopback only: the mount's metrics are this host's. */
+	cdl_http *http = NULL;
+	if (o.metrics_port) {
+		cdl_metrics *r = cdl_metrics_global();
+		cdl_metrics_process(r);
+		mnt_metrics_init(&m, r);
+		http = cdl_metrics_serve("127.0.0.1", o.metrics_port, r, "mount metrics");
+		if (!http)
+			cdl_err("no metrics: port %d of 127.0.0.1 is taken", o.metrics_port);
+	}
 
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_clone_fd(lc, 1);
@@ -269,6 +282,7 @@ int main(int argc, char **argv)
 	fuse_loop_cfg_set_idle_threads(lc, (unsigned)(o.max_threads / 2 ? o.max_threads / 2 : 1));
 	rc = fuse_session_loop_mt(se, lc);
 	fuse_loop_cfg_destroy(lc);
+	cdl_http_free(http);
 	status = rc < 0 ? 1 : 0;
 	cdl_info("unmounting '%s'%s", o.mountpoint, rc > 0 ? " on a signal" : "");
 	fuse_session_unmount(se);

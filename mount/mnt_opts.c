@@ -57,6 +57,8 @@ static const struct opt_def opt_tab[] = {
      "this host's address, to read from a replica here (default 127.0.0.1)"},
     {"log", K_STR, F(log_file), 0, 0, "log file once in the background (default: none)"},
     {"pidfile", K_STR, F(pid_file), 0, 0, "write the mount process's pid to this file"},
+    {"metrics_port", K_INT, F(metrics_port), 0, 65535,
+     "serve Prometheus /metrics on this port of 127.0.0.1 (default 0: none)"},
     {"log_level", K_LEVEL, F(log_level), 0, 0, "error, warn, info or debug (default info)"},
     {"allow_other", K_SET, F(allow_other), 0, 0,
      "let other users use the mount, with their own rights (default when run by root)"},

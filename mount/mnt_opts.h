@@ -36,6 +36,7 @@ struct mnt_opts {
 	char *log_file;	   /* log here once daemonized (owned; NULL = discard) */
 	char *pid_file;	   /* write the serving process's pid here (owned; NULL = none) */
 	int log_level;	   /* cdl_log level */
+	int metrics_port;  /* serve /metrics on 127.0.0.1:metrics_port (0 = none) */
 	char *fuse_opts;   /* comma list passed to libfuse as -o (owned) */
 };
 

@@ -139,6 +139,7 @@ static void cmds_free(nn_dn *d)
 	}
 	d->cmds = d->cmds_tail = NULL;
 	d->ncmds = 0;
+	d->ndeletes = 0;
 }
 
 void nn_blocks_free(nn_blocks *b)
@@ -223,6 +224,7 @@ static void queue(nn_dn *d, nn_cmd *c)
 		d->cmds = c;
 	d->cmds_tail = c;
 	d->ncmds++;
+	d->ndeletes += c->type == CAUDAL__COMMAND_TYPE__CMD_DELETE;
 }
 
 void nn_dn_heartbeat(nn_blocks *b, nn_dn *d, const Caudal__DatanodeInfo *info, int64_t now)
@@ -300,6 +302,7 @@ void nn_dn_take_commands(nn_blocks *b, nn_dn *d, Caudal__HeartbeatReply *r, stru
 			d->cmds_tail = NULL;
 		d->ncmds--;
 		if (c->type == CAUDAL__COMMAND_TYPE__CMD_DELETE) {
+			d->ndeletes--;
 			/* all deletions travel in one command */
 			if (!del) {
 				del = cdl_arena_alloc(a, sizeof(*del));
@@ -673,8 +676,23 @@ void nn_blocks_monitor(nn_blocks *b, int64_t now, bool safemode)
 			cmds_free(d);
 		}
 	}
-	if (safemode)
+	uint64_t under = 0, corrupt = 0, missing = 0, pending = 0;
+	if (safemode) {
+		/* nothing moves, but /metrics still tells the states */
+		for (uint64_t i = 0; i < b->map->cap; i++) {
+			uint64_t key = b->map->keys[i];
+			if (!key || key == TOMB || b->map->vals[i]->uc)
+				continue;
+			nn_blk *k = b->map->vals[i];
+			int live = nn_blk_live(b, k);
+			missing += k->nloc == 0;
+			under += k->nloc > 0 && live < (int)k->repl;
+			corrupt += k->ncorrupt > 0;
+		}
+		b->n_under = under, b->n_corrupt = corrupt, b->n_missing = missing;
+		b->n_pending_repl = 0;
 		return;
+	}
 	for (int i = 0; i < b->ndn; i++)
 		b->dns[i]->decom_pending = 0;
 	struct need *need = NULL;
@@ -695,6 +713,10 @@ void nn_blocks_monitor(nn_blocks *b, int64_t now, bool safemode)
 		int live = 0;
 		for (int j = 0; j < k->nloc; j++)
 			live += !b->dns[k->locs[j]]->decommissioning;
+		missing += k->nloc == 0;
+		under += k->nloc > 0 && live < (int)k->repl;
+		corrupt += k->ncorrupt > 0;
+		pending += k->pending_until_ms > now;
 		if (live < (int)k->repl)
 			for (int j = 0; j < k->nloc; j++)
 				if (b->dns[k->locs[j]]->decommissioning)
@@ -774,6 +796,8 @@ void nn_blocks_monitor(nn_blocks *b, int64_t now, bool safemode)
 			  (unsigned long long)k->id, need[i].live, k->repl, src->id, got);
 	}
 	free(need);
+	b->n_under = under, b->n_corrupt = corrupt, b->n_missing = missing;
+	b->n_pending_repl = pending + scheduled;
 	for (int i = 0; i < b->ndn; i++) {
 		nn_dn *d = b->dns[i];
 		if (d->decommissioning && !d->decommissioned && d->decom_pending == 0) {

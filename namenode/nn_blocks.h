@@ -30,6 +30,7 @@ typedef struct nn_dn {
 	uint32_t nblocks;
 	nn_cmd *cmds, *cmds_tail; /* queued for the next heartbeat */
 	uint32_t ncmds;
+	uint32_t ndeletes; /* of ncmds, replica deletions (/metrics) */
 } nn_dn;
 
 typedef struct nn_blk {
@@ -65,7 +66,11 @@ typedef struct nn_blocks {
 	int64_t last_monitor_ms;
 	uint64_t seed;
 	uint64_t nblocks, nreported; /* blocks, blocks with >=1 replica (safe mode) */
-	nn_offer *offers;	     /* ring of NN_MAX_OFFERS, allocated on first use */
+	/* counted by the last monitor pass, for /metrics: complete blocks with
+	 * fewer live replicas than wanted (but some), with a corrupt replica,
+	 * with no replica at all, and with a copy scheduled */
+	uint64_t n_under, n_corrupt, n_missing, n_pending_repl;
+	nn_offer *offers; /* ring of NN_MAX_OFFERS, allocated on first use */
 	uint32_t noffers, offer_next;
 } nn_blocks;
 

@@ -381,6 +381,16 @@ int nn_check_run(nn_ns *ns, size_t max_lines, nn_check_report *r)
 			    "%" PRIu64 " inline files of %" PRIu64 " bytes in the records, the "
 			    "namenode counts %" PRIu64 " of %" PRIu64,
 			    c.inline_files, c.inline_bytes, ns->inline_files, ns->inline_bytes);
+		uint64_t files = 0, dirs = 0;
+		for (size_t i = 0; i < c.ninos; i++) {
+			files += S_ISREG(c.inos[i].mode);
+			dirs += S_ISDIR(c.inos[i].mode);
+		}
+		if (files != ns->files || dirs != ns->dirs)
+			bad(&c,
+			    "%" PRIu64 " files and %" PRIu64 " directories in the records, the "
+			    "namenode counts %" PRIu64 " and %" PRIu64,
+			    files, dirs, ns->files, ns->dirs);
 	}
 	pthread_mutex_unlock(&ns->lock);
 	if (m)

@@ -19,6 +19,7 @@
 #include "cdl_log.h"
 #include "cdl_daemon.h"
 #include "cdl_http.h"
+#include "cdl_metrics.h"
 #include "cdl_rpc.h"
 #include "cdl_sec.h"
 #include "cdl_util.h"
@@ -216,6 +217,7 @@ static int step_rpc(void)
 	srv = cdl_rpc_server_new(addr, (int)cfg.threads);
 	if (!srv)
 		return -EINVAL;
+	cdl_rpc_server_metrics(srv, cdl_metrics_global(), "caudal_namenode");
 	rc = nn_ns_register(ns, srv);
 	if (rc == 0)
 		rc = nn_ckpt_register(ns, srv);
@@ -254,21 +256,6 @@ static enum MHD_Result http_check(void *arg, struct MHD_Connection *conn, const 
 				  "text/plain; charset=utf-8", rep.text);
 }
 
-/* GET /metrics and GET /: the counters and the status page, as text. */
-static enum MHD_Result http_text(void *arg, struct MHD_Connection *conn, const char *url,
-				 const char *method, const char *upload, size_t *upload_size,
-				 void **con_cls)
-{
-	(void)arg, (void)upload, (void)upload_size, (void)con_cls;
-	if (strcmp(method, "GET"))
-		return MHD_NO;
-	if (strcmp(url, "/metrics") && strcmp(url, "/"))
-		return cdl_http_reply_str(conn, MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8",
-					  xstrdup("not found\n"));
-	char *body = !strcmp(url, "/metrics") ? nn_ns_metrics_text(ns) : nn_ns_status_text(ns);
-	return cdl_http_reply_str(conn, MHD_HTTP_OK, "text/plain; charset=utf-8", body);
-}
-
 /* A fresh random token for /check, written where only the namenode's user
  * (and root) can read it: DIR/check.token, replaced atomically. */
 static int write_check_token(void)
@@ -304,8 +291,11 @@ static int step_http(void)
 	http = cdl_http_new(cfg.host, (int)cfg.http_port, "namenode HTTP");
 	if (!http)
 		return -EINVAL;
-	if ((rc = cdl_http_route(http, "/check", http_check, NULL, NULL)) < 0 ||
-	    (rc = cdl_http_route(http, "/metrics", http_text, NULL, NULL)) < 0 ||
+	cdl_metrics *m = cdl_metrics_global();
+	cdl_metrics_process(m);
+	if ((rc = nn_ns_metrics(ns, m)) < 0 ||
+	    (rc = cdl_http_route(http, "/check", http_check, NULL, NULL)) < 0 ||
+	    (rc = cdl_metrics_route(http, m)) < 0 ||
 	    (rc = nn_ui_register(http, ns, cfg.jobs_url)) < 0 || (rc = cdl_http_start(http)) < 0)
 		return rc;
 	return 0;

@@ -17,6 +17,7 @@
 
 #include "cdl_checksum.h"
 #include "cdl_log.h"
+#include "cdl_metrics.h"
 #include "cdl_rpc.h"
 #include "cdl_util.h"
 #include "nn_exports.h"
@@ -215,6 +216,7 @@ typedef struct nn_tx {
 	uint64_t *doomed_leases; /* inode ids whose lease goes */
 	size_t nleases, capleases;
 	int64_t dinodes; /* inodes made less inodes removed: ns->inodes moves by it on commit */
+	int64_t dfiles, ddirs; /* the same for regular files and directories (/metrics) */
 	int64_t dinline_files, dinline_bytes; /* the same for inline files and bytes */
 } nn_tx;
 
@@ -422,6 +424,8 @@ static int tx_commit(nn_ns *ns, nn_tx *t)
 		ns->txid = txid;
 		ns->first_txid = first_txid;
 		ns->inodes = inodes;
+		ns->files = (uint64_t)((int64_t)ns->files + t->dfiles);
+		ns->dirs = (uint64_t)((int64_t)ns->dirs + t->ddirs);
 		ns->inline_files = (uint64_t)((int64_t)ns->inline_files + t->dinline_files);
 		ns->inline_bytes = (uint64_t)((int64_t)ns->inline_bytes + t->dinline_bytes);
 		/* the blocks go once the operation is durable: ns_synced */
@@ -1187,6 +1191,7 @@ static int mkdir_one(nn_ns *ns, nn_inode *parent, const char *name, uint32_t mod
 	tx_put_inode(&t, parent);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_MKDIR, n, NULL);
 	t.dinodes = 1;
+	t.ddirs = 1;
 	rc = tx_commit(ns, &t);
 	if (rc < 0) {
 		inode_free(n);
@@ -1369,6 +1374,7 @@ H(Create)
 		link_child(&t, parent, n);
 		tx_put_inode(&t, parent);
 		t.dinodes = 1;
+		t.dfiles = 1;
 		tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_CREATE, n, NULL);
 	}
 	free(n->lease);
@@ -1426,6 +1432,8 @@ static int make_leaf(nn_ns *ns, cdl_arena *a, const Caudal__Target *target,
 	tx_put_inode(&t, n);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_CREATE, n, NULL);
 	t.dinodes = 1;
+	t.dfiles = S_ISREG(mode);
+	t.ddirs = S_ISDIR(mode);
 	if ((rc = tx_commit(ns, &t)) == 0) {
 		rep->attr = arena_attr(ns, a, n);
 		rep->parent_version = parent->version;
@@ -1577,6 +1585,8 @@ static void remove_leaf(nn_tx *t, nn_inode *dir, const nn_inode *child)
 	unlink_child(t, dir, child);
 	tx_del_inode(t, child->ino);
 	t->dinodes--;
+	t->dfiles -= S_ISREG(child->mode);
+	t->ddirs -= S_ISDIR(child->mode);
 }
 
 /* Sticky directories: only the owner of the entry or the directory (or
@@ -1751,6 +1761,8 @@ static int reap(nn_ns *ns, uint64_t top, unsigned steps)
 					tx_del_dirent(&t, f->ino, f->after);
 					tx_del_inode(&t, c->ino);
 					t.dinodes--;
+					t.dfiles -= S_ISREG(c->mode);
+					t.ddirs -= S_ISDIR(c->mode);
 				}
 				inode_free(c);
 			}
@@ -1770,6 +1782,7 @@ static int reap(nn_ns *ns, uint64_t top, unsigned steps)
 			}
 			tx_del_inode(&t, f->ino);
 			t.dinodes--;
+			t.ddirs--;
 			free(f->after);
 			depth--;
 		}
@@ -3749,6 +3762,8 @@ static int format(nn_ns *ns)
 	ns->txid = 0;
 	ns->first_txid = 1;
 	ns->inodes = 1;
+	ns->dirs = 1;
+	ns->files = 0;
 	nn_inode root = {0};
 	root.ino = ROOT_INO;
 	root.parent = ROOT_INO;
@@ -3799,7 +3814,7 @@ static int load(nn_ns *ns)
 	if ((rc = reap_pending(ns)) < 0)
 		return rc;
 	nn_iter *it = nn_iter_new(ns->st, "I", 1, "I", 1);
-	uint64_t files = 0, inl_files = 0, inl_bytes = 0;
+	uint64_t files = 0, dirs = 0, inl_files = 0, inl_bytes = 0;
 	for (; nn_iter_valid(it); nn_iter_next(it)) {
 		const char *val = nn_iter_value(it, &vl);
 		Caudal__InodeRec *r = caudal__inode_rec__unpack(NULL, vl, (const uint8_t *)val);
@@ -3808,6 +3823,7 @@ static int load(nn_ns *ns)
 			cdl_err("an inode record is undecodable");
 			return -EIO;
 		}
+		dirs += S_ISDIR(r->mode);
 		if (S_ISREG(r->mode)) {
 			files++;
 			for (size_t i = 0; i < r->n_blocks; i++) {
@@ -3830,6 +3846,8 @@ static int load(nn_ns *ns)
 	/* counted here, whatever the reap above moved them by */
 	ns->inline_files = inl_files;
 	ns->inline_bytes = inl_bytes;
+	ns->files = files;
+	ns->dirs = dirs;
 	cdl_info("loaded namespace: %" PRIu64 " inodes, %" PRIu64 " files, %" PRIu64
 		 " blocks, txid %" PRIu64,
 		 ns->inodes, files, ns->bl->nblocks, ns->txid);
@@ -4275,29 +4293,142 @@ char *nn_ns_status_text(nn_ns *ns)
 	return s;
 }
 
-char *nn_ns_metrics_text(nn_ns *ns)
+/* The gauges /metrics shows, looked up once by nn_ns_metrics. */
+static struct nn_gauges {
+	cdl_series *txid, *inodes, *files, *dirs, *inline_files, *inline_bytes, *blocks, *reported,
+	    *under, *corrupt, *missing, *pending_del, *pending_repl, *safemode, *cap, *used, *rem,
+	    *leases, *live, *dead, *decom, *decomd, *xceivers;
+	cdl_metric *dn_age, *dn_blocks, *dn_used, *dn_rem, *dn_alive; /* by datanode */
+} g;
+
+static void metrics_collect(void *arg)
 {
+	nn_ns *ns = arg;
 	pthread_mutex_lock(&ns->lock);
-	uint64_t cap = 0, used = 0, rem = 0;
-	for (int i = 0; i < ns->bl->ndn; i++)
-		if (ns->bl->dns[i]->alive) {
-			cap += ns->bl->dns[i]->capacity;
-			used += ns->bl->dns[i]->used;
-			rem += ns->bl->dns[i]->remaining;
+	uint64_t cap = 0, used = 0, rem = 0, dels = 0, xc = 0;
+	int live = 0, dead = 0, decom = 0, decomd = 0;
+	for (int i = 0; i < ns->bl->ndn; i++) {
+		const nn_dn *d = ns->bl->dns[i];
+		dels += d->ndeletes;
+		if (!d->alive) {
+			dead++;
+			continue;
 		}
-	char *s =
-	    xasprintf("# TYPE caudal_txid counter\ncaudal_txid %" PRIu64 "\n"
-		      "# TYPE caudal_inodes gauge\ncaudal_inodes %" PRIu64 "\n"
-		      "# TYPE caudal_blocks gauge\ncaudal_blocks %" PRIu64 "\n"
-		      "# TYPE caudal_blocks_reported gauge\ncaudal_blocks_reported %" PRIu64 "\n"
-		      "# TYPE caudal_datanodes_live gauge\ncaudal_datanodes_live %d\n"
-		      "# TYPE caudal_datanodes gauge\ncaudal_datanodes %d\n"
-		      "# TYPE caudal_safemode gauge\ncaudal_safemode %d\n"
-		      "# TYPE caudal_capacity_bytes gauge\ncaudal_capacity_bytes %" PRIu64 "\n"
-		      "# TYPE caudal_used_bytes gauge\ncaudal_used_bytes %" PRIu64 "\n"
-		      "# TYPE caudal_remaining_bytes gauge\ncaudal_remaining_bytes %" PRIu64 "\n",
-		      ns->txid, ns->inodes, ns->bl->nblocks, ns->bl->nreported,
-		      nn_dn_live_count(ns->bl), ns->bl->ndn, ns->safemode ? 1 : 0, cap, used, rem);
-	ns_unlock(ns);
-	return s;
+		live++;
+		decom += d->decommissioning && !d->decommissioned;
+		decomd += d->decommissioned;
+		cap += d->capacity;
+		used += d->used;
+		rem += d->remaining;
+		xc += d->xceivers;
+	}
+	uint64_t leases = 0;
+	for (const struct nn_lease *l = ns->leases; l; l = l->next)
+		leases++;
+	cdl_series_set(g.txid, (double)ns->txid);
+	cdl_series_set(g.inodes, (double)ns->inodes);
+	cdl_series_set(g.files, (double)ns->files);
+	cdl_series_set(g.dirs, (double)ns->dirs);
+	cdl_series_set(g.inline_files, (double)ns->inline_files);
+	cdl_series_set(g.inline_bytes, (double)ns->inline_bytes);
+	cdl_series_set(g.blocks, (double)ns->bl->nblocks);
+	cdl_series_set(g.reported, (double)ns->bl->nreported);
+	cdl_series_set(g.under, (double)ns->bl->n_under);
+	cdl_series_set(g.corrupt, (double)ns->bl->n_corrupt);
+	cdl_series_set(g.missing, (double)ns->bl->n_missing);
+	cdl_series_set(g.pending_repl, (double)ns->bl->n_pending_repl);
+	cdl_series_set(g.pending_del, (double)dels);
+	cdl_series_set(g.safemode, ns->safemode ? 1 : 0);
+	cdl_series_set(g.cap, (double)cap);
+	cdl_series_set(g.used, (double)used);
+	cdl_series_set(g.rem, (double)rem);
+	cdl_series_set(g.leases, (double)leases);
+	cdl_series_set(g.live, live);
+	cdl_series_set(g.dead, dead);
+	cdl_series_set(g.decom, decom);
+	cdl_series_set(g.decomd, decomd);
+	cdl_series_set(g.xceivers, (double)xc);
+	/* each datanode as this namenode sees it, set once the lock is let go
+	 * (a series lookup takes the registry's lock) */
+	int n = ns->bl->ndn;
+	struct dnrow {
+		char name[300];
+		double age, blocks, used, rem, alive;
+	} *rows = xcalloc((size_t)(n ? n : 1), sizeof(*rows));
+	int64_t now = cdl_now_ms();
+	for (int i = 0; i < n; i++) {
+		const nn_dn *d = ns->bl->dns[i];
+		snprintf(rows[i].name, sizeof(rows[i].name), "%s:%u", d->host, d->port);
+		rows[i].age = (double)(now - d->last_hb_ms) / 1e3;
+		rows[i].blocks = d->nblocks;
+		rows[i].used = (double)d->used;
+		rows[i].rem = (double)d->remaining;
+		rows[i].alive = d->alive;
+	}
+	pthread_mutex_unlock(&ns->lock);
+	for (int i = 0; i < n; i++) {
+		cdl_series_set(cdl_metric_at(g.dn_age, rows[i].name), rows[i].age);
+		cdl_series_set(cdl_metric_at(g.dn_blocks, rows[i].name), rows[i].blocks);
+		cdl_series_set(cdl_metric_at(g.dn_used, rows[i].name), rows[i].used);
+		cdl_series_set(cdl_metric_at(g.dn_rem, rows[i].name), rows[i].rem);
+		cdl_series_set(cdl_metric_at(g.dn_alive, rows[i].name), rows[i].alive);
+	}
+	free(rows);
+}
+
+static cdl_series *gauge(cdl_metrics *r, const char *name, const char *help)
+{
+	return cdl_metric_one(cdl_metrics_gauge(r, name, help, NULL));
+}
+
+int nn_ns_metrics(nn_ns *ns, cdl_metrics *r)
+{
+	g.txid = gauge(r, "caudal_namenode_txid", "The last committed namespace transaction id.");
+	g.inodes = gauge(r, "caudal_namenode_inodes", "Inodes in the namespace (every kind).");
+	g.files = gauge(r, "caudal_namenode_files", "Regular files in the namespace.");
+	g.dirs = gauge(r, "caudal_namenode_directories", "Directories in the namespace.");
+	g.inline_files = gauge(r, "caudal_namenode_inline_files",
+			       "Files whose bytes live in their inode record, without blocks.");
+	g.inline_bytes =
+	    gauge(r, "caudal_namenode_inline_bytes", "Bytes of the files kept inline.");
+	g.blocks = gauge(r, "caudal_namenode_blocks", "Blocks in the block map.");
+	g.reported = gauge(r, "caudal_namenode_blocks_reported",
+			   "Blocks with at least one reported replica (safe mode counts them).");
+	g.under = gauge(r, "caudal_namenode_blocks_under_replicated",
+			"Complete blocks with fewer live replicas than their replication, but "
+			"some (last monitor pass).");
+	g.corrupt = gauge(r, "caudal_namenode_blocks_corrupt",
+			  "Blocks with at least one replica known corrupt (last monitor pass).");
+	g.missing = gauge(r, "caudal_namenode_blocks_missing",
+			  "Complete blocks with no replica at all (last monitor pass).");
+	g.pending_repl = gauge(r, "caudal_namenode_blocks_pending_replication",
+			       "Blocks with a copy scheduled and not yet reported.");
+	g.pending_del = gauge(r, "caudal_namenode_blocks_pending_deletion",
+			      "Replica deletions queued for datanodes' next heartbeats.");
+	g.safemode = gauge(r, "caudal_namenode_safemode", "1 while in safe mode.");
+	g.cap = gauge(r, "caudal_namenode_capacity_bytes", "Capacity of the live datanodes.");
+	g.used = gauge(r, "caudal_namenode_used_bytes", "Bytes used by blocks on live datanodes.");
+	g.rem = gauge(r, "caudal_namenode_remaining_bytes", "Bytes free on live datanodes.");
+	g.leases = gauge(r, "caudal_namenode_leases", "Files open for writing (leases held).");
+	g.xceivers = gauge(r, "caudal_namenode_datanode_xceivers",
+			   "Data-transfer connections the live datanodes last reported, summed.");
+	cdl_metric *dn = cdl_metrics_gauge(r, "caudal_namenode_datanodes",
+					   "Registered datanodes by state.", "state");
+	g.dn_age = cdl_metrics_gauge(r, "caudal_namenode_datanode_heartbeat_age_seconds",
+				     "Time since each datanode's last heartbeat.", "datanode");
+	g.dn_blocks =
+	    cdl_metrics_gauge(r, "caudal_namenode_datanode_blocks",
+			      "Replicas each datanode holds, as the block map says.", "datanode");
+	g.dn_used = cdl_metrics_gauge(r, "caudal_namenode_datanode_used_bytes",
+				      "Bytes each datanode last reported used.", "datanode");
+	g.dn_rem = cdl_metrics_gauge(r, "caudal_namenode_datanode_remaining_bytes",
+				     "Bytes each datanode last reported free.", "datanode");
+	g.dn_alive =
+	    cdl_metrics_gauge(r, "caudal_namenode_datanode_live",
+			      "1 while a datanode is live, 0 once it is dead.", "datanode");
+	g.live = cdl_metric_at(dn, "live");
+	g.dead = cdl_metric_at(dn, "dead");
+	g.decom = cdl_metric_at(dn, "decommissioning");
+	g.decomd = cdl_metric_at(dn, "decommissioned");
+	return cdl_metrics_collector(r, metrics_collect, ns);
 }

@@ -78,6 +78,9 @@ typedef struct nn_ns {
 	/* files kept inline and their bytes: counted at load, moved by each
 	 * commit (nn_check recounts them) */
 	uint64_t inline_files, inline_bytes;
+	/* regular files and directories: counted at load, moved by each commit
+	 * (nn_check recounts them) */
+	uint64_t files, dirs;
 	char *cluster;
 	bool safemode;
 	uint64_t uc_blocks; /* blocks under construction when loaded (not awaited in safe mode) */
@@ -115,8 +118,11 @@ void nn_ns_tick(nn_ns *ns);
 /* Wake long polls so shutdown does not wait for them. */
 void nn_ns_stop(nn_ns *ns);
 
-/* Text status for the HTTP page and /metrics; caller frees. */
+/* Text status for the HTTP page; caller frees. */
 char *nn_ns_status_text(nn_ns *ns);
-char *nn_ns_metrics_text(nn_ns *ns);
+/* Export the namespace sizes, block states and datanode totals into r
+ * (read under the lock at each render); once, after nn_ns_open. */
+struct cdl_metrics;
+int nn_ns_metrics(nn_ns *ns, struct cdl_metrics *r);
 
 #endif

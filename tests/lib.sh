@@ -138,11 +138,16 @@ caudal() { "$CAUDAL" "$@"; }
 # variables before calling). Exports CAUDAL_HOME and CAUDAL_NAMENODE.
 cluster_up() {
 	local ports
-	read -r -a ports <<<"$(free_ports 3)"
+	read -r -a ports <<<"$(free_ports 7)"
 	export CAUDAL_HOME=$T/cluster
 	export CAUDAL_NN_PORT=${CAUDAL_NN_PORT:-${ports[0]}}
 	export CAUDAL_NN_HTTP_PORT=${CAUDAL_NN_HTTP_PORT:-${ports[1]}}
 	export CAUDAL_DN_PORT=${CAUDAL_DN_PORT:-${ports[2]}}
+	# /metrics of the other daemons (each test its own ports, as above)
+	export CAUDAL_DN_HTTP_PORT=${CAUDAL_DN_HTTP_PORT:-${ports[3]}}
+	export CAUDAL_JT_PORT=${CAUDAL_JT_PORT:-${ports[4]}}
+	export CAUDAL_JT_HTTP_PORT=${CAUDAL_JT_HTTP_PORT:-${ports[5]}}
+	export CAUDAL_TT_HTTP_PORT=${CAUDAL_TT_HTTP_PORT:-${ports[6]}}
 	export CAUDAL_BLOCK_SIZE=${CAUDAL_BLOCK_SIZE:-1M}
 	export CAUDAL_HEARTBEAT_MS=${CAUDAL_HEARTBEAT_MS:-300}
 	export CAUDAL_DEAD_MS=${CAUDAL_DEAD_MS:-3000}

@@ -38,6 +38,21 @@ static void test_defaults(void)
 	CHECK(!o.foreground && !o.ro && !o.allow_other && !o.fake);
 	CHECK(strcmp(o.client_host, "127.0.0.1") == 0);
 	CHECK(o.fuse_opts == NULL);
+	CHECK_EQ(o.metrics_port, 0); /* no /metrics unless asked */
+	mnt_opts_release(&o);
+	/* metrics_port: a port, or refused */
+	CHECK_EQ(parse(&o, "caudal-mount", err, sizeof(err), "h:1", "/m", "-o", "metrics_port=9100",
+		       NULL),
+		 0);
+	CHECK_EQ(o.metrics_port, 9100);
+	mnt_opts_release(&o);
+	CHECK_EQ(parse(&o, "caudal-mount", err, sizeof(err), "h:1", "/m", "-o",
+		       "metrics_port=65536", NULL),
+		 -EINVAL);
+	mnt_opts_release(&o);
+	CHECK_EQ(
+	    parse(&o, "caudal-mount", err, sizeof(err), "h:1", "/m", "-o", "metrics_port=-1", NULL),
+	    -EINVAL);
 	mnt_opts_release(&o);
 }
 

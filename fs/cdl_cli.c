@@ -6,6 +6,7 @@
  * Single-threaded apart from the client library's own threads. Errors are
  * one line on stderr, `caudal: cannot VERB 'SUBJECT': reason`, and a
  * non-zero exit (1 failure, 2 usage). */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -784,6 +785,210 @@ static int cmd_decommission(struct opts *o)
 		free_msg(r);
 		usleep(200000);
 	}
+}
+
+/* ------------------------------------------------------------ quotas */
+
+/* A space quota: "123", "64k", "1M", "2g", "3t", "1p" (powers of 1024),
+ * 1 .. 2^63-1 bytes. Says what is wrong on stderr. */
+static int parse_quota_size(const char *s, int64_t *out)
+{
+	if (*s == '-') {
+		fprintf(stderr, "caudal: invalid space quota '%s': it must be positive\n", s);
+		return -EINVAL;
+	}
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	unsigned shift = 0;
+	const char *units = "kmgtpe";
+	const char *u = *end ? strchr(units, tolower((unsigned char)*end)) : NULL;
+	if (*end && u)
+		shift = 10 * (unsigned)(u - units + 1);
+	bool tail_ok = !*end || (u && (!end[1] || !strcmp(end + 1, "iB") || !strcmp(end + 1, "B")));
+	if (end == s || !tail_ok) {
+		fprintf(stderr, "caudal: invalid space quota '%s' (bytes, or with k, m, g, t, p)\n",
+			s);
+		return -EINVAL;
+	}
+	if (errno == ERANGE || (shift && v > ((unsigned long long)INT64_MAX >> shift)) ||
+	    (v << shift) > (unsigned long long)INT64_MAX) {
+		fprintf(stderr, "caudal: space quota '%s' is too large (at most %lld bytes)\n", s,
+			(long long)INT64_MAX);
+		return -ERANGE;
+	}
+	if (v == 0) {
+		fprintf(stderr, "caudal: invalid space quota '%s': it must be positive\n", s);
+		return -EINVAL;
+	}
+	*out = (int64_t)(v << shift);
+	return 0;
+}
+
+static int parse_name_quota(const char *s, int64_t *out)
+{
+	unsigned long long v;
+	if (*s == '-' || parse_uint(s, (unsigned long long)INT64_MAX, &v) || v == 0) {
+		fprintf(stderr, "caudal: invalid name quota '%s' (want 1..%lld)\n", s,
+			(long long)INT64_MAX);
+		return -EINVAL;
+	}
+	*out = (int64_t)v;
+	return 0;
+}
+
+static int quota_fail(const char *verb, const char *path, int rc)
+{
+	fail(verb, path, rc);
+	if (rc == -EPERM || rc == -EACCES)
+		fprintf(stderr, "caudal: only root (the admin certificate) sets quotas\n");
+	return 1;
+}
+
+static int get_quota(const char *path, bool nearest, bool summary, Caudal__QuotaReply **r)
+{
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__QuotaRequest req = CAUDAL__QUOTA_REQUEST__INIT;
+	t.path = (char *)path;
+	req.target = &t;
+	req.nearest = nearest;
+	req.summary = summary;
+	req.cred = cdl_client_cred(client());
+	return cdl_client_call_err(client(), CDL_NN_GetQuota, &req.base, (ProtobufCMessage **)r);
+}
+
+static void quota_line(const char *what, int64_t q, uint64_t used, bool bytes)
+{
+	char h1[32] = "", h2[32] = "";
+	if (q < 0) {
+		printf("%-12s none (using %llu)\n", what, (unsigned long long)used);
+		return;
+	}
+	if (bytes) {
+		human((uint64_t)q, h1, sizeof(h1));
+		human(used, h2, sizeof(h2));
+	}
+	long long left = (long long)q - (long long)used;
+	printf("%-12s %lld%s%s%s, using %llu%s%s%s, %lld left\n", what, (long long)q,
+	       bytes ? " (" : "", h1, bytes ? ")" : "", (unsigned long long)used, bytes ? " (" : "",
+	       h2, bytes ? ")" : "", left);
+}
+
+/* caudal quota set DIR [-n N] [-s SIZE] | clear DIR [-n] [-s] | show DIR:
+ * HDFS's dfsadmin -setQuota, -setSpaceQuota, -clrQuota, -clrSpaceQuota. */
+static int cmd_quota(int argc, char **argv)
+{
+	if (argc < 1)
+		return usage_error(
+		    "quota: set DIR [-n N] [-s SIZE] | clear DIR [-n] [-s] | show DIR");
+	const char *sub = argv[0];
+	bool set = !strcmp(sub, "set"), clear = !strcmp(sub, "clear"), show = !strcmp(sub, "show");
+	if (!set && !clear && !show)
+		return usage_error("quota: unknown subcommand '%s' (set, clear or show)", sub);
+	struct opts o;
+	int rc = parse_opts(argc - 1, argv + 1, set ? "n:s:" : clear ? "ns" : "", &o);
+	if (rc)
+		return rc;
+	int ret = 1;
+	char *p = NULL;
+	if (o.npos != 1) {
+		ret = usage_error("quota %s: one directory", sub);
+		goto out;
+	}
+	if (!(p = norm_path(o.pos[0])))
+		goto out;
+	if (show) {
+		Caudal__QuotaReply *r;
+		if ((rc = get_quota(p, false, false, &r)))
+			goto failed;
+		printf("%s\n", p);
+		quota_line("names", r->ns_quota, r->ns_used, false);
+		quota_line("space", r->ds_quota, r->ds_used, true);
+		free_msg(r);
+		ret = 0;
+		goto out;
+	}
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__SetQuotaRequest req = CAUDAL__SET_QUOTA_REQUEST__INIT;
+	t.path = p;
+	req.target = &t;
+	req.cred = cdl_client_cred(client());
+	if (set) {
+		if (!o.set['n'] && !o.set['s']) {
+			ret = usage_error("quota set: -n N (names) and/or -s SIZE (bytes)");
+			goto out;
+		}
+		if (o.set['n'] && parse_name_quota(o.val['n'], &req.ns_quota))
+			goto out;
+		if (o.set['s'] && parse_quota_size(o.val['s'], &req.ds_quota))
+			goto out;
+		req.set_ns = o.set['n'];
+		req.set_ds = o.set['s'];
+	} else {
+		/* neither flag: both, as clearing "the quotas" means */
+		bool both = !o.set['n'] && !o.set['s'];
+		req.set_ns = both || o.set['n'];
+		req.set_ds = both || o.set['s'];
+		req.ns_quota = req.ds_quota = -1;
+	}
+	ProtobufCMessage *rep;
+	if ((rc = cdl_client_call_err(client(), CDL_NN_SetQuota, &req.base, &rep)))
+		goto failed;
+	free_msg(rep);
+	ret = 0;
+	goto out;
+failed:
+	ret = quota_fail(show  ? "show the quota of"
+			 : set ? "set the quota of"
+			       : "clear the quota of",
+			 p, rc);
+out:
+	free(p);
+	free(o.pos);
+	return ret;
+}
+
+/* caudal count [-q] PATH...: HDFS's `hdfs dfs -count [-q]` columns. */
+static int cmd_count(struct opts *o)
+{
+	int ret = 0;
+	if (o->set['q'])
+		printf("%12s %15s %15s %15s ", "QUOTA", "REM_QUOTA", "SPACE_QUOTA",
+		       "REM_SPACE_QUOTA");
+	printf("%12s %12s %18s %s\n", "DIR_COUNT", "FILE_COUNT", "CONTENT_SIZE", "PATHNAME");
+	for (int i = 0; i < o->npos; i++) {
+		char *p = norm_path(o->pos[i]);
+		if (!p) {
+			ret = 1;
+			continue;
+		}
+		Caudal__QuotaReply *r;
+		int rc = get_quota(p, false, true, &r);
+		if (rc) {
+			ret = fail("count", p, rc);
+			free(p);
+			continue;
+		}
+		if (o->set['q']) {
+			char q[24] = "none", rq[24] = "inf", sq[24] = "none", rsq[24] = "inf";
+			if (r->ns_quota >= 0) {
+				snprintf(q, sizeof(q), "%lld", (long long)r->ns_quota);
+				snprintf(rq, sizeof(rq), "%lld",
+					 (long long)r->ns_quota - (long long)(r->dirs + r->files));
+			}
+			if (r->ds_quota >= 0) {
+				snprintf(sq, sizeof(sq), "%lld", (long long)r->ds_quota);
+				snprintf(rsq, sizeof(rsq), "%lld",
+					 (long long)r->ds_quota - (long long)r->space);
+			}
+			printf("%12s %15s %15s %15s ", q, rq, sq, rsq);
+		}
+		printf("%12llu %12llu %18llu %s\n", (unsigned long long)r->dirs,
+		       (unsigned long long)r->files, (unsigned long long)r->length, p);
+		free_msg(r);
+		free(p);
+	}
+	return ret;
 }
 
 static const char *event_name(Caudal__EventType t)
@@ -2401,38 +2606,55 @@ struct command {
 	const char *spec;
 	int minpos, maxpos;
 	const char *usage;
+	const char *help; /* more for `caudal COMMAND --help` (NULL: the usage line says it) */
 };
 
 static const struct command commands[] = {
-    {"up", NULL, cmd_up, "", 0, 0, "up [--nn-port=P ...]   start the local cluster"},
-    {"down", NULL, cmd_down, "", 0, 0, "down                   stop the local cluster"},
+    {"up", NULL, cmd_up, "", 0, 0, "up [--nn-port=P ...]   start the local cluster", NULL},
+    {"down", NULL, cmd_down, "", 0, 0, "down                   stop the local cluster", NULL},
     {"status", NULL, cmd_status, "", 0, 0,
-     "status                 local daemons and a short report"},
-    {"ls", cmd_ls, NULL, "l", 0, 1, "ls [-l] [PATH]         list a directory"},
-    {"mkdir", cmd_mkdir, NULL, "p", 1, 1000, "mkdir [-p] PATH...     make directories"},
+     "status                 local daemons and a short report", NULL},
+    {"ls", cmd_ls, NULL, "l", 0, 1, "ls [-l] [PATH]         list a directory", NULL},
+    {"mkdir", cmd_mkdir, NULL, "p", 1, 1000, "mkdir [-p] PATH...     make directories", NULL},
     {"put", cmd_put, NULL, "r:b:f", 2, 2,
-     "put LOCAL|- PATH [-r N] [-b SIZE] [-f]   copy a local file (or stdin) in"},
-    {"append", cmd_append, NULL, "", 2, 2, "append LOCAL|- PATH    append a local file (or stdin)"},
-    {"get", cmd_get, NULL, "", 1, 2, "get PATH [LOCAL|-]     copy a file out"},
-    {"cat", cmd_cat, NULL, "", 1, 1000, "cat PATH...            print files"},
-    {"rm", cmd_rm, NULL, "rf", 1, 1000, "rm [-r] PATH...        remove files (and trees with -r)"},
-    {"mv", cmd_mv, NULL, "", 2, 2, "mv SRC DST             rename"},
-    {"stat", cmd_stat, NULL, "", 1, 1, "stat PATH              attributes and blocks"},
+     "put LOCAL|- PATH [-r N] [-b SIZE] [-f]   copy a local file (or stdin) in", NULL},
+    {"append", cmd_append, NULL, "", 2, 2, "append LOCAL|- PATH    append a local file (or stdin)",
+     NULL},
+    {"get", cmd_get, NULL, "", 1, 2, "get PATH [LOCAL|-]     copy a file out", NULL},
+    {"cat", cmd_cat, NULL, "", 1, 1000, "cat PATH...            print files", NULL},
+    {"rm", cmd_rm, NULL, "rf", 1, 1000, "rm [-r] PATH...        remove files (and trees with -r)",
+     NULL},
+    {"mv", cmd_mv, NULL, "", 2, 2, "mv SRC DST             rename", NULL},
+    {"stat", cmd_stat, NULL, "", 1, 1, "stat PATH              attributes and blocks", NULL},
     {"blocks", cmd_blocks, NULL, "", 1, 1,
-     "blocks PATH            one line per block: id gen offset length host:port,..."},
+     "blocks PATH            one line per block: id gen offset length host:port,...", NULL},
     {"setrep", cmd_setrep, NULL, "w", 2, 2,
-     "setrep [-w] N PATH     set a file's replication (-w: wait for it)"},
-    {"report", cmd_report, NULL, "", 0, 0, "report                 datanodes and totals"},
+     "setrep [-w] N PATH     set a file's replication (-w: wait for it)", NULL},
+    {"report", cmd_report, NULL, "", 0, 0, "report                 datanodes and totals", NULL},
     {"fsck", cmd_fsck, NULL, "v", 0, 1,
-     "fsck [-v] [PATH]       check blocks and replicas; exit 1 when unhealthy"},
+     "fsck [-v] [PATH]       check blocks and replicas; exit 1 when unhealthy", NULL},
     {"decommission", cmd_decommission, NULL, "cw", 1, 1,
-     "decommission [-w] [-c] DATANODE   drain HOST:PORT or id (-w: wait; -c: cancel)"},
+     "decommission [-w] [-c] DATANODE   drain HOST:PORT or id (-w: wait; -c: cancel)", NULL},
     {"job", NULL, cmd_job, "", 0, 0,
-     "job list|status [-v] NAME|watch NAME|kill NAME   jobs in /jobs"},
+     "job list|status [-v] NAME|watch NAME|kill NAME   jobs in /jobs", NULL},
     {"cert", NULL, cmd_cert, "", 0, 0,
-     "cert create-ca|create-node HOST ROLE|create-client NAME|admin|list [--dir DIR]"},
+     "cert create-ca|create-node HOST ROLE|create-client NAME|admin|list [--dir DIR]", NULL},
     {"events", cmd_events, NULL, "f", 0, 1,
-     "events [-f] [FROM]     namespace events from a transaction id (-f: follow)"},
+     "events [-f] [FROM]     namespace events from a transaction id (-f: follow)", NULL},
+    {"quota", NULL, cmd_quota, "", 0, 0,
+     "quota set DIR [-n N] [-s SIZE] | clear DIR [-n] [-s] | show DIR   directory quotas",
+     "A name quota (-n) bounds the files and directories under DIR, DIR itself included;\n"
+     "a space quota (-s, bytes or with k, m, g, t, p) bounds their bytes times their\n"
+     "replication, a block being written counting its full block size. Both are at\n"
+     "least 1 and at most 2^63-1. Only root (the admin certificate) sets or clears\n"
+     "quotas; anyone who may reach DIR shows them. An operation that would pass a quota\n"
+     "fails with 'Disk quota exceeded' (EDQUOT); a quota set below the usage refuses\n"
+     "only additions. 'clear' without -n or -s clears both."},
+    {"count", cmd_count, NULL, "q", 1, 1000,
+     "count [-q] PATH...     directories, files and bytes under PATH (-q: with quotas)",
+     "Columns as HDFS's 'hdfs dfs -count': DIR_COUNT FILE_COUNT CONTENT_SIZE PATHNAME;\n"
+     "with -q first QUOTA REM_QUOTA SPACE_QUOTA REM_SPACE_QUOTA ('none' and 'inf' where\n"
+     "PATH has no quota). DIR_COUNT counts PATH itself."},
 };
 
 static void usage(FILE *out)
@@ -2518,6 +2740,12 @@ int main(int argc, char **argv)
 			cmd = &commands[i];
 	if (!cmd)
 		return usage_error("unknown command '%s'", argv[0]);
+	if (argc >= 2 && !strcmp(argv[1], "--help")) {
+		printf("usage: caudal %s\n", cmd->usage);
+		if (cmd->help)
+			printf("\n%s\n", cmd->help);
+		return 0;
+	}
 
 	cdl_rpc_global_init();
 	if (cmd->raw) {

@@ -66,6 +66,7 @@ typedef struct nn_inode {
 	uint64_t version; /* directories: entries added or removed, ever */
 	uint8_t *inl;	  /* files: inline bytes (InodeRec.inline_data) */
 	size_t inl_len;
+	uint64_t q_space; /* files: file_space as last loaded or written (quota deltas) */
 } nn_inode;
 
 struct nn_lease {
@@ -112,6 +113,28 @@ static uint64_t inode_size(const nn_inode *n)
 	if (n->inl_len)
 		return n->inl_len;
 	return blocks_size(n);
+}
+
+/* Bytes a file counts against space quotas (docs/decisions.md, "Quotas"):
+ * its inline bytes and its stored blocks, times its replication; while a
+ * writer holds its lease, its last block counts at the full block size, as
+ * HDFS charges a block being written from its allocation. Holes store
+ * nothing and count nothing. Only the record's fields: nn_check recounts
+ * it the same way. */
+static uint64_t file_space(const nn_inode *n)
+{
+	if (!S_ISREG(n->mode))
+		return 0;
+	uint64_t s = n->inl_len;
+	for (size_t i = 0; i < n->nblocks; i++) {
+		if (!n->blocks[i].id)
+			continue;
+		uint64_t l = n->blocks[i].len;
+		if (n->lease && i + 1 == n->nblocks && l < n->bs)
+			l = n->bs;
+		s += l;
+	}
+	return s * n->repl;
 }
 
 static void inline_set(nn_inode *n, const uint8_t *data, size_t len)
@@ -192,14 +215,24 @@ static int inode_load(nn_ns *ns, uint64_t ino, nn_inode **out)
 	n->entries = r->entries;
 	inline_set(n, r->inline_data.data, r->inline_data.len);
 	caudal__inode_rec__free_unpacked(r, NULL);
+	n->q_space = file_space(n);
 	*out = n;
 	return 0;
 }
 
 /* ---------------------------------------------------------------- transactions */
 
+/* A change of a quota'd directory's usage in a transaction, or (drop)
+ * the removal of its quota with the directory. */
+struct nn_qdelta {
+	uint64_t ino;
+	int64_t dns, dds;
+	bool drop;
+};
+
 /* One namespace operation's writes, committed atomically by tx_commit. */
 typedef struct nn_tx {
+	nn_ns *ns;
 	nn_batch *b;
 	Caudal__Event ev;
 	bool has_event;
@@ -216,6 +249,12 @@ typedef struct nn_tx {
 	size_t nleases, capleases;
 	int64_t dinodes; /* inodes made less inodes removed: ns->inodes moves by it on commit */
 	int64_t dinline_files, dinline_bytes; /* the same for inline files and bytes */
+	/* quota'd directories whose usage moves (checked, written and applied
+	 * by tx_commit) */
+	struct nn_qdelta *qd;
+	size_t nqd, capqd;
+	/* the last subtree counted for a move (a rename counts it once) */
+	uint64_t usage_ino, usage_ns, usage_ds;
 } nn_tx;
 
 /* A file's inline bytes go from was to now bytes in t. */
@@ -245,14 +284,17 @@ static void tx_doom_lease(nn_tx *t, uint64_t ino)
 	t->doomed_leases[t->nleases++] = ino;
 }
 
-static void tx_begin(nn_tx *t)
+static void tx_begin(nn_tx *t, nn_ns *ns)
 {
 	memset(t, 0, sizeof(*t));
+	t->ns = ns;
 	t->b = nn_batch_new();
 	caudal__event__init(&t->ev);
 }
 
-static void tx_put_inode(nn_tx *t, const nn_inode *n)
+static void tx_charge(nn_tx *t, uint64_t dir, int64_t dns, int64_t dds);
+
+static void tx_put_inode(nn_tx *t, nn_inode *n)
 {
 	Caudal__InodeRec r = CAUDAL__INODE_REC__INIT;
 	r.ino = n->ino;
@@ -307,6 +349,250 @@ static void tx_put_inode(nn_tx *t, const nn_inode *n)
 	free(rp);
 	free(xs);
 	free(xp);
+	if (S_ISREG(n->mode)) {
+		/* what the file now counts against its ancestors' space quotas */
+		uint64_t sp = file_space(n);
+		if (sp != n->q_space && n->parent)
+			tx_charge(t, n->parent, 0, (int64_t)(sp - n->q_space));
+		n->q_space = sp;
+	}
+}
+
+/* ---------------------------------------------------------------- quotas
+ * Each quota'd directory has a 'Q' record (QuotaRec) with its quotas and
+ * its usage, kept in ns->quotas too. A transaction that adds or removes
+ * inodes, or changes what a file counts (file_space), notes the change for
+ * every quota'd directory above it (tx_charge); tx_commit refuses it with
+ * EDQUOT when an increase passes a quota (decreases always pass, as in
+ * HDFS), writes the new usage in the same batch, and moves ns->quotas
+ * once the batch is written. With no quota anywhere none of this costs
+ * anything; with some, a change walks up its directory's ancestors. */
+
+static void key_quota(uint8_t k[9], uint64_t ino)
+{
+	k[0] = 'Q';
+	cdl_put_be64(k + 1, ino);
+}
+
+static nn_quota *quota_find(nn_ns *ns, uint64_t ino)
+{
+	size_t lo = 0, hi = ns->nquotas;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (ns->quotas[mid].ino == ino)
+			return &ns->quotas[mid];
+		if (ns->quotas[mid].ino < ino)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Sets (adds) q in ns->quotas, kept sorted by inode id. */
+static void quota_put(nn_ns *ns, const nn_quota *q)
+{
+	nn_quota *e = quota_find(ns, q->ino);
+	if (e) {
+		*e = *q;
+		return;
+	}
+	if (ns->nquotas == ns->capquotas) {
+		ns->capquotas = ns->capquotas ? 2 * ns->capquotas : 16;
+		ns->quotas = xrealloc(ns->quotas, ns->capquotas * sizeof(nn_quota));
+	}
+	size_t i = ns->nquotas;
+	while (i > 0 && ns->quotas[i - 1].ino > q->ino)
+		i--;
+	memmove(&ns->quotas[i + 1], &ns->quotas[i], (ns->nquotas - i) * sizeof(nn_quota));
+	ns->quotas[i] = *q;
+	ns->nquotas++;
+}
+
+static void quota_remove(nn_ns *ns, uint64_t ino)
+{
+	nn_quota *e = quota_find(ns, ino);
+	if (!e)
+		return;
+	size_t i = (size_t)(e - ns->quotas);
+	memmove(e, e + 1, (ns->nquotas - i - 1) * sizeof(nn_quota));
+	ns->nquotas--;
+}
+
+static void quota_rec_put(nn_batch *b, const nn_quota *q)
+{
+	Caudal__QuotaRec r = CAUDAL__QUOTA_REC__INIT;
+	r.ns_quota = q->nsq;
+	r.ds_quota = q->dsq;
+	r.ns_used = q->nsu;
+	r.ds_used = q->dsu;
+	uint8_t buf[64], k[9];
+	size_t len = caudal__quota_rec__pack(&r, buf);
+	key_quota(k, q->ino);
+	nn_batch_put(b, k, sizeof(k), buf, len);
+}
+
+static void tx_qdelta(nn_tx *t, uint64_t ino, int64_t dns, int64_t dds, bool drop)
+{
+	size_t i = 0;
+	while (i < t->nqd && t->qd[i].ino != ino)
+		i++;
+	if (i == t->nqd) {
+		if (t->nqd == t->capqd) {
+			t->capqd = t->capqd ? 2 * t->capqd : 4;
+			t->qd = xrealloc(t->qd, t->capqd * sizeof(*t->qd));
+		}
+		t->qd[t->nqd++] = (struct nn_qdelta){ino, 0, 0, false};
+	}
+	t->qd[i].dns += dns;
+	t->qd[i].dds += dds;
+	t->qd[i].drop |= drop;
+}
+
+/* The quota'd directories among dir and its ancestors, nearest first, in
+ * *out (the caller frees it); how many. A directory taken out of the tree
+ * (parent 0, being reaped) has none above it. */
+static size_t quota_chain(nn_ns *ns, uint64_t dir, uint64_t **out)
+{
+	*out = NULL;
+	if (!ns->nquotas)
+		return 0;
+	size_t n = 0;
+	uint64_t ino = dir;
+	for (int depth = 0; ino && depth < WALK_DEPTH_MAX; depth++) {
+		if (quota_find(ns, ino)) {
+			*out = xrealloc(*out, (n + 1) * sizeof(uint64_t));
+			(*out)[n++] = ino;
+		}
+		if (ino == ROOT_INO)
+			break;
+		nn_inode *p;
+		if (inode_load(ns, ino, &p) < 0)
+			break;
+		ino = p->parent;
+		inode_free(p);
+	}
+	return n;
+}
+
+/* Inodes (dns) and bytes (dds) added under directory dir in t. */
+static void tx_charge(nn_tx *t, uint64_t dir, int64_t dns, int64_t dds)
+{
+	if (!t->ns || !t->ns->nquotas || (!dns && !dds))
+		return;
+	uint64_t *chain;
+	size_t n = quota_chain(t->ns, dir, &chain);
+	for (size_t i = 0; i < n; i++)
+		tx_qdelta(t, chain[i], dns, dds, false);
+	free(chain);
+}
+
+struct usage {
+	uint64_t dirs, files, length, space;
+};
+static int subtree_count(nn_ns *ns, uint64_t top, bool quick, bool pause, struct usage *u);
+
+/* child (with everything under it) enters (sign 1) or leaves (-1) dir. */
+static void tx_charge_child(nn_tx *t, uint64_t dir, const nn_inode *child, int sign)
+{
+	nn_ns *ns = t->ns;
+	if (!ns || !ns->nquotas)
+		return;
+	uint64_t *chain;
+	size_t n = quota_chain(ns, dir, &chain);
+	if (!n)
+		return;
+	uint64_t cns = 1, cds = S_ISREG(child->mode) ? child->q_space : 0;
+	if (S_ISDIR(child->mode)) {
+		const nn_quota *q = quota_find(ns, child->ino);
+		if (q) {
+			cns = q->nsu;
+			cds = q->dsu;
+		} else if (child->entries && t->usage_ino == child->ino) {
+			cns = t->usage_ns;
+			cds = t->usage_ds;
+		} else if (child->entries) {
+			struct usage u = {0};
+			subtree_count(ns, child->ino, true, false, &u);
+			cns = u.dirs + u.files;
+			cds = u.space;
+			t->usage_ino = child->ino;
+			t->usage_ns = cns;
+			t->usage_ds = cds;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		tx_qdelta(t, chain[i], sign * (int64_t)cns, sign * (int64_t)cds, false);
+	free(chain);
+}
+
+static bool is_ancestor(nn_ns *ns, uint64_t anc, uint64_t ino);
+
+/* The quotas of top and of every directory under it go with them. */
+static void tx_drop_quotas(nn_tx *t, uint64_t top)
+{
+	nn_ns *ns = t->ns;
+	for (size_t i = 0; ns && i < ns->nquotas; i++)
+		if (ns->quotas[i].ino == top || is_ancestor(ns, top, ns->quotas[i].ino))
+			tx_qdelta(t, ns->quotas[i].ino, 0, 0, true);
+}
+
+/* EDQUOT when t would take a quota'd directory past a quota; else the new
+ * usage records go into t's batch. */
+static int tx_quota_write(nn_ns *ns, nn_tx *t)
+{
+	for (size_t i = 0; i < t->nqd; i++) {
+		const struct nn_qdelta *d = &t->qd[i];
+		const nn_quota *q = quota_find(ns, d->ino);
+		if (!q || d->drop)
+			continue;
+		if (d->dns > 0 && q->nsq >= 0 && q->nsu + (uint64_t)d->dns > (uint64_t)q->nsq) {
+			cdl_debug("name quota %" PRId64 " of directory inode %" PRIu64
+				  " exceeded: %" PRIu64 " + %" PRId64,
+				  q->nsq, q->ino, q->nsu, d->dns);
+			return -EDQUOT;
+		}
+		if (d->dds > 0 && q->dsq >= 0 && q->dsu + (uint64_t)d->dds > (uint64_t)q->dsq) {
+			cdl_debug("space quota %" PRId64 " of directory inode %" PRIu64
+				  " exceeded: %" PRIu64 " + %" PRId64,
+				  q->dsq, q->ino, q->dsu, d->dds);
+			return -EDQUOT;
+		}
+	}
+	for (size_t i = 0; i < t->nqd; i++) {
+		const struct nn_qdelta *d = &t->qd[i];
+		const nn_quota *q = quota_find(ns, d->ino);
+		if (!q)
+			continue;
+		if (d->drop) {
+			uint8_t k[9];
+			key_quota(k, d->ino);
+			nn_batch_del(t->b, k, sizeof(k));
+			continue;
+		}
+		nn_quota nq = *q;
+		nq.nsu = (uint64_t)((int64_t)nq.nsu + d->dns);
+		nq.dsu = (uint64_t)((int64_t)nq.dsu + d->dds);
+		quota_rec_put(t->b, &nq);
+	}
+	return 0;
+}
+
+/* t is written: ns->quotas moves as its records did. */
+static void tx_quota_apply(nn_ns *ns, nn_tx *t)
+{
+	for (size_t i = 0; i < t->nqd; i++) {
+		const struct nn_qdelta *d = &t->qd[i];
+		nn_quota *q = quota_find(ns, d->ino);
+		if (!q)
+			continue;
+		if (d->drop) {
+			quota_remove(ns, d->ino);
+			continue;
+		}
+		q->nsu = (uint64_t)((int64_t)q->nsu + d->dns);
+		q->dsu = (uint64_t)((int64_t)q->dsu + d->dds);
+	}
 }
 
 static void tx_del_inode(nn_tx *t, uint64_t ino)
@@ -414,10 +700,14 @@ static int tx_commit(nn_ns *ns, nn_tx *t)
 		if (first_txid <= old)
 			first_txid = old + 1;
 	}
-	meta_put(ns, t->b, txid, first_txid, inodes);
-	int rc = nn_store_write_tag(ns->st, t->b, txid);
+	int rc = tx_quota_write(ns, t);
+	if (rc == 0) {
+		meta_put(ns, t->b, txid, first_txid, inodes);
+		rc = nn_store_write_tag(ns->st, t->b, txid);
+	}
 	nn_batch_free(t->b);
 	if (rc == 0) {
+		tx_quota_apply(ns, t);
 		tx_unsynced = true;
 		ns->txid = txid;
 		ns->first_txid = first_txid;
@@ -439,6 +729,8 @@ static int tx_commit(nn_ns *ns, nn_tx *t)
 	free(t->doomed_blocks);
 	free(t->doomed_leases);
 	t->doomed_blocks = t->doomed_leases = NULL;
+	free(t->qd);
+	t->qd = NULL;
 	free(t->ev_path);
 	free(t->ev_dst);
 	t->b = NULL;
@@ -482,6 +774,8 @@ static void ns_synced(void *arg, uint64_t upto)
 
 static void tx_abort(nn_tx *t)
 {
+	free(t->qd);
+	t->qd = NULL;
 	free(t->doomed_blocks);
 	free(t->doomed_leases);
 	t->doomed_blocks = t->doomed_leases = NULL;
@@ -1124,6 +1418,7 @@ static void tx_dir_changed(nn_tx *t, const nn_inode *dir)
 
 static void link_child(nn_tx *t, nn_inode *dir, nn_inode *child)
 {
+	tx_charge_child(t, dir->ino, child, 1);
 	tx_put_dirent(t, dir->ino, child->name, child->ino);
 	dir->entries++;
 	dir->version++;
@@ -1135,6 +1430,7 @@ static void link_child(nn_tx *t, nn_inode *dir, nn_inode *child)
 
 static void unlink_child(nn_tx *t, nn_inode *dir, const nn_inode *child)
 {
+	tx_charge_child(t, dir->ino, child, -1);
 	tx_del_dirent(t, dir->ino, child->name);
 	dir->version++;
 	tx_dir_changed(t, dir);
@@ -1179,7 +1475,7 @@ static int mkdir_one(nn_ns *ns, nn_inode *parent, const char *name, uint32_t mod
 	if (rc < 0)
 		return rc;
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	nn_inode *n = inode_new(ns, parent->ino, name, S_IFDIR | (mode & 07777), cred, parent);
 	link_child(&t, parent, n);
 	tx_put_inode(&t, n);
@@ -1319,7 +1615,7 @@ H(Create)
 	rc = dirent_get(ns, parent->ino, name, &ino);
 	if (rc < 0 && rc != -ENOENT)
 		goto done;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	if (rc == 0) {
 		/* it exists: overwrite in place (O_TRUNC keeps the inode) */
 		if ((rc = inode_load(ns, ino, &n)) < 0)
@@ -1412,7 +1708,7 @@ static int make_leaf(nn_ns *ns, cdl_arena *a, const Caudal__Target *target,
 		goto out;
 	}
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	n = inode_new(ns, parent->ino, name, mode, cred, parent);
 	n->link = link ? xstrdup(link) : NULL;
 	n->rdev = rdev;
@@ -1574,6 +1870,8 @@ static void remove_leaf(nn_tx *t, nn_inode *dir, const nn_inode *child)
 		tx_doom_lease(t, child->ino);
 	tx_inline_delta(t, child->inl_len, 0);
 	unlink_child(t, dir, child);
+	if (S_ISDIR(child->mode) && t->ns && quota_find(t->ns, child->ino))
+		tx_qdelta(t, child->ino, 0, 0, true);
 	tx_del_inode(t, child->ino);
 	t->dinodes--;
 }
@@ -1630,6 +1928,78 @@ static nn_iter *walk_seek(nn_ns *ns, const struct walk_frame *f)
 		sl = 10 + al;
 	}
 	return nn_iter_new(ns->st, prefix, 9, start, sl);
+}
+
+/* Counts the subtree of directory top into u, top included: its
+ * directories, its other inodes (files, symlinks, special files), the
+ * bytes of its files and what they count against space quotas. With
+ * quick, a quota'd directory below top adds its kept usage (to dirs) and
+ * is not walked. With pause, ns->lock is let go every WALK_STEP entries
+ * (a summary, like HDFS's, is not a snapshot); without, the walk is one
+ * consistent count. 0, or -ELOOP past WALK_DEPTH levels. */
+static int subtree_count(nn_ns *ns, uint64_t top, bool quick, bool pause, struct usage *u)
+{
+	struct walk_frame *stack = xcalloc(WALK_DEPTH, sizeof(*stack));
+	size_t depth = 0;
+	unsigned budget = WALK_STEP;
+	int rc = 0;
+	stack[depth++] = (struct walk_frame){top, NULL};
+	u->dirs++;
+	while (depth && rc == 0) {
+		struct walk_frame *f = &stack[depth - 1];
+		nn_iter *it = walk_seek(ns, f);
+		bool descend = false;
+		for (; !descend && budget && nn_iter_valid(it); nn_iter_next(it)) {
+			size_t kl, vl;
+			const char *k = nn_iter_key(it, &kl);
+			const char *v = nn_iter_value(it, &vl);
+			if (kl <= 9 || kl - 9 > CDL_NAME_MAX)
+				continue;
+			free(f->after);
+			f->after = xstrndup(k + 9, kl - 9);
+			budget--;
+			nn_inode *c;
+			if (vl != 8 || inode_load(ns, cdl_get_be64((const uint8_t *)v), &c) < 0)
+				continue;
+			const nn_quota *q =
+			    quick && S_ISDIR(c->mode) ? quota_find(ns, c->ino) : NULL;
+			if (q) {
+				u->dirs += q->nsu;
+				u->space += q->dsu;
+			} else if (S_ISDIR(c->mode)) {
+				u->dirs++;
+				if (c->entries) {
+					if (depth == WALK_DEPTH)
+						rc = -ELOOP;
+					else
+						stack[depth++] = (struct walk_frame){c->ino, NULL};
+					descend = true;
+				}
+			} else {
+				u->files++;
+				if (S_ISREG(c->mode)) {
+					u->length += inode_size(c);
+					u->space += file_space(c);
+				}
+			}
+			inode_free(c);
+		}
+		bool done = !descend && budget && !nn_iter_valid(it);
+		nn_iter_free(it);
+		if (done) {
+			free(stack[depth - 1].after);
+			depth--;
+		}
+		if (!budget) {
+			if (pause)
+				walk_pause(ns);
+			budget = WALK_STEP;
+		}
+	}
+	while (depth)
+		free(stack[--depth].after);
+	free(stack);
+	return rc;
 }
 
 /* May cred empty every directory under top (write and search on each
@@ -1716,7 +2086,7 @@ static int reap(nn_ns *ns, uint64_t top, unsigned steps)
 	stack[depth++] = (struct walk_frame){top, NULL};
 	while (depth && rc == 0 && steps--) {
 		nn_tx t;
-		tx_begin(&t);
+		tx_begin(&t, ns);
 		for (unsigned budget = WALK_STEP; depth && budget;) {
 			struct walk_frame *f = &stack[depth - 1];
 			nn_iter *it = walk_seek(ns, f);
@@ -1826,9 +2196,10 @@ static int reap_pending(nn_ns *ns)
 static int detach_and_reap(nn_ns *ns, nn_inode *parent, nn_inode *n)
 {
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_UNLINK, n, NULL);
 	unlink_child(&t, parent, n);
+	tx_drop_quotas(&t, n->ino);
 	tx_put_inode(&t, parent);
 	n->parent = 0; /* no walk up from inside it reaches the root now */
 	tx_put_inode(&t, n);
@@ -1878,7 +2249,7 @@ static int delete_entry(nn_ns *ns, const Caudal__DeleteRequest *req, const Cauda
 		goto done;
 	}
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_UNLINK, n, NULL);
 	remove_leaf(&t, parent, n);
 	tx_put_inode(&t, parent);
@@ -1963,7 +2334,7 @@ H(Rename)
 	rc = dirent_get(ns, dp->ino, dname, &oino);
 	if (rc < 0 && rc != -ENOENT)
 		goto done;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	if (rc == 0) {
 		if (req->noreplace) {
 			rc = -EEXIST;
@@ -2024,6 +2395,134 @@ out:
 	inode_free(old);
 	free(sname);
 	free(dname);
+}
+
+/* Quotas of a directory (HDFS's dfsadmin -setQuota, -setSpaceQuota and
+ * their -clr forms): root only. A new quota starts from a count of the
+ * subtree under the lock (quota'd directories below add their kept
+ * usage); a quota below the usage is accepted, as in HDFS, and only
+ * refuses what would add more. */
+H(SetQuota)
+{
+	nn_ns *ns = ctx;
+	const Caudal__SetQuotaRequest *req = (const void *)req_;
+	Caudal__Status *rep = (void *)rep_;
+	const Caudal__Cred *cred = cred_of(req->cred);
+	nn_inode *n = NULL;
+	int rc;
+	(void)a;
+	pthread_mutex_lock(&ns->lock);
+	if (mutation_blocked(ns, &rep->err))
+		goto out;
+	if (cred->uid != 0) {
+		rc = -EPERM;
+		goto done;
+	}
+	if ((!req->set_ns && !req->set_ds) ||
+	    (req->set_ns && req->ns_quota != -1 && req->ns_quota < 1) ||
+	    (req->set_ds && req->ds_quota != -1 && req->ds_quota < 1)) {
+		rc = -EINVAL;
+		goto done;
+	}
+	if ((rc = resolve(ns, req->target, cred, &n)) < 0)
+		goto done;
+	if (!S_ISDIR(n->mode)) {
+		rc = -ENOTDIR;
+		goto done;
+	}
+	const nn_quota *old = quota_find(ns, n->ino);
+	nn_quota q = {n->ino, -1, -1, 0, 0};
+	if (old) {
+		q = *old;
+	} else {
+		struct usage u = {0};
+		if ((rc = subtree_count(ns, n->ino, true, false, &u)) < 0)
+			goto done;
+		q.nsu = u.dirs + u.files;
+		q.dsu = u.space;
+	}
+	if (req->set_ns)
+		q.nsq = req->ns_quota;
+	if (req->set_ds)
+		q.dsq = req->ds_quota;
+	nn_tx t;
+	tx_begin(&t, ns);
+	bool none = q.nsq < 0 && q.dsq < 0;
+	if (none) {
+		uint8_t k[9];
+		key_quota(k, n->ino);
+		nn_batch_del(t.b, k, sizeof(k));
+	} else {
+		quota_rec_put(t.b, &q);
+	}
+	if ((rc = tx_commit(ns, &t)) < 0)
+		goto done;
+	if (none)
+		quota_remove(ns, n->ino);
+	else
+		quota_put(ns, &q);
+	cdl_info("quotas of directory inode %" PRIu64 ": names %" PRId64 ", bytes %" PRId64
+		 " (using %" PRIu64 " and %" PRIu64 ")",
+		 q.ino, q.nsq, q.dsq, q.nsu, q.dsu);
+done:
+	rep->err = err_of(rc);
+out:
+	ns_unlock(ns);
+	inode_free(n);
+}
+
+/* A directory's quotas and usage; with nearest, those of the target or of
+ * its nearest quota'd ancestor (the mount's statfs); with summary, a count
+ * of the subtree as well (`caudal count`). */
+H(GetQuota)
+{
+	nn_ns *ns = ctx;
+	const Caudal__QuotaRequest *req = (const void *)req_;
+	Caudal__QuotaReply *rep = (void *)rep_;
+	nn_inode *n = NULL;
+	(void)a;
+	pthread_mutex_lock(&ns->lock);
+	int rc = resolve(ns, req->target, cred_of(req->cred), &n);
+	if (rc < 0)
+		goto done;
+	if (!req->nearest && !req->summary && !S_ISDIR(n->mode)) {
+		rc = -ENOTDIR;
+		goto done;
+	}
+	rep->ns_quota = rep->ds_quota = -1;
+	const nn_quota *q = S_ISDIR(n->mode) ? quota_find(ns, n->ino) : NULL;
+	if (!q && req->nearest && ns->nquotas) {
+		uint64_t *chain;
+		size_t k = quota_chain(ns, S_ISDIR(n->mode) ? n->ino : n->parent, &chain);
+		if (k)
+			q = quota_find(ns, chain[0]);
+		free(chain);
+	}
+	if (q) {
+		rep->ino = q->ino;
+		rep->ns_quota = q->nsq;
+		rep->ds_quota = q->dsq;
+		rep->ns_used = q->nsu;
+		rep->ds_used = q->dsu;
+	}
+	if (req->summary) {
+		struct usage u = {0};
+		if (S_ISDIR(n->mode)) {
+			rc = subtree_count(ns, n->ino, false, true, &u);
+		} else {
+			u.files = 1;
+			u.length = S_ISREG(n->mode) ? inode_size(n) : 0;
+			u.space = file_space(n);
+		}
+		rep->dirs = u.dirs;
+		rep->files = u.files;
+		rep->length = u.length;
+		rep->space = u.space;
+	}
+done:
+	ns_unlock(ns);
+	inode_free(n);
+	rep->err = err_of(rc);
 }
 
 /* ---------------------------------------------------------------- inline files
@@ -2255,7 +2754,7 @@ H(SetAttr)
 		n->mtime = now;
 	n->ctime = now;
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	bool inl = n->inl_len > 0;
 	if (inl && (cut || grow)) {
 		tx_inline_delta(&t, n->inl_len, (size_t)req->size);
@@ -2302,7 +2801,7 @@ static int set_replication(nn_ns *ns, nn_inode *n, uint32_t repl, const Caudal__
 	n->repl = repl;
 	n->ctime = now_ns();
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	tx_put_inode(&t, n);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_SETATTR, n, NULL);
 	int rc = tx_commit(ns, &t);
@@ -2494,7 +2993,7 @@ static int xattr_change(nn_ns *ns, const Caudal__XattrRequest *req, bool remove)
 	}
 	n->ctime = now_ns();
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	tx_put_inode(&t, n);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_SETATTR, n, NULL);
 	rc = tx_commit(ns, &t);
@@ -2655,7 +3154,7 @@ H(Append)
 	free(n->lease);
 	n->lease = xstrdup(holder(req->client));
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	/* the same holder again while its earlier writer was moving the file
 	 * into a block: that move is over, the inline bytes are the file */
 	if (inline_moving(n))
@@ -2776,7 +3275,7 @@ H(AddBlock)
 	n->blocks[n->nblocks++] = br;
 	n->mtime = now_ns();
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	tx_inline_delta(&t, inl_was, n->inl_len);
 	if (abandoned)
 		tx_doom_block(&t, abandoned);
@@ -2895,7 +3394,7 @@ H(Complete)
 			goto done;
 	}
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	tx_inline_delta(&t, inl_was, n->inl_len);
 	/* closed before its first block took the inline bytes: they stay */
 	if (!req->keep_lease && inline_moving(n))
@@ -3066,7 +3565,7 @@ H(UpdatePipeline)
 	if (!req->prepare) {
 		n->blocks[n->nblocks - 1].gen = gen;
 		nn_tx t;
-		tx_begin(&t);
+		tx_begin(&t, ns);
 		tx_put_inode(&t, n);
 		if ((rc = tx_commit(ns, &t)) < 0)
 			goto done;
@@ -3685,6 +4184,8 @@ static const cdl_rpc_method client_methods[] = {
     {"UpdatePipeline", h_UpdatePipeline, 0, R_CLIENTS},
     {"Decommission", h_Decommission, 0, R_ADMIN},
     {"Mknod", h_Mknod, 0, R_CLIENTS},
+    {"SetQuota", h_SetQuota, 0, R_ADMIN},
+    {"GetQuota", h_GetQuota, 0, R_CLIENTS},
     {NULL, NULL, 0, 0},
 };
 
@@ -3735,7 +4236,7 @@ static int format(nn_ns *ns)
 	root.mode = S_IFDIR | 0755;
 	root.atime = root.mtime = root.ctime = now_ns();
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	tx_put_inode(&t, &root);
 	int rc = tx_commit(ns, &t);
 	tx_unsynced = false;
@@ -3770,6 +4271,25 @@ static int load(nn_ns *ns)
 	ns->inodes = m->inodes;
 	ns->cluster = xstrdup(m->cluster);
 	caudal__meta_rec__free_unpacked(m, NULL);
+	/* the quotas, with their usage as last committed */
+	nn_iter *qi = nn_iter_new(ns->st, "Q", 1, "Q", 1);
+	for (; nn_iter_valid(qi); nn_iter_next(qi)) {
+		size_t kl;
+		const char *k = nn_iter_key(qi, &kl);
+		const char *val = nn_iter_value(qi, &vl);
+		Caudal__QuotaRec *r =
+		    kl == 9 ? caudal__quota_rec__unpack(NULL, vl, (const uint8_t *)val) : NULL;
+		if (!r) {
+			nn_iter_free(qi);
+			cdl_err("a quota record is undecodable");
+			return -EIO;
+		}
+		nn_quota q = {cdl_get_be64((const uint8_t *)k + 1), r->ns_quota, r->ds_quota,
+			      r->ns_used, r->ds_used};
+		quota_put(ns, &q);
+		caudal__quota_rec__free_unpacked(r, NULL);
+	}
+	nn_iter_free(qi);
 	/* a recursive delete cut short by a crash: finish it first, so that
 	 * what it removes never enters the block map */
 	if ((rc = reap_pending(ns)) < 0)
@@ -3878,6 +4398,7 @@ void nn_ns_close(nn_ns *ns)
 		free(l);
 	}
 	free(ns->doomed);
+	free(ns->quotas);
 	while (ns->recoveries) {
 		struct nn_recovery *r = ns->recoveries;
 		ns->recoveries = r->next;
@@ -4073,7 +4594,7 @@ static bool recovery_finish(nn_ns *ns, struct nn_recovery *rec)
 		return false;
 	}
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	if (got) {
 		last->gen = rec->gen;
 		last->len = len;
@@ -4165,7 +4686,7 @@ static void recover_lease(nn_ns *ns, struct nn_lease *l)
 		free(rec);
 	}
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	pipeline_gen_settle(ns, n);
 	if (inline_moving(n)) {
 		/* the writer died moving the file into its first block: the

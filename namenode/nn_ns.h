@@ -63,6 +63,16 @@ typedef struct nn_conf {
 	char *exports; /* exports file (nn_exports.h); NULL or "": none */
 } nn_conf;
 
+/* A directory's quotas and usage (QuotaRec, 'Q' records): -1 is no quota. */
+typedef struct nn_quota {
+	uint64_t ino;
+	int64_t nsq, dsq;
+	uint64_t nsu, dsu;
+} nn_quota;
+
+/* Largest quota value, names or bytes (HDFS's Long.MAX_VALUE). */
+#define NN_QUOTA_MAX INT64_MAX
+
 struct nn_lease;
 struct nn_recovery;
 struct nn_token;
@@ -93,6 +103,10 @@ typedef struct nn_ns {
 	size_t ndoomed, capdoomed;
 	bool reap_pending; /* a deleted subtree is left to remove (nn_ns_tick retries) */
 	struct nn_recovery *recoveries; /* lease recoveries waiting for datanodes */
+	/* every quota'd directory, by inode id; loaded at start, moved by each
+	 * commit with the records (nn_check recounts them) */
+	nn_quota *quotas;
+	size_t nquotas, capquotas;
 } nn_ns;
 
 /* Open (formatting an empty directory) and load block map and leases. */

@@ -376,6 +376,8 @@ static const cdl_rpc_method nn_table[] = {
     {"UpdatePipeline", h_nosys, 0, 0},
     {"Decommission", h_nosys, 0, 0},
     {"Mknod", h_nosys, 0, 0},
+    {"SetQuota", h_nosys, 0, 0},
+    {"GetQuota", h_nosys, 0, 0},
     {NULL, NULL, 0, 0},
 };
 

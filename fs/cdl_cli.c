@@ -496,6 +496,33 @@ static int cmd_rm(struct opts *o)
 				rc = -EISDIR;
 			free_msg(a);
 		}
+		if (rc == 0 && !o->set['S']) {
+			/* the trash, when the namenode keeps one (HDFS's rm) */
+			Caudal__Target t = CAUDAL__TARGET__INIT;
+			Caudal__TrashRequest tq = CAUDAL__TRASH_REQUEST__INIT;
+			t.path = p;
+			tq.target = &t;
+			tq.cred = cdl_client_cred(client());
+			Caudal__TrashReply *tr;
+			rc = cdl_client_call_err(client(), CDL_NN_Trash, &tq.base,
+						 (ProtobufCMessage **)&tr);
+			if (rc == 0 && tr->moved) {
+				printf("Moved: '%s' to trash at: %s\n", p, tr->path);
+				free_msg(tr);
+				free(p);
+				continue;
+			}
+			free_msg(rc == 0 ? tr : NULL);
+			if (rc == -EXDEV) {
+				fprintf(stderr,
+					"caudal: cannot move '%s' to the trash: it holds the trash "
+					"(-skipTrash removes it at once)\n",
+					p);
+				ret = 1;
+				free(p);
+				continue;
+			}
+		}
 		if (rc == 0)
 			rc = cdl_delete(client(), p, o->set['r']);
 		if (rc && !(rc == -ENOENT && o->set['f']))
@@ -503,6 +530,46 @@ static int cmd_rm(struct opts *o)
 		free(p);
 	}
 	return ret;
+}
+
+/* rm takes HDFS's -skipTrash (one option of many letters): it becomes -S. */
+static int cmd_rm_raw(int argc, char **argv)
+{
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "-skipTrash"))
+			argv[i] = "-S";
+	}
+	struct opts o;
+	int rc = parse_opts(argc, argv, "rfS", &o);
+	if (rc == 0 && o.npos < 1) {
+		fprintf(stderr, "usage: caudal rm [-r] [-f] [-skipTrash] PATH...\n");
+		rc = 2;
+	}
+	if (rc == 0)
+		rc = cmd_rm(&o);
+	free(o.pos);
+	return rc;
+}
+
+/* caudal expunge: the caller's trash, removed now (HDFS's -expunge -immediate). */
+static int cmd_expunge(struct opts *o)
+{
+	(void)o;
+	Caudal__TrashRequest tq = CAUDAL__TRASH_REQUEST__INIT;
+	tq.expunge = true;
+	tq.cred = cdl_client_cred(client());
+	Caudal__TrashReply *tr;
+	int rc = cdl_client_call_err(client(), CDL_NN_Trash, &tq.base, (ProtobufCMessage **)&tr);
+	if (rc)
+		return fail("empty", "the trash", rc);
+	if (!tr->interval_ms)
+		printf("the trash is off (the namenode's trash_interval is 0)\n");
+	else
+		printf("Deleted trash %s\n", tr->path);
+	free_msg(tr);
+	return 0;
 }
 
 static int cmd_mv(struct opts *o)
@@ -1223,6 +1290,8 @@ enum {
 	UP_EXPORTS,
 	UP_ENCRYPT,
 	UP_NN_RESERVED,
+	UP_TRASH,
+	UP_TRASH_S,
 	UP_N
 };
 
@@ -1262,6 +1331,10 @@ static const struct up_setting {
 		     "plaintext RPC believing every claimed uid (yes|no; benchmarks only)"},
     [UP_ENCRYPT] = {"encrypt-data", "CAUDAL_ENCRYPT_DATA", NULL,
 		    "TLS on the data port too (yes|no; default no)"},
+    [UP_TRASH] = {"trash-interval", "CAUDAL_TRASH_INTERVAL", NULL,
+		  "minutes removed entries stay in the trash (0: off)"},
+    [UP_TRASH_S] = {"trash-interval-s", "CAUDAL_TRASH_INTERVAL_S", NULL,
+		    "the same in seconds (tests)"},
     [UP_NN_RESERVED] = {"nn-reserved-mb", "CAUDAL_NN_RESERVED_MB", NULL,
 			"MiB the namenode keeps free on its metadata disk (default 100)"},
     [UP_EXPORTS] = {"exports", "CAUDAL_EXPORTS", NULL,
@@ -1382,6 +1455,8 @@ static void nn_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
 	d_arg(x, "exports", upv[UP_EXPORTS]);
 	d_arg(x, "reserved_mb", upv[UP_NN_RESERVED]);
+	d_arg(x, "trash_interval", upv[UP_TRASH]);
+	d_arg(x, "trash_interval_s", upv[UP_TRASH_S]);
 	d_arg(x, "encrypt_data", upv[UP_ENCRYPT]);
 }
 
@@ -2622,8 +2697,15 @@ static const struct command commands[] = {
      NULL},
     {"get", cmd_get, NULL, "", 1, 2, "get PATH [LOCAL|-]     copy a file out", NULL},
     {"cat", cmd_cat, NULL, "", 1, 1000, "cat PATH...            print files", NULL},
-    {"rm", cmd_rm, NULL, "rf", 1, 1000, "rm [-r] PATH...        remove files (and trees with -r)",
-     NULL},
+    {"rm", NULL, cmd_rm_raw, "", 0, 0,
+     "rm [-r] [-f] [-skipTrash] PATH...   remove files (and trees with -r)",
+     "With the namenode's trash on (trash_interval), PATH moves to\n"
+     "/user/NAME/.Trash/Current/PATH (NAME: your user name) and is removed for good after\n"
+     "trash_interval; restore it with mv. -skipTrash removes it at once, as does rm of\n"
+     "something in your trash already. -f: no error for a missing PATH."},
+    {"expunge", cmd_expunge, NULL, "", 0, 0, "expunge                empty your trash now",
+     "Removes /user/NAME/.Trash (NAME: your user name) and everything in it at once;\n"
+     "another user's trash is theirs alone."},
     {"mv", cmd_mv, NULL, "", 2, 2, "mv SRC DST             rename", NULL},
     {"stat", cmd_stat, NULL, "", 1, 1, "stat PATH              attributes and blocks", NULL},
     {"blocks", cmd_blocks, NULL, "", 1, 1,

@@ -58,6 +58,7 @@ static const char *const nn_method_names[CDL_NN_NMETHODS] = {
     [CDL_NN_Mknod] = "Mknod",
     [CDL_NN_SetQuota] = "SetQuota",
     [CDL_NN_GetQuota] = "GetQuota",
+    [CDL_NN_Trash] = "Trash",
 };
 
 struct cdl_client {

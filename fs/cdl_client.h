@@ -51,6 +51,7 @@ enum cdl_nn_method {
 	CDL_NN_Mknod,
 	CDL_NN_SetQuota,
 	CDL_NN_GetQuota,
+	CDL_NN_Trash,
 	CDL_NN_NMETHODS
 };
 

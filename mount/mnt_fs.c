@@ -474,7 +474,23 @@ static void do_delete(fuse_req_t req, fuse_ino_t parent, const char *name, uint3
 	 * call, so no lookup meanwhile trusts it, and after, in case one
 	 * re-made it) */
 	mnt_dcache_forget(&m->dc, parent);
-	int rc = mnt_call_status(m, CDL_NN_Delete, &rq.base);
+	int rc = 1;
+	if (m->opts->trash && kind == 1) {
+		/* -o trash: an unlinked file goes to the caller's trash (the
+		 * namenode says when it keeps none, or the file is in it) */
+		Caudal__TrashRequest tq = CAUDAL__TRASH_REQUEST__INIT;
+		tq.target = &t;
+		tq.cred = &cred.c;
+		tq.kind = kind;
+		Caudal__TrashReply *tr;
+		rc = mnt_call(m, CDL_NN_Trash, &tq.base, (ProtobufCMessage **)&tr);
+		if (rc == 0) {
+			rc = tr->moved ? 0 : 1;
+			protobuf_c_message_free_unpacked(&tr->base, NULL);
+		}
+	}
+	if (rc == 1)
+		rc = mnt_call_status(m, CDL_NN_Delete, &rq.base);
 	mnt_dcache_forget(&m->dc, parent);
 	mnt_reply_err(req, rc);
 }

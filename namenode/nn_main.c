@@ -61,6 +61,7 @@ static struct {
 	int64_t checkpoint_keep;
 	char *restore;
 	char *exports;
+	int64_t trash_interval, trash_interval_s;
 	bool check;
 	cdl_sec_cfg sec;
 } cfg;
@@ -121,6 +122,10 @@ static const cdl_cfg_key keys[] = {
      "checkpointer: checkpoints kept"},
     {"restore", CDL_CFG_STR, &cfg.restore, "", 0, 0,
      "copy this checkpoint folder into an empty --dir and exit"},
+    {"trash_interval", CDL_CFG_INT, &cfg.trash_interval, "0", 0, 5256000,
+     "minutes a removed entry stays in /user/NAME/.Trash (HDFS's fs.trash.interval; 0 = off)"},
+    {"trash_interval_s", CDL_CFG_INT, &cfg.trash_interval_s, "0", 0, 315360000,
+     "the same in seconds, for tests and short-lived clusters (wins when set)"},
     {"exports", CDL_CFG_STR, &cfg.exports, "", 0, 0,
      "exports file: which mounts may act for other users, ro, maproot (nn_exports.h)"},
     {"check", CDL_CFG_BOOL, &cfg.check, "false", 0, 0,
@@ -196,6 +201,8 @@ static int step_namespace(void)
 	    .token_key_roll_ms = cfg.token_key_roll_ms,
 	    .encrypt_data = cfg.encrypt_data,
 	    .exports = cfg.exports,
+	    .trash_interval_ms =
+		cfg.trash_interval_s ? cfg.trash_interval_s * 1000 : cfg.trash_interval * 60000,
 	};
 	return nn_ns_open(&c, topo, &ns);
 }

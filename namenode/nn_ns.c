@@ -2397,6 +2397,342 @@ out:
 	free(dname);
 }
 
+/* ---------------------------------------------------------------- trash
+ * HDFS's trash, with the move done by the namenode (one place for the CLI
+ * and the mount, which knows no paths) and the emptier in the namenode, as
+ * HDFS's: a removal moves the entry to /user/NAME/.Trash/Current/<its
+ * path>; every trash_interval Current becomes a checkpoint named by the
+ * time (yymmddHHMMSS, UTC) and checkpoints older than trash_interval go.
+ * The folders are made as needed, 0700 and owned by the user (/user itself
+ * root's, 0755); the move itself is a Rename with the caller's rights. */
+
+/* The name uid has on the namenode's host, else the uid in decimal. */
+static void user_name_of(uint32_t uid, char *buf, size_t n)
+{
+	struct passwd pw, *pp = NULL;
+	char tmp[4096];
+	if (getpwuid_r(uid, &pw, tmp, sizeof(tmp), &pp) == 0 && pp && pp->pw_name[0] &&
+	    strlen(pp->pw_name) <= NN_MAX_ID && !strchr(pp->pw_name, '/') &&
+	    strcmp(pp->pw_name, ".") && strcmp(pp->pw_name, ".."))
+		snprintf(buf, n, "%s", pp->pw_name);
+	else
+		snprintf(buf, n, "%u", uid);
+}
+
+/* Directory name in dir, made if missing as uid:gid with mode, without
+ * the caller's permission checks (the trash's own folders). ns->lock held. */
+static int trash_dir(nn_ns *ns, nn_inode *dir, const char *name, uint32_t uid, uint32_t gid,
+		     uint32_t mode, nn_inode **out)
+{
+	uint64_t ino;
+	*out = NULL;
+	int rc = dirent_get(ns, dir->ino, name, &ino);
+	if (rc == 0) {
+		if ((rc = inode_load(ns, ino, out)) == 0 && !S_ISDIR((*out)->mode)) {
+			inode_free(*out);
+			*out = NULL;
+			rc = -ENOTDIR;
+		}
+		return rc;
+	}
+	if (rc != -ENOENT)
+		return rc;
+	Caudal__Cred c = CAUDAL__CRED__INIT;
+	c.uid = uid;
+	c.gid = gid;
+	nn_tx t;
+	tx_begin(&t, ns);
+	nn_inode *n = inode_new(ns, dir->ino, name, S_IFDIR | mode, &c, NULL);
+	link_child(&t, dir, n);
+	tx_put_inode(&t, n);
+	tx_put_inode(&t, dir);
+	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_MKDIR, n, NULL);
+	t.dinodes = 1;
+	if ((rc = tx_commit(ns, &t)) < 0) {
+		inode_free(n);
+		return rc;
+	}
+	*out = n;
+	return 0;
+}
+
+/* In-process calls of the handlers below, as the caller of this thread's
+ * request (or, with no request, root: the emptier). */
+static int call_rename(nn_ns *ns, Caudal__RenameRequest *rq)
+{
+	Caudal__Status st = CAUDAL__STATUS__INIT;
+	cdl_arena a;
+	cdl_arena_init(&a);
+	h_Rename(ns, &rq->base, &st.base, &a);
+	cdl_arena_release(&a);
+	return -(int)st.err;
+}
+
+static int call_delete(nn_ns *ns, const char *path, Caudal__Cred *cred)
+{
+	Caudal__DeleteRequest rq = CAUDAL__DELETE_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__Status st = CAUDAL__STATUS__INIT;
+	t.path = (char *)path;
+	rq.target = &t;
+	rq.recursive = true;
+	rq.cred = cred;
+	cdl_arena a;
+	cdl_arena_init(&a);
+	h_Delete(ns, &rq.base, &st.base, &a);
+	cdl_arena_release(&a);
+	return -(int)st.err;
+}
+
+/* Make the folders of path's trash copy (ns->lock held) and pick its
+ * name there: *dir and *name (the caller frees them). */
+static int trash_target(nn_ns *ns, const char *user, const Caudal__Cred *cred, const char *path,
+			nn_inode **dir, char **name)
+{
+	static const char *const top[] = {"user", NULL, ".Trash", "Current"};
+	nn_inode *cur = NULL, *next = NULL;
+	int rc = inode_load(ns, ROOT_INO, &cur);
+	for (int i = 0; rc == 0 && i < 4; i++) {
+		bool usr = i > 0;
+		rc = trash_dir(ns, cur, top[i] ? top[i] : user, usr ? cred->uid : 0,
+			       usr ? cred->gid : 0, usr ? 0700 : 0755, &next);
+		inode_free(cur);
+		cur = next;
+	}
+	char *p = xstrdup(path), *save = NULL, *last = strrchr(p, '/');
+	*last = '\0';
+	for (char *c = strtok_r(p, "/", &save); rc == 0 && c; c = strtok_r(NULL, "/", &save)) {
+		rc = trash_dir(ns, cur, c, cred->uid, cred->gid, 0700, &next);
+		inode_free(cur);
+		cur = next;
+	}
+	if (rc == 0) {
+		/* a name taken there already: add the time, as HDFS does */
+		uint64_t ino;
+		const char *base = path + (last - p) + 1;
+		if (dirent_get(ns, cur->ino, base, &ino) == 0)
+			*name =
+			    xasprintf("%.200s.%lld", base, (long long)(cdl_wall_ns() / 1000000));
+		else
+			*name = xstrdup(base);
+		*dir = cur;
+	} else {
+		inode_free(cur);
+	}
+	free(p);
+	return rc;
+}
+
+H(Trash)
+{
+	nn_ns *ns = ctx;
+	const Caudal__TrashRequest *req = (const void *)req_;
+	Caudal__TrashReply *rep = (void *)rep_;
+	const Caudal__Cred *cred = cred_of(req->cred);
+	nn_inode *parent = NULL, *n = NULL, *dir = NULL;
+	char *name = NULL, *path = NULL, *troot = NULL, *dname = NULL;
+	char user[NN_MAX_ID + 1];
+	int rc = 0;
+	bool locked = true;
+	rep->interval_ms = (uint64_t)ns->conf.trash_interval_ms;
+	pthread_mutex_lock(&ns->lock);
+	if (mutation_blocked(ns, &rep->err))
+		goto out;
+	if (cred == &denied_cred) {
+		rc = -EACCES;
+		goto done;
+	}
+	if (ns->conf.trash_interval_ms <= 0)
+		goto done; /* off: not moved, the caller deletes */
+	user_name_of(cred->uid, user, sizeof(user));
+	troot = xasprintf("/user/%s/.Trash", user);
+	if (req->expunge) {
+		ns_unlock(ns);
+		locked = false;
+		rc = call_delete(ns, troot, req->cred);
+		if (rc == -ENOENT)
+			rc = 0; /* nothing to empty */
+		rep->moved = rc == 0;
+		rep->path = cdl_arena_strdup(a, troot);
+		goto done;
+	}
+	uint64_t ino;
+	if ((rc = resolve_parent(ns, req->target, cred, &parent, &name)) < 0 ||
+	    (rc = dirent_get(ns, parent->ino, name, &ino)) < 0 ||
+	    (rc = inode_load(ns, ino, &n)) < 0)
+		goto done;
+	if (req->kind == 1 && S_ISDIR(n->mode)) {
+		rc = -EISDIR;
+		goto done;
+	}
+	if (req->kind == 2 && !S_ISDIR(n->mode)) {
+		rc = -ENOTDIR;
+		goto done;
+	}
+	path = inode_path(ns, n);
+	size_t tl = strlen(troot), pl = strlen(path);
+	if (!strncmp(path, troot, tl) && (path[tl] == '/' || !path[tl]))
+		goto done; /* in the trash already: deleted for good, as in HDFS */
+	if (!strncmp(troot, path, pl) && troot[pl] == '/') {
+		rc = -EXDEV; /* it holds the trash: the caller says what to do */
+		goto done;
+	}
+	if ((rc = trash_target(ns, user, cred, path, &dir, &dname)) < 0)
+		goto done;
+	ns_unlock(ns);
+	locked = false;
+	Caudal__RenameRequest rq = CAUDAL__RENAME_REQUEST__INIT;
+	Caudal__Target dst = CAUDAL__TARGET__INIT;
+	dst.parent = dir->ino;
+	dst.name = dname;
+	rq.src = req->target;
+	rq.dst = &dst;
+	rq.noreplace = true;
+	rq.cred = req->cred;
+	if ((rc = call_rename(ns, &rq)) == 0) {
+		char *d = strrchr(path, '/');
+		*d = '\0';
+		rep->moved = true;
+		rep->path = cdl_arena_alloc(a, strlen(troot) + strlen(path) + strlen(dname) + 16);
+		sprintf(rep->path, "%s/Current%s/%s", troot, path, dname);
+	}
+done:
+	rep->err = err_of(rc);
+out:
+	if (locked)
+		ns_unlock(ns);
+	inode_free(parent);
+	inode_free(n);
+	inode_free(dir);
+	free(name);
+	free(path);
+	free(troot);
+	free(dname);
+}
+
+/* A checkpoint's name: the UTC time it was made, yymmddHHMMSS, and a
+ * "-N" when two were made in the same second. -1 when name is not one. */
+static int64_t trash_stamp(const char *name)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *end = strptime(name, "%y%m%d%H%M%S", &tm);
+	if (!end || end != name + 12 || (*end && (*end != '-' || !end[1])))
+		return -1;
+	return (int64_t)timegm(&tm);
+}
+
+/* One round of the emptier (HDFS's Trash Emptier): for each /user/NAME,
+ * .Trash/Current becomes a checkpoint and checkpoints older than the
+ * interval go. Runs as root, from nn_ns_tick, without ns->lock. */
+static void trash_tick(nn_ns *ns)
+{
+	int64_t iv = ns->conf.trash_interval_ms, now = cdl_now_ms();
+	if (iv <= 0)
+		return;
+	if (!ns->trash_next_ms || now < ns->trash_next_ms) {
+		if (!ns->trash_next_ms)
+			ns->trash_next_ms = now + iv;
+		return;
+	}
+	ns->trash_next_ms = now + iv;
+	char **homes = NULL;
+	size_t nhomes = 0;
+	uint64_t uino;
+	pthread_mutex_lock(&ns->lock);
+	if (!ns->safemode && dirent_get(ns, ROOT_INO, "user", &uino) == 0) {
+		struct walk_frame f = {uino, NULL};
+		nn_iter *it = walk_seek(ns, &f);
+		for (; nn_iter_valid(it); nn_iter_next(it)) {
+			size_t kl;
+			const char *k = nn_iter_key(it, &kl);
+			if (kl <= 9 || kl - 9 > CDL_NAME_MAX)
+				continue;
+			homes = xrealloc(homes, (nhomes + 1) * sizeof(char *));
+			homes[nhomes++] = xstrndup(k + 9, kl - 9);
+		}
+		nn_iter_free(it);
+	}
+	pthread_mutex_unlock(&ns->lock);
+	int64_t wall = cdl_wall_ns() / 1000000000;
+	for (size_t h = 0; h < nhomes; h++) {
+		char *troot = xasprintf("/user/%s/.Trash", homes[h]);
+		char **ents = NULL;
+		size_t nents = 0;
+		bool current = false;
+		nn_inode *d = NULL;
+		pthread_mutex_lock(&ns->lock);
+		if (walk(ns, troot, &root_cred, false, &d, NULL, NULL) == 0 && S_ISDIR(d->mode)) {
+			struct walk_frame f = {d->ino, NULL};
+			nn_iter *it = walk_seek(ns, &f);
+			for (; nn_iter_valid(it); nn_iter_next(it)) {
+				size_t kl;
+				const char *k = nn_iter_key(it, &kl);
+				if (kl <= 9 || kl - 9 > CDL_NAME_MAX)
+					continue;
+				char *e = xstrndup(k + 9, kl - 9);
+				if (!strcmp(e, "Current")) {
+					current = true;
+					free(e);
+					continue;
+				}
+				ents = xrealloc(ents, (nents + 1) * sizeof(char *));
+				ents[nents++] = e;
+			}
+			nn_iter_free(it);
+		}
+		inode_free(d);
+		pthread_mutex_unlock(&ns->lock);
+		for (size_t i = 0; i < nents; i++) {
+			int64_t t = trash_stamp(ents[i]);
+			if (t >= 0 && (wall - t) * 1000 >= iv) {
+				char *p = xasprintf("%s/%s", troot, ents[i]);
+				int rc = call_delete(ns, p, NULL);
+				if (rc < 0)
+					cdl_warn("trash: cannot remove checkpoint '%s': %s", p,
+						 strerror(-rc));
+				else
+					cdl_info("trash: removed checkpoint '%s'", p);
+				free(p);
+			}
+			free(ents[i]);
+		}
+		if (current) {
+			char stamp[32];
+			time_t tt = (time_t)wall;
+			struct tm tm;
+			gmtime_r(&tt, &tm);
+			snprintf(stamp, sizeof(stamp), "%02d%02d%02d%02d%02d%02d", tm.tm_year % 100,
+				 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+			Caudal__RenameRequest rq = CAUDAL__RENAME_REQUEST__INIT;
+			Caudal__Target src = CAUDAL__TARGET__INIT, dst = CAUDAL__TARGET__INIT;
+			char *sp = xasprintf("%s/Current", troot), *dp = NULL;
+			int rc = -EEXIST;
+			for (int k = 0; k < 10 && rc == -EEXIST; k++) {
+				free(dp);
+				dp = k ? xasprintf("%s/%s-%d", troot, stamp, k)
+				       : xasprintf("%s/%s", troot, stamp);
+				src.path = sp;
+				dst.path = dp;
+				rq.src = &src;
+				rq.dst = &dst;
+				rq.noreplace = true;
+				rc = call_rename(ns, &rq);
+			}
+			if (rc < 0)
+				cdl_warn("trash: cannot checkpoint '%s': %s", sp, strerror(-rc));
+			else
+				cdl_info("trash: checkpoint '%s'", dp);
+			free(sp);
+			free(dp);
+		}
+		free(ents);
+		free(troot);
+		free(homes[h]);
+	}
+	free(homes);
+}
+
 /* Quotas of a directory (HDFS's dfsadmin -setQuota, -setSpaceQuota and
  * their -clr forms): root only. A new quota starts from a count of the
  * subtree under the lock (quota'd directories below add their kept
@@ -4186,6 +4522,7 @@ static const cdl_rpc_method client_methods[] = {
     {"Mknod", h_Mknod, 0, R_CLIENTS},
     {"SetQuota", h_SetQuota, 0, R_ADMIN},
     {"GetQuota", h_GetQuota, 0, R_CLIENTS},
+    {"Trash", h_Trash, 0, R_CLIENTS},
     {NULL, NULL, 0, 0},
 };
 
@@ -4748,6 +5085,7 @@ void nn_ns_tick(nn_ns *ns)
 	ns_unlock(ns);
 	if (reap)
 		reap_pending(ns);
+	trash_tick(ns);
 }
 
 char *nn_ns_status_text(nn_ns *ns)

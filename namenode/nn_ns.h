@@ -61,6 +61,11 @@ typedef struct nn_conf {
 	int64_t inline_max;
 
 	char *exports; /* exports file (nn_exports.h); NULL or "": none */
+
+	/* the trash (HDFS's fs.trash.interval): removals move to
+	 * /user/NAME/.Trash/Current; every this many ms Current becomes a
+	 * checkpoint and checkpoints this old go (0: trash off) */
+	int64_t trash_interval_ms;
 } nn_conf;
 
 /* A directory's quotas and usage (QuotaRec, 'Q' records): -1 is no quota. */
@@ -107,6 +112,7 @@ typedef struct nn_ns {
 	 * commit with the records (nn_check recounts them) */
 	nn_quota *quotas;
 	size_t nquotas, capquotas;
+	int64_t trash_next_ms; /* the trash emptier's next round (monotonic ms) */
 } nn_ns;
 
 /* Open (formatting an empty directory) and load block map and leases. */

@@ -378,6 +378,7 @@ static const cdl_rpc_method nn_table[] = {
     {"Mknod", h_nosys, 0, 0},
     {"SetQuota", h_nosys, 0, 0},
     {"GetQuota", h_nosys, 0, 0},
+    {"Trash", h_nosys, 0, 0},
     {NULL, NULL, 0, 0},
 };
 

@@ -1058,6 +1058,40 @@ static int cmd_count(struct opts *o)
 	return ret;
 }
 
+/* caudal refresh-nodes: the namenode reads its hosts files again. */
+static int cmd_refresh_nodes(struct opts *o)
+{
+	(void)o;
+	Caudal__RefreshNodesRequest req = CAUDAL__REFRESH_NODES_REQUEST__INIT;
+	req.cred = cdl_client_cred(client());
+	Caudal__RefreshNodesReply *r;
+	int rc = cdl_client_call(client(), CDL_NN_RefreshNodes, &req.base, (ProtobufCMessage **)&r);
+	if (rc) {
+		fail("refresh", "the datanode lists", rc);
+		if (rc == -EPERM || rc == -EACCES)
+			fprintf(stderr,
+				"caudal: only root (the admin certificate) refreshes them\n");
+		return 1;
+	}
+	if (r->err) {
+		if (r->message && *r->message)
+			fprintf(stderr, "caudal: cannot refresh the datanode lists: %s\n",
+				r->message);
+		else
+			fail("refresh", "the datanode lists", -(int)r->err);
+		if (r->err == EPERM)
+			fprintf(stderr,
+				"caudal: only root (the admin certificate) refreshes them\n");
+		free_msg(r);
+		return 1;
+	}
+	printf("%s\n%u datanodes draining for the exclude file, %u refused by the include "
+	       "file\n",
+	       r->message, r->decommissioning, r->refused);
+	free_msg(r);
+	return 0;
+}
+
 static const char *event_name(Caudal__EventType t)
 {
 	static const char *const names[] = {"none",   "create", "close", "append",
@@ -1292,6 +1326,8 @@ enum {
 	UP_NN_RESERVED,
 	UP_TRASH,
 	UP_TRASH_S,
+	UP_HOSTS,
+	UP_HOSTS_EXCLUDE,
 	UP_N
 };
 
@@ -1335,6 +1371,10 @@ static const struct up_setting {
 		  "minutes removed entries stay in the trash (0: off)"},
     [UP_TRASH_S] = {"trash-interval-s", "CAUDAL_TRASH_INTERVAL_S", NULL,
 		    "the same in seconds (tests)"},
+    [UP_HOSTS] = {"hosts", "CAUDAL_HOSTS", NULL,
+		  "include file: only the datanodes it names may register"},
+    [UP_HOSTS_EXCLUDE] = {"hosts-exclude", "CAUDAL_HOSTS_EXCLUDE", NULL,
+			  "exclude file: the datanodes it names are decommissioned"},
     [UP_NN_RESERVED] = {"nn-reserved-mb", "CAUDAL_NN_RESERVED_MB", NULL,
 			"MiB the namenode keeps free on its metadata disk (default 100)"},
     [UP_EXPORTS] = {"exports", "CAUDAL_EXPORTS", NULL,
@@ -1457,6 +1497,8 @@ static void nn_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "reserved_mb", upv[UP_NN_RESERVED]);
 	d_arg(x, "trash_interval", upv[UP_TRASH]);
 	d_arg(x, "trash_interval_s", upv[UP_TRASH_S]);
+	d_arg(x, "hosts", upv[UP_HOSTS]);
+	d_arg(x, "hosts_exclude", upv[UP_HOSTS_EXCLUDE]);
 	d_arg(x, "encrypt_data", upv[UP_ENCRYPT]);
 }
 
@@ -2732,6 +2774,13 @@ static const struct command commands[] = {
      "quotas; anyone who may reach DIR shows them. An operation that would pass a quota\n"
      "fails with 'Disk quota exceeded' (EDQUOT); a quota set below the usage refuses\n"
      "only additions. 'clear' without -n or -s clears both."},
+    {"refresh-nodes", cmd_refresh_nodes, NULL, "", 0, 0,
+     "refresh-nodes          re-read the namenode's hosts and exclude files (root only)",
+     "The namenode reads its include file (hosts) and exclude file (hosts_exclude) again,\n"
+     "as HDFS's 'dfsadmin -refreshNodes': a datanode the include file does not name is\n"
+     "refused (from its next heartbeat; an empty or unset include file refuses none), one\n"
+     "the exclude file names is decommissioned, one no longer named there returns to\n"
+     "service. A file with a bad line changes nothing; the error names the line."},
     {"count", cmd_count, NULL, "q", 1, 1000,
      "count [-q] PATH...     directories, files and bytes under PATH (-q: with quotas)",
      "Columns as HDFS's 'hdfs dfs -count': DIR_COUNT FILE_COUNT CONTENT_SIZE PATHNAME;\n"

@@ -59,6 +59,7 @@ static const char *const nn_method_names[CDL_NN_NMETHODS] = {
     [CDL_NN_SetQuota] = "SetQuota",
     [CDL_NN_GetQuota] = "GetQuota",
     [CDL_NN_Trash] = "Trash",
+    [CDL_NN_RefreshNodes] = "RefreshNodes",
 };
 
 struct cdl_client {

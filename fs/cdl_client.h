@@ -52,6 +52,7 @@ enum cdl_nn_method {
 	CDL_NN_SetQuota,
 	CDL_NN_GetQuota,
 	CDL_NN_Trash,
+	CDL_NN_RefreshNodes,
 	CDL_NN_NMETHODS
 };
 

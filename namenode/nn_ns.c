@@ -20,6 +20,7 @@
 #include "cdl_rpc.h"
 #include "cdl_util.h"
 #include "nn_exports.h"
+#include "nn_hosts.h"
 #include "nn_token.h"
 
 #define ROOT_INO	1
@@ -3945,6 +3946,113 @@ out:
 
 /* Take a datanode out of service: its replicas are copied elsewhere by
  * the monitor, and it reports decommissioned once none is short. */
+/* Start (on) or stop draining d. ns->lock held. */
+static void dn_decommission(nn_dn *d, bool on)
+{
+	if (!on) {
+		if (d->decommissioning)
+			cdl_info("datanode '%s' is back in service", d->id);
+		d->decommissioning = d->decommissioned = false;
+	} else if (!d->decommissioning) {
+		cdl_info("decommissioning datanode '%s' at %s:%u", d->id, d->host, d->port);
+		d->decommissioning = true;
+		d->decommissioned = false;
+		d->decom_pending = d->nblocks; /* until the monitor has looked */
+	}
+}
+
+/* May a datanode on host with data port port register (the include
+ * file; an empty one lets any in, as HDFS's)? ns->lock held. */
+static bool dn_included(nn_ns *ns, const char *host, unsigned port)
+{
+	return !nn_hosts_count(ns->include) || nn_hosts_match(ns->include, host, port);
+}
+
+/* Drain d when the exclude file names it; put it back in service when it
+ * no longer does and only the file had drained it. ns->lock held. */
+static void dn_apply_exclude(nn_ns *ns, nn_dn *d)
+{
+	bool ex = nn_hosts_match(ns->exclude, d->host, d->port);
+	if (ex && !d->decommissioning) {
+		cdl_info("datanode '%s' at %s:%u is in the exclude file '%s'", d->id, d->host,
+			 d->port, ns->conf.hosts_exclude);
+		dn_decommission(d, true);
+		d->by_hosts = true;
+	} else if (!ex && d->by_hosts) {
+		dn_decommission(d, false);
+		d->by_hosts = false;
+	}
+}
+
+/* Read both hosts files into ns (replacing the lists only when both read
+ * whole); 0 or -errno with the reason in err. ns->lock held, or before the
+ * namenode serves. */
+static int hosts_load(nn_ns *ns, char *err, size_t errlen)
+{
+	nn_hosts *inc = NULL, *exc = NULL;
+	int rc = 0;
+	if (ns->conf.hosts && *ns->conf.hosts)
+		rc = nn_hosts_load(ns->conf.hosts, &inc, err, errlen);
+	if (rc == 0 && ns->conf.hosts_exclude && *ns->conf.hosts_exclude)
+		rc = nn_hosts_load(ns->conf.hosts_exclude, &exc, err, errlen);
+	if (rc < 0) {
+		nn_hosts_free(inc);
+		nn_hosts_free(exc);
+		return rc;
+	}
+	nn_hosts_free(ns->include);
+	nn_hosts_free(ns->exclude);
+	ns->include = inc;
+	ns->exclude = exc;
+	return 0;
+}
+
+/* `caudal refresh-nodes`: read the hosts files again and apply them to
+ * the registered datanodes at once (HDFS's dfsadmin -refreshNodes). A node
+ * no longer included is refused from its next heartbeat, so it turns dead
+ * and its replicas are copied elsewhere. */
+H(RefreshNodes)
+{
+	nn_ns *ns = ctx;
+	const Caudal__RefreshNodesRequest *req = (const void *)req_;
+	Caudal__RefreshNodesReply *rep = (void *)rep_;
+	if (cred_of(req->cred)->uid != 0) {
+		rep->err = EPERM;
+		return;
+	}
+	char err[512];
+	pthread_mutex_lock(&ns->lock);
+	int rc = hosts_load(ns, err, sizeof(err));
+	if (rc < 0) {
+		cdl_warn("refresh-nodes: %s (the lists stay as they were)", err);
+		rep->err = (uint32_t)-rc;
+		rep->message = cdl_arena_strdup(a, err);
+		ns_unlock(ns);
+		return;
+	}
+	for (int i = 0; i < ns->bl->ndn; i++) {
+		nn_dn *d = ns->bl->dns[i];
+		dn_apply_exclude(ns, d);
+		rep->decommissioning += d->decommissioning && d->by_hosts;
+		if (!dn_included(ns, d->host, d->port)) {
+			rep->refused++;
+			cdl_warn("datanode '%s' at %s:%u is not in the include file '%s': refused "
+				 "from now on",
+				 d->id, d->host, d->port, ns->conf.hosts);
+		}
+	}
+	rep->included = (uint32_t)nn_hosts_count(ns->include);
+	rep->excluded = (uint32_t)nn_hosts_count(ns->exclude);
+	char *msg = xasprintf("include file: %s (%u entries); exclude file: %s (%u entries)",
+			      ns->include ? ns->conf.hosts : "none", rep->included,
+			      ns->exclude ? ns->conf.hosts_exclude : "none", rep->excluded);
+	cdl_info("refresh-nodes: %s; %u datanodes draining for the exclude file, %u refused", msg,
+		 rep->decommissioning, rep->refused);
+	rep->message = cdl_arena_strdup(a, msg);
+	free(msg);
+	ns_unlock(ns);
+}
+
 H(Decommission)
 {
 	nn_ns *ns = ctx;
@@ -3965,16 +4073,8 @@ H(Decommission)
 	if (!d) {
 		rep->err = ENOENT;
 	} else {
-		if (req->cancel) {
-			if (d->decommissioning)
-				cdl_info("datanode '%s' is back in service", d->id);
-			d->decommissioning = d->decommissioned = false;
-		} else if (!d->decommissioning) {
-			cdl_info("decommissioning datanode '%s' at %s:%u", d->id, d->host, d->port);
-			d->decommissioning = true;
-			d->decommissioned = false;
-			d->decom_pending = d->nblocks; /* until the monitor has looked */
-		}
+		dn_decommission(d, !req->cancel);
+		d->by_hosts = false;
 		rep->node = cdl_arena_alloc(a, sizeof(*rep->node));
 		caudal__datanode_info__init(rep->node);
 		nn_dn_info(d, rep->node, cdl_now_ms(), a);
@@ -4350,6 +4450,11 @@ H(RegisterDatanode)
 		rep->err = EINVAL;
 	} else if (!dn_caller_ok(req->node->host)) {
 		rep->err = EACCES;
+	} else if (!dn_included(ns, req->node->host, req->node->data_port)) {
+		cdl_warn("datanode '%s' at %s:%u is not in the include file '%s': registration "
+			 "refused",
+			 req->node->id, req->node->host, req->node->data_port, ns->conf.hosts);
+		rep->err = EPERM;
 	} else if (req->cluster[0] && strcmp(req->cluster, ns->cluster)) {
 		cdl_err("datanode '%s' belongs to cluster '%s', not '%s': refused", req->node->id,
 			req->cluster, ns->cluster);
@@ -4357,8 +4462,12 @@ H(RegisterDatanode)
 	} else if (!nn_dn_register(ns->bl, req->node, cdl_now_ms())) {
 		rep->err = ENOSPC;
 	}
-	if (!rep->err)
+	if (!rep->err) {
+		nn_dn *d = nn_dn_find(ns->bl, req->node->id);
+		if (d)
+			dn_apply_exclude(ns, d);
 		rep->keys = nn_token_keys(ns->tok, a, &rep->n_keys);
+	}
 	ns_unlock(ns);
 }
 
@@ -4396,6 +4505,8 @@ H(Heartbeat)
 		ns_unlock(ns);
 		return;
 	}
+	if (d && !dn_included(ns, d->host, d->port))
+		d = NULL; /* left out of the include file: register again, and be refused */
 	if (!d) {
 		rep->commands = cdl_arena_alloc(a, sizeof(*rep->commands));
 		Caudal__Command *c = cdl_arena_alloc(a, sizeof(*c));
@@ -4523,6 +4634,7 @@ static const cdl_rpc_method client_methods[] = {
     {"SetQuota", h_SetQuota, 0, R_ADMIN},
     {"GetQuota", h_GetQuota, 0, R_CLIENTS},
     {"Trash", h_Trash, 0, R_CLIENTS},
+    {"RefreshNodes", h_RefreshNodes, 0, R_ADMIN},
     {NULL, NULL, 0, 0},
 };
 
@@ -4696,6 +4808,12 @@ int nn_ns_open(const nn_conf *conf, nn_topology *topo, nn_ns **out)
 			return rc;
 		}
 	}
+	char herr[512];
+	if ((rc = hosts_load(ns, herr, sizeof(herr))) < 0) {
+		cdl_err("%s", herr);
+		nn_ns_close(ns);
+		return rc;
+	}
 	rc = nn_store_open(conf->dir, conf->sync_always, (int)conf->batch_ms, conf->cache_mb,
 			   &ns->st);
 	if (rc == 0) {
@@ -4736,6 +4854,8 @@ void nn_ns_close(nn_ns *ns)
 	}
 	free(ns->doomed);
 	free(ns->quotas);
+	nn_hosts_free(ns->include);
+	nn_hosts_free(ns->exclude);
 	while (ns->recoveries) {
 		struct nn_recovery *r = ns->recoveries;
 		ns->recoveries = r->next;

@@ -66,6 +66,11 @@ typedef struct nn_conf {
 	 * /user/NAME/.Trash/Current; every this many ms Current becomes a
 	 * checkpoint and checkpoints this old go (0: trash off) */
 	int64_t trash_interval_ms;
+
+	/* hosts files (nn_hosts.h, HDFS's dfs.hosts and dfs.hosts.exclude):
+	 * only datanodes the include file names may register (none set or
+	 * empty: any), those the exclude file names are decommissioned */
+	char *hosts, *hosts_exclude;
 } nn_conf;
 
 /* A directory's quotas and usage (QuotaRec, 'Q' records): -1 is no quota. */
@@ -80,6 +85,7 @@ typedef struct nn_quota {
 
 struct nn_lease;
 struct nn_recovery;
+struct nn_hosts;
 struct nn_token;
 struct nn_exports;
 
@@ -112,7 +118,8 @@ typedef struct nn_ns {
 	 * commit with the records (nn_check recounts them) */
 	nn_quota *quotas;
 	size_t nquotas, capquotas;
-	int64_t trash_next_ms; /* the trash emptier's next round (monotonic ms) */
+	int64_t trash_next_ms;		    /* the trash emptier's next round (monotonic ms) */
+	struct nn_hosts *include, *exclude; /* the hosts files as last read (NULL: none) */
 } nn_ns;
 
 /* Open (formatting an empty directory) and load block map and leases. */

@@ -379,6 +379,7 @@ static const cdl_rpc_method nn_table[] = {
     {"SetQuota", h_nosys, 0, 0},
     {"GetQuota", h_nosys, 0, 0},
     {"Trash", h_nosys, 0, 0},
+    {"RefreshNodes", h_nosys, 0, 0},
     {NULL, NULL, 0, 0},
 };
 

@@ -4451,9 +4451,18 @@ H(RegisterDatanode)
 	} else if (!dn_caller_ok(req->node->host)) {
 		rep->err = EACCES;
 	} else if (!dn_included(ns, req->node->host, req->node->data_port)) {
-		cdl_warn("datanode '%s' at %s:%u is not in the include file '%s': registration "
-			 "refused",
-			 req->node->id, req->node->host, req->node->data_port, ns->conf.hosts);
+		/* the datanode retries: say it once a minute per node (ns->lock held) */
+		static char last_id[NN_MAX_ID + 1];
+		static int64_t last_ms;
+		int64_t now = cdl_now_ms();
+		if (strcmp(last_id, req->node->id) || now - last_ms >= 60000) {
+			cdl_warn("datanode '%s' at %s:%u is not in the include file '%s': "
+				 "registration refused",
+				 req->node->id, req->node->host, req->node->data_port,
+				 ns->conf.hosts);
+			snprintf(last_id, sizeof(last_id), "%s", req->node->id);
+			last_ms = now;
+		}
 		rep->err = EPERM;
 	} else if (req->cluster[0] && strcmp(req->cluster, ns->cluster)) {
 		cdl_err("datanode '%s' belongs to cluster '%s', not '%s': refused", req->node->id,

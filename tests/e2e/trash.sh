@@ -86,6 +86,11 @@ assert_contains "$OUT" "/user/nobody/.Trash" "nobody's expunge"
 exists /user/nobody/.Trash && fail "nobody's expunge left nobody's trash"
 exists $TR/Current/data/m2 || fail "nobody's expunge touched root's trash"
 assert_fails as_nobody mv $TR/Current/data/m2 /pub/stolen
+# nor can it move root's files into its own trash
+assert_fails as_nobody rm /data/f1
+assert_contains "$OUT" "ermission denied" "nobody's rm of root's file"
+exists /data/f1 || fail "nobody's rm moved root's file"
+exists /user/nobody/.Trash/Current/data/f1 && fail "root's file is in nobody's trash"
 
 say "expunge empties the caller's trash"
 assert_ok caudal expunge

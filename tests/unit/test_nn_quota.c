@@ -561,6 +561,27 @@ int main(void)
 	start();
 	USAGE("/s/in", 3, 330);
 	expect_check_ok();
+
+	/* the checker sees a usage record that is not what the tree holds */
+	Caudal__QuotaReply *qr = get_quota("/s/in", false, false);
+	Caudal__QuotaRec rec = CAUDAL__QUOTA_REC__INIT;
+	rec.ns_quota = qr->ns_quota;
+	rec.ds_quota = qr->ds_quota;
+	rec.ns_used = qr->ns_used + 1;
+	rec.ds_used = qr->ds_used;
+	uint8_t key[9] = {'Q'}, val[64];
+	for (int i = 0; i < 8; i++)
+		key[1 + i] = (uint8_t)(qr->ino >> (56 - 8 * i));
+	rfree(qr);
+	nn_batch *b = nn_batch_new();
+	nn_batch_put(b, key, sizeof(key), val, caudal__quota_rec__pack(&rec, val));
+	CHECK_EQ(nn_store_write(ns->st, b), 0);
+	nn_batch_free(b);
+	nn_check_report crep;
+	CHECK_EQ(nn_check_run(ns, 20, &crep), 0);
+	CHECK_EQ(crep.violations, 2); /* against the tree, and against the namenode's copy */
+	CHECK(crep.text && strstr(crep.text, "records 4 names"));
+	nn_check_report_release(&crep);
 	stop_nn();
 
 	snprintf(cmd, sizeof(cmd), "rm -rf %s %s", dir, ckdir);

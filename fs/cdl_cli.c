@@ -6,6 +6,7 @@
  * Single-threaded apart from the client library's own threads. Errors are
  * one line on stderr, `caudal: cannot VERB 'SUBJECT': reason`, and a
  * non-zero exit (1 failure, 2 usage). */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -496,6 +497,33 @@ static int cmd_rm(struct opts *o)
 				rc = -EISDIR;
 			free_msg(a);
 		}
+		if (rc == 0 && !o->set['S']) {
+			/* the trash, when the namenode keeps one (HDFS's rm) */
+			Caudal__Target t = CAUDAL__TARGET__INIT;
+			Caudal__TrashRequest tq = CAUDAL__TRASH_REQUEST__INIT;
+			t.path = p;
+			tq.target = &t;
+			tq.cred = cdl_client_cred(client());
+			Caudal__TrashReply *tr;
+			rc = cdl_client_call_err(client(), CDL_NN_Trash, &tq.base,
+						 (ProtobufCMessage **)&tr);
+			if (rc == 0 && tr->moved) {
+				printf("Moved: '%s' to trash at: %s\n", p, tr->path);
+				free_msg(tr);
+				free(p);
+				continue;
+			}
+			free_msg(rc == 0 ? tr : NULL);
+			if (rc == -EXDEV) {
+				fprintf(stderr,
+					"caudal: cannot move '%s' to the trash: it holds the trash "
+					"(-skipTrash removes it at once)\n",
+					p);
+				ret = 1;
+				free(p);
+				continue;
+			}
+		}
 		if (rc == 0)
 			rc = cdl_delete(client(), p, o->set['r']);
 		if (rc && !(rc == -ENOENT && o->set['f']))
@@ -503,6 +531,46 @@ static int cmd_rm(struct opts *o)
 		free(p);
 	}
 	return ret;
+}
+
+/* rm takes HDFS's -skipTrash (one option of many letters): it becomes -S. */
+static int cmd_rm_raw(int argc, char **argv)
+{
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "-skipTrash"))
+			argv[i] = "-S";
+	}
+	struct opts o;
+	int rc = parse_opts(argc, argv, "rfS", &o);
+	if (rc == 0 && o.npos < 1) {
+		fprintf(stderr, "usage: caudal rm [-r] [-f] [-skipTrash] PATH...\n");
+		rc = 2;
+	}
+	if (rc == 0)
+		rc = cmd_rm(&o);
+	free(o.pos);
+	return rc;
+}
+
+/* caudal expunge: the caller's trash, removed now (HDFS's -expunge -immediate). */
+static int cmd_expunge(struct opts *o)
+{
+	(void)o;
+	Caudal__TrashRequest tq = CAUDAL__TRASH_REQUEST__INIT;
+	tq.expunge = true;
+	tq.cred = cdl_client_cred(client());
+	Caudal__TrashReply *tr;
+	int rc = cdl_client_call_err(client(), CDL_NN_Trash, &tq.base, (ProtobufCMessage **)&tr);
+	if (rc)
+		return fail("empty", "the trash", rc);
+	if (!tr->interval_ms)
+		printf("the trash is off (the namenode's trash_interval is 0)\n");
+	else
+		printf("Deleted trash %s\n", tr->path);
+	free_msg(tr);
+	return 0;
 }
 
 static int cmd_mv(struct opts *o)
@@ -815,6 +883,244 @@ static int cmd_decommission(struct opts *o)
 	}
 }
 
+/* ------------------------------------------------------------ quotas */
+
+/* A space quota: "123", "64k", "1M", "2g", "3t", "1p" (powers of 1024),
+ * 1 .. 2^63-1 bytes. Says what is wrong on stderr. */
+static int parse_quota_size(const char *s, int64_t *out)
+{
+	if (*s == '-') {
+		fprintf(stderr, "caudal: invalid space quota '%s': it must be positive\n", s);
+		return -EINVAL;
+	}
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	unsigned shift = 0;
+	const char *units = "kmgtpe";
+	const char *u = *end ? strchr(units, tolower((unsigned char)*end)) : NULL;
+	if (*end && u)
+		shift = 10 * (unsigned)(u - units + 1);
+	bool tail_ok = !*end || (u && (!end[1] || !strcmp(end + 1, "iB") || !strcmp(end + 1, "B")));
+	if (end == s || !tail_ok) {
+		fprintf(stderr, "caudal: invalid space quota '%s' (bytes, or with k, m, g, t, p)\n",
+			s);
+		return -EINVAL;
+	}
+	if (errno == ERANGE || (shift && v > ((unsigned long long)INT64_MAX >> shift)) ||
+	    (v << shift) > (unsigned long long)INT64_MAX) {
+		fprintf(stderr, "caudal: space quota '%s' is too large (at most %lld bytes)\n", s,
+			(long long)INT64_MAX);
+		return -ERANGE;
+	}
+	if (v == 0) {
+		fprintf(stderr, "caudal: invalid space quota '%s': it must be positive\n", s);
+		return -EINVAL;
+	}
+	*out = (int64_t)(v << shift);
+	return 0;
+}
+
+static int parse_name_quota(const char *s, int64_t *out)
+{
+	unsigned long long v;
+	if (*s == '-' || parse_uint(s, (unsigned long long)INT64_MAX, &v) || v == 0) {
+		fprintf(stderr, "caudal: invalid name quota '%s' (want 1..%lld)\n", s,
+			(long long)INT64_MAX);
+		return -EINVAL;
+	}
+	*out = (int64_t)v;
+	return 0;
+}
+
+static int quota_fail(const char *verb, const char *path, int rc)
+{
+	fail(verb, path, rc);
+	if (rc == -EPERM || rc == -EACCES)
+		fprintf(stderr, "caudal: only root (the admin certificate) sets quotas\n");
+	return 1;
+}
+
+static int get_quota(const char *path, bool nearest, bool summary, Caudal__QuotaReply **r)
+{
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__QuotaRequest req = CAUDAL__QUOTA_REQUEST__INIT;
+	t.path = (char *)path;
+	req.target = &t;
+	req.nearest = nearest;
+	req.summary = summary;
+	req.cred = cdl_client_cred(client());
+	return cdl_client_call_err(client(), CDL_NN_GetQuota, &req.base, (ProtobufCMessage **)r);
+}
+
+static void quota_line(const char *what, int64_t q, uint64_t used, bool bytes)
+{
+	char h1[32] = "", h2[32] = "";
+	if (q < 0) {
+		printf("%-12s none (using %llu)\n", what, (unsigned long long)used);
+		return;
+	}
+	if (bytes) {
+		human((uint64_t)q, h1, sizeof(h1));
+		human(used, h2, sizeof(h2));
+	}
+	long long left = (long long)q - (long long)used;
+	printf("%-12s %lld%s%s%s, using %llu%s%s%s, %lld left\n", what, (long long)q,
+	       bytes ? " (" : "", h1, bytes ? ")" : "", (unsigned long long)used, bytes ? " (" : "",
+	       h2, bytes ? ")" : "", left);
+}
+
+/* caudal quota set DIR [-n N] [-s SIZE] | clear DIR [-n] [-s] | show DIR:
+ * HDFS's dfsadmin -setQuota, -setSpaceQuota, -clrQuota, -clrSpaceQuota. */
+static int cmd_quota(int argc, char **argv)
+{
+	if (argc < 1)
+		return usage_error(
+		    "quota: set DIR [-n N] [-s SIZE] | clear DIR [-n] [-s] | show DIR");
+	const char *sub = argv[0];
+	bool set = !strcmp(sub, "set"), clear = !strcmp(sub, "clear"), show = !strcmp(sub, "show");
+	if (!set && !clear && !show)
+		return usage_error("quota: unknown subcommand '%s' (set, clear or show)", sub);
+	struct opts o;
+	int rc = parse_opts(argc - 1, argv + 1, set ? "n:s:" : clear ? "ns" : "", &o);
+	if (rc)
+		return rc;
+	int ret = 1;
+	char *p = NULL;
+	if (o.npos != 1) {
+		ret = usage_error("quota %s: one directory", sub);
+		goto out;
+	}
+	if (!(p = norm_path(o.pos[0])))
+		goto out;
+	if (show) {
+		Caudal__QuotaReply *r;
+		if ((rc = get_quota(p, false, false, &r)))
+			goto failed;
+		printf("%s\n", p);
+		quota_line("names", r->ns_quota, r->ns_used, false);
+		quota_line("space", r->ds_quota, r->ds_used, true);
+		free_msg(r);
+		ret = 0;
+		goto out;
+	}
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__SetQuotaRequest req = CAUDAL__SET_QUOTA_REQUEST__INIT;
+	t.path = p;
+	req.target = &t;
+	req.cred = cdl_client_cred(client());
+	if (set) {
+		if (!o.set['n'] && !o.set['s']) {
+			ret = usage_error("quota set: -n N (names) and/or -s SIZE (bytes)");
+			goto out;
+		}
+		if (o.set['n'] && parse_name_quota(o.val['n'], &req.ns_quota))
+			goto out;
+		if (o.set['s'] && parse_quota_size(o.val['s'], &req.ds_quota))
+			goto out;
+		req.set_ns = o.set['n'];
+		req.set_ds = o.set['s'];
+	} else {
+		/* neither flag: both, as clearing "the quotas" means */
+		bool both = !o.set['n'] && !o.set['s'];
+		req.set_ns = both || o.set['n'];
+		req.set_ds = both || o.set['s'];
+		req.ns_quota = req.ds_quota = -1;
+	}
+	ProtobufCMessage *rep;
+	if ((rc = cdl_client_call_err(client(), CDL_NN_SetQuota, &req.base, &rep)))
+		goto failed;
+	free_msg(rep);
+	ret = 0;
+	goto out;
+failed:
+	ret = quota_fail(show  ? "show the quota of"
+			 : set ? "set the quota of"
+			       : "clear the quota of",
+			 p, rc);
+out:
+	free(p);
+	free(o.pos);
+	return ret;
+}
+
+/* caudal count [-q] PATH...: HDFS's `hdfs dfs -count [-q]` columns. */
+static int cmd_count(struct opts *o)
+{
+	int ret = 0;
+	if (o->set['q'])
+		printf("%12s %15s %15s %15s ", "QUOTA", "REM_QUOTA", "SPACE_QUOTA",
+		       "REM_SPACE_QUOTA");
+	printf("%12s %12s %18s %s\n", "DIR_COUNT", "FILE_COUNT", "CONTENT_SIZE", "PATHNAME");
+	for (int i = 0; i < o->npos; i++) {
+		char *p = norm_path(o->pos[i]);
+		if (!p) {
+			ret = 1;
+			continue;
+		}
+		Caudal__QuotaReply *r;
+		int rc = get_quota(p, false, true, &r);
+		if (rc) {
+			ret = fail("count", p, rc);
+			free(p);
+			continue;
+		}
+		if (o->set['q']) {
+			char q[24] = "none", rq[24] = "inf", sq[24] = "none", rsq[24] = "inf";
+			if (r->ns_quota >= 0) {
+				snprintf(q, sizeof(q), "%lld", (long long)r->ns_quota);
+				snprintf(rq, sizeof(rq), "%lld",
+					 (long long)r->ns_quota - (long long)(r->dirs + r->files));
+			}
+			if (r->ds_quota >= 0) {
+				snprintf(sq, sizeof(sq), "%lld", (long long)r->ds_quota);
+				snprintf(rsq, sizeof(rsq), "%lld",
+					 (long long)r->ds_quota - (long long)r->space);
+			}
+			printf("%12s %15s %15s %15s ", q, rq, sq, rsq);
+		}
+		printf("%12llu %12llu %18llu %s\n", (unsigned long long)r->dirs,
+		       (unsigned long long)r->files, (unsigned long long)r->length, p);
+		free_msg(r);
+		free(p);
+	}
+	return ret;
+}
+
+/* caudal refresh-nodes: the namenode reads its hosts files again. */
+static int cmd_refresh_nodes(struct opts *o)
+{
+	(void)o;
+	Caudal__RefreshNodesRequest req = CAUDAL__REFRESH_NODES_REQUEST__INIT;
+	req.cred = cdl_client_cred(client());
+	Caudal__RefreshNodesReply *r;
+	int rc = cdl_client_call(client(), CDL_NN_RefreshNodes, &req.base, (ProtobufCMessage **)&r);
+	if (rc) {
+		fail("refresh", "the datanode lists", rc);
+		if (rc == -EPERM || rc == -EACCES)
+			fprintf(stderr,
+				"caudal: only root (the admin certificate) refreshes them\n");
+		return 1;
+	}
+	if (r->err) {
+		if (r->message && *r->message)
+			fprintf(stderr, "caudal: cannot refresh the datanode lists: %s\n",
+				r->message);
+		else
+			fail("refresh", "the datanode lists", -(int)r->err);
+		if (r->err == EPERM)
+			fprintf(stderr,
+				"caudal: only root (the admin certificate) refreshes them\n");
+		free_msg(r);
+		return 1;
+	}
+	printf("%s\n%u datanodes draining for the exclude file, %u refused by the include "
+	       "file\n",
+	       r->message, r->decommissioning, r->refused);
+	free_msg(r);
+	return 0;
+}
+
 static const char *event_name(Caudal__EventType t)
 {
 	static const char *const names[] = {"none",   "create", "close", "append",
@@ -1121,6 +1427,10 @@ enum {
 	UP_JT_HTTP_PORT,
 	UP_TT_HTTP_PORT,
 	UP_MOUNT_METRICS_PORT,
+	UP_TRASH,
+	UP_TRASH_S,
+	UP_HOSTS,
+	UP_HOSTS_EXCLUDE,
 	UP_N
 };
 
@@ -1160,6 +1470,14 @@ static const struct up_setting {
 		     "plaintext RPC believing every claimed uid (yes|no; benchmarks only)"},
     [UP_ENCRYPT] = {"encrypt-data", "CAUDAL_ENCRYPT_DATA", NULL,
 		    "TLS on the data port too (yes|no; default no)"},
+    [UP_TRASH] = {"trash-interval", "CAUDAL_TRASH_INTERVAL", NULL,
+		  "minutes removed entries stay in the trash (0: off)"},
+    [UP_TRASH_S] = {"trash-interval-s", "CAUDAL_TRASH_INTERVAL_S", NULL,
+		    "the same in seconds (tests)"},
+    [UP_HOSTS] = {"hosts", "CAUDAL_HOSTS", NULL,
+		  "include file: only the datanodes it names may register"},
+    [UP_HOSTS_EXCLUDE] = {"hosts-exclude", "CAUDAL_HOSTS_EXCLUDE", NULL,
+			  "exclude file: the datanodes it names are decommissioned"},
     [UP_NN_RESERVED] = {"nn-reserved-mb", "CAUDAL_NN_RESERVED_MB", NULL,
 			"MiB the namenode keeps free on its metadata disk (default 100)"},
     [UP_EXPORTS] = {"exports", "CAUDAL_EXPORTS", NULL,
@@ -1308,6 +1626,10 @@ static void nn_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
 	d_arg(x, "exports", upv[UP_EXPORTS]);
 	d_arg(x, "reserved_mb", upv[UP_NN_RESERVED]);
+	d_arg(x, "trash_interval", upv[UP_TRASH]);
+	d_arg(x, "trash_interval_s", upv[UP_TRASH_S]);
+	d_arg(x, "hosts", upv[UP_HOSTS]);
+	d_arg(x, "hosts_exclude", upv[UP_HOSTS_EXCLUDE]);
 	d_arg(x, "encrypt_data", upv[UP_ENCRYPT]);
 	/* the namenode's web UI links to the jobtracker's (ours, or one
 	 * started by hand on that port when jobs=no) */
@@ -2562,39 +2884,69 @@ struct command {
 	const char *spec;
 	int minpos, maxpos;
 	const char *usage;
+	const char *help; /* more for `caudal COMMAND --help` (NULL: the usage line says it) */
 };
 
 static const struct command commands[] = {
-    {"up", NULL, cmd_up, "", 0, 0, "up [--nn-port=P ...]   start the local cluster"},
-    {"down", NULL, cmd_down, "", 0, 0, "down                   stop the local cluster"},
+    {"up", NULL, cmd_up, "", 0, 0, "up [--nn-port=P ...]   start the local cluster", NULL},
+    {"down", NULL, cmd_down, "", 0, 0, "down                   stop the local cluster", NULL},
     {"status", NULL, cmd_status, "", 0, 0,
-     "status                 local daemons and a short report"},
-    {"ls", cmd_ls, NULL, "l", 0, 1, "ls [-l] [PATH]         list a directory"},
-    {"mkdir", cmd_mkdir, NULL, "p", 1, 1000, "mkdir [-p] PATH...     make directories"},
+     "status                 local daemons and a short report", NULL},
+    {"ls", cmd_ls, NULL, "l", 0, 1, "ls [-l] [PATH]         list a directory", NULL},
+    {"mkdir", cmd_mkdir, NULL, "p", 1, 1000, "mkdir [-p] PATH...     make directories", NULL},
     {"put", cmd_put, NULL, "r:b:fq", 2, 2,
-     "put LOCAL|- PATH [-r N] [-b SIZE] [-f] [-q]   copy a local file (or stdin) in"},
+     "put LOCAL|- PATH [-r N] [-b SIZE] [-f] [-q]   copy a local file (or stdin) in", NULL},
     {"append", cmd_append, NULL, "q", 2, 2,
-     "append [-q] LOCAL|- PATH   append a local file (or stdin)"},
-    {"get", cmd_get, NULL, "q", 1, 2, "get [-q] PATH [LOCAL|-]   copy a file out"},
-    {"cat", cmd_cat, NULL, "", 1, 1000, "cat PATH...            print files"},
-    {"rm", cmd_rm, NULL, "rf", 1, 1000, "rm [-r] PATH...        remove files (and trees with -r)"},
-    {"mv", cmd_mv, NULL, "", 2, 2, "mv SRC DST             rename"},
-    {"stat", cmd_stat, NULL, "", 1, 1, "stat PATH              attributes and blocks"},
+     "append [-q] LOCAL|- PATH   append a local file (or stdin)", NULL},
+    {"get", cmd_get, NULL, "q", 1, 2, "get [-q] PATH [LOCAL|-]   copy a file out", NULL},
+    {"cat", cmd_cat, NULL, "", 1, 1000, "cat PATH...            print files", NULL},
+    {"rm", NULL, cmd_rm_raw, "", 0, 0,
+     "rm [-r] [-f] [-skipTrash] PATH...   remove files (and trees with -r)",
+     "With the namenode's trash on (trash_interval), PATH moves to\n"
+     "/user/NAME/.Trash/Current/PATH (NAME: your user name) and is removed for good after\n"
+     "trash_interval; restore it with mv. -skipTrash removes it at once, as does rm of\n"
+     "something in your trash already. -f: no error for a missing PATH."},
+    {"expunge", cmd_expunge, NULL, "", 0, 0, "expunge                empty your trash now",
+     "Removes /user/NAME/.Trash (NAME: your user name) and everything in it at once;\n"
+     "another user's trash is theirs alone."},
+    {"mv", cmd_mv, NULL, "", 2, 2, "mv SRC DST             rename", NULL},
+    {"stat", cmd_stat, NULL, "", 1, 1, "stat PATH              attributes and blocks", NULL},
     {"blocks", cmd_blocks, NULL, "", 1, 1,
-     "blocks PATH            one line per block: id gen offset length host:port,..."},
+     "blocks PATH            one line per block: id gen offset length host:port,...", NULL},
     {"setrep", cmd_setrep, NULL, "wq", 2, 2,
-     "setrep [-w] [-q] N PATH   set a file's replication (-w: wait for it)"},
-    {"report", cmd_report, NULL, "", 0, 0, "report                 datanodes and totals"},
+     "setrep [-w] [-q] N PATH   set a file's replication (-w: wait for it)", NULL},
+    {"report", cmd_report, NULL, "", 0, 0, "report                 datanodes and totals", NULL},
     {"fsck", cmd_fsck, NULL, "v", 0, 1,
-     "fsck [-v] [PATH]       check blocks and replicas; exit 1 when unhealthy"},
+     "fsck [-v] [PATH]       check blocks and replicas; exit 1 when unhealthy", NULL},
     {"decommission", cmd_decommission, NULL, "cwq", 1, 1,
-     "decommission [-w] [-c] DATANODE   drain HOST:PORT or id (-w: wait; -c: cancel)"},
+     "decommission [-w] [-c] DATANODE   drain HOST:PORT or id (-w: wait; -c: cancel)", NULL},
     {"job", NULL, cmd_job, "", 0, 0,
-     "job list|status [-v] NAME|watch NAME|kill NAME   jobs in /jobs"},
+     "job list|status [-v] NAME|watch NAME|kill NAME   jobs in /jobs", NULL},
     {"cert", NULL, cmd_cert, "", 0, 0,
-     "cert create-ca|create-node HOST ROLE|create-client NAME|admin|list [--dir DIR]"},
+     "cert create-ca|create-node HOST ROLE|create-client NAME|admin|list [--dir DIR]", NULL},
     {"events", cmd_events, NULL, "f", 0, 1,
-     "events [-f] [FROM]     namespace events from a transaction id (-f: follow)"},
+     "events [-f] [FROM]     namespace events from a transaction id (-f: follow)", NULL},
+    {"quota", NULL, cmd_quota, "", 0, 0,
+     "quota set DIR [-n N] [-s SIZE] | clear DIR [-n] [-s] | show DIR   directory quotas",
+     "A name quota (-n) bounds the files and directories under DIR, DIR itself included;\n"
+     "a space quota (-s, bytes or with k, m, g, t, p) bounds their bytes times their\n"
+     "replication, a block being written counting its full block size. Both are at\n"
+     "least 1 and at most 2^63-1. Only root (the admin certificate) sets or clears\n"
+     "quotas; anyone who may reach DIR shows them. An operation that would pass a quota\n"
+     "fails with 'Disk quota exceeded' (EDQUOT); a quota set below the usage refuses\n"
+     "only additions. 'clear' without -n or -s clears both."},
+    {"refresh-nodes", cmd_refresh_nodes, NULL, "", 0, 0,
+     "refresh-nodes          re-read the namenode's hosts and exclude files (root only)",
+     "The namenode reads its include file (hosts) and exclude file (hosts_exclude) again,\n"
+     "as HDFS's 'dfsadmin -refreshNodes': a datanode the include file does not name is\n"
+     "refused (from its next heartbeat; an empty or unset include file refuses none), one\n"
+     "the exclude file names is decommissioned, one no longer named there returns to\n"
+     "service. A file with a bad line changes nothing; the error names the line."},
+    {"count", cmd_count, NULL, "q", 1, 1000,
+     "count [-q] PATH...     directories, files and bytes under PATH (-q: with quotas)",
+     "Columns as HDFS's 'hdfs dfs -count': DIR_COUNT FILE_COUNT CONTENT_SIZE PATHNAME;\n"
+     "with -q first QUOTA REM_QUOTA SPACE_QUOTA REM_SPACE_QUOTA ('none' and 'inf' where\n"
+     "PATH has no quota). DIR_COUNT counts PATH itself."},
 };
 
 static void usage(FILE *out)
@@ -2680,6 +3032,12 @@ int main(int argc, char **argv)
 			cmd = &commands[i];
 	if (!cmd)
 		return usage_error("unknown command '%s'", argv[0]);
+	if (argc >= 2 && !strcmp(argv[1], "--help")) {
+		printf("usage: caudal %s\n", cmd->usage);
+		if (cmd->help)
+			printf("\n%s\n", cmd->help);
+		return 0;
+	}
 
 	cdl_rpc_global_init();
 	if (cmd->raw) {

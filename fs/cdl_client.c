@@ -56,6 +56,10 @@ static const char *const nn_method_names[CDL_NN_NMETHODS] = {
     [CDL_NN_UpdatePipeline] = "UpdatePipeline",
     [CDL_NN_Decommission] = "Decommission",
     [CDL_NN_Mknod] = "Mknod",
+    [CDL_NN_SetQuota] = "SetQuota",
+    [CDL_NN_GetQuota] = "GetQuota",
+    [CDL_NN_Trash] = "Trash",
+    [CDL_NN_RefreshNodes] = "RefreshNodes",
 };
 
 struct cdl_client {

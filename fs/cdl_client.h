@@ -49,6 +49,10 @@ enum cdl_nn_method {
 	CDL_NN_UpdatePipeline,
 	CDL_NN_Decommission,
 	CDL_NN_Mknod,
+	CDL_NN_SetQuota,
+	CDL_NN_GetQuota,
+	CDL_NN_Trash,
+	CDL_NN_RefreshNodes,
 	CDL_NN_NMETHODS
 };
 

@@ -668,7 +668,23 @@ static void do_delete(fuse_req_t req, fuse_ino_t parent, const char *name, uint3
 	}
 	mnt_dcache_forget(&m->dc, parent);
 	mnt_acache_inval_entry(&m->ac, parent, name);
-	int rc = mnt_call_status(m, CDL_NN_Delete, &rq.base);
+	int rc = 1;
+	if (m->opts->trash && kind == 1) {
+		/* -o trash: an unlinked file goes to the caller's trash (the
+		 * namenode says when it keeps none, or the file is in it) */
+		Caudal__TrashRequest tq = CAUDAL__TRASH_REQUEST__INIT;
+		tq.target = &t;
+		tq.cred = &cred.c;
+		tq.kind = kind;
+		Caudal__TrashReply *tr;
+		rc = mnt_call(m, CDL_NN_Trash, &tq.base, (ProtobufCMessage **)&tr);
+		if (rc == 0) {
+			rc = tr->moved ? 0 : 1;
+			protobuf_c_message_free_unpacked(&tr->base, NULL);
+		}
+	}
+	if (rc == 1)
+		rc = mnt_call_status(m, CDL_NN_Delete, &rq.base);
 	if (rc == -ENOTEMPTY && kind == 2 && wait_hidden(m))
 		rc = mnt_call_status(m, CDL_NN_Delete, &rq.base);
 	mnt_dcache_forget(&m->dc, parent);
@@ -730,9 +746,43 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	fuse_reply_err(req, EPERM); /* HDFS has no hard links */
 }
 
+/* statfs(2) names the inode it was called on (df DIR): inside a
+ * directory with quotas, or under one, the nearest quota'd directory's
+ * quotas are the size and the free room shown (as CephFS shows its quotas),
+ * the space quota in the raw bytes it counts (times replication), never
+ * more free than the cluster has. */
+static void statfs_quota(struct mnt *m, fuse_req_t req, fuse_ino_t ino, struct statvfs *sv)
+{
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	struct mnt_cred cred;
+	Caudal__QuotaRequest rq = CAUDAL__QUOTA_REQUEST__INIT;
+	t.ino = ino;
+	mnt_cred(req, &cred);
+	rq.target = &t;
+	rq.cred = &cred.c;
+	rq.nearest = true;
+	Caudal__QuotaReply *rep;
+	if (mnt_call(m, CDL_NN_GetQuota, &rq.base, (ProtobufCMessage **)&rep) != 0)
+		return; /* the cluster's figures stand */
+	if (rep->ds_quota >= 0) {
+		uint64_t q = (uint64_t)rep->ds_quota;
+		uint64_t left = rep->ds_used < q ? q - rep->ds_used : 0;
+		sv->f_blocks = q / STATFS_FRSIZE;
+		if (left / STATFS_FRSIZE < sv->f_bfree)
+			sv->f_bfree = left / STATFS_FRSIZE;
+		sv->f_bavail = sv->f_bfree;
+	}
+	if (rep->ns_quota >= 0) {
+		uint64_t q = (uint64_t)rep->ns_quota;
+		sv->f_files = q;
+		sv->f_ffree = rep->ns_used < q ? q - rep->ns_used : 0;
+		sv->f_favail = sv->f_ffree;
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+}
+
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	(void)ino;
 	struct mnt *m = mnt_of(req);
 	Caudal__Empty rq = CAUDAL__EMPTY__INIT;
 	Caudal__StatfsReply *rep;
@@ -753,6 +803,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_files = rep->files + sv.f_ffree;
 	sv.f_namemax = CDL_NAME_MAX;
 	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	statfs_quota(m, req, ino, &sv);
 	fuse_reply_statfs(req, &sv);
 }
 

@@ -65,6 +65,8 @@ static const struct opt_def opt_tab[] = {
     {"noallow_other", K_CLEAR, F(allow_other), 0, 0,
      "only the user running the mount may use it (default for other users)"},
     {"ro", K_SET, F(ro), 0, 0, "read-only mount"},
+    {"trash", K_SET, F(trash), 0, 0,
+     "unlink moves a file to /user/NAME/.Trash/Current when the namenode keeps a trash"},
     {"rw", K_CLEAR, F(ro), 0, 0, "read-write mount (default)"},
     {"default_permissions", K_IGNORE, 0, 0, 0, NULL},
     {"nosuid", K_FUSE, 0, 0, 0, NULL},

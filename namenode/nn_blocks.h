@@ -26,6 +26,7 @@ typedef struct nn_dn {
 	bool alive;
 	bool decommissioning;
 	bool decommissioned;	/* drained: safe to stop */
+	bool by_hosts;		/* decommissioning because the exclude file names it */
 	uint64_t decom_pending; /* its replicas still short of copies elsewhere */
 	uint32_t nblocks;
 	nn_cmd *cmds, *cmds_tail; /* queued for the next heartbeat */

@@ -25,7 +25,16 @@ typedef struct chk_ino {
 	uint64_t seen_entries, seen_subdirs; /* counted from 'D' records */
 	uint32_t reached;		     /* 'D' records naming this inode */
 	uint8_t rooted;			     /* 0 unknown, 1 reaches the root, 2 does not */
+	uint64_t space;			     /* what it counts against space quotas */
+	int64_t quota;			     /* its index in chk.quotas, -1: none */
 } chk_ino;
+
+/* A 'Q' record and the usage counted for it. */
+typedef struct chk_quota {
+	uint64_t ino;
+	Caudal__QuotaRec rec;
+	uint64_t ns, ds;
+} chk_quota;
 
 /* One block as an inode record lists it. */
 typedef struct chk_blk {
@@ -44,6 +53,8 @@ typedef struct chk {
 	size_t nblks, capblks;
 	uint64_t map_blocks, map_reported;
 	uint64_t inline_files, inline_bytes;
+	chk_quota *quotas;
+	size_t nquotas;
 } chk;
 
 /* Record one violation (listed while under max_lines, always counted). */
@@ -132,6 +143,25 @@ static void check_inline(chk *c, const Caudal__InodeRec *r, uint64_t kino)
 		    r->n_blocks, r->lease[0] ? "" : " while closed");
 }
 
+/* What a file counts against space quotas, as nn_ns.c's file_space
+ * counts it: inline bytes and stored blocks, the last one at the full
+ * block size while the file is open, times the replication. */
+static uint64_t rec_space(const Caudal__InodeRec *r)
+{
+	if (!S_ISREG(r->mode))
+		return 0;
+	uint64_t s = r->inline_data.len;
+	for (size_t i = 0; i < r->n_blocks; i++) {
+		if (!r->blocks[i]->id)
+			continue;
+		uint64_t l = r->blocks[i]->length;
+		if (r->lease[0] && i + 1 == r->n_blocks && l < r->block_size)
+			l = r->block_size;
+		s += l;
+	}
+	return s * r->replication;
+}
+
 /* Every 'I' record: decodable, keyed by its own id, ids below the stored
  * next ids; its blocks collected for the block-map comparison. */
 static void scan_inodes(chk *c, const Caudal__MetaRec *m)
@@ -166,7 +196,9 @@ static void scan_inodes(chk *c, const Caudal__MetaRec *m)
 			       .name = xstrdup(r->name),
 			       .mode = r->mode,
 			       .subdirs = r->subdirs,
-			       .entries = r->entries};
+			       .entries = r->entries,
+			       .space = rec_space(r),
+			       .quota = -1};
 		if (!S_ISREG(r->mode) && r->n_blocks)
 			bad(c, "inode %" PRIu64 ": not a file but lists %zu blocks", kino,
 			    r->n_blocks);
@@ -298,6 +330,86 @@ static void check_tree(chk *c)
 	}
 }
 
+/* Every 'Q' record names a directory in the tree, and its usage is what
+ * the tree holds under it (the directory included) and what the namenode
+ * keeps in memory. */
+static void check_quotas(chk *c)
+{
+	nn_iter *it = nn_iter_new(c->ns->st, "Q", 1, "Q", 1);
+	size_t cap = 0;
+	for (; nn_iter_valid(it); nn_iter_next(it)) {
+		size_t kl, vl;
+		const char *k = nn_iter_key(it, &kl);
+		const char *v = nn_iter_value(it, &vl);
+		Caudal__QuotaRec *r =
+		    kl == 9 ? caudal__quota_rec__unpack(NULL, vl, (const uint8_t *)v) : NULL;
+		if (!r) {
+			bad(c, "a quota record (key of %zu bytes) is undecodable", kl);
+			continue;
+		}
+		if (c->nquotas == cap) {
+			cap = cap ? 2 * cap : 16;
+			c->quotas = xrealloc(c->quotas, cap * sizeof(chk_quota));
+		}
+		chk_quota *q = &c->quotas[c->nquotas++];
+		q->ino = cdl_get_be64((const uint8_t *)k + 1);
+		q->rec = *r;
+		q->ns = q->ds = 0;
+		caudal__quota_rec__free_unpacked(r, NULL);
+		chk_ino *d = ino_find(c, q->ino);
+		if (!d || !S_ISDIR(d->mode) || !rooted(c, d))
+			bad(c, "quota of inode %" PRIu64 ": not a directory in the tree", q->ino);
+		else
+			d->quota = (int64_t)(c->nquotas - 1);
+		if (q->rec.ns_quota < -1 || q->rec.ns_quota == 0 || q->rec.ds_quota < -1 ||
+		    q->rec.ds_quota == 0 || (q->rec.ns_quota < 0 && q->rec.ds_quota < 0))
+			bad(c,
+			    "quota of inode %" PRIu64 ": names %" PRId64 ", bytes %" PRId64
+			    " is not a quota",
+			    q->ino, q->rec.ns_quota, q->rec.ds_quota);
+	}
+	nn_iter_free(it);
+	if (!c->nquotas && !c->ns->nquotas)
+		return;
+	/* every inode in the tree counts for each quota'd directory above it */
+	for (size_t i = 0; i < c->ninos; i++) {
+		chk_ino *n = &c->inos[i];
+		if (!rooted(c, n))
+			continue;
+		chk_ino *cur = n;
+		for (size_t steps = 0; steps <= c->ninos && cur; steps++) {
+			if (cur->quota >= 0) {
+				c->quotas[cur->quota].ns++;
+				c->quotas[cur->quota].ds += n->space;
+			}
+			if (cur->ino == ROOT_INO)
+				break;
+			cur = ino_find(c, cur->parent);
+		}
+	}
+	if (c->nquotas != c->ns->nquotas)
+		bad(c, "%zu quota records, the namenode keeps %zu quotas", c->nquotas,
+		    c->ns->nquotas);
+	for (size_t i = 0; i < c->nquotas; i++) {
+		chk_quota *q = &c->quotas[i];
+		if (q->rec.ns_used != q->ns || q->rec.ds_used != q->ds)
+			bad(c,
+			    "quota of directory %" PRIu64 ": records %" PRIu64 " names and %" PRIu64
+			    " bytes used, the tree under it holds %" PRIu64 " and %" PRIu64,
+			    q->ino, q->rec.ns_used, q->rec.ds_used, q->ns, q->ds);
+		const nn_quota *m = NULL;
+		for (size_t j = 0; j < c->ns->nquotas; j++)
+			if (c->ns->quotas[j].ino == q->ino)
+				m = &c->ns->quotas[j];
+		if (!m || m->nsq != q->rec.ns_quota || m->dsq != q->rec.ds_quota ||
+		    m->nsu != q->rec.ns_used || m->dsu != q->rec.ds_used)
+			bad(c,
+			    "quota of directory %" PRIu64 ": the namenode's copy differs from "
+			    "its record",
+			    q->ino);
+	}
+}
+
 /* Each block map entry against the records' blocks (sorted by id). */
 static void check_map_entry(nn_blk *k, void *arg)
 {
@@ -372,6 +484,7 @@ int nn_check_run(nn_ns *ns, size_t max_lines, nn_check_report *r)
 		scan_inodes(&c, m);
 		scan_dirents(&c);
 		check_tree(&c);
+		check_quotas(&c);
 		check_blocks(&c);
 		if (c.ninos != ns->inodes)
 			bad(&c, "%zu inode records, the namenode counts %" PRIu64, c.ninos,
@@ -405,6 +518,7 @@ int nn_check_run(nn_ns *ns, size_t max_lines, nn_check_report *r)
 	}
 	free(c.inos);
 	free(c.blks);
+	free(c.quotas);
 	if (rc < 0) {
 		free(body);
 		return rc;

@@ -64,6 +64,8 @@ static struct {
 	char *restore;
 	char *exports;
 	char *jobs_url;
+	int64_t trash_interval, trash_interval_s;
+	char *hosts, *hosts_exclude;
 	bool check;
 	cdl_sec_cfg sec;
 } cfg;
@@ -124,6 +126,14 @@ static const cdl_cfg_key keys[] = {
      "checkpointer: checkpoints kept"},
     {"restore", CDL_CFG_STR, &cfg.restore, "", 0, 0,
      "copy this checkpoint folder into an empty --dir and exit"},
+    {"trash_interval", CDL_CFG_INT, &cfg.trash_interval, "0", 0, 5256000,
+     "minutes a removed entry stays in /user/NAME/.Trash (HDFS's fs.trash.interval; 0 = off)"},
+    {"trash_interval_s", CDL_CFG_INT, &cfg.trash_interval_s, "0", 0, 315360000,
+     "the same in seconds, for tests and short-lived clusters (wins when set)"},
+    {"hosts", CDL_CFG_STR, &cfg.hosts, "", 0, 0,
+     "include file: only the datanodes it names may register (HDFS's dfs.hosts; '': any)"},
+    {"hosts_exclude", CDL_CFG_STR, &cfg.hosts_exclude, "", 0, 0,
+     "exclude file: the datanodes it names are decommissioned (HDFS's dfs.hosts.exclude)"},
     {"exports", CDL_CFG_STR, &cfg.exports, "", 0, 0,
      "exports file: which mounts may act for other users, ro, maproot (nn_exports.h)"},
     {"jobs_url", CDL_CFG_STR, &cfg.jobs_url, "", 0, 0,
@@ -201,6 +211,10 @@ static int step_namespace(void)
 	    .token_key_roll_ms = cfg.token_key_roll_ms,
 	    .encrypt_data = cfg.encrypt_data,
 	    .exports = cfg.exports,
+	    .hosts = cfg.hosts,
+	    .hosts_exclude = cfg.hosts_exclude,
+	    .trash_interval_ms =
+		cfg.trash_interval_s ? cfg.trash_interval_s * 1000 : cfg.trash_interval * 60000,
 	};
 	return nn_ns_open(&c, topo, &ns);
 }

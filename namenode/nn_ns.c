@@ -21,6 +21,7 @@
 #include "cdl_rpc.h"
 #include "cdl_util.h"
 #include "nn_exports.h"
+#include "nn_hosts.h"
 #include "nn_token.h"
 
 #define ROOT_INO	1
@@ -67,6 +68,7 @@ typedef struct nn_inode {
 	uint64_t version; /* directories: entries added or removed, ever */
 	uint8_t *inl;	  /* files: inline bytes (InodeRec.inline_data) */
 	size_t inl_len;
+	uint64_t q_space; /* files: file_space as last loaded or written (quota deltas) */
 } nn_inode;
 
 struct nn_lease {
@@ -113,6 +115,28 @@ static uint64_t inode_size(const nn_inode *n)
 	if (n->inl_len)
 		return n->inl_len;
 	return blocks_size(n);
+}
+
+/* Bytes a file counts against space quotas (docs/decisions.md, "Quotas"):
+ * its inline bytes and its stored blocks, times its replication; while a
+ * writer holds its lease, its last block counts at the full block size, as
+ * HDFS charges a block being written from its allocation. Holes store
+ * nothing and count nothing. Only the record's fields: nn_check recounts
+ * it the same way. */
+static uint64_t file_space(const nn_inode *n)
+{
+	if (!S_ISREG(n->mode))
+		return 0;
+	uint64_t s = n->inl_len;
+	for (size_t i = 0; i < n->nblocks; i++) {
+		if (!n->blocks[i].id)
+			continue;
+		uint64_t l = n->blocks[i].len;
+		if (n->lease && i + 1 == n->nblocks && l < n->bs)
+			l = n->bs;
+		s += l;
+	}
+	return s * n->repl;
 }
 
 static void inline_set(nn_inode *n, const uint8_t *data, size_t len)
@@ -193,14 +217,24 @@ static int inode_load(nn_ns *ns, uint64_t ino, nn_inode **out)
 	n->entries = r->entries;
 	inline_set(n, r->inline_data.data, r->inline_data.len);
 	caudal__inode_rec__free_unpacked(r, NULL);
+	n->q_space = file_space(n);
 	*out = n;
 	return 0;
 }
 
 /* ---------------------------------------------------------------- transactions */
 
+/* A change of a quota'd directory's usage in a transaction, or (drop)
+ * the removal of its quota with the directory. */
+struct nn_qdelta {
+	uint64_t ino;
+	int64_t dns, dds;
+	bool drop;
+};
+
 /* One namespace operation's writes, committed atomically by tx_commit. */
 typedef struct nn_tx {
+	nn_ns *ns;
 	nn_batch *b;
 	Caudal__Event ev;
 	bool has_event;
@@ -218,6 +252,12 @@ typedef struct nn_tx {
 	int64_t dinodes; /* inodes made less inodes removed: ns->inodes moves by it on commit */
 	int64_t dfiles, ddirs; /* the same for regular files and directories (/metrics) */
 	int64_t dinline_files, dinline_bytes; /* the same for inline files and bytes */
+	/* quota'd directories whose usage moves (checked, written and applied
+	 * by tx_commit) */
+	struct nn_qdelta *qd;
+	size_t nqd, capqd;
+	/* the last subtree counted for a move (a rename counts it once) */
+	uint64_t usage_ino, usage_ns, usage_ds;
 } nn_tx;
 
 /* A file's inline bytes go from was to now bytes in t. */
@@ -247,14 +287,17 @@ static void tx_doom_lease(nn_tx *t, uint64_t ino)
 	t->doomed_leases[t->nleases++] = ino;
 }
 
-static void tx_begin(nn_tx *t)
+static void tx_begin(nn_tx *t, nn_ns *ns)
 {
 	memset(t, 0, sizeof(*t));
+	t->ns = ns;
 	t->b = nn_batch_new();
 	caudal__event__init(&t->ev);
 }
 
-static void tx_put_inode(nn_tx *t, const nn_inode *n)
+static void tx_charge(nn_tx *t, uint64_t dir, int64_t dns, int64_t dds);
+
+static void tx_put_inode(nn_tx *t, nn_inode *n)
 {
 	Caudal__InodeRec r = CAUDAL__INODE_REC__INIT;
 	r.ino = n->ino;
@@ -309,6 +352,250 @@ static void tx_put_inode(nn_tx *t, const nn_inode *n)
 	free(rp);
 	free(xs);
 	free(xp);
+	if (S_ISREG(n->mode)) {
+		/* what the file now counts against its ancestors' space quotas */
+		uint64_t sp = file_space(n);
+		if (sp != n->q_space && n->parent)
+			tx_charge(t, n->parent, 0, (int64_t)(sp - n->q_space));
+		n->q_space = sp;
+	}
+}
+
+/* ---------------------------------------------------------------- quotas
+ * Each quota'd directory has a 'Q' record (QuotaRec) with its quotas and
+ * its usage, kept in ns->quotas too. A transaction that adds or removes
+ * inodes, or changes what a file counts (file_space), notes the change for
+ * every quota'd directory above it (tx_charge); tx_commit refuses it with
+ * EDQUOT when an increase passes a quota (decreases always pass, as in
+ * HDFS), writes the new usage in the same batch, and moves ns->quotas
+ * once the batch is written. With no quota anywhere none of this costs
+ * anything; with some, a change walks up its directory's ancestors. */
+
+static void key_quota(uint8_t k[9], uint64_t ino)
+{
+	k[0] = 'Q';
+	cdl_put_be64(k + 1, ino);
+}
+
+static nn_quota *quota_find(nn_ns *ns, uint64_t ino)
+{
+	size_t lo = 0, hi = ns->nquotas;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (ns->quotas[mid].ino == ino)
+			return &ns->quotas[mid];
+		if (ns->quotas[mid].ino < ino)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Sets (adds) q in ns->quotas, kept sorted by inode id. */
+static void quota_put(nn_ns *ns, const nn_quota *q)
+{
+	nn_quota *e = quota_find(ns, q->ino);
+	if (e) {
+		*e = *q;
+		return;
+	}
+	if (ns->nquotas == ns->capquotas) {
+		ns->capquotas = ns->capquotas ? 2 * ns->capquotas : 16;
+		ns->quotas = xrealloc(ns->quotas, ns->capquotas * sizeof(nn_quota));
+	}
+	size_t i = ns->nquotas;
+	while (i > 0 && ns->quotas[i - 1].ino > q->ino)
+		i--;
+	memmove(&ns->quotas[i + 1], &ns->quotas[i], (ns->nquotas - i) * sizeof(nn_quota));
+	ns->quotas[i] = *q;
+	ns->nquotas++;
+}
+
+static void quota_remove(nn_ns *ns, uint64_t ino)
+{
+	nn_quota *e = quota_find(ns, ino);
+	if (!e)
+		return;
+	size_t i = (size_t)(e - ns->quotas);
+	memmove(e, e + 1, (ns->nquotas - i - 1) * sizeof(nn_quota));
+	ns->nquotas--;
+}
+
+static void quota_rec_put(nn_batch *b, const nn_quota *q)
+{
+	Caudal__QuotaRec r = CAUDAL__QUOTA_REC__INIT;
+	r.ns_quota = q->nsq;
+	r.ds_quota = q->dsq;
+	r.ns_used = q->nsu;
+	r.ds_used = q->dsu;
+	uint8_t buf[64], k[9];
+	size_t len = caudal__quota_rec__pack(&r, buf);
+	key_quota(k, q->ino);
+	nn_batch_put(b, k, sizeof(k), buf, len);
+}
+
+static void tx_qdelta(nn_tx *t, uint64_t ino, int64_t dns, int64_t dds, bool drop)
+{
+	size_t i = 0;
+	while (i < t->nqd && t->qd[i].ino != ino)
+		i++;
+	if (i == t->nqd) {
+		if (t->nqd == t->capqd) {
+			t->capqd = t->capqd ? 2 * t->capqd : 4;
+			t->qd = xrealloc(t->qd, t->capqd * sizeof(*t->qd));
+		}
+		t->qd[t->nqd++] = (struct nn_qdelta){ino, 0, 0, false};
+	}
+	t->qd[i].dns += dns;
+	t->qd[i].dds += dds;
+	t->qd[i].drop |= drop;
+}
+
+/* The quota'd directories among dir and its ancestors, nearest first, in
+ * *out (the caller frees it); how many. A directory taken out of the tree
+ * (parent 0, being reaped) has none above it. */
+static size_t quota_chain(nn_ns *ns, uint64_t dir, uint64_t **out)
+{
+	*out = NULL;
+	if (!ns->nquotas)
+		return 0;
+	size_t n = 0;
+	uint64_t ino = dir;
+	for (int depth = 0; ino && depth < WALK_DEPTH_MAX; depth++) {
+		if (quota_find(ns, ino)) {
+			*out = xrealloc(*out, (n + 1) * sizeof(uint64_t));
+			(*out)[n++] = ino;
+		}
+		if (ino == ROOT_INO)
+			break;
+		nn_inode *p;
+		if (inode_load(ns, ino, &p) < 0)
+			break;
+		ino = p->parent;
+		inode_free(p);
+	}
+	return n;
+}
+
+/* Inodes (dns) and bytes (dds) added under directory dir in t. */
+static void tx_charge(nn_tx *t, uint64_t dir, int64_t dns, int64_t dds)
+{
+	if (!t->ns || !t->ns->nquotas || (!dns && !dds))
+		return;
+	uint64_t *chain;
+	size_t n = quota_chain(t->ns, dir, &chain);
+	for (size_t i = 0; i < n; i++)
+		tx_qdelta(t, chain[i], dns, dds, false);
+	free(chain);
+}
+
+struct usage {
+	uint64_t dirs, files, length, space;
+};
+static int subtree_count(nn_ns *ns, uint64_t top, bool quick, bool pause, struct usage *u);
+
+/* child (with everything under it) enters (sign 1) or leaves (-1) dir. */
+static void tx_charge_child(nn_tx *t, uint64_t dir, const nn_inode *child, int sign)
+{
+	nn_ns *ns = t->ns;
+	if (!ns || !ns->nquotas)
+		return;
+	uint64_t *chain;
+	size_t n = quota_chain(ns, dir, &chain);
+	if (!n)
+		return;
+	uint64_t cns = 1, cds = S_ISREG(child->mode) ? child->q_space : 0;
+	if (S_ISDIR(child->mode)) {
+		const nn_quota *q = quota_find(ns, child->ino);
+		if (q) {
+			cns = q->nsu;
+			cds = q->dsu;
+		} else if (child->entries && t->usage_ino == child->ino) {
+			cns = t->usage_ns;
+			cds = t->usage_ds;
+		} else if (child->entries) {
+			struct usage u = {0};
+			subtree_count(ns, child->ino, true, false, &u);
+			cns = u.dirs + u.files;
+			cds = u.space;
+			t->usage_ino = child->ino;
+			t->usage_ns = cns;
+			t->usage_ds = cds;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		tx_qdelta(t, chain[i], sign * (int64_t)cns, sign * (int64_t)cds, false);
+	free(chain);
+}
+
+static bool is_ancestor(nn_ns *ns, uint64_t anc, uint64_t ino);
+
+/* The quotas of top and of every directory under it go with them. */
+static void tx_drop_quotas(nn_tx *t, uint64_t top)
+{
+	nn_ns *ns = t->ns;
+	for (size_t i = 0; ns && i < ns->nquotas; i++)
+		if (ns->quotas[i].ino == top || is_ancestor(ns, top, ns->quotas[i].ino))
+			tx_qdelta(t, ns->quotas[i].ino, 0, 0, true);
+}
+
+/* EDQUOT when t would take a quota'd directory past a quota; else the new
+ * usage records go into t's batch. */
+static int tx_quota_write(nn_ns *ns, nn_tx *t)
+{
+	for (size_t i = 0; i < t->nqd; i++) {
+		const struct nn_qdelta *d = &t->qd[i];
+		const nn_quota *q = quota_find(ns, d->ino);
+		if (!q || d->drop)
+			continue;
+		if (d->dns > 0 && q->nsq >= 0 && q->nsu + (uint64_t)d->dns > (uint64_t)q->nsq) {
+			cdl_debug("name quota %" PRId64 " of directory inode %" PRIu64
+				  " exceeded: %" PRIu64 " + %" PRId64,
+				  q->nsq, q->ino, q->nsu, d->dns);
+			return -EDQUOT;
+		}
+		if (d->dds > 0 && q->dsq >= 0 && q->dsu + (uint64_t)d->dds > (uint64_t)q->dsq) {
+			cdl_debug("space quota %" PRId64 " of directory inode %" PRIu64
+				  " exceeded: %" PRIu64 " + %" PRId64,
+				  q->dsq, q->ino, q->dsu, d->dds);
+			return -EDQUOT;
+		}
+	}
+	for (size_t i = 0; i < t->nqd; i++) {
+		const struct nn_qdelta *d = &t->qd[i];
+		const nn_quota *q = quota_find(ns, d->ino);
+		if (!q)
+			continue;
+		if (d->drop) {
+			uint8_t k[9];
+			key_quota(k, d->ino);
+			nn_batch_del(t->b, k, sizeof(k));
+			continue;
+		}
+		nn_quota nq = *q;
+		nq.nsu = (uint64_t)((int64_t)nq.nsu + d->dns);
+		nq.dsu = (uint64_t)((int64_t)nq.dsu + d->dds);
+		quota_rec_put(t->b, &nq);
+	}
+	return 0;
+}
+
+/* t is written: ns->quotas moves as its records did. */
+static void tx_quota_apply(nn_ns *ns, nn_tx *t)
+{
+	for (size_t i = 0; i < t->nqd; i++) {
+		const struct nn_qdelta *d = &t->qd[i];
+		nn_quota *q = quota_find(ns, d->ino);
+		if (!q)
+			continue;
+		if (d->drop) {
+			quota_remove(ns, d->ino);
+			continue;
+		}
+		q->nsu = (uint64_t)((int64_t)q->nsu + d->dns);
+		q->dsu = (uint64_t)((int64_t)q->dsu + d->dds);
+	}
 }
 
 static void tx_del_inode(nn_tx *t, uint64_t ino)
@@ -416,10 +703,14 @@ static int tx_commit(nn_ns *ns, nn_tx *t)
 		if (first_txid <= old)
 			first_txid = old + 1;
 	}
-	meta_put(ns, t->b, txid, first_txid, inodes);
-	int rc = nn_store_write_tag(ns->st, t->b, txid);
+	int rc = tx_quota_write(ns, t);
+	if (rc == 0) {
+		meta_put(ns, t->b, txid, first_txid, inodes);
+		rc = nn_store_write_tag(ns->st, t->b, txid);
+	}
 	nn_batch_free(t->b);
 	if (rc == 0) {
+		tx_quota_apply(ns, t);
 		tx_unsynced = true;
 		ns->txid = txid;
 		ns->first_txid = first_txid;
@@ -443,6 +734,8 @@ static int tx_commit(nn_ns *ns, nn_tx *t)
 	free(t->doomed_blocks);
 	free(t->doomed_leases);
 	t->doomed_blocks = t->doomed_leases = NULL;
+	free(t->qd);
+	t->qd = NULL;
 	free(t->ev_path);
 	free(t->ev_dst);
 	t->b = NULL;
@@ -486,6 +779,8 @@ static void ns_synced(void *arg, uint64_t upto)
 
 static void tx_abort(nn_tx *t)
 {
+	free(t->qd);
+	t->qd = NULL;
 	free(t->doomed_blocks);
 	free(t->doomed_leases);
 	t->doomed_blocks = t->doomed_leases = NULL;
@@ -1129,6 +1424,7 @@ static void tx_dir_changed(nn_tx *t, const nn_inode *dir)
 
 static void link_child(nn_tx *t, nn_inode *dir, nn_inode *child)
 {
+	tx_charge_child(t, dir->ino, child, 1);
 	tx_put_dirent(t, dir->ino, child->name, child->ino);
 	dir->entries++;
 	dir->version++;
@@ -1140,6 +1436,7 @@ static void link_child(nn_tx *t, nn_inode *dir, nn_inode *child)
 
 static void unlink_child(nn_tx *t, nn_inode *dir, const nn_inode *child)
 {
+	tx_charge_child(t, dir->ino, child, -1);
 	tx_del_dirent(t, dir->ino, child->name);
 	dir->version++;
 	tx_dir_changed(t, dir);
@@ -1184,7 +1481,7 @@ static int mkdir_one(nn_ns *ns, nn_inode *parent, const char *name, uint32_t mod
 	if (rc < 0)
 		return rc;
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	nn_inode *n = inode_new(ns, parent->ino, name, S_IFDIR | (mode & 07777), cred, parent);
 	link_child(&t, parent, n);
 	tx_put_inode(&t, n);
@@ -1325,7 +1622,7 @@ H(Create)
 	rc = dirent_get(ns, parent->ino, name, &ino);
 	if (rc < 0 && rc != -ENOENT)
 		goto done;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	if (rc == 0) {
 		/* it exists: overwrite in place (O_TRUNC keeps the inode) */
 		if ((rc = inode_load(ns, ino, &n)) < 0)
@@ -1419,7 +1716,7 @@ static int make_leaf(nn_ns *ns, cdl_arena *a, const Caudal__Target *target,
 		goto out;
 	}
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	n = inode_new(ns, parent->ino, name, mode, cred, parent);
 	n->link = link ? xstrdup(link) : NULL;
 	n->rdev = rdev;
@@ -1583,6 +1880,8 @@ static void remove_leaf(nn_tx *t, nn_inode *dir, const nn_inode *child)
 		tx_doom_lease(t, child->ino);
 	tx_inline_delta(t, child->inl_len, 0);
 	unlink_child(t, dir, child);
+	if (S_ISDIR(child->mode) && t->ns && quota_find(t->ns, child->ino))
+		tx_qdelta(t, child->ino, 0, 0, true);
 	tx_del_inode(t, child->ino);
 	t->dinodes--;
 	t->dfiles -= S_ISREG(child->mode);
@@ -1641,6 +1940,78 @@ static nn_iter *walk_seek(nn_ns *ns, const struct walk_frame *f)
 		sl = 10 + al;
 	}
 	return nn_iter_new(ns->st, prefix, 9, start, sl);
+}
+
+/* Counts the subtree of directory top into u, top included: its
+ * directories, its other inodes (files, symlinks, special files), the
+ * bytes of its files and what they count against space quotas. With
+ * quick, a quota'd directory below top adds its kept usage (to dirs) and
+ * is not walked. With pause, ns->lock is let go every WALK_STEP entries
+ * (a summary, like HDFS's, is not a snapshot); without, the walk is one
+ * consistent count. 0, or -ELOOP past WALK_DEPTH levels. */
+static int subtree_count(nn_ns *ns, uint64_t top, bool quick, bool pause, struct usage *u)
+{
+	struct walk_frame *stack = xcalloc(WALK_DEPTH, sizeof(*stack));
+	size_t depth = 0;
+	unsigned budget = WALK_STEP;
+	int rc = 0;
+	stack[depth++] = (struct walk_frame){top, NULL};
+	u->dirs++;
+	while (depth && rc == 0) {
+		struct walk_frame *f = &stack[depth - 1];
+		nn_iter *it = walk_seek(ns, f);
+		bool descend = false;
+		for (; !descend && budget && nn_iter_valid(it); nn_iter_next(it)) {
+			size_t kl, vl;
+			const char *k = nn_iter_key(it, &kl);
+			const char *v = nn_iter_value(it, &vl);
+			if (kl <= 9 || kl - 9 > CDL_NAME_MAX)
+				continue;
+			free(f->after);
+			f->after = xstrndup(k + 9, kl - 9);
+			budget--;
+			nn_inode *c;
+			if (vl != 8 || inode_load(ns, cdl_get_be64((const uint8_t *)v), &c) < 0)
+				continue;
+			const nn_quota *q =
+			    quick && S_ISDIR(c->mode) ? quota_find(ns, c->ino) : NULL;
+			if (q) {
+				u->dirs += q->nsu;
+				u->space += q->dsu;
+			} else if (S_ISDIR(c->mode)) {
+				u->dirs++;
+				if (c->entries) {
+					if (depth == WALK_DEPTH)
+						rc = -ELOOP;
+					else
+						stack[depth++] = (struct walk_frame){c->ino, NULL};
+					descend = true;
+				}
+			} else {
+				u->files++;
+				if (S_ISREG(c->mode)) {
+					u->length += inode_size(c);
+					u->space += file_space(c);
+				}
+			}
+			inode_free(c);
+		}
+		bool done = !descend && budget && !nn_iter_valid(it);
+		nn_iter_free(it);
+		if (done) {
+			free(stack[depth - 1].after);
+			depth--;
+		}
+		if (!budget) {
+			if (pause)
+				walk_pause(ns);
+			budget = WALK_STEP;
+		}
+	}
+	while (depth)
+		free(stack[--depth].after);
+	free(stack);
+	return rc;
 }
 
 /* May cred empty every directory under top (write and search on each
@@ -1727,7 +2098,7 @@ static int reap(nn_ns *ns, uint64_t top, unsigned steps)
 	stack[depth++] = (struct walk_frame){top, NULL};
 	while (depth && rc == 0 && steps--) {
 		nn_tx t;
-		tx_begin(&t);
+		tx_begin(&t, ns);
 		for (unsigned budget = WALK_STEP; depth && budget;) {
 			struct walk_frame *f = &stack[depth - 1];
 			nn_iter *it = walk_seek(ns, f);
@@ -1840,9 +2211,10 @@ static int reap_pending(nn_ns *ns)
 static int detach_and_reap(nn_ns *ns, nn_inode *parent, nn_inode *n)
 {
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_UNLINK, n, NULL);
 	unlink_child(&t, parent, n);
+	tx_drop_quotas(&t, n->ino);
 	tx_put_inode(&t, parent);
 	n->parent = 0; /* no walk up from inside it reaches the root now */
 	tx_put_inode(&t, n);
@@ -1892,7 +2264,7 @@ static int delete_entry(nn_ns *ns, const Caudal__DeleteRequest *req, const Cauda
 		goto done;
 	}
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_UNLINK, n, NULL);
 	remove_leaf(&t, parent, n);
 	tx_put_inode(&t, parent);
@@ -1977,7 +2349,7 @@ H(Rename)
 	rc = dirent_get(ns, dp->ino, dname, &oino);
 	if (rc < 0 && rc != -ENOENT)
 		goto done;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	if (rc == 0) {
 		if (req->noreplace) {
 			rc = -EEXIST;
@@ -2040,6 +2412,470 @@ out:
 	inode_free(old);
 	free(sname);
 	free(dname);
+}
+
+/* ---------------------------------------------------------------- trash
+ * HDFS's trash, with the move done by the namenode (one place for the CLI
+ * and the mount, which knows no paths) and the emptier in the namenode, as
+ * HDFS's: a removal moves the entry to /user/NAME/.Trash/Current/<its
+ * path>; every trash_interval Current becomes a checkpoint named by the
+ * time (yymmddHHMMSS, UTC) and checkpoints older than trash_interval go.
+ * The folders are made as needed, 0700 and owned by the user (/user itself
+ * root's, 0755); the move itself is a Rename with the caller's rights. */
+
+/* The name uid has on the namenode's host, else the uid in decimal. */
+static void user_name_of(uint32_t uid, char *buf, size_t n)
+{
+	struct passwd pw, *pp = NULL;
+	char tmp[4096];
+	if (getpwuid_r(uid, &pw, tmp, sizeof(tmp), &pp) == 0 && pp && pp->pw_name[0] &&
+	    strlen(pp->pw_name) <= NN_MAX_ID && !strchr(pp->pw_name, '/') &&
+	    strcmp(pp->pw_name, ".") && strcmp(pp->pw_name, ".."))
+		snprintf(buf, n, "%s", pp->pw_name);
+	else
+		snprintf(buf, n, "%u", uid);
+}
+
+/* Directory name in dir, made if missing as uid:gid with mode, without
+ * the caller's permission checks (the trash's own folders). ns->lock held. */
+static int trash_dir(nn_ns *ns, nn_inode *dir, const char *name, uint32_t uid, uint32_t gid,
+		     uint32_t mode, nn_inode **out)
+{
+	uint64_t ino;
+	*out = NULL;
+	int rc = dirent_get(ns, dir->ino, name, &ino);
+	if (rc == 0) {
+		if ((rc = inode_load(ns, ino, out)) == 0 && !S_ISDIR((*out)->mode)) {
+			inode_free(*out);
+			*out = NULL;
+			rc = -ENOTDIR;
+		}
+		return rc;
+	}
+	if (rc != -ENOENT)
+		return rc;
+	Caudal__Cred c = CAUDAL__CRED__INIT;
+	c.uid = uid;
+	c.gid = gid;
+	nn_tx t;
+	tx_begin(&t, ns);
+	nn_inode *n = inode_new(ns, dir->ino, name, S_IFDIR | mode, &c, NULL);
+	link_child(&t, dir, n);
+	tx_put_inode(&t, n);
+	tx_put_inode(&t, dir);
+	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_MKDIR, n, NULL);
+	t.dinodes = 1;
+	if ((rc = tx_commit(ns, &t)) < 0) {
+		inode_free(n);
+		return rc;
+	}
+	*out = n;
+	return 0;
+}
+
+/* In-process calls of the handlers below, as the caller of this thread's
+ * request (or, with no request, root: the emptier). */
+static int call_rename(nn_ns *ns, Caudal__RenameRequest *rq)
+{
+	Caudal__Status st = CAUDAL__STATUS__INIT;
+	cdl_arena a;
+	cdl_arena_init(&a);
+	h_Rename(ns, &rq->base, &st.base, &a);
+	cdl_arena_release(&a);
+	return -(int)st.err;
+}
+
+static int call_delete(nn_ns *ns, const char *path, Caudal__Cred *cred)
+{
+	Caudal__DeleteRequest rq = CAUDAL__DELETE_REQUEST__INIT;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__Status st = CAUDAL__STATUS__INIT;
+	t.path = (char *)path;
+	rq.target = &t;
+	rq.recursive = true;
+	rq.cred = cred;
+	cdl_arena a;
+	cdl_arena_init(&a);
+	h_Delete(ns, &rq.base, &st.base, &a);
+	cdl_arena_release(&a);
+	return -(int)st.err;
+}
+
+/* Make the folders of path's trash copy (ns->lock held) and pick its
+ * name there: *dir and *name (the caller frees them). */
+static int trash_target(nn_ns *ns, const char *user, const Caudal__Cred *cred, const char *path,
+			nn_inode **dir, char **name)
+{
+	static const char *const top[] = {"user", NULL, ".Trash", "Current"};
+	nn_inode *cur = NULL, *next = NULL;
+	int rc = inode_load(ns, ROOT_INO, &cur);
+	for (int i = 0; rc == 0 && i < 4; i++) {
+		bool usr = i > 0;
+		rc = trash_dir(ns, cur, top[i] ? top[i] : user, usr ? cred->uid : 0,
+			       usr ? cred->gid : 0, usr ? 0700 : 0755, &next);
+		inode_free(cur);
+		cur = next;
+	}
+	char *p = xstrdup(path), *save = NULL, *last = strrchr(p, '/');
+	*last = '\0';
+	for (char *c = strtok_r(p, "/", &save); rc == 0 && c; c = strtok_r(NULL, "/", &save)) {
+		rc = trash_dir(ns, cur, c, cred->uid, cred->gid, 0700, &next);
+		inode_free(cur);
+		cur = next;
+	}
+	if (rc == 0) {
+		/* a name taken there already: add the time, as HDFS does */
+		uint64_t ino;
+		const char *base = path + (last - p) + 1;
+		if (dirent_get(ns, cur->ino, base, &ino) == 0)
+			*name =
+			    xasprintf("%.200s.%lld", base, (long long)(cdl_wall_ns() / 1000000));
+		else
+			*name = xstrdup(base);
+		*dir = cur;
+	} else {
+		inode_free(cur);
+	}
+	free(p);
+	return rc;
+}
+
+H(Trash)
+{
+	nn_ns *ns = ctx;
+	const Caudal__TrashRequest *req = (const void *)req_;
+	Caudal__TrashReply *rep = (void *)rep_;
+	const Caudal__Cred *cred = cred_of(req->cred);
+	nn_inode *parent = NULL, *n = NULL, *dir = NULL;
+	char *name = NULL, *path = NULL, *troot = NULL, *dname = NULL;
+	char user[NN_MAX_ID + 1];
+	int rc = 0;
+	bool locked = true;
+	rep->interval_ms = (uint64_t)ns->conf.trash_interval_ms;
+	pthread_mutex_lock(&ns->lock);
+	if (mutation_blocked(ns, &rep->err))
+		goto out;
+	if (cred == &denied_cred) {
+		rc = -EACCES;
+		goto done;
+	}
+	if (ns->conf.trash_interval_ms <= 0)
+		goto done; /* off: not moved, the caller deletes */
+	user_name_of(cred->uid, user, sizeof(user));
+	troot = xasprintf("/user/%s/.Trash", user);
+	if (req->expunge) {
+		ns_unlock(ns);
+		locked = false;
+		rc = call_delete(ns, troot, req->cred);
+		if (rc == -ENOENT)
+			rc = 0; /* nothing to empty */
+		rep->moved = rc == 0;
+		rep->path = cdl_arena_strdup(a, troot);
+		goto done;
+	}
+	uint64_t ino;
+	if ((rc = resolve_parent(ns, req->target, cred, &parent, &name)) < 0 ||
+	    (rc = dirent_get(ns, parent->ino, name, &ino)) < 0 ||
+	    (rc = inode_load(ns, ino, &n)) < 0)
+		goto done;
+	if (req->kind == 1 && S_ISDIR(n->mode)) {
+		rc = -EISDIR;
+		goto done;
+	}
+	if (req->kind == 2 && !S_ISDIR(n->mode)) {
+		rc = -ENOTDIR;
+		goto done;
+	}
+	path = inode_path(ns, n);
+	size_t tl = strlen(troot), pl = strlen(path);
+	if (!strncmp(path, troot, tl) && (path[tl] == '/' || !path[tl]))
+		goto done; /* in the trash already: deleted for good, as in HDFS */
+	if (!strncmp(troot, path, pl) && troot[pl] == '/') {
+		rc = -EXDEV; /* it holds the trash: the caller says what to do */
+		goto done;
+	}
+	if ((rc = trash_target(ns, user, cred, path, &dir, &dname)) < 0)
+		goto done;
+	ns_unlock(ns);
+	locked = false;
+	Caudal__RenameRequest rq = CAUDAL__RENAME_REQUEST__INIT;
+	Caudal__Target dst = CAUDAL__TARGET__INIT;
+	dst.parent = dir->ino;
+	dst.name = dname;
+	rq.src = req->target;
+	rq.dst = &dst;
+	rq.noreplace = true;
+	rq.cred = req->cred;
+	if ((rc = call_rename(ns, &rq)) == 0) {
+		char *d = strrchr(path, '/');
+		*d = '\0';
+		rep->moved = true;
+		rep->path = cdl_arena_alloc(a, strlen(troot) + strlen(path) + strlen(dname) + 16);
+		sprintf(rep->path, "%s/Current%s/%s", troot, path, dname);
+	}
+done:
+	rep->err = err_of(rc);
+out:
+	if (locked)
+		ns_unlock(ns);
+	inode_free(parent);
+	inode_free(n);
+	inode_free(dir);
+	free(name);
+	free(path);
+	free(troot);
+	free(dname);
+}
+
+/* A checkpoint's name: the UTC time it was made, yymmddHHMMSS, and a
+ * "-N" when two were made in the same second. -1 when name is not one. */
+static int64_t trash_stamp(const char *name)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *end = strptime(name, "%y%m%d%H%M%S", &tm);
+	if (!end || end != name + 12 || (*end && (*end != '-' || !end[1])))
+		return -1;
+	return (int64_t)timegm(&tm);
+}
+
+/* One round of the emptier (HDFS's Trash Emptier): for each /user/NAME,
+ * .Trash/Current becomes a checkpoint and checkpoints older than the
+ * interval go. Runs as root, from nn_ns_tick, without ns->lock. */
+static void trash_tick(nn_ns *ns)
+{
+	int64_t iv = ns->conf.trash_interval_ms, now = cdl_now_ms();
+	if (iv <= 0)
+		return;
+	if (!ns->trash_next_ms || now < ns->trash_next_ms) {
+		if (!ns->trash_next_ms)
+			ns->trash_next_ms = now + iv;
+		return;
+	}
+	ns->trash_next_ms = now + iv;
+	char **homes = NULL;
+	size_t nhomes = 0;
+	uint64_t uino;
+	pthread_mutex_lock(&ns->lock);
+	if (!ns->safemode && dirent_get(ns, ROOT_INO, "user", &uino) == 0) {
+		struct walk_frame f = {uino, NULL};
+		nn_iter *it = walk_seek(ns, &f);
+		for (; nn_iter_valid(it); nn_iter_next(it)) {
+			size_t kl;
+			const char *k = nn_iter_key(it, &kl);
+			if (kl <= 9 || kl - 9 > CDL_NAME_MAX)
+				continue;
+			homes = xrealloc(homes, (nhomes + 1) * sizeof(char *));
+			homes[nhomes++] = xstrndup(k + 9, kl - 9);
+		}
+		nn_iter_free(it);
+	}
+	pthread_mutex_unlock(&ns->lock);
+	int64_t wall = cdl_wall_ns() / 1000000000;
+	for (size_t h = 0; h < nhomes; h++) {
+		char *troot = xasprintf("/user/%s/.Trash", homes[h]);
+		char **ents = NULL;
+		size_t nents = 0;
+		bool current = false;
+		nn_inode *d = NULL;
+		pthread_mutex_lock(&ns->lock);
+		if (walk(ns, troot, &root_cred, false, &d, NULL, NULL) == 0 && S_ISDIR(d->mode)) {
+			struct walk_frame f = {d->ino, NULL};
+			nn_iter *it = walk_seek(ns, &f);
+			for (; nn_iter_valid(it); nn_iter_next(it)) {
+				size_t kl;
+				const char *k = nn_iter_key(it, &kl);
+				if (kl <= 9 || kl - 9 > CDL_NAME_MAX)
+					continue;
+				char *e = xstrndup(k + 9, kl - 9);
+				if (!strcmp(e, "Current")) {
+					current = true;
+					free(e);
+					continue;
+				}
+				ents = xrealloc(ents, (nents + 1) * sizeof(char *));
+				ents[nents++] = e;
+			}
+			nn_iter_free(it);
+		}
+		inode_free(d);
+		pthread_mutex_unlock(&ns->lock);
+		for (size_t i = 0; i < nents; i++) {
+			int64_t t = trash_stamp(ents[i]);
+			if (t >= 0 && (wall - t) * 1000 >= iv) {
+				char *p = xasprintf("%s/%s", troot, ents[i]);
+				int rc = call_delete(ns, p, NULL);
+				if (rc < 0)
+					cdl_warn("trash: cannot remove checkpoint '%s': %s", p,
+						 strerror(-rc));
+				else
+					cdl_info("trash: removed checkpoint '%s'", p);
+				free(p);
+			}
+			free(ents[i]);
+		}
+		if (current) {
+			char stamp[32];
+			time_t tt = (time_t)wall;
+			struct tm tm;
+			gmtime_r(&tt, &tm);
+			snprintf(stamp, sizeof(stamp), "%02d%02d%02d%02d%02d%02d", tm.tm_year % 100,
+				 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+			Caudal__RenameRequest rq = CAUDAL__RENAME_REQUEST__INIT;
+			Caudal__Target src = CAUDAL__TARGET__INIT, dst = CAUDAL__TARGET__INIT;
+			char *sp = xasprintf("%s/Current", troot), *dp = NULL;
+			int rc = -EEXIST;
+			for (int k = 0; k < 10 && rc == -EEXIST; k++) {
+				free(dp);
+				dp = k ? xasprintf("%s/%s-%d", troot, stamp, k)
+				       : xasprintf("%s/%s", troot, stamp);
+				src.path = sp;
+				dst.path = dp;
+				rq.src = &src;
+				rq.dst = &dst;
+				rq.noreplace = true;
+				rc = call_rename(ns, &rq);
+			}
+			if (rc < 0)
+				cdl_warn("trash: cannot checkpoint '%s': %s", sp, strerror(-rc));
+			else
+				cdl_info("trash: checkpoint '%s'", dp);
+			free(sp);
+			free(dp);
+		}
+		free(ents);
+		free(troot);
+		free(homes[h]);
+	}
+	free(homes);
+}
+
+/* Quotas of a directory (HDFS's dfsadmin -setQuota, -setSpaceQuota and
+ * their -clr forms): root only. A new quota starts from a count of the
+ * subtree under the lock (quota'd directories below add their kept
+ * usage); a quota below the usage is accepted, as in HDFS, and only
+ * refuses what would add more. */
+H(SetQuota)
+{
+	nn_ns *ns = ctx;
+	const Caudal__SetQuotaRequest *req = (const void *)req_;
+	Caudal__Status *rep = (void *)rep_;
+	const Caudal__Cred *cred = cred_of(req->cred);
+	nn_inode *n = NULL;
+	int rc;
+	(void)a;
+	pthread_mutex_lock(&ns->lock);
+	if (mutation_blocked(ns, &rep->err))
+		goto out;
+	if (cred->uid != 0) {
+		rc = -EPERM;
+		goto done;
+	}
+	if ((!req->set_ns && !req->set_ds) ||
+	    (req->set_ns && req->ns_quota != -1 && req->ns_quota < 1) ||
+	    (req->set_ds && req->ds_quota != -1 && req->ds_quota < 1)) {
+		rc = -EINVAL;
+		goto done;
+	}
+	if ((rc = resolve(ns, req->target, cred, &n)) < 0)
+		goto done;
+	if (!S_ISDIR(n->mode)) {
+		rc = -ENOTDIR;
+		goto done;
+	}
+	const nn_quota *old = quota_find(ns, n->ino);
+	nn_quota q = {n->ino, -1, -1, 0, 0};
+	if (old) {
+		q = *old;
+	} else {
+		struct usage u = {0};
+		if ((rc = subtree_count(ns, n->ino, true, false, &u)) < 0)
+			goto done;
+		q.nsu = u.dirs + u.files;
+		q.dsu = u.space;
+	}
+	if (req->set_ns)
+		q.nsq = req->ns_quota;
+	if (req->set_ds)
+		q.dsq = req->ds_quota;
+	nn_tx t;
+	tx_begin(&t, ns);
+	bool none = q.nsq < 0 && q.dsq < 0;
+	if (none) {
+		uint8_t k[9];
+		key_quota(k, n->ino);
+		nn_batch_del(t.b, k, sizeof(k));
+	} else {
+		quota_rec_put(t.b, &q);
+	}
+	if ((rc = tx_commit(ns, &t)) < 0)
+		goto done;
+	if (none)
+		quota_remove(ns, n->ino);
+	else
+		quota_put(ns, &q);
+	cdl_info("quotas of directory inode %" PRIu64 ": names %" PRId64 ", bytes %" PRId64
+		 " (using %" PRIu64 " and %" PRIu64 ")",
+		 q.ino, q.nsq, q.dsq, q.nsu, q.dsu);
+done:
+	rep->err = err_of(rc);
+out:
+	ns_unlock(ns);
+	inode_free(n);
+}
+
+/* A directory's quotas and usage; with nearest, those of the target or of
+ * its nearest quota'd ancestor (the mount's statfs); with summary, a count
+ * of the subtree as well (`caudal count`). */
+H(GetQuota)
+{
+	nn_ns *ns = ctx;
+	const Caudal__QuotaRequest *req = (const void *)req_;
+	Caudal__QuotaReply *rep = (void *)rep_;
+	nn_inode *n = NULL;
+	(void)a;
+	pthread_mutex_lock(&ns->lock);
+	int rc = resolve(ns, req->target, cred_of(req->cred), &n);
+	if (rc < 0)
+		goto done;
+	if (!req->nearest && !req->summary && !S_ISDIR(n->mode)) {
+		rc = -ENOTDIR;
+		goto done;
+	}
+	rep->ns_quota = rep->ds_quota = -1;
+	const nn_quota *q = S_ISDIR(n->mode) ? quota_find(ns, n->ino) : NULL;
+	if (!q && req->nearest && ns->nquotas) {
+		uint64_t *chain;
+		size_t k = quota_chain(ns, S_ISDIR(n->mode) ? n->ino : n->parent, &chain);
+		if (k)
+			q = quota_find(ns, chain[0]);
+		free(chain);
+	}
+	if (q) {
+		rep->ino = q->ino;
+		rep->ns_quota = q->nsq;
+		rep->ds_quota = q->dsq;
+		rep->ns_used = q->nsu;
+		rep->ds_used = q->dsu;
+	}
+	if (req->summary) {
+		struct usage u = {0};
+		if (S_ISDIR(n->mode)) {
+			rc = subtree_count(ns, n->ino, false, true, &u);
+		} else {
+			u.files = 1;
+			u.length = S_ISREG(n->mode) ? inode_size(n) : 0;
+			u.space = file_space(n);
+		}
+		rep->dirs = u.dirs;
+		rep->files = u.files;
+		rep->length = u.length;
+		rep->space = u.space;
+	}
+done:
+	ns_unlock(ns);
+	inode_free(n);
+	rep->err = err_of(rc);
 }
 
 /* ---------------------------------------------------------------- inline files
@@ -2271,7 +3107,7 @@ H(SetAttr)
 		n->mtime = now;
 	n->ctime = now;
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	bool inl = n->inl_len > 0;
 	if (inl && (cut || grow)) {
 		tx_inline_delta(&t, n->inl_len, (size_t)req->size);
@@ -2318,7 +3154,7 @@ static int set_replication(nn_ns *ns, nn_inode *n, uint32_t repl, const Caudal__
 	n->repl = repl;
 	n->ctime = now_ns();
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	tx_put_inode(&t, n);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_SETATTR, n, NULL);
 	int rc = tx_commit(ns, &t);
@@ -2510,7 +3346,7 @@ static int xattr_change(nn_ns *ns, const Caudal__XattrRequest *req, bool remove)
 	}
 	n->ctime = now_ns();
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	tx_put_inode(&t, n);
 	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_SETATTR, n, NULL);
 	rc = tx_commit(ns, &t);
@@ -2671,7 +3507,7 @@ H(Append)
 	free(n->lease);
 	n->lease = xstrdup(holder(req->client));
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	/* the same holder again while its earlier writer was moving the file
 	 * into a block: that move is over, the inline bytes are the file */
 	if (inline_moving(n))
@@ -2792,7 +3628,7 @@ H(AddBlock)
 	n->blocks[n->nblocks++] = br;
 	n->mtime = now_ns();
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	tx_inline_delta(&t, inl_was, n->inl_len);
 	if (abandoned)
 		tx_doom_block(&t, abandoned);
@@ -2910,7 +3746,7 @@ H(Complete)
 			goto done;
 	}
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	tx_inline_delta(&t, inl_was, n->inl_len);
 	/* closed before its first block took the inline bytes: they stay */
 	if (!req->keep_lease && inline_moving(n))
@@ -3084,7 +3920,7 @@ H(UpdatePipeline)
 	if (!req->prepare) {
 		n->blocks[n->nblocks - 1].gen = gen;
 		nn_tx t;
-		tx_begin(&t);
+		tx_begin(&t, ns);
 		tx_put_inode(&t, n);
 		if ((rc = tx_commit(ns, &t)) < 0)
 			goto done;
@@ -3128,6 +3964,113 @@ out:
 
 /* Take a datanode out of service: its replicas are copied elsewhere by
  * the monitor, and it reports decommissioned once none is short. */
+/* Start (on) or stop draining d. ns->lock held. */
+static void dn_decommission(nn_dn *d, bool on)
+{
+	if (!on) {
+		if (d->decommissioning)
+			cdl_info("datanode '%s' is back in service", d->id);
+		d->decommissioning = d->decommissioned = false;
+	} else if (!d->decommissioning) {
+		cdl_info("decommissioning datanode '%s' at %s:%u", d->id, d->host, d->port);
+		d->decommissioning = true;
+		d->decommissioned = false;
+		d->decom_pending = d->nblocks; /* until the monitor has looked */
+	}
+}
+
+/* May a datanode on host with data port port register (the include
+ * file; an empty one lets any in, as HDFS's)? ns->lock held. */
+static bool dn_included(nn_ns *ns, const char *host, unsigned port)
+{
+	return !nn_hosts_count(ns->include) || nn_hosts_match(ns->include, host, port);
+}
+
+/* Drain d when the exclude file names it; put it back in service when it
+ * no longer does and only the file had drained it. ns->lock held. */
+static void dn_apply_exclude(nn_ns *ns, nn_dn *d)
+{
+	bool ex = nn_hosts_match(ns->exclude, d->host, d->port);
+	if (ex && !d->decommissioning) {
+		cdl_info("datanode '%s' at %s:%u is in the exclude file '%s'", d->id, d->host,
+			 d->port, ns->conf.hosts_exclude);
+		dn_decommission(d, true);
+		d->by_hosts = true;
+	} else if (!ex && d->by_hosts) {
+		dn_decommission(d, false);
+		d->by_hosts = false;
+	}
+}
+
+/* Read both hosts files into ns (replacing the lists only when both read
+ * whole); 0 or -errno with the reason in err. ns->lock held, or before the
+ * namenode serves. */
+static int hosts_load(nn_ns *ns, char *err, size_t errlen)
+{
+	nn_hosts *inc = NULL, *exc = NULL;
+	int rc = 0;
+	if (ns->conf.hosts && *ns->conf.hosts)
+		rc = nn_hosts_load(ns->conf.hosts, &inc, err, errlen);
+	if (rc == 0 && ns->conf.hosts_exclude && *ns->conf.hosts_exclude)
+		rc = nn_hosts_load(ns->conf.hosts_exclude, &exc, err, errlen);
+	if (rc < 0) {
+		nn_hosts_free(inc);
+		nn_hosts_free(exc);
+		return rc;
+	}
+	nn_hosts_free(ns->include);
+	nn_hosts_free(ns->exclude);
+	ns->include = inc;
+	ns->exclude = exc;
+	return 0;
+}
+
+/* `caudal refresh-nodes`: read the hosts files again and apply them to
+ * the registered datanodes at once (HDFS's dfsadmin -refreshNodes). A node
+ * no longer included is refused from its next heartbeat, so it turns dead
+ * and its replicas are copied elsewhere. */
+H(RefreshNodes)
+{
+	nn_ns *ns = ctx;
+	const Caudal__RefreshNodesRequest *req = (const void *)req_;
+	Caudal__RefreshNodesReply *rep = (void *)rep_;
+	if (cred_of(req->cred)->uid != 0) {
+		rep->err = EPERM;
+		return;
+	}
+	char err[512];
+	pthread_mutex_lock(&ns->lock);
+	int rc = hosts_load(ns, err, sizeof(err));
+	if (rc < 0) {
+		cdl_warn("refresh-nodes: %s (the lists stay as they were)", err);
+		rep->err = (uint32_t)-rc;
+		rep->message = cdl_arena_strdup(a, err);
+		ns_unlock(ns);
+		return;
+	}
+	for (int i = 0; i < ns->bl->ndn; i++) {
+		nn_dn *d = ns->bl->dns[i];
+		dn_apply_exclude(ns, d);
+		rep->decommissioning += d->decommissioning && d->by_hosts;
+		if (!dn_included(ns, d->host, d->port)) {
+			rep->refused++;
+			cdl_warn("datanode '%s' at %s:%u is not in the include file '%s': refused "
+				 "from now on",
+				 d->id, d->host, d->port, ns->conf.hosts);
+		}
+	}
+	rep->included = (uint32_t)nn_hosts_count(ns->include);
+	rep->excluded = (uint32_t)nn_hosts_count(ns->exclude);
+	char *msg = xasprintf("include file: %s (%u entries); exclude file: %s (%u entries)",
+			      ns->include ? ns->conf.hosts : "none", rep->included,
+			      ns->exclude ? ns->conf.hosts_exclude : "none", rep->excluded);
+	cdl_info("refresh-nodes: %s; %u datanodes draining for the exclude file, %u refused", msg,
+		 rep->decommissioning, rep->refused);
+	rep->message = cdl_arena_strdup(a, msg);
+	free(msg);
+	ns_unlock(ns);
+}
+
 H(Decommission)
 {
 	nn_ns *ns = ctx;
@@ -3148,16 +4091,8 @@ H(Decommission)
 	if (!d) {
 		rep->err = ENOENT;
 	} else {
-		if (req->cancel) {
-			if (d->decommissioning)
-				cdl_info("datanode '%s' is back in service", d->id);
-			d->decommissioning = d->decommissioned = false;
-		} else if (!d->decommissioning) {
-			cdl_info("decommissioning datanode '%s' at %s:%u", d->id, d->host, d->port);
-			d->decommissioning = true;
-			d->decommissioned = false;
-			d->decom_pending = d->nblocks; /* until the monitor has looked */
-		}
+		dn_decommission(d, !req->cancel);
+		d->by_hosts = false;
 		rep->node = cdl_arena_alloc(a, sizeof(*rep->node));
 		caudal__datanode_info__init(rep->node);
 		nn_dn_info(d, rep->node, cdl_now_ms(), a);
@@ -3533,6 +4468,20 @@ H(RegisterDatanode)
 		rep->err = EINVAL;
 	} else if (!dn_caller_ok(req->node->host)) {
 		rep->err = EACCES;
+	} else if (!dn_included(ns, req->node->host, req->node->data_port)) {
+		/* the datanode retries: say it once a minute per node (ns->lock held) */
+		static char last_id[NN_MAX_ID + 1];
+		static int64_t last_ms;
+		int64_t now = cdl_now_ms();
+		if (strcmp(last_id, req->node->id) || now - last_ms >= 60000) {
+			cdl_warn("datanode '%s' at %s:%u is not in the include file '%s': "
+				 "registration refused",
+				 req->node->id, req->node->host, req->node->data_port,
+				 ns->conf.hosts);
+			snprintf(last_id, sizeof(last_id), "%s", req->node->id);
+			last_ms = now;
+		}
+		rep->err = EPERM;
 	} else if (req->cluster[0] && strcmp(req->cluster, ns->cluster)) {
 		cdl_err("datanode '%s' belongs to cluster '%s', not '%s': refused", req->node->id,
 			req->cluster, ns->cluster);
@@ -3540,8 +4489,12 @@ H(RegisterDatanode)
 	} else if (!nn_dn_register(ns->bl, req->node, cdl_now_ms())) {
 		rep->err = ENOSPC;
 	}
-	if (!rep->err)
+	if (!rep->err) {
+		nn_dn *d = nn_dn_find(ns->bl, req->node->id);
+		if (d)
+			dn_apply_exclude(ns, d);
 		rep->keys = nn_token_keys(ns->tok, a, &rep->n_keys);
+	}
 	ns_unlock(ns);
 }
 
@@ -3579,6 +4532,8 @@ H(Heartbeat)
 		ns_unlock(ns);
 		return;
 	}
+	if (d && !dn_included(ns, d->host, d->port))
+		d = NULL; /* left out of the include file: register again, and be refused */
 	if (!d) {
 		rep->commands = cdl_arena_alloc(a, sizeof(*rep->commands));
 		Caudal__Command *c = cdl_arena_alloc(a, sizeof(*c));
@@ -3703,6 +4658,10 @@ static const cdl_rpc_method client_methods[] = {
     {"UpdatePipeline", h_UpdatePipeline, 0, R_CLIENTS},
     {"Decommission", h_Decommission, 0, R_ADMIN},
     {"Mknod", h_Mknod, 0, R_CLIENTS},
+    {"SetQuota", h_SetQuota, 0, R_ADMIN},
+    {"GetQuota", h_GetQuota, 0, R_CLIENTS},
+    {"Trash", h_Trash, 0, R_CLIENTS},
+    {"RefreshNodes", h_RefreshNodes, 0, R_ADMIN},
     {NULL, NULL, 0, 0},
 };
 
@@ -3774,7 +4733,7 @@ static int format(nn_ns *ns)
 	root.mode = S_IFDIR | 0755;
 	root.atime = root.mtime = root.ctime = now_ns();
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	tx_put_inode(&t, &root);
 	int rc = tx_commit(ns, &t);
 	tx_unsynced = false;
@@ -3809,6 +4768,25 @@ static int load(nn_ns *ns)
 	ns->inodes = m->inodes;
 	ns->cluster = xstrdup(m->cluster);
 	caudal__meta_rec__free_unpacked(m, NULL);
+	/* the quotas, with their usage as last committed */
+	nn_iter *qi = nn_iter_new(ns->st, "Q", 1, "Q", 1);
+	for (; nn_iter_valid(qi); nn_iter_next(qi)) {
+		size_t kl;
+		const char *k = nn_iter_key(qi, &kl);
+		const char *val = nn_iter_value(qi, &vl);
+		Caudal__QuotaRec *r =
+		    kl == 9 ? caudal__quota_rec__unpack(NULL, vl, (const uint8_t *)val) : NULL;
+		if (!r) {
+			nn_iter_free(qi);
+			cdl_err("a quota record is undecodable");
+			return -EIO;
+		}
+		nn_quota q = {cdl_get_be64((const uint8_t *)k + 1), r->ns_quota, r->ds_quota,
+			      r->ns_used, r->ds_used};
+		quota_put(ns, &q);
+		caudal__quota_rec__free_unpacked(r, NULL);
+	}
+	nn_iter_free(qi);
 	/* a recursive delete cut short by a crash: finish it first, so that
 	 * what it removes never enters the block map */
 	if ((rc = reap_pending(ns)) < 0)
@@ -3881,6 +4859,12 @@ int nn_ns_open(const nn_conf *conf, nn_topology *topo, nn_ns **out)
 			return rc;
 		}
 	}
+	char herr[512];
+	if ((rc = hosts_load(ns, herr, sizeof(herr))) < 0) {
+		cdl_err("%s", herr);
+		nn_ns_close(ns);
+		return rc;
+	}
 	rc = nn_store_open(conf->dir, conf->sync_always, (int)conf->batch_ms, conf->cache_mb,
 			   &ns->st);
 	if (rc == 0) {
@@ -3920,6 +4904,9 @@ void nn_ns_close(nn_ns *ns)
 		free(l);
 	}
 	free(ns->doomed);
+	free(ns->quotas);
+	nn_hosts_free(ns->include);
+	nn_hosts_free(ns->exclude);
 	while (ns->recoveries) {
 		struct nn_recovery *r = ns->recoveries;
 		ns->recoveries = r->next;
@@ -4115,7 +5102,7 @@ static bool recovery_finish(nn_ns *ns, struct nn_recovery *rec)
 		return false;
 	}
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	if (got) {
 		last->gen = rec->gen;
 		last->len = len;
@@ -4207,7 +5194,7 @@ static void recover_lease(nn_ns *ns, struct nn_lease *l)
 		free(rec);
 	}
 	nn_tx t;
-	tx_begin(&t);
+	tx_begin(&t, ns);
 	pipeline_gen_settle(ns, n);
 	if (inline_moving(n)) {
 		/* the writer died moving the file into its first block: the
@@ -4269,6 +5256,7 @@ void nn_ns_tick(nn_ns *ns)
 	ns_unlock(ns);
 	if (reap)
 		reap_pending(ns);
+	trash_tick(ns);
 }
 
 char *nn_ns_status_text(nn_ns *ns)

@@ -61,10 +61,31 @@ typedef struct nn_conf {
 	int64_t inline_max;
 
 	char *exports; /* exports file (nn_exports.h); NULL or "": none */
+
+	/* the trash (HDFS's fs.trash.interval): removals move to
+	 * /user/NAME/.Trash/Current; every this many ms Current becomes a
+	 * checkpoint and checkpoints this old go (0: trash off) */
+	int64_t trash_interval_ms;
+
+	/* hosts files (nn_hosts.h, HDFS's dfs.hosts and dfs.hosts.exclude):
+	 * only datanodes the include file names may register (none set or
+	 * empty: any), those the exclude file names are decommissioned */
+	char *hosts, *hosts_exclude;
 } nn_conf;
+
+/* A directory's quotas and usage (QuotaRec, 'Q' records): -1 is no quota. */
+typedef struct nn_quota {
+	uint64_t ino;
+	int64_t nsq, dsq;
+	uint64_t nsu, dsu;
+} nn_quota;
+
+/* Largest quota value, names or bytes (HDFS's Long.MAX_VALUE). */
+#define NN_QUOTA_MAX INT64_MAX
 
 struct nn_lease;
 struct nn_recovery;
+struct nn_hosts;
 struct nn_token;
 struct nn_exports;
 
@@ -96,6 +117,12 @@ typedef struct nn_ns {
 	size_t ndoomed, capdoomed;
 	bool reap_pending; /* a deleted subtree is left to remove (nn_ns_tick retries) */
 	struct nn_recovery *recoveries; /* lease recoveries waiting for datanodes */
+	/* every quota'd directory, by inode id; loaded at start, moved by each
+	 * commit with the records (nn_check recounts them) */
+	nn_quota *quotas;
+	size_t nquotas, capquotas;
+	int64_t trash_next_ms;		    /* the trash emptier's next round (monotonic ms) */
+	struct nn_hosts *include, *exclude; /* the hosts files as last read (NULL: none) */
 } nn_ns;
 
 /* Open (formatting an empty directory) and load block map and leases. */

@@ -18,17 +18,20 @@
 #include "cdl_config.h"
 #include "cdl_daemon.h"
 #include "cdl_dtls.h"
+#include "cdl_http.h"
 #include "cdl_log.h"
 #include "cdl_rpc.h"
 #include "dn_nn.h"
 #include "dn_scan.h"
 #include "dn_store.h"
+#include "dn_web.h"
 #include "dn_xfer.h"
 
 static struct {
 	char *namenode;
 	char *host;
 	int64_t port;
+	int64_t http_port;
 	char *data_dir;
 	int64_t du_reserved;
 	int64_t failed_volumes_tolerated;
@@ -53,6 +56,8 @@ static const cdl_cfg_key cfg_tab[] = {
     {"host", CDL_CFG_STR, &cfg.host, "127.0.0.1", 0, 0,
      "address to bind the data port to and to advertise"},
     {"port", CDL_CFG_INT, &cfg.port, "9866", 0, 65535, "data-transfer port (0 picks one)"},
+    {"http_port", CDL_CFG_INT, &cfg.http_port, "9864", 0, 65535,
+     "HTTP port (WebHDFS data side; HTTPS with the TLS identity); 0: none"},
     {"data_dir", CDL_CFG_STR, &cfg.data_dir, "/var/lib/caudal/datanode", 0, 0,
      "folder holding the block store; several, comma-separated, spread the replicas over "
      "them (one per disk)"},
@@ -93,6 +98,8 @@ static cdl_keyring *keys; /* block-token keys: dn_nn fills, dn_xfer checks */
 static dn_xfer *xfer;
 static dn_nn *nn;
 static dn_scan *scan;
+static cdl_http *http; /* the HTTP port: WebHDFS (dn_web.h) */
+static dn_web *web;
 static volatile sig_atomic_t disks_failed;
 
 /* Too many data dirs failed (the store said which): stop as on SIGTERM,
@@ -162,11 +169,43 @@ static void fini_dtls(void)
 	cdl_dtls_set_client(false);
 }
 
+/* The HTTP port, before the namenode client, which advertises it. */
+static int init_http(void)
+{
+	if (!cfg.http_port)
+		return 0;
+	http = cdl_http_new(cfg.host, (int)cfg.http_port, "datanode HTTP");
+	if (!http)
+		return -EINVAL;
+	if (cdl_sec_enabled())
+		cdl_http_set_tls(http, cdl_sec_ca_pem(), cdl_sec_cert_pem(), cdl_sec_key_pem());
+	dn_web_opts wo = {.namenode = cfg.namenode,
+			  .host = cfg.host,
+			  .id = dn_store_id(store),
+			  .keys = keys,
+			  .io_timeout_ms = (int)cfg.io_timeout_ms,
+			  .rpc_timeout_ms = (int)cfg.rpc_timeout_ms};
+	web = dn_web_new(&wo);
+	int rc = dn_web_route(web, http);
+	if (rc == 0)
+		rc = cdl_http_start(http);
+	return rc;
+}
+
+static void fini_http(void)
+{
+	cdl_http_free(http);
+	http = NULL;
+	dn_web_free(web);
+	web = NULL;
+}
+
 static int init_nn(void)
 {
 	dn_nn_opts o = {.namenode = cfg.namenode,
 			.host = cfg.host,
 			.data_port = dn_xfer_port(xfer),
+			.http_port = http ? cdl_http_port(http) : 0,
 			.heartbeat_ms = (int)cfg.heartbeat_ms,
 			.report_ms = (int)cfg.report_ms,
 			.rpc_timeout_ms = (int)cfg.rpc_timeout_ms,
@@ -202,6 +241,7 @@ static const cdl_step steps[] = {
     {init_xfer, fini_xfer, "data-transfer server"},
     {cdl_daemon_rpc_init, cdl_daemon_rpc_fini, "rpc library"},
     {init_dtls, fini_dtls, "encrypted data transfer"},
+    {init_http, fini_http, "HTTP server"},
     {init_nn, fini_nn, "namenode client"},
     {init_scan, fini_scan, "block scanner"},
 };

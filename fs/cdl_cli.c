@@ -1001,6 +1001,7 @@ enum {
 	UP_NN_PORT,
 	UP_HTTP_PORT,
 	UP_DN_PORT,
+	UP_DN_HTTP_PORT,
 	UP_DN_HOSTS,
 	UP_BLOCK_SIZE,
 	UP_REPLICATION,
@@ -1036,6 +1037,8 @@ static const struct up_setting {
 		      "namenode HTTP status port (0: none)"},
     [UP_DN_PORT] = {"dn-port", "CAUDAL_DN_PORT", "9866",
 		    "datanode data port (each on its own address)"},
+    [UP_DN_HTTP_PORT] = {"dn-http-port", "CAUDAL_DN_HTTP_PORT", "9864",
+			 "datanode HTTP (WebHDFS) port, each on its own address (0: none)"},
     [UP_DN_HOSTS] = {"dn-hosts", "CAUDAL_DN_HOSTS", "127.0.0.2,127.0.0.3,127.0.0.4",
 		     "datanode addresses, one datanode each"},
     [UP_BLOCK_SIZE] = {"block-size", "CAUDAL_BLOCK_SIZE", NULL, "default block size (e.g. 1M)"},
@@ -1188,6 +1191,8 @@ static void dn_args(struct daemon *x, const struct upctx *u, int i)
 	d_arg(x, "port", upv[UP_DN_PORT]);
 	d_arg(x, "data_dir", x->dir);
 	d_port(x, UP_DN_PORT);
+	d_arg(x, "http_port", upv[UP_DN_HTTP_PORT]);
+	d_port(x, UP_DN_HTTP_PORT);
 	d_arg(x, "heartbeat_ms", upv[UP_HEARTBEAT]);
 	d_arg(x, "log_level", upv[UP_LOG_LEVEL]);
 	d_arg(x, "encrypt_data", upv[UP_ENCRYPT]);

@@ -49,6 +49,7 @@ enum cdl_nn_method {
 	CDL_NN_UpdatePipeline,
 	CDL_NN_Decommission,
 	CDL_NN_Mknod,
+	CDL_NN_WebCall,
 	CDL_NN_NMETHODS
 };
 
@@ -87,6 +88,11 @@ int cdl_client_call_once(cdl_client *c, enum cdl_nn_method m, const ProtobufCMes
 /* The `err` field of any reply message (0 when it has none), found through
  * its descriptor. */
 uint32_t cdl_reply_err(const ProtobufCMessage *reply);
+/* Make every later call of c through WebCall presenting ticket (a WebHDFS
+ * datanode acting for the ticket's user; copied): the namenode runs it as
+ * that user if the ticket allows it, and a refusal comes back as -EACCES.
+ * Set once, before c is used. */
+void cdl_client_set_ticket(cdl_client *c, const void *ticket, size_t len);
 /* This process's uid, gid and groups, for requests; lent, do not modify. */
 Caudal__Cred *cdl_client_cred(cdl_client *c);
 

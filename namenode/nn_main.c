@@ -26,6 +26,7 @@
 #include "nn_ckpt.h"
 #include "nn_ns.h"
 #include "nn_place.h"
+#include "nn_web.h"
 
 static struct {
 	char *host;
@@ -132,6 +133,7 @@ static const cdl_cfg_key keys[] = {
 static volatile sig_atomic_t stop;
 static nn_topology *topo;
 static nn_ns *ns;
+static nn_web *web; /* WebHDFS (nn_web.h) */
 static cdl_rpc_server *srv;
 static cdl_http *http;
 /* The secret /check asks for (hex), kept in DIR/check.token (0600). */
@@ -197,7 +199,15 @@ static int step_namespace(void)
 	    .encrypt_data = cfg.encrypt_data,
 	    .exports = cfg.exports,
 	};
-	return nn_ns_open(&c, topo, &ns);
+	int rc = nn_ns_open(&c, topo, &ns);
+	if (rc < 0)
+		return rc;
+	/* before the RPC server starts: WebCall reads it */
+	web = nn_web_new(ns);
+	if (!web)
+		return -EIO;
+	nn_ns_set_web(ns, web);
+	return 0;
 }
 
 static int step_rpc(void)
@@ -300,7 +310,12 @@ static int step_http(void)
 	http = cdl_http_new(cfg.host, (int)cfg.http_port, "namenode HTTP");
 	if (!http)
 		return -EINVAL;
-	if ((rc = cdl_http_route(http, "/check", http_check, NULL, NULL)) < 0 ||
+	/* with TLS the port speaks HTTPS and asks for client certificates
+	 * (WebHDFS's identity, nn_web.h) */
+	if (cdl_sec_enabled())
+		cdl_http_set_tls(http, cdl_sec_ca_pem(), cdl_sec_cert_pem(), cdl_sec_key_pem());
+	if ((rc = nn_web_route(web, http)) < 0 ||
+	    (rc = cdl_http_route(http, "/check", http_check, NULL, NULL)) < 0 ||
 	    (rc = cdl_http_route(http, "/metrics", http_text, NULL, NULL)) < 0 ||
 	    (rc = cdl_http_route(http, "/", http_text, NULL, NULL)) < 0 ||
 	    (rc = cdl_http_start(http)) < 0)
@@ -428,6 +443,7 @@ int main(int argc, char **argv)
 	cdl_rpc_server_free(srv, 2000);
 	nn_ckpt_shutdown();
 	nn_ns_close(ns);
+	nn_web_free(web);
 	nn_topology_free(topo);
 	cdl_rpc_global_shutdown();
 	cdl_config_release(keys);

@@ -138,11 +138,12 @@ caudal() { "$CAUDAL" "$@"; }
 # variables before calling). Exports CAUDAL_HOME and CAUDAL_NAMENODE.
 cluster_up() {
 	local ports
-	read -r -a ports <<<"$(free_ports 3)"
+	read -r -a ports <<<"$(free_ports 4)"
 	export CAUDAL_HOME=$T/cluster
 	export CAUDAL_NN_PORT=${CAUDAL_NN_PORT:-${ports[0]}}
 	export CAUDAL_NN_HTTP_PORT=${CAUDAL_NN_HTTP_PORT:-${ports[1]}}
 	export CAUDAL_DN_PORT=${CAUDAL_DN_PORT:-${ports[2]}}
+	export CAUDAL_DN_HTTP_PORT=${CAUDAL_DN_HTTP_PORT:-${ports[3]}}
 	export CAUDAL_BLOCK_SIZE=${CAUDAL_BLOCK_SIZE:-1M}
 	export CAUDAL_HEARTBEAT_MS=${CAUDAL_HEARTBEAT_MS:-300}
 	export CAUDAL_DEAD_MS=${CAUDAL_DEAD_MS:-3000}

@@ -282,8 +282,9 @@ static bool admit(dn_web *w, struct MHD_Connection *conn, const char *url, const
 		; /* why set */
 	else if (strcmp(t->datanode, w->id))
 		why = "ticket issued for another datanode";
-	else if (t->op != op)
-		why = "ticket issued for another op";
+	else if (t->op != op &&
+		 !(t->op == CAUDAL__WEB_OP__WEB_CREATE && op == CAUDAL__WEB_OP__WEB_APPEND))
+		why = "ticket issued for another op"; /* a creator may append (nn_web.c) */
 	else if (strcmp(t->path, path))
 		why = "ticket issued for another path";
 	if (!why && w->tls) {

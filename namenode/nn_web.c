@@ -1149,9 +1149,11 @@ static bool allowed(Caudal__WebOp op, unsigned m, bool *opening)
 	case CAUDAL__WEB_OP__WEB_CHECKSUM:
 		return m == CDL_NN_GetAttr || m == CDL_NN_GetBlocks || m == CDL_NN_ReportBad;
 	case CAUDAL__WEB_OP__WEB_CREATE:
-		return m == CDL_NN_Create || m == CDL_NN_AddBlock || m == CDL_NN_Complete ||
-		       m == CDL_NN_RenewLease || m == CDL_NN_UpdatePipeline ||
-		       m == CDL_NN_ReportBad;
+		/* a creator may go on appending to what it made (fsspec writes a
+		 * file as a CREATE then APPENDs to the same location) */
+		return m == CDL_NN_Create || m == CDL_NN_Append || m == CDL_NN_AddBlock ||
+		       m == CDL_NN_Complete || m == CDL_NN_RenewLease ||
+		       m == CDL_NN_UpdatePipeline || m == CDL_NN_ReportBad;
 	case CAUDAL__WEB_OP__WEB_APPEND:
 		return m == CDL_NN_Append || m == CDL_NN_AddBlock || m == CDL_NN_Complete ||
 		       m == CDL_NN_RenewLease || m == CDL_NN_UpdatePipeline ||

@@ -31,7 +31,7 @@ typedef struct nn_web nn_web;
 
 /* A ticket lets a datanode start its operation for this long, and carry it
  * on (more blocks, the close) for NN_WEB_SESSION_MS more. */
-#define NN_WEB_TICKET_MS  60000
+#define NN_WEB_TICKET_MS  300000
 #define NN_WEB_SESSION_MS 3600000
 /* Most entries one LISTSTATUS answers (a bigger directory: use
  * LISTSTATUS_BATCH), one LISTSTATUS_BATCH page, and the inodes

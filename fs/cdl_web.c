@@ -367,7 +367,7 @@ json_t *cdl_web_file_status(const Caudal__Attr *a, const char *suffix, const cha
 
 char *cdl_web_dump(json_t *j)
 {
-	char *s = json_dumps(j, JSON_COMPACT);
+	char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
 	json_decref(j);
 	if (!s)
 		abort(); /* only on allocation failure */

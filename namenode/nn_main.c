@@ -32,6 +32,7 @@ static struct {
 	char *host;
 	int64_t port;
 	int64_t http_port;
+	int64_t webhdfs_ticket_ms;
 	char *dir;
 	int64_t block_size;
 	int64_t replication;
@@ -71,6 +72,8 @@ static const cdl_cfg_key keys[] = {
     {"port", CDL_CFG_INT, &cfg.port, "9000", 1, 65535, "RPC port"},
     {"http_port", CDL_CFG_INT, &cfg.http_port, "9870", 0, 65535,
      "HTTP status and /metrics port (0 = off)"},
+    {"webhdfs_ticket_ms", CDL_CFG_INT, &cfg.webhdfs_ticket_ms, "300000", 100, 86400000,
+     "a WebHDFS redirect's ticket lets its operation start for this long, ms"},
     {"dir", CDL_CFG_STR, &cfg.dir, "./nn", 0, 0, "metadata directory (RocksDB)"},
     {"block_size", CDL_CFG_INT, &cfg.block_size, "64m", 65536, 1LL << 36,
      "default block size in bytes (a multiple of 64 KiB)"},
@@ -203,7 +206,7 @@ static int step_namespace(void)
 	if (rc < 0)
 		return rc;
 	/* before the RPC server starts: WebCall reads it */
-	web = nn_web_new(ns);
+	web = nn_web_new(ns, cfg.webhdfs_ticket_ms);
 	if (!web)
 		return -EIO;
 	nn_ns_set_web(ns, web);

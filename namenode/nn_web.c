@@ -26,14 +26,16 @@ struct nn_web {
 	nn_ns *ns;
 	uint8_t key[CDL_WEB_NNKEY]; /* the namenode's own ticket secret */
 	bool tls;		    /* the HTTP port speaks HTTPS */
+	int64_t ticket_ms;	    /* how long a ticket lets an operation start */
 	unsigned next_dn;	    /* round robin over datanodes for CREATE */
 	pthread_mutex_t mu;
 };
 
-nn_web *nn_web_new(nn_ns *ns)
+nn_web *nn_web_new(nn_ns *ns, int64_t ticket_ms)
 {
 	nn_web *w = xcalloc(1, sizeof(*w));
 	w->ns = ns;
+	w->ticket_ms = ticket_ms > 0 ? ticket_ms : 300000;
 	if (getrandom(w->key, sizeof(w->key), 0) != (ssize_t)sizeof(w->key)) {
 		cdl_err("WebHDFS: no random bytes for the ticket key");
 		free(w);
@@ -990,7 +992,7 @@ static enum MHD_Result op_redirect(nn_web *w, struct MHD_Connection *conn, calle
 		return reply_err(conn, -EIO, "no random bytes");
 	char *tok = NULL;
 	int rc = cdl_ticket_sign(nn_token_keyring(w->ns->tok), w->key, &t, cdl_token_now_ms(),
-				 NN_WEB_TICKET_MS, &tok);
+				 w->ticket_ms, &tok);
 	if (rc < 0)
 		return reply_err(conn, -EAGAIN, "no ticket key yet: retry shortly");
 	char *ep = escape_path(path);

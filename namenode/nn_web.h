@@ -29,9 +29,9 @@
 struct nn_ns;
 typedef struct nn_web nn_web;
 
-/* A ticket lets a datanode start its operation for this long, and carry it
- * on (more blocks, the close) for NN_WEB_SESSION_MS more. */
-#define NN_WEB_TICKET_MS  300000
+/* A ticket lets a datanode start its operation for ticket_ms (config
+ * webhdfs_ticket_ms, 5 min), and carry it on (more blocks, the close) for
+ * NN_WEB_SESSION_MS more. */
 #define NN_WEB_SESSION_MS 3600000
 /* Most entries one LISTSTATUS answers (a bigger directory: use
  * LISTSTATUS_BATCH), one LISTSTATUS_BATCH page, and the inodes
@@ -40,7 +40,7 @@ typedef struct nn_web nn_web;
 #define NN_WEB_BATCH	   1000
 #define NN_WEB_SUMMARY_MAX 1000000
 
-nn_web *nn_web_new(struct nn_ns *ns);
+nn_web *nn_web_new(struct nn_ns *ns, int64_t ticket_ms);
 void nn_web_free(nn_web *w);
 /* Serve /webhdfs/v1/ on h (before it starts). */
 int nn_web_route(nn_web *w, cdl_http *h);

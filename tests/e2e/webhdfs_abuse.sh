@@ -7,7 +7,8 @@
 # path, replayed for another op, on another datanode or with another
 # caller's certificate; huge offsets, lengths and sizes, a bad op, paths
 # with '..', NUL or control characters, an overlong path or query; a flood
-# of connections stays bounded and honest callers from elsewhere are served.
+# of connections stays bounded and honest callers from elsewhere are served;
+# a ticket past its expiry is refused.
 # The honest path works: a user's certificate reads and writes its own, and
 # fsspec WebHDFS over HTTPS with a client certificate reads and writes.
 source "$(dirname "$0")/../lib.sh"
@@ -218,4 +219,22 @@ with fs.open("/tmp.csv", "rb") as f:
 assert back.equals(df)
 assert fs.info("/secret")["size"] > 0
 PY
+say "an expired ticket: the namenode again with 2 s tickets"
+NNPID=$(daemon_pid namenode)
+mapfile -d '' NNARGS <"/proc/$NNPID/cmdline"
+stop_daemon namenode
+"$BIN/caudal-namenode" "${NNARGS[@]:1}" --webhdfs_ticket_ms=2000 >>"$CAUDAL_HOME/logs/namenode.log" 2>&1 &
+register_pid $!
+# the datanodes register again and get the new namenode's keys
+open_ok() { curl -sS -f -L "${ADMIN[@]}" -o "$T/secret.out" "$NN/secret?op=OPEN" 2>/dev/null; }
+wait_until 30 "OPEN through the restarted namenode" open_ok
+cmp "$T/secret" "$T/secret.out" || fail "OPEN after the restart"
+want 307 "" ADMIN GET "$NN/secret?op=OPEN"
+OLD=$LOC
+expired() {
+	req ADMIN GET "$OLD"
+	[ "$CODE" = 403 ] && [[ $OUT == *"ticket expired"* ]]
+}
+wait_until 20 "the ticket to expire" expired
+assert_contains "$OUT" '"exception":"AccessControlException"' "an expired ticket's refusal"
 say "webhdfs_abuse: every attack refused, the data unchanged"

@@ -197,7 +197,7 @@ static int stat_path(nn_web *w, caller *c, const char *path, Caudal__AttrReply *
 static const char *readlink_path(nn_web *w, caller *c, const char *path, cdl_arena *a)
 {
 	Caudal__GetAttrRequest req = CAUDAL__GET_ATTR_REQUEST__INIT;
-	Caudal__ReadlinkReply rep;
+	Caudal__ReadlinkReply rep = CAUDAL__READLINK_REPLY__INIT;
 	req.target = target(a, path);
 	return call(w, c, CDL_NN_Readlink, &req.base, &rep.base, a) == 0 ? rep.link : NULL;
 }
@@ -207,7 +207,7 @@ static const char *readlink_path(nn_web *w, caller *c, const char *path, cdl_are
 static enum MHD_Result op_getfilestatus(nn_web *w, struct MHD_Connection *conn, caller *c,
 					const char *path, cdl_arena *a)
 {
-	Caudal__AttrReply rep;
+	Caudal__AttrReply rep = CAUDAL__ATTR_REPLY__INIT;
 	int rc = stat_path(w, c, path, &rep, a);
 	if (rc < 0)
 		return reply_err(conn, rc, NULL);
@@ -227,7 +227,7 @@ static int list_dir(nn_web *w, caller *c, const char *path, const char *after, s
 	*more = false;
 	for (;;) {
 		Caudal__ReaddirRequest req = CAUDAL__READDIR_REQUEST__INIT;
-		Caudal__ReaddirReply rep;
+		Caudal__ReaddirReply rep = CAUDAL__READDIR_REPLY__INIT;
 		cdl_arena pa;
 		cdl_arena_init(&pa);
 		req.target = target(&pa, path);
@@ -276,7 +276,7 @@ static int list_dir(nn_web *w, caller *c, const char *path, const char *after, s
 static enum MHD_Result op_liststatus(nn_web *w, struct MHD_Connection *conn, caller *c,
 				     const char *path, bool batch, cdl_arena *a)
 {
-	Caudal__AttrReply st;
+	Caudal__AttrReply st = CAUDAL__ATTR_REPLY__INIT;
 	int rc = stat_path(w, c, path, &st, a);
 	if (rc < 0)
 		return reply_err(conn, rc, NULL);
@@ -337,7 +337,7 @@ static int summarize(nn_web *w, caller *c, uint64_t root, struct summary *s)
 		char *from = xstrdup("");
 		for (;;) {
 			Caudal__ReaddirRequest req = CAUDAL__READDIR_REQUEST__INIT;
-			Caudal__ReaddirReply rep;
+			Caudal__ReaddirReply rep = CAUDAL__READDIR_REPLY__INIT;
 			cdl_arena pa;
 			cdl_arena_init(&pa);
 			Caudal__Target *t = target(&pa, NULL);
@@ -390,7 +390,7 @@ static int summarize(nn_web *w, caller *c, uint64_t root, struct summary *s)
 static enum MHD_Result op_contentsummary(nn_web *w, struct MHD_Connection *conn, caller *c,
 					 const char *path, cdl_arena *a)
 {
-	Caudal__AttrReply st;
+	Caudal__AttrReply st = CAUDAL__ATTR_REPLY__INIT;
 	int rc = stat_path(w, c, path, &st, a);
 	if (rc < 0)
 		return reply_err(conn, rc, NULL);
@@ -455,7 +455,7 @@ static json_t *xattr_value(const ProtobufCBinaryData *v, const char *enc)
 {
 	if (enc && !strcasecmp(enc, "hex")) {
 		char *s = xmalloc(v->len * 2 + 3);
-		strcpy(s, "0x");
+		memcpy(s, "0x", 3);
 		for (size_t i = 0; i < v->len; i++)
 			snprintf(s + 2 + 2 * i, 3, "%02x", v->data[i]);
 		json_t *j = json_string(s);
@@ -468,7 +468,7 @@ static json_t *xattr_value(const ProtobufCBinaryData *v, const char *enc)
 		    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 		char *s = xmalloc(v->len / 3 * 4 + 8);
 		size_t o = 0;
-		strcpy(s, "0s");
+		memcpy(s, "0s", 3);
 		o = 2;
 		for (size_t i = 0; i < v->len; i += 3) {
 			uint32_t x = (uint32_t)v->data[i] << 16;
@@ -507,7 +507,7 @@ static enum MHD_Result op_getxattrs(nn_web *w, struct MHD_Connection *conn, call
 	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_names, &want);
 	if (want.overflow)
 		return reply_bad(conn, "too many xattr.name parameters");
-	Caudal__XattrReply lrep;
+	Caudal__XattrReply lrep = CAUDAL__XATTR_REPLY__INIT;
 	char **names;
 	size_t nnames;
 	if (want.n) {
@@ -525,7 +525,7 @@ static enum MHD_Result op_getxattrs(nn_web *w, struct MHD_Connection *conn, call
 	json_t *arr = json_array();
 	for (size_t i = 0; i < nnames; i++) {
 		Caudal__XattrRequest req = CAUDAL__XATTR_REQUEST__INIT;
-		Caudal__XattrReply rep;
+		Caudal__XattrReply rep = CAUDAL__XATTR_REPLY__INIT;
 		req.target = target(a, path);
 		req.name = names[i];
 		int rc = call(w, c, CDL_NN_GetXattr, &req.base, &rep.base, a);
@@ -612,7 +612,7 @@ static enum MHD_Result op_setxattr(nn_web *w, struct MHD_Connection *conn, calle
 	if (!name || !*name || strlen(name) > CDL_NAME_MAX)
 		return reply_bad(conn, "missing or invalid xattr.name");
 	Caudal__XattrRequest req = CAUDAL__XATTR_REQUEST__INIT;
-	Caudal__Status rep;
+	Caudal__Status rep = CAUDAL__STATUS__INIT;
 	req.target = target(a, path);
 	req.name = (char *)name;
 	if (!remove) {
@@ -648,7 +648,7 @@ static enum MHD_Result op_mkdirs(nn_web *w, struct MHD_Connection *conn, caller 
 	if (ps && !cdl_web_perm(ps, &perm))
 		return reply_bad(conn, "invalid permission");
 	Caudal__MkdirRequest req = CAUDAL__MKDIR_REQUEST__INIT;
-	Caudal__AttrReply rep;
+	Caudal__AttrReply rep = CAUDAL__ATTR_REPLY__INIT;
 	req.target = target(a, path);
 	req.mode = perm;
 	req.parents = true;
@@ -668,7 +668,7 @@ static enum MHD_Result op_delete(nn_web *w, struct MHD_Connection *conn, caller 
 	if (!strcmp(path, "/"))
 		return reply_bool(conn, false); /* HDFS never deletes the root */
 	Caudal__DeleteRequest req = CAUDAL__DELETE_REQUEST__INIT;
-	Caudal__Status rep;
+	Caudal__Status rep = CAUDAL__STATUS__INIT;
 	req.target = target(a, path);
 	req.recursive = rec;
 	int rc = call(w, c, CDL_NN_Delete, &req.base, &rep.base, a);
@@ -689,7 +689,7 @@ static enum MHD_Result op_rename(nn_web *w, struct MHD_Connection *conn, caller 
 		return reply_bad(conn, why);
 	char *to = dst;
 	/* HDFS's rename moves into an existing directory */
-	Caudal__AttrReply st;
+	Caudal__AttrReply st = CAUDAL__ATTR_REPLY__INIT;
 	if (stat_path(w, c, dst, &st, a) == 0 && S_ISDIR(st.attr->mode)) {
 		const char *base = strrchr(path, '/') + 1;
 		to = !strcmp(dst, "/") ? xasprintf("/%s", base) : xasprintf("%s/%s", dst, base);
@@ -697,7 +697,7 @@ static enum MHD_Result op_rename(nn_web *w, struct MHD_Connection *conn, caller 
 		dst = to;
 	}
 	Caudal__RenameRequest req = CAUDAL__RENAME_REQUEST__INIT;
-	Caudal__Status rep;
+	Caudal__Status rep = CAUDAL__STATUS__INIT;
 	req.src = target(a, path);
 	req.dst = target(a, to);
 	req.noreplace = true;
@@ -728,7 +728,7 @@ static enum MHD_Result op_symlink(nn_web *w, struct MHD_Connection *conn, caller
 		*strrchr(dir, '/') = '\0';
 		if (*dir) {
 			Caudal__MkdirRequest mreq = CAUDAL__MKDIR_REQUEST__INIT;
-			Caudal__AttrReply mrep;
+			Caudal__AttrReply mrep = CAUDAL__ATTR_REPLY__INIT;
 			mreq.target = target(a, cdl_arena_strdup(a, dir));
 			mreq.mode = 0755;
 			mreq.parents = true;
@@ -741,7 +741,7 @@ static enum MHD_Result op_symlink(nn_web *w, struct MHD_Connection *conn, caller
 		free(dir);
 	}
 	Caudal__SymlinkRequest req = CAUDAL__SYMLINK_REQUEST__INIT;
-	Caudal__AttrReply rep;
+	Caudal__AttrReply rep = CAUDAL__ATTR_REPLY__INIT;
 	req.target = target(a, path);
 	req.link = (char *)d;
 	int rc = call(w, c, CDL_NN_Symlink, &req.base, &rep.base, a);
@@ -757,14 +757,14 @@ static enum MHD_Result op_setreplication(nn_web *w, struct MHD_Connection *conn,
 	const char *s = arg(conn, "replication");
 	if (s && !cdl_web_uint(s, 32, &r))
 		return reply_bad(conn, "invalid replication");
-	Caudal__AttrReply st;
+	Caudal__AttrReply st = CAUDAL__ATTR_REPLY__INIT;
 	int rc = stat_path(w, c, path, &st, a);
 	if (rc < 0)
 		return reply_err(conn, rc, NULL);
 	if (!S_ISREG(st.attr->mode))
 		return reply_bool(conn, false); /* HDFS: false for a directory */
 	Caudal__SetReplicationRequest req = CAUDAL__SET_REPLICATION_REQUEST__INIT;
-	Caudal__Status rep;
+	Caudal__Status rep = CAUDAL__STATUS__INIT;
 	req.target = target(a, path);
 	req.replication = s ? (uint32_t)r : 0;
 	if (!req.replication)
@@ -802,7 +802,7 @@ static enum MHD_Result op_setattr(nn_web *w, struct MHD_Connection *conn, caller
 				  const char *path, const char *op, cdl_arena *a)
 {
 	Caudal__SetAttrRequest req = CAUDAL__SET_ATTR_REQUEST__INIT;
-	Caudal__AttrReply rep;
+	Caudal__AttrReply rep = CAUDAL__ATTR_REPLY__INIT;
 	req.target = target(a, path);
 	bool truncate = false;
 	if (!strcmp(op, "SETPERMISSION")) {
@@ -850,7 +850,7 @@ static enum MHD_Result op_setattr(nn_web *w, struct MHD_Connection *conn, caller
 		req.valid = CAUDAL__SET_ATTR_FIELD__SA_SIZE;
 		req.size = len;
 		truncate = true;
-		Caudal__AttrReply st;
+		Caudal__AttrReply st = CAUDAL__ATTR_REPLY__INIT;
 		int rc = stat_path(w, c, path, &st, a);
 		if (rc < 0)
 			return reply_err(conn, rc, NULL);
@@ -920,7 +920,6 @@ static enum MHD_Result op_redirect(nn_web *w, struct MHD_Connection *conn, calle
 {
 	Caudal__WebOp wop;
 	char params[512] = "";
-	size_t pl = 0;
 	Caudal__DatanodeInfo *const *locs = NULL;
 	size_t nlocs = 0;
 	if (!strcmp(op, "OPEN") || !strcmp(op, "GETFILECHECKSUM")) {
@@ -935,7 +934,7 @@ static enum MHD_Result op_redirect(nn_web *w, struct MHD_Connection *conn, calle
 		/* the caller may read it (and it is a file): ask where its
 		 * first wanted block is */
 		Caudal__GetBlocksRequest req = CAUDAL__GET_BLOCKS_REQUEST__INIT;
-		Caudal__GetBlocksReply rep;
+		Caudal__GetBlocksReply rep = CAUDAL__GET_BLOCKS_REPLY__INIT;
 		req.target = target(a, path);
 		req.offset = off;
 		req.length = 1;
@@ -946,10 +945,11 @@ static enum MHD_Result op_redirect(nn_web *w, struct MHD_Connection *conn, calle
 			return reply_bad(conn, "offset is past the end of the file");
 		if (rep.n_blocks)
 			locs = rep.blocks[0]->locs, nlocs = rep.blocks[0]->n_locs;
-		if (open)
-			pl += (size_t)snprintf(params + pl, sizeof(params) - pl,
-					       "&offset=%llu%s%.20s", (unsigned long long)off,
-					       ls ? "&length=" : "", ls ? ls : "");
+		if (open && ls)
+			snprintf(params, sizeof(params), "&offset=%llu&length=%llu",
+				 (unsigned long long)off, (unsigned long long)len);
+		else if (open)
+			snprintf(params, sizeof(params), "&offset=%llu", (unsigned long long)off);
 	} else if (!strcmp(op, "CREATE")) {
 		wop = CAUDAL__WEB_OP__WEB_CREATE;
 		bool ow = false;
@@ -964,13 +964,13 @@ static enum MHD_Result op_redirect(nn_web *w, struct MHD_Connection *conn, calle
 			return reply_bad(conn, "invalid blocksize");
 		if ((s = arg(conn, "permission")) && !cdl_web_perm(s, &perm))
 			return reply_bad(conn, "invalid permission");
-		pl += (size_t)snprintf(
-		    params + pl, sizeof(params) - pl,
-		    "&overwrite=%s&replication=%llu&blocksize=%llu&permission=%o",
-		    ow ? "true" : "false", (unsigned long long)repl, (unsigned long long)bs, perm);
+		snprintf(params, sizeof(params),
+			 "&overwrite=%s&replication=%llu&blocksize=%llu&permission=%o",
+			 ow ? "true" : "false", (unsigned long long)repl, (unsigned long long)bs,
+			 perm);
 	} else { /* APPEND */
 		wop = CAUDAL__WEB_OP__WEB_APPEND;
-		Caudal__AttrReply st;
+		Caudal__AttrReply st = CAUDAL__ATTR_REPLY__INIT;
 		int rc = stat_path(w, c, path, &st, a);
 		if (rc < 0)
 			return reply_err(conn, rc, NULL);
@@ -1062,7 +1062,7 @@ static enum MHD_Result serve(nn_web *w, struct MHD_Connection *conn, const char 
 		return reply_bad(conn, "op is required");
 	char op[32];
 	size_t i = 0;
-	for (; opq[i] && i < sizeof(op) - 1; i++)
+	for (; i < sizeof(op) - 1 && opq[i]; i++)
 		op[i] = (char)(opq[i] >= 'a' && opq[i] <= 'z' ? opq[i] - 32 : opq[i]);
 	op[i] = '\0';
 	size_t k = 0;
@@ -1191,7 +1191,7 @@ static bool on_path(nn_web *w, caller *c, const Caudal__WebTicketId *t, const Pr
 	} else {
 		return true; /* RenewLease, ReportBad: no file named */
 	}
-	Caudal__AttrReply st;
+	Caudal__AttrReply st = CAUDAL__ATTR_REPLY__INIT;
 	return ino && stat_path(w, c, t->path, &st, a) == 0 && st.attr->ino == ino;
 }
 

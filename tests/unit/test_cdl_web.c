@@ -185,7 +185,7 @@ static void test_checks_(void)
 	CHECK(!cdl_web_path("/webhdfs/v1/a\tb", &why));
 	CHECK(!cdl_web_path("/webhdfs/v1x/a", &why));
 	char *longp = xmalloc(CDL_WEB_PATH_MAX + 32);
-	strcpy(longp, "/webhdfs/v1");
+	memcpy(longp, "/webhdfs/v1", 12);
 	for (size_t i = strlen(longp); i < CDL_WEB_PATH_MAX + 20; i += 2)
 		memcpy(longp + i, "/a", 3);
 	CHECK(!cdl_web_path(longp, &why));
@@ -217,7 +217,7 @@ static void test_checks_(void)
 	CHECK(!cdl_web_bool("yes", &b));
 
 	cdl_peer pe = {.role = CDL_ROLE_INSECURE};
-	strcpy(pe.name, "bob");
+	memcpy(pe.name, "bob", 4);
 	char ident[160];
 	cdl_web_ident(&pe, ident, sizeof(ident));
 	CHECK(!strcmp(ident, "insecure:bob"));

@@ -186,6 +186,8 @@ static int init_http(void)
 			  .io_timeout_ms = (int)cfg.io_timeout_ms,
 			  .rpc_timeout_ms = (int)cfg.rpc_timeout_ms};
 	web = dn_web_new(&wo);
+	if (!web)
+		return -EINVAL;
 	int rc = dn_web_route(web, http);
 	if (rc == 0)
 		rc = cdl_http_start(http);

@@ -19,6 +19,7 @@ struct dn_web {
 	cdl_keyring *keys;
 	int io_timeout_ms, rpc_timeout_ms;
 	bool tls;
+	cdl_client *base; /* one channel to the namenode, shared by every request */
 };
 
 dn_web *dn_web_new(const dn_web_opts *o)
@@ -30,6 +31,15 @@ dn_web *dn_web_new(const dn_web_opts *o)
 	w->keys = o->keys;
 	w->io_timeout_ms = o->io_timeout_ms;
 	w->rpc_timeout_ms = o->rpc_timeout_ms;
+	cdl_client_opts co = {.namenode = w->namenode,
+			      .client_host = w->host,
+			      .io_timeout_ms = w->io_timeout_ms,
+			      .rpc_timeout_ms = w->rpc_timeout_ms};
+	w->base = cdl_client_new(&co);
+	if (!w->base) {
+		dn_web_free(w);
+		return NULL;
+	}
 	return w;
 }
 
@@ -37,6 +47,7 @@ void dn_web_free(dn_web *w)
 {
 	if (!w)
 		return;
+	cdl_client_free(w->base);
 	free(w->namenode);
 	free(w->host);
 	free(w->id);
@@ -306,17 +317,7 @@ static bool admit(dn_web *w, struct MHD_Connection *conn, const char *url, const
 		return false;
 	}
 	caudal__web_ticket_id__free_unpacked(t, NULL);
-	cdl_client_opts co = {.namenode = w->namenode,
-			      .client_host = w->host,
-			      .io_timeout_ms = w->io_timeout_ms,
-			      .rpc_timeout_ms = w->rpc_timeout_ms};
-	q->c = cdl_client_new(&co);
-	if (!q->c) {
-		free(path);
-		free(raw);
-		*ret = reply_err(conn, -EIO, "cannot reach the namenode");
-		return false;
-	}
+	q->c = cdl_client_new_sharing(w->base);
 	cdl_client_set_ticket(q->c, raw, rawlen);
 	free(raw);
 	q->op = op;

@@ -34,7 +34,7 @@ typedef struct dn_web_opts {
 
 typedef struct dn_web dn_web;
 
-/* Strings are copied. */
+/* Strings are copied. NULL on a bad namenode address (logged). */
 dn_web *dn_web_new(const dn_web_opts *o);
 void dn_web_free(dn_web *w);
 /* Serve /webhdfs/v1/ on h (before it starts). */

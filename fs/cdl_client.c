@@ -70,6 +70,7 @@ struct cdl_client {
 	Caudal__Cred cred;
 	uint32_t groups[64];
 	ProtobufCBinaryData ticket; /* cdl_client_set_ticket: every call goes through WebCall */
+	bool rpc_lent;		    /* rpc belongs to the client this one was made from */
 
 	/* Lease renewer: started with the first writer, stopped by free. */
 	pthread_mutex_t mu;
@@ -192,12 +193,38 @@ void cdl_client_free(cdl_client *c)
 		pthread_join(c->renewer, NULL);
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->mu);
-	cdl_rpc_client_free(c->rpc);
+	if (!c->rpc_lent)
+		cdl_rpc_client_free(c->rpc);
 	free(c->namenode);
 	free(c->host);
 	free(c->name);
 	free(c->ticket.data);
 	free(c);
+}
+
+cdl_client *cdl_client_new_sharing(cdl_client *base)
+{
+	static unsigned counter;
+	cdl_client *c = xcalloc(1, sizeof(*c));
+	c->rpc = base->rpc;
+	c->rpc_lent = true;
+	c->namenode = xstrdup(base->namenode);
+	c->host = xstrdup(base->host);
+	unsigned n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+	c->name = xasprintf("%s-s%u", base->name, n);
+	c->io_timeout_ms = base->io_timeout_ms;
+	c->rpc_timeout_ms = base->rpc_timeout_ms;
+	c->renew_ms = base->renew_ms;
+	c->cred = base->cred;
+	memcpy(c->groups, base->groups, sizeof(c->groups));
+	c->cred.groups = c->groups;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	return c;
 }
 
 void cdl_client_set_ticket(cdl_client *c, const void *ticket, size_t len)

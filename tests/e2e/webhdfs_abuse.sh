@@ -119,6 +119,25 @@ for h in 127.0.0.2 127.0.0.3 127.0.0.4; do
 	[ "$other" = "$DN" ] && continue
 	want 403 AccessControlException ADMIN GET "$other/webhdfs/v1/secret?op=OPEN&ticket=$TICKET"
 done
+# at the namenode: only the datanode the ticket names may present it
+"$PY" -c 'import base64,sys; t=sys.argv[1]; sys.stdout.buffer.write(base64.urlsafe_b64decode(t + "=" * (-len(t) % 4)))' \
+	"$TICKET" >"$T/ticket.raw"
+THIEF=$T/webhdfs_thief
+build_tool "$ROOT/tests/e2e/webhdfs_thief.c" "$THIEF"
+as_cert() { CAUDAL_CA=$C/ca.crt CAUDAL_CERT=$1.crt CAUDAL_KEY=$1.key "$THIEF" "$CAUDAL_NAMENODE" "$T/ticket.raw" /secret; }
+DNHOST=${DN#https://}
+DNHOST=${DNHOST%%:*}
+OWN=$(dn_name_of_host "$DNHOST")
+assert_eq "$(as_cert "$C/$OWN")" ok "the ticket's own datanode at the namenode"
+for n in dn1 dn2 dn3; do
+	[ "$n" = "$OWN" ] && continue
+	assert_eq "$(as_cert "$C/$n")" EACCES "another datanode's certificate with the ticket"
+done
+assert_eq "$(as_cert "$C/admin")" EACCES "an admin certificate presenting a ticket"
+assert_eq "$(as_cert "$C/users/nobody")" EACCES "a user certificate presenting a ticket"
+# its own datanode, but another path than the ticket's
+assert_eq "$(CAUDAL_CA=$C/ca.crt CAUDAL_CERT=$C/$OWN.crt CAUDAL_KEY=$C/$OWN.key "$THIEF" "$CAUDAL_NAMENODE" \
+	"$T/ticket.raw" /home/nobody/mine)" EACCES "the ticket for another path at the namenode"
 # the admin's ticket in nobody's hands, and with no certificate
 want 403 AccessControlException NOBODY GET "$OPEN_LOC"
 want 403 AccessControlException ANON GET "$OPEN_LOC"

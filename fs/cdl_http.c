@@ -4,6 +4,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +32,10 @@ struct cdl_http {
 	route routes[CDL_HTTP_ROUTES];
 	size_t nroutes;
 	struct MHD_Daemon *d;
-	char *ca, *cert, *key; /* PEM; set: HTTPS */
+	char *ca, *cert, *key;	/* PEM; set: HTTPS */
+	pthread_mutex_t log_mu; /* libmicrohttpd's messages: at most one a second */
+	int64_t log_at;
+	unsigned log_dropped;
 };
 
 /* What a request carries between the handler's calls: its route (fixed at
@@ -53,6 +58,7 @@ cdl_http *cdl_http_new(const char *host, int port, const char *what)
 		return NULL;
 	}
 	snprintf(h->what, sizeof(h->what), "%s", what);
+	pthread_mutex_init(&h->log_mu, NULL);
 	return h;
 }
 
@@ -127,6 +133,31 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		q->r->done(q->r->arg, q->inner);
 	free(q);
 	*con_cls = NULL;
+}
+
+/* libmicrohttpd's error messages (a failed TLS handshake, a dropped
+ * connection), which any peer can cause: logged at most once a second with
+ * the count of those left out, so that they cannot fill the log's disk. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	cdl_http *h = cls;
+	int64_t now = cdl_now_ms();
+	pthread_mutex_lock(&h->log_mu);
+	bool say = now - h->log_at >= 1000;
+	unsigned dropped = h->log_dropped;
+	if (say) {
+		h->log_at = now;
+		h->log_dropped = 0;
+	} else {
+		h->log_dropped++;
+	}
+	pthread_mutex_unlock(&h->log_mu);
+	if (!say)
+		return;
+	char msg[256];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	msg[strcspn(msg, "\n")] = '\0';
+	cdl_info("%s: %s (%u more not logged)", h->what, msg, dropped);
 }
 
 static int hexdigit(char c)
@@ -222,17 +253,19 @@ int cdl_http_start(cdl_http *h)
 	if (h->key)
 		h->d = MHD_start_daemon(
 		    flags | MHD_USE_TLS, ntohs(h->sa.sin_port), NULL, NULL, dispatch, h,
-		    MHD_OPTION_SOCK_ADDR, &h->sa, MHD_OPTION_CONNECTION_LIMIT,
-		    (unsigned)CDL_HTTP_CONNS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-		    (unsigned)CDL_HTTP_PER_IP, MHD_OPTION_CONNECTION_TIMEOUT, CDL_HTTP_IDLE_S,
-		    MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_UNESCAPE_CALLBACK,
-		    unescape, h, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CDL_HTTP_MEM,
+		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_SOCK_ADDR, &h->sa,
+		    MHD_OPTION_CONNECTION_LIMIT, (unsigned)CDL_HTTP_CONNS,
+		    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)CDL_HTTP_PER_IP,
+		    MHD_OPTION_CONNECTION_TIMEOUT, CDL_HTTP_IDLE_S, MHD_OPTION_NOTIFY_COMPLETED,
+		    completed, h, MHD_OPTION_UNESCAPE_CALLBACK, unescape, h,
+		    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CDL_HTTP_MEM,
 		    MHD_OPTION_HTTPS_MEM_KEY, h->key, MHD_OPTION_HTTPS_MEM_CERT, h->cert,
 		    MHD_OPTION_HTTPS_MEM_TRUST, h->ca, MHD_OPTION_END);
 	else
 		h->d = MHD_start_daemon(
-		    flags, ntohs(h->sa.sin_port), NULL, NULL, dispatch, h, MHD_OPTION_SOCK_ADDR,
-		    &h->sa, MHD_OPTION_CONNECTION_LIMIT, (unsigned)CDL_HTTP_CONNS,
+		    flags, ntohs(h->sa.sin_port), NULL, NULL, dispatch, h,
+		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_SOCK_ADDR, &h->sa,
+		    MHD_OPTION_CONNECTION_LIMIT, (unsigned)CDL_HTTP_CONNS,
 		    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)CDL_HTTP_PER_IP,
 		    MHD_OPTION_CONNECTION_TIMEOUT, CDL_HTTP_IDLE_S, MHD_OPTION_NOTIFY_COMPLETED,
 		    completed, h, MHD_OPTION_UNESCAPE_CALLBACK, unescape, h,
@@ -260,6 +293,7 @@ void cdl_http_free(cdl_http *h)
 	if (h->d)
 		MHD_stop_daemon(h->d);
 	free(h->ca), free(h->cert), free(h->key);
+	pthread_mutex_destroy(&h->log_mu);
 	free(h);
 }
 

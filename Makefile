@@ -13,7 +13,7 @@ PKG = pkg-config
 
 GRPC_CF := $(shell $(PKG) --cflags grpc libprotobuf-c 2>/dev/null)
 GRPC_LD := $(shell $(PKG) --libs grpc libprotobuf-c 2>/dev/null)
-HTTP_LD := $(shell $(PKG) --libs libmicrohttpd 2>/dev/null)
+HTTP_LD := $(shell $(PKG) --libs libmicrohttpd gnutls jansson 2>/dev/null)
 FS_LD = $(GRPC_LD) $(shell $(PKG) --libs libxxhash inih openssl 2>/dev/null) $(HTTP_LD) -lm
 ROCKS_LD := $(shell $(PKG) --libs rocksdb 2>/dev/null || echo -lrocksdb)
 FUSE_CF := $(shell $(PKG) --cflags fuse3 2>/dev/null)

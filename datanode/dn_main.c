@@ -25,6 +25,7 @@
 #include "dn_nn.h"
 #include "dn_scan.h"
 #include "dn_store.h"
+#include "dn_web.h"
 #include "dn_xfer.h"
 
 static struct {
@@ -56,8 +57,8 @@ static const cdl_cfg_key cfg_tab[] = {
     {"host", CDL_CFG_STR, &cfg.host, "127.0.0.1", 0, 0,
      "address to bind the data port to and to advertise"},
     {"port", CDL_CFG_INT, &cfg.port, "9866", 0, 65535, "data-transfer port (0 picks one)"},
-    {"http_port", CDL_CFG_INT, &cfg.http_port, "0", 0, 65535,
-     "HTTP port on host serving /metrics (0 = off; HDFS uses 9864, which caudal up gives)"},
+    {"http_port", CDL_CFG_INT, &cfg.http_port, "9864", 0, 65535,
+     "HTTP port: WebHDFS's data side and /metrics (HTTPS with the TLS identity); 0: none"},
     {"data_dir", CDL_CFG_STR, &cfg.data_dir, "/var/lib/caudal/datanode", 0, 0,
      "folder holding the block store; several, comma-separated, spread the replicas over "
      "them (one per disk)"},
@@ -98,6 +99,8 @@ static cdl_keyring *keys; /* block-token keys: dn_nn fills, dn_xfer checks */
 static dn_xfer *xfer;
 static dn_nn *nn;
 static dn_scan *scan;
+static cdl_http *http; /* the HTTP port: WebHDFS (dn_web.h) */
+static dn_web *web;
 static volatile sig_atomic_t disks_failed;
 
 /* Too many data dirs failed (the store said which): stop as on SIGTERM,
@@ -167,11 +170,14 @@ static void fini_dtls(void)
 	cdl_dtls_set_client(false);
 }
 
+/* The HTTP port, before the namenode client, which advertises it. */
+
 static int init_nn(void)
 {
 	dn_nn_opts o = {.namenode = cfg.namenode,
 			.host = cfg.host,
 			.data_port = dn_xfer_port(xfer),
+			.http_port = http ? cdl_http_port(http) : 0,
 			.heartbeat_ms = (int)cfg.heartbeat_ms,
 			.report_ms = (int)cfg.report_ms,
 			.rpc_timeout_ms = (int)cfg.rpc_timeout_ms,
@@ -201,9 +207,9 @@ static void fini_scan(void)
 	scan = NULL;
 }
 
-/* ---- HTTP: /metrics (Prometheus). WebHDFS's datanode side joins this
- * server (same port, more routes). */
-static cdl_http *http;
+/* ---- HTTP: WebHDFS's data side (dn_web.h) and /metrics (Prometheus) on
+ * one port, listening before the datanode registers (the namenode
+ * redirects WebHDFS clients to it). */
 
 static struct {
 	cdl_series *cap, *used, *rem, *blocks, *xceivers, *vol_ok, *vol_failed, *vol_full;
@@ -267,14 +273,34 @@ static int init_http(void)
 	dg.vfailed = cdl_metrics_gauge(r, "caudal_datanode_volume_failed",
 				       "1 when a data dir has failed.", "dir");
 	cdl_metrics_collector(r, collect, NULL);
-	http = cdl_metrics_serve(cfg.host, (int)cfg.http_port, r, "datanode HTTP");
-	return http ? 0 : -EADDRINUSE;
+	http = cdl_http_new(cfg.host, (int)cfg.http_port, "datanode HTTP");
+	if (!http)
+		return -EINVAL;
+	if (cdl_sec_enabled())
+		cdl_http_set_tls(http, cdl_sec_ca_pem(), cdl_sec_cert_pem(), cdl_sec_key_pem());
+	dn_web_opts wo = {.namenode = cfg.namenode,
+			  .host = cfg.host,
+			  .id = dn_store_id(store),
+			  .keys = keys,
+			  .io_timeout_ms = (int)cfg.io_timeout_ms,
+			  .rpc_timeout_ms = (int)cfg.rpc_timeout_ms};
+	web = dn_web_new(&wo);
+	if (!web)
+		return -EINVAL;
+	int rc = dn_web_route(web, http);
+	if (rc == 0)
+		rc = cdl_metrics_route(http, r);
+	if (rc == 0)
+		rc = cdl_http_start(http);
+	return rc;
 }
 
 static void fini_http(void)
 {
 	cdl_http_free(http);
 	http = NULL;
+	dn_web_free(web);
+	web = NULL;
 }
 
 /* Start-up in order; shut-down in reverse. */
@@ -283,9 +309,9 @@ static const cdl_step steps[] = {
     {init_xfer, fini_xfer, "data-transfer server"},
     {cdl_daemon_rpc_init, cdl_daemon_rpc_fini, "rpc library"},
     {init_dtls, fini_dtls, "encrypted data transfer"},
+    {init_http, fini_http, "HTTP server"},
     {init_nn, fini_nn, "namenode client"},
     {init_scan, fini_scan, "block scanner"},
-    {init_http, fini_http, "HTTP server"},
 };
 #define NSTEPS (sizeof(steps) / sizeof(steps[0]))
 

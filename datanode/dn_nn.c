@@ -51,6 +51,7 @@ struct dn_nn {
 	cdl_rpc_client *rpc;
 	char *host;
 	int data_port;
+	int http_port;
 	int conf_hb_ms, conf_report_ms;
 	int hb_ms, report_ms, rpc_timeout_ms, io_timeout_ms;
 	pthread_t hb_thr, ibr_thr, cmd_thr;
@@ -130,6 +131,7 @@ static void fill_info(dn_nn *n, Caudal__DatanodeInfo *info)
 	info->id = (char *)dn_store_id(n->s);
 	info->host = n->host;
 	info->data_port = (uint32_t)n->data_port;
+	info->http_port = (uint32_t)n->http_port;
 	info->capacity = u.capacity;
 	info->used = u.used;
 	info->remaining = u.remaining;
@@ -662,6 +664,7 @@ int dn_nn_start(dn_store *s, dn_xfer *x, const dn_nn_opts *o, dn_nn **out)
 	n->rpc = rpc;
 	n->host = xstrdup(o->host);
 	n->data_port = o->data_port;
+	n->http_port = o->http_port;
 	n->conf_hb_ms = n->hb_ms = o->heartbeat_ms > 0 ? o->heartbeat_ms : 3000;
 	n->conf_report_ms = n->report_ms = o->report_ms > 0 ? o->report_ms : 3600000;
 	n->rpc_timeout_ms = o->rpc_timeout_ms > 0 ? o->rpc_timeout_ms : 10000;

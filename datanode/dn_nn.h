@@ -30,6 +30,7 @@ typedef struct dn_nn_opts {
 	const char *namenode; /* "host:port" */
 	const char *host;     /* address advertised to clients */
 	int data_port;	      /* data-transfer port advertised */
+	int http_port;	      /* HTTP (WebHDFS) port advertised (0: none) */
 	int heartbeat_ms;     /* heartbeat interval (the namenode may ask for less) */
 	int report_ms;	      /* full block report interval */
 	int rpc_timeout_ms;   /* deadline of each RPC */

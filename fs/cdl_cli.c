@@ -1485,7 +1485,7 @@ static const struct up_setting {
     /* /metrics (Prometheus) of the other daemons, at Hadoop's ports; the
      * daemons' own default is off */
     [UP_DN_HTTP_PORT] = {"dn-http-port", "CAUDAL_DN_HTTP_PORT", "9864",
-			 "datanode HTTP port, /metrics (each on its own address; 0: none)"},
+			 "datanode HTTP port: WebHDFS and /metrics (each on its own address; 0: none)"},
     [UP_JT_HTTP_PORT] = {"jt-http-port", "CAUDAL_JT_HTTP_PORT", "50030",
 			 "jobtracker HTTP port: jobs web UI and /metrics (0: none)"},
     [UP_TT_HTTP_PORT] =

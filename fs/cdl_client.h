@@ -53,6 +53,7 @@ enum cdl_nn_method {
 	CDL_NN_GetQuota,
 	CDL_NN_Trash,
 	CDL_NN_RefreshNodes,
+	CDL_NN_WebCall,
 	CDL_NN_NMETHODS
 };
 
@@ -91,6 +92,16 @@ int cdl_client_call_once(cdl_client *c, enum cdl_nn_method m, const ProtobufCMes
 /* The `err` field of any reply message (0 when it has none), found through
  * its descriptor. */
 uint32_t cdl_reply_err(const ProtobufCMessage *reply);
+/* A client with base's options and identity and a lease holder name of its
+ * own, making its calls over base's channel (no connection of its own);
+ * base must outlive it. For many short-lived clients of one process (a
+ * WebHDFS datanode's requests). */
+cdl_client *cdl_client_new_sharing(cdl_client *base);
+/* Make every later call of c through WebCall presenting ticket (a WebHDFS
+ * datanode acting for the ticket's user; copied): the namenode runs it as
+ * that user if the ticket allows it, and a refusal comes back as -EACCES.
+ * Set once, before c is used. */
+void cdl_client_set_ticket(cdl_client *c, const void *ticket, size_t len);
 /* This process's uid, gid and groups, for requests; lent, do not modify. */
 Caudal__Cred *cdl_client_cred(cdl_client *c);
 

@@ -11,18 +11,28 @@
  * Bounds: at most CDL_HTTP_CONNS connections in all and CDL_HTTP_PER_IP per
  * peer address, an idle connection closed after CDL_HTTP_IDLE_S seconds;
  * each connection has its own thread, so a handler may block on the
- * cluster (a streamed WebHDFS body) without stopping the others. */
+ * cluster (a streamed WebHDFS body) without stopping the others.
+ *
+ * URLs and query values are percent-decoded with one change: %00 decodes
+ * to 0x7f (DEL), so that a NUL cannot cut a name short unseen; handlers
+ * that take names refuse control characters. */
 #ifndef CDL_HTTP_H
 #define CDL_HTTP_H
 
 #include <microhttpd.h>
+#include <stdbool.h>
 #include <stddef.h>
+
+#include "cdl_sec.h"
 
 #define CDL_HTTP_ROUTES 32
 #define CDL_HTTP_CONNS	128
 #define CDL_HTTP_PER_IP 32
 #define CDL_HTTP_IDLE_S 30u
 #define CDL_HTTP_PREFIX 64
+/* Memory of one connection: its request line and headers (so the longest
+ * URL and query string) and each piece of an upload. */
+#define CDL_HTTP_MEM (256 * 1024)
 
 typedef enum MHD_Result (*cdl_http_fn)(void *arg, struct MHD_Connection *conn, const char *url,
 				       const char *method, const char *upload, size_t *upload_size,
@@ -40,6 +50,20 @@ cdl_http *cdl_http_new(const char *host, int port, const char *what);
  * 0, or -EINVAL (bad prefix) / -ENOSPC (too many routes) / -EEXIST. */
 int cdl_http_route(cdl_http *h, const char *prefix, cdl_http_fn fn, cdl_http_done_fn done,
 		   void *arg);
+/* Speak HTTPS with this PEM key and certificate, and ask every client for
+ * a certificate of the CA in ca_pem (each copied). A client without one is
+ * still served: each handler decides with cdl_http_peer. Only before
+ * start. */
+void cdl_http_set_tls(cdl_http *h, const char *ca_pem, const char *cert_pem, const char *key_pem);
+/* Whether h speaks HTTPS. */
+bool cdl_http_tls(const cdl_http *h);
+/* The caller of an HTTPS request, from its certificate (role and name
+ * from the common name as cdl_peer_from_cn reads it; addr filled): 0,
+ * -ENOENT when it sent none (or the connection is plain HTTP), -EACCES
+ * when it does not verify against the CA (expired, another CA, bad
+ * signature) or names no known role. */
+int cdl_http_peer(struct MHD_Connection *conn, cdl_peer *p);
+
 /* Listen and serve. 0 or -errno (logged). */
 int cdl_http_start(cdl_http *h);
 /* The port it listens on once started, or -1. */

@@ -82,6 +82,13 @@ const cdl_peer *cdl_rpc_peer(void)
 	return cur_peer;
 }
 
+const cdl_peer *cdl_rpc_set_peer(const cdl_peer *p)
+{
+	const cdl_peer *old = cur_peer;
+	cur_peer = p;
+	return old;
+}
+
 struct cdl_rpc_server {
 	grpc_server *srv;
 	char *addr;

@@ -51,6 +51,10 @@ typedef struct cdl_rpc_method {
  * handler). On a TLS server it comes from the verified client
  * certificate; on a plaintext one its role is CDL_ROLE_INSECURE. */
 const cdl_peer *cdl_rpc_peer(void);
+/* Make p the caller of what this thread runs next (an in-process caller
+ * acting as an identity it has verified itself: the namenode's WebHDFS);
+ * returns the one it replaces, to be put back after. */
+const cdl_peer *cdl_rpc_set_peer(const cdl_peer *p);
 
 typedef struct cdl_rpc_server cdl_rpc_server;
 

@@ -205,6 +205,28 @@ static void mac_of(const key *k, const uint8_t *data, size_t len, uint8_t mac[CD
 		abort(); /* only fails when OpenSSL cannot allocate */
 }
 
+int cdl_keyring_signer(cdl_keyring *kr, int64_t now_ms, uint32_t *id, int64_t *expiry_ms)
+{
+	key k;
+	if (!get_key(kr, true, 0, now_ms, &k))
+		return -ENOKEY;
+	*id = k.id;
+	*expiry_ms = k.expiry_ms;
+	OPENSSL_cleanse(&k, sizeof(k));
+	return 0;
+}
+
+int cdl_keyring_mac(cdl_keyring *kr, uint32_t id, int64_t now_ms, const void *data, size_t len,
+		    uint8_t mac[CDL_TOKEN_MAC])
+{
+	key k;
+	if (!get_key(kr, false, id, now_ms, &k))
+		return -ENOKEY;
+	mac_of(&k, data, len, mac);
+	OPENSSL_cleanse(&k, sizeof(k));
+	return 0;
+}
+
 int cdl_token_sign(cdl_keyring *kr, const cdl_token_spec *spec, int64_t now_ms,
 		   ProtobufCBinaryData *out)
 {

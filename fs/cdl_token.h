@@ -102,6 +102,14 @@ int cdl_token_check(cdl_keyring *kr, const ProtobufCBinaryData *tok, int64_t now
 bool cdl_token_names_id(const Caudal__BlockTokenId *id, const char *dn_id);
 bool cdl_token_names_addr(const Caudal__BlockTokenId *id, const char *host, uint32_t port);
 
+/* Other signed things (WebHDFS tickets) under the same keys: the id and
+ * expiry of the key that signs at now_ms (-ENOKEY without one), and the
+ * HMAC-SHA256 of data under key id (-ENOKEY when it is not held or has
+ * expired). */
+int cdl_keyring_signer(cdl_keyring *kr, int64_t now_ms, uint32_t *id, int64_t *expiry_ms);
+int cdl_keyring_mac(cdl_keyring *kr, uint32_t id, int64_t now_ms, const void *data, size_t len,
+		    uint8_t mac[CDL_TOKEN_MAC]);
+
 /* Wall-clock ms since the epoch: the clock token expiries use. */
 int64_t cdl_token_now_ms(void);
 

@@ -207,6 +207,7 @@ nn_dn *nn_dn_register(nn_blocks *b, const Caudal__DatanodeInfo *info, int64_t no
 	d->host = xstrdup(info->host);
 	d->rack = xstrdup(nn_topology_rack(b->topo, info->host));
 	d->port = info->data_port;
+	d->http_port = info->http_port <= 65535 ? info->http_port : 0;
 	d->alive = true;
 	/* commands queued for an earlier incarnation may no longer apply */
 	cmds_free(d);
@@ -350,6 +351,7 @@ void nn_dn_info(const nn_dn *d, Caudal__DatanodeInfo *info, int64_t now, struct 
 	info->id = a ? cdl_arena_strdup(a, d->id) : d->id;
 	info->host = a ? cdl_arena_strdup(a, d->host) : d->host;
 	info->data_port = d->port;
+	info->http_port = d->http_port;
 	info->rack = a ? cdl_arena_strdup(a, d->rack) : d->rack;
 	info->capacity = d->capacity;
 	info->used = d->used;

@@ -20,6 +20,7 @@ typedef struct nn_dn {
 	int idx;
 	char *id, *host, *rack;
 	uint32_t port;
+	uint32_t http_port; /* WebHDFS data side (0: none) */
 	uint64_t capacity, used, remaining;
 	uint32_t xceivers;
 	int64_t last_hb_ms;

@@ -28,11 +28,13 @@
 #include "nn_ns.h"
 #include "nn_place.h"
 #include "nn_ui.h"
+#include "nn_web.h"
 
 static struct {
 	char *host;
 	int64_t port;
 	int64_t http_port;
+	int64_t webhdfs_ticket_ms;
 	char *dir;
 	int64_t block_size;
 	int64_t replication;
@@ -75,6 +77,8 @@ static const cdl_cfg_key keys[] = {
     {"port", CDL_CFG_INT, &cfg.port, "9000", 1, 65535, "RPC port"},
     {"http_port", CDL_CFG_INT, &cfg.http_port, "9870", 0, 65535,
      "HTTP status and /metrics port (0 = off)"},
+    {"webhdfs_ticket_ms", CDL_CFG_INT, &cfg.webhdfs_ticket_ms, "300000", 100, 86400000,
+     "a WebHDFS redirect's ticket lets its operation start for this long, ms"},
     {"dir", CDL_CFG_STR, &cfg.dir, "./nn", 0, 0, "metadata directory (RocksDB)"},
     {"block_size", CDL_CFG_INT, &cfg.block_size, "64m", 65536, 1LL << 36,
      "default block size in bytes (a multiple of 64 KiB)"},
@@ -147,6 +151,7 @@ static const cdl_cfg_key keys[] = {
 static volatile sig_atomic_t stop;
 static nn_topology *topo;
 static nn_ns *ns;
+static nn_web *web; /* WebHDFS (nn_web.h) */
 static cdl_rpc_server *srv;
 static cdl_http *http;
 /* The secret /check asks for (hex), kept in DIR/check.token (0600). */
@@ -216,7 +221,15 @@ static int step_namespace(void)
 	    .trash_interval_ms =
 		cfg.trash_interval_s ? cfg.trash_interval_s * 1000 : cfg.trash_interval * 60000,
 	};
-	return nn_ns_open(&c, topo, &ns);
+	int rc = nn_ns_open(&c, topo, &ns);
+	if (rc < 0)
+		return rc;
+	/* before the RPC server starts: WebCall reads it */
+	web = nn_web_new(ns, cfg.webhdfs_ticket_ms);
+	if (!web)
+		return -EIO;
+	nn_ns_set_web(ns, web);
+	return 0;
 }
 
 static int step_rpc(void)
@@ -305,9 +318,13 @@ static int step_http(void)
 	http = cdl_http_new(cfg.host, (int)cfg.http_port, "namenode HTTP");
 	if (!http)
 		return -EINVAL;
+	/* with TLS the port speaks HTTPS and asks for client certificates
+	 * (WebHDFS's identity, nn_web.h) */
+	if (cdl_sec_enabled())
+		cdl_http_set_tls(http, cdl_sec_ca_pem(), cdl_sec_cert_pem(), cdl_sec_key_pem());
 	cdl_metrics *m = cdl_metrics_global();
 	cdl_metrics_process(m);
-	if ((rc = nn_ns_metrics(ns, m)) < 0 ||
+	if ((rc = nn_ns_metrics(ns, m)) < 0 || (rc = nn_web_route(web, http)) < 0 ||
 	    (rc = cdl_http_route(http, "/check", http_check, NULL, NULL)) < 0 ||
 	    (rc = cdl_metrics_route(http, m)) < 0 ||
 	    (rc = nn_ui_register(http, ns, cfg.jobs_url)) < 0 || (rc = cdl_http_start(http)) < 0)
@@ -435,6 +452,7 @@ int main(int argc, char **argv)
 	cdl_rpc_server_free(srv, 2000);
 	nn_ckpt_shutdown();
 	nn_ns_close(ns);
+	nn_web_free(web);
 	nn_topology_free(topo);
 	cdl_rpc_global_shutdown();
 	cdl_config_release(keys);

@@ -23,6 +23,7 @@
 #include "nn_exports.h"
 #include "nn_hosts.h"
 #include "nn_token.h"
+#include "nn_web.h"
 
 #define ROOT_INO	1
 #define MAX_READDIR	4096
@@ -32,7 +33,6 @@
 #define MAX_EVENTS	4096
 #define MAX_WAIT_MS	30000
 #define MIN_BLOCK_SIZE	CDL_CHUNK
-#define NN_MAX_GROUPS	64   /* supplementary groups a Cred may carry */
 #define NN_MAX_ID	255  /* client names, datanode ids, hosts and racks */
 #define WALK_DEPTH_MAX	4096 /* a path has at most CDL_PATH_MAX / 2 components */
 
@@ -4630,6 +4630,18 @@ H(BlockReceived)
 	 CDL_ROLE_BIT(CDL_ROLE_MOUNT))
 #define R_DATANODE CDL_ROLE_BIT(CDL_ROLE_DATANODE)
 
+/* A WebHDFS datanode's call for a ticket's user (nn_web.h). */
+H(WebCall)
+{
+	nn_ns *ns = ctx;
+	Caudal__WebCallReply *rep = (void *)rep_;
+	if (!ns->web) {
+		rep->err = ENOSYS;
+		return;
+	}
+	nn_web_call(ns->web, (const Caudal__WebCallRequest *)req_, rep, a);
+}
+
 static const cdl_rpc_method client_methods[] = {
     {"GetAttr", h_GetAttr, 0, R_CLIENTS},
     {"Mkdir", h_Mkdir, 0, R_CLIENTS},
@@ -4662,6 +4674,8 @@ static const cdl_rpc_method client_methods[] = {
     {"GetQuota", h_GetQuota, 0, R_CLIENTS},
     {"Trash", h_Trash, 0, R_CLIENTS},
     {"RefreshNodes", h_RefreshNodes, 0, R_ADMIN},
+    /* a WebHDFS datanode presenting a ticket (nn_web.h) */
+    {"WebCall", h_WebCall, 0, R_DATANODE},
     {NULL, NULL, 0, 0},
 };
 
@@ -4673,7 +4687,7 @@ static const cdl_rpc_method datanode_methods[] = {
     {NULL, NULL, 0, 0},
 };
 
-ProtobufCMessage *nn_ns_call(nn_ns *ns, const char *method, const ProtobufCMessage *req,
+ProtobufCMessage *nn_ns_call_local(nn_ns *ns, const char *method, const ProtobufCMessage *req,
 			     cdl_arena *a)
 {
 	const ProtobufCServiceDescriptor *sd = &caudal__client_protocol__descriptor;
@@ -4690,6 +4704,40 @@ ProtobufCMessage *nn_ns_call(nn_ns *ns, const char *method, const ProtobufCMessa
 		return rep;
 	}
 	return NULL;
+}
+
+int nn_ns_call(nn_ns *ns, unsigned method, const cdl_peer *as, const ProtobufCMessage *req,
+	       ProtobufCMessage *reply, cdl_arena *arena)
+{
+	const ProtobufCServiceDescriptor *sd = &caudal__client_protocol__descriptor;
+	if (method >= sd->n_methods || !as)
+		return -EINVAL;
+	const ProtobufCMethodDescriptor *md = &sd->methods[method];
+	const cdl_rpc_method *m = client_methods;
+	while (m->name && strcmp(m->name, md->name))
+		m++;
+	if (!m->name || req->descriptor != md->input)
+		return -EINVAL;
+	if (as->role != CDL_ROLE_INSECURE && m->roles && !(m->roles & CDL_ROLE_BIT(as->role))) {
+		cdl_info("refused '%s' to %s '%s' from %s (WebHDFS)", m->name,
+			 cdl_role_name(as->role), as->name, as->addr);
+		return -EACCES;
+	}
+	md->output->message_init(reply);
+	const cdl_peer *old = cdl_rpc_set_peer(as);
+	m->handler(ns, req, reply, arena);
+	cdl_rpc_set_peer(old);
+	return 0;
+}
+
+bool nn_ns_user_cred(const char *name, Caudal__Cred *cred, uint32_t *groups)
+{
+	return user_cred(name, cred, groups);
+}
+
+void nn_ns_set_web(nn_ns *ns, struct nn_web *web)
+{
+	ns->web = web;
 }
 
 int nn_ns_register(nn_ns *ns, cdl_rpc_server *srv)

@@ -31,6 +31,9 @@
  * RPC message. */
 #define NN_INLINE_CAP (1 << 20)
 
+/* Supplementary groups a Cred may carry. */
+#define NN_MAX_GROUPS 64
+
 typedef struct nn_conf {
 	char *dir;	      /* metadata directory */
 	int64_t block_size;   /* default bytes per block */
@@ -123,6 +126,7 @@ typedef struct nn_ns {
 	size_t nquotas, capquotas;
 	int64_t trash_next_ms;		    /* the trash emptier's next round (monotonic ms) */
 	struct nn_hosts *include, *exclude; /* the hosts files as last read (NULL: none) */
+	struct nn_web *web;		/* WebHDFS: answers WebCall (NULL: refused) */
 } nn_ns;
 
 /* Open (formatting an empty directory) and load block map and leases. */
@@ -136,14 +140,33 @@ int nn_ns_register(nn_ns *ns, cdl_rpc_server *srv);
  * server would for req, without a peer: req's Cred is who acts (none:
  * root), so an in-process caller passes the Cred it means. The reply lives
  * in a; NULL for an unknown method or a req of the wrong type. */
-ProtobufCMessage *nn_ns_call(nn_ns *ns, const char *method, const ProtobufCMessage *req,
-			     cdl_arena *a);
+ProtobufCMessage *nn_ns_call_local(nn_ns *ns, const char *method,
+				   const ProtobufCMessage *req, cdl_arena *a);
 
 /* Periodic work: dead datanodes, replication, lease expiry, safe mode. */
 void nn_ns_tick(nn_ns *ns);
 
 /* Wake long polls so shutdown does not wait for them. */
 void nn_ns_stop(nn_ns *ns);
+
+/* Run ClientProtocol method `method` (its index in the service, as
+ * enum cdl_nn_method) in-process as the caller `as`, exactly as the RPC
+ * layer would for that certificate: the method's role mask is checked
+ * (-EACCES, logged) and the handler sees `as` as its peer, so its own
+ * identity mapping and permission checks apply. reply is initialised here
+ * for the method's output type; everything it points at lives in arena.
+ * -EINVAL for an unknown method. For in-process callers that verified
+ * the identity themselves (WebHDFS); never pass a NULL `as`. */
+int nn_ns_call(nn_ns *ns, unsigned method, const cdl_peer *as, const ProtobufCMessage *req,
+	       ProtobufCMessage *reply, cdl_arena *arena);
+/* The uid, gid and groups (into groups, NN_MAX_GROUPS) of the local user
+ * name, as a user certificate maps; false when there is no such user. */
+bool nn_ns_user_cred(const char *name, Caudal__Cred *cred, uint32_t *groups);
+
+/* WebHDFS (namenode/nn_web.h), set before the RPC server starts: WebCall
+ * is answered by it. */
+struct nn_web;
+void nn_ns_set_web(nn_ns *ns, struct nn_web *web);
 
 /* Text status for the HTTP page; caller frees. */
 char *nn_ns_status_text(nn_ns *ns);

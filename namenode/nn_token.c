@@ -88,3 +88,9 @@ Caudal__BlockKey **nn_token_keys(nn_token *t, cdl_arena *a, size_t *n)
 	roll(t, now);
 	return cdl_keyring_export(t->kr, a, now, n);
 }
+
+cdl_keyring *nn_token_keyring(nn_token *t)
+{
+	roll(t, cdl_token_now_ms());
+	return t->kr;
+}

@@ -37,4 +37,8 @@ void nn_token_located(nn_token *t, cdl_arena *a, Caudal__LocatedBlock *lb, uint3
 /* The keys datanodes need now (rolling first if due), in a. */
 Caudal__BlockKey **nn_token_keys(nn_token *t, cdl_arena *a, size_t *n);
 
+/* The keyring (rolled first if due), for other things signed under the
+ * block-token keys (WebHDFS tickets, nn_web.h). */
+cdl_keyring *nn_token_keyring(nn_token *t);
+
 #endif

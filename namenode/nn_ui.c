@@ -161,7 +161,7 @@ static bool visible(nn_ns *ns, const char *path, struct seen *sn)
 	q.cred = (Caudal__Cred *)&nobody;
 	cdl_arena a;
 	cdl_arena_init(&a);
-	Caudal__ReaddirReply *r = (void *)nn_ns_call(ns, "Readdir", &q.base, &a);
+	Caudal__ReaddirReply *r = (void *)nn_ns_call_local(ns, "Readdir", &q.base, &a);
 	bool ok = r && r->err == 0;
 	cdl_arena_release(&a);
 	if (sn->n < sizeof(sn->dir) / sizeof(sn->dir[0])) {
@@ -184,7 +184,7 @@ static void events_json(nn_ui *u, FILE *f, cdl_arena *a)
 	Caudal__EventsRequest q = CAUDAL__EVENTS_REQUEST__INIT;
 	q.from_txid = last > 8 * NN_UI_EVENTS ? last - 8 * NN_UI_EVENTS + 1 : 1;
 	q.max = 8 * NN_UI_EVENTS;
-	Caudal__EventsReply *r = (void *)nn_ns_call(ns, "GetEvents", &q.base, a);
+	Caudal__EventsReply *r = (void *)nn_ns_call_local(ns, "GetEvents", &q.base, a);
 	cdl_json_key(f, "events", false);
 	fputc('[', f);
 	size_t first = r && r->n_events > NN_UI_EVENTS ? r->n_events - NN_UI_EVENTS : 0;
@@ -223,8 +223,8 @@ static char *overview(nn_ui *u)
 	cdl_arena a;
 	cdl_arena_init(&a);
 	Caudal__Empty e = CAUDAL__EMPTY__INIT;
-	Caudal__StatfsReply *st = (void *)nn_ns_call(ns, "Statfs", &e.base, &a);
-	Caudal__ReportReply *rep = (void *)nn_ns_call(ns, "Report", &e.base, &a);
+	Caudal__StatfsReply *st = (void *)nn_ns_call_local(ns, "Statfs", &e.base, &a);
+	Caudal__ReportReply *rep = (void *)nn_ns_call_local(ns, "Report", &e.base, &a);
 	int64_t at;
 	struct block_states bs = block_states(u, &at);
 	pthread_mutex_lock(&ns->lock);
@@ -308,7 +308,7 @@ static char *datanodes(nn_ui *u)
 	cdl_arena a;
 	cdl_arena_init(&a);
 	Caudal__Empty e = CAUDAL__EMPTY__INIT;
-	Caudal__ReportReply *rep = (void *)nn_ns_call(u->ns, "Report", &e.base, &a);
+	Caudal__ReportReply *rep = (void *)nn_ns_call_local(u->ns, "Report", &e.base, &a);
 	char *buf;
 	size_t len;
 	FILE *f = open_memstream(&buf, &len);
@@ -387,7 +387,7 @@ static enum MHD_Result ls(nn_ui *u, struct MHD_Connection *conn)
 	q.cred = (Caudal__Cred *)&nobody;
 	cdl_arena a;
 	cdl_arena_init(&a);
-	Caudal__ReaddirReply *r = (void *)nn_ns_call(u->ns, "Readdir", &q.base, &a);
+	Caudal__ReaddirReply *r = (void *)nn_ns_call_local(u->ns, "Readdir", &q.base, &a);
 	if (!r || r->err) {
 		uint32_t err = r ? r->err : EIO;
 		cdl_arena_release(&a);
@@ -446,7 +446,7 @@ static enum MHD_Result file(nn_ui *u, struct MHD_Connection *conn)
 	Caudal__GetAttrRequest gq = CAUDAL__GET_ATTR_REQUEST__INIT;
 	gq.target = &t;
 	gq.cred = (Caudal__Cred *)&nobody;
-	Caudal__AttrReply *ar = (void *)nn_ns_call(u->ns, "GetAttr", &gq.base, &a);
+	Caudal__AttrReply *ar = (void *)nn_ns_call_local(u->ns, "GetAttr", &gq.base, &a);
 	Caudal__GetBlocksReply *br = NULL;
 	uint32_t err = !ar ? EIO : ar->err ? ar->err : !ar->attr ? EIO : 0;
 	if (!err && S_ISREG(ar->attr->mode)) {
@@ -456,7 +456,7 @@ static enum MHD_Result file(nn_ui *u, struct MHD_Connection *conn)
 		uint64_t bs = ar->attr->block_size ? ar->attr->block_size : 1;
 		bq.length = bs <= UINT64_MAX / NN_UI_BLOCK_PAGE ? bs * NN_UI_BLOCK_PAGE : 0;
 		bq.cred = (Caudal__Cred *)&nobody;
-		br = (void *)nn_ns_call(u->ns, "GetBlocks", &bq.base, &a);
+		br = (void *)nn_ns_call_local(u->ns, "GetBlocks", &bq.base, &a);
 	}
 	if (err) {
 		cdl_arena_release(&a);

@@ -12,6 +12,9 @@
 #         the local disk, interleaved; Caudal/MooseFS ratios
 #   jobs  wordcount over a generated 1 GiB text file against
 #         `tr | sort | uniq -c` and an awk hash count on the local disk
+#   webhdfs  CREATE and OPEN of the same 1 GiB through WebHDFS (curl -L over
+#         HTTPS with a client certificate) beside `caudal put`/`get`, and the
+#         peak RSS (VmHWM) of the daemons before and after: the bodies stream
 #   sec   what security costs: namenode ops/s (sync=batch) and put/get of
 #         SEC_SIZE_MB with mutual TLS and block tokens (the default) beside
 #         the same cluster started --insecure=yes, and with --encrypt-data,
@@ -25,7 +28,7 @@ case $B in /*) ;; *) B=$ROOT/$B ;; esac
 BIN=$B/bin
 CAUDAL=$BIN/caudal
 RUNS=${BENCH_RUNS:-2}
-SECTIONS=${BENCH_SECTIONS:-core nn sec fs jobs}
+SECTIONS=${BENCH_SECTIONS:-core nn webhdfs sec fs jobs}
 SEC_SIZE_MB=${BENCH_SEC_SIZE_MB:-512}
 SIZE_MB=${BENCH_SIZE_MB:-1024}
 PEERS=$ROOT/../shared/peers
@@ -61,11 +64,13 @@ free_port() {
 start_cluster() {
 	local home=$1
 	shift
-	local nn dn http
+	local nn dn http dnhttp
 	nn=$(free_port)
 	dn=$(free_port)
 	http=$(free_port)
+	dnhttp=$(free_port)
 	CAUDAL_HOME=$home "$CAUDAL" up --nn-port="$nn" --dn-port="$dn" --http-port="$http" \
+		--dn-http-port="$dnhttp" \
 		--mount=none --jobs=no "$@" \
 		>"$home.up.log" 2>&1 || {
 		cat "$home.up.log"
@@ -106,6 +111,57 @@ if [[ " $SECTIONS " == *" core "* ]]; then
 		log "run $run: put $put_rate MB/s, get $get_rate MB/s (cold), local cp+sync $cp_rate MB/s; put/cp $(awk -v a="$put_rate" -v b="$cp_rate" 'BEGIN{printf "%.2f", a/b}'), data $same"
 	done
 	"$CAUDAL" rm /big >/dev/null
+	unset CAUDAL_NAMENODE CAUDAL_HOME
+fi
+
+if [[ " $SECTIONS " == *" webhdfs "* ]]; then
+	log ""
+	log "## webhdfs: 1 GiB CREATE and OPEN (curl -L, HTTPS, client certificate) beside caudal put/get (MB/s), replication 3, 64 MiB blocks; peak RSS (VmHWM, MiB) of the daemons"
+	[ -f "$W/src" ] || head -c $((SIZE_MB << 20)) /dev/urandom >"$W/src"
+	HOMES+=("$W/web")
+	NN=$(start_cluster "$W/web") || exit 1
+	export CAUDAL_NAMENODE=$NN CAUDAL_HOME=$W/web
+	HP=$(sed -n 's/.*--http_port=\([0-9]*\).*/\1/p' <(tr '\0' ' ' <"/proc/$(sed -n 1p "$W/web/pids/namenode.pid")/cmdline"))
+	C=$W/web/certs
+	CURL=(curl -sS -f -L --cacert "$C/ca.crt" --cert "$C/admin.crt" --key "$C/admin.key")
+	URL=https://127.0.0.1:$HP/webhdfs/v1/web
+	hwm() { # the largest VmHWM (MiB) of the named daemons
+		local n m=0 v
+		for n in "$@"; do
+			v=$(awk '/^VmHWM:/ {print int($2 / 1024)}' "/proc/$(sed -n 1p "$W/web/pids/$n.pid")/status")
+			[ "$v" -gt "$m" ] && m=$v
+		done
+		echo "$m"
+	}
+	log "peak RSS at start: namenode $(hwm namenode) MiB, datanodes $(hwm dn1 dn2 dn3) MiB"
+	for run in $(seq 1 "$RUNS"); do
+		drop_caches
+		t0=$(now)
+		"$CAUDAL" put -f "$W/src" /big
+		t1=$(now)
+		put_rate=$(rate $((SIZE_MB << 20)) "$t0" "$t1")
+		drop_caches
+		t0=$(now)
+		"$CAUDAL" get /big "$W/back"
+		t1=$(now)
+		get_rate=$(rate $((SIZE_MB << 20)) "$t0" "$t1")
+		rm -f "$W/back"
+		drop_caches
+		t0=$(now)
+		"${CURL[@]}" -X PUT -T "$W/src" "$URL?op=CREATE&overwrite=true" -o /dev/null
+		t1=$(now)
+		create_rate=$(rate $((SIZE_MB << 20)) "$t0" "$t1")
+		drop_caches
+		t0=$(now)
+		"${CURL[@]}" -o "$W/back" "$URL?op=OPEN"
+		t1=$(now)
+		open_rate=$(rate $((SIZE_MB << 20)) "$t0" "$t1")
+		same=identical
+		cmp -s "$W/src" "$W/back" || same=DIFFERENT
+		rm -f "$W/back"
+		log "run $run: put $put_rate MB/s, get $get_rate MB/s; WebHDFS CREATE $create_rate MB/s, OPEN $open_rate MB/s; data $same; peak RSS namenode $(hwm namenode) MiB, datanodes $(hwm dn1 dn2 dn3) MiB"
+	done
+	"$CAUDAL" rm /big /web >/dev/null
 	unset CAUDAL_NAMENODE CAUDAL_HOME
 fi
 

@@ -29,6 +29,7 @@ import os
 import random
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -43,7 +44,11 @@ CLIENT = os.environ["CRASH_CLIENT"]
 CAUDAL = os.environ["CAUDAL"]
 HOME = os.environ["CAUDAL_HOME"]
 NN = os.environ["CAUDAL_NAMENODE"]
-HTTP = "http://127.0.0.1:%s" % os.environ["CAUDAL_NN_HTTP_PORT"]
+# the namenode's HTTP port speaks HTTPS when the cluster has certificates
+CA = os.path.join(HOME, "certs", "ca.crt")
+HTTP = "%s://127.0.0.1:%s" % ("https" if os.path.exists(CA) and not os.path.exists(
+    os.path.join(HOME, "insecure")) else "http",
+                              os.environ["CAUDAL_NN_HTTP_PORT"])
 LEASE_S = int(os.environ.get("CAUDAL_LEASE_MS", "2000")) / 1000.0
 TMP = os.environ.get("T", "/tmp")
 SABOTAGE = os.environ.get("CRASH_SABOTAGE") == "rollback"
@@ -298,7 +303,8 @@ def kill_nn():
 
 def http(path):
     try:
-        with urllib.request.urlopen(HTTP + path, timeout=30) as r:
+        ctx = ssl.create_default_context(cafile=CA) if HTTP.startswith("https") else None
+        with urllib.request.urlopen(HTTP + path, timeout=30, context=ctx) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()

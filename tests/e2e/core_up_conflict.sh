@@ -87,12 +87,9 @@ check_alive "$A" "$APIDS" "after down with pid files naming its daemons"
 [ -z "$(ls "$T/b/pids")" ] || fail "stale pid files left: $(ls "$T/b/pids")"
 
 say "without TLS: the second up could talk to the first cluster, and must not"
-read -r -a P <<<"$(free_ports 3)"
+read -r -a P <<<"$(free_ports 4)"
 export CAUDAL_HOME=$T/c
-# its datanodes' /metrics on ports of its own (not the first cluster's)
-CAUDAL_DN_HTTP_PORT=$(free_ports 1)
-export CAUDAL_DN_HTTP_PORT
-CAUDAL_NN_PORT=${P[0]} CAUDAL_NN_HTTP_PORT=${P[1]} CAUDAL_DN_PORT=${P[2]} \
+CAUDAL_NN_PORT=${P[0]} CAUDAL_NN_HTTP_PORT=${P[1]} CAUDAL_DN_PORT=${P[2]} CAUDAL_DN_HTTP_PORT=${P[3]} \
 	CAUDAL_NAMENODE=127.0.0.1:${P[0]} caudal up --insecure=yes
 CPIDS=$(pids_of "$T/c")
 CNN=$(sed -n 1p "$T/c/pids/namenode.pid")

@@ -15,7 +15,7 @@ build_tool "$ROOT/tests/e2e/dn_disk_shutdown.c" "$SHUT"
 
 say "misconfigured data dirs are refused before anything starts"
 # (a datanode that started anyway would find no namenode and be killed)
-lone_dn() { timeout 10 "$BIN/caudal-datanode" --namenode=127.0.0.1:1 --port=0 --insecure=true "$@"; }
+lone_dn() { timeout 10 "$BIN/caudal-datanode" --namenode=127.0.0.1:1 --port=0 --http_port=0 --insecure=true "$@"; }
 mkdir -p "$T/bad/a" "$T/bad/b"
 echo dn-a >"$T/bad/a/datanode_id"
 echo other-datanode >"$T/bad/b/datanode_id"

@@ -87,12 +87,12 @@ assert_fails "$BIN/caudal-namenode" --checkpoint --once --namenode="$CAUDAL_NAME
 say "a datanode certificate cannot register for another host, a user's not at all"
 live0=$(field 'live datanodes' caudal report)
 # shellcheck disable=SC2046
-"$BIN/caudal-datanode" --namenode="$CAUDAL_NAMENODE" --host=127.0.0.9 --port="$CAUDAL_DN_PORT" \
+"$BIN/caudal-datanode" --namenode="$CAUDAL_NAMENODE" --host=127.0.0.9 --port="$CAUDAL_DN_PORT" --http_port=0 \
 	--data_dir="$T/fake1" --heartbeat_ms=300 --log_level=info $(tls_flags dn1) \
 	>"$T/fake1.log" 2>&1 &
 fake1=$!
 register_pid "$fake1"
-"$BIN/caudal-datanode" --namenode="$CAUDAL_NAMENODE" --host=127.0.0.10 --port="$CAUDAL_DN_PORT" \
+"$BIN/caudal-datanode" --namenode="$CAUDAL_NAMENODE" --host=127.0.0.10 --port="$CAUDAL_DN_PORT" --http_port=0 \
 	--data_dir="$T/fake2" --heartbeat_ms=300 --log_level=info \
 	--tls_ca="$C/ca.crt" --tls_cert="$C/users/nobody.crt" --tls_key="$C/users/nobody.key" \
 	>"$T/fake2.log" 2>&1 &

@@ -355,6 +355,9 @@ static void h_status(void *ctx, const ProtobufCMessage *req, ProtobufCMessage *r
 	(void)ctx, (void)req, (void)reply, (void)a;
 }
 
+static void h_webcall(void *ctx, const ProtobufCMessage *req, ProtobufCMessage *reply,
+		      cdl_arena *a);
+
 static const cdl_rpc_method nn_table[] = {
     {"GetAttr", h_getattr, 0, 0},
     {"Mkdir", h_nosys, 0, 0},
@@ -387,8 +390,40 @@ static const cdl_rpc_method nn_table[] = {
     {"GetQuota", h_nosys, 0, 0},
     {"Trash", h_nosys, 0, 0},
     {"RefreshNodes", h_nosys, 0, 0},
+    {"WebCall", h_webcall, 0, 0},
     {NULL, NULL, 0, 0},
 };
+
+/* WebCall as the namenode answers it for a good ticket ("TICKET"): the
+ * inner request runs through this table (in .proto order) and its reply
+ * comes back packed; any other ticket is EACCES. */
+static int webcall_calls;
+static void h_webcall(void *ctx, const ProtobufCMessage *req, ProtobufCMessage *reply, cdl_arena *a)
+{
+	const Caudal__WebCallRequest *r = (const void *)req;
+	Caudal__WebCallReply *o = (void *)reply;
+	__atomic_add_fetch(&webcall_calls, 1, __ATOMIC_RELAXED);
+	const ProtobufCServiceDescriptor *sd = &caudal__client_protocol__descriptor;
+	if (r->ticket.len != 6 || memcmp(r->ticket.data, "TICKET", 6) ||
+	    r->method >= sd->n_methods || r->method == CDL_NN_WebCall) {
+		o->err = EACCES;
+		return;
+	}
+	const ProtobufCMethodDescriptor *md = &sd->methods[r->method];
+	ProtobufCMessage *in =
+	    protobuf_c_message_unpack(md->input, NULL, r->request.len, r->request.data);
+	if (!in) {
+		o->err = EINVAL;
+		return;
+	}
+	ProtobufCMessage *out = cdl_arena_alloc(a, md->output->sizeof_message);
+	md->output->message_init(out);
+	nn_table[r->method].handler(ctx, in, out, a);
+	o->reply.len = protobuf_c_message_get_packed_size(out);
+	o->reply.data = cdl_arena_alloc(a, o->reply.len + 1);
+	protobuf_c_message_pack(out, o->reply.data);
+	protobuf_c_message_free_unpacked(in, NULL);
+}
 
 /* ---------------------------------------------------------------- tests */
 
@@ -455,6 +490,23 @@ static void test_retries(const char *addr)
 		protobuf_c_message_free_unpacked(&a->base, NULL);
 	}
 	CHECK_EQ(cdl_stat(c, "/nothing", &a), -ENOENT);
+	cdl_client_free(c);
+
+	/* with a ticket every call goes through WebCall (cdl_client_set_ticket) */
+	c = mk_client(addr, 5000, 1000);
+	cdl_client_set_ticket(c, "TICKET", 6);
+	CHECK_EQ(cdl_stat(c, "/file", &a), 0);
+	CHECK_EQ(webcall_calls, 1);
+	if (a) {
+		CHECK_EQ(a->ino, FILE_INO);
+		protobuf_c_message_free_unpacked(&a->base, NULL);
+	}
+	CHECK_EQ(cdl_stat(c, "/nothing", &a), -ENOENT);
+	CHECK_EQ(webcall_calls, 2);
+	cdl_client_free(c);
+	c = mk_client(addr, 5000, 1000);
+	cdl_client_set_ticket(c, "FORGED", 6);
+	CHECK_EQ(cdl_stat(c, "/file", &a), -EACCES);
 	cdl_client_free(c);
 
 	/* EAGAIN that never ends comes back once the I/O timeout passed */

@@ -1724,7 +1724,8 @@ static void jt_args(struct daemon *x, const struct upctx *u, int i)
 	d_port(x, UP_JT_PORT);
 	d_http(x, "http_port", UP_JT_HTTP_PORT, upv[UP_NN_HOST], true);
 	if (strcmp(upv[UP_HTTP_PORT], "0")) {
-		char *url = xasprintf("http://%s:%s/", upv[UP_NN_HOST], upv[UP_HTTP_PORT]);
+		char *url = xasprintf("%s://%s:%s/", strcmp(upv[UP_INSECURE], "yes") ? "https" : "http",
+				      upv[UP_NN_HOST], upv[UP_HTTP_PORT]);
 		d_arg(x, "namenode_url", url);
 		free(url);
 	}
@@ -2571,11 +2572,15 @@ static int cmd_up(int argc, char **argv)
 	printf("cluster up: namenode %s, cluster '%s', %d datanodes live, state in '%s'\n", nn,
 	       u.cluster, u.ndn, home);
 	bool any = false;
+	/* with TLS the namenode's and datanodes' HTTP ports speak HTTPS
+	 * (WebHDFS's identity); the other daemons serve plain HTTP */
+	bool tls = strcmp(upv[UP_INSECURE], "yes") != 0;
 	for (int i = 0; i < u.n; i++)
 		if (u.ds[i].metrics) {
-			printf("%s %s=%s",
-			       any ? "," : "metrics (http://HOST:PORT/metrics):", u.ds[i].name,
-			       u.ds[i].metrics);
+			bool https = tls && (!strcmp(u.ds[i].name, "namenode") ||
+					     !strncmp(u.ds[i].name, "dn", 2));
+			printf("%s %s=%s://%s/metrics", any ? "," : "metrics:", u.ds[i].name,
+			       https ? "https" : "http", u.ds[i].metrics);
 			any = true;
 		}
 	if (any)

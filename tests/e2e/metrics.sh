@@ -30,20 +30,29 @@ mountpoint -q "$M" || fail "caudal up did not mount '$M'"
 jobs_up
 
 say "caudal up says where every daemon's /metrics are"
-line=$(grep '^metrics (http://HOST:PORT/metrics):' "$T/up.out") || fail "no metrics line from caudal up"
+line=$(grep '^metrics: ' "$T/up.out") || fail "no metrics line from caudal up"
 for d in namenode dn1 dn2 dn3 jobtracker tt1 tt2 tt3 mount; do
 	assert_contains "$line" " $d=" "caudal up's metrics line"
 done
-# NAME=HOST:PORT pairs
-declare -A ADDR
-for pair in $(echo "${line#*): }" | tr ',' ' '); do
-	ADDR[${pair%%=*}]=${pair#*=}
+# NAME=SCHEME://HOST:PORT/metrics pairs: with TLS (caudal up's default) the
+# namenode's and datanodes' ports are HTTPS, with the cluster's CA
+declare -A ADDR SCHEME
+for pair in $(echo "${line#metrics: }" | tr ',' ' '); do
+	url=${pair#*=}
+	SCHEME[${pair%%=*}]=${url%%://*}
+	url=${url#*://}
+	ADDR[${pair%%=*}]=${url%/metrics}
 done
+assert_eq "${SCHEME[namenode]}" https "the namenode's scheme with TLS"
+assert_eq "${SCHEME[dn1]}" https "a datanode's scheme with TLS"
+assert_eq "${SCHEME[jobtracker]}" http "the jobtracker's scheme"
+CA=$CAUDAL_HOME/certs/ca.crt
+url() { echo "${SCHEME[$1]}://${ADDR[$1]}$2"; }
 assert_eq "${ADDR[dn2]}" "127.0.0.3:$CAUDAL_DN_HTTP_PORT" "dn2's metrics address"
 assert_eq "${ADDR[tt3]}" "127.0.0.4:$CAUDAL_TT_HTTP_PORT" "tt3's metrics address"
 assert_eq "${ADDR[mount]}" "127.0.0.1:$CAUDAL_MOUNT_METRICS_PORT" "the mount's metrics address"
 
-scrape() { curl -sf --max-time 10 "http://${ADDR[$1]}/metrics"; }
+scrape() { curl -sf --max-time 10 --cacert "$CA" "$(url "$1" /metrics)"; }
 # The value of sample NAME{LABELS} (exact text before the value) of daemon D.
 value() { # D SAMPLE
 	scrape "$1" | awk -v s="$2" 'index($0, s " ") == 1 { print $2; found = 1 } END { if (!found) print "none" }'
@@ -132,6 +141,13 @@ mkdir -p "$T/prom"
 	echo "scrape_configs:"
 	for kind in namenode datanode jobtracker tasktracker mount; do
 		echo "  - job_name: $kind"
+		case $kind in namenode | datanode)
+			# HTTPS with the cluster's CA (the server asks for a
+			# client certificate but does not need one for /metrics)
+			echo "    scheme: ${SCHEME[namenode]}"
+			echo "    tls_config: {ca_file: '$CA'}"
+			;;
+		esac
 		echo "    static_configs:"
 		echo "      - targets:"
 		for d in "${!ADDR[@]}"; do
@@ -169,11 +185,11 @@ got=$(q 'histogram_quantile(0.5, sum by (le) (caudal_namenode_rpc_seconds_bucket
 assert_contains "$got" '"status":"success"' "histogram_quantile query"
 
 say "abuse: unknown paths, other methods, a flood of connections"
-code=$(curl -s -o /dev/null -w '%{http_code}' "http://${ADDR[dn1]}/nothing")
+code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$CA" "$(url dn1 /nothing)")
 assert_eq "$code" 404 "unknown path on dn1"
-code=$(curl -s -o /dev/null -w '%{http_code}' "http://${ADDR[mount]}/metrics/x")
+code=$(curl -s -o /dev/null -w '%{http_code}' "$(url mount /metrics/x)")
 assert_eq "$code" 404 "unknown path on the mount"
-code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://${ADDR[jobtracker]}/metrics")
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$(url jobtracker /metrics)")
 assert_eq "$code" 405 "POST /metrics on the jobtracker"
 # 200 idle connections from one address (127.0.0.9) to tt1: the HTTP layer takes at
 # most its per-address cap (32) and closes the rest; /metrics still answers
@@ -212,7 +228,7 @@ read -r held refused <"$T/flood.out"
 say "flood: tt1 holds $held of 200 connections from one address ($refused refused at connect)"
 [ "$held" -le 32 ] || fail "tt1 holds $held idle connections from one address (cap 32)"
 [ "$held" -ge 1 ] || fail "the flood reached nothing: no connection held"
-curl -sf --max-time 5 "http://${ADDR[tt1]}/metrics" >/dev/null ||
+curl -sf --max-time 5 "$(url tt1 /metrics)" >/dev/null ||
 	fail "tt1's /metrics did not answer during the flood"
 wait "$flood" || true
 pid_is "$(daemon_pid tt1)" caudal-tasktracker || fail "tt1 died"

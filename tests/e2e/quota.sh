@@ -20,7 +20,7 @@ countq() { caudal count -q "$1" | sed -n 2p | awk '{ $NF = ""; print }' | sed 's
 nn_check() {
 	local tok out
 	tok=$(cat "$CAUDAL_HOME/nn/check.token")
-	out=$(curl -s "http://127.0.0.1:$CAUDAL_NN_HTTP_PORT/check?token=$tok")
+	out=$(curl -s --cacert "$CAUDAL_HOME/certs/ca.crt" "https://127.0.0.1:$CAUDAL_NN_HTTP_PORT/check?token=$tok")
 	case $out in ok*) ;; *) fail "invariant check $1: $out" ;; esac
 }
 

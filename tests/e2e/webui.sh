@@ -24,7 +24,10 @@ export JT_ARGS="--http_port=$JT_HTTP --max_attempts=2"
 # caudal up links the namenode's UI to a jobtracker UI on this port
 export CAUDAL_JT_HTTP_PORT=$JT_HTTP
 cluster_up
-NN_URL=http://127.0.0.1:$CAUDAL_NN_HTTP_PORT/
+# with TLS (caudal up's default) the namenode's port is HTTPS with the
+# cluster's CA: curl trusts that CA, the browser is told to accept it
+NN_URL=https://127.0.0.1:$CAUDAL_NN_HTTP_PORT/
+export CURL_CA_BUNDLE=$CAUDAL_HOME/certs/ca.crt
 JT_ARGS+=" --namenode_url=$NN_URL"
 source "$(dirname "$0")/job_lib.sh"
 M=$T/mnt

@@ -73,6 +73,8 @@ class UI:
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--user-data-dir=" + args.profile):
             opts.add_argument(f)
+        # the namenode's HTTPS certificate comes from the cluster's own CA
+        opts.set_capability("acceptInsecureCerts", True)
         opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         svc = Service(executable_path=args.driver, log_path=os.path.join(args.profile, "driver.log"))
         self.d = webdriver.Chrome(service=svc, options=opts)

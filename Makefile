@@ -60,7 +60,7 @@ BENCH_BIN = $(B)/bench/nn_bench
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps test unit e2e up down bench asan tsan lint clean fuzz install crashtest
+.PHONY: all deps test unit e2e up down bench asan tsan lint clean fuzz install crashtest test-cluster
 all: $(PROGS) $(UNIT_BIN) $(BENCH_BIN)
 
 deps:
@@ -172,6 +172,12 @@ bench: all
 # override; `make test` runs 5 kills as tests/e2e/crash_nn.sh).
 crashtest: all
 	@CRASH_KILLS=$${CRASH_KILLS:-50} CRASH_TIME=$${CRASH_TIME:-900} CRASH_ALLDN_SHARE=$${CRASH_ALLDN_SHARE:-0.1} B=$(B) bash tests/e2e/crash_nn.sh
+
+# The multi-host test bed in full (issue 11): network namespaces joined by a
+# switch with rack latency, more and bigger files, and a job whose maps must
+# be data-local (`make test` runs the short version, tests/e2e/cluster_netns.sh).
+test-cluster: all
+	@CLUSTER_FULL=1 B=$(B) E2E_TIMEOUT=$${E2E_TIMEOUT:-600} bash tests/run.sh cluster_netns
 
 asan:
 	$(MAKE) B=build-asan OPT="-O1 -g -fno-omit-frame-pointer" SAN="-fsanitize=address,undefined" test

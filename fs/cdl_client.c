@@ -56,6 +56,7 @@ static const char *const nn_method_names[CDL_NN_NMETHODS] = {
     [CDL_NN_UpdatePipeline] = "UpdatePipeline",
     [CDL_NN_Decommission] = "Decommission",
     [CDL_NN_Mknod] = "Mknod",
+    [CDL_NN_MoveReplicas] = "MoveReplicas",
 };
 
 struct cdl_client {

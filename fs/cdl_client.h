@@ -49,6 +49,7 @@ enum cdl_nn_method {
 	CDL_NN_UpdatePipeline,
 	CDL_NN_Decommission,
 	CDL_NN_Mknod,
+	CDL_NN_MoveReplicas,
 	CDL_NN_NMETHODS
 };
 

@@ -88,6 +88,7 @@ int main(void)
 			   "[me.three]\nport = 82\n";
 	CHECK(write(fd, inst, strlen(inst)) == (ssize_t)strlen(inst));
 	close(fd);
+	cdl_config_release(keys);
 	cdl_config_defaults(keys);
 	char *argv2[] = {"prog", "--instance", "two", "--config", path, NULL};
 	CHECK_EQ(cdl_config_args(keys, "me", 5, argv2, &npos, err, sizeof(err)), 0);

@@ -20,7 +20,9 @@
 #     removed: 3 each again, nothing double-counted;
 #   - the client cut off from the namenode (datanodes still reachable)
 #     gets EIO within io_timeout, and works again once the partition heals.
-# CLUSTER_FULL=1 (make test-cluster) writes more and bigger files.
+# CLUSTER_FULL=1 (make test-cluster) writes more and bigger files, runs a
+# wordcount that must be 90% data-local, and at the end adds an empty
+# datanode dn5 (.15, /r2) that `caudal balancer` fills, keeping both racks.
 # Everything this test makes (namespaces, TAPs, mounts, processes) is
 # removed in its trap, on failure too; leftovers of a run that was killed
 # (namespaces named cdlbed-PID-* whose PID is gone) are removed first.
@@ -55,9 +57,11 @@ sweep_stale
 
 # ---------------------------------------------------------------- the bed
 ID=cdlbed-$$-$RANDOM
+# dn5 (full version): a datanode added at the end, for the balancer
 HOSTS="nn dn1 dn2 dn3 dn4 client"
-declare -A ADDR=([nn]=10.77.0.10 [dn1]=10.77.0.11 [dn2]=10.77.0.12 [dn3]=10.77.0.13 [dn4]=10.77.0.14 [client]=10.77.0.20)
-declare -A RACK=([nn]=r1 [dn1]=r1 [dn2]=r1 [dn3]=r2 [dn4]=r2 [client]=r2)
+[ "$FULL" = 1 ] && HOSTS+=" dn5"
+declare -A ADDR=([nn]=10.77.0.10 [dn1]=10.77.0.11 [dn2]=10.77.0.12 [dn3]=10.77.0.13 [dn4]=10.77.0.14 [dn5]=10.77.0.15 [client]=10.77.0.20)
+declare -A RACK=([nn]=r1 [dn1]=r1 [dn2]=r1 [dn3]=r2 [dn4]=r2 [dn5]=r2 [client]=r2)
 NSS=()
 SWITCH_PID=
 BED_MOUNTS=()
@@ -130,7 +134,7 @@ CD=$T/certs
 cert() { "$CAUDAL" cert --dir "$CD" "$@" >/dev/null || fail "caudal cert $* failed"; }
 cert create-ca
 cert create-node "${ADDR[nn]}" namenode
-for h in dn1 dn2 dn3 dn4; do cert create-node "${ADDR[$h]}" datanode; done
+for h in dn1 dn2 dn3 dn4 dn5; do cert create-node "${ADDR[$h]}" datanode; done
 cert create-node "${ADDR[client]}" mount
 cert create-client admin
 tls() { echo "--tls_ca=$CD/ca.crt --tls_cert=$CD/$1-$2.crt --tls_key=$CD/$1-$2.key"; }
@@ -148,19 +152,28 @@ run() { # NAME HOST PROG ARGS...
 NN=${ADDR[nn]}:9000
 {
 	for h in dn1 dn2; do echo "${ADDR[$h]} /r1"; done
-	for h in dn3 dn4; do echo "${ADDR[$h]} /r2"; done
+	for h in dn3 dn4 dn5; do echo "${ADDR[$h]} /r2"; done
 } >"$T/topology"
 say "namenode on ${ADDR[nn]}, datanodes on dn1..dn4"
 # shellcheck disable=SC2046
 run namenode nn caudal-namenode --host="${ADDR[nn]}" --port=9000 --http_port=0 --dir="$T/nn" \
 	--block_size=1m --replication=3 --heartbeat_ms=300 --dead_ms=$DEAD_MS --tick_ms=200 \
 	--topology="$T/topology" $(tls namenode "${ADDR[nn]}")
-for h in dn1 dn2 dn3 dn4; do
+start_dn() { # HOST
+	if [ "$FULL" = 1 ]; then
+		# a capacity of its own, so that use (used/capacity) means something
+		# to the balancer
+		mkdir -p "$T/$1"
+		BED_MOUNTS+=("$T/$1")
+		register_mount "$T/$1"
+		mount -t tmpfs -o size=384m tmpfs "$T/$1" || fail "cannot mount a tmpfs on '$T/$1'"
+	fi
 	# shellcheck disable=SC2046
-	run "$h" "$h" caudal-datanode --namenode="$NN" --host="${ADDR[$h]}" --port=9866 \
-		--data_dir="$T/$h" --heartbeat_ms=300 --rpc_timeout_ms=2000 --io_timeout_ms=5000 \
-		$(tls datanode "${ADDR[$h]}")
-done
+	run "$1" "$1" caudal-datanode --namenode="$NN" --host="${ADDR[$1]}" --port=9866 \
+		--data_dir="$T/$1" --heartbeat_ms=300 --rpc_timeout_ms=2000 --io_timeout_ms=5000 \
+		$(tls datanode "${ADDR[$1]}")
+}
+for h in dn1 dn2 dn3 dn4; do start_dn "$h"; done
 
 export CAUDAL_CA=$CD/ca.crt CAUDAL_CERT=$CD/admin.crt CAUDAL_KEY=$CD/admin.key CAUDAL_NAMENODE=$NN
 # the command line runs on the client host
@@ -199,7 +212,7 @@ sync
 bytes=$(du -cb "$T/src" | tail -n 1 | cut -f1)
 say "wrote $bytes bytes in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 
-rack_of() { case $1 in 10.77.0.11 | 10.77.0.12) echo r1 ;; 10.77.0.13 | 10.77.0.14) echo r2 ;; *) echo "?" ;; esac; }
+rack_of() { case $1 in 10.77.0.11 | 10.77.0.12) echo r1 ;; 10.77.0.1[345]) echo r2 ;; *) echo "?" ;; esac; }
 
 # Every block of every file: "FILE BLOCKID host,host,..." lines.
 all_blocks() {
@@ -356,6 +369,19 @@ wait_until 30 "the mount answers again" ls "$M/data/f0"
 cmp -s "$T/src/f0" "$M/data/f0" || fail "f0 differs after the partition healed"
 echo after >"$M/data/after" || fail "cannot write after the partition healed"
 assert_eq "$(cat "$M/data/after")" after "a file written after the partition"
+
+if [ "$FULL" = 1 ]; then
+	say "balancer: dn5 joins /r2 empty; caudal balancer -t 5 fills it, keeping both racks"
+	start_dn dn5
+	wait_until 60 "5 live datanodes" live_is 5
+	out=$(cli balancer -t 5 -bandwidth 100) || fail "the balancer failed: $out"
+	printf '%s\n' "$out" | tail -n 4
+	assert_contains "$out" "balanced:" "balancer output"
+	[ "$(cli report | awk '$1 ~ /^10.77.0.15:/ { print $7 }')" -gt 0 ] || fail "dn5 holds nothing"
+	wait_until 60 "3 replicas per block on both racks, counted once" settled
+	read_all "$T/read4"
+	say "balanced: every file reads back, $FOUND replicas, HEALTHY"
+fi
 
 bed_umount "$M"
 say "PASS"

@@ -376,6 +376,7 @@ static const cdl_rpc_method nn_table[] = {
     {"UpdatePipeline", h_nosys, 0, 0},
     {"Decommission", h_nosys, 0, 0},
     {"Mknod", h_nosys, 0, 0},
+    {"MoveReplicas", h_nosys, 0, 0},
     {NULL, NULL, 0, 0},
 };
 

@@ -81,7 +81,7 @@ UNIT_BIN = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 # and say so in a long "rm" line).
 .SECONDARY:
 
-.PHONY: all deps test unit e2e up down bench asan tsan lint clean fuzz install crashtest
+.PHONY: all deps test unit e2e up down bench asan tsan lint clean fuzz install crashtest test-cluster
 all: $(PROGS) $(UNIT_BIN) $(BENCH_BIN)
 
 # One dpkg-query for the whole list; apt-get runs only when something is
@@ -221,6 +221,12 @@ bench: all
 crashtest: all
 	@CRASH_KILLS=$${CRASH_KILLS:-50} CRASH_TIME=$${CRASH_TIME:-900} CRASH_ALLDN_SHARE=$${CRASH_ALLDN_SHARE:-0.1} B=$(B) bash tests/e2e/crash_nn.sh
 
+# The multi-host test bed in full (issue 11): network namespaces joined by a
+# switch with rack latency, more and bigger files, and a job whose maps must
+# be data-local (`make test` runs the short version, tests/e2e/cluster_netns.sh).
+test-cluster: all
+	@CLUSTER_FULL=1 B=$(B) E2E_TIMEOUT=$${E2E_TIMEOUT:-600} bash tests/run.sh cluster_netns
+
 asan:
 	$(MAKE) B=build-asan OPT="-O1 -g -fno-omit-frame-pointer" SAN="-fsanitize=address,undefined" test
 
@@ -259,9 +265,35 @@ fuzz: $(GEN_H)
 		tail -n 1 $(B)/fuzz/$$f.log; \
 	done
 
-install: all
-	install -m 0755 $(PROGS) /usr/local/bin/
-	ln -sf /usr/local/bin/caudal-mount /sbin/mount.caudal
+# `make install [PREFIX=/usr/local] [DESTDIR=]`: the programs in BINDIR;
+# mount.caudal where mount(8) looks for helpers (/sbin), as a link to
+# caudal-mount; one systemd unit per daemon (templates for the datanode and
+# the tasktracker, run once per host or per instance); the example config
+# (installed as caudal.conf only when there is none yet), topology and fstab
+# examples and docs/deploy.md. Paths inside the units follow BINDIR and
+# SYSCONFDIR. Nothing outside DESTDIR is touched.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+UNITDIR ?= /lib/systemd/system
+MOUNT_HELPER_DIR ?= /sbin
+DOCDIR ?= $(PREFIX)/share/doc/caudal
+INSTALL_PROGS = $(filter-out %/mount.caudal,$(PROGS))
+install: $(PROGS)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MOUNT_HELPER_DIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/caudal $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(INSTALL_PROGS) $(DESTDIR)$(BINDIR)/
+	ln -sfn $(BINDIR)/caudal-mount $(DESTDIR)$(MOUNT_HELPER_DIR)/mount.caudal
+	for u in dist/systemd/*; do \
+		sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+			-e 's|@DOCDIR@|$(DOCDIR)|g' $$u >$(DESTDIR)$(UNITDIR)/$${u##*/} && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; \
+	done
+	install -m 0644 dist/caudal.conf $(DESTDIR)$(SYSCONFDIR)/caudal/caudal.conf.example
+	[ -e $(DESTDIR)$(SYSCONFDIR)/caudal/caudal.conf ] || \
+		install -m 0644 dist/caudal.conf $(DESTDIR)$(SYSCONFDIR)/caudal/caudal.conf
+	install -m 0644 dist/topology.example dist/fstab.example docs/deploy.md README.md \
+		$(DESTDIR)$(DOCDIR)/
 
 clean:
 	rm -rf build build-asan build-tsan

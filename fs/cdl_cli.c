@@ -1121,6 +1121,204 @@ static int cmd_refresh_nodes(struct opts *o)
 	return 0;
 }
 
+/* ------------------------------------------------------------ balancer */
+
+/* A datanode as the balancer sees it: its share of its capacity in use. */
+struct bal_dn {
+	char id[128], addr[300];
+	uint64_t capacity, used;
+	double util; /* percent */
+};
+
+static volatile sig_atomic_t bal_stop;
+static void bal_on_signal(int sig)
+{
+	(void)sig;
+	bal_stop = 1;
+}
+
+/* The live datanodes in service; *mean is the cluster's utilisation (used
+ * over capacity of them all, percent). Returns how many, or -errno. */
+static int bal_nodes(struct bal_dn *out, int max, double *mean)
+{
+	Caudal__Empty e = CAUDAL__EMPTY__INIT;
+	Caudal__ReportReply *rep;
+	int rc = cdl_client_call_err(client(), CDL_NN_Report, &e.base, (ProtobufCMessage **)&rep);
+	if (rc)
+		return rc;
+	int n = 0;
+	uint64_t cap = 0, used = 0;
+	for (size_t i = 0; i < rep->n_datanodes && n < max; i++) {
+		Caudal__DatanodeInfo *d = rep->datanodes[i];
+		if (!d->alive || d->decommissioning || d->decommissioned || d->capacity == 0)
+			continue;
+		struct bal_dn *b = &out[n++];
+		snprintf(b->id, sizeof(b->id), "%s", d->id);
+		snprintf(b->addr, sizeof(b->addr), "%s:%u", d->host, d->data_port);
+		b->capacity = d->capacity;
+		b->used = d->used;
+		b->util = 100.0 * (double)d->used / (double)d->capacity;
+		cap += d->capacity;
+		used += d->used;
+	}
+	free_msg(rep);
+	*mean = cap ? 100.0 * (double)used / (double)cap : 0;
+	return n;
+}
+
+static int bal_by_util_desc(const void *x, const void *y)
+{
+	const struct bal_dn *a = x, *b = y;
+	return a->util < b->util ? 1 : a->util > b->util ? -1 : 0;
+}
+
+static const struct bal_dn *bal_find(const struct bal_dn *n, int cnt, const char *id)
+{
+	for (int i = 0; i < cnt; i++)
+		if (!strcmp(n[i].id, id))
+			return &n[i];
+	return NULL;
+}
+
+/* caudal balancer [-t PERCENT] [-bandwidth MB/s]: HDFS's Balancer. Rounds
+ * of: read every datanode's use, pick the fullest over the mean and the
+ * emptiest under it, ask the namenode to move (copy, then drop the source's
+ * replica) what brings them closer, at most what the bandwidth allows in
+ * two seconds, wait for it to show in the datanodes' use. Done when every
+ * datanode is within PERCENT of the mean. It keeps nothing between rounds,
+ * so a stopped balancer is resumed by running it again. */
+static int cmd_balancer(int argc, char **argv)
+{
+	double t = 10, bw = 10;
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		double *dst = !strcmp(a, "-t") || !strcmp(a, "-threshold") ? &t
+			      : !strcmp(a, "-bandwidth")		   ? &bw
+									   : NULL;
+		if (!dst || i + 1 >= argc)
+			return usage_error("balancer [-t PERCENT] [-bandwidth MB/s], not '%s'", a);
+		char *end;
+		errno = 0;
+		*dst = strtod(argv[++i], &end);
+		if (errno || *end || end == argv[i] || !(*dst > 0) || (dst == &t && *dst > 100) ||
+		    (dst == &bw && *dst > 100000))
+			return usage_error("balancer: bad %s '%s' (PERCENT in (0, 100], MB/s in "
+					   "(0, 100000])",
+					   a, argv[i]);
+	}
+	signal(SIGINT, bal_on_signal);
+	signal(SIGTERM, bal_on_signal);
+	const double round_s = 2;
+	uint64_t budget = (uint64_t)(bw * 1048576.0 * round_s);
+	uint64_t moved = 0;
+	int idle = 0, nrounds = 0;
+	int64_t started = cdl_now_ms();
+	static struct bal_dn nodes[1024], after[1024];
+	while (!bal_stop) {
+		double mean = 0;
+		int n = bal_nodes(nodes, 1024, &mean);
+		if (n < 0)
+			return fail("get a report from", namenode_addr(), n);
+		qsort(nodes, (size_t)n, sizeof(nodes[0]), bal_by_util_desc);
+		double worst = 0;
+		for (int i = 0; i < n; i++) {
+			double dev =
+			    nodes[i].util > mean ? nodes[i].util - mean : mean - nodes[i].util;
+			worst = dev > worst ? dev : worst;
+		}
+		if (n < 2 || worst <= t) {
+			printf("balanced: %d datanodes within %.2f%% of the mean use %.2f%% (the "
+			       "widest "
+			       "%.2f%%); %llu bytes moved in %d rounds, %.1f s\n",
+			       n, t, mean, worst, (unsigned long long)moved, nrounds,
+			       (double)(cdl_now_ms() - started) / 1000.0);
+			return 0;
+		}
+		/* the fullest first against the emptiest first, until one pair
+		 * has something the namenode can move without breaking a rule */
+		uint64_t got = 0;
+		uint32_t blocks = 0;
+		const struct bal_dn *src = NULL, *dst = NULL;
+		for (int i = 0; i < n && !got && nodes[i].util > mean; i++)
+			for (int j = n - 1; j > i && !got && nodes[j].util < mean; j--) {
+				if (nodes[i].util - mean <= t && mean - nodes[j].util <= t)
+					continue; /* both within the threshold: nothing gained */
+				double over =
+				    (nodes[i].util - mean) / 100.0 * (double)nodes[i].capacity;
+				double under =
+				    (mean - nodes[j].util) / 100.0 * (double)nodes[j].capacity;
+				uint64_t want = (uint64_t)(over < under ? over : under);
+				if (want > budget)
+					want = budget;
+				if (want == 0)
+					continue;
+				Caudal__MoveRequest req = CAUDAL__MOVE_REQUEST__INIT;
+				req.source = nodes[i].id;
+				req.target = nodes[j].id;
+				req.max_bytes = want;
+				req.cred = cdl_client_cred(client());
+				Caudal__MoveReply *r;
+				int rc = cdl_client_call_err(client(), CDL_NN_MoveReplicas,
+							     &req.base, (ProtobufCMessage **)&r);
+				if (rc == -EHOSTDOWN || rc == -ENOENT)
+					continue; /* it died or went away since the report */
+				if (rc)
+					return fail("move replicas from", nodes[i].addr, rc);
+				got = r->bytes;
+				blocks = r->blocks;
+				free_msg(r);
+				src = &nodes[i];
+				dst = &nodes[j];
+			}
+		nrounds++;
+		if (!got) {
+			if (++idle >= 5) {
+				printf(
+				    "no block can be moved: the widest datanode is %.2f%% from the "
+				    "mean %.2f%% (threshold %.2f%%); %llu bytes moved\n",
+				    worst, mean, t, (unsigned long long)moved);
+				return 1;
+			}
+			sleep(1); /* copies in flight may unblock blocks */
+			continue;
+		}
+		idle = 0;
+		moved += got;
+		printf("moving %u replicas (%.1f MiB) from %s (%.2f%%) to %s (%.2f%%), mean "
+		       "%.2f%%\n",
+		       blocks, (double)got / 1048576.0, src->addr, src->util, dst->addr, dst->util,
+		       mean);
+		fflush(stdout);
+		/* the bandwidth: this round takes at least got / bw; and the next
+		 * one starts once the move shows in both datanodes' use (or a
+		 * minute passed), so it does not move the same excess twice */
+		struct bal_dn s0 = *src, d0 = *dst;
+		int64_t round_start = cdl_now_ms();
+		int64_t min_ms = (int64_t)((double)got / (bw * 1048576.0) * 1000.0);
+		for (;;) {
+			if (bal_stop)
+				break;
+			usleep(200000);
+			int64_t el = cdl_now_ms() - round_start;
+			if (el < min_ms)
+				continue;
+			double m2 = 0;
+			int n2 = bal_nodes(after, 1024, &m2);
+			if (n2 < 0)
+				return fail("get a report from", namenode_addr(), n2);
+			const struct bal_dn *s1 = bal_find(after, n2, s0.id);
+			const struct bal_dn *d1 = bal_find(after, n2, d0.id);
+			bool landed = !d1 || d1->used >= d0.used + got * 9 / 10;
+			bool dropped = !s1 || s1->used + got * 9 / 10 <= s0.used;
+			if ((landed && dropped) || el > 60000)
+				break;
+		}
+	}
+	printf("stopped: %llu bytes moved in %d rounds; run the balancer again to go on\n",
+	       (unsigned long long)moved, nrounds);
+	return 130;
+}
+
 static const char *event_name(Caudal__EventType t)
 {
 	static const char *const names[] = {"none",   "create", "close", "append",
@@ -2929,6 +3127,10 @@ static const struct command commands[] = {
      "job list|status [-v] NAME|watch NAME|kill NAME   jobs in /jobs", NULL},
     {"cert", NULL, cmd_cert, "", 0, 0,
      "cert create-ca|create-node HOST ROLE|create-client NAME|admin|list [--dir DIR]", NULL},
+    {"balancer", NULL, cmd_balancer, "", 0, 0,
+     "balancer [-t PERCENT] [-bandwidth MB/s]   move replicas until every datanode's use is "
+     "within PERCENT (10) of the mean, at most MB/s (10) (admin)",
+     NULL},
     {"events", cmd_events, NULL, "f", 0, 1,
      "events [-f] [FROM]     namespace events from a transaction id (-f: follow)", NULL},
     {"quota", NULL, cmd_quota, "", 0, 0,

@@ -61,6 +61,7 @@ static const char *const nn_method_names[CDL_NN_NMETHODS] = {
     [CDL_NN_Trash] = "Trash",
     [CDL_NN_RefreshNodes] = "RefreshNodes",
     [CDL_NN_WebCall] = "WebCall",
+    [CDL_NN_MoveReplicas] = "MoveReplicas",
 };
 
 struct cdl_client {

@@ -54,6 +54,7 @@ enum cdl_nn_method {
 	CDL_NN_Trash,
 	CDL_NN_RefreshNodes,
 	CDL_NN_WebCall,
+	CDL_NN_MoveReplicas,
 	CDL_NN_NMETHODS
 };
 

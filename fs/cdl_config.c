@@ -1,6 +1,7 @@
 /* cdl_config: see cdl_config.h. */
 #include "cdl_config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <inttypes.h>
@@ -111,12 +112,13 @@ struct load_ctx {
 	char *err;
 	size_t errlen;
 	int failed;
+	bool only; /* the named section alone, not the unnamed top one */
 };
 
 static int ini_cb(void *user, const char *section, const char *name, const char *value)
 {
 	struct load_ctx *c = user;
-	if (section[0] && strcmp(section, c->section))
+	if ((section[0] || c->only) && strcmp(section, c->section))
 		return 1; /* another program's section */
 	if (cdl_config_set(c->tab, name, value, c->err, c->errlen) < 0) {
 		c->failed = 1;
@@ -125,13 +127,11 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
 	return 1;
 }
 
-int cdl_config_load(const cdl_cfg_key *tab, const char *file, const char *section, char *err,
-		    size_t errlen)
+static int load(const cdl_cfg_key *tab, const char *file, const char *section, bool only, char *err,
+		size_t errlen)
 {
-	struct load_ctx c = {tab, section, err, errlen, 0};
 	char inner[256] = "";
-	c.err = inner;
-	c.errlen = sizeof(inner);
+	struct load_ctx c = {tab, section, inner, sizeof(inner), 0, only};
 	int rc = ini_parse(file, ini_cb, &c);
 	if (rc == -1) {
 		snprintf(err, errlen, "cannot open config file '%s'", file);
@@ -147,18 +147,73 @@ int cdl_config_load(const cdl_cfg_key *tab, const char *file, const char *sectio
 	return 0;
 }
 
+int cdl_config_load(const cdl_cfg_key *tab, const char *file, const char *section, char *err,
+		    size_t errlen)
+{
+	return load(tab, file, section, false, err, errlen);
+}
+
+int cdl_config_load_only(const cdl_cfg_key *tab, const char *file, const char *section, char *err,
+			 size_t errlen)
+{
+	return load(tab, file, section, true, err, errlen);
+}
+
+/* The value of --NAME VALUE or --NAME=VALUE at argv[i], or NULL. */
+static const char *meta_arg(int argc, char **argv, int i, const char *name)
+{
+	size_t n = strlen(name);
+	if (strncmp(argv[i], "--", 2) || strncmp(argv[i] + 2, name, n))
+		return NULL;
+	const char *rest = argv[i] + 2 + n;
+	if (!*rest)
+		return i + 1 < argc ? argv[i + 1] : NULL;
+	return *rest == '=' ? rest + 1 : NULL;
+}
+
 int cdl_config_args(const cdl_cfg_key *tab, const char *section, int argc, char **argv, int *npos,
 		    char *err, size_t errlen)
 {
-	/* The config file is applied first so flags override it wherever they are. */
+	const char *instance = NULL;
 	for (int i = 1; i < argc; i++) {
-		const char *file = NULL;
-		if (!strcmp(argv[i], "--config") && i + 1 < argc)
-			file = argv[i + 1];
-		else if (!strncmp(argv[i], "--config=", 9))
-			file = argv[i] + 9;
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			cdl_config_usage(tab, section, stdout);
+			return 1;
+		}
+		const char *v = meta_arg(argc, argv, i, "instance");
+		if (v)
+			instance = v;
+		else if (!strcmp(argv[i], "--instance")) {
+			snprintf(err, errlen, "option '--instance' needs a value");
+			return -EINVAL;
+		}
+	}
+	char sub[128] = "";
+	if (instance) {
+		size_t n = strlen(instance);
+		bool ok = n > 0 && n <= 64;
+		for (size_t j = 0; ok && j < n; j++)
+			ok = isalnum((unsigned char)instance[j]) || strchr("-_.", instance[j]);
+		if (!ok) {
+			snprintf(err, errlen,
+				 "--instance '%.64s': want 1-64 letters, digits, '-', '_' or '.'",
+				 instance);
+			return -EINVAL;
+		}
+		snprintf(sub, sizeof(sub), "%s.%s", section, instance);
+	}
+	/* Config files are applied first so flags override them wherever they
+	 * are; in each, [section] and then [section.instance]. */
+	for (int i = 1; i < argc; i++) {
+		const char *file = meta_arg(argc, argv, i, "config");
+		if (!file && !strcmp(argv[i], "--config")) {
+			snprintf(err, errlen, "option '--config' needs a value");
+			return -EINVAL;
+		}
 		if (file) {
 			int rc = cdl_config_load(tab, file, section, err, errlen);
+			if (rc == 0 && *sub)
+				rc = cdl_config_load_only(tab, file, sub, err, errlen);
 			if (rc < 0)
 				return rc;
 		}
@@ -166,15 +221,11 @@ int cdl_config_args(const cdl_cfg_key *tab, const char *section, int argc, char 
 	int pos = 0;
 	for (int i = 1; i < argc; i++) {
 		char *a = argv[i];
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			cdl_config_usage(tab, stdout);
-			return 1;
-		}
-		if (!strcmp(a, "--config")) {
+		if (!strcmp(a, "--config") || !strcmp(a, "--instance")) {
 			i++;
 			continue;
 		}
-		if (!strncmp(a, "--config=", 9))
+		if (!strncmp(a, "--config=", 9) || !strncmp(a, "--instance=", 11))
 			continue;
 		if (strncmp(a, "--", 2) || !a[2]) {
 			argv[pos++] = a;
@@ -212,12 +263,19 @@ int cdl_config_args(const cdl_cfg_key *tab, const char *section, int argc, char 
 	return 0;
 }
 
-void cdl_config_usage(const cdl_cfg_key *tab, FILE *out)
+void cdl_config_usage(const cdl_cfg_key *tab, const char *section, FILE *out)
 {
-	fprintf(out, "options (also settable in the --config FILE):\n");
+	fprintf(out,
+		"usage: %s [--config FILE] [--instance NAME] [--KEY=VALUE | --KEY VALUE]...\n"
+		"Settings come from the [%s] section of each --config FILE (and its unnamed\n"
+		"top section), then from [%s.NAME] with --instance NAME (one of several\n"
+		"daemons of a kind on a host, as the systemd template units run them), then\n"
+		"from the flags, which win.\n"
+		"options:\n",
+		program_invocation_short_name, section, section);
 	for (const cdl_cfg_key *k = tab; k->name; k++)
 		fprintf(out, "  --%-20s %s (default %s)\n", k->name, k->help,
-			k->def ? k->def : "none");
+			k->def && *k->def ? k->def : "none");
 }
 
 void cdl_config_dump(const cdl_cfg_key *tab, FILE *out)

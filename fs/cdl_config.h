@@ -29,13 +29,19 @@ int cdl_config_set(const cdl_cfg_key *tab, const char *name, const char *value, 
  * top section. Unknown keys in that section are errors. 0 or -errno. */
 int cdl_config_load(const cdl_cfg_key *tab, const char *file, const char *section, char *err,
 		    size_t errlen);
+/* The same for [section] alone (the unnamed top section is skipped). */
+int cdl_config_load_only(const cdl_cfg_key *tab, const char *file, const char *section, char *err,
+			 size_t errlen);
 /* Consume --key=value and --key value arguments (and --config FILE first,
- * and --help). Positional arguments are compacted to the front of argv and
+ * and --help). With --instance NAME, each file's [section.NAME] is applied
+ * after its [section] (one daemon of several of a kind on a host: the
+ * systemd template units' instance). Positional arguments are compacted to the front of argv and
  * their count returned in *npos. Returns 0, 1 if --help was printed, or
  * -EINVAL with a message in err. */
 int cdl_config_args(const cdl_cfg_key *tab, const char *section, int argc, char **argv, int *npos,
 		    char *err, size_t errlen);
-void cdl_config_usage(const cdl_cfg_key *tab, FILE *out);
+/* --help: a usage line naming the program and the section, then the keys. */
+void cdl_config_usage(const cdl_cfg_key *tab, const char *section, FILE *out);
 void cdl_config_dump(const cdl_cfg_key *tab, FILE *out);
 void cdl_config_release(const cdl_cfg_key *tab);
 

@@ -185,7 +185,18 @@ int main(int argc, char **argv)
 	/* our identity: CAUDAL_CERT, else the state folder's mount certificate
 	 * (root), else the user's own (DESIGN.md, "Security"); read before
 	 * going to the background, which leaves the working folder */
-	if (cdl_sec_client_init(getenv("CAUDAL_HOME"), "mount", err, sizeof(err)) < 0) {
+	if (o.tls_ca || o.tls_cert || o.tls_key) {
+		/* from fstab: mount(8) passes no environment worth the name */
+		if (!o.tls_ca || !o.tls_cert || !o.tls_key) {
+			fprintf(stderr, "%s: tls_ca, tls_cert and tls_key go together\n", prog);
+			goto out_opts;
+		}
+		if (cdl_sec_use(o.tls_ca, o.tls_cert, o.tls_key) < 0) {
+			fprintf(stderr, "%s: cannot use the certificate '%s' (key '%s', CA '%s')\n",
+				prog, o.tls_cert, o.tls_key, o.tls_ca);
+			goto out_opts;
+		}
+	} else if (cdl_sec_client_init(getenv("CAUDAL_HOME"), "mount", err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s: %s\n", prog, err);
 		goto out_opts;
 	}

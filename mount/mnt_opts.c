@@ -59,6 +59,11 @@ static const struct opt_def opt_tab[] = {
     {"pidfile", K_STR, F(pid_file), 0, 0, "write the mount process's pid to this file"},
     {"metrics_port", K_INT, F(metrics_port), 0, 65535,
      "serve Prometheus /metrics on this port of 127.0.0.1 (default 0: none)"},
+    {"tls_ca", K_STR, F(tls_ca), 0, 0, "the cluster CA certificate (default: CAUDAL_CA)"},
+    {"tls_cert", K_STR, F(tls_cert), 0, 0,
+     "this mount's certificate, 'caudal cert create-node HOST mount' (default: CAUDAL_CERT, "
+     "else $CAUDAL_HOME/certs/mount.crt)"},
+    {"tls_key", K_STR, F(tls_key), 0, 0, "its private key (default: CAUDAL_KEY)"},
     {"log_level", K_LEVEL, F(log_level), 0, 0, "error, warn, info or debug (default info)"},
     {"allow_other", K_SET, F(allow_other), 0, 0,
      "let other users use the mount, with their own rights (default when run by root)"},
@@ -409,6 +414,9 @@ void mnt_opts_release(struct mnt_opts *o)
 	free(o->client_host);
 	free(o->log_file);
 	free(o->pid_file);
+	free(o->tls_ca);
+	free(o->tls_cert);
+	free(o->tls_key);
 	free(o->fuse_opts);
 	memset(o, 0, sizeof(*o));
 }

@@ -36,6 +36,9 @@ struct mnt_opts {
 	char *client_host; /* this host's address, to prefer its replicas (owned) */
 	char *log_file;	   /* log here once daemonized (owned; NULL = discard) */
 	char *pid_file;	   /* write the serving process's pid here (owned; NULL = none) */
+	char *tls_ca;	   /* the cluster CA, this mount's certificate and key (owned; */
+	char *tls_cert;	   /* NULL: CAUDAL_CA/CERT/KEY or $CAUDAL_HOME/certs, as the */
+	char *tls_key;	   /* command line finds them) */
 	int log_level;	   /* cdl_log level */
 	int metrics_port;  /* serve /metrics on 127.0.0.1:metrics_port (0 = none) */
 	char *fuse_opts;   /* comma list passed to libfuse as -o (owned) */

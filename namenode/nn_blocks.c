@@ -646,6 +646,85 @@ bool nn_blk_offered_gen(const nn_blocks *b, uint64_t id, uint64_t gen)
 	return false;
 }
 
+/* Does another replica of k share the rack of its j-th? */
+static bool rack_shared(const nn_blocks *b, const nn_blk *k, int j)
+{
+	const char *rack = b->dns[k->locs[j]]->rack;
+	for (int i = 0; i < k->nloc; i++)
+		if (i != j && !strcmp(b->dns[k->locs[i]]->rack, rack))
+			return true;
+	return false;
+}
+
+/* Racks among k's replicas, with the one on datanode `out` (-1: none)
+ * replaced by datanode `in` (-1: none). */
+static int racks_of(const nn_blocks *b, const nn_blk *k, int out, int in)
+{
+	const char *seen[64] = {NULL};
+	int n = 0;
+	for (int i = 0; i <= k->nloc && n < 64; i++) {
+		int dn = i < k->nloc ? k->locs[i] : in;
+		if (dn < 0 || (i < k->nloc && dn == out))
+			continue;
+		const char *r = b->dns[dn]->rack;
+		bool dup = false;
+		for (int j = 0; j < n && !dup; j++)
+			dup = !strcmp(seen[j], r);
+		if (!dup)
+			seen[n++] = r;
+	}
+	return n;
+}
+
+uint64_t nn_blocks_move(nn_blocks *b, nn_dn *src, nn_dn *dst, uint64_t max_bytes,
+			uint32_t max_blocks, int64_t now, uint32_t *nblocks)
+{
+	uint64_t bytes = 0;
+	uint32_t n = 0;
+	uint64_t cap = b->map->cap;
+	/* start where the last scan stopped, so that repeated calls do not
+	 * keep offering the same blocks that could not move */
+	uint64_t start = b->move_cursor % cap, i = 0;
+	for (; i < cap && n < max_blocks && bytes < max_bytes; i++) {
+		uint64_t slot = (start + i) % cap;
+		uint64_t key = b->map->keys[slot];
+		if (!key || key == TOMB)
+			continue;
+		nn_blk *k = b->map->vals[slot];
+		if (k->uc || k->ncorrupt || k->pending_until_ms > now || k->len == 0 ||
+		    bytes + k->len > max_bytes)
+			continue;
+		bool on_src = false, on_dst = false;
+		int live = 0;
+		for (int j = 0; j < k->nloc; j++) {
+			on_src |= k->locs[j] == src->idx;
+			on_dst |= k->locs[j] == dst->idx;
+			live += b->dns[k->locs[j]]->alive && !b->dns[k->locs[j]]->decommissioning;
+		}
+		if (!on_src || on_dst || live != (int)k->repl ||
+		    racks_of(b, k, -1, -1) > racks_of(b, k, src->idx, dst->idx))
+			continue;
+		nn_cmd *cmd = xcalloc(1, sizeof(*cmd));
+		cmd->type = CAUDAL__COMMAND_TYPE__CMD_REPLICATE;
+		cmd->id = k->id;
+		cmd->gen = k->gen;
+		cmd->len = k->len;
+		cmd->ntargets = 1;
+		cmd->targets[0] = dst->idx;
+		queue(src, cmd);
+		k->pending_until_ms = now + 15000 + (int64_t)(k->len >> 20) * 100;
+		k->move_from = (uint16_t)(src->idx + 1);
+		bytes += k->len;
+		n++;
+	}
+	b->move_cursor = start + i;
+	*nblocks = n;
+	if (n)
+		cdl_info("balancer: moving %u replicas (%llu bytes) from '%s' to '%s'", n,
+			 (unsigned long long)bytes, src->id, dst->id);
+	return bytes;
+}
+
 struct need {
 	nn_blk *k;
 	int live;
@@ -724,21 +803,34 @@ void nn_blocks_monitor(nn_blocks *b, int64_t now, bool safemode)
 				if (b->dns[k->locs[j]]->decommissioning)
 					b->dns[k->locs[j]]->decom_pending++;
 		if (live > (int)k->repl) {
-			/* drop the excess from the fullest nodes in service */
+			/* drop the excess: the balancer's source first, then
+			 * from the fullest nodes in service, never the last
+			 * replica of a rack while another rack holds two */
 			while (live > (int)k->repl) {
 				int worst = -1;
 				for (int j = 0; j < k->nloc; j++) {
-					if (b->dns[k->locs[j]]->decommissioning)
+					nn_dn *d = b->dns[k->locs[j]];
+					if (d->decommissioning || !rack_shared(b, k, j))
 						continue;
-					if (worst < 0 || b->dns[k->locs[j]]->remaining <
-							     b->dns[k->locs[worst]]->remaining)
+					if (k->move_from == d->idx + 1) {
+						worst = j;
+						break;
+					}
+					if (worst < 0 ||
+					    d->remaining < b->dns[k->locs[worst]]->remaining)
 						worst = j;
 				}
+				for (int j = 0; worst < 0 && j < k->nloc; j++)
+					if (!b->dns[k->locs[j]]->decommissioning &&
+					    (worst < 0 || b->dns[k->locs[j]]->remaining <
+							      b->dns[k->locs[worst]]->remaining))
+						worst = j;
 				nn_dn *d = b->dns[k->locs[worst]];
 				nn_dn_queue_delete(d, k->id, k->gen);
 				nn_blk_del_loc(b, k, d->idx);
 				live--;
 			}
+			k->move_from = 0;
 			continue;
 		}
 		if (live > 0 && k->ncorrupt && live >= (int)k->repl) {

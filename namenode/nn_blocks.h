@@ -48,6 +48,8 @@ typedef struct nn_blk {
 	uint32_t ahead;
 	uint16_t *corrupt;	  /* datanode indices with a corrupt replica */
 	int64_t pending_until_ms; /* replication scheduled; wait before retrying */
+	uint16_t move_from;	  /* balancer: 1 + the datanode whose replica goes once
+				   * the copy is in (0: none) */
 } nn_blk;
 
 /* Stamps and replacement datanodes pipeline recoveries handed out
@@ -74,6 +76,7 @@ typedef struct nn_blocks {
 	uint64_t n_under, n_corrupt, n_missing, n_pending_repl;
 	nn_offer *offers; /* ring of NN_MAX_OFFERS, allocated on first use */
 	uint32_t noffers, offer_next;
+	uint64_t move_cursor; /* balancer: the map slot its next scan starts at */
 } nn_blocks;
 
 nn_blocks *nn_blocks_new(nn_topology *topo, int64_t dead_ms);
@@ -140,6 +143,16 @@ bool nn_blk_offered_gen(const nn_blocks *b, uint64_t id, uint64_t gen);
  * (fewest live replicas first) and removal of excess replicas. Does
  * nothing to replicas while safemode is set. */
 void nn_blocks_monitor(nn_blocks *b, int64_t now, bool safemode);
+
+/* The Balancer's move (issue 11; HDFS's Dispatcher): copy up to max_blocks
+ * replicas, at most max_bytes in all, from src to dst, each of a block that
+ * is complete, has exactly its wanted live replicas, one on src and none on
+ * dst, is not being copied already, and keeps as many racks after the move
+ * as before. src sends each copy (a CMD_REPLICATE on its next heartbeat);
+ * once dst reports it, the monitor removes src's replica as the excess.
+ * Returns the bytes scheduled, their count in *nblocks. */
+uint64_t nn_blocks_move(nn_blocks *b, nn_dn *src, nn_dn *dst, uint64_t max_bytes,
+			uint32_t max_blocks, int64_t now, uint32_t *nblocks);
 
 /* Iterate every block (for fsck-style counts). */
 typedef void (*nn_blk_fn)(nn_blk *k, void *arg);

@@ -69,6 +69,7 @@ static struct {
 	int64_t trash_interval, trash_interval_s;
 	char *hosts, *hosts_exclude;
 	bool check;
+	bool print_config;
 	cdl_sec_cfg sec;
 } cfg;
 
@@ -144,6 +145,8 @@ static const cdl_cfg_key keys[] = {
      "the jobtracker's web UI, linked from the namenode's (\"\": no link)"},
     {"check", CDL_CFG_BOOL, &cfg.check, "false", 0, 0,
      "check the invariants of the stopped namenode's --dir, print them and exit (1: violations)"},
+    {"print_config", CDL_CFG_BOOL, &cfg.print_config, "false", 0, 0,
+     "print the effective config and exit"},
     CDL_SEC_CFG_KEYS(cfg.sec),
     {NULL, 0, NULL, NULL, 0, 0, NULL},
 };
@@ -418,12 +421,24 @@ int main(int argc, char **argv)
 	char err[512];
 	int npos = 0;
 	cdl_config_defaults(keys);
-	int rc = cdl_config_args(keys, "namenode", argc, argv, &npos, err, sizeof(err));
+	/* the checkpointer (Secondary NameNode) usually runs on another host
+	 * with its own certificate: it reads its own section of a shared file */
+	const char *section = "namenode";
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--checkpoint") || !strcmp(argv[i], "--checkpoint=true") ||
+		    !strcmp(argv[i], "--checkpoint=yes") || !strcmp(argv[i], "--checkpoint=1"))
+			section = "checkpointer";
+	int rc = cdl_config_args(keys, section, argc, argv, &npos, err, sizeof(err));
 	if (rc == 1)
 		return 0;
 	if (rc < 0 || npos > 0) {
 		fprintf(stderr, "caudal-namenode: %s\n", rc < 0 ? err : "unexpected argument");
 		return 2;
+	}
+	if (cfg.print_config) {
+		cdl_config_dump(keys, stdout);
+		cdl_config_release(keys);
+		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	struct sigaction sa = {0};

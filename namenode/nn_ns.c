@@ -3962,6 +3962,55 @@ out:
 	inode_free(n);
 }
 
+/* The datanode with this id, or at this "host:port". */
+static nn_dn *dn_named(nn_ns *ns, const char *name)
+{
+	nn_dn *d = nn_dn_find(ns->bl, name);
+	for (int i = 0; !d && i < ns->bl->ndn; i++) {
+		char hp[300];
+		snprintf(hp, sizeof(hp), "%s:%u", ns->bl->dns[i]->host, ns->bl->dns[i]->port);
+		if (!strcmp(hp, name))
+			d = ns->bl->dns[i];
+	}
+	return d;
+}
+
+/* The Balancer's one request: move up to max_bytes of replicas from one
+ * datanode to another (nn_blocks_move says which). Bounded per call, so a
+ * balancer that asks for too much, or dies, leaves little in flight. */
+#define NN_MOVE_MAX_BYTES  (1ULL << 30)
+#define NN_MOVE_MAX_BLOCKS 256
+H(MoveReplicas)
+{
+	nn_ns *ns = ctx;
+	const Caudal__MoveRequest *req = (const void *)req_;
+	Caudal__MoveReply *rep = (void *)rep_;
+	(void)a;
+	if (cred_of(req->cred)->uid != 0) {
+		rep->err = EPERM;
+		return;
+	}
+	pthread_mutex_lock(&ns->lock);
+	nn_dn *src = dn_named(ns, req->source), *dst = dn_named(ns, req->target);
+	uint64_t max = req->max_bytes < NN_MOVE_MAX_BYTES ? req->max_bytes : NN_MOVE_MAX_BYTES;
+	if (!src || !dst)
+		rep->err = ENOENT;
+	else if (src == dst || !max)
+		rep->err = EINVAL;
+	else if (ns->safemode)
+		rep->err = EAGAIN;
+	else if (!src->alive || !dst->alive || dst->decommissioning || src->decommissioning)
+		rep->err = EHOSTDOWN;
+	else {
+		/* keep a margin on the target for the writes it takes meanwhile */
+		if (max > dst->remaining / 2)
+			max = dst->remaining / 2;
+		rep->bytes = nn_blocks_move(ns->bl, src, dst, max, NN_MOVE_MAX_BLOCKS, cdl_now_ms(),
+					    &rep->blocks);
+	}
+	ns_unlock(ns);
+}
+
 /* Take a datanode out of service: its replicas are copied elsewhere by
  * the monitor, and it reports decommissioned once none is short. */
 /* Start (on) or stop draining d. ns->lock held. */
@@ -4081,13 +4130,7 @@ H(Decommission)
 		return;
 	}
 	pthread_mutex_lock(&ns->lock);
-	nn_dn *d = nn_dn_find(ns->bl, req->datanode);
-	for (int i = 0; !d && i < ns->bl->ndn; i++) {
-		char hp[300];
-		snprintf(hp, sizeof(hp), "%s:%u", ns->bl->dns[i]->host, ns->bl->dns[i]->port);
-		if (!strcmp(hp, req->datanode))
-			d = ns->bl->dns[i];
-	}
+	nn_dn *d = dn_named(ns, req->datanode);
 	if (!d) {
 		rep->err = ENOENT;
 	} else {
@@ -4676,6 +4719,7 @@ static const cdl_rpc_method client_methods[] = {
     {"RefreshNodes", h_RefreshNodes, 0, R_ADMIN},
     /* a WebHDFS datanode presenting a ticket (nn_web.h) */
     {"WebCall", h_WebCall, 0, R_DATANODE},
+    {"MoveReplicas", h_MoveReplicas, 0, R_ADMIN},
     {NULL, NULL, 0, 0},
 };
 

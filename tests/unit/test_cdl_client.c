@@ -391,6 +391,7 @@ static const cdl_rpc_method nn_table[] = {
     {"Trash", h_nosys, 0, 0},
     {"RefreshNodes", h_nosys, 0, 0},
     {"WebCall", h_webcall, 0, 0},
+    {"MoveReplicas", h_nosys, 0, 0},
     {NULL, NULL, 0, 0},
 };
 

@@ -18,11 +18,11 @@ static char *name;
 static bool flag;
 
 static const cdl_cfg_key keys[] = {
-	{"port", CDL_CFG_INT, &port, "9000", 1, 65535, "port"},
-	{"size", CDL_CFG_INT, &size, "64m", 0, 1LL << 40, "size"},
-	{"name", CDL_CFG_STR, &name, "x", 0, 0, "name"},
-	{"flag", CDL_CFG_BOOL, &flag, "false", 0, 0, "flag"},
-	{NULL, 0, NULL, NULL, 0, 0, NULL},
+    {"port", CDL_CFG_INT, &port, "9000", 1, 65535, "port"},
+    {"size", CDL_CFG_INT, &size, "64m", 0, 1LL << 40, "size"},
+    {"name", CDL_CFG_STR, &name, "x", 0, 0, "name"},
+    {"flag", CDL_CFG_BOOL, &flag, "false", 0, 0, "flag"},
+    {NULL, 0, NULL, NULL, 0, 0, NULL},
 };
 
 int main(void)
@@ -60,7 +60,8 @@ int main(void)
 	const char *ini = "[other]\nport = 1\n[me]\nport = 1234\nname = hello world\n";
 	CHECK(write(fd, ini, strlen(ini)) == (ssize_t)strlen(ini));
 	close(fd);
-	char *argv[] = {"prog", "--config", path, "pos1", "--size=2k", "--flag", "--name", "n2", NULL};
+	char *argv[] = {"prog",	  "--config", path, "pos1", "--size=2k",
+			"--flag", "--name",   "n2", NULL};
 	int npos;
 	CHECK_EQ(cdl_config_args(keys, "me", 8, argv, &npos, err, sizeof(err)), 0);
 	CHECK_EQ(port, 1234);
@@ -80,6 +81,31 @@ int main(void)
 	close(fd);
 	CHECK_EQ(cdl_config_load(keys, path, "me", err, sizeof(err)), -EINVAL);
 	CHECK(strstr(err, "line 3") && strstr(err, "bogus"));
+	/* --instance: [me] then [me.two] of each file, flags last; the top
+	 * section is not read twice */
+	fd = open(path, O_WRONLY | O_TRUNC);
+	const char *inst = "name = top\n[me]\nport = 80\nsize = 4k\n[me.two]\nport = 81\n"
+			   "[me.three]\nport = 82\n";
+	CHECK(write(fd, inst, strlen(inst)) == (ssize_t)strlen(inst));
+	close(fd);
+	cdl_config_release(keys);
+	cdl_config_defaults(keys);
+	char *argv2[] = {"prog", "--instance", "two", "--config", path, NULL};
+	CHECK_EQ(cdl_config_args(keys, "me", 5, argv2, &npos, err, sizeof(err)), 0);
+	CHECK_EQ(port, 81);
+	CHECK_EQ(size, 4096);
+	CHECK(!strcmp(name, "top"));
+	CHECK_EQ(npos, 0);
+	char *argv3[] = {"prog", "--config=", "--instance=a/b", NULL};
+	char cfgarg[64];
+	snprintf(cfgarg, sizeof(cfgarg), "--config=%s", path);
+	argv3[1] = cfgarg;
+	CHECK_EQ(cdl_config_args(keys, "me", 3, argv3, &npos, err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "--instance") != NULL);
+	char *argv4[] = {"prog", "--config", path, "--instance", NULL};
+	CHECK_EQ(cdl_config_args(keys, "me", 4, argv4, &npos, err, sizeof(err)), -EINVAL);
+	char *argv5[] = {"prog", "--config", NULL};
+	CHECK_EQ(cdl_config_args(keys, "me", 2, argv5, &npos, err, sizeof(err)), -EINVAL);
 	unlink(path);
 	CHECK_EQ(cdl_config_load(keys, path, "me", err, sizeof(err)), -ENOENT);
 	cdl_config_release(keys);

@@ -84,6 +84,19 @@ static void test_options(void)
 	CHECK_EQ(rc, 0);
 	CHECK(!o.ro);
 	mnt_opts_release(&o);
+
+	/* an fstab line names its certificate (mount(8) passes no environment) */
+	rc = parse(&o, "mount.caudal", err, sizeof(err), "10.0.0.1:9000", "/mnt", "-o",
+		   "_netdev,tls_ca=/etc/caudal/certs/ca.crt,tls_cert=/etc/caudal/certs/m.crt,"
+		   "tls_key=/etc/caudal/certs/m.key,client_host=10.0.0.9",
+		   NULL);
+	CHECK_EQ(rc, 0);
+	CHECK(o.tls_ca && strcmp(o.tls_ca, "/etc/caudal/certs/ca.crt") == 0);
+	CHECK(o.tls_cert && strcmp(o.tls_cert, "/etc/caudal/certs/m.crt") == 0);
+	CHECK(o.tls_key && strcmp(o.tls_key, "/etc/caudal/certs/m.key") == 0);
+	CHECK(strcmp(o.client_host, "10.0.0.9") == 0);
+	CHECK(o.fuse_opts == NULL);
+	mnt_opts_release(&o);
 }
 
 static void test_helper_conventions(void)

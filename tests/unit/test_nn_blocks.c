@@ -4,6 +4,7 @@
  * the namenode's own stall) and block reports. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cdl_log.h"
 #include "cdl_util.h"
@@ -30,6 +31,88 @@ static int count_cmds(nn_blocks *b, nn_dn *d, int type, cdl_arena *a)
 			n += type == CAUDAL__COMMAND_TYPE__CMD_DELETE ? (int)r.commands[i]->n_blocks
 								      : 1;
 	return n;
+}
+
+/* The balancer's moves: the rack rule, the byte and block bounds, blocks
+ * in flight or being written left alone, and the source's replica dropped
+ * as the excess once the copy is in. */
+static void test_move(void)
+{
+	char path[] = "/tmp/caudal-topo-XXXXXX", err[128];
+	int fd = mkstemp(path);
+	const char *txt = "10.1.0.1 /r1\n10.1.0.2 /r1\n10.1.0.3 /r2\n10.1.0.4 /r2\n";
+	CHECK(write(fd, txt, strlen(txt)) == (ssize_t)strlen(txt));
+	close(fd);
+	nn_topology *topo;
+	CHECK_EQ(nn_topology_load(path, &topo, err, sizeof(err)), 0);
+	unlink(path);
+	nn_blocks *b = nn_blocks_new(topo, 10000);
+	int64_t now = 5000000;
+	nn_dn *d1 = reg(b, "m1", "10.1.0.1", now), *d2 = reg(b, "m2", "10.1.0.2", now);
+	nn_dn *d3 = reg(b, "m3", "10.1.0.3", now), *d4 = reg(b, "m4", "10.1.0.4", now);
+	cdl_arena a;
+	cdl_arena_init(&a);
+	/* A: r1 r1 r2; B: r1 r2 with replication 2; C: being written; D: empty */
+	nn_blk *ka = nn_blk_add(b, 1, 1, 100, 1, 3);
+	nn_blk_add_loc(b, ka, d1->idx);
+	nn_blk_add_loc(b, ka, d2->idx);
+	nn_blk_add_loc(b, ka, d3->idx);
+	nn_blk *kb = nn_blk_add(b, 2, 1, 100, 2, 2);
+	nn_blk_add_loc(b, kb, d1->idx);
+	nn_blk_add_loc(b, kb, d3->idx);
+	nn_blk *kc = nn_blk_add(b, 3, 1, 100, 3, 1);
+	kc->uc = true;
+	nn_blk_add_loc(b, kc, d3->idx);
+	nn_blk *kd = nn_blk_add(b, 4, 1, 0, 4, 1);
+	nn_blk_add_loc(b, kd, d3->idx);
+	uint32_t n = 9;
+	/* d3 -> d2: A is on d2 already, B would lose rack r2 */
+	CHECK_EQ(nn_blocks_move(b, d3, d2, 1 << 20, 100, now, &n), 0);
+	CHECK_EQ(n, 0);
+	/* d3 -> d4 within r2, at most 150 bytes: one block now, the other next */
+	CHECK_EQ(nn_blocks_move(b, d3, d4, 150, 100, now, &n), 100);
+	CHECK_EQ(n, 1);
+	CHECK_EQ(nn_blocks_move(b, d3, d4, 1 << 20, 100, now, &n), 100);
+	CHECK_EQ(n, 1);
+	CHECK(ka->move_from == d3->idx + 1 && kb->move_from == d3->idx + 1);
+	CHECK_EQ(nn_blocks_move(b, d3, d4, 1 << 20, 100, now, &n), 0); /* both in flight */
+	CHECK_EQ(count_cmds(b, d3, CAUDAL__COMMAND_TYPE__CMD_REPLICATE, &a), 2);
+	/* the copy of A lands on d4: d3's replica is the one that goes, though
+	 * d1 is fuller */
+	d1->remaining = 1;
+	Caudal__Replica rep = CAUDAL__REPLICA__INIT;
+	rep.id = 1;
+	rep.gen = 1;
+	rep.length = 100;
+	nn_dn_received(b, d4, &rep);
+	nn_blocks_monitor(b, now + 100, false);
+	CHECK_EQ(nn_blk_live(b, ka), 3);
+	CHECK_EQ(count_cmds(b, d3, CAUDAL__COMMAND_TYPE__CMD_DELETE, &a), 1);
+	CHECK_EQ(count_cmds(b, d1, CAUDAL__COMMAND_TYPE__CMD_DELETE, &a), 0);
+	CHECK_EQ(ka->move_from, 0);
+	/* without a hint the excess leaves a rack's second replica, not a
+	 * rack's only one, even on the fullest node */
+	nn_blk *ke = nn_blk_add(b, 5, 1, 100, 5, 2);
+	nn_blk_add_loc(b, ke, d1->idx);
+	nn_blk_add_loc(b, ke, d3->idx);
+	nn_blk_add_loc(b, ke, d4->idx);
+	d1->remaining = 1; /* the fullest, and r1's only replica */
+	nn_blocks_monitor(b, now + 200, false);
+	CHECK_EQ(nn_blk_live(b, ke), 2);
+	bool on_d1 = false;
+	for (int i = 0; i < ke->nloc; i++)
+		on_d1 |= ke->locs[i] == d1->idx;
+	CHECK(on_d1);
+	/* bounds: at most max_blocks in one call */
+	for (uint64_t id = 100; id < 700; id++) {
+		nn_blk *k = nn_blk_add(b, id, 1, 10, id, 1);
+		nn_blk_add_loc(b, k, d2->idx);
+	}
+	CHECK_EQ(nn_blocks_move(b, d2, d1, UINT64_MAX, 256, now, &n), 2560);
+	CHECK_EQ(n, 256);
+	cdl_arena_release(&a);
+	nn_blocks_free(b);
+	nn_topology_free(topo);
 }
 
 int main(void)
@@ -182,5 +265,6 @@ int main(void)
 	cdl_arena_release(&a);
 	nn_blocks_free(b);
 	nn_topology_free(topo);
+	test_move();
 	return TEST_DONE();
 }

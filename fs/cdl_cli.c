@@ -1682,8 +1682,9 @@ static const struct up_setting {
 		    "namenode exports file: which mounts may act for users, ro, maproot"},
     /* /metrics (Prometheus) of the other daemons, at Hadoop's ports; the
      * daemons' own default is off */
-    [UP_DN_HTTP_PORT] = {"dn-http-port", "CAUDAL_DN_HTTP_PORT", "9864",
-			 "datanode HTTP port: WebHDFS and /metrics (each on its own address; 0: none)"},
+    [UP_DN_HTTP_PORT] =
+	{"dn-http-port", "CAUDAL_DN_HTTP_PORT", "9864",
+	 "datanode HTTP port: WebHDFS and /metrics (each on its own address; 0: none)"},
     [UP_JT_HTTP_PORT] = {"jt-http-port", "CAUDAL_JT_HTTP_PORT", "50030",
 			 "jobtracker HTTP port: jobs web UI and /metrics (0: none)"},
     [UP_TT_HTTP_PORT] =
@@ -1922,8 +1923,9 @@ static void jt_args(struct daemon *x, const struct upctx *u, int i)
 	d_port(x, UP_JT_PORT);
 	d_http(x, "http_port", UP_JT_HTTP_PORT, upv[UP_NN_HOST], true);
 	if (strcmp(upv[UP_HTTP_PORT], "0")) {
-		char *url = xasprintf("%s://%s:%s/", strcmp(upv[UP_INSECURE], "yes") ? "https" : "http",
-				      upv[UP_NN_HOST], upv[UP_HTTP_PORT]);
+		char *url =
+		    xasprintf("%s://%s:%s/", strcmp(upv[UP_INSECURE], "yes") ? "https" : "http",
+			      upv[UP_NN_HOST], upv[UP_HTTP_PORT]);
 		d_arg(x, "namenode_url", url);
 		free(url);
 	}

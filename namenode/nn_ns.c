@@ -4732,7 +4732,7 @@ static const cdl_rpc_method datanode_methods[] = {
 };
 
 ProtobufCMessage *nn_ns_call_local(nn_ns *ns, const char *method, const ProtobufCMessage *req,
-			     cdl_arena *a)
+				   cdl_arena *a)
 {
 	const ProtobufCServiceDescriptor *sd = &caudal__client_protocol__descriptor;
 	for (size_t i = 0; client_methods[i].name; i++) {

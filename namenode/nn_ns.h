@@ -126,7 +126,7 @@ typedef struct nn_ns {
 	size_t nquotas, capquotas;
 	int64_t trash_next_ms;		    /* the trash emptier's next round (monotonic ms) */
 	struct nn_hosts *include, *exclude; /* the hosts files as last read (NULL: none) */
-	struct nn_web *web;		/* WebHDFS: answers WebCall (NULL: refused) */
+	struct nn_web *web;		    /* WebHDFS: answers WebCall (NULL: refused) */
 } nn_ns;
 
 /* Open (formatting an empty directory) and load block map and leases. */
@@ -140,8 +140,8 @@ int nn_ns_register(nn_ns *ns, cdl_rpc_server *srv);
  * server would for req, without a peer: req's Cred is who acts (none:
  * root), so an in-process caller passes the Cred it means. The reply lives
  * in a; NULL for an unknown method or a req of the wrong type. */
-ProtobufCMessage *nn_ns_call_local(nn_ns *ns, const char *method,
-				   const ProtobufCMessage *req, cdl_arena *a);
+ProtobufCMessage *nn_ns_call_local(nn_ns *ns, const char *method, const ProtobufCMessage *req,
+				   cdl_arena *a);
 
 /* Periodic work: dead datanodes, replication, lease expiry, safe mode. */
 void nn_ns_tick(nn_ns *ns);

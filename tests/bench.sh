@@ -19,6 +19,13 @@
 #         SEC_SIZE_MB with mutual TLS and block tokens (the default) beside
 #         the same cluster started --insecure=yes, and with --encrypt-data,
 #         interleaved
+#   cluster  the multi-host test bed (tests/e2e/netbed_lib.sh: network
+#         namespaces, 0.5 ms within a rack, 5 ms across) beside a loopback
+#         cluster, interleaved (tests/bench/netbed_bench.sh): put and get of
+#         CLUSTER_SIZE_MB (replication 3), creates through the mount
+#         (CLUSTER_NFILES, one process), stat of those files through a fresh
+#         mount; bed/loopback ratios. Needs root; bounded to
+#         BENCH_CLUSTER_TIMEOUT seconds (300)
 #
 # Results go to stdout and to $B/bench/results-DATE.txt.
 set -uo pipefail
@@ -28,9 +35,12 @@ case $B in /*) ;; *) B=$ROOT/$B ;; esac
 BIN=$B/bin
 CAUDAL=$BIN/caudal
 RUNS=${BENCH_RUNS:-2}
-SECTIONS=${BENCH_SECTIONS:-core nn webhdfs sec fs jobs}
+SECTIONS=${BENCH_SECTIONS:-core nn webhdfs sec cluster fs jobs}
 SEC_SIZE_MB=${BENCH_SEC_SIZE_MB:-512}
 SIZE_MB=${BENCH_SIZE_MB:-1024}
+CLUSTER_SIZE_MB=${BENCH_CLUSTER_SIZE_MB:-256}
+CLUSTER_NFILES=${BENCH_CLUSTER_NFILES:-500}
+CLUSTER_TIMEOUT=${BENCH_CLUSTER_TIMEOUT:-300}
 PEERS=$ROOT/../shared/peers
 W=$(mktemp -d "${BENCH_TMP:-/var/tmp}/caudal-bench.XXXXXX")
 OUT=$B/bench/results-$(date +%Y%m%d-%H%M%S).txt
@@ -38,9 +48,16 @@ mkdir -p "$B/bench"
 MOUNTS=()
 HOMES=()
 MFS_STARTED=0
+BED_PID=
 
 cleanup() {
 	local m h
+	# the bed's own trap removes its namespaces, mounts and daemons: let it
+	# end before our folder (where the bed lives) goes (timeout -k bounds it)
+	if [ -n "$BED_PID" ]; then
+		kill -TERM "$BED_PID" 2>/dev/null
+		wait "$BED_PID" 2>/dev/null
+	fi
 	for m in "${MOUNTS[@]}"; do fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
 	for h in "${HOMES[@]}"; do CAUDAL_HOME=$h "$CAUDAL" down >/dev/null 2>&1; done
 	[ $MFS_STARTED = 1 ] && MFS_WIPE=1 bash "$PEERS/moosefs-down.sh" >/dev/null 2>&1
@@ -212,6 +229,55 @@ if [[ " $SECTIONS " == *" sec "* ]]; then
 		done
 	done
 	rm -f "$W/sec-src"
+fi
+
+if [[ " $SECTIONS " == *" cluster "* ]] && [ "$(id -u)" != 0 ]; then
+	log ""
+	log "## cluster: skipped (the test bed needs root)"
+elif [[ " $SECTIONS " == *" cluster "* ]]; then
+	log ""
+	log "## cluster: the multi-host test bed (0.5 ms one way within a rack, 5 ms across; client and namenode on different racks; 4 datanodes) beside a loopback cluster (3 datanodes), interleaved: put/get of $CLUSTER_SIZE_MB MiB (replication 3, 64 MiB blocks), $CLUSTER_NFILES creates through the mount (one process), stat of them through a fresh mount"
+	HOMES+=("$W/cl-loop")
+	NN=$(start_cluster "$W/cl-loop") || exit 1
+	TSV=$W/cluster.tsv
+	: >"$TSV"
+	# in the background, so that our trap can stop it (and wait for its
+	# cleanup) on ^C; timeout bounds the whole section
+	LOOP_HOME=$W/cl-loop LOOP_NN=$NN RESULTS=$TSV RUNS=$RUNS SIZE_MB=$CLUSTER_SIZE_MB \
+		NFILES=$CLUSTER_NFILES B=$B TEST_TMPROOT=$W \
+		timeout -k 60 "$CLUSTER_TIMEOUT" bash "$ROOT/tests/bench/netbed_bench.sh" >"$W/cluster.log" 2>&1 &
+	BED_PID=$!
+	wait "$BED_PID" || log "cluster bench failed: $(tail -n 15 "$W/cluster.log")"
+	BED_PID=
+	CAUDAL_HOME=$W/cl-loop "$CAUDAL" down >/dev/null 2>&1
+	python3 - "$TSV" "$RUNS" <<'PYEOF' | tee -a "$OUT"
+import sys
+vals, notes = {}, {}
+for line in open(sys.argv[1]):
+    p = line.rstrip("\n").split("\t")
+    if len(p) < 4:
+        continue
+    vals[(p[0], p[1], p[2])] = p[3]
+    if len(p) > 4 and p[4]:
+        notes[(p[0], p[1], p[2])] = p[4]
+runs = [str(r) for r in range(1, int(sys.argv[2]) + 1)]
+metrics = [("put_MBps", "put MB/s"), ("get_MBps", "get MB/s (cold)"),
+           ("create_fps", "creates/s (mount)"), ("stat_cold_ops", "stat of cold files/s")]
+cols = [f"{t}-{r}" for r in runs for t in ("loopback", "bed")]
+print("%-22s " % "metric" + " ".join("%11s" % c for c in cols) + "  " + " ".join("%9s" % f"ratio-{r}" for r in runs))
+for m, name in metrics:
+    row = [vals.get((c.rsplit("-", 1)[0], c.rsplit("-", 1)[1], m), "-") for c in cols]
+    ratios = []
+    for r in runs:
+        try:
+            ratios.append("%.2f" % (float(vals[("bed", r, m)]) / float(vals[("loopback", r, m)])))
+        except (KeyError, ValueError, ZeroDivisionError):
+            ratios.append("-")
+    print("%-22s " % name + " ".join("%11s" % v for v in row) + "  " + " ".join("%9s" % x for x in ratios))
+for k, n in sorted(notes.items()):
+    print("note: %s run %s %s: %s" % (k[0], k[1], k[2], n))
+print("(ratio = bed / loopback: the share of the loopback figure left with real round trips)")
+PYEOF
 fi
 
 if [[ " $SECTIONS " == *" fs "* ]] && [ -x "$BIN/caudal-mount" ]; then

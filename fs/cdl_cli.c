@@ -1379,62 +1379,18 @@ static int cmd_events(struct opts *o)
 
 /* ------------------------------------------------------------ file commands */
 
-/* cdl_writer_write_fd with a progress line. */
-static int write_fd_progress(cdl_writer *w, int fd, cdl_progress *pg)
+/* A copy's progress into the line of p (cdl_copied_fn). */
+static void progress_copied(void *p, uint64_t done, uint64_t size)
 {
-	size_t cap = 1 << 20;
-	char *buf = xmalloc(cap);
-	uint64_t done = 0;
-	int rc = 0;
-	for (;;) {
-		ssize_t k = read(fd, buf, cap);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0) {
-			rc = -errno;
-			break;
-		}
-		if (k == 0)
-			break;
-		rc = cdl_writer_write(w, buf, (size_t)k);
-		if (rc)
-			break;
-		done += (uint64_t)k;
-		cdl_progress_update(pg, done, 0);
-	}
-	free(buf);
-	return rc;
+	cdl_progress_update(p, done, size);
 }
 
 /* cdl_get_fd with a progress line. */
 static int get_fd_progress(const char *path, int fd, bool quiet)
 {
-	cdl_reader *r;
-	int rc = cdl_reader_open_path(client(), path, &r);
-	if (rc)
-		return rc;
 	cdl_progress pg;
-	cdl_progress_start(&pg, cdl_progress_wanted(quiet), base_name(path), true,
-			   cdl_reader_size(r));
-	size_t cap = 1 << 20;
-	char *buf = xmalloc(cap);
-	uint64_t off = 0;
-	for (;;) {
-		ssize_t k = cdl_reader_pread(r, buf, cap, off);
-		if (k < 0) {
-			rc = (int)k;
-			break;
-		}
-		if (k == 0)
-			break;
-		rc = cdl_write_full(fd, buf, (size_t)k);
-		if (rc)
-			break;
-		off += (uint64_t)k;
-		cdl_progress_update(&pg, off, 0);
-	}
-	free(buf);
-	cdl_reader_close(r);
+	cdl_progress_start(&pg, cdl_progress_wanted(quiet), base_name(path), true, 0);
+	int rc = cdl_get_fd_cb(client(), path, fd, progress_copied, &pg);
 	if (rc == 0)
 		cdl_progress_end(&pg);
 	else if (pg.on)
@@ -1499,7 +1455,7 @@ static int cmd_put(struct opts *o)
 		cdl_progress pg;
 		cdl_progress_start(&pg, cdl_progress_wanted(o->set['q']), base_name(p), true,
 				   from_stdin || !S_ISREG(st.st_mode) ? 0 : (uint64_t)st.st_size);
-		rc = write_fd_progress(w, fd, &pg);
+		rc = cdl_writer_write_fd_cb(w, fd, progress_copied, &pg);
 		if (rc == 0)
 			cdl_progress_end(&pg);
 		else if (pg.on)

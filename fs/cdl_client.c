@@ -1185,8 +1185,14 @@ uint64_t cdl_writer_ino(const cdl_writer *w)
 
 int cdl_writer_write_fd(cdl_writer *w, int fd)
 {
+	return cdl_writer_write_fd_cb(w, fd, NULL, NULL);
+}
+
+int cdl_writer_write_fd_cb(cdl_writer *w, int fd, cdl_copied_fn copied, void *arg)
+{
 	size_t cap = 1 << 20;
 	char *buf = xmalloc(cap);
+	uint64_t done = 0;
 	int rc = 0;
 	for (;;) {
 		ssize_t k = read(fd, buf, cap);
@@ -1201,6 +1207,9 @@ int cdl_writer_write_fd(cdl_writer *w, int fd)
 		rc = cdl_writer_write(w, buf, (size_t)k);
 		if (rc)
 			break;
+		done += (uint64_t)k;
+		if (copied)
+			copied(arg, done, 0);
 	}
 	free(buf);
 	return rc;
@@ -1598,10 +1607,17 @@ void cdl_reader_close(cdl_reader *r)
 
 int cdl_get_fd(cdl_client *c, const char *path, int fd)
 {
+	return cdl_get_fd_cb(c, path, fd, NULL, NULL);
+}
+
+int cdl_get_fd_cb(cdl_client *c, const char *path, int fd, cdl_copied_fn copied, void *arg)
+{
 	cdl_reader *r;
 	int rc = cdl_reader_open_path(c, path, &r);
 	if (rc)
 		return rc;
+	if (copied)
+		copied(arg, 0, cdl_reader_size(r));
 	size_t cap = 1 << 20;
 	char *buf = xmalloc(cap);
 	uint64_t off = 0;
@@ -1617,6 +1633,8 @@ int cdl_get_fd(cdl_client *c, const char *path, int fd)
 		if (rc)
 			break;
 		off += (uint64_t)k;
+		if (copied)
+			copied(arg, off, cdl_reader_size(r));
 	}
 	free(buf);
 	cdl_reader_close(r);

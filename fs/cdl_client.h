@@ -147,8 +147,13 @@ int cdl_create(cdl_client *c, const char *path, uint32_t mode, uint32_t replicat
 	       uint64_t block_size, bool overwrite, Caudal__Attr **attr);
 /* Open an existing file for append, taking its lease; *attr as for cdl_create. */
 int cdl_append_open(cdl_client *c, const char *path, Caudal__Attr **attr);
+/* How far a copy is: done bytes of size (0: not known), after each piece
+ * (a progress line). */
+typedef void (*cdl_copied_fn)(void *arg, uint64_t done, uint64_t size);
 /* Write everything read from fd until EOF; does not close w. */
 int cdl_writer_write_fd(cdl_writer *w, int fd);
+/* The same, telling copied(arg, ...) after each piece (NULL: nothing). */
+int cdl_writer_write_fd_cb(cdl_writer *w, int fd, cdl_copied_fn copied, void *arg);
 
 /* Create (or overwrite) path and write all of fd into it. replication and
  * block_size 0 = namenode defaults. */
@@ -180,5 +185,8 @@ void cdl_reader_close(cdl_reader *r);
 
 /* Copy path into fd. */
 int cdl_get_fd(cdl_client *c, const char *path, int fd);
+/* The same, telling copied(arg, ...) first with 0 bytes and the file's
+ * size, then after each piece (NULL: nothing). */
+int cdl_get_fd_cb(cdl_client *c, const char *path, int fd, cdl_copied_fn copied, void *arg);
 
 #endif

@@ -1025,7 +1025,7 @@ static const char *const mop_names[MOP_N] = {
     "releasedir", "fsyncdir", "statfs",	 "setxattr", "getxattr", "listxattr", "removexattr"};
 static cdl_series *mop_secs[MOP_N];
 cdl_series *mnt_m_bytes_read, *mnt_m_bytes_written;
-static cdl_series *m_hits, *m_misses, *m_open, *m_inodes;
+static cdl_series *m_hits, *m_misses, *m_ac_hits, *m_ac_misses, *m_open, *m_inodes;
 
 #define TIMED(op, OP, params, args)                                                                \
 	static void t_##op params                                                                  \
@@ -1111,8 +1111,8 @@ const struct fuse_lowlevel_ops mnt_ops = {
     .removexattr = t_removexattr,
 };
 
-/* Read at each render: the directory cache's counts (kept under its own
- * lock), the open handles and the inodes the kernel holds. */
+/* Read at each render: the directory and attribute caches' counts (kept
+ * under their own locks), the open handles and the inodes the kernel holds. */
 static void mnt_collect(void *arg)
 {
 	struct mnt *m = arg;
@@ -1121,6 +1121,11 @@ static void mnt_collect(void *arg)
 	pthread_mutex_unlock(&m->dc.mu);
 	cdl_series_counter_set(m_hits, (double)hits);
 	cdl_series_counter_set(m_misses, (double)misses);
+	pthread_mutex_lock(&m->ac.mu);
+	hits = m->ac.hits, misses = m->ac.misses;
+	pthread_mutex_unlock(&m->ac.mu);
+	cdl_series_counter_set(m_ac_hits, (double)hits);
+	cdl_series_counter_set(m_ac_misses, (double)misses);
 	cdl_series_set(m_open, (double)mnt_files_open(m));
 	cdl_series_set(m_inodes, (double)mnt_itab_count(&m->itab));
 }
@@ -1143,6 +1148,13 @@ void mnt_metrics_init(struct mnt *m, cdl_metrics *r)
 	    "result");
 	m_hits = cdl_metric_at(dc, "hit");
 	m_misses = cdl_metric_at(dc, "miss");
+	cdl_metric *ac = cdl_metrics_counter(
+	    r, "caudal_mount_acache_lookups_total",
+	    "Lookups and stats by whether the attribute cache answered them (hit) or the namenode "
+	    "(miss).",
+	    "result");
+	m_ac_hits = cdl_metric_at(ac, "hit");
+	m_ac_misses = cdl_metric_at(ac, "miss");
 	m_open = cdl_metric_one(
 	    cdl_metrics_gauge(r, "caudal_mount_open_files", "File handles open now.", NULL));
 	m_inodes = cdl_metric_one(cdl_metrics_gauge(

@@ -212,13 +212,17 @@ ls "$V/checkpoints"/* >/dev/null 2>&1 || fail "no checkpoint in '$V/checkpoints'
 
 say "unmount, stop every daemon with SIGTERM: each exits 0"
 fusermount3 -u "$M" || fail "cannot unmount"
+# (the mount removes its own pid file as it exits after the unmount: it may
+# go between the glob and the read)
 for f in "$PIDS_DIR"/*.pid; do
+	[ "${f##*/}" = mount.pid ] && continue
 	pid=$(sed -n 1p "$f")
 	prog=$(sed -n 2p "$f")
 	[ "$prog" = caudal-mount ] && continue
 	kill -TERM "$pid" 2>/dev/null || fail "${f##*/} (pid $pid) is not running"
 done
 for f in "$PIDS_DIR"/*.pid; do
+	[ "${f##*/}" = mount.pid ] && continue
 	pid=$(sed -n 1p "$f")
 	[ "$(sed -n 2p "$f")" = caudal-mount ] && continue
 	rc=0

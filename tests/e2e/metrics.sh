@@ -133,6 +133,9 @@ ge "$(value mount 'caudal_mount_op_seconds_count{op="write"}')" 1 "writes throug
 hits=$(value mount 'caudal_mount_dcache_lookups_total{result="hit"}')
 miss=$(value mount 'caudal_mount_dcache_lookups_total{result="miss"}')
 ge "$(awk -v a="$hits" -v b="$miss" 'BEGIN { print a + b }')" 1 "directory cache lookups"
+hits=$(value mount 'caudal_mount_acache_lookups_total{result="hit"}')
+miss=$(value mount 'caudal_mount_acache_lookups_total{result="miss"}')
+ge "$(awk -v a="$hits" -v b="$miss" 'BEGIN { print a + b }')" 1 "attribute cache lookups"
 
 say "a real Prometheus scrapes the whole cluster"
 mkdir -p "$T/prom"

@@ -557,6 +557,30 @@ static bool is_hidden(struct mnt *m, uint64_t ino)
 	return found;
 }
 
+/* The attributes of parent's entry name (scalar fields), from the cache
+ * or the namenode. 0 or -errno. */
+static int entry_attr(struct mnt *m, struct mnt_cred *cred, uint64_t parent, const char *name,
+		      Caudal__Attr *a)
+{
+	if (mnt_acache_lookup(&m->ac, parent, name, a))
+		return 0;
+	Caudal__Target t = CAUDAL__TARGET__INIT;
+	Caudal__GetAttrRequest rq = CAUDAL__GET_ATTR_REQUEST__INIT;
+	t.parent = parent;
+	t.name = (char *)name;
+	rq.target = &t;
+	rq.cred = &cred->c;
+	Caudal__AttrReply *rep;
+	int rc = mnt_call(m, CDL_NN_GetAttr, &rq.base, (ProtobufCMessage **)&rep);
+	if (rc)
+		return rc;
+	*a = *rep->attr;
+	a->inline_data.data = NULL;
+	a->inline_data.len = 0;
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return 0;
+}
+
 /* If parent's name is a file this mount has open, rename it aside and
  * return 0 (the unlink is done), or the rename's -errno; 1: not open
  * here, unlink it. */
@@ -570,19 +594,8 @@ static int hide_if_open(struct mnt *m, fuse_req_t req, uint64_t parent, const ch
 	Caudal__Attr a;
 	struct mnt_cred cred;
 	mnt_cred(req, &cred);
-	if (!mnt_acache_lookup(&m->ac, parent, name, &a)) {
-		Caudal__Target t = CAUDAL__TARGET__INIT;
-		Caudal__GetAttrRequest rq = CAUDAL__GET_ATTR_REQUEST__INIT;
-		t.parent = parent;
-		t.name = (char *)name;
-		rq.target = &t;
-		rq.cred = &cred.c;
-		Caudal__AttrReply *rep;
-		if (mnt_call(m, CDL_NN_GetAttr, &rq.base, (ProtobufCMessage **)&rep) != 0)
-			return 1; /* the unlink says why */
-		a = *rep->attr;
-		protobuf_c_message_free_unpacked(&rep->base, NULL);
-	}
+	if (entry_attr(m, &cred, parent, name, &a) != 0)
+		return 1; /* the unlink says why */
 	if (!S_ISREG(a.mode) || mnt_itab_nopen(&m->itab, a.ino) == 0)
 		return 1;
 	uint32_t salt;
@@ -623,17 +636,35 @@ static int hide_if_open(struct mnt *m, fuse_req_t req, uint64_t parent, const ch
 	return 0;
 }
 
+/* Does directory dir hold a file hidden here? Called with hidden_mu held. */
+static bool hidden_in(struct mnt *m, uint64_t dir)
+{
+	for (struct mnt_hidden *h = m->hidden; h; h = h->next)
+		if (h->parent == dir)
+			return true;
+	return false;
+}
+
 /* A directory that holds only files hidden here still answers ENOTEMPTY
  * until their last close, which the kernel sends after close() returned:
- * wait for those removals (at most 2 s) before trying again. */
-static bool wait_hidden(struct mnt *m)
+ * if parent's directory name holds some, wait for their removal (at most
+ * 2 s) and say to try again. */
+static bool wait_hidden(struct mnt *m, fuse_req_t req, uint64_t parent, const char *name)
 {
+	pthread_mutex_lock(&m->hidden_mu);
+	bool any = m->hidden != NULL;
+	pthread_mutex_unlock(&m->hidden_mu);
+	Caudal__Attr a;
+	struct mnt_cred cred;
+	mnt_cred(req, &cred);
+	if (!any || entry_attr(m, &cred, parent, name, &a) != 0)
+		return false;
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += 2;
 	pthread_mutex_lock(&m->hidden_mu);
-	bool had = m->hidden != NULL;
-	while (m->hidden)
+	bool had = hidden_in(m, a.ino);
+	while (hidden_in(m, a.ino))
 		if (pthread_cond_timedwait(&m->hidden_cv, &m->hidden_mu, &until) != 0)
 			break;
 	pthread_mutex_unlock(&m->hidden_mu);
@@ -685,7 +716,7 @@ static void do_delete(fuse_req_t req, fuse_ino_t parent, const char *name, uint3
 	}
 	if (rc == 1)
 		rc = mnt_call_status(m, CDL_NN_Delete, &rq.base);
-	if (rc == -ENOTEMPTY && kind == 2 && wait_hidden(m))
+	if (rc == -ENOTEMPTY && kind == 2 && wait_hidden(m, req, parent, name))
 		rc = mnt_call_status(m, CDL_NN_Delete, &rq.base);
 	mnt_dcache_forget(&m->dc, parent);
 	mnt_acache_inval_entry(&m->ac, parent, name);

@@ -754,15 +754,147 @@ static int cmd_setrep(struct opts *o)
 	return 0;
 }
 
+/* The entry names of directory path (at most max; -E2BIG past that), for
+ * fsck's progress. 0 or -errno; *names to free with free_names. */
+static int list_names(const char *path, size_t max, char ***names, size_t *n)
+{
+	*names = NULL;
+	*n = 0;
+	char *after = xstrdup("");
+	int rc = 0;
+	for (;;) {
+		Caudal__Target t = CAUDAL__TARGET__INIT;
+		Caudal__ReaddirRequest req = CAUDAL__READDIR_REQUEST__INIT;
+		t.path = (char *)path;
+		req.target = &t;
+		req.after = after;
+		req.limit = 1000;
+		req.cred = cdl_client_cred(client());
+		Caudal__ReaddirReply *rep;
+		rc = cdl_client_call_err(client(), CDL_NN_Readdir, &req.base,
+					 (ProtobufCMessage **)&rep);
+		if (rc)
+			break;
+		if (*n + rep->n_entries > max) {
+			free_msg(rep);
+			rc = -E2BIG;
+			break;
+		}
+		*names = xrealloc(*names, (*n + rep->n_entries + 1) * sizeof(char *));
+		for (size_t i = 0; i < rep->n_entries; i++)
+			(*names)[(*n)++] = xstrdup(rep->entries[i]->name);
+		bool more = rep->more && rep->n_entries > 0;
+		if (more) {
+			free(after);
+			after = xstrdup(rep->entries[rep->n_entries - 1]->name);
+		}
+		free_msg(rep);
+		if (!more)
+			break;
+	}
+	free(after);
+	return rc;
+}
+
+static void free_names(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+/* Adds b's counts into a, and b's problems into problems (at most max). */
+static void fsck_add(Caudal__FsckReply *a, const Caudal__FsckReply *b, char **problems, size_t *np,
+		     size_t max)
+{
+	a->files += b->files;
+	a->dirs += b->dirs;
+	a->symlinks += b->symlinks;
+	a->bytes += b->bytes;
+	a->blocks += b->blocks;
+	a->replicas += b->replicas;
+	a->wanted += b->wanted;
+	a->under_replicated += b->under_replicated;
+	a->over_replicated += b->over_replicated;
+	a->corrupt += b->corrupt;
+	a->missing += b->missing;
+	a->distinct_hosts_violations += b->distinct_hosts_violations;
+	a->open_files += b->open_files;
+	a->inline_files += b->inline_files;
+	a->inline_bytes += b->inline_bytes;
+	for (size_t i = 0; i < b->n_problems && *np < max; i++)
+		problems[(*np)++] = xstrdup(b->problems[i]);
+}
+
+#define FSCK_PROGRESS_MAX 100000 /* entries of PATH listed to show progress */
+
+/* fsck on a terminal: one check per entry of directory p, so that a
+ * progress line can say how far it is (the namenode's walk is one call);
+ * the sum is the same as one check of p (its own directory counted once).
+ * 0 with *out filled (problems in *problems), 1: not a directory it can
+ * list (check it whole instead), or -errno. */
+static int fsck_by_entries(const char *p, uint32_t max_problems, Caudal__FsckReply *out,
+			   char ***problems, size_t *np)
+{
+	Caudal__Attr *a;
+	if (do_stat(p, &a) != 0)
+		return 1;
+	bool dir = is_dir(a);
+	free_msg(a);
+	char **names;
+	size_t n;
+	if (!dir || list_names(p, FSCK_PROGRESS_MAX, &names, &n) != 0)
+		return 1;
+	caudal__fsck_reply__init(out);
+	out->dirs = 1;
+	*problems = xcalloc(max_problems + 1, sizeof(char *));
+	*np = 0;
+	cdl_progress pg;
+	cdl_progress_start(&pg, true, "entries checked", false, n);
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		char *cp = xasprintf("%s%s%s", p, strcmp(p, "/") ? "/" : "", names[i]);
+		Caudal__FsckReply *r;
+		rc = fsck_path(cp, max_problems, &r);
+		if (rc == -ENOENT)
+			rc = 0; /* removed since the listing */
+		else if (rc == 0) {
+			fsck_add(out, r, *problems, np, max_problems);
+			free_msg(r);
+		}
+		free(cp);
+		cdl_progress_update(&pg, i + 1, 0);
+	}
+	if (rc == 0)
+		cdl_progress_end(&pg);
+	else if (pg.on)
+		fputc('\n', stderr);
+	free_names(names, n);
+	return rc;
+}
+
 static int cmd_fsck(struct opts *o)
 {
 	char *p = norm_path(o->npos ? o->pos[0] : "/");
 	if (!p)
 		return 1;
-	Caudal__FsckReply *r;
-	int rc = fsck_path(p, o->set['v'] ? 1000 : 0, &r);
+	uint32_t maxp = o->set['v'] ? 1000 : 0;
+	Caudal__FsckReply sum, *r = NULL;
+	char **problems = NULL;
+	size_t np = 0;
+	int rc = 1;
+	if (cdl_progress_wanted(o->set['q']))
+		rc = fsck_by_entries(p, maxp, &sum, &problems, &np);
+	if (rc == 1) {
+		rc = fsck_path(p, maxp, &r);
+	} else if (rc == 0) {
+		sum.problems = problems;
+		sum.n_problems = np;
+		r = &sum;
+	}
 	if (rc) {
 		fail("check", p, rc);
+		free_names(problems, np);
 		free(p);
 		return 1;
 	}
@@ -784,7 +916,9 @@ static int cmd_fsck(struct opts *o)
 	for (size_t i = 0; i < r->n_problems; i++)
 		printf("problem: %s\n", r->problems[i]);
 	printf("status: %s\n", ok ? "HEALTHY" : "UNHEALTHY");
-	free_msg(r);
+	if (r != &sum)
+		free_msg(r);
+	free_names(problems, np);
 	free(p);
 	return ok ? 0 : 1;
 }
@@ -3077,8 +3211,8 @@ static const struct command commands[] = {
     {"setrep", cmd_setrep, NULL, "wq", 2, 2,
      "setrep [-w] [-q] N PATH   set a file's replication (-w: wait for it)", NULL},
     {"report", cmd_report, NULL, "", 0, 0, "report                 datanodes and totals", NULL},
-    {"fsck", cmd_fsck, NULL, "v", 0, 1,
-     "fsck [-v] [PATH]       check blocks and replicas; exit 1 when unhealthy", NULL},
+    {"fsck", cmd_fsck, NULL, "vq", 0, 1,
+     "fsck [-v] [-q] [PATH]  check blocks and replicas; exit 1 when unhealthy", NULL},
     {"decommission", cmd_decommission, NULL, "cwq", 1, 1,
      "decommission [-w] [-c] DATANODE   drain HOST:PORT or id (-w: wait; -c: cancel)", NULL},
     {"job", NULL, cmd_job, "", 0, 0,

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Progress of the CLI (issue 10): on a terminal (`script` gives one) `caudal
-# put`, `get` and `setrep -w` redraw one status line with \r (what, bytes
+# put`, `get`, `setrep -w` and `fsck` redraw one status line with \r (what, bytes
 # of the total, percentage, rate, time left) and end it with 100% and a
 # newline; with -q, or when stdout/stderr are not terminals (a pipe, a
 # file), they print nothing at all. The files are copied intact either way.
@@ -30,6 +30,21 @@ assert_contains "$(cat "$T/tty")" "5.0 MiB of 5.0 MiB 100%" "get's last progress
 say "setrep -w on a terminal: blocks at the new replication"
 on_tty setrep -w 2 /big
 assert_contains "$(cat "$T/tty")" "blocks replicated: 6 of 6 100%" "setrep -w's last progress line"
+
+say "fsck on a terminal: entries checked, and the same figures as one check"
+caudal mkdir -p /t/a/b /t/c >/dev/null
+for f in /t/a/x /t/a/b/y /t/z; do caudal put "$T/big" "$f" >/dev/null 2>&1 </dev/null; done
+whole=$("$CAUDAL" fsck / 2>/dev/null)
+on_tty fsck /
+tty=$(tr -d '\r' <"$T/tty")
+assert_contains "$(cat "$T/tty")" "entries checked: " "fsck's progress line"
+n=$(caudal ls / | wc -l)
+assert_contains "$tty" "entries checked: $n of $n 100%" "fsck's last progress line"
+assert_eq "$(grep -E '^(files|dirs|symlinks|bytes|blocks|replicas|status):' <<<"$tty")" \
+	"$(grep -E '^(files|dirs|symlinks|bytes|blocks|replicas|status):' <<<"$whole")" \
+	"fsck's figures entry by entry and whole"
+on_tty fsck -q /
+assert_eq "$(tr -d '\r' <"$T/tty" | grep -c 'entries checked')" 0 "fsck -q's progress lines"
 
 say "-q on a terminal: nothing"
 on_tty put -q "$T/big" /big2

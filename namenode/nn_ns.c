@@ -4731,23 +4731,30 @@ static const cdl_rpc_method datanode_methods[] = {
     {NULL, NULL, 0, 0},
 };
 
+/* The handler of ClientProtocol method md, if req is its input; else NULL. */
+static const cdl_rpc_method *client_method(const ProtobufCMethodDescriptor *md,
+					   const ProtobufCMessage *req)
+{
+	if (!md || req->descriptor != md->input)
+		return NULL;
+	const cdl_rpc_method *m = client_methods;
+	while (m->name && strcmp(m->name, md->name))
+		m++;
+	return m->name ? m : NULL;
+}
+
 ProtobufCMessage *nn_ns_call_local(nn_ns *ns, const char *method, const ProtobufCMessage *req,
 				   cdl_arena *a)
 {
-	const ProtobufCServiceDescriptor *sd = &caudal__client_protocol__descriptor;
-	for (size_t i = 0; client_methods[i].name; i++) {
-		if (strcmp(client_methods[i].name, method))
-			continue;
-		const ProtobufCMethodDescriptor *md =
-		    protobuf_c_service_descriptor_get_method_by_name(sd, method);
-		if (!md || md->input != req->descriptor)
-			return NULL;
-		ProtobufCMessage *rep = cdl_arena_alloc(a, md->output->sizeof_message);
-		md->output->message_init(rep);
-		client_methods[i].handler(ns, req, rep, a);
-		return rep;
-	}
-	return NULL;
+	const ProtobufCMethodDescriptor *md = protobuf_c_service_descriptor_get_method_by_name(
+	    &caudal__client_protocol__descriptor, method);
+	const cdl_rpc_method *m = client_method(md, req);
+	if (!m)
+		return NULL;
+	ProtobufCMessage *rep = cdl_arena_alloc(a, md->output->sizeof_message);
+	md->output->message_init(rep);
+	m->handler(ns, req, rep, a);
+	return rep;
 }
 
 int nn_ns_call(nn_ns *ns, unsigned method, const cdl_peer *as, const ProtobufCMessage *req,
@@ -4757,10 +4764,8 @@ int nn_ns_call(nn_ns *ns, unsigned method, const cdl_peer *as, const ProtobufCMe
 	if (method >= sd->n_methods || !as)
 		return -EINVAL;
 	const ProtobufCMethodDescriptor *md = &sd->methods[method];
-	const cdl_rpc_method *m = client_methods;
-	while (m->name && strcmp(m->name, md->name))
-		m++;
-	if (!m->name || req->descriptor != md->input)
+	const cdl_rpc_method *m = client_method(md, req);
+	if (!m)
 		return -EINVAL;
 	if (as->role != CDL_ROLE_INSECURE && m->roles && !(m->roles & CDL_ROLE_BIT(as->role))) {
 		cdl_info("refused '%s' to %s '%s' from %s (WebHDFS)", m->name,

@@ -62,6 +62,7 @@ static const char *const nn_method_names[CDL_NN_NMETHODS] = {
     [CDL_NN_RefreshNodes] = "RefreshNodes",
     [CDL_NN_WebCall] = "WebCall",
     [CDL_NN_MoveReplicas] = "MoveReplicas",
+    [CDL_NN_Batch] = "Batch",
 };
 
 struct cdl_client {

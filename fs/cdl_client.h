@@ -55,6 +55,7 @@ enum cdl_nn_method {
 	CDL_NN_RefreshNodes,
 	CDL_NN_WebCall,
 	CDL_NN_MoveReplicas,
+	CDL_NN_Batch,
 	CDL_NN_NMETHODS
 };
 

@@ -209,6 +209,46 @@ bool mnt_dcache_absent(struct mnt_dcache *c, uint64_t dir, const char *name)
 	return absent;
 }
 
+bool mnt_dcache_version(struct mnt_dcache *c, uint64_t dir, uint64_t *version)
+{
+	bool ok = false;
+	pthread_mutex_lock(&c->mu);
+	size_t i = find(c, dir);
+	if (i < MNT_DC_DIRS && c->live && !c->dirs[i]->inflight &&
+	    c->dirs[i]->ev_max <= c->dirs[i]->version &&
+	    cdl_now_ms() - c->dirs[i]->confirmed_ms <= c->ttl_ms) {
+		*version = c->dirs[i]->version;
+		ok = true;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return ok;
+}
+
+bool mnt_dcache_claim(struct mnt_dcache *c, uint64_t dir, const char *name)
+{
+	bool ok = false;
+	pthread_mutex_lock(&c->mu);
+	size_t i = find(c, dir);
+	if (i < MNT_DC_DIRS && c->live) {
+		struct mnt_dc_dir *d = c->dirs[i];
+		size_t s = probe(d, name);
+		if (cdl_now_ms() - d->confirmed_ms <= c->ttl_ms && !d->inflight &&
+		    d->ev_max <= d->version && !d->slot[s] && d->n < MNT_DC_NAMES &&
+		    c->names < MNT_DC_TOTAL) {
+			d->slot[s] = xstrdup(name);
+			d->n++;
+			c->names++;
+			if (2 * d->n > d->cap)
+				grow(d);
+			d->version++;
+			d->confirmed_ms = cdl_now_ms();
+			ok = true;
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	return ok;
+}
+
 void mnt_dcache_changed(struct mnt_dcache *c, uint64_t dir, uint64_t version)
 {
 	pthread_mutex_lock(&c->mu);

@@ -95,5 +95,11 @@ void mnt_dcache_forget(struct mnt_dcache *c, uint64_t dir);
 /* True if dir is known, confirmed within the ttl and has no entry name:
  * the lookup can answer ENOENT. */
 bool mnt_dcache_absent(struct mnt_dcache *c, uint64_t dir, const char *name);
+/* The version at which dir is known whole (false: not known). */
+bool mnt_dcache_version(struct mnt_dcache *c, uint64_t dir, uint64_t *version);
+/* A write-back create (mnt_wb.h) of name in dir, which this mount holds:
+ * if dir is known whole and name absent, add it one version up (the
+ * namenode's version once the create reaches it) and return true. */
+bool mnt_dcache_claim(struct mnt_dcache *c, uint64_t dir, const char *name);
 
 #endif

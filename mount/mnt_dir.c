@@ -6,6 +6,7 @@
 #include "cdl_log.h"
 #include "cdl_util.h"
 #include "mnt_dir.h"
+#include "mnt_wb.h"
 
 #define PAGE_ENTRIES 1024 /* entries asked per Readdir call */
 
@@ -197,5 +198,7 @@ void mnt_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	(void)ino;
 	(void)datasync;
 	(void)fi;
-	fuse_reply_err(req, 0); /* every namespace change is durable when answered */
+	/* namespace changes are durable when answered; files made here
+	 * (mnt_wb.h) are answered before the namenode has them */
+	mnt_reply_err(req, mnt_wb_sync(mnt_of(req)));
 }

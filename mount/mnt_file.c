@@ -9,6 +9,7 @@
 #include "cdl_metrics.h"
 #include "cdl_util.h"
 #include "mnt_file.h"
+#include "mnt_wb.h"
 
 #define WBUF_MIN     (64u << 10) /* first write-buffer allocation */
 #define DIRECT_WRITE (1u << 20)	 /* writes this big skip the buffer when it is empty */
@@ -30,6 +31,8 @@ struct mnt_file {
 	bool unsynced; /* written since the last sync or completion */
 	bool warned;   /* the offset refusal was logged */
 	bool written;  /* written or truncated through this handle, ever */
+	bool pend;     /* a write-back create (mnt_wb.h) not yet at the namenode: no
+			* writer, the bytes wait in wbuf (at most inline_max) */
 	/* reading */
 	cdl_reader *r; /* opened at the first read */
 	char *rbuf;    /* read-ahead: bytes [roff, roff + rlen) of the file */
@@ -109,6 +112,53 @@ static int start_writer(struct mnt_file *f, const Caudal__Attr *a)
 	f->wsize = a->size;
 	f->unsynced = false;
 	return 0;
+}
+
+/* The pending file of f needs a writer (make: have it made now, else
+ * only if the sender made it meanwhile): once made at the namenode, open
+ * under this mount's lease, the buffered bytes are its first. 0 (f->pend
+ * cleared, or still set when !make and not made yet) or -errno. Called
+ * with f->mu held. */
+static int pend_resolve(struct mnt_file *f, bool make)
+{
+	Caudal__Attr a;
+	int rc = make ? mnt_wb_make(f->m, f->ino, &a) : mnt_wb_made(f->m, f->ino, &a);
+	if (rc == -EINPROGRESS && !make)
+		return 0;
+	f->pend = false;
+	mnt_itab_unset_writer(&f->m->itab, f->in, f);
+	if (rc == 0)
+		rc = start_writer(f, &a);
+	if (rc) {
+		f->werr = rc;
+		return rc;
+	}
+	f->wsize = f->wlen;
+	f->unsynced = f->wlen > 0;
+	mnt_itab_set_wsize(&f->m->itab, f->in, f->wsize);
+	return 0;
+}
+
+static int finish_writer(struct mnt_file *f, fuse_req_t req);
+
+/* Closing a pending file: hand it whole to the sender (mnt_wb_close), or
+ * else make it and complete it as any file (times set while open are
+ * applied that way). Called with f->mu held. */
+static int pend_close(struct mnt_file *f, fuse_req_t req)
+{
+	int rc = pend_resolve(f, false);
+	if (rc)
+		return rc;
+	if (f->pend && !mnt_itab_has_times(&f->m->itab, f->in) &&
+	    mnt_wb_close(f->m, f->ino, f->wbuf, f->wlen) == 0) {
+		f->pend = false;
+		f->wlen = 0;
+		f->unsynced = false;
+		return 0;
+	}
+	if (f->pend && (rc = pend_resolve(f, true)) != 0)
+		return rc;
+	return finish_writer(f, req);
 }
 
 /* Tell the namenode we stop writing (Complete without a writer). */
@@ -392,6 +442,29 @@ void mnt_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 	rq.client = (char *)cdl_client_name(m->cl);
 	rq.exclusive = (fi->flags & O_EXCL) != 0;
 	rq.overwrite = (fi->flags & O_TRUNC) != 0;
+	Caudal__Attr la;
+	if (mnt_wb_create(m, parent, name, mode & 07777, &cred.c, &la) == 0) {
+		/* made here; the namenode hears of it in a batch (mnt_wb.h) */
+		struct mnt_file *f = file_new(m, la.ino, fi->flags);
+		if (f->wr) {
+			mnt_itab_set_writer(&m->itab, f->in, f, 0);
+			f->pend = true;
+		} else {
+			mnt_wb_close(m, la.ino, NULL, 0); /* O_CREAT|O_RDONLY: empty, closed */
+		}
+		struct fuse_entry_param e;
+		mnt_entry_ref(m, &la, &e);
+		fi->fh = (uintptr_t)f;
+		if (fuse_reply_create(req, &e, fi) != 0) {
+			mnt_itab_forget(&m->itab, e.ino, 1);
+			pthread_mutex_lock(&f->mu);
+			if (f->pend)
+				pend_close(f, NULL);
+			pthread_mutex_unlock(&f->mu);
+			file_free(f);
+		}
+		return;
+	}
 	Caudal__AttrReply *rep = NULL;
 	mnt_dcache_begin(&m->dc, parent);
 	int rc = mnt_call(m, CDL_NN_Create, &rq.base, (ProtobufCMessage **)&rep);
@@ -504,6 +577,31 @@ void mnt_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, 
 		rc = f->werr;
 		goto out;
 	}
+	if (f->pend && (rc = pend_resolve(f, false)) != 0)
+		goto out;
+	if (f->pend) {
+		/* a new file still here: keep its bytes while it fits inline */
+		uint64_t at = f->append ? f->wsize : (uint64_t)off;
+		size_t need = f->wlen + size;
+		if (at == f->wsize && need <= mnt_wb_inline_max(f->m) &&
+		    need <= f->m->opts->write_buffer) {
+			if (need > f->wcap) {
+				size_t nc = f->wcap ? f->wcap : WBUF_MIN;
+				while (nc < need)
+					nc *= 2;
+				f->wcap = nc;
+				f->wbuf = xrealloc(f->wbuf, f->wcap);
+			}
+			memcpy(f->wbuf + f->wlen, buf, size);
+			f->wlen = need;
+			f->wsize = need;
+			f->written = true;
+			mnt_itab_set_wsize(&f->m->itab, f->in, f->wsize);
+			goto out;
+		}
+		if ((rc = pend_resolve(f, true)) != 0)
+			goto out;
+	}
 	if (!f->w) {
 		/* written again after a flush completed it: append from its end */
 		struct mnt_cred cred;
@@ -569,8 +667,12 @@ void mnt_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file
 	(void)datasync;
 	struct mnt_file *f = fh_of(fi);
 	pthread_mutex_lock(&f->mu);
-	int rc = f->wr ? sync_writer(f) : 0;
+	int rc = f->pend ? pend_resolve(f, true) : 0;
+	if (rc == 0 && f->wr)
+		rc = sync_writer(f);
 	pthread_mutex_unlock(&f->mu);
+	if (rc == 0 && mnt_wb_pending(f->m, ino))
+		rc = mnt_wb_sync(f->m); /* closed here, not yet sent */
 	mnt_reply_err(req, rc);
 }
 
@@ -580,6 +682,13 @@ void mnt_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct mnt_file *f = fh_of(fi);
 	int rc = 0;
 	pthread_mutex_lock(&f->mu);
+	if (f->pend) {
+		rc = pend_close(f, req);
+		f->werr = 0;
+		pthread_mutex_unlock(&f->mu);
+		mnt_reply_err(req, rc);
+		return;
+	}
 	/* Nothing written through this handle (a create, touch, an open for
 	 * writing that wrote nothing): there is nothing for close() to report,
 	 * so the Complete waits for the release, which the kernel does not
@@ -598,6 +707,8 @@ void mnt_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	(void)ino;
 	struct mnt_file *f = fh_of(fi);
 	pthread_mutex_lock(&f->mu);
+	if (f->pend)
+		pend_close(f, req);
 	if (f->w)
 		finish_writer(f, req);
 	pthread_mutex_unlock(&f->mu);
@@ -641,6 +752,8 @@ void mnt_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct 
 	size_t done = 0;
 	uint64_t o = (uint64_t)off;
 	pthread_mutex_lock(&f->mu);
+	if (f->pend && (rc = pend_resolve(f, true)) != 0)
+		goto out;
 	if (f->wr && f->unsynced && f->w) {
 		/* reading back what this handle wrote: make it readable first */
 		rc = sync_writer(f);
@@ -709,6 +822,8 @@ static int truncate_handle(struct mnt_file *f, fuse_req_t req, uint64_t size)
 	struct mnt_cred cred;
 	mnt_cred(req, &cred);
 	int rc;
+	if (f->pend && (rc = pend_resolve(f, true)) != 0)
+		return rc;
 	if (f->werr)
 		return f->werr;
 	f->written = true;
@@ -793,7 +908,7 @@ static void close_one(struct mnt_file *f, void *arg)
 {
 	(void)arg;
 	pthread_mutex_lock(&f->mu);
-	int rc = finish_writer(f, NULL);
+	int rc = f->pend ? pend_close(f, NULL) : finish_writer(f, NULL);
 	pthread_mutex_unlock(&f->mu);
 	if (rc == 0)
 		cdl_info("completed inode %llu, still open at unmount", (unsigned long long)f->ino);

@@ -16,6 +16,7 @@
 #include "cdl_util.h"
 #include "mnt_dir.h"
 #include "mnt_file.h"
+#include "mnt_wb.h"
 #include "mnt_fs.h"
 
 #define BLKSIZE_HINT  (1u << 20) /* st_blksize: tools size their buffers by it */
@@ -63,6 +64,9 @@ int mnt_call(struct mnt *m, enum cdl_nn_method meth, const ProtobufCMessage *rq,
 	     ProtobufCMessage **reply)
 {
 	*reply = NULL;
+	/* what rq names must reach the namenode first (mnt_wb.h) */
+	if (m->wb && meth != CDL_NN_Batch)
+		mnt_wb_barrier(m, rq);
 	ProtobufCMessage *rep = NULL;
 	int rc = cdl_client_call(m->cl, meth, rq, &rep);
 	if (rc != 0) {
@@ -229,6 +233,8 @@ static void op_destroy(void *userdata)
 {
 	struct mnt *m = userdata;
 	mnt_file_close_all(m);
+	m->se = NULL;	/* the kernel is gone: nothing to tell it */
+	mnt_wb_stop(m); /* what was made here reaches the namenode first */
 	cdl_debug("unmount: the kernel still referenced %zu inodes", mnt_itab_count(&m->itab));
 }
 
@@ -292,7 +298,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	(void)fi;
 	struct mnt *m = mnt_of(req);
 	Caudal__Attr a;
-	if (mnt_acache_attr(&m->ac, ino, &a)) {
+	if (mnt_wb_attr(m, ino, &a) || mnt_acache_attr(&m->ac, ino, &a)) {
 		struct stat st;
 		mnt_itab_overlay(&m->itab, &a);
 		mnt_attr_to_stat(&a, &st);

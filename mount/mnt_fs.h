@@ -40,6 +40,7 @@ struct mnt {
 	pthread_mutex_t hidden_mu;
 	pthread_cond_t hidden_cv;
 	struct mnt_hidden *hidden;
+	struct mnt_wb *wb; /* write-back creates (mnt_wb.h); NULL: off */
 };
 
 extern const struct fuse_lowlevel_ops mnt_ops;

@@ -29,6 +29,7 @@
 #include "cdl_util.h"
 #include "mnt_fs.h"
 #include "mnt_opts.h"
+#include "mnt_wb.h"
 
 static const char *prog = "caudal-mount";
 
@@ -275,6 +276,10 @@ int main(int argc, char **argv)
 
 	if (mnt_dcache_follow(&m.dc, cl) != 0)
 		cdl_warn("cannot start the event follower: the directory cache is off");
+	/* write-back creates need the directory cache (they create only
+	 * names it knows are free) */
+	else if (o.async_create && !o.ro && o.entry_timeout > 0 && mnt_wb_start(&m) != 0)
+		cdl_warn("cannot start the create sender: every create waits for the namenode");
 	/* after the fork to the background: the HTTP server's threads would
 	 * not survive it. Loopback only: the mount's metrics are this host's. */
 	cdl_http *http = NULL;

@@ -73,6 +73,10 @@ static const struct opt_def opt_tab[] = {
     {"trash", K_SET, F(trash), 0, 0,
      "unlink moves a file to /user/NAME/.Trash/Current when the namenode keeps a trash"},
     {"rw", K_CLEAR, F(ro), 0, 0, "read-write mount (default)"},
+    {"async_create", K_SET, F(async_create), 0, 0,
+     "answer creates in a directory this mount holds at once and send them to the namenode in "
+     "batches; fsync waits for them (default)"},
+    {"noasync_create", K_CLEAR, F(async_create), 0, 0, "every create waits for the namenode"},
     {"default_permissions", K_IGNORE, 0, 0, 0, NULL},
     {"nosuid", K_FUSE, 0, 0, 0, NULL},
     {"suid", K_FUSE, 0, 0, 0, NULL},
@@ -113,6 +117,7 @@ static void set_defaults(struct mnt_opts *o, uid_t euid)
 	o->attr_timeout = 1.0;
 	o->entry_timeout = 1.0;
 	o->meta_timeout = 30.0;
+	o->async_create = true;
 	o->io_timeout_ms = 20000;
 	o->rpc_timeout_ms = 10000;
 	o->probe_timeout_ms = 3000;

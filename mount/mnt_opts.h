@@ -27,6 +27,7 @@ struct mnt_opts {
 	int max_threads;      /* FUSE worker threads at most */
 	bool allow_other;     /* other users may use the mount (root's default) */
 	bool ro;
+	bool async_create; /* write-back creates (mnt_wb.h) */
 	bool trash;	 /* unlink moves files to the user's trash (when the namenode keeps one) */
 	bool foreground; /* -f (caudal-mount): stay in the foreground */
 	bool fake;	 /* -f (mount.caudal): mount(8)'s fake mode, do nothing */

@@ -46,6 +46,7 @@ static struct {
 	int64_t max_file_size;
 	int64_t cache_mb;
 	int64_t inline_max;
+	int64_t hold_ms;
 	int64_t events_keep;
 	char *sync;
 	int64_t batch_ms;
@@ -100,6 +101,8 @@ static const cdl_cfg_key keys[] = {
      "largest file size in bytes: growing a file past it gets EFBIG"},
     {"inline_max", CDL_CFG_INT, &cfg.inline_max, "65536", 0, NN_INLINE_CAP,
      "files of at most this many bytes live in their inode record, without blocks (0 = off)"},
+    {"hold_ms", CDL_CFG_INT, &cfg.hold_ms, "2000", 50, 60000,
+     "a mount's hold on a directory (write-back creates) lapses this long after its last Batch"},
     {"events_keep", CDL_CFG_INT, &cfg.events_keep, "1000000", 1000, 1000000000,
      "namespace events kept for GetEvents"},
     {"sync", CDL_CFG_STR, &cfg.sync, "always", 0, 0,
@@ -210,6 +213,7 @@ static int step_namespace(void)
 	    .max_file_size = cfg.max_file_size,
 	    .cache_mb = cfg.cache_mb,
 	    .inline_max = cfg.inline_max,
+	    .hold_ms = cfg.hold_ms,
 	    .events_keep = cfg.events_keep,
 	    .sync_always = !strcmp(cfg.sync, "always"),
 	    .batch_ms = cfg.batch_ms,

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cdl_checksum.h"
+#include "cdl_client.h"
 #include "cdl_log.h"
 #include "cdl_metrics.h"
 #include "cdl_rpc.h"
@@ -791,15 +792,129 @@ static void tx_abort(nn_tx *t)
 	t->b = NULL;
 }
 
+/* ---------------------------------------------------------------- holds
+ * Write-back creates (issue 9, the Batch call): a mount may hold a
+ * directory, an exclusive lock on its entries, and create files in it
+ * without asking, under inode ids reserved for it. While a hold lives,
+ * every other caller's lookup of a name in the directory, its listing and
+ * a change to the directory itself get EAGAIN (hold_check; the client
+ * library retries them) and the hold is marked recalled, which the
+ * holder's next Batch reply tells it. A hold lapses hold_ms after its
+ * holder's last Batch; expired holds are dropped when looked at. Holds
+ * live in memory only: a restarted namenode has none. */
+#define HOLDS_PER_HOLDER 64
+#define HOLDS_MAX	 4096
+
+struct nn_hold {
+	uint64_t dir;
+	char *holder;
+	int64_t expires_ms;
+	bool recalled;
+};
+
+/* The holder whose Batch is being applied on this thread (NULL: none):
+ * its own holds let it through. */
+static __thread const char *tl_acting;
+/* Set when hold_check refused a call on this thread: an in-process caller
+ * asks again (call_handler). */
+static __thread bool tl_held_off;
+
+/* Index of dir's hold, or of where it would go (ns->holds is sorted). */
+static size_t hold_pos(const nn_ns *ns, uint64_t dir)
+{
+	size_t lo = 0, hi = ns->nholds;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (ns->holds[mid].dir < dir)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void hold_drop(nn_ns *ns, size_t i)
+{
+	free(ns->holds[i].holder);
+	memmove(&ns->holds[i], &ns->holds[i + 1], (ns->nholds - i - 1) * sizeof(*ns->holds));
+	ns->nholds--;
+}
+
+/* dir's hold if it is live; an expired one is dropped. */
+static struct nn_hold *hold_live(nn_ns *ns, uint64_t dir)
+{
+	if (!ns->nholds)
+		return NULL;
+	size_t i = hold_pos(ns, dir);
+	if (i == ns->nholds || ns->holds[i].dir != dir)
+		return NULL;
+	if (ns->holds[i].expires_ms <= cdl_now_ms()) {
+		hold_drop(ns, i);
+		return NULL;
+	}
+	return &ns->holds[i];
+}
+
+/* May this thread's caller look at dir's entries or change dir? -EAGAIN
+ * (and the hold recalled) when another holds it. */
+static int hold_check(nn_ns *ns, uint64_t dir)
+{
+	struct nn_hold *h = hold_live(ns, dir);
+	if (!h || (tl_acting && !strcmp(tl_acting, h->holder)))
+		return 0;
+	if (!h->recalled)
+		cdl_debug("directory inode %" PRIu64 " is held by '%s': recalled", dir, h->holder);
+	h->recalled = true;
+	tl_held_off = true;
+	return -EAGAIN;
+}
+
+static bool is_ancestor(nn_ns *ns, uint64_t anc, uint64_t ino);
+
+/* The same for every directory held at or under top (a recursive delete,
+ * a new quota): -EAGAIN, each of them recalled, when any is held. */
+static int hold_check_under(nn_ns *ns, uint64_t top)
+{
+	int rc = 0;
+	int64_t now = cdl_now_ms();
+	for (size_t i = 0; i < ns->nholds;) {
+		struct nn_hold *h = &ns->holds[i];
+		if (h->expires_ms <= now) {
+			hold_drop(ns, i);
+			continue;
+		}
+		if ((!tl_acting || strcmp(tl_acting, h->holder)) && is_ancestor(ns, top, h->dir)) {
+			h->recalled = true;
+			tl_held_off = true;
+			rc = -EAGAIN;
+		}
+		i++;
+	}
+	return rc;
+}
+
+static size_t holds_of(const nn_ns *ns, const char *who)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < ns->nholds; i++)
+		n += !strcmp(ns->holds[i].holder, who);
+	return n;
+}
+
 /* ---------------------------------------------------------------- lookup */
 
+/* The one way a name in a directory is looked up by the handlers: a held
+ * directory's names are refused to others (hold_check). */
 static int dirent_get(nn_ns *ns, uint64_t parent, const char *name, uint64_t *ino)
 {
 	uint8_t k[9 + CDL_NAME_MAX + 1];
 	size_t kl = key_dirent(k, parent, name);
 	char *v;
 	size_t vl;
-	int rc = nn_store_get(ns->st, k, kl, &v, &vl);
+	int rc = hold_check(ns, parent);
+	if (rc < 0)
+		return rc;
+	rc = nn_store_get(ns->st, k, kl, &v, &vl);
 	if (rc < 0)
 		return rc;
 	if (vl != 8) {
@@ -1390,11 +1505,12 @@ static int64_t now_ns(void)
 	return cdl_wall_ns();
 }
 
-static nn_inode *inode_new(nn_ns *ns, uint64_t parent, const char *name, uint32_t mode,
-			   const Caudal__Cred *cred, const nn_inode *pdir)
+/* A new inode under id ino (one of a Batch caller's reserved ids). */
+static nn_inode *inode_make(uint64_t ino, uint64_t parent, const char *name, uint32_t mode,
+			    const Caudal__Cred *cred, const nn_inode *pdir)
 {
 	nn_inode *n = xcalloc(1, sizeof(*n));
-	n->ino = ns->next_ino++;
+	n->ino = ino;
 	n->parent = parent;
 	n->name = xstrdup(name);
 	n->mode = mode;
@@ -1405,6 +1521,13 @@ static nn_inode *inode_new(nn_ns *ns, uint64_t parent, const char *name, uint32_
 		n->mode |= S_ISGID;
 	n->atime = n->mtime = n->ctime = now_ns();
 	return n;
+}
+
+/* A new inode under the next id. */
+static nn_inode *inode_new(nn_ns *ns, uint64_t parent, const char *name, uint32_t mode,
+			   const Caudal__Cred *cred, const nn_inode *pdir)
+{
+	return inode_make(ns->next_ino++, parent, name, mode, cred, pdir);
 }
 
 /* Add entry name -> child in dir (records written by the caller's tx). */
@@ -1817,6 +1940,8 @@ H(Readdir)
 		rc = -ENOTDIR;
 	if (rc == 0)
 		rc = perm(d, cred, 4);
+	if (rc == 0)
+		rc = hold_check(ns, d->ino); /* its holder makes entries meanwhile */
 	if (rc < 0)
 		goto out;
 	rep->dir = arena_attr(ns, a, d);
@@ -2244,6 +2369,11 @@ static int delete_entry(nn_ns *ns, const Caudal__DeleteRequest *req, const Cauda
 		goto done;
 	if ((rc = perm(parent, cred, W_OK | X_OK)) < 0 || (rc = sticky_ok(parent, n, cred)) < 0)
 		goto done;
+	/* a held directory, or a tree holding one, waits for its holder */
+	if ((rc = hold_check(ns, n->ino)) < 0 ||
+	    (S_ISDIR(n->mode) && n->entries && req->recursive &&
+	     (rc = hold_check_under(ns, n->ino)) < 0))
+		goto done;
 	if (req->kind == 1 && S_ISDIR(n->mode)) {
 		rc = -EISDIR;
 		goto done;
@@ -2333,7 +2463,8 @@ H(Rename)
 	if ((rc = resolve_parent(ns, req->src, cred, &sp, &sname)) < 0 ||
 	    (rc = resolve_parent(ns, req->dst, cred, &dp, &dname)) < 0)
 		goto done;
-	if ((rc = dirent_get(ns, sp->ino, sname, &ino)) < 0 || (rc = inode_load(ns, ino, &n)) < 0)
+	if ((rc = dirent_get(ns, sp->ino, sname, &ino)) < 0 || (rc = inode_load(ns, ino, &n)) < 0 ||
+	    (rc = hold_check(ns, n->ino)) < 0)
 		goto done;
 	if ((rc = perm(sp, cred, 3)) < 0 || (rc = perm(dp, cred, 3)) < 0 ||
 	    (rc = sticky_ok(sp, n, cred)) < 0)
@@ -2355,7 +2486,7 @@ H(Rename)
 			rc = -EEXIST;
 			goto abort;
 		}
-		if ((rc = inode_load(ns, oino, &old)) < 0)
+		if ((rc = inode_load(ns, oino, &old)) < 0 || (rc = hold_check(ns, old->ino)) < 0)
 			goto abort;
 		if (old->ino == n->ino)
 			goto abort; /* rc == 0 */
@@ -2656,8 +2787,12 @@ static void trash_tick(nn_ns *ns)
 	char **homes = NULL;
 	size_t nhomes = 0;
 	uint64_t uino;
+	/* a folder held by a mount (Batch) is skipped and tried again soon */
+	bool again = false;
 	pthread_mutex_lock(&ns->lock);
-	if (!ns->safemode && dirent_get(ns, ROOT_INO, "user", &uino) == 0) {
+	int urc = ns->safemode ? -EAGAIN : dirent_get(ns, ROOT_INO, "user", &uino);
+	again = urc == -EAGAIN && !ns->safemode;
+	if (urc == 0) {
 		struct walk_frame f = {uino, NULL};
 		nn_iter *it = walk_seek(ns, &f);
 		for (; nn_iter_valid(it); nn_iter_next(it)) {
@@ -2679,7 +2814,11 @@ static void trash_tick(nn_ns *ns)
 		bool current = false;
 		nn_inode *d = NULL;
 		pthread_mutex_lock(&ns->lock);
-		if (walk(ns, troot, &root_cred, false, &d, NULL, NULL) == 0 && S_ISDIR(d->mode)) {
+		int wrc = walk(ns, troot, &root_cred, false, &d, NULL, NULL);
+		if (wrc == -EAGAIN ||
+		    (wrc == 0 && S_ISDIR(d->mode) && hold_check(ns, d->ino) < 0)) {
+			again = true;
+		} else if (wrc == 0 && S_ISDIR(d->mode)) {
 			struct walk_frame f = {d->ino, NULL};
 			nn_iter *it = walk_seek(ns, &f);
 			for (; nn_iter_valid(it); nn_iter_next(it)) {
@@ -2705,6 +2844,7 @@ static void trash_tick(nn_ns *ns)
 			if (t >= 0 && (wall - t) * 1000 >= iv) {
 				char *p = xasprintf("%s/%s", troot, ents[i]);
 				int rc = call_delete(ns, p, NULL);
+				again |= rc == -EAGAIN;
 				if (rc < 0)
 					cdl_warn("trash: cannot remove checkpoint '%s': %s", p,
 						 strerror(-rc));
@@ -2736,6 +2876,7 @@ static void trash_tick(nn_ns *ns)
 				rq.noreplace = true;
 				rc = call_rename(ns, &rq);
 			}
+			again |= rc == -EAGAIN;
 			if (rc < 0)
 				cdl_warn("trash: cannot checkpoint '%s': %s", sp, strerror(-rc));
 			else
@@ -2748,6 +2889,8 @@ static void trash_tick(nn_ns *ns)
 		free(homes[h]);
 	}
 	free(homes);
+	if (again && ns->trash_next_ms > cdl_now_ms() + 1000)
+		ns->trash_next_ms = cdl_now_ms() + 1000;
 }
 
 /* Quotas of a directory (HDFS's dfsadmin -setQuota, -setSpaceQuota and
@@ -2783,6 +2926,10 @@ H(SetQuota)
 		rc = -ENOTDIR;
 		goto done;
 	}
+	/* a holder creates without quota checks (Batch takes no directory
+	 * under a quota): the holds under n go first */
+	if ((rc = hold_check_under(ns, n->ino)) < 0)
+		goto done;
 	const nn_quota *old = quota_find(ns, n->ino);
 	nn_quota q = {n->ino, -1, -1, 0, 0};
 	if (old) {
@@ -3018,7 +3165,7 @@ H(SetAttr)
 	pthread_mutex_lock(&ns->lock);
 	if (mutation_blocked(ns, &rep->err))
 		goto out;
-	if ((rc = resolve(ns, req->target, cred, &n)) < 0)
+	if ((rc = resolve(ns, req->target, cred, &n)) < 0 || (rc = hold_check(ns, n->ino)) < 0)
 		goto done;
 	bool owner = cred->uid == 0 || cred->uid == n->uid;
 	/* every check before any change to n */
@@ -3281,6 +3428,10 @@ static int xattr_change(nn_ns *ns, const Caudal__XattrRequest *req, bool remove)
 		return -E2BIG;
 	if ((rc = resolve(ns, req->target, cred, &n)) < 0)
 		return rc;
+	if ((rc = hold_check(ns, n->ino)) < 0) {
+		inode_free(n);
+		return rc;
+	}
 	if (xa_is_caudal(req->name)) {
 		if (!remove && !strcmp(req->name, XA_REPL)) {
 			char buf[16];
@@ -4658,6 +4809,347 @@ H(BlockReceived)
 	rep->err = d ? 0 : ENOENT;
 }
 
+/* ---------------------------------------------------------------- Batch
+ * The write-back creates' call (see "holds" above and caudal.proto): a
+ * holder takes directories, reserves inode ids and sends the files it
+ * made in them, each applied as Create (and, closed, Complete with its
+ * inline bytes) would have. Reserved ids are kept in 'R' records, one per
+ * holder, so that a mount goes on using its range after a namenode
+ * restart; within one namenode run a holder's ids are used in increasing
+ * order, and across restarts an id in use already is refused (ESTALE). */
+#define BATCH_TAKE_MAX	  64
+#define BATCH_OPS_MAX	  256
+#define BATCH_RESERVE_MAX 4096
+#define BATCH_INLINE_MAX  (16u << 20)
+#define RESVS_MAX	  4096
+
+struct nn_resv {
+	char *holder;
+	uint64_t lo, hi; /* the ids [lo, hi) */
+	uint64_t next;	 /* ids below it are used (in this namenode run) */
+	uint64_t seq;	 /* age: when the table is full the oldest goes */
+};
+
+/* 'R' holder -> be64(lo) be64(hi) be64(seq); the key length. */
+static size_t key_resv(uint8_t *k, const char *who)
+{
+	size_t n = strlen(who);
+	k[0] = 'R';
+	memcpy(k + 1, who, n);
+	return 1 + n;
+}
+
+static struct nn_resv *resv_find(nn_ns *ns, const char *who)
+{
+	for (size_t i = 0; i < ns->nresvs; i++)
+		if (!strcmp(ns->resvs[i].holder, who))
+			return &ns->resvs[i];
+	return NULL;
+}
+
+/* A fresh range of count ids for who, in place of its old one, written
+ * before it is answered; *first is its first id. */
+static int resv_new(nn_ns *ns, const char *who, uint32_t count, uint64_t *first)
+{
+	struct nn_resv *r = resv_find(ns, who);
+	size_t evict = SIZE_MAX;
+	uint8_t k[1 + sizeof(tl_holder)];
+	nn_tx t;
+	tx_begin(&t, ns);
+	if (!r && ns->nresvs >= RESVS_MAX) {
+		evict = 0;
+		for (size_t i = 1; i < ns->nresvs; i++)
+			if (ns->resvs[i].seq < ns->resvs[evict].seq)
+				evict = i;
+		nn_batch_del(t.b, k, key_resv(k, ns->resvs[evict].holder));
+	}
+	uint64_t lo = ns->next_ino;
+	ns->next_ino += count; /* written with the record (meta_put) */
+	uint8_t v[24];
+	cdl_put_be64(v, lo);
+	cdl_put_be64(v + 8, lo + count);
+	cdl_put_be64(v + 16, ns->resv_seq);
+	nn_batch_put(t.b, k, key_resv(k, who), v, sizeof(v));
+	int rc = tx_commit(ns, &t);
+	if (rc < 0)
+		return rc;
+	if (!r && evict != SIZE_MAX) {
+		r = &ns->resvs[evict];
+		cdl_info("reserved inode ids of '%s' forgotten for '%s'", r->holder, who);
+		free(r->holder);
+		r->holder = xstrdup(who);
+	} else if (!r) {
+		if (ns->nresvs == ns->capresvs) {
+			ns->capresvs = ns->capresvs ? 2 * ns->capresvs : 16;
+			ns->resvs = xrealloc(ns->resvs, ns->capresvs * sizeof(*ns->resvs));
+		}
+		r = &ns->resvs[ns->nresvs++];
+		r->holder = xstrdup(who);
+	}
+	r->lo = r->next = lo;
+	r->hi = lo + count;
+	r->seq = ns->resv_seq++;
+	*first = lo;
+	return 0;
+}
+
+/* The 'R' records, at start: each range is usable from its first id (the
+ * existence check refuses ids used before the restart). */
+static void resv_load(nn_ns *ns)
+{
+	nn_iter *it = nn_iter_new(ns->st, "R", 1, "R", 1);
+	for (; nn_iter_valid(it); nn_iter_next(it)) {
+		size_t kl, vl;
+		const char *k = nn_iter_key(it, &kl);
+		const uint8_t *v = (const uint8_t *)nn_iter_value(it, &vl);
+		if (kl < 2 || kl > sizeof(tl_holder) || vl != 24 ||
+		    cdl_get_be64(v) > cdl_get_be64(v + 8)) {
+			cdl_warn("a reserved inode ids record is malformed: ignored");
+			continue;
+		}
+		if (ns->nresvs == ns->capresvs) {
+			ns->capresvs = ns->capresvs ? 2 * ns->capresvs : 16;
+			ns->resvs = xrealloc(ns->resvs, ns->capresvs * sizeof(*ns->resvs));
+		}
+		struct nn_resv *r = &ns->resvs[ns->nresvs++];
+		r->holder = xstrndup(k + 1, kl - 1);
+		r->lo = r->next = cdl_get_be64(v);
+		r->hi = cdl_get_be64(v + 8);
+		r->seq = cdl_get_be64(v + 16);
+		if (r->seq >= ns->resv_seq)
+			ns->resv_seq = r->seq + 1;
+	}
+	nn_iter_free(it);
+}
+
+/* Hold dir for who, as cred asks (a take, or an op whose hold lapsed): a
+ * directory in the tree that cred may write and search, with no quota on
+ * it or above it (the holder's creates are answered before the namenode
+ * sees them, so nothing could refuse them EDQUOT). Another's live hold is
+ * recalled: -EAGAIN. *version: the directory's Attr.version. */
+static int hold_take(nn_ns *ns, const char *who, const Caudal__Cred *cred, uint64_t dir,
+		     uint64_t *version)
+{
+	struct nn_hold *h = hold_live(ns, dir);
+	if (h && strcmp(h->holder, who)) {
+		h->recalled = true;
+		return -EAGAIN;
+	}
+	nn_inode *d;
+	int rc = inode_load(ns, dir, &d);
+	if (rc < 0)
+		return rc;
+	if (!S_ISDIR(d->mode))
+		rc = -ENOTDIR;
+	else if ((rc = perm(d, cred, W_OK | X_OK)) == 0 && (rc = search_above(ns, d, cred)) == 0)
+		rc = reaches_root(ns, d);
+	if (rc == 0) {
+		uint64_t *chain;
+		if (quota_chain(ns, dir, &chain))
+			rc = -EDQUOT;
+		free(chain);
+	}
+	*version = d->version;
+	inode_free(d);
+	if (rc < 0)
+		return rc;
+	int64_t expires = cdl_now_ms() + ns->conf.hold_ms;
+	if (h) {
+		h->expires_ms = expires;
+		return 0;
+	}
+	if (ns->nholds >= HOLDS_MAX || holds_of(ns, who) >= HOLDS_PER_HOLDER)
+		return -ENOSPC;
+	if (ns->nholds == ns->capholds) {
+		ns->capholds = ns->capholds ? 2 * ns->capholds : 16;
+		ns->holds = xrealloc(ns->holds, ns->capholds * sizeof(*ns->holds));
+	}
+	size_t i = hold_pos(ns, dir);
+	memmove(&ns->holds[i + 1], &ns->holds[i], (ns->nholds - i) * sizeof(*ns->holds));
+	ns->holds[i] = (struct nn_hold){dir, xstrdup(who), expires, false};
+	ns->nholds++;
+	return 0;
+}
+
+/* One op of a Batch (ns->lock held, tl_acting set): the file, made as
+ * Create makes one under the reserved id, and closed with its inline
+ * bytes as Complete closes one, or left open under who's lease. *attr:
+ * the file as made. */
+static int batch_op(nn_ns *ns, const char *who, struct nn_resv *r, const Caudal__BatchOp *op,
+		    cdl_arena *a, Caudal__Attr **attr)
+{
+	const Caudal__Cred *cred = cred_of(op->cred);
+	uint64_t version;
+	int rc;
+	struct nn_hold *h = hold_live(ns, op->parent);
+	if (h && strcmp(h->holder, who)) {
+		h->recalled = true;
+		return -EAGAIN; /* the holder sends it again later */
+	}
+	if (!h && (rc = hold_take(ns, who, cred, op->parent, &version)) < 0)
+		return rc;
+	if (!r || op->ino < r->next || op->ino >= r->hi)
+		return -ESTALE;
+	nn_inode *n = NULL, *parent = NULL;
+	if ((rc = inode_load(ns, op->ino, &n)) != -ENOENT) {
+		inode_free(n);
+		return rc == 0 ? -ESTALE : rc;
+	}
+	r->next = op->ino + 1;
+	if ((rc = cdl_name_check(op->name, NULL)) < 0)
+		return rc;
+	if ((op->mode & S_IFMT) != S_IFREG || (op->mode & ~(uint32_t)(S_IFMT | 07777)))
+		return -EINVAL;
+	size_t len = op->inline_data.len;
+	uint64_t limit = (uint64_t)ns->conf.inline_max < (uint64_t)ns->conf.block_size
+			     ? (uint64_t)ns->conf.inline_max
+			     : (uint64_t)ns->conf.block_size;
+	if (len && (!op->closed || !ns->conf.inline_max))
+		return -EINVAL;
+	if (len > limit)
+		return -EFBIG;
+	if ((rc = inode_load(ns, op->parent, &parent)) < 0)
+		return rc;
+	uint64_t ino;
+	if (!S_ISDIR(parent->mode))
+		rc = -ENOTDIR;
+	else if ((rc = perm(parent, cred, W_OK | X_OK)) == 0 &&
+		 (rc = search_above(ns, parent, cred)) == 0 &&
+		 (rc = dirent_get(ns, parent->ino, op->name, &ino)) == 0)
+		rc = -EEXIST;
+	if (rc != -ENOENT)
+		goto out;
+	nn_tx t;
+	tx_begin(&t, ns);
+	n = inode_make(op->ino, parent->ino, op->name, op->mode, cred, parent);
+	n->repl = (uint32_t)ns->conf.replication;
+	n->bs = (uint64_t)ns->conf.block_size;
+	n->lease = xstrdup(who);
+	link_child(&t, parent, n);
+	tx_put_inode(&t, parent);
+	tx_put_inode(&t, n);
+	t.dinodes = 1;
+	t.dfiles = 1;
+	tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_CREATE, n, NULL);
+	if ((rc = tx_commit(ns, &t)) < 0)
+		goto out;
+	lease_add(ns, n->ino, who);
+	if (op->closed) {
+		/* as Complete with inline_data: a second transaction; should it
+		 * fail, the file stays open under who's lease */
+		Caudal__CompleteRequest cr = CAUDAL__COMPLETE_REQUEST__INIT;
+		cr.ino = n->ino;
+		cr.inline_data = op->inline_data;
+		if (len && (rc = inline_put(ns, n, &cr)) < 0)
+			goto out;
+		tx_begin(&t, ns);
+		tx_inline_delta(&t, 0, n->inl_len);
+		free(n->lease);
+		n->lease = NULL;
+		tx_doom_lease(&t, n->ino);
+		n->mtime = n->ctime = now_ns();
+		if (op->mtime_ns && op->mtime_ns < n->mtime)
+			n->mtime = op->mtime_ns;
+		tx_put_inode(&t, n);
+		tx_event(&t, ns, CAUDAL__EVENT_TYPE__EV_CLOSE, n, NULL);
+		if ((rc = tx_commit(ns, &t)) < 0)
+			goto out;
+	}
+	*attr = arena_attr(ns, a, n);
+out:
+	inode_free(parent);
+	inode_free(n);
+	return rc;
+}
+
+H(Batch)
+{
+	nn_ns *ns = ctx;
+	const Caudal__BatchRequest *req = (const void *)req_;
+	Caudal__BatchReply *rep = (void *)rep_;
+	rep->hold_ms = (uint32_t)ns->conf.hold_ms;
+	rep->inline_max = (uint64_t)ns->conf.inline_max;
+	rep->block_size = (uint64_t)ns->conf.block_size;
+	rep->replication = (uint32_t)ns->conf.replication;
+	if (!req->client[0] || strlen(req->client) > NN_MAX_ID) {
+		rep->err = EINVAL;
+		return;
+	}
+	uint64_t inl = 0;
+	bool bad = req->n_take > BATCH_TAKE_MAX || req->n_give > BATCH_TAKE_MAX ||
+		   req->n_ops > BATCH_OPS_MAX || req->reserve > BATCH_RESERVE_MAX;
+	for (size_t i = 0; !bad && i < req->n_ops; i++) {
+		bad = !req->ops[i];
+		inl += bad ? 0 : req->ops[i]->inline_data.len;
+	}
+	char *who = xstrdup(holder(req->client));
+	pthread_mutex_lock(&ns->lock);
+	int64_t now = cdl_now_ms();
+	for (size_t i = 0; i < ns->nholds; i++) /* every Batch renews its holds */
+		if (ns->holds[i].expires_ms > now && !strcmp(ns->holds[i].holder, who))
+			ns->holds[i].expires_ms = now + ns->conf.hold_ms;
+	if (bad || inl > BATCH_INLINE_MAX) {
+		rep->err = EINVAL;
+		goto recalled;
+	}
+	if (mutation_blocked(ns, &rep->err))
+		goto recalled;
+	const Caudal__Cred *cred = cred_of(req->cred);
+	rep->held = cdl_arena_alloc(a, (req->n_take + 1) * sizeof(uint64_t));
+	rep->held_versions = cdl_arena_alloc(a, (req->n_take + 1) * sizeof(uint64_t));
+	for (size_t i = 0; i < req->n_take; i++) {
+		uint64_t v;
+		int rc = hold_take(ns, who, cred, req->take[i], &v);
+		if (rc < 0) {
+			cdl_debug("'%s' may not hold directory inode %" PRIu64 ": %s", who,
+				  req->take[i], strerror(-rc));
+			continue;
+		}
+		rep->held[rep->n_held] = req->take[i];
+		rep->held_versions[rep->n_held_versions++] = v;
+		rep->n_held++;
+	}
+	if (req->reserve) {
+		uint64_t first;
+		int rc = resv_new(ns, who, req->reserve, &first);
+		if (rc < 0) {
+			rep->err = err_of(rc);
+			goto recalled;
+		}
+		rep->ino_first = first;
+		rep->ino_count = req->reserve;
+	}
+	struct nn_resv *r = resv_find(ns, who);
+	rep->errs = cdl_arena_alloc(a, (req->n_ops + 1) * sizeof(uint32_t));
+	rep->attrs = cdl_arena_alloc(a, (req->n_ops + 1) * sizeof(*rep->attrs));
+	tl_acting = who;
+	for (size_t i = 0; i < req->n_ops; i++) {
+		Caudal__Attr *at = NULL;
+		int rc = batch_op(ns, who, r, req->ops[i], a, &at);
+		if (!at) {
+			at = cdl_arena_alloc(a, sizeof(*at));
+			caudal__attr__init(at);
+		}
+		rep->errs[rep->n_errs++] = err_of(rc);
+		rep->attrs[rep->n_attrs++] = at;
+	}
+	tl_acting = NULL;
+	for (size_t i = 0; i < req->n_give; i++) {
+		size_t j = hold_pos(ns, req->give[i]);
+		if (j < ns->nholds && ns->holds[j].dir == req->give[i] &&
+		    !strcmp(ns->holds[j].holder, who))
+			hold_drop(ns, j);
+	}
+recalled:
+	rep->recalled = cdl_arena_alloc(a, (HOLDS_PER_HOLDER + 1) * sizeof(uint64_t));
+	for (size_t i = 0; i < ns->nholds && rep->n_recalled < HOLDS_PER_HOLDER; i++)
+		if (ns->holds[i].recalled && ns->holds[i].expires_ms > now &&
+		    !strcmp(ns->holds[i].holder, who))
+			rep->recalled[rep->n_recalled++] = ns->holds[i].dir;
+	ns_unlock(ns);
+	free(who);
+}
+
 /* Who may call what (DESIGN.md, "Security"): the namespace is for mounts,
  * users, admins and the job daemons; cluster-wide views and actions are for
  * admins (the jobtracker follows the event log); DatanodeProtocol is for
@@ -4720,6 +5212,7 @@ static const cdl_rpc_method client_methods[] = {
     /* a WebHDFS datanode presenting a ticket (nn_web.h) */
     {"WebCall", h_WebCall, 0, R_DATANODE},
     {"MoveReplicas", h_MoveReplicas, 0, R_ADMIN},
+    {"Batch", h_Batch, 0, R_CLIENTS},
     {NULL, NULL, 0, 0},
 };
 
@@ -4743,6 +5236,28 @@ static const cdl_rpc_method *client_method(const ProtobufCMethodDescriptor *md,
 	return m->name ? m : NULL;
 }
 
+/* Run m for an in-process caller (web UI, WebHDFS), into rep (of type
+ * out). A reply refused because a directory is held (hold_check) is asked
+ * again for up to CALL_HELD_MS, waiting a little longer each time outside
+ * ns->lock, as the client library retries EAGAIN for a remote caller. */
+#define CALL_HELD_MS	 2000
+#define CALL_HELD_MAX_MS 50
+static void call_handler(nn_ns *ns, const cdl_rpc_method *m, const ProtobufCMessageDescriptor *out,
+			 const ProtobufCMessage *req, ProtobufCMessage *rep, cdl_arena *a)
+{
+	int64_t end = cdl_now_ms() + CALL_HELD_MS, wait = 2;
+	for (;;) {
+		out->message_init(rep);
+		tl_held_off = false;
+		m->handler(ns, req, rep, a);
+		if (!tl_held_off || cdl_reply_err(rep) != EAGAIN || cdl_now_ms() + wait > end)
+			break;
+		usleep((useconds_t)wait * 1000);
+		wait = wait * 2 < CALL_HELD_MAX_MS ? wait * 2 : CALL_HELD_MAX_MS;
+	}
+	tl_held_off = false;
+}
+
 ProtobufCMessage *nn_ns_call_local(nn_ns *ns, const char *method, const ProtobufCMessage *req,
 				   cdl_arena *a)
 {
@@ -4752,8 +5267,7 @@ ProtobufCMessage *nn_ns_call_local(nn_ns *ns, const char *method, const Protobuf
 	if (!m)
 		return NULL;
 	ProtobufCMessage *rep = cdl_arena_alloc(a, md->output->sizeof_message);
-	md->output->message_init(rep);
-	m->handler(ns, req, rep, a);
+	call_handler(ns, m, md->output, req, rep, a);
 	return rep;
 }
 
@@ -4772,9 +5286,8 @@ int nn_ns_call(nn_ns *ns, unsigned method, const cdl_peer *as, const ProtobufCMe
 			 cdl_role_name(as->role), as->name, as->addr);
 		return -EACCES;
 	}
-	md->output->message_init(reply);
 	const cdl_peer *old = cdl_rpc_set_peer(as);
-	m->handler(ns, req, reply, arena);
+	call_handler(ns, m, md->output, req, reply, arena);
 	cdl_rpc_set_peer(old);
 	return 0;
 }
@@ -4884,6 +5397,7 @@ static int load(nn_ns *ns)
 		caudal__quota_rec__free_unpacked(r, NULL);
 	}
 	nn_iter_free(qi);
+	resv_load(ns);
 	/* a recursive delete cut short by a crash: finish it first, so that
 	 * what it removes never enters the block map */
 	if ((rc = reap_pending(ns)) < 0)
@@ -4939,6 +5453,11 @@ int nn_ns_open(const nn_conf *conf, nn_topology *topo, nn_ns **out)
 		ns->conf.inline_max = 0;
 	if (ns->conf.inline_max > NN_INLINE_CAP)
 		ns->conf.inline_max = NN_INLINE_CAP;
+	if (ns->conf.hold_ms <= 0)
+		ns->conf.hold_ms = 2000;
+	ns->conf.hold_ms = ns->conf.hold_ms < 50      ? 50
+			   : ns->conf.hold_ms > 60000 ? 60000
+						      : ns->conf.hold_ms;
 	pthread_mutex_init(&ns->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -5002,6 +5521,12 @@ void nn_ns_close(nn_ns *ns)
 	}
 	free(ns->doomed);
 	free(ns->quotas);
+	for (size_t i = 0; i < ns->nholds; i++)
+		free(ns->holds[i].holder);
+	free(ns->holds);
+	for (size_t i = 0; i < ns->nresvs; i++)
+		free(ns->resvs[i].holder);
+	free(ns->resvs);
 	nn_hosts_free(ns->include);
 	nn_hosts_free(ns->exclude);
 	while (ns->recoveries) {

@@ -74,6 +74,10 @@ typedef struct nn_conf {
 	 * only datanodes the include file names may register (none set or
 	 * empty: any), those the exclude file names are decommissioned */
 	char *hosts, *hosts_exclude;
+
+	/* write-back creates (Batch): a directory hold lapses this long after
+	 * its holder's last Batch (0: 2000; 50..60000) */
+	int64_t hold_ms;
 } nn_conf;
 
 /* A directory's quotas and usage (QuotaRec, 'Q' records): -1 is no quota. */
@@ -87,6 +91,8 @@ typedef struct nn_quota {
 #define NN_QUOTA_MAX INT64_MAX
 
 struct nn_lease;
+struct nn_hold;
+struct nn_resv;
 struct nn_recovery;
 struct nn_hosts;
 struct nn_token;
@@ -127,6 +133,13 @@ typedef struct nn_ns {
 	int64_t trash_next_ms;		    /* the trash emptier's next round (monotonic ms) */
 	struct nn_hosts *include, *exclude; /* the hosts files as last read (NULL: none) */
 	struct nn_web *web;		    /* WebHDFS: answers WebCall (NULL: refused) */
+	/* directories held by Batch callers (in memory only), by inode id */
+	struct nn_hold *holds;
+	size_t nholds, capholds;
+	/* each Batch caller's reserved inode ids ('R' records, loaded at start) */
+	struct nn_resv *resvs;
+	size_t nresvs, capresvs;
+	uint64_t resv_seq; /* the next reservation's age stamp (the oldest is evicted) */
 } nn_ns;
 
 /* Open (formatting an empty directory) and load block map and leases. */

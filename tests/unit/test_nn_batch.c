@@ -14,6 +14,7 @@
 #include "cdl_rpc.h"
 #include "cdl_util.h"
 #include "nn_check.h"
+#include "nn_ckpt.h"
 #include "nn_ns.h"
 #include "test.h"
 
@@ -44,6 +45,7 @@ static void start(int64_t hold_ms, int64_t inline_max)
 	CHECK_EQ(nn_ns_open(&c, topo, &ns), 0);
 	srv = cdl_rpc_server_new("127.0.0.1:0", 2);
 	CHECK_EQ(nn_ns_register(ns, srv), 0);
+	CHECK_EQ(nn_ckpt_register(ns, srv), 0);
 	CHECK_EQ(cdl_rpc_server_start(srv), 0);
 	char t[64];
 	snprintf(t, sizeof(t), "127.0.0.1:%d", cdl_rpc_server_port(srv));
@@ -703,7 +705,24 @@ int main(void)
 	give("m8", rd);						    /* the op took it */
 	CHECK(ino_of("/r/after") == f7 + 2);
 	expect_check_ok();
+	/* a checkpoint carries the reservations */
+	char ckdir[600], target[64], ckpt[700], cmd[1500];
+	snprintf(ckdir, sizeof(ckdir), "%s-ckpts", dir);
+	snprintf(target, sizeof(target), "127.0.0.1:%d", cdl_rpc_server_port(srv));
+	uint64_t cktxid = 0;
+	CHECK_EQ(nn_ckpt_fetch(target, ckdir, 2, 10000, &cktxid), 0);
 	stop_nn();
+	snprintf(ckpt, sizeof(ckpt), "%s/ckpt-%020llu", ckdir, (unsigned long long)cktxid);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK_EQ(system(cmd), 0);
+	CHECK_EQ(nn_ckpt_restore(ckpt, dir), 0);
+	start(60000, 65536);
+	CHECK_EQ(one_op("m7", rd, "restored", f7 + 3, NULL), 0);
+	CHECK_EQ(one_op("m7", rd, "restored2", f7 + 3, NULL), ESTALE);
+	give("m7", rd);
+	stop_nn();
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", ckdir);
+	CHECK_EQ(system(cmd), 0);
 
 	/* a short hold lapses by itself; inline off refuses inline bytes */
 	start(100, 0);
@@ -726,7 +745,7 @@ int main(void)
 		t.ino = rd;
 		q.target = &t;
 		Caudal__ReaddirReply *rr = (void *)nn_ns_call_local(ns, "Readdir", &q.base, &a);
-		CHECK(rr && rr->err == 0 && rr->n_entries == 3);
+		CHECK(rr && rr->err == 0 && rr->n_entries == 4);
 		cdl_arena_release(&a);
 	}
 	batch b;
@@ -743,7 +762,6 @@ int main(void)
 	expect_check_ok();
 	stop_nn();
 
-	char cmd[200];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	CHECK_EQ(system(cmd), 0);
 	cdl_rpc_global_shutdown();

@@ -26,7 +26,7 @@ static char dir[] = "/tmp/caudal-test-batch-XXXXXX";
 static const Caudal__Cred root_cred = CAUDAL__CRED__INIT;
 static Caudal__Cred user = CAUDAL__CRED__INIT;
 
-static void start(int64_t hold_ms, int64_t inline_max)
+static void start_sync(int64_t hold_ms, int64_t inline_max, bool sync)
 {
 	nn_conf c = {.dir = dir,
 		     .block_size = 1 << 20,
@@ -39,7 +39,8 @@ static void start(int64_t hold_ms, int64_t inline_max)
 		     .events_keep = 10000,
 		     .inline_max = inline_max,
 		     .hold_ms = hold_ms,
-		     .sync_always = true};
+		     .batch_ms = 5,
+		     .sync_always = sync};
 	char err[128];
 	nn_topology_load(NULL, &topo, err, sizeof(err));
 	CHECK_EQ(nn_ns_open(&c, topo, &ns), 0);
@@ -51,6 +52,11 @@ static void start(int64_t hold_ms, int64_t inline_max)
 	snprintf(t, sizeof(t), "127.0.0.1:%d", cdl_rpc_server_port(srv));
 	cl = cdl_rpc_client_new(t, &caudal__client_protocol__descriptor);
 	nn_ns_tick(ns); /* out of safe mode (safemode_pct 0) */
+}
+
+static void start(int64_t hold_ms, int64_t inline_max)
+{
+	start_sync(hold_ms, inline_max, true);
 }
 
 static void stop_nn(void)
@@ -724,8 +730,9 @@ int main(void)
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", ckdir);
 	CHECK_EQ(system(cmd), 0);
 
-	/* a short hold lapses by itself; inline off refuses inline bytes */
-	start(100, 0);
+	/* a short hold lapses by itself; inline off refuses inline bytes (no
+	 * WAL sync per operation: the reservations below are many) */
+	start_sync(100, 0, false);
 	CHECK(take("m7", rd, &root_cred));
 	int rc = EAGAIN;
 	for (int i = 0; i < 1000 && rc == EAGAIN; i++) {
@@ -759,6 +766,38 @@ int main(void)
 	CHECK_EQ(r->errs[0], EINVAL);
 	CHECK_EQ(r->errs[1], 0);
 	rfree(r);
+	/* at most 4096 reservations: the oldest goes */
+	{
+		char client[32];
+		uint64_t e0 = 0, e1 = 0;
+		for (int i = 0; i <= 4096; i++) {
+			cdl_arena ar;
+			cdl_arena_init(&ar);
+			Caudal__BatchRequest q = CAUDAL__BATCH_REQUEST__INIT;
+			snprintf(client, sizeof(client), "e%d", i);
+			q.client = client;
+			q.reserve = 1;
+			Caudal__BatchReply *lr =
+			    (void *)nn_ns_call_local(ns, "Batch", &q.base, &ar);
+			CHECK(lr && lr->err == 0 && lr->ino_count == 1);
+			if (i == 0)
+				e0 = lr->ino_first;
+			if (i == 1)
+				e1 = lr->ino_first;
+			cdl_arena_release(&ar);
+		}
+		CHECK_EQ(ns->nresvs, 4096);
+		size_t records = 0;
+		nn_iter *it = nn_iter_new(ns->st, "R", 1, "R", 1);
+		for (; nn_iter_valid(it); nn_iter_next(it))
+			records++;
+		nn_iter_free(it);
+		CHECK_EQ(records, 4096);
+		CHECK_EQ(one_op("e0", rd, "e0", e0, NULL), ESTALE);
+		give("e0", rd); /* the op took it */
+		CHECK_EQ(one_op("e1", rd, "e1", e1, NULL), 0);
+		give("e1", rd);
+	}
 	expect_check_ok();
 	stop_nn();
 

@@ -8,6 +8,9 @@
  *   'M' "meta"                  -> MetaRec
  *   'X' be64(ino)               -> "" (a deleted directory whose subtree is
  *                                  still being removed: nn_ns.c, reap)
+ *   'Q' be64(ino)               -> QuotaRec (a quota'd directory)
+ *   'R' holder                  -> be64(lo) be64(hi) be64(seq) (inode ids
+ *                                  reserved for a Batch caller: nn_ns.c)
  *
  * Durability: writes reach the WAL file (write(2)) before nn_store_write
  * returns but are not synced by it. With sync on, the caller calls

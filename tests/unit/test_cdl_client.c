@@ -392,6 +392,7 @@ static const cdl_rpc_method nn_table[] = {
     {"RefreshNodes", h_nosys, 0, 0},
     {"WebCall", h_webcall, 0, 0},
     {"MoveReplicas", h_nosys, 0, 0},
+    {"Batch", h_nosys, 0, 0},
     {NULL, NULL, 0, 0},
 };
 

@@ -380,10 +380,10 @@ static int round_once(struct mnt_wb *w, uint64_t take, bool give_all, bool *took
 
 	for (size_t i = 0; i < nlost; i++) {
 		mnt_dcache_forget(&m->dc, lost[i].parent);
+		/* (not the kernel: a notification from here would wait for
+		 * the directory's lock, which a create waiting for this
+		 * thread may hold; its entry lapses within entry_timeout) */
 		mnt_acache_inval_entry(&m->ac, lost[i].parent, lost[i].name);
-		if (m->se)
-			fuse_lowlevel_notify_inval_entry(m->se, lost[i].parent, lost[i].name,
-							 strlen(lost[i].name));
 		free(lost[i].name);
 	}
 	return 0;

@@ -4827,10 +4827,14 @@ struct nn_resv {
 	char *holder;
 	uint64_t lo, hi; /* the ids [lo, hi) */
 	uint64_t next;	 /* ids below it are used (in this namenode run) */
-	uint64_t seq;	 /* age: when the table is full the oldest goes */
+	/* the range before, still valid: a holder asks for the next range
+	 * while ids of this one wait in its queue */
+	uint64_t plo, phi, pnext;
+	uint64_t seq; /* age: when the table is full the oldest goes */
 };
 
-/* 'R' holder -> be64(lo) be64(hi) be64(seq); the key length. */
+/* 'R' holder -> be64(lo) be64(hi) be64(seq) be64(plo) be64(phi); the key
+ * length. */
 static size_t key_resv(uint8_t *k, const char *who)
 {
 	size_t n = strlen(who);
@@ -4852,6 +4856,7 @@ static struct nn_resv *resv_find(nn_ns *ns, const char *who)
 static int resv_new(nn_ns *ns, const char *who, uint32_t count, uint64_t *first)
 {
 	struct nn_resv *r = resv_find(ns, who);
+	bool had = r != NULL;
 	size_t evict = SIZE_MAX;
 	uint8_t k[1 + sizeof(tl_holder)];
 	nn_tx t;
@@ -4865,10 +4870,12 @@ static int resv_new(nn_ns *ns, const char *who, uint32_t count, uint64_t *first)
 	}
 	uint64_t lo = ns->next_ino;
 	ns->next_ino += count; /* written with the record (meta_put) */
-	uint8_t v[24];
+	uint8_t v[40];
 	cdl_put_be64(v, lo);
 	cdl_put_be64(v + 8, lo + count);
 	cdl_put_be64(v + 16, ns->resv_seq);
+	cdl_put_be64(v + 24, r ? r->lo : 0);
+	cdl_put_be64(v + 32, r ? r->hi : 0);
 	nn_batch_put(t.b, k, key_resv(k, who), v, sizeof(v));
 	int rc = tx_commit(ns, &t);
 	if (rc < 0)
@@ -4886,6 +4893,13 @@ static int resv_new(nn_ns *ns, const char *who, uint32_t count, uint64_t *first)
 		r = &ns->resvs[ns->nresvs++];
 		r->holder = xstrdup(who);
 	}
+	if (had) {
+		r->plo = r->lo;
+		r->phi = r->hi;
+		r->pnext = r->next;
+	} else {
+		r->plo = r->phi = r->pnext = 0;
+	}
 	r->lo = r->next = lo;
 	r->hi = lo + count;
 	r->seq = ns->resv_seq++;
@@ -4902,8 +4916,9 @@ static void resv_load(nn_ns *ns)
 		size_t kl, vl;
 		const char *k = nn_iter_key(it, &kl);
 		const uint8_t *v = (const uint8_t *)nn_iter_value(it, &vl);
-		if (kl < 2 || kl > sizeof(tl_holder) || vl != 24 ||
-		    cdl_get_be64(v) > cdl_get_be64(v + 8)) {
+		if (kl < 2 || kl > sizeof(tl_holder) || vl != 40 ||
+		    cdl_get_be64(v) > cdl_get_be64(v + 8) ||
+		    cdl_get_be64(v + 24) > cdl_get_be64(v + 32)) {
 			cdl_warn("a reserved inode ids record is malformed: ignored");
 			continue;
 		}
@@ -4916,6 +4931,8 @@ static void resv_load(nn_ns *ns)
 		r->lo = r->next = cdl_get_be64(v);
 		r->hi = cdl_get_be64(v + 8);
 		r->seq = cdl_get_be64(v + 16);
+		r->plo = r->pnext = cdl_get_be64(v + 24);
+		r->phi = cdl_get_be64(v + 32);
 		if (r->seq >= ns->resv_seq)
 			ns->resv_seq = r->seq + 1;
 	}
@@ -4988,14 +5005,19 @@ static int batch_op(nn_ns *ns, const char *who, struct nn_resv *r, const Caudal_
 	}
 	if (!h && (rc = hold_take(ns, who, cred, op->parent, &version)) < 0)
 		return rc;
-	if (!r || op->ino < r->next || op->ino >= r->hi)
+	bool cur = r && op->ino >= r->next && op->ino < r->hi;
+	bool prev = r && op->ino >= r->pnext && op->ino < r->phi;
+	if (!cur && !prev)
 		return -ESTALE;
 	nn_inode *n = NULL, *parent = NULL;
 	if ((rc = inode_load(ns, op->ino, &n)) != -ENOENT) {
 		inode_free(n);
 		return rc == 0 ? -ESTALE : rc;
 	}
-	r->next = op->ino + 1;
+	if (cur)
+		r->next = op->ino + 1;
+	else
+		r->pnext = op->ino + 1;
 	if ((rc = cdl_name_check(op->name, NULL)) < 0)
 		return rc;
 	if ((op->mode & S_IFMT) != S_IFREG || (op->mode & ~(uint32_t)(S_IFMT | 07777)))

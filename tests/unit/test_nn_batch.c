@@ -766,6 +766,7 @@ int main(void)
 	CHECK_EQ(r->errs[0], EINVAL);
 	CHECK_EQ(r->errs[1], 0);
 	rfree(r);
+	give("m7", rd); /* the op took it; a fast loop below would not outlast the hold */
 	/* at most 4096 reservations: the oldest goes */
 	{
 		char client[32];

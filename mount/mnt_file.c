@@ -135,7 +135,12 @@ static int pend_resolve(struct mnt_file *f, bool make)
 	}
 	f->wsize = f->wlen;
 	f->unsynced = f->wlen > 0;
+	/* (the buffered bytes are no new write: times set meanwhile stay) */
+	int64_t at, mt;
+	uint32_t v = mnt_itab_take_times(&f->m->itab, f->in, &at, &mt);
 	mnt_itab_set_wsize(&f->m->itab, f->in, f->wsize);
+	if (v)
+		mnt_itab_pending_times(&f->m->itab, f->ino, v, at, mt);
 	return 0;
 }
 
@@ -154,6 +159,9 @@ static int pend_close(struct mnt_file *f, fuse_req_t req)
 		f->pend = false;
 		f->wlen = 0;
 		f->unsynced = false;
+		/* nothing more to write here: times set before the release
+		 * (tar's utimensat after close) go to the namenode */
+		mnt_itab_unset_writer(&f->m->itab, f->in, f);
 		return 0;
 	}
 	if (f->pend && (rc = pend_resolve(f, true)) != 0)

@@ -1063,6 +1063,7 @@ static const char *const mop_names[MOP_N] = {
 static cdl_series *mop_secs[MOP_N];
 cdl_series *mnt_m_bytes_read, *mnt_m_bytes_written;
 static cdl_series *m_hits, *m_misses, *m_ac_hits, *m_ac_misses, *m_open, *m_inodes;
+static cdl_series *m_wb_local, *m_wb_made, *m_wb_lost, *m_wb_batches, *m_wb_takes, *m_wb_recalls;
 
 #define TIMED(op, OP, params, args)                                                                \
 	static void t_##op params                                                                  \
@@ -1165,6 +1166,14 @@ static void mnt_collect(void *arg)
 	cdl_series_counter_set(m_ac_misses, (double)misses);
 	cdl_series_set(m_open, (double)mnt_files_open(m));
 	cdl_series_set(m_inodes, (double)mnt_itab_count(&m->itab));
+	struct mnt_wb_stats ws;
+	mnt_wb_stats(m, &ws);
+	cdl_series_counter_set(m_wb_local, (double)ws.local);
+	cdl_series_counter_set(m_wb_made, (double)ws.made);
+	cdl_series_counter_set(m_wb_lost, (double)ws.lost);
+	cdl_series_counter_set(m_wb_batches, (double)ws.batches);
+	cdl_series_counter_set(m_wb_takes, (double)ws.takes);
+	cdl_series_counter_set(m_wb_recalls, (double)ws.recalls);
 }
 
 void mnt_metrics_init(struct mnt *m, cdl_metrics *r)
@@ -1196,5 +1205,21 @@ void mnt_metrics_init(struct mnt *m, cdl_metrics *r)
 	    cdl_metrics_gauge(r, "caudal_mount_open_files", "File handles open now.", NULL));
 	m_inodes = cdl_metric_one(cdl_metrics_gauge(
 	    r, "caudal_mount_inodes", "Inodes the kernel holds references to.", NULL));
+	cdl_metric *wf = cdl_metrics_counter(
+	    r, "caudal_mount_wb_files_total",
+	    "Write-back creates: files made here without asking (local), taken by the namenode "
+	    "(made), refused by it and lost (lost).",
+	    "state");
+	m_wb_local = cdl_metric_at(wf, "local");
+	m_wb_made = cdl_metric_at(wf, "made");
+	m_wb_lost = cdl_metric_at(wf, "lost");
+	m_wb_batches = cdl_metric_one(cdl_metrics_counter(
+	    r, "caudal_mount_wb_batches_total", "Batch calls sent to the namenode.", NULL));
+	m_wb_takes = cdl_metric_one(
+	    cdl_metrics_counter(r, "caudal_mount_wb_takes_total",
+				"Directories taken to create in without asking.", NULL));
+	m_wb_recalls = cdl_metric_one(cdl_metrics_counter(
+	    r, "caudal_mount_wb_recalls_total",
+	    "Held directories the namenode asked back for another caller.", NULL));
 	cdl_metrics_collector(r, mnt_collect, m);
 }

@@ -188,10 +188,11 @@ struct lost {
 
 /* Send what is queued (and take, give, reserve as needed) in one Batch,
  * and apply the reply. Called with send_mu held, w->mu not held. take: a
- * directory to take (0: none); *took_version gets its version when held.
+ * directory to take (0: none) for take_cred (it must be allowed to create
+ * there); *took_version gets its version when held.
  * 0, or -errno of the call (the ops go back to the queue). */
-static int round_once(struct mnt_wb *w, uint64_t take, bool give_all, bool *took,
-		      uint64_t *took_version)
+static int round_once(struct mnt_wb *w, uint64_t take, const Caudal__Cred *take_cred, bool give_all,
+		      bool *took, uint64_t *took_version)
 {
 	struct mnt *m = w->m;
 	Caudal__BatchRequest rq = CAUDAL__BATCH_REQUEST__INIT;
@@ -256,9 +257,8 @@ static int round_once(struct mnt_wb *w, uint64_t take, bool give_all, bool *took
 		rq.reserve = WB_RESERVE;
 	pthread_mutex_unlock(&w->mu);
 
-	struct mnt_cred cred;
-	caudal__cred__init(&cred.c);
-	rq.cred = &cred.c; /* takes are checked per op; the mount takes as root */
+	Caudal__Cred none = CAUDAL__CRED__INIT;
+	rq.cred = take_cred ? (Caudal__Cred *)take_cred : &none;
 	rq.client = (char *)cdl_client_name(m->cl);
 	rq.n_ops = n;
 	rq.ops = opp;
@@ -443,7 +443,7 @@ static void *sender_main(void *arg)
 		pthread_mutex_lock(&w->send_mu);
 		bool took;
 		uint64_t v;
-		int rc = round_once(w, 0, false, &took, &v);
+		int rc = round_once(w, 0, NULL, false, &took, &v);
 		pthread_mutex_unlock(&w->send_mu);
 		if (rc) {
 			struct timespec ts = {0, 100 * 1000000L};
@@ -472,7 +472,7 @@ static int rounds_until(struct mnt_wb *w, bool (*done)(struct mnt_wb *, const vo
 		pthread_mutex_lock(&w->send_mu);
 		bool took;
 		uint64_t v;
-		int rc = round_once(w, 0, give_all, &took, &v);
+		int rc = round_once(w, 0, NULL, give_all, &took, &v);
 		pthread_mutex_unlock(&w->send_mu);
 		if (rc) {
 			struct timespec ts = {0, 50 * 1000000L};
@@ -570,7 +570,7 @@ static bool may_create(const Caudal__Cred *c, uint32_t uid, uint32_t gid, uint32
 }
 
 /* Take parent; 0 when held and this mount knows its names as they are. */
-static int take(struct mnt_wb *w, uint64_t parent)
+static int take(struct mnt_wb *w, uint64_t parent, const Caudal__Cred *cred)
 {
 	struct mnt *m = w->m;
 	Caudal__Attr pa;
@@ -579,7 +579,7 @@ static int take(struct mnt_wb *w, uint64_t parent)
 	pthread_mutex_lock(&w->send_mu);
 	bool took = false;
 	uint64_t v = 0;
-	int rc = round_once(w, parent, false, &took, &v);
+	int rc = round_once(w, parent, cred, false, &took, &v);
 	pthread_mutex_unlock(&w->send_mu);
 	if (rc || !took)
 		return -EAGAIN;
@@ -615,7 +615,7 @@ int mnt_wb_create(struct mnt *m, uint64_t parent, const char *name, uint32_t mod
 	if (!h) {
 		bool can = !w->stop && !backed_off(w, parent, now) && w->nholds < WB_HOLDS;
 		pthread_mutex_unlock(&w->mu);
-		if (!can || take(w, parent))
+		if (!can || take(w, parent, cred))
 			return -EAGAIN;
 		pthread_mutex_lock(&w->mu);
 		h = hold_find(w, parent);

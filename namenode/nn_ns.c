@@ -833,8 +833,33 @@ static size_t hold_pos(const nn_ns *ns, uint64_t dir)
 	return lo;
 }
 
+/* A recalled hold that ended (given back or lapsed): nobody takes its
+ * directory again for a moment, so the callers it held off get in even
+ * against a holder that would take it back at once. */
+static void hold_cool(nn_ns *ns, uint64_t dir)
+{
+	size_t n = sizeof(ns->cool) / sizeof(ns->cool[0]), pick = 0;
+	for (size_t i = 1; i < n; i++)
+		if (ns->cool[i].until_ms < ns->cool[pick].until_ms)
+			pick = i;
+	ns->cool[pick].dir = dir;
+	int64_t cool = ns->conf.hold_ms < NN_HOLD_COOL_MS ? ns->conf.hold_ms : NN_HOLD_COOL_MS;
+	ns->cool[pick].until_ms = cdl_now_ms() + cool;
+}
+
+static bool hold_cooling(const nn_ns *ns, uint64_t dir)
+{
+	int64_t now = cdl_now_ms();
+	for (size_t i = 0; i < sizeof(ns->cool) / sizeof(ns->cool[0]); i++)
+		if (ns->cool[i].dir == dir && ns->cool[i].until_ms > now)
+			return true;
+	return false;
+}
+
 static void hold_drop(nn_ns *ns, size_t i)
 {
+	if (ns->holds[i].recalled)
+		hold_cool(ns, ns->holds[i].dir);
 	free(ns->holds[i].holder);
 	memmove(&ns->holds[i], &ns->holds[i + 1], (ns->nholds - i - 1) * sizeof(*ns->holds));
 	ns->nholds--;
@@ -4952,6 +4977,9 @@ static int hold_take(nn_ns *ns, const char *who, const Caudal__Cred *cred, uint6
 		h->recalled = true;
 		return -EAGAIN;
 	}
+	/* recalled: it ends when its holder gives it back or it lapses */
+	if ((h && h->recalled) || (!h && hold_cooling(ns, dir)))
+		return -EAGAIN;
 	nn_inode *d;
 	int rc = inode_load(ns, dir, &d);
 	if (rc < 0)
@@ -5107,8 +5135,11 @@ H(Batch)
 	char *who = xstrdup(holder(req->client));
 	pthread_mutex_lock(&ns->lock);
 	int64_t now = cdl_now_ms();
-	for (size_t i = 0; i < ns->nholds; i++) /* every Batch renews its holds */
-		if (ns->holds[i].expires_ms > now && !strcmp(ns->holds[i].holder, who))
+	/* every Batch renews its holds, but those recalled: a holder that
+	 * ignores the recall keeps one at most hold_ms longer */
+	for (size_t i = 0; i < ns->nholds; i++)
+		if (ns->holds[i].expires_ms > now && !ns->holds[i].recalled &&
+		    !strcmp(ns->holds[i].holder, who))
 			ns->holds[i].expires_ms = now + ns->conf.hold_ms;
 	if (bad || inl > BATCH_INLINE_MAX) {
 		rep->err = EINVAL;

@@ -136,6 +136,11 @@ typedef struct nn_ns {
 	/* directories held by Batch callers (in memory only), by inode id */
 	struct nn_hold *holds;
 	size_t nholds, capholds;
+	struct {
+		uint64_t dir;
+		int64_t until_ms;
+	} cool[64];	    /* directories whose recalled hold just ended (nn_ns.c) */
+#define NN_HOLD_COOL_MS 300 /* how long (at most hold_ms) nobody takes those */
 	/* each Batch caller's reserved inode ids ('R' records, loaded at start) */
 	struct nn_resv *resvs;
 	size_t nresvs, capresvs;

@@ -18,6 +18,12 @@
 #include "nn_ns.h"
 #include "test.h"
 
+/* Wait out the moment after a recalled hold ends (NN_HOLD_COOL_MS). */
+static void cool_off(void)
+{
+	usleep((NN_HOLD_COOL_MS + 50) * 1000);
+}
+
 static cdl_rpc_client *cl;
 static nn_ns *ns;
 static cdl_rpc_server *srv;
@@ -490,12 +496,14 @@ static void test_honest(void)
 	CHECK_EQ(ren("/w/d/small", "/w/d/small2"), 0);
 	CHECK_EQ(create("/w/d/x", "c1"), 0);
 	/* and m2 may take it, then make its file */
+	cool_off(); /* a recalled hold just ended: no take for a moment */
 	CHECK(take("m2", d, &root_cred));
 	CHECK_EQ(one_op("m2", d, "theirs", first2, NULL), 0);
 	/* m1's next op there waits for m2 */
 	CHECK_EQ(one_op("m1", d, "mine", first + 3, NULL), EAGAIN);
 	CHECK(recalled("m2", d));
 	give("m2", d);
+	cool_off(); /* a recalled hold just ended: no take for a moment */
 	/* a lapsed (here: given back) hold is taken again by the op itself */
 	CHECK_EQ(one_op("m1", d, "mine", first + 4, NULL), 0);
 	CHECK_EQ(readdir_n(d, NULL), EAGAIN);
@@ -707,6 +715,7 @@ int main(void)
 	CHECK_EQ(one_op("m7", rd, "after", f7 + 2, NULL), 0);
 	CHECK_EQ(one_op("m8", rd, "theirs", f7 + 3, NULL), EAGAIN); /* m7 holds /r again */
 	give("m7", rd);
+	cool_off(); /* a recalled hold just ended: no take for a moment */
 	CHECK_EQ(one_op("m8", rd, "theirs", f7 + 3, NULL), ESTALE); /* not m8's */
 	give("m8", rd);						    /* the op took it */
 	CHECK(ino_of("/r/after") == f7 + 2);
@@ -742,6 +751,7 @@ int main(void)
 	}
 	CHECK_EQ(rc, 0);
 	CHECK(!recalled("m7", rd)); /* lapsed: nothing to give back */
+	cool_off();		    /* a recalled hold just ended: no take for a moment */
 	/* an in-process caller waits for the lapse */
 	CHECK(take("m7", rd, &root_cred));
 	{
@@ -755,6 +765,7 @@ int main(void)
 		CHECK(rr && rr->err == 0 && rr->n_entries == 4);
 		cdl_arena_release(&a);
 	}
+	cool_off(); /* a recalled hold just ended: no take for a moment */
 	batch b;
 	b_init(&b, "m7");
 	b_op(&b, rd, "inl", f7 + 4, true, "data");
@@ -798,6 +809,42 @@ int main(void)
 		give("e0", rd); /* the op took it */
 		CHECK_EQ(one_op("e1", rd, "e1", e1, NULL), 0);
 		give("e1", rd);
+	}
+	/* the range before the newest stays usable (its ids wait in a
+	 * mount's queue when it asks for the next one); the one before not */
+	{
+		CHECK_EQ(mkdir_mode("/p", 0777), 0);
+		uint64_t pd = ino_of("/p");
+		uint64_t r1 = reserve("m9", 4), r2 = reserve("m9", 4), r3 = reserve("m9", 4);
+		CHECK_EQ(one_op("m9", pd, "p3", r3, NULL), 0);
+		CHECK_EQ(one_op("m9", pd, "p2", r2, NULL), 0);
+		CHECK_EQ(one_op("m9", pd, "p2b", r2 + 1, NULL), 0);
+		CHECK_EQ(one_op("m9", pd, "p1", r1, NULL), ESTALE);
+		CHECK_EQ(one_op("m9", pd, "p2c", r2, NULL), ESTALE); /* used */
+		give("m9", pd);
+	}
+	/* a recalled hold is not renewed: a holder that ignores the recall and
+	 * keeps calling keeps it at most hold_ms (100 here); then nobody takes
+	 * it for a moment, so the caller held off gets in */
+	{
+		uint64_t pd = ino_of("/p");
+		CHECK(take("m9", pd, &root_cred));
+		CHECK_EQ(readdir_n(pd, NULL), EAGAIN);
+		CHECK(recalled("m9", pd));
+		int i;
+		rc = EAGAIN;
+		for (i = 0; i < 100 && rc == EAGAIN; i++) {
+			CHECK(!take("m9", pd, &root_cred)); /* renews nothing, takes nothing */
+			rc = readdir_n(pd, NULL);
+			if (rc == EAGAIN)
+				usleep(10000);
+		}
+		CHECK_EQ(rc, 0);
+		CHECK(i < 50);			    /* within about hold_ms, not never */
+		CHECK(!take("m9", pd, &root_cred)); /* cooling off */
+		cool_off();
+		CHECK(take("m9", pd, &root_cred));
+		give("m9", pd);
 	}
 	expect_check_ok();
 	stop_nn();

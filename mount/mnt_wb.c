@@ -68,7 +68,8 @@ struct mnt_wb {
 	uint64_t ino_next, ino_end;
 	uint64_t inline_max, block_size;
 	uint32_t replication, hold_ms;
-	bool known; /* the defaults above came from a reply */
+	bool known;	 /* the defaults above came from a reply */
+	bool stop_local; /* the namenode refused a Batch whole: no more local creates */
 	int64_t last_batch_ms;
 	int sync_err; /* first op lost since the last mnt_wb_sync */
 	uint64_t rounds;
@@ -199,13 +200,13 @@ static int round_once(struct mnt_wb *w, uint64_t take, const Caudal__Cred *take_
 	struct wb_ent *sent[WB_BATCH];
 	Caudal__BatchOp ops[WB_BATCH], *opp[WB_BATCH];
 	uint64_t gives[WB_HOLDS], takes[1];
-	size_t n = 0, ng = 0;
+	size_t n = 0, ng = 0, bytes = 0;
 	int64_t now = cdl_now_ms();
 
 	pthread_mutex_lock(&w->mu);
 	w->rounds++;
 	/* the ops, in queue order */
-	while (w->qhead && n < WB_BATCH) {
+	while (w->qhead && n < WB_BATCH && (n == 0 || bytes + w->qhead->len <= WB_CALL_BYTES)) {
 		struct wb_ent *e = w->qhead;
 		w->qhead = e->qnext;
 		if (!w->qhead)
@@ -229,6 +230,7 @@ static int round_once(struct mnt_wb *w, uint64_t take, const Caudal__Cred *take_
 			o->mtime_ns = e->attr.mtime_ns;
 		}
 		e->st = WB_SENDING;
+		bytes += e->len;
 		opp[n] = o;
 		sent[n++] = e;
 	}
@@ -276,6 +278,32 @@ static int round_once(struct mnt_wb *w, uint64_t take, const Caudal__Cred *take_
 	pthread_mutex_lock(&w->mu);
 	w->st.batches++;
 	w->last_batch_ms = cdl_now_ms();
+	if (rc == -EINVAL || rc == -EPROTO) {
+		/* refused whole (a namenode that does not know this call, or
+		 * a malformed one): sending it again would not help */
+		cdl_err("the namenode refused a batch of %zu files made here: %s; they are lost", n,
+			strerror(-rc));
+		pthread_mutex_lock(&w->mu);
+		for (size_t i = 0; i < n; i++) {
+			struct wb_ent *e = sent[i];
+			w->st.lost++;
+			mnt_dcache_forget(&m->dc, e->parent);
+			mnt_acache_inval_entry(&m->ac, e->parent, e->name);
+			if (!ops[i].closed) {
+				e->st = WB_LOST;
+				e->err = rc;
+			} else {
+				ent_remove(w, e);
+			}
+		}
+		if (!w->sync_err)
+			w->sync_err = rc;
+		w->nholds = 0;
+		w->stop_local = true; /* no more creates here: the usual way */
+		pthread_cond_broadcast(&w->done);
+		pthread_mutex_unlock(&w->mu);
+		return rc;
+	}
 	if (rc) {
 		/* back to the head of the queue, in order; the holds' state is
 		 * unknown (the namenode lets them lapse): forget them, the ops
@@ -613,15 +641,22 @@ int mnt_wb_create(struct mnt *m, uint64_t parent, const char *name, uint32_t mod
 	pthread_mutex_lock(&w->mu);
 	struct wb_hold *h = hold_find(w, parent);
 	if (!h) {
-		bool can = !w->stop && !backed_off(w, parent, now) && w->nholds < WB_HOLDS;
+		bool can = !w->stop && !w->stop_local && !backed_off(w, parent, now) &&
+			   w->nholds < WB_HOLDS;
 		pthread_mutex_unlock(&w->mu);
 		if (!can || take(w, parent, cred))
 			return -EAGAIN;
 		pthread_mutex_lock(&w->mu);
 		h = hold_find(w, parent);
 	}
-	/* room for it: wait for the sender (bounded by the pending limits) */
+	/* room for it: wait for the sender, at most io_timeout (then the
+	 * usual way, which fails in time if the namenode is away) */
+	int64_t end = now + cdl_client_io_timeout(m->cl);
 	while (h && !w->stop && (w->nents >= WB_PENDING || w->bytes >= WB_DATA)) {
+		if (cdl_now_ms() >= end) {
+			pthread_mutex_unlock(&w->mu);
+			return -EAGAIN;
+		}
 		pthread_cond_signal(&w->wake);
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -629,8 +664,9 @@ int mnt_wb_create(struct mnt *m, uint64_t parent, const char *name, uint32_t mod
 		pthread_cond_timedwait(&w->space, &w->mu, &ts);
 		h = hold_find(w, parent);
 	}
-	if (!h || h->giving || h->recalled || w->stop || !w->known || w->ino_next >= w->ino_end ||
-	    !may_create(cred, h->uid, h->gid, h->mode) || !mnt_dcache_claim(&m->dc, parent, name)) {
+	if (!h || h->giving || h->recalled || w->stop || w->stop_local || !w->known ||
+	    w->ino_next >= w->ino_end || !may_create(cred, h->uid, h->gid, h->mode) ||
+	    !mnt_dcache_claim(&m->dc, parent, name)) {
 		pthread_mutex_unlock(&w->mu);
 		return -EAGAIN;
 	}

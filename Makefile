@@ -191,6 +191,11 @@ $(B)/tests/test_mnt_%: $(B)/obj/tests/unit/test_mnt_%.o $(MNT_O) $(LIB)
 	@mkdir -p $(dir $@)
 	$(say) LD $@
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FUSE_LD) $(FS_LD)
+# (the write-back creates' test talks to a namenode in its own process)
+$(B)/tests/test_mnt_wb: $(B)/obj/tests/unit/test_mnt_wb.o $(MNT_O) $(NN_O) $(LIB)
+	@mkdir -p $(dir $@)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FUSE_LD) $(ROCKS_LD) $(FS_LD)
 $(B)/tests/test_cdl_%: $(B)/obj/tests/unit/test_cdl_%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(say) LD $@

@@ -73,6 +73,7 @@ struct mnt_wb {
 	int64_t last_batch_ms;
 	int sync_err; /* first op lost since the last mnt_wb_sync */
 	uint64_t rounds;
+	int64_t pause_until_ms; /* an op waits for another holder: not before */
 	struct mnt_wb_stats st;
 	pthread_t thread;
 	bool stop;
@@ -190,10 +191,11 @@ struct lost {
 /* Send what is queued (and take, give, reserve as needed) in one Batch,
  * and apply the reply. Called with send_mu held, w->mu not held. take: a
  * directory to take (0: none) for take_cred (it must be allowed to create
- * there); *took_version gets its version when held.
+ * there); *took_version and *took_entries get its version and number of
+ * entries when held.
  * 0, or -errno of the call (the ops go back to the queue). */
 static int round_once(struct mnt_wb *w, uint64_t take, const Caudal__Cred *take_cred, bool give_all,
-		      bool *took, uint64_t *took_version)
+		      bool *took, uint64_t *took_version, uint64_t *took_entries)
 {
 	struct mnt *m = w->m;
 	Caudal__BatchRequest rq = CAUDAL__BATCH_REQUEST__INIT;
@@ -283,7 +285,6 @@ static int round_once(struct mnt_wb *w, uint64_t take, const Caudal__Cred *take_
 		 * a malformed one): sending it again would not help */
 		cdl_err("the namenode refused a batch of %zu files made here: %s; they are lost", n,
 			strerror(-rc));
-		pthread_mutex_lock(&w->mu);
 		for (size_t i = 0; i < n; i++) {
 			struct wb_ent *e = sent[i];
 			w->st.lost++;
@@ -318,9 +319,15 @@ static int round_once(struct mnt_wb *w, uint64_t take, const Caudal__Cred *take_
 				w->qtail = e;
 			w->qlen++;
 		}
+		uint64_t dirs[WB_HOLDS];
+		size_t nd = w->nholds;
+		for (size_t i = 0; i < nd; i++)
+			dirs[i] = w->holds[i].dir;
 		w->nholds = 0;
 		pthread_cond_broadcast(&w->done);
 		pthread_mutex_unlock(&w->mu);
+		for (size_t i = 0; i < nd; i++)
+			mnt_dcache_forget(&m->dc, dirs[i]);
 		return rc;
 	}
 	w->inline_max = rep->inline_max;
@@ -354,6 +361,7 @@ static int round_once(struct mnt_wb *w, uint64_t take, const Caudal__Cred *take_
 		}
 		if (err == EAGAIN && cdl_now_ms() - e->queued_ms < cdl_client_io_timeout(m->cl)) {
 			/* another caller holds the directory now: later */
+			w->pause_until_ms = cdl_now_ms() + WB_RETRY_MS;
 			int64_t q = e->queued_ms;
 			e->st = ops[i].closed ? WB_QUEUED : WB_OPEN;
 			enqueue(w, e);
@@ -382,6 +390,7 @@ static int round_once(struct mnt_wb *w, uint64_t take, const Caudal__Cred *take_
 		if (dir == take) {
 			*took = true;
 			*took_version = rep->held_versions[i];
+			*took_entries = i < rep->n_held_entries ? rep->held_entries[i] : UINT64_MAX;
 		}
 		if (!hold_find(w, dir) && w->nholds < WB_HOLDS) {
 			struct wb_hold *h = &w->holds[w->nholds++];
@@ -392,6 +401,23 @@ static int round_once(struct mnt_wb *w, uint64_t take, const Caudal__Cred *take_
 	}
 	for (size_t i = 0; i < ng; i++)
 		hold_drop(w, gives[i]);
+	/* a hold the namenode no longer has (it lapsed while this mount
+	 * stalled, or a restart forgot it): others may have made names
+	 * there that the directory cache, ahead by the files sent since,
+	 * would not notice; forget the directory's names */
+	uint64_t gone[WB_HOLDS];
+	size_t ngone = 0;
+	for (size_t i = 0; i < w->nholds;) {
+		bool live = false;
+		for (size_t j = 0; j < rep->n_holding && !live; j++)
+			live = rep->holding[j] == w->holds[i].dir;
+		if (live) {
+			i++;
+			continue;
+		}
+		gone[ngone++] = w->holds[i].dir;
+		w->holds[i] = w->holds[--w->nholds];
+	}
 	for (size_t i = 0; i < rep->n_recalled; i++) {
 		struct wb_hold *h = hold_find(w, rep->recalled[i]);
 		if (h && !h->recalled) {
@@ -406,6 +432,8 @@ static int round_once(struct mnt_wb *w, uint64_t take, const Caudal__Cred *take_
 	pthread_cond_broadcast(&w->done);
 	pthread_mutex_unlock(&w->mu);
 
+	for (size_t i = 0; i < ngone; i++)
+		mnt_dcache_forget(&m->dc, gone[i]);
 	for (size_t i = 0; i < nlost; i++) {
 		mnt_dcache_forget(&m->dc, lost[i].parent);
 		/* (not the kernel: a notification from here would wait for
@@ -422,6 +450,10 @@ static int round_once(struct mnt_wb *w, uint64_t take, const Caudal__Cred *take_
 static bool round_due(struct mnt_wb *w, int64_t now, int64_t *wait_ms)
 {
 	*wait_ms = 1000;
+	if (w->pause_until_ms > now) {
+		*wait_ms = w->pause_until_ms - now;
+		return false;
+	}
 	if (w->qhead) {
 		int64_t age = now - w->qhead->queued_ms;
 		if (w->qlen >= WB_BATCH / 2 || age >= WB_DELAY_MS || w->qhead->want_open)
@@ -470,8 +502,8 @@ static void *sender_main(void *arg)
 		pthread_mutex_unlock(&w->mu);
 		pthread_mutex_lock(&w->send_mu);
 		bool took;
-		uint64_t v;
-		int rc = round_once(w, 0, NULL, false, &took, &v);
+		uint64_t v, ne;
+		int rc = round_once(w, 0, NULL, false, &took, &v, &ne);
 		pthread_mutex_unlock(&w->send_mu);
 		if (rc) {
 			struct timespec ts = {0, 100 * 1000000L};
@@ -489,7 +521,7 @@ static int rounds_until(struct mnt_wb *w, bool (*done)(struct mnt_wb *, const vo
 			const void *arg, bool give_all)
 {
 	int64_t end = cdl_now_ms() + cdl_client_io_timeout(w->m->cl);
-	for (;;) {
+	for (int round = 0;; round++) {
 		pthread_mutex_lock(&w->mu);
 		bool ok = done(w, arg);
 		pthread_mutex_unlock(&w->mu);
@@ -497,10 +529,16 @@ static int rounds_until(struct mnt_wb *w, bool (*done)(struct mnt_wb *, const vo
 			return 0;
 		if (cdl_now_ms() >= end)
 			return -ETIMEDOUT;
+		if (round >= 2) {
+			/* (ops, then the give-back, take two rounds; more means
+			 * waiting for another holder: not a busy loop) */
+			struct timespec ts = {0, WB_RETRY_MS * 1000000L};
+			nanosleep(&ts, NULL);
+		}
 		pthread_mutex_lock(&w->send_mu);
 		bool took;
-		uint64_t v;
-		int rc = round_once(w, 0, NULL, give_all, &took, &v);
+		uint64_t v, ne;
+		int rc = round_once(w, 0, NULL, give_all, &took, &v, &ne);
 		pthread_mutex_unlock(&w->send_mu);
 		if (rc) {
 			struct timespec ts = {0, 50 * 1000000L};
@@ -606,11 +644,14 @@ static int take(struct mnt_wb *w, uint64_t parent, const Caudal__Cred *cred)
 		return -EAGAIN;
 	pthread_mutex_lock(&w->send_mu);
 	bool took = false;
-	uint64_t v = 0;
-	int rc = round_once(w, parent, cred, false, &took, &v);
+	uint64_t v = 0, entries = UINT64_MAX;
+	int rc = round_once(w, parent, cred, false, &took, &v, &entries);
 	pthread_mutex_unlock(&w->send_mu);
 	if (rc || !took)
 		return -EAGAIN;
+	/* an empty directory is known whole at once, whoever made it */
+	if (entries == 0)
+		mnt_dcache_made_dir(&m->dc, parent, v);
 	uint64_t dv;
 	bool known = mnt_dcache_version(&m->dc, parent, &dv) && dv == v;
 	pthread_mutex_lock(&w->mu);
@@ -621,9 +662,10 @@ static int take(struct mnt_wb *w, uint64_t parent, const Caudal__Cred *cred)
 		h->gid = pa.gid;
 		h->mode = pa.mode;
 		if (!known) {
-			/* names made by others since this mount listed it:
-			 * give it back, create the usual way */
+			/* names this mount does not know: give it back,
+			 * create the usual way there for a while */
 			h->giving = true;
+			back_off(w, parent);
 			pthread_cond_signal(&w->wake);
 		}
 	}

@@ -40,6 +40,7 @@
 #define WB_BATCH      128	  /* ops per Batch at most */
 #define WB_CALL_BYTES (8u << 20)  /* and inline bytes per Batch */
 #define WB_IDLE_MS    50	  /* a held directory unused this long is given back */
+#define WB_RETRY_MS   10	  /* an op another caller waits on is sent again after this */
 #define WB_BACKOFF_MS 1000	  /* a directory recalled is not taken again for this long */
 #define WB_PENDING    4096	  /* pending files at most; a create past it waits */
 #define WB_DATA	      (32u << 20) /* their bytes at most */

@@ -4970,7 +4970,7 @@ static void resv_load(nn_ns *ns)
  * sees them, so nothing could refuse them EDQUOT). Another's live hold is
  * recalled: -EAGAIN. *version: the directory's Attr.version. */
 static int hold_take(nn_ns *ns, const char *who, const Caudal__Cred *cred, uint64_t dir,
-		     uint64_t *version)
+		     uint64_t *version, uint64_t *entries)
 {
 	struct nn_hold *h = hold_live(ns, dir);
 	if (h && strcmp(h->holder, who)) {
@@ -4995,6 +4995,7 @@ static int hold_take(nn_ns *ns, const char *who, const Caudal__Cred *cred, uint6
 		free(chain);
 	}
 	*version = d->version;
+	*entries = d->entries;
 	inode_free(d);
 	if (rc < 0)
 		return rc;
@@ -5031,7 +5032,8 @@ static int batch_op(nn_ns *ns, const char *who, struct nn_resv *r, const Caudal_
 		h->recalled = true;
 		return -EAGAIN; /* the holder sends it again later */
 	}
-	if (!h && (rc = hold_take(ns, who, cred, op->parent, &version)) < 0)
+	uint64_t entries;
+	if (!h && (rc = hold_take(ns, who, cred, op->parent, &version, &entries)) < 0)
 		return rc;
 	bool cur = r && op->ino >= r->next && op->ino < r->hi;
 	bool prev = r && op->ino >= r->pnext && op->ino < r->phi;
@@ -5150,9 +5152,10 @@ H(Batch)
 	const Caudal__Cred *cred = cred_of(req->cred);
 	rep->held = cdl_arena_alloc(a, (req->n_take + 1) * sizeof(uint64_t));
 	rep->held_versions = cdl_arena_alloc(a, (req->n_take + 1) * sizeof(uint64_t));
+	rep->held_entries = cdl_arena_alloc(a, (req->n_take + 1) * sizeof(uint64_t));
 	for (size_t i = 0; i < req->n_take; i++) {
-		uint64_t v;
-		int rc = hold_take(ns, who, cred, req->take[i], &v);
+		uint64_t v, ne;
+		int rc = hold_take(ns, who, cred, req->take[i], &v, &ne);
 		if (rc < 0) {
 			cdl_debug("'%s' may not hold directory inode %" PRIu64 ": %s", who,
 				  req->take[i], strerror(-rc));
@@ -5160,6 +5163,7 @@ H(Batch)
 		}
 		rep->held[rep->n_held] = req->take[i];
 		rep->held_versions[rep->n_held_versions++] = v;
+		rep->held_entries[rep->n_held_entries++] = ne;
 		rep->n_held++;
 	}
 	if (req->reserve) {
@@ -5195,10 +5199,14 @@ H(Batch)
 	}
 recalled:
 	rep->recalled = cdl_arena_alloc(a, (HOLDS_PER_HOLDER + 1) * sizeof(uint64_t));
-	for (size_t i = 0; i < ns->nholds && rep->n_recalled < HOLDS_PER_HOLDER; i++)
-		if (ns->holds[i].recalled && ns->holds[i].expires_ms > now &&
-		    !strcmp(ns->holds[i].holder, who))
+	rep->holding = cdl_arena_alloc(a, (HOLDS_PER_HOLDER + 1) * sizeof(uint64_t));
+	for (size_t i = 0; i < ns->nholds && rep->n_holding < HOLDS_PER_HOLDER; i++) {
+		if (ns->holds[i].expires_ms <= now || strcmp(ns->holds[i].holder, who))
+			continue;
+		rep->holding[rep->n_holding++] = ns->holds[i].dir;
+		if (ns->holds[i].recalled)
 			rep->recalled[rep->n_recalled++] = ns->holds[i].dir;
+	}
 	ns_unlock(ns);
 	free(who);
 }

@@ -22,51 +22,35 @@
 #include "mnt_wb.h"
 #include "nn_ns.h"
 #include "test.h"
+#include "nn_harness.h"
 
-static nn_ns *ns;
-static cdl_rpc_server *srv;
-static nn_topology *topo;
+static struct nn_harness nnh;
 static cdl_rpc_client *other; /* another caller, through the plain RPC layer */
 static char dir[] = "/tmp/caudal-test-mnt-wb-XXXXXX";
 static char addr[64];
 static int port;
 static const Caudal__Cred root_cred = CAUDAL__CRED__INIT;
 
+/* (again on the same port after a restart: the mount's client knows it) */
 static void start_nn(void)
 {
-	nn_conf c = {.dir = dir,
-		     .block_size = 1 << 20,
-		     .replication = 3,
-		     .lease_ms = 60000,
-		     .heartbeat_ms = 1000,
-		     .report_ms = 10000,
-		     .dead_ms = 5000,
-		     .safemode_pct = 0,
-		     .events_keep = 10000,
-		     .inline_max = 65536,
-		     .hold_ms = 2000,
-		     .batch_ms = 5,
-		     .sync_always = false};
-	char err[128];
-	nn_topology_load(NULL, &topo, err, sizeof(err));
-	CHECK_EQ(nn_ns_open(&c, topo, &ns), 0);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	srv = cdl_rpc_server_new(addr, 2);
-	CHECK_EQ(nn_ns_register(ns, srv), 0);
-	CHECK_EQ(cdl_rpc_server_start(srv), 0);
-	port = cdl_rpc_server_port(srv);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	other = cdl_rpc_client_new(addr, &caudal__client_protocol__descriptor);
-	nn_ns_tick(ns);
+	nn_conf c = nn_harness_conf(dir);
+	c.safemode_pct = 0;
+	c.events_keep = 10000;
+	c.inline_max = 65536;
+	c.hold_ms = 2000;
+	c.batch_ms = 5;
+	c.sync_always = false;
+	nn_harness_start(&nnh, &c, port);
+	port = cdl_rpc_server_port(nnh.srv);
+	snprintf(addr, sizeof(addr), "%s", nnh.addr);
+	other = nnh.cl;
+	nn_ns_tick(nnh.ns);
 }
 
 static void stop_nn(void)
 {
-	cdl_rpc_client_free(other);
-	nn_ns_stop(ns);
-	cdl_rpc_server_free(srv, 1000);
-	nn_ns_close(ns);
-	nn_topology_free(topo);
+	nn_harness_stop(&nnh);
 }
 
 /* GetAttr of path by the other caller (no retries): its err. */
@@ -192,7 +176,7 @@ int main(void)
 	CHECK_EQ(mnt_wb_made(&m, b.ino, &made), 0);
 	CHECK_EQ(made.ino, b.ino);
 	CHECK(made.under_construction);
-	CHECK_EQ(mnt_wb_made(&m, b.ino, &made), -ENOENT); /* handed over once */
+	CHECK_EQ(mnt_wb_made(&m, b.ino, &made), -ENOENT);   /* handed over once */
 	CHECK_EQ(mnt_wb_close(&m, b.ino, "x", 1), -EAGAIN); /* no longer pending */
 
 	/* refused: a directory not known whole, a user who may not write */

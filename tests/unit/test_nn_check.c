@@ -15,44 +15,26 @@
 #include "nn_check.h"
 #include "nn_ns.h"
 #include "test.h"
+#include "nn_harness.h"
 
 static cdl_rpc_client *cl;
 static nn_ns *ns;
 static cdl_rpc_server *srv;
-static nn_topology *topo;
 static char dir[] = "/tmp/caudal-test-nn-check-XXXXXX";
 static Caudal__Cred root = CAUDAL__CRED__INIT;
 
+static struct nn_harness nnh;
+
 static void start(void)
 {
-	nn_conf c = {.dir = dir,
-		     .block_size = 1 << 20,
-		     .replication = 3,
-		     .lease_ms = 60000,
-		     .heartbeat_ms = 1000,
-		     .report_ms = 10000,
-		     .dead_ms = 5000,
-		     .safemode_pct = 100,
-		     .events_keep = 1000,
-		     .sync_always = true};
-	char err[128];
-	nn_topology_load(NULL, &topo, err, sizeof(err));
-	CHECK_EQ(nn_ns_open(&c, topo, &ns), 0);
-	srv = cdl_rpc_server_new("127.0.0.1:0", 2);
-	CHECK_EQ(nn_ns_register(ns, srv), 0);
-	CHECK_EQ(cdl_rpc_server_start(srv), 0);
-	char t[64];
-	snprintf(t, sizeof(t), "127.0.0.1:%d", cdl_rpc_server_port(srv));
-	cl = cdl_rpc_client_new(t, &caudal__client_protocol__descriptor);
+	nn_conf c = nn_harness_conf(dir);
+	nn_harness_start(&nnh, &c, 0);
+	ns = nnh.ns, srv = nnh.srv, cl = nnh.cl;
 }
 
 static void stop_nn(void)
 {
-	cdl_rpc_client_free(cl);
-	nn_ns_stop(ns);
-	cdl_rpc_server_free(srv, 1000);
-	nn_ns_close(ns);
-	nn_topology_free(topo);
+	nn_harness_stop(&nnh);
 }
 
 /* An Attr-returning namespace call; returns the reply's err and the ino. */

@@ -22,11 +22,11 @@
 #include "nn_check.h"
 #include "nn_ns.h"
 #include "test.h"
+#include "nn_harness.h"
 
 static cdl_rpc_client *cl, *dl;
 static nn_ns *ns;
 static cdl_rpc_server *srv;
-static nn_topology *topo;
 static char dir[] = "/tmp/caudal-test-nncrash-XXXXXX";
 
 /* Open the namespace in dir: with sync_always, or in batch mode with a
@@ -34,39 +34,21 @@ static char dir[] = "/tmp/caudal-test-nncrash-XXXXXX";
  * makes anything durable. */
 static int64_t lease_ms = 60000; /* of the namenodes start() opens */
 
+static struct nn_harness nnh;
+
 static void start(bool sync_always)
 {
-	nn_conf c = {.dir = dir,
-		     .block_size = 1 << 20,
-		     .replication = 3,
-		     .lease_ms = lease_ms,
-		     .heartbeat_ms = 1000,
-		     .report_ms = 10000,
-		     .dead_ms = 5000,
-		     .safemode_pct = 100,
-		     .events_keep = 1000,
-		     .sync_always = sync_always,
-		     .batch_ms = 60000};
-	char err[128];
-	nn_topology_load(NULL, &topo, err, sizeof(err));
-	CHECK_EQ(nn_ns_open(&c, topo, &ns), 0);
-	srv = cdl_rpc_server_new("127.0.0.1:0", 2);
-	CHECK_EQ(nn_ns_register(ns, srv), 0);
-	CHECK_EQ(cdl_rpc_server_start(srv), 0);
-	char t[64];
-	snprintf(t, sizeof(t), "127.0.0.1:%d", cdl_rpc_server_port(srv));
-	cl = cdl_rpc_client_new(t, &caudal__client_protocol__descriptor);
-	dl = cdl_rpc_client_new(t, &caudal__datanode_protocol__descriptor);
+	nn_conf c = nn_harness_conf(dir);
+	c.lease_ms = lease_ms;
+	c.sync_always = sync_always;
+	c.batch_ms = 60000;
+	nn_harness_start(&nnh, &c, 0);
+	ns = nnh.ns, srv = nnh.srv, cl = nnh.cl, dl = nnh.dl;
 }
 
 static void stop_nn(void)
 {
-	cdl_rpc_client_free(cl);
-	cdl_rpc_client_free(dl);
-	nn_ns_stop(ns);
-	cdl_rpc_server_free(srv, 1000);
-	nn_ns_close(ns);
-	nn_topology_free(topo);
+	nn_harness_stop(&nnh);
 }
 
 /* A fresh, empty metadata folder for the next start(). */
@@ -83,18 +65,7 @@ static const Caudal__Cred root_cred = CAUDAL__CRED__INIT;
  * root, as in test_nn_ns.c. */
 static void *call_on(cdl_rpc_client *c, const char *m, const void *req)
 {
-	ProtobufCMessage *r = NULL;
-	const ProtobufCMessage *msg = req;
-	const ProtobufCFieldDescriptor *cf =
-	    protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "cred");
-	if (cf && !*(Caudal__Cred **)((char *)req + cf->offset))
-		*(const Caudal__Cred **)((char *)req + cf->offset) = &root_cred;
-	int rc = cdl_rpc_call_name(c, m, req, &r, 5000);
-	if (rc < 0) {
-		fprintf(stderr, "rpc %s failed: %d\n", m, rc);
-		exit(1);
-	}
-	return r;
+	return nn_harness_call(c, m, req, &root_cred, 5000);
 }
 
 static void *call(const char *m, const void *req)

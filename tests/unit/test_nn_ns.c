@@ -14,46 +14,25 @@
 #include "nn_check.h"
 #include "nn_ns.h"
 #include "test.h"
+#include "nn_harness.h"
 
 static cdl_rpc_client *cl, *dl;
 static nn_ns *ns;
 static cdl_rpc_server *srv;
-static nn_topology *topo;
 static char dir[] = "/tmp/caudal-test-nn-XXXXXX";
+
+static struct nn_harness nnh;
 
 static void start(void)
 {
-	nn_conf c = {.dir = dir,
-		     .block_size = 1 << 20,
-		     .replication = 3,
-		     .lease_ms = 60000,
-		     .heartbeat_ms = 1000,
-		     .report_ms = 10000,
-		     .dead_ms = 5000,
-		     .safemode_pct = 100,
-		     .events_keep = 1000,
-		     .sync_always = true};
-	char err[128];
-	nn_topology_load(NULL, &topo, err, sizeof(err));
-	CHECK_EQ(nn_ns_open(&c, topo, &ns), 0);
-	srv = cdl_rpc_server_new("127.0.0.1:0", 2);
-	CHECK_EQ(nn_ns_register(ns, srv), 0);
-	CHECK_EQ(nn_ckpt_register(ns, srv), 0);
-	CHECK_EQ(cdl_rpc_server_start(srv), 0);
-	char t[64];
-	snprintf(t, sizeof(t), "127.0.0.1:%d", cdl_rpc_server_port(srv));
-	cl = cdl_rpc_client_new(t, &caudal__client_protocol__descriptor);
-	dl = cdl_rpc_client_new(t, &caudal__datanode_protocol__descriptor);
+	nn_conf c = nn_harness_conf(dir);
+	nn_harness_start(&nnh, &c, 0);
+	ns = nnh.ns, srv = nnh.srv, cl = nnh.cl, dl = nnh.dl;
 }
 
 static void stop_nn(void)
 {
-	cdl_rpc_client_free(cl);
-	cdl_rpc_client_free(dl);
-	nn_ns_stop(ns);
-	cdl_rpc_server_free(srv, 1000);
-	nn_ns_close(ns);
-	nn_topology_free(topo);
+	nn_harness_stop(&nnh);
 }
 
 static Caudal__Cred root = CAUDAL__CRED__INIT;
@@ -66,18 +45,7 @@ static const Caudal__Cred root_cred = CAUDAL__CRED__INIT;
  * namenode itself refuses requests that carry none (see anon_refused). */
 static void *call(const char *m, const void *req)
 {
-	ProtobufCMessage *r = NULL;
-	const ProtobufCMessage *msg = req;
-	const ProtobufCFieldDescriptor *cf =
-	    protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "cred");
-	if (cf && !*(Caudal__Cred **)((char *)req + cf->offset))
-		*(const Caudal__Cred **)((char *)req + cf->offset) = &root_cred;
-	int rc = cdl_rpc_call_name(cl, m, req, &r, 5000);
-	if (rc < 0) {
-		fprintf(stderr, "rpc %s failed: %d\n", m, rc);
-		exit(1);
-	}
-	return r;
+	return nn_harness_call(cl, m, req, &root_cred, 5000);
 }
 
 static void rfree(void *r)

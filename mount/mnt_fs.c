@@ -186,6 +186,9 @@ static void reply_entry_attr(fuse_req_t req, struct mnt *m, int rc, Caudal__Attr
 void mnt_note_made(struct mnt *m, uint64_t parent, const char *name, int rc,
 		   const Caudal__AttrReply *rep)
 {
+	/* the directory's mtime, ctime and nlink moved (the event that says
+	 * so may come after the next stat) */
+	mnt_acache_inval(&m->ac, parent);
 	if (rc == 0 && rep && rep->attr) {
 		if (S_ISDIR(rep->attr->mode))
 			mnt_dcache_made_dir(&m->dc, rep->attr->ino, rep->attr->version);

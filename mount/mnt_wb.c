@@ -736,6 +736,9 @@ int mnt_wb_create(struct mnt *m, uint64_t parent, const char *name, uint32_t mod
 	w->nents++;
 	h->last_ms = now;
 	w->st.local++;
+	/* the directory's times move once the namenode has it: a stat of it
+	 * asks the namenode, whose GetAttr settles the directory first */
+	mnt_acache_inval(&m->ac, parent);
 	*out = *a;
 	pthread_mutex_unlock(&w->mu);
 	return 0;

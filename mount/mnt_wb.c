@@ -639,8 +639,29 @@ static bool may_create(const Caudal__Cred *c, uint32_t uid, uint32_t gid, uint32
 static int take(struct mnt_wb *w, uint64_t parent, const Caudal__Cred *cred)
 {
 	struct mnt *m = w->m;
+	/* its owner, group and mode, for the local permission check and the
+	 * new files' group (they cannot change while it is held: a chmod
+	 * waits for the give-back) */
 	Caudal__Attr pa;
-	if (!mnt_acache_attr(&m->ac, parent, &pa) || !S_ISDIR(pa.mode))
+	if (!mnt_acache_attr(&m->ac, parent, &pa)) {
+		Caudal__GetAttrRequest q = CAUDAL__GET_ATTR_REQUEST__INIT;
+		Caudal__Target t = CAUDAL__TARGET__INIT;
+		t.ino = parent;
+		q.target = &t;
+		q.cred = (Caudal__Cred *)cred;
+		Caudal__AttrReply *r;
+		if (mnt_call(m, CDL_NN_GetAttr, &q.base, (ProtobufCMessage **)&r) != 0)
+			return -EAGAIN;
+		bool ok = r->attr != NULL;
+		if (ok) {
+			pa = *r->attr;
+			mnt_acache_put_attr(&m->ac, r->attr);
+		}
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+		if (!ok)
+			return -EAGAIN;
+	}
+	if (!S_ISDIR(pa.mode))
 		return -EAGAIN;
 	pthread_mutex_lock(&w->send_mu);
 	bool took = false;

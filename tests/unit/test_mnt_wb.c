@@ -189,6 +189,7 @@ int main(void)
 	CHECK_EQ(mnt_call(&m, CDL_NN_Mkdir, &mq.base, (ProtobufCMessage **)&mr), 0);
 	uint64_t unknown = mr->attr->ino;
 	protobuf_c_message_free_unpacked(&mr->base, NULL);
+	CHECK_EQ(other_create("/unknown/theirs"), 0); /* (an empty one would be known) */
 	CHECK_EQ(mnt_wb_create(&m, unknown, "x", 0644, &root_cred, &b), -EAGAIN);
 	uint64_t locked = make_dir(&m, "/locked", 0755);
 	CHECK_EQ(mnt_wb_create(&m, locked, "x", 0644, &user, &b), -EAGAIN);

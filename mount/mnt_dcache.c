@@ -148,6 +148,25 @@ void mnt_dcache_failed(struct mnt_dcache *c, uint64_t dir)
 	pthread_mutex_unlock(&c->mu);
 }
 
+/* Can name go into d at slot s (free, and room under the bounds)? */
+static bool room_for(const struct mnt_dcache *c, const struct mnt_dc_dir *d, size_t s)
+{
+	return !d->slot[s] && d->n < MNT_DC_NAMES && c->names < MNT_DC_TOTAL;
+}
+
+/* Put name at slot s of d, which is now at version. */
+static void add_name(struct mnt_dcache *c, struct mnt_dc_dir *d, size_t s, const char *name,
+		     uint64_t version)
+{
+	d->slot[s] = xstrdup(name);
+	d->n++;
+	c->names++;
+	if (2 * d->n > d->cap)
+		grow(d);
+	d->version = version;
+	d->confirmed_ms = cdl_now_ms();
+}
+
 void mnt_dcache_added(struct mnt_dcache *c, uint64_t dir, const char *name, uint64_t version)
 {
 	pthread_mutex_lock(&c->mu);
@@ -157,15 +176,8 @@ void mnt_dcache_added(struct mnt_dcache *c, uint64_t dir, const char *name, uint
 		if (d->inflight)
 			d->inflight--;
 		size_t s = probe(d, name);
-		if (version == d->version + 1 && !d->slot[s] && d->n < MNT_DC_NAMES &&
-		    c->names < MNT_DC_TOTAL) {
-			d->slot[s] = xstrdup(name);
-			d->n++;
-			c->names++;
-			if (2 * d->n > d->cap)
-				grow(d);
-			d->version = version;
-			d->confirmed_ms = cdl_now_ms();
+		if (version == d->version + 1 && room_for(c, d, s)) {
+			add_name(c, d, s, name, version);
 		} else if (version == d->version && d->slot[s]) {
 			d->confirmed_ms = cdl_now_ms(); /* an existing name: nothing changed */
 		} else {
@@ -233,15 +245,8 @@ bool mnt_dcache_claim(struct mnt_dcache *c, uint64_t dir, const char *name)
 		struct mnt_dc_dir *d = c->dirs[i];
 		size_t s = probe(d, name);
 		if (cdl_now_ms() - d->confirmed_ms <= c->ttl_ms && !d->inflight &&
-		    d->ev_max <= d->version && !d->slot[s] && d->n < MNT_DC_NAMES &&
-		    c->names < MNT_DC_TOTAL) {
-			d->slot[s] = xstrdup(name);
-			d->n++;
-			c->names++;
-			if (2 * d->n > d->cap)
-				grow(d);
-			d->version++;
-			d->confirmed_ms = cdl_now_ms();
+		    d->ev_max <= d->version && room_for(c, d, s)) {
+			add_name(c, d, s, name, d->version + 1);
 			ok = true;
 		}
 	}

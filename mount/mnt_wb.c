@@ -738,7 +738,8 @@ int mnt_wb_create(struct mnt *m, uint64_t parent, const char *name, uint32_t mod
 	e->parent = parent;
 	e->name = xstrdup(name);
 	e->cred.c = *cred;
-	memcpy(e->cred.groups, cred->groups, cred->n_groups * sizeof(uint32_t));
+	if (cred->n_groups)
+		memcpy(e->cred.groups, cred->groups, cred->n_groups * sizeof(uint32_t));
 	e->cred.c.groups = e->cred.groups;
 	e->st = WB_OPEN;
 	Caudal__Attr *a = &e->attr;

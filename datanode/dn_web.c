@@ -80,11 +80,8 @@ static void wreq_free(wreq *q)
 static enum MHD_Result reply_err(struct MHD_Connection *conn, int err, const char *msg)
 {
 	unsigned code;
-	const char *ex, *java;
-	cdl_web_errno(err, &code, &ex, &java);
-	return cdl_http_reply_str(
-	    conn, code, "application/json",
-	    cdl_web_exception_json(ex, java, msg ? msg : strerror(err < 0 ? -err : err)));
+	char *body = cdl_web_error(err, msg, &code);
+	return cdl_http_reply_str(conn, code, "application/json", body);
 }
 
 static const char *arg(struct MHD_Connection *conn, const char *key)

@@ -403,6 +403,50 @@ static void print_entry(const char *name, const Caudal__Attr *a, bool lng)
 	       tm, name);
 }
 
+/* Call fn with each page of directory path's listing (1000 entries a
+ * Readdir) until the last or until fn returns non-zero. 0 or -errno. */
+static int each_page(const char *path, int (*fn)(const Caudal__ReaddirReply *rep, void *arg),
+		     void *arg)
+{
+	char *after = xstrdup("");
+	int rc;
+	for (;;) {
+		Caudal__Target t = CAUDAL__TARGET__INIT;
+		Caudal__ReaddirRequest req = CAUDAL__READDIR_REQUEST__INIT;
+		t.path = (char *)path;
+		req.target = &t;
+		req.after = after;
+		req.limit = 1000;
+		req.cred = cdl_client_cred(client());
+		Caudal__ReaddirReply *rep;
+		rc = cdl_client_call_err(client(), CDL_NN_Readdir, &req.base,
+					 (ProtobufCMessage **)&rep);
+		if (rc)
+			break;
+		rc = fn(rep, arg);
+		bool more = rc == 0 && rep->more && rep->n_entries > 0;
+		if (more) {
+			free(after);
+			after = xstrdup(rep->entries[rep->n_entries - 1]->name);
+		}
+		free_msg(rep);
+		if (!more)
+			break;
+	}
+	free(after);
+	return rc;
+}
+
+static int print_page(const Caudal__ReaddirReply *rep, void *lng)
+{
+	for (size_t i = 0; i < rep->n_entries; i++) {
+		Caudal__Dirent *d = rep->entries[i];
+		Caudal__Attr empty = CAUDAL__ATTR__INIT;
+		print_entry(d->name, d->attr ? d->attr : &empty, *(bool *)lng);
+	}
+	return 0;
+}
+
 static int cmd_ls(struct opts *o)
 {
 	char *path = norm_path(o->npos ? o->pos[0] : "/");
@@ -423,35 +467,7 @@ static int cmd_ls(struct opts *o)
 		return 0;
 	}
 	free_msg(a);
-	char *after = xstrdup("");
-	for (;;) {
-		Caudal__Target t = CAUDAL__TARGET__INIT;
-		Caudal__ReaddirRequest req = CAUDAL__READDIR_REQUEST__INIT;
-		t.path = path;
-		req.target = &t;
-		req.after = after;
-		req.limit = 1000;
-		req.cred = cdl_client_cred(client());
-		Caudal__ReaddirReply *rep;
-		rc = cdl_client_call_err(client(), CDL_NN_Readdir, &req.base,
-					 (ProtobufCMessage **)&rep);
-		if (rc)
-			break;
-		for (size_t i = 0; i < rep->n_entries; i++) {
-			Caudal__Dirent *d = rep->entries[i];
-			Caudal__Attr empty = CAUDAL__ATTR__INIT;
-			print_entry(d->name, d->attr ? d->attr : &empty, lng);
-		}
-		bool more = rep->more && rep->n_entries > 0;
-		if (more) {
-			free(after);
-			after = xstrdup(rep->entries[rep->n_entries - 1]->name);
-		}
-		free_msg(rep);
-		if (!more)
-			break;
-	}
-	free(after);
+	rc = each_page(path, print_page, &lng);
 	if (rc)
 		fail("list", path, rc);
 	free(path);
@@ -755,44 +771,36 @@ static int cmd_setrep(struct opts *o)
 }
 
 /* The entry names of directory path (at most max; -E2BIG past that), for
- * fsck's progress. 0 or -errno; *names to free with free_names. */
+ * fsck's progress. 0 with *names to free with free_names, or -errno. */
+struct names {
+	char **v;
+	size_t n, max;
+};
+
+static int add_names(const Caudal__ReaddirReply *rep, void *arg)
+{
+	struct names *l = arg;
+	if (l->n + rep->n_entries > l->max)
+		return -E2BIG;
+	l->v = xrealloc(l->v, (l->n + rep->n_entries + 1) * sizeof(char *));
+	for (size_t i = 0; i < rep->n_entries; i++)
+		l->v[l->n++] = xstrdup(rep->entries[i]->name);
+	return 0;
+}
+
 static int list_names(const char *path, size_t max, char ***names, size_t *n)
 {
-	*names = NULL;
-	*n = 0;
-	char *after = xstrdup("");
-	int rc = 0;
-	for (;;) {
-		Caudal__Target t = CAUDAL__TARGET__INIT;
-		Caudal__ReaddirRequest req = CAUDAL__READDIR_REQUEST__INIT;
-		t.path = (char *)path;
-		req.target = &t;
-		req.after = after;
-		req.limit = 1000;
-		req.cred = cdl_client_cred(client());
-		Caudal__ReaddirReply *rep;
-		rc = cdl_client_call_err(client(), CDL_NN_Readdir, &req.base,
-					 (ProtobufCMessage **)&rep);
-		if (rc)
-			break;
-		if (*n + rep->n_entries > max) {
-			free_msg(rep);
-			rc = -E2BIG;
-			break;
-		}
-		*names = xrealloc(*names, (*n + rep->n_entries + 1) * sizeof(char *));
-		for (size_t i = 0; i < rep->n_entries; i++)
-			(*names)[(*n)++] = xstrdup(rep->entries[i]->name);
-		bool more = rep->more && rep->n_entries > 0;
-		if (more) {
-			free(after);
-			after = xstrdup(rep->entries[rep->n_entries - 1]->name);
-		}
-		free_msg(rep);
-		if (!more)
-			break;
+	struct names l = {NULL, 0, max};
+	int rc = each_page(path, add_names, &l);
+	if (rc) { /* nothing half-listed for the caller to free */
+		for (size_t i = 0; i < l.n; i++)
+			free(l.v[i]);
+		free(l.v);
+		l.v = NULL;
+		l.n = 0;
 	}
-	free(after);
+	*names = l.v;
+	*n = l.n;
 	return rc;
 }
 

@@ -127,6 +127,17 @@ static bool valid_hostport(const char *s)
 	return *end == '\0' && colon[1] != '\0' && port > 0 && port < 65536;
 }
 
+/* c's lock and the condition its renewer sleeps on (monotonic clock). */
+static void sync_init(cdl_client *c)
+{
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 cdl_client *cdl_client_new(const cdl_client_opts *o)
 {
 	static unsigned counter;
@@ -177,12 +188,7 @@ cdl_client *cdl_client_new(const cdl_client_opts *o)
 	c->cred.n_groups = ng > 0 ? (size_t)ng : 0;
 	c->cred.groups = c->groups;
 
-	pthread_mutex_init(&c->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&c->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	sync_init(c);
 	return c;
 }
 
@@ -224,12 +230,7 @@ cdl_client *cdl_client_new_sharing(cdl_client *base)
 	c->cred = base->cred;
 	memcpy(c->groups, base->groups, sizeof(c->groups));
 	c->cred.groups = c->groups;
-	pthread_mutex_init(&c->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&c->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	sync_init(c);
 	return c;
 }
 

@@ -258,6 +258,13 @@ void cdl_web_errno(int err, unsigned *status, const char **exception, const char
 	}
 }
 
+char *cdl_web_error(int err, const char *msg, unsigned *status)
+{
+	const char *ex, *java;
+	cdl_web_errno(err, status, &ex, &java);
+	return cdl_web_exception_json(ex, java, msg ? msg : strerror(err < 0 ? -err : err));
+}
+
 char *cdl_web_exception_json(const char *exception, const char *java, const char *message)
 {
 	json_t *e = json_object();

@@ -60,6 +60,10 @@ void cdl_web_errno(int err, unsigned *status, const char **exception, const char
 /* {"RemoteException":{"exception":...,"javaClassName":...,"message":...}},
  * compact, malloc'd. */
 char *cdl_web_exception_json(const char *exception, const char *java, const char *message);
+/* The RemoteException body for err (+ or -errno) with msg (NULL: its
+ * strerror), malloc'd, and its HTTP status in *status: what both WebHDFS
+ * sides answer an error with. */
+char *cdl_web_error(int err, const char *msg, unsigned *status);
 
 /* A JSON string of any bytes: valid UTF-8 as it is, each byte of an
  * invalid sequence as U+FFFD (JSON strings are Unicode). */

@@ -1414,37 +1414,66 @@ static int csum_error(void)
 	return -EBADMSG;
 }
 
-int dn_rd_chunk(dn_rd *rd, uint64_t idx, void *buf, size_t *n, uint64_t *sum)
+int dn_rd_chunks(dn_rd *rd, uint64_t idx, unsigned cnt, void *buf, size_t *n, uint64_t *sum,
+		 bool *bad)
 {
 	uint64_t off = idx * CDL_CHUNK;
-	if (off >= rd->len)
+	*bad = false;
+	if (off >= rd->len || cnt == 0)
 		return -EINVAL;
-	size_t k = rd->len - off < CDL_CHUNK ? (size_t)(rd->len - off) : CDL_CHUNK;
-	ssize_t r;
-	do
-		r = pread(rd->fd, buf, k, (off_t)off);
-	while (r < 0 && errno == EINTR);
-	if (r < 0) {
-		int rc = -errno;
-		vol_error(rd->vol, rc, 0, "reading a replica");
+	uint64_t left = rd->len - off;
+	if ((uint64_t)cnt * CDL_CHUNK > left)
+		cnt = (unsigned)((left + CDL_CHUNK - 1) / CDL_CHUNK);
+	size_t want = (uint64_t)cnt * CDL_CHUNK > left ? (size_t)left : (size_t)cnt * CDL_CHUNK;
+	/* one read for the run: a chunk at a time costs a syscall per 64 KiB */
+	size_t got = 0;
+	while (got < want) {
+		ssize_t r = pread(rd->fd, (uint8_t *)buf + got, want - got, (off_t)(off + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int rc = -errno;
+			vol_error(rd->vol, rc, 0, "reading a replica");
+			return rc;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	for (unsigned i = 0; i < cnt; i++) {
+		size_t at = (size_t)i * CDL_CHUNK;
+		uint8_t *p = (uint8_t *)buf + at;
+		size_t k = want - at < CDL_CHUNK ? want - at : CDL_CHUNK;
+		n[i] = k;
+		if (got < at + k) {
+			/* the file is shorter than recorded */
+			size_t have = got > at ? got - at : 0;
+			memset(p + have, 0, k - have);
+			if (rd->rbw)
+				return -EIO;
+		}
+		if (rd->rbw) {
+			sum[i] = cdl_xxh3(p, k);
+			continue;
+		}
+		uint64_t c = idx + i;
+		sum[i] = c < rd->nsums ? rd->sums[c] : 0;
+		if (got < at + k || c >= rd->nsums || cdl_xxh3(p, k) != rd->sums[c]) {
+			(void)csum_error();
+			*bad = true;
+			return (int)i + 1;
+		}
+	}
+	return (int)cnt;
+}
+
+int dn_rd_chunk(dn_rd *rd, uint64_t idx, void *buf, size_t *n, uint64_t *sum)
+{
+	bool bad;
+	int rc = dn_rd_chunks(rd, idx, 1, buf, n, sum, &bad);
+	if (rc < 0)
 		return rc;
-	}
-	*n = k;
-	if (rd->rbw) {
-		if ((size_t)r != k)
-			return -EIO;
-		*sum = cdl_xxh3(buf, k);
-		return 0;
-	}
-	*sum = idx < rd->nsums ? rd->sums[idx] : 0;
-	if ((size_t)r != k) {
-		/* the file is shorter than recorded */
-		memset((uint8_t *)buf + r, 0, k - (size_t)r);
-		return csum_error();
-	}
-	if (idx >= rd->nsums || cdl_xxh3(buf, k) != rd->sums[idx])
-		return csum_error();
-	return 0;
+	return bad ? -EBADMSG : 0;
 }
 
 void dn_rd_release(dn_rd *rd)

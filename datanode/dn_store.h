@@ -154,6 +154,12 @@ int dn_store_open_read(dn_store *s, uint64_t id, uint64_t gen, dn_rd *rd);
  * checksum to send (the stored one). Returns 0, -EBADMSG if the data does
  * not match the sidecar (buf, *n and *sum are still set), or -errno. */
 int dn_rd_chunk(dn_rd *rd, uint64_t idx, void *buf, size_t *n, uint64_t *sum);
+/* The same for up to cnt chunks from idx on, with one read: buf holds cnt
+ * chunks, n[] and sum[] one entry each. Returns how many chunks are set
+ * (>= 1); when one does not match the sidecar it is the last returned and
+ * *bad is set. -errno on an I/O error. */
+int dn_rd_chunks(dn_rd *rd, uint64_t idx, unsigned cnt, void *buf, size_t *n, uint64_t *sum,
+		 bool *bad);
 void dn_rd_release(dn_rd *rd);
 
 /* Stop serving a finalized replica whose checksums failed: move its files

@@ -121,9 +121,10 @@ int cdl_dt_recv_ack(int fd, cdl_dt_ack *a);
 /* Helpers shared with the datanode's server side. */
 /* Full read/write on a socket (sendmsg with MSG_NOSIGNAL); 0 or -errno:
  * -ECONNRESET on EOF, -ETIMEDOUT when SO_RCVTIMEO/SO_SNDTIMEO expire.
- * writev_full modifies iov. */
+ * readv_full and writev_full modify iov. */
 int cdl_dt_read_full(int fd, void *buf, size_t n);
 int cdl_dt_writev_full(int fd, struct iovec *iov, int cnt);
+int cdl_dt_readv_full(int fd, struct iovec *iov, int cnt);
 /* Read f->len payload bytes into buf (CDL_CHUNK bytes) and verify f->sum:
  * 0, -EBADMSG on a mismatch, -errno. */
 int cdl_dt_recv_payload(int fd, const cdl_dt_frame *f, void *buf);

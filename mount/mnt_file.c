@@ -11,8 +11,9 @@
 #include "mnt_file.h"
 #include "mnt_wb.h"
 
-#define WBUF_MIN     (64u << 10) /* first write-buffer allocation */
-#define DIRECT_WRITE (1u << 20)	 /* writes this big skip the buffer when it is empty */
+#define WBUF_MIN     (64u << 10)  /* first write-buffer allocation */
+#define DIRECT_WRITE (1u << 20)	  /* writes this big skip the buffer when it is empty */
+#define AHEAD_BUDGET (256u << 20) /* background read-ahead buffers, mount-wide */
 
 struct mnt_file {
 	pthread_mutex_t mu;
@@ -39,6 +40,17 @@ struct mnt_file {
 	size_t rcap, rlen;
 	uint64_t roff;
 	uint64_t rnext; /* where a sequential reader reads next */
+	bool rseq;	/* rbuf was filled for a sequential reader */
+	/* background read-ahead (read-only handles): a thread fills abuf with
+	 * [aoff, aoff + alen) while the reader takes rbuf; the two swap */
+	pthread_t ath;
+	pthread_cond_t acv;
+	bool abusy; /* the thread was started and is not joined */
+	bool adone; /* it finished: alen or aerr are set */
+	char *abuf;
+	size_t acap, awant, alen;
+	uint64_t aoff;
+	int aerr;
 };
 
 static struct mnt_file *fh_of(struct fuse_file_info *fi)
@@ -50,6 +62,7 @@ static struct mnt_file *file_new(struct mnt *m, uint64_t ino, int flags)
 {
 	struct mnt_file *f = xcalloc(1, sizeof(*f));
 	pthread_mutex_init(&f->mu, NULL);
+	pthread_cond_init(&f->acv, NULL);
 	f->m = m;
 	f->ino = ino;
 	f->in = mnt_itab_open(&m->itab, ino);
@@ -85,7 +98,10 @@ static void file_free(struct mnt_file *f)
 		m->files = f->next;
 	if (f->next)
 		f->next->prev = f->prev;
+	m->ahead_bytes -= f->acap;
 	pthread_mutex_unlock(&m->files_mu);
+	if (f->abusy)
+		pthread_join(f->ath, NULL);
 	if (f->r)
 		cdl_reader_close(f->r);
 	mnt_itab_unset_writer(&f->m->itab, f->in, f);
@@ -93,6 +109,8 @@ static void file_free(struct mnt_file *f)
 		mnt_hidden_closed(m, f->ino);
 	free(f->wbuf);
 	free(f->rbuf);
+	free(f->abuf);
+	pthread_cond_destroy(&f->acv);
 	pthread_mutex_destroy(&f->mu);
 	free(f);
 }
@@ -750,6 +768,76 @@ static ssize_t fill(struct mnt_file *f, uint64_t off, size_t want)
 	return k;
 }
 
+static void *ahead_main(void *arg)
+{
+	struct mnt_file *f = arg;
+	ssize_t k = cdl_reader_pread(f->r, f->abuf, f->awant, f->aoff);
+	pthread_mutex_lock(&f->mu);
+	f->alen = k > 0 ? (size_t)k : 0;
+	f->aerr = k < 0 ? (int)k : 0;
+	f->adone = true;
+	pthread_cond_broadcast(&f->acv);
+	pthread_mutex_unlock(&f->mu);
+	return NULL;
+}
+
+/* A sequential reader of a read-only handle is taking rbuf: fetch what
+ * follows it in the background, so the next fill costs no round trip.
+ * f->mu held. Skipped when the mount's read-ahead budget is spent. */
+static void ahead_start(struct mnt_file *f)
+{
+	struct mnt *m = f->m;
+	uint64_t at = f->roff + f->rlen;
+	size_t want = m->opts->readahead;
+	if (f->abusy || f->wr || !f->r || !f->rseq || f->rlen == 0 || want == 0 ||
+	    at >= cdl_reader_size(f->r))
+		return;
+	if (want > f->acap) {
+		pthread_mutex_lock(&m->files_mu);
+		bool ok = m->ahead_bytes - f->acap + want <= AHEAD_BUDGET;
+		if (ok)
+			m->ahead_bytes = m->ahead_bytes - f->acap + want;
+		pthread_mutex_unlock(&m->files_mu);
+		if (!ok)
+			return;
+		free(f->abuf);
+		f->abuf = xmalloc(want);
+		f->acap = want;
+	}
+	f->aoff = at;
+	f->awant = want;
+	f->adone = false;
+	f->abusy = pthread_create(&f->ath, NULL, ahead_main, f) == 0;
+}
+
+/* Wait for the background read and take its bytes when they cover at;
+ * true if rbuf now holds at. f->mu held. */
+static bool ahead_take(struct mnt_file *f, uint64_t at)
+{
+	if (!f->abusy)
+		return false;
+	while (!f->adone)
+		pthread_cond_wait(&f->acv, &f->mu);
+	pthread_join(f->ath, NULL);
+	f->abusy = false;
+	if (f->aerr || at < f->aoff || at >= f->aoff + f->alen)
+		return false;
+	char *b = f->rbuf;
+	size_t cap = f->rcap;
+	f->rbuf = f->abuf;
+	f->rcap = f->acap;
+	f->abuf = b;
+	f->acap = cap;
+	f->roff = f->aoff;
+	f->rlen = f->alen;
+	f->rseq = true;
+	/* the swapped-in buffer may be smaller: keep the budget exact */
+	pthread_mutex_lock(&f->m->files_mu);
+	f->m->ahead_bytes = f->m->ahead_bytes - f->rcap + f->acap;
+	pthread_mutex_unlock(&f->m->files_mu);
+	return true;
+}
+
 void mnt_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	(void)ino;
@@ -781,6 +869,7 @@ void mnt_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct 
 		f->rnext = o + size;
 		cdl_series_add(mnt_m_bytes_read, size);
 		fuse_reply_buf(req, f->rbuf + (o - f->roff), size);
+		ahead_start(f);
 		pthread_mutex_unlock(&f->mu);
 		return;
 	}
@@ -796,6 +885,8 @@ void mnt_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct 
 			done += k;
 			continue;
 		}
+		if (ahead_take(f, at))
+			continue;
 		size_t want = size - done;
 		if (seq && want < m->opts->readahead)
 			want = m->opts->readahead;
@@ -804,10 +895,13 @@ void mnt_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct 
 			rc = (int)k;
 			break;
 		}
+		f->rseq = seq;
 		if (k == 0)
 			break;
 	}
 	f->rnext = o + done;
+	if (rc == 0 && seq)
+		ahead_start(f);
 out:
 	pthread_mutex_unlock(&f->mu);
 	if (rc && done == 0) {

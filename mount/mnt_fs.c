@@ -206,6 +206,14 @@ static bool is_hidden(struct mnt *m, uint64_t ino);
 
 /* ------------------------------------------------------------ lifecycle */
 
+size_t mnt_kernel_readahead(const struct mnt_opts *o)
+{
+	size_t ra = o->readahead;
+	if (ra > (1u << 20))
+		ra = 1u << 20;
+	return ra < (128u << 10) ? 128u << 10 : ra;
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct mnt *m = userdata;
@@ -221,10 +229,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	    ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
 	conn->max_write = 1u << 20;
 	conn->max_read = 0;
-	size_t ra = m->opts->readahead;
-	conn->max_readahead = ra > (1u << 20) ? (1u << 20) : (unsigned)ra;
-	if (conn->max_readahead < (128u << 10))
-		conn->max_readahead = 128u << 10;
+	conn->max_readahead = (unsigned)mnt_kernel_readahead(m->opts);
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
 	conn->time_gran = 1;

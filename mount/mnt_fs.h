@@ -40,10 +40,15 @@ struct mnt {
 	pthread_mutex_t hidden_mu;
 	pthread_cond_t hidden_cv;
 	struct mnt_hidden *hidden;
-	struct mnt_wb *wb; /* write-back creates (mnt_wb.h); NULL: off */
+	struct mnt_wb *wb;  /* write-back creates (mnt_wb.h); NULL: off */
+	size_t ahead_bytes; /* read-ahead buffers filled in the background (files_mu) */
 };
 
 extern const struct fuse_lowlevel_ops mnt_ops;
+
+/* The kernel's read-ahead for the mount: the readahead option within
+ * 128 KiB..1 MiB (the kernel's requests are at most 1 MiB). */
+size_t mnt_kernel_readahead(const struct mnt_opts *o);
 
 /* Metrics (caudal_mount_*): every operation timed by kind, bytes read and
  * written, the directory cache's hits and misses, open handles; into r,

@@ -271,6 +271,9 @@ out:
 	return NULL;
 }
 
+/* The reader's buffer: two chunks, or more to take many frames at once. */
+static size_t fake_buf = CDL_CHUNK * 2;
+
 /* Read a range from a fake server telling lie; returns bytes or -errno. */
 static ssize_t fake_read(enum lie lie, uint64_t len, uint64_t off, uint64_t n, int *open_rc)
 {
@@ -283,10 +286,10 @@ static ssize_t fake_read(enum lie lie, uint64_t len, uint64_t off, uint64_t n, i
 	ssize_t total = 0;
 	*open_rc = cdl_block_reader_open("127.0.0.1", port, 1, 1, off, n, NULL, 5000, &r);
 	if (*open_rc == 0) {
-		uint8_t *buf = xmalloc(CDL_CHUNK * 2);
+		uint8_t *buf = xmalloc(fake_buf);
 		ssize_t k;
 		uint64_t pos = off;
-		while ((k = cdl_block_reader_read(r, buf, CDL_CHUNK * 2)) > 0) {
+		while ((k = cdl_block_reader_read(r, buf, fake_buf)) > 0) {
 			for (ssize_t i = 0; i < k; i++)
 				if (buf[i] != (uint8_t)(pos + (uint64_t)i)) {
 					k = -EILSEQ;
@@ -322,6 +325,19 @@ static void test_reader(void)
 	CHECK(fake_read(L_SHORT, len, 0, 0, &orc) == -EPROTO, "short chunk mid-replica");
 	/* the server stops early: the reader sees the connection end */
 	CHECK(fake_read(L_NONE, len, 0, 0, &orc) == (ssize_t)len, "honest again");
+
+	/* many frames per receive: the same answers */
+	fake_buf = 8 * CDL_CHUNK + 3;
+	len = 20 * CDL_CHUNK + 5;
+	CHECK(fake_read(L_NONE, len, 0, 0, &orc) == (ssize_t)len, "honest read, runs");
+	CHECK(fake_read(L_NONE, len, CDL_CHUNK, 5 * CDL_CHUNK + 9, &orc) ==
+		  (ssize_t)(5 * CDL_CHUNK + 9),
+	      "range ending mid-chunk, runs");
+	CHECK(fake_read(L_NONE, len, 7, 0, &orc) == (ssize_t)(len - 7), "unaligned start, runs");
+	CHECK(fake_read(L_BAD_SUM, len, 0, 0, &orc) == -EBADMSG, "bad sum in a run");
+	CHECK(fake_read(L_BAD_SEQ, len, 0, 0, &orc) == -EPROTO, "bad seq in a run");
+	CHECK(fake_read(L_SHORT, len, 0, 0, &orc) == -EPROTO, "short chunk in a run");
+	fake_buf = CDL_CHUNK * 2;
 }
 
 static void test_connect(void)

@@ -578,24 +578,24 @@ int main(void)
 	{
 		dn_rd rd;
 		uint8_t *buf = xmalloc(16 * CDL_CHUNK);
-		size_t n[16];
+		size_t cn[16];
 		uint64_t sum[16];
 		bool bad = true;
 		CHECK(dn_store_open_read(s, 1, 1, &rd) == 0, "open block 1 for a run");
-		CHECK(dn_rd_chunks(&rd, 0, 16, buf, n, sum, &bad) == 4 && !bad &&
-			  !memcmp(buf, d, len) && n[0] == CDL_CHUNK && n[3] == 100,
+		CHECK(dn_rd_chunks(&rd, 0, 16, buf, cn, sum, &bad) == 4 && !bad &&
+			  !memcmp(buf, d, len) && cn[0] == CDL_CHUNK && cn[3] == 100,
 		      "run of the whole replica");
 		for (int i = 0; i < 4; i++)
-			CHECK(sum[i] == cdl_xxh3(d + (size_t)i * CDL_CHUNK, n[i]), "run sum %d", i);
-		CHECK(dn_rd_chunks(&rd, 1, 2, buf, n, sum, &bad) == 2 && !bad &&
+			CHECK(sum[i] == cdl_xxh3(d + (size_t)i * CDL_CHUNK, cn[i]), "run sum %d", i);
+		CHECK(dn_rd_chunks(&rd, 1, 2, buf, cn, sum, &bad) == 2 && !bad &&
 			  !memcmp(buf, d + CDL_CHUNK, 2 * CDL_CHUNK),
 		      "run from chunk 1");
-		CHECK(dn_rd_chunks(&rd, 4, 1, buf, n, sum, &bad) == -EINVAL, "run past the end");
+		CHECK(dn_rd_chunks(&rd, 4, 1, buf, cn, sum, &bad) == -EINVAL, "run past the end");
 		dn_rd_release(&rd);
 		/* a bad chunk ends the run and is the last one returned */
 		flip(p1, 2 * CDL_CHUNK + 7);
 		CHECK(dn_store_open_read(s, 1, 1, &rd) == 0, "open again");
-		CHECK(dn_rd_chunks(&rd, 0, 16, buf, n, sum, &bad) == 3 && bad,
+		CHECK(dn_rd_chunks(&rd, 0, 16, buf, cn, sum, &bad) == 3 && bad,
 		      "run stops at the corrupt chunk");
 		CHECK(sum[2] == cdl_xxh3(d + 2 * CDL_CHUNK, CDL_CHUNK), "stored sum sent with it");
 		dn_rd_release(&rd);

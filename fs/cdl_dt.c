@@ -48,12 +48,14 @@ int cdl_dt_read_full(int fd, void *buf, size_t n)
 	return 0;
 }
 
-int cdl_dt_readv_full(int fd, struct iovec *iov, int cnt)
+/* Send (or receive) all of iov: a short transfer moves on past the bytes
+ * done. 0 or -errno; -ECONNRESET when the peer closed first. */
+static int dt_iov_full(int fd, struct iovec *iov, int cnt, bool in)
 {
 	while (cnt > 0) {
 		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
-		ssize_t r = recvmsg(fd, &mh, 0);
-		if (r == 0)
+		ssize_t r = in ? recvmsg(fd, &mh, 0) : sendmsg(fd, &mh, MSG_NOSIGNAL);
+		if (r == 0 && in)
 			return -ECONNRESET;
 		if (r < 0) {
 			if (errno == EINTR)
@@ -74,28 +76,14 @@ int cdl_dt_readv_full(int fd, struct iovec *iov, int cnt)
 	return 0;
 }
 
+int cdl_dt_readv_full(int fd, struct iovec *iov, int cnt)
+{
+	return dt_iov_full(fd, iov, cnt, true);
+}
+
 int cdl_dt_writev_full(int fd, struct iovec *iov, int cnt)
 {
-	while (cnt > 0) {
-		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
-		ssize_t r = sendmsg(fd, &mh, MSG_NOSIGNAL);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return dt_errno(errno);
-		}
-		size_t done = (size_t)r;
-		while (cnt > 0 && done >= iov->iov_len) {
-			done -= iov->iov_len;
-			iov++;
-			cnt--;
-		}
-		if (cnt > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + done;
-			iov->iov_len -= done;
-		}
-	}
-	return 0;
+	return dt_iov_full(fd, iov, cnt, false);
 }
 
 static int dt_write_full(int fd, const void *buf, size_t n)

@@ -67,10 +67,10 @@ static void dm_init(void)
 	dm.op_replicate = cdl_metric_at(op, "replicate");
 }
 
-/* Packets a connection may hold between its receiver and its responder. */
-/* chunks per disk read and send when serving a read (1 MiB) */
+/* Chunks per disk read and send when serving a read (1 MiB). */
 #define READ_RUN 16
-#define ACKQ	 256
+/* Packets a connection may hold between its receiver and its responder. */
+#define ACKQ 256
 /* Longest wait to connect to the next node of a pipeline. */
 #define CONNECT_MAX_MS 10000
 /* Longest time a replica whose writer went away mid-block stays open for a

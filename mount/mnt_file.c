@@ -814,10 +814,12 @@ static void ahead_start(struct mnt_file *f)
  * true if rbuf now holds at. f->mu held. */
 static bool ahead_take(struct mnt_file *f, uint64_t at)
 {
+	/* another request of this handle may take (and join) the thread
+	 * while this one waits */
+	while (f->abusy && !f->adone)
+		pthread_cond_wait(&f->acv, &f->mu);
 	if (!f->abusy)
 		return false;
-	while (!f->adone)
-		pthread_cond_wait(&f->acv, &f->mu);
 	pthread_join(f->ath, NULL);
 	f->abusy = false;
 	if (f->aerr || at < f->aoff || at >= f->aoff + f->alen)

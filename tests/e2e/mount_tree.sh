@@ -1,7 +1,8 @@
 #!/bin/bash
 # The mount with ordinary file and tree tools (1 MiB blocks): cp -r of a
 # tree with files of many sizes then diff -r; cat, head -c, tail -c and dd
-# bs=1M in both directions; mv across directories, rm -r, find, du; tar cf
+# bs=1M in both directions; a mount that reads 256 KiB ahead (background
+# read-ahead over many windows, its kernel read-ahead raised); mv across directories, rm -r, find, du; tar cf
 # from and tar xf into the mount; rsync -a into the mount then diff -r.
 source "$(dirname "$0")/../lib.sh"
 source "$(dirname "$0")/mount_lib.sh"
@@ -55,6 +56,26 @@ dd if="$M/dd.bin" of="$T/dd.out" bs=1M status=none
 assert_same_file "$T/dd.in" "$T/dd.out"
 dd if="$T/dd.in" of="$M/dd-fsync.bin" bs=1M conv=fsync status=none
 assert_same_file "$T/dd.in" "$M/dd-fsync.bin"
+
+say "background read-ahead: a mount reading 256 KiB ahead, so the file spans many windows"
+R=$T/ra
+mount_caudal "$R" readahead=256k
+# the mount raised its kernel read-ahead from the kernel's 128 KiB to its own
+assert_eq "$(cat "/sys/class/bdi/$(mountpoint -d "$R")/read_ahead_kb")" 256 "kernel read-ahead of the mount"
+assert_same_file "$T/dd.in" <(cat "$R/dd.bin")
+cat "$R/dd.bin" >"$T/ra1" &
+p1=$!
+dd if="$R/dd.bin" of="$T/ra2" bs=64k status=none &
+p2=$!
+wait $p1 $p2
+assert_same_file "$T/dd.in" "$T/ra1"
+assert_same_file "$T/dd.in" "$T/ra2"
+# readers that stop mid-file (their handle closes while a window is fetched)
+for n in 300000 1048577 2621440; do
+	assert_same_file <(head -c $n "$T/dd.in") <(head -c $n "$R/dd.bin")
+done
+assert_same_file <(dd if="$T/dd.in" bs=1M skip=3 status=none) <(dd if="$R/dd.bin" bs=1M skip=3 status=none)
+umount_caudal "$R"
 
 say "mv across directories, over an existing file"
 mkdir "$M/moved"

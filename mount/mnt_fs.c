@@ -142,13 +142,18 @@ void mnt_entry_ref(struct mnt *m, const Caudal__Attr *a, struct fuse_entry_param
 
 int mnt_getattr(struct mnt *m, fuse_req_t req, uint64_t ino, Caudal__AttrReply **out)
 {
-	Caudal__Target t = CAUDAL__TARGET__INIT;
 	struct mnt_cred cred;
+	mnt_cred(req, &cred);
+	return mnt_getattr_as(m, &cred.c, ino, out);
+}
+
+int mnt_getattr_as(struct mnt *m, const Caudal__Cred *cred, uint64_t ino, Caudal__AttrReply **out)
+{
+	Caudal__Target t = CAUDAL__TARGET__INIT;
 	Caudal__GetAttrRequest rq = CAUDAL__GET_ATTR_REQUEST__INIT;
 	t.ino = ino;
-	mnt_cred(req, &cred);
 	rq.target = &t;
-	rq.cred = &cred.c;
+	rq.cred = (Caudal__Cred *)cred;
 	Caudal__AttrReply *rep;
 	int rc = mnt_call(m, CDL_NN_GetAttr, &rq.base, (ProtobufCMessage **)&rep);
 	if (rc)

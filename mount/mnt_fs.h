@@ -94,6 +94,8 @@ int mnt_call_status(struct mnt *m, enum cdl_nn_method meth, const ProtobufCMessa
 
 /* Fresh attributes of ino (with this mount's writer overlay). */
 int mnt_getattr(struct mnt *m, fuse_req_t req, uint64_t ino, Caudal__AttrReply **out);
+/* The same as cred (a caller without a request: the create sender). */
+int mnt_getattr_as(struct mnt *m, const Caudal__Cred *cred, uint64_t ino, Caudal__AttrReply **out);
 
 void mnt_attr_to_stat(const Caudal__Attr *a, struct stat *st);
 /* Fill an entry for a (timeouts from the options) and count the kernel's

@@ -644,22 +644,11 @@ static int take(struct mnt_wb *w, uint64_t parent, const Caudal__Cred *cred)
 	 * waits for the give-back) */
 	Caudal__Attr pa;
 	if (!mnt_acache_attr(&m->ac, parent, &pa)) {
-		Caudal__GetAttrRequest q = CAUDAL__GET_ATTR_REQUEST__INIT;
-		Caudal__Target t = CAUDAL__TARGET__INIT;
-		t.ino = parent;
-		q.target = &t;
-		q.cred = (Caudal__Cred *)cred;
 		Caudal__AttrReply *r;
-		if (mnt_call(m, CDL_NN_GetAttr, &q.base, (ProtobufCMessage **)&r) != 0)
+		if (mnt_getattr_as(m, cred, parent, &r) != 0)
 			return -EAGAIN;
-		bool ok = r->attr != NULL;
-		if (ok) {
-			pa = *r->attr;
-			mnt_acache_put_attr(&m->ac, r->attr);
-		}
+		pa = *r->attr;
 		protobuf_c_message_free_unpacked(&r->base, NULL);
-		if (!ok)
-			return -EAGAIN;
 	}
 	if (!S_ISDIR(pa.mode))
 		return -EAGAIN;

@@ -133,6 +133,7 @@ int main(void)
 	CHECK(m.cl != NULL);
 	mnt_dcache_init(&m.dc, 60000);
 	mnt_acache_init(&m.ac, 60000);
+	mnt_itab_init(&m.itab);
 	mnt_dcache_set_live(&m.dc, true); /* (no follower: this test is the log) */
 	mnt_acache_set_live(&m.ac, true, 0);
 	CHECK_EQ(mnt_wb_start(&m), 0);
@@ -233,6 +234,7 @@ int main(void)
 
 	mnt_dcache_destroy(&m.dc);
 	mnt_acache_destroy(&m.ac);
+	mnt_itab_release(&m.itab);
 	cdl_client_free(m.cl);
 	stop_nn();
 	char cmd[600];

@@ -84,15 +84,6 @@ static void wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms)
 	pthread_cond_timedwait(cv, mu, &ts);
 }
 
-static void cond_init_mono(pthread_cond_t *cv)
-{
-	pthread_condattr_t a;
-	pthread_condattr_init(&a);
-	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-	pthread_cond_init(cv, &a);
-	pthread_condattr_destroy(&a);
-}
-
 static void replist_add(replist *l, uint64_t id, uint64_t gen, uint64_t len)
 {
 	if (l->n == l->cap) {
@@ -670,9 +661,9 @@ int dn_nn_start(dn_store *s, dn_xfer *x, const dn_nn_opts *o, dn_nn **out)
 	n->rpc_timeout_ms = o->rpc_timeout_ms > 0 ? o->rpc_timeout_ms : 10000;
 	n->io_timeout_ms = o->io_timeout_ms > 0 ? o->io_timeout_ms : 60000;
 	pthread_mutex_init(&n->mu, NULL);
-	cond_init_mono(&n->hb_cv);
-	cond_init_mono(&n->ibr_cv);
-	cond_init_mono(&n->cmd_cv);
+	cdl_cond_init_mono(&n->hb_cv);
+	cdl_cond_init_mono(&n->ibr_cv);
+	cdl_cond_init_mono(&n->cmd_cv);
 	if (pthread_create(&n->hb_thr, NULL, hb_main, n) != 0)
 		goto fail_hb;
 	if (pthread_create(&n->ibr_thr, NULL, ibr_main, n) != 0)

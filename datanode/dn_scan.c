@@ -174,11 +174,7 @@ int dn_scan_start(dn_store *s, int64_t rate, int64_t period_ms, dn_scan **out)
 	sc->rate = rate;
 	sc->period_ms = period_ms > 0 ? period_ms : 1000;
 	pthread_mutex_init(&sc->mu, NULL);
-	pthread_condattr_t a;
-	pthread_condattr_init(&a);
-	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-	pthread_cond_init(&sc->cv, &a);
-	pthread_condattr_destroy(&a);
+	cdl_cond_init_mono(&sc->cv);
 	if (pthread_create(&sc->thr, NULL, scan_main, sc) != 0) {
 		cdl_err("cannot start the block scanner thread");
 		pthread_mutex_destroy(&sc->mu);

@@ -985,12 +985,8 @@ int dn_store_open_opts(const char *dirs, const dn_store_opts *o, dn_store **out)
 	s->check_ms = o->check_ms;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->ck_mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&s->cv, &ca);
-	pthread_cond_init(&s->ck_cv, &ca);
-	pthread_condattr_destroy(&ca);
+	cdl_cond_init_mono(&s->cv);
+	cdl_cond_init_mono(&s->ck_cv);
 	s->nb = 1024;
 	s->tab = xcalloc(s->nb, sizeof(*s->tab));
 	s->vols = xcalloc(nn, sizeof(*s->vols));

@@ -131,11 +131,7 @@ static bool valid_hostport(const char *s)
 static void sync_init(cdl_client *c)
 {
 	pthread_mutex_init(&c->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&c->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cdl_cond_init_mono(&c->cond);
 }
 
 cdl_client *cdl_client_new(const cdl_client_opts *o)

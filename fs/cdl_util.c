@@ -2,6 +2,7 @@
 #include "cdl_util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,15 @@ int64_t cdl_now_ns(void)
 int64_t cdl_now_ms(void)
 {
 	return clock_ns(CLOCK_MONOTONIC) / 1000000;
+}
+
+void cdl_cond_init_mono(pthread_cond_t *cv)
+{
+	pthread_condattr_t a;
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &a);
+	pthread_condattr_destroy(&a);
 }
 
 int64_t cdl_wall_ns(void)

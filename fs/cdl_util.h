@@ -4,6 +4,7 @@
 #ifndef CDL_UTIL_H
 #define CDL_UTIL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,6 +38,9 @@ void *cdl_arena_memdup(cdl_arena *a, const void *p, size_t n);
 int64_t cdl_now_ms(void);  /* CLOCK_MONOTONIC, ms */
 int64_t cdl_now_ns(void);  /* CLOCK_MONOTONIC, ns */
 int64_t cdl_wall_ns(void); /* CLOCK_REALTIME, ns since the epoch */
+/* A condition whose timed waits count on CLOCK_MONOTONIC, like
+ * cdl_now_ms (a wall-clock step neither cuts nor stretches them). */
+void cdl_cond_init_mono(pthread_cond_t *cv);
 
 /* Validate an absolute path: starts with '/', components 1..255 bytes, no
  * '.', '..' or empty component (a single trailing '/' is tolerated), total

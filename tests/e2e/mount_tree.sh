@@ -2,8 +2,9 @@
 # The mount with ordinary file and tree tools (1 MiB blocks): cp -r of a
 # tree with files of many sizes then diff -r; cat, head -c, tail -c and dd
 # bs=1M in both directions; a mount that reads 256 KiB ahead (background
-# read-ahead over many windows, its kernel read-ahead raised); mv across directories, rm -r, find, du; tar cf
-# from and tar xf into the mount; rsync -a into the mount then diff -r.
+# read-ahead over many windows, its kernel read-ahead raised); mv across
+# directories, rm -r, find, du; tar cf from and tar xf into the mount;
+# rsync -a into the mount then diff -r.
 source "$(dirname "$0")/../lib.sh"
 source "$(dirname "$0")/mount_lib.sh"
 cluster_up

@@ -500,6 +500,12 @@ static int reader_next_frame(cdl_block_reader *r, cdl_dt_frame *f)
  * chunks (4 MiB). */
 #define READ_RUN 64
 
+/* The length of the frame at block offset at (< replen): whole but the last. */
+static size_t frame_len(const cdl_block_reader *r, uint64_t at)
+{
+	return r->replen - at < CDL_CHUNK ? (size_t)(r->replen - at) : CDL_CHUNK;
+}
+
 /* Several whole chunks the caller wants go straight to its buffer with one
  * readv. The server sends every chunk but the replica's last whole, so
  * where each frame falls is known before it arrives: only the sums are
@@ -515,7 +521,7 @@ static ssize_t reader_run(cdl_block_reader *r, void *buf, size_t n)
 	uint64_t at = r->next;
 	size_t got = 0;
 	while (k < READ_RUN && at < r->replen) {
-		size_t len = r->replen - at < CDL_CHUNK ? (size_t)(r->replen - at) : CDL_CHUNK;
+		size_t len = frame_len(r, at);
 		if (at + len > r->end || got + len > n)
 			break;
 		iov[2 * k] = (struct iovec){hdr[k], CDL_DT_FRAME};
@@ -533,7 +539,7 @@ static ssize_t reader_run(cdl_block_reader *r, void *buf, size_t n)
 	got = 0;
 	for (int i = 0; i < k; i++) {
 		cdl_dt_frame f;
-		size_t len = r->replen - at < CDL_CHUNK ? (size_t)(r->replen - at) : CDL_CHUNK;
+		size_t len = frame_len(r, at);
 		if (cdl_dt_frame_decode(hdr[i], &f) < 0 || f.seq != at || f.len != len)
 			return r->err = -EPROTO;
 		if (cdl_xxh3((uint8_t *)buf + got, len) != f.sum)
